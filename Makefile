@@ -1,0 +1,38 @@
+# Two commands matter: `make run` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint format bench check clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+## run: install, apply migrations, start the daemon on SQLite with ./sources.yaml
+run: $(STAMP)
+	$(BIN)/watcher check
+	$(BIN)/watcher db upgrade
+	$(BIN)/watcher run
+
+## test: install the test extras and run every check and the whole suite
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check watcher tests benchmarks migrations
+	$(BIN)/ruff format --check watcher tests benchmarks migrations
+
+format: $(STAMP)
+	$(BIN)/ruff format watcher tests benchmarks migrations
+	$(BIN)/ruff check --fix watcher tests benchmarks migrations
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/poll.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache dist build

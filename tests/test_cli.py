@@ -1,0 +1,214 @@
+"""The command line as an operator uses it: real processes, exit codes, one line per problem."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from watcher.store import SCHEMA_HEAD
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def watcher(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "watcher", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or ROOT,
+        input=stdin,
+        timeout=120,
+    )
+
+
+def test_check_shipped_config() -> None:
+    result = watcher("check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("sources.yaml: OK\n")
+    assert "21 sources" in result.stdout
+
+
+def test_check_reports_each_problem_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "sources:\n"
+        "  - id: a\n"
+        "    kind: feed\n"
+        "    url: https://example.org/feed\n"
+        "    intervl: 15m\n"
+        "  - id: b\n"
+        "    kind: feed\n"
+        "    url: https://example.org/b\n"
+        "    interval: often\n"
+        "channels:\n"
+        "  - id: tg\n"
+        "    url: tgram://${WATCHER_TEST_UNSET_TOKEN}/1\n"
+    )
+    # substitution problems are reported first, alone: fix them and validation follows
+    result = watcher("--config", str(bad), "check")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"{bad}:12: channels[0].url: environment variable WATCHER_TEST_UNSET_TOKEN is not set "
+        "(set it, or write ${WATCHER_TEST_UNSET_TOKEN:-default})",
+        "1 problem found; nothing was changed.",
+    ]
+    result = watcher("--config", str(bad), "check", env={"WATCHER_TEST_UNSET_TOKEN": "x" * 20})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{bad}:5: sources[0].intervl: unknown key (did you mean 'interval'?)",
+        f"{bad}:9: sources[1].interval: expected a duration like 15m, got 'often'",
+        "2 problems found; nothing was changed.",
+    ]
+
+
+def test_check_invalid_yaml(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources:\n  - id: [unclosed\n")
+    result = watcher("--config", str(bad), "check")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0].startswith(f"{bad}:3: invalid YAML:")
+    assert "Traceback" not in result.stderr
+
+
+def test_secret_never_printed(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(
+        "sources:\n  - id: a\n    kind: feed\n    url: https://example.org/f\n"
+        "    interval: 1m\n    name: ${WATCHER_T_SECRET}\n"
+    )
+    result = watcher("--config", str(cfg), "check", env={"WATCHER_T_SECRET": "hunter2-secret"})
+    assert result.returncode == 0
+    assert "hunter2-secret" not in result.stdout + result.stderr
+
+
+def test_db_upgrade_twice_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    first = watcher("--db", url, "db", "upgrade")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"database upgraded from empty to {SCHEMA_HEAD}"
+    second = watcher("--db", url, "db", "upgrade")
+    assert second.stdout.strip() == f"database is current (revision {SCHEMA_HEAD})"
+    current = watcher("--db", url, "db", "current")
+    assert current.stdout.strip() == f"{SCHEMA_HEAD}: current"
+
+
+@pytest.mark.postgres
+def test_db_upgrade_on_postgres(pg_schema_url: str) -> None:
+    first = watcher("--db", pg_schema_url, "db", "upgrade")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"database upgraded from empty to {SCHEMA_HEAD}"
+    assert watcher("--db", pg_schema_url, "db", "upgrade").stdout.strip() == (
+        f"database is current (revision {SCHEMA_HEAD})"
+    )
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://someone:pa55word@127.0.0.1:1/nowhere"
+    result = watcher("--db", url, "db", "upgrade")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: database ")
+    assert "pa55word" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["check"], ["db"], ["db", "upgrade"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    result = watcher(*command, "--help")
+    assert result.returncode == 0
+    assert "Usage: watcher" in result.stdout
+
+
+# --------------------------------------------------------------------------- collecting commands
+
+
+def _feed_config(tmp_path: Path, server_url: str, broken_url: str) -> Path:
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text(
+        "sources:\n"
+        f"  - {{id: good, kind: feed, url: '{server_url}', lang: ko, interval: 10m}}\n"
+        f"  - {{id: broken, kind: feed, url: '{broken_url}', interval: 10m}}\n"
+        "settings: {retries: 0}\n"
+    )
+    return cfg
+
+
+FEED = (
+    '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
+    "<item><title>중국, 탈북민 강제북송</title><link>https://e.org/1?utm_source=rss</link>"
+    "<pubDate>2026-11-20 14:05:00</pubDate><description>&lt;b&gt;요약&lt;/b&gt;</description>"
+    "</item></channel></rss>"
+).encode()
+
+
+def test_run_once_then_list_and_export(tmp_path: Path, db_url: str) -> None:
+    import json
+
+    from tests.httpserver import FeedServer
+
+    with FeedServer() as server:
+        server.route("/feed", body=FEED)
+        server.route("/broken", status=500)
+        cfg = _feed_config(tmp_path, server.url("/feed"), server.url("/broken"))
+        result = watcher("--config", str(cfg), "--db", db_url, "run", "--once")
+        assert result.returncode == 0, result.stderr
+        assert "broken: HTTP 500 Internal Server Error" in result.stderr
+        assert "cycle: 2 polled (1 failed, 1 ok), 1 new items" in result.stderr
+
+        listing = watcher("--config", str(cfg), "--db", db_url, "sources", "list")
+        assert listing.returncode == 0, listing.stderr
+        lines = listing.stdout.splitlines()
+        assert lines[0].split()[:4] == ["ID", "KIND", "EVERY", "HEALTH"]
+        good = next(line for line in lines if line.startswith("good"))
+        broken = next(line for line in lines if line.startswith("broken"))
+        assert " ok " in good and good.split()[-1] == "1"
+        assert "failing (1)" in broken and broken.endswith("HTTP 500 Internal Server Error")
+
+        exported = watcher("--config", str(cfg), "--db", db_url, "export", "items")
+        assert exported.returncode == 0, exported.stderr
+        (line,) = exported.stdout.splitlines()
+        row = json.loads(line)
+        assert "중국" in line  # non-ASCII unescaped
+        assert row["source"] == "good" and row["url"] == "https://e.org/1"
+        assert row["key"] == "https://e.org/1" and row["title"] == "중국, 탈북민 강제북송"
+        assert row["text"] == "요약" and row["lang"] == "ko"
+        assert row["published_at"] == "2026-11-20T05:05:00+00:00"  # read as KST
+        assert row["baseline"] is True and row["fetched_at"]
+
+        later = watcher(
+            "--config", str(cfg), "--db", db_url, "export", "items", "--since", "2999-01-01"
+        )
+        assert later.stdout == ""
+        csv_out = watcher(
+            "--config", str(cfg), "--db", db_url, "export", "items", "--format", "csv"
+        )
+        assert csv_out.stdout.splitlines()[0].startswith("source,key,url,title")
+
+
+def test_sources_test_prints_items_without_storing(tmp_path: Path) -> None:
+    from tests.httpserver import FeedServer
+
+    db = tmp_path / "w.db"
+    with FeedServer() as server:
+        server.route("/feed", body=FEED)
+        cfg = _feed_config(tmp_path, server.url("/feed"), server.url("/broken"))
+        result = watcher("--config", str(cfg), "--db", f"sqlite:///{db}", "sources", "test", "good")
+        assert result.returncode == 0, result.stderr
+        assert "2026-11-20 14:05  ko  중국, 탈북민 강제북송" in result.stdout
+        assert "https://e.org/1" in result.stdout
+        assert result.stdout.rstrip().endswith("1 items (dates in Asia/Seoul)")
+        missing = watcher("--config", str(cfg), "sources", "test", "broken")
+        assert missing.returncode == 1
+        assert missing.stderr.strip().splitlines()[-1] == "error: broken: HTTP 404 Not Found"
+        unknown = watcher("--config", str(cfg), "sources", "test", "nope")
+        assert unknown.returncode == 1 and "no source 'nope'" in unknown.stderr
+    assert not db.exists()

@@ -1,0 +1,374 @@
+"""Collecting end to end against a real local HTTP server, on SQLite and PostgreSQL:
+conditional GET, faults recorded per source, baseline, stored once, backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.httpserver import FeedServer
+from watcher.config import load_config_text
+from watcher.fetch import Fetcher, FetchLimits
+from watcher.pipeline import run_cycle
+from watcher.store import Store
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def rss(items: list[tuple[str, str]], *, pub: str = "Mon, 23 Nov 2026 08:00:00 +0900") -> bytes:
+    entries = "".join(
+        f"<item><title>{t}</title><link>{link}</link><guid>{link}</guid>"
+        f"<pubDate>{pub}</pubDate><description>&lt;p&gt;{t} lead&lt;/p&gt;</description></item>"
+        for t, link in items
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
+        f"<link>https://example.org/</link>{entries}</channel></rss>"
+    ).encode()
+
+
+def config_for(sources: list[dict[str, Any]], **settings: Any):
+    doc = {"sources": sources, "settings": {"retries": 1, **settings}}
+    return load_config_text(yaml.safe_dump(doc, allow_unicode=True), "test.yaml", {}).config
+
+
+class Clock:
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+def cycle(
+    config,
+    store: Store,
+    clock: Clock | None = None,
+    *,
+    only_due: bool = False,
+    retry_base: float = 0.01,
+    **limits: Any,
+):
+    async def go():
+        lim = FetchLimits.from_settings(config.settings)
+        lim = FetchLimits(**{**lim.__dict__, "retry_base": retry_base, **limits})
+        async with Fetcher(lim) as fetcher:
+            reports = await run_cycle(
+                config.sources,
+                store=store,
+                fetcher=fetcher,
+                settings=config.settings,
+                clock=clock or Clock(),
+                only_due=only_due,
+            )
+            return {r.source_id: r for r in reports}, fetcher.requests
+
+    store.sync_sources(config.sources, T0)
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def server():
+    with FeedServer() as s:
+        yield s
+
+
+def feed_source(server: FeedServer, sid: str, path: str, **kw: Any) -> dict[str, Any]:
+    return {"id": sid, "kind": "feed", "url": server.url(path), "interval": "5m", **kw}
+
+
+def test_conditional_get_second_cycle_parses_nothing(store: Store, server: FeedServer) -> None:
+    server.route("/f", body=rss([("A", "https://e.org/a"), ("B", "https://e.org/b")]), etag='"v1"')
+    config = config_for([feed_source(server, "s", "/f")])
+    reports, requests = cycle(config, store)
+    assert reports["s"].outcome == "ok" and reports["s"].new == 2
+    reports, requests = cycle(config, store)
+    assert requests == 1
+    assert reports["s"].outcome == "not_modified" and reports["s"].parsed == 0
+    assert server.hits("/f")[-1].headers.get("If-None-Match") == '"v1"'
+    assert store.item_count() == 2
+
+
+def test_unchanged_body_without_validators_is_not_parsed(store: Store, server: FeedServer) -> None:
+    server.route("/f", body=rss([("A", "https://e.org/a")]))
+    config = config_for([feed_source(server, "s", "/f")])
+    cycle(config, store)
+    reports, _ = cycle(config, store)
+    assert reports["s"].outcome == "unchanged" and reports["s"].parsed == 0
+
+
+def test_first_poll_is_baseline_later_items_are_not(store: Store, server: FeedServer) -> None:
+    route = server.route("/f", body=rss([("Old", "https://e.org/old")]))
+    config = config_for([feed_source(server, "s", "/f")])
+    cycle(config, store)
+    route.body = rss([("New", "https://e.org/new"), ("Old", "https://e.org/old")])
+    reports, _ = cycle(config, store)
+    assert reports["s"].new == 1
+    flags = {i.title: i.baseline for i in store.iter_items()}
+    assert flags == {"Old": True, "New": False}
+
+
+def test_item_on_two_sources_is_stored_once(store: Store, server: FeedServer) -> None:
+    server.route("/a", body=rss([("Same story", "https://E.org/story?utm_source=rss#top")]))
+    server.route("/b", body=rss([("Same story", "https://e.org/story")]))
+    config = config_for([feed_source(server, "a", "/a"), feed_source(server, "b", "/b")])
+    cycle(config, store)
+    assert store.item_count() == 1
+    (item,) = store.iter_items()
+    assert item.url == "https://e.org/story"
+    assert sorted(store.item_sources("https://e.org/story")) == ["a", "b"]
+
+
+FAULTS = {
+    "server-error": ({"status": 500}, "HTTP 500 Internal Server Error (after 2 attempts)"),
+    "not-found": ({"status": 404}, "HTTP 404 Not Found"),
+    "garbage": (
+        {"body": bytes(range(256)) * 40, "content_type": "application/octet-stream"},
+        "not an RSS or Atom feed",
+    ),
+    "html-page": (
+        {
+            "body": b"<!DOCTYPE html><html><body><a href='/rss/a.xml'>RSS</a></body></html>",
+            "content_type": "text/html; charset=UTF-8",
+        },
+        "got an HTML page, not a feed (content-type text/html; charset=UTF-8)",
+    ),
+    "invalid-utf8": (
+        {
+            "body": b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0">'
+            b"<channel><item><title>\xff\xfe bad \xc3</title>"
+            b"<link>https://e.org/x</link></item></channel></rss>"
+        },
+        None,
+    ),
+    "too-large": ({"stream_bytes": 3 * 1024 * 1024}, "response over the 1 MiB limit"),
+    "declared-too-large": (
+        {"body": b"x" * (1024 * 1024 + 10)},
+        "response of 1,048,586 bytes is over the 1 MiB limit",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_each_fault_is_recorded_on_its_source_and_the_cycle_goes_on(
+    store: Store, server: FeedServer, fault: str
+) -> None:
+    route_kw, expected = FAULTS[fault]
+    server.route("/bad", **route_kw)
+    server.route("/good", body=rss([("Fine", "https://e.org/fine")]))
+    config = config_for(
+        [feed_source(server, "bad", "/bad"), feed_source(server, "good", "/good")], max_body="1MiB"
+    )
+    reports, _ = cycle(config, store)
+    assert reports["good"].outcome == "ok" and reports["good"].new == 1
+    state = store.source_states()["bad"]
+    if expected is None:  # invalid UTF-8 is decoded with replacement, not a failure
+        assert reports["bad"].outcome == "ok"
+        (item,) = [i for i in store.iter_items() if i.source_id == "bad"]
+        assert "bad" in item.title
+        return
+    assert reports["bad"].outcome == "failed"
+    assert state.last_error is not None and state.last_error.startswith(expected)
+    assert "\n" not in state.last_error
+    assert state.consecutive_failures == 1
+
+
+def test_no_retry_on_404_but_retry_on_503(store: Store, server: FeedServer) -> None:
+    server.route("/gone", status=404)
+    server.route("/flaky", statuses=[503], body=rss([("Back", "https://e.org/back")]))
+    config = config_for(
+        [feed_source(server, "gone", "/gone"), feed_source(server, "flaky", "/flaky")]
+    )
+    reports, _ = cycle(config, store)
+    assert len(server.hits("/gone")) == 1
+    assert len(server.hits("/flaky")) == 2
+    assert reports["flaky"].outcome == "ok"
+
+
+def test_retry_after_is_honoured(store: Store, server: FeedServer) -> None:
+    server.route(
+        "/busy",
+        statuses=[429],
+        headers={"Retry-After": "1"},
+        body=rss([("Later", "https://e.org/later")]),
+    )
+    config = config_for([feed_source(server, "busy", "/busy")])
+    reports, _ = cycle(config, store)
+    first, second = server.hits("/busy")
+    assert reports["busy"].outcome == "ok"
+    assert second.at - first.at >= 0.9
+
+
+def test_stalled_source_is_cut_at_its_budget(store: Store, server: FeedServer) -> None:
+    server.route("/stall", delay=30, body=rss([]))
+    server.route("/good", body=rss([("Fine", "https://e.org/fine")]))
+    config = config_for(
+        [feed_source(server, "stall", "/stall"), feed_source(server, "good", "/good")],
+        source_timeout="1s",
+        read_timeout="20s",
+    )
+    started = time.monotonic()
+    reports, _ = cycle(config, store)
+    elapsed = time.monotonic() - started
+    assert reports["good"].outcome == "ok"
+    assert reports["stall"].error == "no complete response within the source's 1s budget"
+    assert elapsed < 10
+
+
+def test_redirect_loop(store: Store, server: FeedServer) -> None:
+    server.route("/loop", status=302, headers={"Location": "/loop"})
+    config = config_for([feed_source(server, "loop", "/loop")])
+    reports, _ = cycle(config, store)
+    assert reports["loop"].error == "more than 5 redirects (a redirect loop?)"
+
+
+def test_entity_bomb_is_not_expanded(store: Store, server: FeedServer) -> None:
+    # "billion laughs": 10^9 copies of "lol" if expanded
+    lol = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+    bomb = (
+        f'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY l0 "lol">{lol}]>'
+        '<rss version="2.0"><channel><item><title>&l9;</title>'
+        "<link>https://e.org/bomb</link></item></channel></rss>"
+    )
+    server.route("/bomb", body=bomb.encode())
+    config = config_for([feed_source(server, "bomb", "/bomb")])
+    reports, _ = cycle(config, store)
+    assert reports["bomb"].outcome == "ok"
+    (item,) = store.iter_items()
+    assert len(item.title) < 100 and "lollol" not in item.title
+
+
+def test_backoff_after_repeated_failures(store: Store, server: FeedServer) -> None:
+    server.route("/down", status=500)
+    config = config_for(
+        [feed_source(server, "down", "/down", interval="10m")], failure_threshold=2, retries=0
+    )
+    clock = Clock()
+    for _ in range(3):
+        cycle(config, store, clock)
+        clock.advance(hours=1)
+    state = store.source_states()["down"]
+    assert state.consecutive_failures == 3
+    # 3rd failure with threshold 2: 10m × 2^(3-2+1) = 40m
+    assert state.next_due_at == T0 + timedelta(hours=2) + timedelta(minutes=40)
+    assert (
+        state.last_error
+        == "HTTP 500 Internal Server Error (3 failures in a row; backing off, next try in 40m)"
+    )
+    server.route("/down", body=rss([("Up", "https://e.org/up")]))
+    cycle(config, store, clock)
+    state = store.source_states()["down"]
+    assert state.consecutive_failures == 0
+    assert state.next_due_at == clock.now + timedelta(minutes=10)
+
+
+def test_only_due_sources_are_polled(store: Store, server: FeedServer) -> None:
+    server.route("/f", body=rss([("A", "https://e.org/a")]))
+    config = config_for([feed_source(server, "s", "/f", interval="10m")])
+    clock = Clock()
+    cycle(config, store, clock, only_due=True)
+    clock.advance(minutes=5)
+    reports, requests = cycle(config, store, clock, only_due=True)
+    assert reports == {} and requests == 0
+    clock.advance(minutes=6)
+    reports, requests = cycle(config, store, clock, only_due=True)
+    assert list(reports) == ["s"]
+
+
+def test_zero_items_after_some_is_a_failure(store: Store, server: FeedServer) -> None:
+    route = server.route("/f", body=rss([("A", "https://e.org/a")]))
+    config = config_for([feed_source(server, "s", "/f")])
+    cycle(config, store)
+    route.body = rss([])
+    reports, _ = cycle(config, store)
+    assert reports["s"].outcome == "failed"
+    assert (
+        reports["s"].error == "0 items parsed where the last poll had 1 (layout or feed changed?)"
+    )
+
+
+def test_per_host_limit(store: Store) -> None:
+    hosts = [FeedServer("127.0.0.2"), FeedServer("127.0.0.3")]
+    sources = []
+    with hosts[0], hosts[1]:
+        for h, server in enumerate(hosts):
+            for n in range(6):
+                server.route(
+                    f"/f{n}", delay=0.2, body=rss([(f"{h}-{n}", f"https://e.org/{h}/{n}")])
+                )
+                sources.append(feed_source(server, f"s{h}{n}", f"/f{n}"))
+        config = config_for(sources)
+        reports, _ = cycle(config, store)
+        assert all(r.outcome == "ok" for r in reports.values())
+        for server in hosts:
+            (peak,) = server.max_active.values()
+            assert peak == 2  # in parallel, but never more than per_host
+    assert store.item_count() == 12
+
+
+def test_robots_txt_is_honoured_for_html_sources(store: Store, server: FeedServer) -> None:
+    server.route(
+        "/robots.txt", body=b"User-agent: *\nDisallow: /private/\n", content_type="text/plain"
+    )
+    page = b"<html><body><ul><li><a href='/a/1'>One</a></li></ul></body></html>"
+    server.route("/private/list", body=page, content_type="text/html")
+    server.route("/public/list", body=page, content_type="text/html")
+    html = {"kind": "html", "interval": "5m", "selectors": {"item": "li"}}
+    config = config_for(
+        [
+            {"id": "private", "url": server.url("/private/list"), **html},
+            {"id": "public", "url": server.url("/public/list"), **html},
+            {"id": "ignore", "url": server.url("/private/list"), "robots": False, **html},
+        ]
+    )
+    reports, _ = cycle(config, store)
+    assert reports["private"].error == (
+        f"disallowed by http://127.0.0.1:{server.port}/robots.txt (set robots: false to override)"
+    )
+    assert reports["public"].outcome == "ok"
+    assert reports["ignore"].outcome == "ok"
+    assert len(server.hits("/robots.txt")) == 1
+    assert len(server.hits("/private/list")) == 1  # only the source with robots: false
+
+
+def test_user_agent_names_contact(store: Store, server: FeedServer) -> None:
+    server.route("/f", body=rss([("A", "https://e.org/a")]))
+    config = config_for([feed_source(server, "s", "/f")], contact="mailto:ops@ngo.example")
+    cycle(config, store)
+    assert server.hits("/f")[0].headers["User-Agent"].endswith("(+mailto:ops@ngo.example)")
+
+
+def test_fetch_article_for_new_items_only_and_bounded(store: Store, server: FeedServer) -> None:
+    article = (
+        "<html><head><title>x</title></head><body><nav>menu</nav><article><h1>Detained</h1>"
+        + "".join(
+            f"<p>Chinese police detained a group of North Korean escapees near the "
+            f"border, sentence {n} of a long report with enough words.</p>"
+            for n in range(12)
+        )
+        + "</article><footer>footer</footer></body></html>"
+    ).encode()
+    for n in range(4):
+        server.route(f"/art/{n}", body=article, content_type="text/html; charset=utf-8")
+    route = server.route("/f", body=rss([("Old", server.url("/art/0"))]))
+    config = config_for([feed_source(server, "s", "/f", fetch_article=True, max_articles=2)])
+    cycle(config, store)  # baseline: no article fetched
+    assert server.hits("/art/0") == []
+    route.body = rss(
+        [(f"New {n}", server.url(f"/art/{n}")) for n in range(1, 4)]
+        + [("Old", server.url("/art/0"))]
+    )
+    cycle(config, store)
+    fetched = [n for n in range(4) if server.hits(f"/art/{n}")]
+    assert fetched == [1, 2]
+    texts = {i.title: i.text for i in store.iter_items()}
+    assert "sentence 11 of a long report" in texts["New 1"]
+    assert texts["New 3"] == "New 3 lead"

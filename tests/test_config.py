@@ -1,0 +1,137 @@
+"""sources.yaml loading: every problem as one file:line line, substitution, durations."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from watcher.config import (
+    ConfigError,
+    format_duration,
+    load_config,
+    load_config_text,
+    parse_duration,
+    parse_size,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = yaml.safe_load((Path(__file__).parent / "cases" / "config_errors.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_bad_config_reports_every_problem_on_its_line(case: dict) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config_text(case["text"], "sources.yaml", case.get("env", {}))
+    if "expect_prefix" in case:
+        assert len(info.value.problems) == len(case["expect_prefix"])
+        for problem, prefix in zip(info.value.problems, case["expect_prefix"], strict=True):
+            assert problem.startswith(prefix) and len(problem) > len(prefix)
+    else:
+        assert info.value.problems == case["expect"]
+
+
+def test_shipped_sources_yaml_is_valid_without_environment() -> None:
+    loaded = load_config(ROOT / "sources.yaml", env={})
+    ids = [s.id for s in loaded.config.sources]
+    assert len(ids) == len(set(ids)) >= 15
+    assert {s.kind for s in loaded.config.sources} == {"feed", "html", "json"}
+    assert {s.lang for s in loaded.config.sources} >= {"en", "ko"}
+    assert loaded.warnings == ()
+
+
+def test_environment_substitution_and_secrets() -> None:
+    text = """
+sources:
+  - id: a
+    kind: feed
+    url: https://example.org/feed?key=${FEED_KEY}
+    name: ${NAME:-Default name}
+    headers: {X-Literal: "$${NOT_A_VAR}"}
+channels:
+  - id: c
+    url: tgram://${BOT}/123
+"""
+    loaded = load_config_text(text, "f.yaml", {"FEED_KEY": "k-123", "BOT": "bot-secret-token"})
+    source = loaded.config.sources[0]
+    assert source.url == "https://example.org/feed?key=k-123"
+    assert source.name == "Default name"
+    assert source.headers == {"X-Literal": "${NOT_A_VAR}"}
+    assert loaded.config.channels[0].url == "tgram://bot-secret-token/123"
+    assert loaded.secrets == {"k-123", "bot-secret-token"}
+
+
+def test_environment_value_cannot_change_structure() -> None:
+    text = "sources:\n  - id: a\n    kind: feed\n    url: https://e.org/\n    name: ${X}\n"
+    loaded = load_config_text(text, "f.yaml", {"X": "a\n  - id: injected"})
+    assert [s.id for s in loaded.config.sources] == ["a"]
+    assert loaded.config.sources[0].name == "a\n  - id: injected"
+
+
+def test_short_interval_warns_but_loads() -> None:
+    text = "sources:\n  - id: a\n    kind: feed\n    url: https://e.org/f\n    interval: 30s\n"
+    loaded = load_config_text(text, "f.yaml", {})
+    assert loaded.config.sources[0].interval == timedelta(seconds=30)
+    assert loaded.warnings == (
+        "f.yaml:5: sources[0].interval: interval 30s is under 5m: outlets may block frequent "
+        "polling",
+    )
+
+
+def test_missing_file_is_one_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("/nonexistent/sources.yaml")
+    assert info.value.problems == [
+        "/nonexistent/sources.yaml: no such file (give another with --config)"
+    ]
+
+
+def test_defaults() -> None:
+    loaded = load_config_text(
+        "sources:\n  - {id: a, kind: feed, url: 'https://e.org/f', lang: ko}\n", "f", {}
+    )
+    source = loaded.config.sources[0]
+    assert source.interval == timedelta(minutes=15)
+    assert source.zone == "Asia/Seoul"
+    assert loaded.config.settings.per_host == 2
+    assert loaded.config.settings.max_body == 10 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30s", timedelta(seconds=30)),
+        ("15m", timedelta(minutes=15)),
+        ("2h", timedelta(hours=2)),
+        ("1d", timedelta(days=1)),
+        ("1h30m", timedelta(minutes=90)),
+        ("0", timedelta(0)),
+        ("0s", timedelta(0)),
+        ("250ms", timedelta(milliseconds=250)),
+    ],
+)
+def test_parse_duration(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["often", "15", "m", "-5m", "5 minutes", "", "1h 30"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a duration like 15m"):
+        parse_duration(text)
+
+
+@given(st.integers(min_value=0, max_value=10**7))
+def test_duration_round_trip(seconds: int) -> None:
+    value = timedelta(seconds=seconds)
+    assert parse_duration(format_duration(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("10MiB", 10 * 1024**2), ("512KiB", 512 * 1024), ("1000", 1000)]
+)
+def test_parse_size(text: str, expected: int) -> None:
+    assert parse_size(text) == expected

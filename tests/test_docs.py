@@ -1,0 +1,106 @@
+"""Docs and registries agree with the code: kinds, commands, settings, import layering."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import click
+import pytest
+
+from watcher import config as config_module
+from watcher.cli import cli
+from watcher.parsers import PARSER_KINDS, _registry
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+CONFIG_DOC = (ROOT / "docs" / "configuration.md").read_text()
+
+
+def _table_rows(text: str, heading: str) -> list[str]:
+    section = text.split(heading, 1)[1]
+    rows = []
+    for line in section.splitlines()[1:]:
+        if line.startswith("#"):
+            break
+        m = re.match(r"^\| `([^`]+)`", line)
+        if m:
+            rows.append(m.group(1))
+    return rows
+
+
+def test_source_kinds_agree_everywhere() -> None:
+    documented = set(_table_rows(README, "## Source kinds"))
+    assert set(config_module.SOURCE_KINDS) == set(PARSER_KINDS) == set(_registry()) == documented
+
+
+def _leaf_commands(group: click.Group, prefix: str = "watcher") -> set[str]:
+    out = set()
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            out |= _leaf_commands(command, f"{prefix} {name}")
+        else:
+            out.add(f"{prefix} {name}")
+    return out
+
+
+def test_every_command_is_documented_and_every_documented_command_exists() -> None:
+    documented = {re.sub(r" [\[A-Z-].*$", "", row) for row in _table_rows(README, "| command |")}
+    assert documented == _leaf_commands(cli)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        config_module.Settings,
+        config_module.FeedSource,
+        config_module.HtmlSource,
+        config_module.JsonSource,
+        config_module.HtmlSelectors,
+        config_module.JsonFields,
+        config_module.Channel,
+    ],
+    ids=lambda m: m.__name__,
+)
+def test_every_config_key_is_documented(model: type) -> None:
+    missing = [f for f in model.model_fields if f"`{f}`" not in CONFIG_DOC]
+    assert missing == []
+
+
+PURE = {"items", "parsers", "types", "config"}
+
+
+def _watcher_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("watcher"):
+            parts = node.module.split(".")
+            found.add(parts[1] if len(parts) > 1 else node.names[0].name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("watcher."):
+                    found.add(alias.name.split(".")[1])
+    return found
+
+
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("types.py", set()),
+        ("config.py", set()),
+        ("items.py", {"types"}),
+        ("parsers/__init__.py", {"types", "parsers"}),
+        ("parsers/feed.py", {"types", "items", "parsers"}),
+        ("parsers/html.py", {"types", "items", "parsers"}),
+        ("parsers/json_api.py", {"types", "items", "parsers"}),
+        ("parsers/article.py", {"types", "items", "parsers"}),
+        ("fetch.py", {"types", "__version__"}),
+        ("tables.py", set()),
+        ("store.py", {"types", "tables"}),
+    ],
+)
+def test_layering(module: str, allowed: set[str]) -> None:
+    """Pure stages import only pure modules; I/O lives in fetch, store and tables."""
+    assert _watcher_imports(ROOT / "watcher" / module) <= allowed

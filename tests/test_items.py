@@ -1,0 +1,190 @@
+"""Normalisation: canonical URLs, clean text, dates in the page's zone, language, keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from watcher.items import canonical_url, clean_text, detect_lang, make_item, parse_date, stable_key
+from watcher.parsers import decode, looks_like_html
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "base", "expected"),
+    [
+        (
+            "HTTPS://WWW.DailyNK.com/20261120-1/?utm_source=rss&utm_medium=feed",
+            None,
+            "https://www.dailynk.com/20261120-1/",
+        ),
+        ("https://e.org/a?id=5&fbclid=x&page=2#comments", None, "https://e.org/a?id=5&page=2"),
+        ("http://e.org:80/a", None, "http://e.org/a"),
+        ("https://e.org:8443/a", None, "https://e.org:8443/a"),
+        (
+            "./202611/t20261120_11234567.html",
+            "https://www.mfa.gov.cn/eng/xw/fyrbt/lxjzh/",
+            "https://www.mfa.gov.cn/eng/xw/fyrbt/lxjzh/202611/t20261120_11234567.html",
+        ),
+        (
+            "/en/press-releases/2026/11/x",
+            "https://www.ohchr.org/en/press-releases",
+            "https://www.ohchr.org/en/press-releases/2026/11/x",
+        ),
+        (
+            "https://news.un.org/feed/view/en/story/2026/10/1168559",
+            None,
+            "https://news.un.org/en/story/2026/10/1168559",
+        ),
+        ("https://e.org", None, "https://e.org/"),
+        ("javascript:alert(1)", None, None),
+        ("mailto:a@b.org", None, None),
+        ("", None, None),
+        ("http://[::1", None, None),
+    ],
+)
+def test_canonical_url(raw: str, base: str | None, expected: str | None) -> None:
+    assert canonical_url(raw, base) == expected
+
+
+@given(st.text(min_size=1, max_size=40).map(lambda s: f"https://Example.org/p/{s}?utm_x=1&q={s}"))
+def test_canonical_url_is_idempotent(url: str) -> None:
+    once = canonical_url(url)
+    assert once is None or canonical_url(once) == once
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            "<p>Chinese police <b>detained</b> 20</p><p>defectors.</p>",
+            "Chinese police detained 20 defectors.",
+        ),
+        ("A&amp;B &lt;tag&gt;", "A&B <tag>"),
+        ("<script>alert(1)</script>Safe", "Safe"),
+        ("  many\n\n  spaces\t here ", "many spaces here"),
+        ("탈북민 \u1112\u1161\u11ab", "탈북민 한"),  # decomposed Hangul → NFC
+        (None, ""),
+    ],
+)
+def test_clean_text(raw: str | None, expected: str) -> None:
+    assert clean_text(raw) == expected
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="&<"), max_size=200))
+def test_clean_text_is_idempotent_on_text_without_markup(text: str) -> None:
+    once = clean_text(text)
+    assert clean_text(once) == once
+    assert once == once.strip() and "  " not in once
+    assert all(ch.isprintable() for ch in once)
+
+
+def test_clean_text_caps_length() -> None:
+    assert len(clean_text("가" * 200_000)) == 100_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "zone", "expected"),
+    [
+        ("Mon, 23 Nov 2026 08:00:00 +0900", "UTC", "2026-11-22T23:00:00+00:00"),
+        ("Mon, 23 Nov 2026 08:00:00 GMT", "Asia/Seoul", "2026-11-23T08:00:00+00:00"),
+        ("2026-11-20T10:00:00Z", "UTC", "2026-11-20T10:00:00+00:00"),
+        ("2026-09-27 19:00:00", "Asia/Seoul", "2026-09-27T10:00:00+00:00"),
+        ("2024.04.26 14:05", "Asia/Seoul", "2024-04-26T05:05:00+00:00"),
+        ("2024년 4월 26일", "Asia/Seoul", "2024-04-25T15:00:00+00:00"),
+        ("2024년 4월 26일 오후 2시 5분", "Asia/Seoul", "2024-04-26T05:05:00+00:00"),
+        ("입력 2024.04.26. 오전 9:30", "Asia/Seoul", "2024-04-26T00:30:00+00:00"),
+        ("2026年11月20日", "Asia/Shanghai", "2026-11-19T16:00:00+00:00"),
+        ("November 20, 2026", "UTC", "2026-11-20T00:00:00+00:00"),
+        ("2026-11-20", "Asia/Tokyo", "2026-11-19T15:00:00+00:00"),
+        ("not a date", "UTC", None),
+        ("", "UTC", None),
+        ("2024.13.45", "UTC", None),
+    ],
+)
+def test_parse_date(raw: str, zone: str, expected: str | None) -> None:
+    parsed = parse_date(raw, zone)
+    assert (parsed.isoformat() if parsed else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "declared", "expected"),
+    [
+        ("중국, 탈북민 600여명 강제북송", None, "ko"),
+        ("中国遣返朝鲜脱北者", None, "zh"),
+        ("中国が脱北者を強制送還", None, "ja"),
+        ("脱北者 強制送還", "ja", "ja"),
+        ("China repatriates North Koreans", None, "en"),
+        ("China repatriates North Koreans", "ko", "en"),
+        ("Chine : rapatriement", "fr", "fr"),
+        ("12345", "ko", "ko"),
+    ],
+)
+def test_detect_lang(text: str, declared: str | None, expected: str) -> None:
+    assert detect_lang(text, declared) == expected
+
+
+def test_stable_key_prefers_canonical_url_then_guid_then_hash() -> None:
+    assert stable_key("s", "https://e.org/a", "g1", "T", None) == "https://e.org/a"
+    assert stable_key("s", None, "g1", "T", None) == "s:g1"
+    hashed = stable_key("s", None, None, "T", "2026-11-20")
+    assert hashed.startswith("s:h:") and hashed == stable_key("s", None, None, "T", "2026-11-20")
+    assert hashed != stable_key("s", None, None, "T", "2026-11-21")
+    long_url = "https://e.org/" + "x" * 300
+    assert stable_key("s", long_url, None, "T", None).startswith("u:")
+
+
+def test_make_item_shared_link_falls_back_to_guid() -> None:
+    item = make_item(
+        source_id="voa",
+        title="Video",
+        link="https://www.voakorea.com/z/2712",
+        guid="12345",
+        fetched_at=NOW,
+        shared_url=True,
+    )
+    assert item.key == "voa:12345"
+    assert item.url == "https://www.voakorea.com/z/2712"
+
+
+@pytest.mark.parametrize(
+    ("body", "header", "expected_text", "expected_codec"),
+    [
+        ("탈북민".encode("euc-kr"), None, "탈북민", "cp949"),
+        (
+            '<?xml version="1.0" encoding="euc-kr"?><t>탈북민</t>'.encode("euc-kr"),
+            None,
+            '<?xml version="1.0" encoding="euc-kr"?><t>탈북민</t>',
+            "cp949",
+        ),
+        (
+            "<p>똠방각하 탈북민 강제북송 소식입니다</p>".encode("cp949"),
+            "ISO-8859-1",
+            "<p>똠방각하 탈북민 강제북송 소식입니다</p>",
+            "cp949",
+        ),
+        ("遣返".encode("gb18030"), "gb2312", "遣返", "gb18030"),
+        ("\ufeffhello".encode(), "iso-8859-1", "hello", "utf-8"),
+        (b"caf\xe9", "iso-8859-1", "café", "cp1252"),
+    ],
+)
+def test_decode(body: bytes, header: str | None, expected_text: str, expected_codec: str) -> None:
+    assert decode(body, header) == (expected_text, expected_codec)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<!DOCTYPE html><html>", True),
+        ("\n  <html lang='ko'>", True),
+        ("<?xml version='1.0'?>\n<!-- c --><html>", True),
+        ("<?xml version='1.0'?><rss>", False),
+        ("<feed xmlns='http://www.w3.org/2005/Atom'>", False),
+    ],
+)
+def test_looks_like_html(text: str, expected: bool) -> None:
+    assert looks_like_html(text) is expected

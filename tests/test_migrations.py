@@ -1,0 +1,50 @@
+"""Alembic migrations and the SQLAlchemy tables agree, on both databases."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from watcher.store import SCHEMA_HEAD, Store, migrations_dir
+from watcher.tables import metadata
+
+
+def test_schema_head_constant_is_alembic_head() -> None:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [SCHEMA_HEAD]
+
+
+def test_autogenerate_finds_no_difference(store: Store) -> None:
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, metadata)
+    assert diff == []
+
+
+def _shape(store: Store) -> dict[str, list[str]]:
+    insp = inspect(store.engine)
+    return {
+        table: sorted(c["name"] for c in insp.get_columns(table))
+        for table in insp.get_table_names()
+    }
+
+
+def test_both_databases_get_the_same_tables_and_columns(tmp_path, pg_schema_url: str) -> None:
+    lite = Store.open(f"sqlite:///{tmp_path / 'w.db'}")
+    pg = Store.open(pg_schema_url)
+    lite.upgrade()
+    pg.upgrade()
+    assert _shape(lite) == _shape(pg)
+    lite.close()
+    pg.close()
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'w.db'}")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    store.close()

@@ -1,0 +1,140 @@
+"""The store on SQLite and PostgreSQL: migrations, sources, items stored once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import inspect
+
+from watcher.store import SCHEMA_HEAD, Store
+from watcher.types import Item
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def make_item(key: str = "https://example.org/a", **kw: object) -> Item:
+    values: dict = {
+        "key": key,
+        "source_id": "src",
+        "url": key,
+        "title": "중국, 탈북민 강제북송",
+        "text": "text",
+        "lang": "ko",
+        "published_at": NOW - timedelta(hours=1),
+        "published_raw": "2026-11-23 17:00",
+        "fetched_at": NOW,
+    }
+    values.update(kw)
+    return Item(**values)
+
+
+class _Src:
+    def __init__(self, id: str, url: str = "https://example.org/feed") -> None:
+        self.id, self.kind, self.url = id, "feed", url
+
+
+def test_upgrade_creates_schema_and_is_idempotent(db_url: str) -> None:
+    store = Store.open(db_url)
+    assert store.current_revision() is None
+    assert store.upgrade() == (None, SCHEMA_HEAD)
+    assert store.upgrade() == (SCHEMA_HEAD, SCHEMA_HEAD)
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"sources", "items", "alembic_version"} <= tables
+    store.close()
+
+
+def test_same_item_twice_is_one_row(store: Store) -> None:
+    store.sync_sources([_Src("src")], NOW)
+    first = store.save_items([make_item()])
+    second = store.save_items([make_item(title="중국,  탈북민 강제북송!")])  # punctuation only
+    assert [i.key for i in first.new] == ["https://example.org/a"]
+    assert second.new == () and second.updated == () and second.seen == 1
+    assert store.item_count() == 1
+    (stored,) = list(store.iter_items())
+    assert stored.title == "중국, 탈북민 강제북송"
+    assert stored.published_at == NOW - timedelta(hours=1)
+    assert stored.published_at.tzinfo is not None
+
+
+def test_material_edit_updates_item_and_keeps_old_version(store: Store) -> None:
+    store.sync_sources([_Src("src")], NOW)
+    store.save_items([make_item()])
+    result = store.save_items([make_item(title="중국, 탈북민 600여명 강제북송")])
+    assert [i.key for i in result.updated] == ["https://example.org/a"]
+    assert result.new == ()
+    assert store.item_count() == 1
+    (stored,) = list(store.iter_items())
+    assert stored.title == "중국, 탈북민 600여명 강제북송"
+    assert store.item_revisions("https://example.org/a") == [("중국, 탈북민 강제북송", "text")]
+
+
+def test_item_carried_by_two_sources_is_stored_once(store: Store) -> None:
+    store.sync_sources([_Src("a"), _Src("b")], NOW)
+    assert len(store.save_items([make_item(source_id="a")]).new) == 1
+    later = NOW + timedelta(minutes=5)
+    assert store.save_items([make_item(source_id="b")], now=later).new == ()
+    assert store.item_count() == 1
+    assert store.item_sources("https://example.org/a") == ["a", "b"]
+
+
+def test_duplicate_keys_in_one_batch(store: Store) -> None:
+    store.sync_sources([_Src("src")], NOW)
+    result = store.save_items([make_item(), make_item(), make_item("k2")])
+    assert sorted(i.key for i in result.new) == ["https://example.org/a", "k2"]
+    assert store.item_count() == 2
+
+
+def test_racing_connections_store_one_row(db_url: str) -> None:
+    setup = Store.open(db_url)
+    setup.upgrade()
+    setup.sync_sources([_Src("src")], NOW)
+    setup.close()
+    stores = [Store.open(db_url) for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def insert(store: Store) -> None:
+        try:
+            barrier.wait()
+            for n in range(20):
+                results.append(len(store.save_items([make_item(f"key-{n}")]).new))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=insert, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(results) == 20  # each key reported new exactly once across all writers
+    assert stores[0].item_count() == 20
+    for s in stores:
+        s.close()
+
+
+def test_sync_sources_resets_validators_when_url_changes(store: Store) -> None:
+    store.sync_sources([_Src("a"), _Src("b")], NOW)
+    with store.engine.begin() as conn:
+        from sqlalchemy import update
+
+        from watcher.tables import sources
+
+        conn.execute(update(sources).values(etag='"v1"', body_hash="h"))
+    store.sync_sources([_Src("a", "https://example.org/new"), _Src("b")], NOW)
+    states = store.source_states()
+    assert states["a"].url == "https://example.org/new"
+    assert states["a"].etag is None and states["a"].body_hash is None
+    assert states["b"].etag == '"v1"'
+
+
+def test_aware_datetimes_round_trip_in_utc(store: Store) -> None:
+    from zoneinfo import ZoneInfo
+
+    store.sync_sources([_Src("src")], NOW)
+    seoul = datetime(2026, 11, 23, 18, 0, tzinfo=ZoneInfo("Asia/Seoul"))
+    store.save_items([make_item(published_at=seoul.astimezone(UTC))])
+    (stored,) = list(store.iter_items())
+    assert stored.published_at == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

@@ -1,0 +1,509 @@
+"""The `watcher` command line: parses options, composes the stages, turns errors into one line.
+
+Global options come before the command: ``watcher --config F --db URL run --once``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import click
+
+from watcher import __version__
+from watcher import log as logsetup
+from watcher.config import ConfigError, LoadedConfig, load_config
+from watcher.store import DEFAULT_DATABASE_URL, Store, StoreError
+
+log = logging.getLogger("watcher")
+
+
+@dataclass
+class Context:
+    config_path: str
+    db_url: str | None
+    log_level: str
+    log_format: str
+    _loaded: LoadedConfig | None = field(default=None, repr=False)
+
+    def config(self) -> LoadedConfig:
+        """The validated config; exits with every problem listed when it is invalid."""
+        if self._loaded is None:
+            try:
+                self._loaded = load_config(self.config_path)
+            except ConfigError as exc:
+                fail_config(exc)
+            logsetup.add_secrets(self._loaded.secrets)
+        return self._loaded
+
+    def database_url(self, *, need_config: bool = True) -> str:
+        if self.db_url:
+            return self.db_url
+        if need_config:
+            return self.config().config.settings.database_url or DEFAULT_DATABASE_URL
+        return DEFAULT_DATABASE_URL
+
+    def store(self, *, migrate: bool = True, need_config: bool = True) -> Store:
+        """Open the database, applying pending migrations (the daemon and most commands)."""
+        url = self.database_url(need_config=need_config)
+        try:
+            store = Store.open(url)
+            if migrate:
+                store.ensure_schema()
+        except StoreError as exc:
+            fail(str(exc))
+        except Exception as exc:  # driver errors: unreachable server, bad credentials
+            fail(f"database {logsetup.redact(url)}: {_one_line(exc)}")
+        return store
+
+
+def _one_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return logsetup.redact(lines[0] if lines else type(orig).__name__)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {logsetup.redact(message)}", err=True)
+    sys.exit(code)
+
+
+def fail_config(exc: ConfigError) -> NoReturn:
+    for problem in exc.problems:
+        click.echo(logsetup.redact(problem), err=True)
+    count = len(exc.problems)
+    click.echo(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed.", err=True)
+    sys.exit(2)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="watcher")
+@click.option(
+    "--config",
+    "config_path",
+    default="sources.yaml",
+    show_default=True,
+    envvar="WATCHER_CONFIG",
+    metavar="PATH",
+    help="The sources.yaml to use (env WATCHER_CONFIG).",
+)
+@click.option(
+    "--db",
+    "db_url",
+    envvar="WATCHER_DATABASE_URL",
+    metavar="URL",
+    help="Database URL, e.g. sqlite:///watcher.db or postgresql+psycopg://user@host/db "
+    "(env WATCHER_DATABASE_URL; default: settings.database_url, else "
+    f"{DEFAULT_DATABASE_URL}).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="One line per event, as text or JSON.",
+)
+@click.pass_context
+def cli(
+    ctx: click.Context, config_path: str, db_url: str | None, log_level: str, log_format: str
+) -> None:
+    """Watch UN and news sources for forced repatriations of North Korean escapees,
+    and alert advocates.
+
+    Configuration lives in sources.yaml; see `watcher check` and docs/configuration.md.
+    """
+    logsetup.setup(log_level, log_format)
+    ctx.obj = Context(
+        config_path=config_path, db_url=db_url, log_level=log_level, log_format=log_format
+    )
+
+
+@cli.command()
+@pass_ctx
+def check(ctx: Context) -> None:
+    """Validate sources.yaml and print a one-screen summary.
+
+    Every problem is printed as FILE:LINE: PATH: what is wrong; the exit code is 2 when
+    there are problems, 0 otherwise.
+    """
+    loaded = ctx.config()
+    config = loaded.config
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    kinds = Counter(s.kind for s in config.sources)
+    disabled = sum(1 for s in config.sources if not s.enabled)
+    kinds_text = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    click.echo(f"{loaded.path}: OK")
+    click.echo(
+        f"  {_plural(len(config.sources), 'source')} ({kinds_text}"
+        f"{f'; {disabled} disabled' if disabled else ''})"
+    )
+    langs = Counter(s.lang or "?" for s in config.sources if s.enabled)
+    click.echo("  languages: " + ", ".join(f"{k} {n}" for k, n in langs.most_common()))
+    click.echo(
+        f"  {_plural(len(config.rules), 'rule')}, "
+        f"{_plural(len(config.channels), 'channel')}, "
+        f"{_plural(len(config.routes), 'route')}"
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+@cli.group()
+def db() -> None:
+    """Database schema: migrations (applied automatically by `watcher run`)."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(ctx: Context) -> None:
+    """Apply pending migrations to the database (a no-op when it is current)."""
+    store = ctx.store(migrate=False, need_config=_config_exists(ctx))
+    try:
+        before, after = store.upgrade()
+    except StoreError as exc:
+        fail(str(exc))
+    except Exception as exc:
+        fail(f"migration failed: {_one_line(exc)}")
+    finally:
+        store.close()
+    if before == after:
+        click.echo(f"database is current (revision {after})")
+    else:
+        click.echo(f"database upgraded from {before or 'empty'} to {after}")
+
+
+@db.command("current")
+@pass_ctx
+def db_current(ctx: Context) -> None:
+    """Print the applied migration revision and whether it is the newest."""
+    from watcher.store import SCHEMA_HEAD
+
+    store = ctx.store(migrate=False, need_config=_config_exists(ctx))
+    try:
+        revision = store.current_revision()
+    except StoreError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+    state = "current" if revision == SCHEMA_HEAD else f"behind (newest is {SCHEMA_HEAD})"
+    click.echo(f"{revision or 'empty'}: {state}")
+
+
+# --------------------------------------------------------------------------- run
+
+
+@cli.command()
+@click.option(
+    "--once", is_flag=True, help="Run one poll cycle of the sources that are due, then exit."
+)
+@click.option(
+    "--all", "all_sources", is_flag=True, help="With --once: poll every enabled source, due or not."
+)
+@pass_ctx
+def run(ctx: Context, once: bool, all_sources: bool) -> None:
+    """Poll the sources on their intervals and store what they carry.
+
+    Applies pending migrations first. Exit code 0 when the cycle ran, even if some sources
+    failed (see `watcher sources list`); non-zero only when watcher itself could not run.
+    Stop the daemon with Ctrl-C or SIGTERM.
+    """
+    import asyncio
+
+    from watcher.pipeline import Parsing
+
+    loaded = ctx.config()
+    store = ctx.store()
+    parsing = Parsing.from_settings(loaded.config.settings)
+    try:
+        if once:
+            asyncio.run(_cycle(loaded, store, only_due=not all_sources, parsing=parsing))
+        else:
+            asyncio.run(_daemon(loaded, store, parsing))
+    finally:
+        parsing.close()
+        store.close()
+
+
+async def _cycle(
+    loaded: LoadedConfig, store: Store, *, only_due: bool, parsing: Any = None
+) -> list[Any]:
+    import time
+
+    from watcher.fetch import Fetcher, FetchLimits
+    from watcher.pipeline import run_cycle, utcnow
+
+    config = loaded.config
+    sources = [s for s in config.sources if s.enabled]
+    store.sync_sources(sources, utcnow())
+    started = time.monotonic()
+    async with Fetcher(FetchLimits.from_settings(config.settings)) as fetcher:
+        reports = await run_cycle(
+            sources,
+            store=store,
+            fetcher=fetcher,
+            settings=config.settings,
+            only_due=only_due,
+            parsing=parsing,
+        )
+    outcomes = Counter(r.outcome for r in reports)
+    log.info(
+        "cycle: %d polled (%s), %d new items, in %.1fs",
+        len(reports),
+        ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "none due",
+        sum(r.new for r in reports),
+        time.monotonic() - started,
+        extra={"action": "cycle"},
+    )
+    return reports
+
+
+async def _daemon(loaded: LoadedConfig, store: Store, parsing: Any) -> None:
+    import asyncio
+    import signal
+
+    from watcher.pipeline import utcnow
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "watcher %s running: %d sources, database %s",
+        __version__,
+        sum(1 for s in loaded.config.sources if s.enabled),
+        logsetup.redact(str(store.engine.url)),
+        extra={"action": "start"},
+    )
+    while not stop.is_set():
+        await _cycle(loaded, store, only_due=True, parsing=parsing)
+        states = store.fetch_states()
+        enabled = {s.id for s in loaded.config.sources if s.enabled}
+        dues = [st.next_due_at for sid, st in states.items() if sid in enabled and st.next_due_at]
+        wait = min((d - utcnow()).total_seconds() for d in dues) if dues else 30.0
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=min(max(wait, 0.2), 30.0))
+        except TimeoutError:
+            pass
+    log.info("watcher stopped", extra={"action": "stop"})
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@cli.group()
+def sources() -> None:
+    """Inspect sources: their state, or what one yields right now."""
+
+
+@sources.command("list")
+@pass_ctx
+def sources_list(ctx: Context) -> None:
+    """Show every source: kind, interval, health, last success, last error, items stored."""
+    from watcher.config import format_duration
+    from watcher.pipeline import utcnow
+
+    config = ctx.config().config
+    store = ctx.store()
+    try:
+        states = store.source_states()
+    finally:
+        store.close()
+    now = utcnow()
+    rows = [("ID", "KIND", "EVERY", "HEALTH", "LAST SUCCESS", "ITEMS", "LAST ERROR")]
+    for source in config.sources:
+        st = states.get(source.id)
+        rows.append(
+            (
+                source.id,
+                source.kind,
+                format_duration(source.interval),
+                _health(source, st),
+                _ago(st.last_success_at if st else None, now),
+                str(st.items_stored if st else 0),
+                (st.last_error or "") if st and st.consecutive_failures else "",
+            )
+        )
+    configured = {s.id for s in config.sources}
+    for sid, st in states.items():
+        if sid not in configured:
+            rows.append(
+                (
+                    sid,
+                    st.kind,
+                    "-",
+                    "removed",
+                    _ago(st.last_success_at, now),
+                    str(st.items_stored),
+                    "",
+                )
+            )
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[6])
+
+
+def _health(source: Any, state: Any) -> str:
+    if not source.enabled:
+        return "disabled"
+    if state is None or state.last_polled_at is None:
+        return "never polled"
+    if state.consecutive_failures:
+        return f"failing ({state.consecutive_failures})"
+    return "ok"
+
+
+def _ago(when: Any, now: Any) -> str:
+    if when is None:
+        return "never"
+    seconds = int((now - when).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{max(seconds, 0)}s ago"
+
+
+@sources.command("test")
+@click.argument("source_id")
+@pass_ctx
+def sources_test(ctx: Context, source_id: str) -> None:
+    """Fetch one source now and print what it parsed, without storing anything.
+
+    The tool for writing selectors: each item's date (in the source's time zone), language,
+    title and URL. Exit code 1 when the fetch or the parse failed.
+    """
+    import asyncio
+    from zoneinfo import ZoneInfo
+
+    from watcher.fetch import Fetcher, FetchLimits
+    from watcher.parsers import parse
+    from watcher.pipeline import request_for, utcnow
+
+    config = ctx.config().config
+    try:
+        source = config.source(source_id)
+    except KeyError:
+        known = ", ".join(s.id for s in config.sources)
+        fail(f"no source {source_id!r} in {ctx.config_path} (sources: {known})")
+
+    async def go() -> Any:
+        async with Fetcher(FetchLimits.from_settings(config.settings)) as fetcher:
+            return await fetcher.fetch(request_for(source, None, conditional=False))
+
+    result = asyncio.run(go())
+    click.echo(
+        f"{source.id}: {result.final_url} -> HTTP {result.status or '-'}, "
+        f"{len(result.body or b'')} bytes in {result.elapsed:.2f}s"
+    )
+    if not result.ok:
+        fail(f"{source.id}: {result.error}")
+    parsed = parse(source, result, utcnow())
+    if parsed.error:
+        fail(f"{source.id}: {parsed.error}")
+    zone = ZoneInfo(source.zone)
+    for item in parsed.items:
+        when = (
+            item.published_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+            if item.published_at
+            else "(no date)       "
+        )
+        click.echo(f"{when}  {item.lang or '??':<3} {item.title[:100]}")
+        click.echo(f"{'':21}{item.url or '(no link)'}")
+    click.echo(f"{len(parsed.items)} items (dates in {source.zone})")
+
+
+# --------------------------------------------------------------------------- export
+
+
+@cli.group()
+def export() -> None:
+    """Write stored data to stdout."""
+
+
+@export.command("items")
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="Only items fetched at or after DATE "
+    "(2026-11-01 or an ISO time; UTC unless it has an offset).",
+)
+@click.option(
+    "--source", "source_id", metavar="ID", help="Only items first carried by this source."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@pass_ctx
+def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: str) -> None:
+    """Every stored item (baseline included) as UTF-8 JSON Lines or CSV."""
+    import csv
+    import json
+
+    from watcher.items import parse_date
+
+    since_at = None
+    if since:
+        since_at = parse_date(since, "UTC")
+        if since_at is None:
+            fail(f"--since: expected a date like 2026-11-01, got {since!r}")
+    store = ctx.store(need_config=_config_exists(ctx))
+    fields = [
+        "source",
+        "key",
+        "url",
+        "title",
+        "text",
+        "lang",
+        "published_at",
+        "published_raw",
+        "fetched_at",
+        "baseline",
+    ]
+    out = click.get_text_stream("stdout")
+    writer = csv.DictWriter(out, fieldnames=fields) if fmt == "csv" else None
+    if writer:
+        writer.writeheader()
+    try:
+        for item in store.iter_items(since=since_at, source_id=source_id):
+            row = {
+                "source": item.source_id,
+                "key": item.key,
+                "url": item.url,
+                "title": item.title,
+                "text": item.text,
+                "lang": item.lang,
+                "published_at": item.published_at.isoformat() if item.published_at else None,
+                "published_raw": item.published_raw,
+                "fetched_at": item.fetched_at.isoformat(),
+                "baseline": item.baseline,
+            }
+            if writer:
+                writer.writerow(row)
+            else:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    finally:
+        store.close()
+
+
+def _config_exists(ctx: Context) -> bool:
+    import os
+
+    return os.path.exists(ctx.config_path)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    return cli.main(args=argv, prog_name="watcher")

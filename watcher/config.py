@@ -1,0 +1,599 @@
+"""sources.yaml → a validated, frozen `Config`; the only place that reads YAML.
+
+Every problem in the file is reported, each on one line, as
+``FILE:LINE: PATH: what is wrong (what was expected)``, e.g.::
+
+    sources.yaml:42: sources[3].interval: expected a duration like 15m, got 'often'
+
+Values may name environment variables as ``${VAR}`` or ``${VAR:-default}`` (write ``$${`` for a
+literal ``${``). Substitution happens after YAML parsing, inside string values only, so a value
+from the environment can never change the structure of the file. Values that came from the
+environment are collected in `Config.secrets` so that logging can redact them.
+
+Usage::
+
+    config = load_config("sources.yaml")          # raises ConfigError listing every problem
+    for source in config.sources: ...
+
+Imports nothing from watcher.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+import zoneinfo
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+# --------------------------------------------------------------------------- errors
+
+
+class ConfigError(Exception):
+    """The configuration is invalid. `problems` holds one line per problem, already formatted."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# --------------------------------------------------------------------------- value types
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> timedelta:
+    """`30s`, `15m`, `2h`, `1d`, `1h30m` (or `0`) → timedelta; anything else is a ValueError."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        return timedelta(0)
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        if text == "0":
+            return timedelta(0)
+        parts = _DURATION_PART.findall(text)
+        if parts and "".join(n + u for n, u in parts) == text:
+            return timedelta(seconds=sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
+    raise ValueError(f"expected a duration like 15m, got {value!r}")
+
+
+def format_duration(value: timedelta) -> str:
+    """timedelta → the shortest `1h30m` style text (the inverse of `parse_duration`)."""
+    seconds = value.total_seconds()
+    if seconds == 0:
+        return "0s"
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            out.append(f"{int(count)}{unit}")
+    if seconds:
+        out.append(f"{seconds:g}s")
+    return "".join(out)
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?$")
+_SIZE_UNITS = {
+    None: 1,
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(value: object) -> int:
+    """`10MiB`, `512KiB`, `2000000` → bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        m = _SIZE.match(value.strip().lower())
+        if m:
+            return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    raise ValueError(f"expected a size like 10MiB, got {value!r}")
+
+
+def _check_timezone(value: object) -> str:
+    if isinstance(value, str):
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+        else:
+            return value
+    raise ValueError(f"expected a time zone name like Asia/Seoul or UTC, got {value!r}")
+
+
+def _check_url(value: object) -> str:
+    if isinstance(value, str) and re.match(r"^https?://[^\s/$.?#][^\s]*$", value, re.I):
+        return value
+    raise ValueError(f"expected an http:// or https:// address, got {value!r}")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+TimeZone = Annotated[str, BeforeValidator(_check_timezone)]
+HttpUrl = Annotated[str, BeforeValidator(_check_url)]
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
+
+
+class Model(BaseModel):
+    """Base of every config model: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- sources
+
+#: Zone assumed for zone-less dates, by source language, when the source names none.
+DEFAULT_ZONE_BY_LANG = {"ko": "Asia/Seoul", "ja": "Asia/Tokyo", "zh": "Asia/Shanghai"}
+
+
+class SourceBase(Model):
+    #: Unique, stable id used in the database, logs and alerts (letters, digits, - _ .).
+    id: Identifier
+    #: Human name of the outlet, shown in alerts ("Daily NK (Korean)").
+    name: str | None = None
+    url: HttpUrl
+    #: How often to poll.
+    interval: Duration = timedelta(minutes=15)
+    #: Language of the source's items (en, ko, zh, ja…); detected per item when absent.
+    lang: Language | None = None
+    tags: tuple[str, ...] = ()
+    enabled: bool = True
+    #: Time zone for dates that carry none (default: by language, else UTC).
+    timezone: TimeZone | None = None
+    #: Extra request headers (e.g. a Referer some sites require).
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: Also fetch each new item's page and extract its main text.
+    fetch_article: bool = False
+    #: At most this many article pages per source per cycle.
+    max_articles: int = Field(default=10, ge=1, le=200)
+    #: Honour robots.txt (html sources and article pages).
+    robots: bool = True
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_at_least_one_second(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError(f"a source interval must be at least 1s, got {format_duration(value)}")
+        return value
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    @property
+    def zone(self) -> str:
+        return self.timezone or DEFAULT_ZONE_BY_LANG.get(self.lang or "", "UTC")
+
+
+class FeedSource(SourceBase):
+    """RSS 0.9x/1.0/2.0 or Atom, parsed by feedparser."""
+
+    kind: Literal["feed"]
+
+
+class HtmlSelectors(Model):
+    #: CSS selector of one item's container on the listing page.
+    item: str
+    #: Selector (inside the item) of the title; default: the link's text.
+    title: str | None = None
+    #: Selector of the link (an element with href); default: the first `a[href]`.
+    link: str = "a[href]"
+    date: str | None = None
+    #: Attribute holding the date (e.g. datetime); default: the element's text.
+    date_attr: str | None = None
+    summary: str | None = None
+
+
+class HtmlSource(SourceBase):
+    """A listing page scraped with CSS selectors."""
+
+    kind: Literal["html"]
+    selectors: HtmlSelectors
+
+
+class JsonFields(Model):
+    """Dotted paths inside one JSON item (`fields.date.created`)."""
+
+    title: str
+    url: str
+    id: str | None = None
+    date: str | None = None
+    summary: str | None = None
+    lang: str | None = None
+
+
+class JsonSource(SourceBase):
+    """A JSON API; `items` is the dotted path of the list, `fields` maps item fields."""
+
+    kind: Literal["json"]
+    method: Literal["GET", "POST"] = "GET"
+    params: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    items: str
+    fields: JsonFields
+
+
+Source = Annotated[Union[FeedSource, HtmlSource, JsonSource], Field(discriminator="kind")]  # noqa: UP007
+
+#: Source kinds, for docs and checks (the parser registry must match it).
+SOURCE_KINDS = ("feed", "html", "json")
+
+
+# ----------------------------------------------------------- rules, channels, routes
+
+
+class Channel(Model):
+    """A named apprise URL (mailto://, slack://, tgram://, json://…)."""
+
+    id: Identifier
+    url: str = Field(min_length=1)
+    enabled: bool = True
+
+
+class Settings(Model):
+    #: Database URL; `--db` and WATCHER_DATABASE_URL take precedence.
+    database_url: str | None = None
+    #: Time zone in which alerts and summaries show times.
+    timezone: TimeZone = "UTC"
+    #: Contact URL or e-mail sent in the User-Agent, so outlets can reach the operator.
+    contact: str = "https://github.com/watcher-project/watcher"
+    #: Concurrent fetches in all, and per host.
+    concurrency: int = Field(default=100, ge=1, le=1000)
+    per_host: int = Field(default=2, ge=1, le=20)
+    connect_timeout: Duration = timedelta(seconds=5)
+    read_timeout: Duration = timedelta(seconds=15)
+    #: Total time budget of one source per poll, retries included.
+    source_timeout: Duration = timedelta(seconds=45)
+    retries: int = Field(default=2, ge=0, le=10)
+    max_body: Size = 10 * 1024 * 1024
+    max_redirects: int = Field(default=5, ge=0, le=30)
+    #: After this many consecutive failures a source is polled less often...
+    failure_threshold: int = Field(default=3, ge=1)
+    #: ...its interval doubling per further failure, up to this.
+    max_backoff: Duration = timedelta(hours=6)
+    #: Processes that parse fetched bodies (0: one per core, at most 4; 1: no extra process).
+    parse_processes: int = Field(default=0, ge=0, le=32)
+    #: Where the daemon keeps its PID and lock files.
+    state_dir: str = "."
+
+
+class Config(Model):
+    sources: tuple[Source, ...]
+    rules: tuple[dict[str, Any], ...] = ()
+    channels: tuple[Channel, ...] = ()
+    routes: tuple[dict[str, Any], ...] = ()
+    settings: Settings = Settings()
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Config:
+        for section in ("sources", "channels"):
+            seen: set[str] = set()
+            for index, entry in enumerate(getattr(self, section)):
+                if entry.id in seen:
+                    raise _LocatedError(
+                        (section, index, "id"), f"duplicate id {entry.id!r} (ids must be unique)"
+                    )
+                seen.add(entry.id)
+        return self
+
+    def source(self, source_id: str) -> Source:
+        for source in self.sources:
+            if source.id == source_id:
+                return source
+        raise KeyError(source_id)
+
+
+class _LocatedError(ValueError):
+    """A cross-field error that knows which path it belongs to."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config plus what the loader learnt about the file."""
+
+    config: Config
+    path: str
+    #: Values substituted from the environment: logging redacts them.
+    secrets: frozenset[str] = frozenset()
+    #: Non-fatal problems, formatted like errors.
+    warnings: tuple[str, ...] = ()
+    lines: Mapping[tuple[str | int, ...], int] = field(default_factory=dict, repr=False)
+
+    def line_of(self, path: tuple[str | int, ...]) -> int:
+        return _line_for(self.lines, path)
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read and validate a sources.yaml; raise ConfigError with every problem found."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{name}: no such file (give another with --config)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{name}: cannot read: {exc}"]) from None
+    return load_config_text(text, name, os.environ if env is None else env)
+
+
+def load_config_text(text: str, name: str, env: Mapping[str, str]) -> LoadedConfig:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{name}{line}: invalid YAML: {problem}"]) from None
+    finally:
+        loader.dispose()
+    lines: dict[tuple[str | int, ...], int] = {}
+    if node is not None:
+        _index_lines(node, (), lines)
+    if not isinstance(data, dict):
+        raise ConfigError([f"{name}:1: expected a mapping with a 'sources' list at the top"])
+
+    problems: list[str] = []
+    secrets: set[str] = set()
+    data = _substitute(
+        data, (), env, secrets, lambda p, m: problems.append(_fmt(name, lines, p, m))
+    )
+    if problems:
+        raise ConfigError(problems)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, name, lines, data)) from None
+    warnings = [
+        _fmt(
+            name,
+            lines,
+            ("sources", i, "interval"),
+            f"interval {format_duration(s.interval)} is under 5m: outlets may block frequent "
+            "polling",
+        )
+        for i, s in enumerate(config.sources)
+        if s.interval < timedelta(minutes=5)
+    ]
+    return LoadedConfig(
+        config=config, path=name, secrets=frozenset(secrets), warnings=tuple(warnings), lines=lines
+    )
+
+
+#: libyaml's parser when PyYAML has it (ten times faster on a 200-source file).
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _index_lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[Any, int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, key.value)
+            _index_lines(value, child, out)
+            out[child] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, value in enumerate(node.value):
+            _index_lines(value, (*path, index), out)
+
+
+def _line_for(lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, ...]) -> int:
+    """The line of the deepest part of `path` present in the file."""
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return 1
+
+
+def _display(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _fmt(name: str, lines: Mapping[Any, int], path: tuple[str | int, ...], message: str) -> str:
+    where = f"{_display(path)}: " if path else ""
+    return f"{name}:{_line_for(lines, path)}: {where}{message}"
+
+
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _substitute(
+    value: Any,
+    path: tuple[str | int, ...],
+    env: Mapping[str, str],
+    secrets: set[str],
+    report: typing.Callable[[tuple[Any, ...], str], None],
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, (*path, k), env, secrets, report) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, (*path, i), env, secrets, report) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def replace(m: re.Match[str]) -> str:
+        if m.group(0) == "$${":
+            return "${"
+        var, default = m.group(1), m.group(2)
+        if var in env and env[var] != "":
+            if len(env[var]) >= 4:
+                secrets.add(env[var])
+            return env[var]
+        if default is not None:
+            return default
+        report(
+            path, f"environment variable {var} is not set (set it, or write ${{{var}:-default}})"
+        )
+        return ""
+
+    return _VAR.sub(replace, value)
+
+
+def _format_validation(
+    exc: ValidationError, name: str, lines: Mapping[Any, int], data: Any
+) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        ctx_error = (error.get("ctx") or {}).get("error")
+        loc = tuple(error["loc"])
+        if isinstance(ctx_error, _LocatedError):
+            loc = ctx_error.loc
+        path = _data_path(loc, data)
+        problems.append(_fmt(name, lines, path, _message(error, loc, path, data)))
+    return list(dict.fromkeys(problems))
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[str | int, ...]:
+    """Drop the parts of a pydantic location that are not in the file (union tags)."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, dict) and isinstance(part, str) and part not in SOURCE_KINDS:
+            out.append(part)  # a missing key: point at it, on its parent's line
+            node = None
+    return tuple(out)
+
+
+def _message(error: Any, loc: tuple[Any, ...], path: tuple[Any, ...], data: Any) -> str:
+    kind, got = error["type"], error.get("input")
+    msg = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"expected one of: {', '.join(allowed)}"
+        return f"unknown key ({hint})"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown kind {got.get('kind')!r} (expected one of: {', '.join(SOURCE_KINDS)})"
+    if kind == "union_tag_not_found":
+        return f"'kind' is missing (expected one of: {', '.join(SOURCE_KINDS)})"
+    if kind == "literal_error":
+        return f"{msg}, got {got!r}"
+    if kind in {
+        "string_type",
+        "int_type",
+        "int_parsing",
+        "bool_type",
+        "bool_parsing",
+        "float_parsing",
+        "list_type",
+        "tuple_type",
+        "dict_type",
+        "model_type",
+        "model_attributes_type",
+        "string_pattern_mismatch",
+    }:
+        expected = {
+            "string_type": "text",
+            "int_type": "a whole number",
+            "int_parsing": "a whole number",
+            "bool_type": "true or false",
+            "bool_parsing": "true or false",
+            "float_parsing": "a number",
+            "list_type": "a list",
+            "tuple_type": "a list",
+            "dict_type": "a mapping",
+            "model_type": "a mapping",
+            "model_attributes_type": "a mapping",
+            "string_pattern_mismatch": "letters, digits, '-', '_' or '.'"
+            if path and path[-1] == "id"
+            else f"text matching {(error.get('ctx') or {}).get('pattern')}",
+        }[kind]
+        return f"expected {expected}, got {_short(got)}"
+    if isinstance(error.get("ctx", {}).get("error"), ValueError):
+        return msg
+    return (
+        f"{msg[0].lower()}{msg[1:]}, got {_short(got)}" if msg else f"invalid value {_short(got)}"
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Walk the model types along `loc` and list the keys allowed at its end."""
+    tp: Any = Config
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if part in tp.model_fields:
+                tp = tp.model_fields[part].annotation
+            continue
+        origin = typing.get_origin(tp)
+        if origin in (Union, types.UnionType):
+            members = [_unwrap(a) for a in typing.get_args(tp)]
+            tp = next((m for m in members if _kind_of(m) == part), members[0])
+            if _kind_of(tp) == part:
+                continue
+        tp = _unwrap(tp)
+        origin = typing.get_origin(tp)
+        if origin in (tuple, list):
+            tp = typing.get_args(tp)[0]
+        elif origin is dict:
+            tp = typing.get_args(tp)[1]
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return sorted(tp.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _kind_of(tp: Any) -> str | None:
+    if isinstance(tp, type) and issubclass(tp, BaseModel) and "kind" in tp.model_fields:
+        args = typing.get_args(tp.model_fields["kind"].annotation)
+        return str(args[0]) if args else None
+    return None
+
+
+def iter_sources(config: Config, *, include_disabled: bool = False) -> Iterator[Source]:
+    return (s for s in config.sources if include_disabled or s.enabled)

@@ -1,0 +1,289 @@
+"""Pure normalisation used by every parser: URLs, text, dates, language, stable keys.
+
+Usage::
+
+    item = make_item(source, title=..., link=..., guid=..., summary=..., date_raw=...,
+                     fetched_at=now, base_url=page_url)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import unicodedata
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+from watcher.types import Item
+
+#: Caps on stored text: a hostile feed cannot fill the database through one item.
+MAX_TITLE = 1_000
+MAX_TEXT = 100_000
+MAX_KEY = 200
+
+#: Query parameters that only track readers; removed from canonical URLs.
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "msclkid",
+        "mc_cid",
+        "mc_eid",
+        "ref",
+        "cmpid",
+        "ocid",
+        "igshid",
+        "_ga",
+    }
+)
+TRACKING_PREFIXES = ("utm_",)
+
+#: (pattern, replacement) applied to canonical URLs: feed-only addresses → article addresses.
+URL_REWRITES = ((re.compile(r"^https://news\.un\.org/feed/view/"), "https://news.un.org/"),)
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def canonical_url(url: str | None, base: str | None = None) -> str | None:
+    """Absolute URL with scheme/host lowercased, default port, fragment and trackers removed.
+
+    Returns None for an empty or non-http(s) link. Idempotent.
+    """
+    if not url:
+        return None
+    url = url.strip()
+    if base:
+        url = urljoin(base, url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
+        host = f"{host}:{port}"
+    if parts.username:
+        host = f"{parts.username}@{host}"
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k.lower() not in TRACKING_PARAMS and not k.lower().startswith(TRACKING_PREFIXES)
+    ]
+    out = urlunsplit(
+        (scheme, host, parts.path or "/", urlencode(query, doseq=True, safe="/:@,"), "")
+    )
+    for pattern, replacement in URL_REWRITES:
+        out = pattern.sub(replacement, out)
+    return out
+
+
+# --------------------------------------------------------------------------- text
+
+_WS = re.compile(r"\s+")
+_TAG_HINT = re.compile(r"<[a-zA-Z/!]")
+
+
+def clean_text(value: Any, limit: int = MAX_TEXT) -> str:
+    """HTML stripped, entities decoded, Unicode NFC, whitespace folded, capped. Idempotent."""
+    if value is None:
+        return ""
+    text = str(value)
+    if _TAG_HINT.search(text):
+        text = _strip_html(text)
+    text = html.unescape(text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    text = _WS.sub(" ", text).strip()
+    if not text.isprintable():  # rare: control or format characters; drop them
+        text = _WS.sub(" ", "".join(ch if ch.isprintable() else " " for ch in text)).strip()
+    return text[:limit].rstrip()
+
+
+def _strip_html(markup: str) -> str:
+    from lxml import html as lxml_html
+    from lxml.etree import ParserError
+
+    try:
+        root = lxml_html.fragment_fromstring(markup, create_parent="div")
+    except (ParserError, ValueError):
+        return re.sub(r"<[^>]*>", " ", markup)
+    for bad in root.xpath("//script|//style|//noscript"):
+        bad.drop_tree()
+    # Block elements end in a space so that words of adjacent paragraphs do not join.
+    for block in root.xpath("//p|//div|//br|//li|//h1|//h2|//h3|//h4|//tr|//td"):
+        block.tail = " " + (block.tail or "")
+    return str(root.text_content())
+
+
+# --------------------------------------------------------------------------- dates
+
+_KOREAN_DATE = re.compile(
+    r"(?P<y>\d{4})\s*[년.\-/]\s*(?P<m>\d{1,2})\s*[월.\-/]\s*(?P<d>\d{1,2})\s*[일.]?"
+    r"(?:\s*\([^)]*\))?"
+    r"(?:\s*(?P<ampm>오전|오후|AM|PM|am|pm)?\s*(?P<H>\d{1,2})\s*(?:[:시])\s*(?P<M>\d{1,2})?"
+    r"\s*(?:분)?(?:\s*:?\s*(?P<S>\d{1,2}))?)?"
+)
+_CJK_DATE = re.compile(
+    r"(?P<y>\d{4})\s*年\s*(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*日"
+    r"(?:\s*(?P<H>\d{1,2})\s*[:時时]\s*(?P<M>\d{1,2})?)?"
+)
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def parse_date(raw: str | None, zone: str = "UTC") -> datetime | None:
+    """A date as sources write it → aware UTC; zone-less values are read in `zone`.
+
+    Handles ISO 8601, RFC 2822, `2024.04.26 14:05`, `2024년 4월 26일 오후 2시 5분`,
+    `2024年4月26日`, and English forms like `November 20, 2026`.
+    """
+    if not raw:
+        return None
+    text = unicodedata.normalize("NFKC", str(raw)).strip()
+    if not text:
+        return None
+    parsed = _parse_known(text)
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_zone(zone))
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _parse_known(text: str) -> datetime | None:
+    iso = text.replace("Z", "+00:00") if text.endswith("Z") else text
+    try:
+        return datetime.fromisoformat(iso)
+    except ValueError:
+        pass
+    if re.match(r"^[A-Za-z]{3},|^\d{1,2} [A-Za-z]{3} \d{4}", text):
+        try:
+            return parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            pass
+    for pattern in (_KOREAN_DATE, _CJK_DATE):
+        m = pattern.search(text)
+        if m:
+            return _from_match(m)
+    try:
+        from dateutil import parser as du_parser
+
+        return du_parser.parse(text, fuzzy=False)
+    except (ValueError, OverflowError, TypeError):
+        return None
+
+
+def _from_match(m: re.Match[str]) -> datetime | None:
+    g = m.groupdict()
+    hour = int(g.get("H") or 0)
+    ampm = (g.get("ampm") or "").lower()
+    if ampm in ("오후", "pm") and hour < 12:
+        hour += 12
+    elif ampm in ("오전", "am") and hour == 12:
+        hour = 0
+    try:
+        return datetime(
+            int(g["y"]), int(g["m"]), int(g["d"]), hour, int(g.get("M") or 0), int(g.get("S") or 0)
+        )
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- language
+
+_SCRIPT_RANGES = (
+    ("ko", re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")),
+    ("ja", re.compile(r"[\u3040-\u309f\u30a0-\u30ff]")),
+    ("zh", re.compile(r"[\u4e00-\u9fff]")),
+)
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def detect_lang(text: str, declared: str | None = None) -> str | None:
+    """Language by Unicode script (ko, ja, zh), else the declared one, else en for Latin text."""
+    sample = text[:600]
+    counts = {lang: len(pattern.findall(sample)) for lang, pattern in _SCRIPT_RANGES}
+    if counts["ko"] >= 2:
+        return "ko"
+    if counts["ja"] >= 2:
+        return "ja"
+    if counts["zh"] >= 2:
+        return "ja" if declared == "ja" else "zh"
+    if declared and declared not in ("ko", "ja", "zh"):
+        return declared
+    if _LATIN.search(sample):
+        return "en"
+    return declared
+
+
+# --------------------------------------------------------------------------- items
+
+
+def stable_key(
+    source_id: str, url: str | None, guid: str | None, title: str, date_raw: str | None
+) -> str:
+    """Canonical URL, else source id + guid, else source id + hash of title and date."""
+    if url:
+        return url if len(url) <= MAX_KEY else "u:" + hashlib.sha256(url.encode()).hexdigest()
+    if guid and guid.strip():
+        key = f"{source_id}:{guid.strip()}"
+        if len(key) <= MAX_KEY:
+            return key
+        return f"{source_id}:g:{hashlib.sha256(guid.encode()).hexdigest()}"
+    digest = hashlib.sha256(f"{title}\n{date_raw or ''}".encode()).hexdigest()
+    return f"{source_id}:h:{digest}"
+
+
+def make_item(
+    *,
+    source_id: str,
+    title: Any,
+    link: str | None,
+    guid: str | None = None,
+    summary: Any = None,
+    date_raw: str | None = None,
+    published_at: datetime | None = None,
+    lang: str | None = None,
+    zone: str = "UTC",
+    fetched_at: datetime,
+    base_url: str | None = None,
+    shared_url: bool = False,
+    canonical: bool = False,
+) -> Item:
+    """Normalise one parsed entry. `shared_url`: the link is not this item's own (several
+    entries of the page share it), so it cannot identify the item. `canonical`: the parser
+    already canonicalised the link."""
+    clean_title = clean_text(title, MAX_TITLE)
+    text = clean_text(summary)
+    url = link if canonical else canonical_url(link, base_url)
+    when = parse_date(date_raw, zone) or published_at
+    if when is not None and when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    key = stable_key(source_id, None if shared_url else url, guid, clean_title, date_raw)
+    return Item(
+        key=key,
+        source_id=source_id,
+        url=url,
+        title=clean_title or "(untitled)",
+        text=text,
+        lang=detect_lang(f"{clean_title} {text}", lang),
+        published_at=when,
+        published_raw=(date_raw or None) and clean_text(date_raw, 200),
+        fetched_at=fetched_at,
+    )

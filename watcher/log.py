@@ -1,0 +1,107 @@
+"""Logging setup: one line per event, text or JSON, with secrets and URL credentials redacted.
+
+Records may carry `extra={"action": ..., "source": ..., "item": ..., "alert": ...}`; both formats
+show those fields. The redacting filter removes every value that came from the environment
+through `${VAR}` and the credentials part of any URL (`scheme://user:pass@host`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+#: Fields of `extra` shown in log lines, in this order.
+CONTEXT_FIELDS = ("action", "source", "item", "alert", "channel", "route")
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<cred>[^/\s@]+@)")
+
+
+class RedactingFilter(logging.Filter):
+    """Replace secrets in the final message (and exception text) with `***`."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        merged = set(self.secrets) | {s for s in secrets if s}
+        self.secrets = sorted(merged, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = self.redact(record.getMessage())
+        record.msg, record.args = message, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        context = " ".join(
+            f"{k}={getattr(record, k)}"
+            for k in CONTEXT_FIELDS
+            if getattr(record, k, None) is not None
+        )
+        line = f"{when} {record.levelname:<7} {record.getMessage()}"
+        if context:
+            line += f"  [{context}]"
+        if record.exc_text:
+            line += " | " + record.exc_text.strip().splitlines()[-1]
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in CONTEXT_FIELDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                out[key] = value
+        if record.exc_text:
+            out["error"] = record.exc_text.strip().splitlines()[-1]
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+_filter = RedactingFilter()
+
+
+def setup(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -> RedactingFilter:
+    """Configure the root logger to write to stderr; return the redacting filter."""
+    _filter.add(secrets)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(_filter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Libraries are chatty at INFO; their warnings still show.
+    for name in ("httpx", "httpcore", "alembic", "apscheduler"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    return _filter
+
+
+def add_secrets(secrets: Iterable[str]) -> None:
+    _filter.add(secrets)
+
+
+def redact(text: str) -> str:
+    return _filter.redact(text)

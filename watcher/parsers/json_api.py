@@ -1,0 +1,71 @@
+"""A JSON API with the dotted-path field mapping given in sources.yaml."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from watcher.items import make_item
+from watcher.parsers import ParseResult, decode
+from watcher.types import FetchResult
+
+MAX_ITEMS = 1_000
+
+
+def lookup(data: Any, path: str | None) -> Any:
+    """`fields.date.created` / `fields.language.0.code` inside nested dicts and lists."""
+    if not path:
+        return None
+    node = data
+    for part in path.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+        if node is None:
+            return None
+    return node
+
+
+def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult:
+    text, _codec = decode(result.body or b"", result.encoding or "utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return ParseResult(error=f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    entries = lookup(data, source.items) if source.items else data
+    if not isinstance(entries, list):
+        return ParseResult(error=f"no list at {source.items!r} in the JSON response")
+    fields = source.fields
+    items = []
+    for entry in entries[:MAX_ITEMS]:
+        if not isinstance(entry, dict):
+            continue
+        title, url = lookup(entry, fields.title), lookup(entry, fields.url)
+        if not title and not url:
+            continue
+        guid = lookup(entry, fields.id)
+        items.append(
+            make_item(
+                source_id=source.id,
+                title=_str(title),
+                link=_str(url),
+                guid=None if guid is None else str(guid),
+                summary=_str(lookup(entry, fields.summary)),
+                date_raw=_str(lookup(entry, fields.date)),
+                lang=_str(lookup(entry, fields.lang)) or source.lang,
+                zone=source.zone,
+                fetched_at=fetched_at,
+                base_url=result.final_url or result.url,
+            )
+        )
+    return ParseResult(items=tuple(items))
+
+
+def _str(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)

@@ -1,0 +1,320 @@
+"""One poll, top to bottom: state → fetch → parse → items → (articles) → store.
+
+`poll_source` is the whole data flow for one source; `run_cycle` polls many at once.
+Faults are values: a source that fails is recorded with one line saying why, and the cycle
+goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from watcher.fetch import Fetcher, FetchRequest
+from watcher.parsers import ParseResult, parse
+from watcher.store import Store
+from watcher.types import FetchResult, Item, PollReport, SourceState
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Parsing:
+    """Runs the parsers inline, or in worker processes so that a cold cycle (thousands of
+    items through feedparser) uses every core while the event loop fetches and stores.
+
+    Usage::
+
+        parsing = Parsing(processes=2)
+        result = await parsing(source, fetch_result, now)
+        parsing.close()
+    """
+
+    def __init__(self, processes: int = 1) -> None:
+        self.processes = processes
+        self._pool: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Parsing:
+        import os
+
+        wanted = settings.parse_processes or min(os.cpu_count() or 1, 4)
+        return cls(processes=wanted)
+
+    async def __call__(self, source: Any, result: FetchResult, now: datetime) -> ParseResult:
+        if self.processes <= 1:
+            return parse(source, result, now)
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork: workers start in milliseconds with the parsers already imported.
+            self._pool = ProcessPoolExecutor(
+                self.processes, mp_context=multiprocessing.get_context("fork")
+            )
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, parse, source, result, now)
+        except BrokenProcessPool:  # a worker died (out of memory?): parse here instead
+            log.warning(
+                "%s: parser process died; parsing in the main process",
+                source.id,
+                extra={"source": source.id, "action": "parse"},
+            )
+            self._pool = None
+            return parse(source, result, now)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+async def inline_parsing(source: Any, result: FetchResult, now: datetime) -> ParseResult:
+    return parse(source, result, now)
+
+
+def request_for(
+    source: Any, state: SourceState | None, *, conditional: bool = True
+) -> FetchRequest:
+    """The HTTP request that polls a source (conditional on the stored validators)."""
+    params: dict[str, Any] = {}
+    json_body = None
+    method = "GET"
+    if source.kind == "json":
+        method = source.method
+        params = {k: v for k, v in source.params.items() if v != ""}
+        json_body = source.body
+    return FetchRequest(
+        source_id=source.id,
+        url=source.url,
+        method=method,
+        params=params,
+        json_body=json_body,
+        headers=dict(source.headers),
+        etag=state.etag if conditional and state else None,
+        last_modified=state.last_modified if conditional and state else None,
+        robots=source.kind == "html" and source.robots,
+    )
+
+
+def next_due(source: Any, settings: Any, now: datetime, failures: int) -> datetime:
+    """The interval after success; after `failure_threshold` failures in a row the interval
+    doubles per further failure, up to `max_backoff`."""
+    interval = source.interval
+    if failures >= settings.failure_threshold:
+        factor = 2 ** (failures - settings.failure_threshold + 1)
+        interval = min(interval * factor, max(settings.max_backoff, interval))
+    return now + interval
+
+
+async def poll_source(
+    source: Any,
+    state: SourceState | None,
+    *,
+    fetcher: Fetcher,
+    store: Store,
+    settings: Any,
+    clock: Clock = utcnow,
+    parsing: Parsing | None = None,
+) -> PollReport:
+    """Fetch, parse, normalise and store one source; record its state; never raises for
+    faults of the source."""
+    result = await fetcher.fetch(request_for(source, state))
+    now = clock()
+    failures = state.consecutive_failures if state else 0
+    if result.not_modified:
+        store.record_success(
+            source.id,
+            now,
+            next_due_at=next_due(source, settings, now, 0),
+            etag=result.etag,
+            last_modified=result.last_modified,
+        )
+        return _report(source, "not_modified", result)
+    if not result.ok:
+        return _failed(source, result, result.error or "failed", store, settings, now, failures)
+
+    body_hash = hashlib.sha256(result.body or b"").hexdigest()
+    if state is not None and state.body_hash == body_hash and state.last_success_at:
+        store.record_success(
+            source.id,
+            now,
+            next_due_at=next_due(source, settings, now, 0),
+            etag=result.etag,
+            last_modified=result.last_modified,
+        )
+        return _report(source, "unchanged", result)
+
+    parsed = await (parsing or inline_parsing)(source, result, now)
+    if parsed.error:
+        return _failed(source, result, parsed.error, store, settings, now, failures)
+    items = list(parsed.items)
+    if not items and state is not None and (state.last_item_count or 0) > 0:
+        return _failed(
+            source,
+            result,
+            f"0 items parsed where the last poll had "
+            f"{state.last_item_count} (layout or feed changed?)",
+            store,
+            settings,
+            now,
+            failures,
+        )
+    baseline = state is None or state.last_success_at is None
+    if baseline:
+        items = [replace(item, baseline=True) for item in items]
+    elif source.fetch_article and items:
+        items = await _with_articles(source, items, fetcher, store)
+
+    saved = store.save_items(items, now=now)
+    store.record_success(
+        source.id,
+        now,
+        next_due_at=next_due(source, settings, now, 0),
+        etag=result.etag,
+        last_modified=result.last_modified,
+        body_hash=body_hash,
+        item_count=len(items),
+    )
+    if saved.new or saved.updated:
+        log.info(
+            "%s: %d new, %d updated of %d items%s",
+            source.id,
+            len(saved.new),
+            len(saved.updated),
+            len(items),
+            " (baseline)" if baseline else "",
+            extra={"source": source.id, "action": "poll"},
+        )
+    return PollReport(
+        source_id=source.id,
+        outcome="ok",
+        status=result.status,
+        parsed=len(items),
+        new=len(saved.new),
+        updated=len(saved.updated),
+        elapsed=result.elapsed,
+        new_keys=tuple(i.key for i in saved.new),
+    )
+
+
+def _report(source: Any, outcome: str, result: FetchResult) -> PollReport:
+    return PollReport(
+        source_id=source.id, outcome=outcome, status=result.status, elapsed=result.elapsed
+    )
+
+
+def _failed(
+    source: Any,
+    result: FetchResult,
+    error: str,
+    store: Store,
+    settings: Any,
+    now: datetime,
+    failures: int,
+) -> PollReport:
+    failures += 1
+    due = next_due(source, settings, now, failures)
+    message = error
+    if failures >= settings.failure_threshold:
+        wait = _human(due - now)
+        message = f"{error} ({failures} failures in a row; backing off, next try in {wait})"
+    store.record_failure(source.id, now, error=message, failures=failures, next_due_at=due)
+    log.warning("%s: %s", source.id, message, extra={"source": source.id, "action": "poll"})
+    return PollReport(
+        source_id=source.id,
+        outcome="failed",
+        status=result.status,
+        error=message,
+        elapsed=result.elapsed,
+    )
+
+
+def _human(delta: timedelta) -> str:
+    from watcher.config import format_duration
+
+    return format_duration(timedelta(seconds=round(delta.total_seconds())))
+
+
+async def _with_articles(
+    source: Any, items: list[Item], fetcher: Fetcher, store: Store
+) -> list[Item]:
+    """Replace the summary of up to `max_articles` new items by their page's main text."""
+    known = store.known_keys([i.key for i in items])
+    todo = [i for i in items if i.key not in known and i.url][: source.max_articles]
+    if not todo:
+        return items
+    from watcher.parsers.article import extract
+
+    async def one(item: Item) -> Item:
+        result = await fetcher.fetch(
+            FetchRequest(source_id=source.id, url=item.url or "", robots=source.robots)
+        )
+        if not result.ok or not result.body:
+            log.info(
+                "%s: article not fetched: %s",
+                source.id,
+                result.error,
+                extra={"source": source.id, "item": item.key, "action": "article"},
+            )
+            return item
+        text = extract(result)
+        return replace(item, text=text) if text and len(text) > len(item.text) else item
+
+    done = {i.key: i for i in await asyncio.gather(*(one(i) for i in todo))}
+    return [done.get(i.key, i) for i in items]
+
+
+async def run_cycle(
+    sources: Sequence[Any],
+    *,
+    store: Store,
+    fetcher: Fetcher,
+    settings: Any,
+    clock: Clock = utcnow,
+    only_due: bool = True,
+    parsing: Parsing | None = None,
+) -> list[PollReport]:
+    """Poll every given source (only those due, unless `only_due` is false) concurrently."""
+    states = store.fetch_states()
+    now = clock()
+    todo = [s for s in sources if not only_due or _is_due(states.get(s.id), now)]
+
+    async def guarded(source: Any) -> PollReport:
+        try:
+            return await poll_source(
+                source,
+                states.get(source.id),
+                fetcher=fetcher,
+                store=store,
+                settings=settings,
+                clock=clock,
+                parsing=parsing,
+            )
+        except Exception as exc:  # a bug or a database fault: say so, keep the cycle going
+            log.exception(
+                "%s: poll failed: %s",
+                source.id,
+                exc,
+                extra={"source": source.id, "action": "poll"},
+            )
+            return PollReport(source_id=source.id, outcome="failed", error=str(exc)[:300])
+
+    return list(await asyncio.gather(*(guarded(s) for s in todo)))
+
+
+def _is_due(state: SourceState | None, now: datetime) -> bool:
+    return state is None or state.next_due_at is None or state.next_due_at <= now

@@ -1,0 +1,121 @@
+"""The frozen values passed between pipeline stages. No logic beyond validation.
+
+Datetimes are aware and in UTC; keys are never empty. Imports nothing from watcher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+def check_aware(value: datetime | None, name: str) -> None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() != UTC.utcoffset(None)):
+        raise ValueError(f"{name} must be an aware UTC datetime, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FetchResult:
+    """What one HTTP fetch of a source gave. Faults are values (`error`), never exceptions."""
+
+    source_id: str
+    url: str
+    #: URL after redirects.
+    final_url: str
+    #: HTTP status, or 0 when no response came (timeout, refused, too large…).
+    status: int
+    body: bytes | None = None
+    #: Charset named by the Content-Type header, if any.
+    encoding: str | None = None
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    #: The server said 304: nothing changed since the last fetch.
+    not_modified: bool = False
+    #: One line saying what went wrong, or None.
+    error: str | None = None
+    #: Seconds from the first request to the last byte (retries included).
+    elapsed: float = 0.0
+    #: HTTP requests made (1 + retries).
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Item:
+    """One normalised news item, as a parser made it (see items.make_item)."""
+
+    #: Stable identity: the canonical URL, else source id + guid, else a hash of title+date.
+    key: str
+    source_id: str
+    #: Canonical URL (tracking parameters and fragment removed), or None.
+    url: str | None
+    title: str
+    #: Summary or article text: HTML stripped, whitespace folded, Unicode NFC.
+    text: str
+    lang: str | None
+    published_at: datetime | None
+    #: The date as the source wrote it.
+    published_raw: str | None
+    fetched_at: datetime
+    #: Stored on the source's first poll: backlog, never alerted on.
+    baseline: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            raise ValueError("Item.key must not be empty")
+        check_aware(self.published_at, "published_at")
+        check_aware(self.fetched_at, "fetched_at")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SourceState:
+    """A source's stored fetch state, as `watcher sources list` shows it."""
+
+    id: str
+    kind: str
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    last_polled_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    consecutive_failures: int = 0
+    next_due_at: datetime | None = None
+    last_item_count: int | None = None
+    items_stored: int = 0
+
+    @property
+    def never_polled(self) -> bool:
+        return self.last_polled_at is None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SaveResult:
+    """What storing one poll's items did."""
+
+    new: tuple[Item, ...] = ()
+    updated: tuple[Item, ...] = ()
+    #: Items already stored (by this or another source), unchanged.
+    seen: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PollReport:
+    """The outcome of polling one source, for logs, the CLI and metrics."""
+
+    source_id: str
+    #: ok | not_modified | unchanged | failed | skipped
+    outcome: str
+    status: int = 0
+    parsed: int = 0
+    new: int = 0
+    updated: int = 0
+    error: str | None = None
+    elapsed: float = 0.0
+    new_keys: tuple[str, ...] = field(default=(), repr=False)
