@@ -18,7 +18,7 @@ from typing import Any
 from watcher.fetch import Fetcher, FetchRequest
 from watcher.parsers import ParseResult, parse
 from watcher.store import Store
-from watcher.types import FetchResult, Item, PollReport, SourceState
+from watcher.types import FetchResult, Item, PollReport, PollSuccess, SourceState
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,33 @@ Clock = Callable[[], datetime]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class Offload:
+    """Runs blocking database calls in one worker thread, so that the event loop keeps
+    fetching while PostgreSQL commits (one thread: writes stay serialised, SQLite-safe).
+    Without a pool (`Offload(None)`) calls run inline, for tests and one-off polls."""
+
+    def __init__(self, threaded: bool = True) -> None:
+        self._pool: Any = None
+        if threaded:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="watcher-db")
+
+    async def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._pool is None:
+            return fn(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+INLINE = Offload(threaded=False)
 
 
 class Parsing:
@@ -129,41 +156,34 @@ async def poll_source(
     settings: Any,
     clock: Clock = utcnow,
     parsing: Parsing | None = None,
+    unchanged: list[tuple[Any, ...]] | None = None,
+    db: Offload = INLINE,
 ) -> PollReport:
     """Fetch, parse, normalise and store one source; record its state; never raises for
-    faults of the source."""
+    faults of the source. With `unchanged`, polls that changed nothing are appended to it
+    for the caller to record in one batch (`Store.record_unchanged`)."""
     result = await fetcher.fetch(request_for(source, state))
     now = clock()
     failures = state.consecutive_failures if state else 0
     if result.not_modified:
-        store.record_success(
-            source.id,
-            now,
-            next_due_at=next_due(source, settings, now, 0),
-            etag=result.etag,
-            last_modified=result.last_modified,
-        )
+        await _unchanged(source, result, store, settings, now, unchanged, db)
         return _report(source, "not_modified", result)
     if not result.ok:
-        return _failed(source, result, result.error or "failed", store, settings, now, failures)
+        return await _failed(
+            source, result, result.error or "failed", store, settings, now, failures, db
+        )
 
     body_hash = hashlib.sha256(result.body or b"").hexdigest()
     if state is not None and state.body_hash == body_hash and state.last_success_at:
-        store.record_success(
-            source.id,
-            now,
-            next_due_at=next_due(source, settings, now, 0),
-            etag=result.etag,
-            last_modified=result.last_modified,
-        )
+        await _unchanged(source, result, store, settings, now, unchanged, db)
         return _report(source, "unchanged", result)
 
     parsed = await (parsing or inline_parsing)(source, result, now)
     if parsed.error:
-        return _failed(source, result, parsed.error, store, settings, now, failures)
+        return await _failed(source, result, parsed.error, store, settings, now, failures, db)
     items = list(parsed.items)
     if not items and state is not None and (state.last_item_count or 0) > 0:
-        return _failed(
+        return await _failed(
             source,
             result,
             f"0 items parsed where the last poll had "
@@ -172,23 +192,24 @@ async def poll_source(
             settings,
             now,
             failures,
+            db,
         )
     baseline = state is None or state.last_success_at is None
     if baseline:
         items = [replace(item, baseline=True) for item in items]
     elif source.fetch_article and items:
-        items = await _with_articles(source, items, fetcher, store)
+        items = await _with_articles(source, items, fetcher, store, db)
 
-    saved = store.save_items(items, now=now)
-    store.record_success(
-        source.id,
-        now,
+    success = PollSuccess(
+        source_id=source.id,
+        polled_at=now,
         next_due_at=next_due(source, settings, now, 0),
         etag=result.etag,
         last_modified=result.last_modified,
         body_hash=body_hash,
         item_count=len(items),
     )
+    saved = await db(store.save_items, items, now=now, success=success)
     if saved.new or saved.updated:
         log.info(
             "%s: %d new, %d updated of %d items%s",
@@ -211,13 +232,29 @@ async def poll_source(
     )
 
 
+async def _unchanged(
+    source: Any,
+    result: FetchResult,
+    store: Store,
+    settings: Any,
+    now: datetime,
+    batch: list[tuple[Any, ...]] | None,
+    db: Offload,
+) -> None:
+    poll = (source.id, now, next_due(source, settings, now, 0), result.etag, result.last_modified)
+    if batch is None:
+        await db(store.record_unchanged, [poll])
+    else:
+        batch.append(poll)
+
+
 def _report(source: Any, outcome: str, result: FetchResult) -> PollReport:
     return PollReport(
         source_id=source.id, outcome=outcome, status=result.status, elapsed=result.elapsed
     )
 
 
-def _failed(
+async def _failed(
     source: Any,
     result: FetchResult,
     error: str,
@@ -225,6 +262,7 @@ def _failed(
     settings: Any,
     now: datetime,
     failures: int,
+    db: Offload,
 ) -> PollReport:
     failures += 1
     due = next_due(source, settings, now, failures)
@@ -232,7 +270,9 @@ def _failed(
     if failures >= settings.failure_threshold:
         wait = _human(due - now)
         message = f"{error} ({failures} failures in a row; backing off, next try in {wait})"
-    store.record_failure(source.id, now, error=message, failures=failures, next_due_at=due)
+    await db(
+        store.record_failure, source.id, now, error=message, failures=failures, next_due_at=due
+    )
     log.warning("%s: %s", source.id, message, extra={"source": source.id, "action": "poll"})
     return PollReport(
         source_id=source.id,
@@ -250,10 +290,10 @@ def _human(delta: timedelta) -> str:
 
 
 async def _with_articles(
-    source: Any, items: list[Item], fetcher: Fetcher, store: Store
+    source: Any, items: list[Item], fetcher: Fetcher, store: Store, db: Offload
 ) -> list[Item]:
     """Replace the summary of up to `max_articles` new items by their page's main text."""
-    known = store.known_keys([i.key for i in items])
+    known = await db(store.known_keys, [i.key for i in items])
     todo = [i for i in items if i.key not in known and i.url][: source.max_articles]
     if not todo:
         return items
@@ -293,9 +333,12 @@ async def run_cycle(
     now = clock()
     todo = [s for s in sources if not only_due or _is_due(states.get(s.id), now)]
 
+    unchanged: list[tuple[Any, ...]] = []
+    db = Offload()
+
     async def guarded(source: Any) -> PollReport:
         try:
-            return await poll_source(
+            report = await poll_source(
                 source,
                 states.get(source.id),
                 fetcher=fetcher,
@@ -303,7 +346,14 @@ async def run_cycle(
                 settings=settings,
                 clock=clock,
                 parsing=parsing,
+                unchanged=unchanged,
+                db=db,
             )
+            if len(unchanged) >= 100:
+                batch = unchanged[:]
+                unchanged.clear()
+                await db(store.record_unchanged, batch)
+            return report
         except Exception as exc:  # a bug or a database fault: say so, keep the cycle going
             log.exception(
                 "%s: poll failed: %s",
@@ -313,7 +363,13 @@ async def run_cycle(
             )
             return PollReport(source_id=source.id, outcome="failed", error=str(exc)[:300])
 
-    return list(await asyncio.gather(*(guarded(s) for s in todo)))
+    try:
+        return list(await asyncio.gather(*(guarded(s) for s in todo)))
+    finally:
+        try:
+            store.record_unchanged(unchanged)
+        finally:
+            db.close()
 
 
 def _is_due(state: SourceState | None, now: datetime) -> bool:

@@ -20,12 +20,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, text, update
+from sqlalchemy import Engine, bindparam, create_engine, event, func, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from watcher import tables as t
-from watcher.types import Item, SaveResult, SourceState
+from watcher.types import Item, PollSuccess, SaveResult, SourceState
 
 log = logging.getLogger(__name__)
 
@@ -217,14 +217,23 @@ class Store:
 
     # ----------------------------------------------------------------- items
 
-    def save_items(self, items: Sequence[Item], now: datetime | None = None) -> SaveResult:
-        """Store items not stored before (by key) and record which source carried each.
+    def save_items(
+        self,
+        items: Sequence[Item],
+        now: datetime | None = None,
+        *,
+        success: PollSuccess | None = None,
+    ) -> SaveResult:
+        """Store items not stored before (by key) and record which source carried each;
+        with `success`, record the poll's fetch state in the same transaction.
 
         A re-seen key is not stored again; when its title or text changed materially the
         row is updated and the old version kept in `item_revisions`. Concurrent writers are
         safe: new rows go in with `ON CONFLICT (key) DO NOTHING`.
         """
         if not items:
+            if success is not None:
+                self.record_success(success)
             return SaveResult()
         unique = list({item.key: item for item in items}.values())
         keys = [item.key for item in unique]
@@ -232,7 +241,7 @@ class Store:
         with self.engine.begin() as conn:
             existing = self._existing(conn, keys)
             fresh = [item for item in unique if item.key not in existing]
-            inserted = self._insert_items(conn, fresh) if fresh else set()
+            inserted = self._insert_items(conn, fresh) if fresh else {}
             updated = []
             for item in unique:
                 old = existing.get(item.key)
@@ -255,13 +264,14 @@ class Store:
                         )
                     )
                     updated.append(item)
-            ids = {
-                **{k: row.id for k, row in existing.items()},
-                **self._ids(conn, [k for k in keys if k not in existing]),
-            }
+            ids = {k: row.id for k, row in existing.items()} | inserted
+            # Keys another writer inserted between our lookup and our insert.
+            ids |= self._ids(conn, [k for k in keys if k not in ids])
             self._link_sources(
                 conn, [(ids[i.key], i.source_id) for i in unique if i.key in ids], seen_at
             )
+            if success is not None:
+                self._record_success(conn, success)
         new = tuple(item for item in unique if item.key in inserted)
         return SaveResult(
             new=new, updated=tuple(updated), seen=len(unique) - len(new) - len(updated)
@@ -297,13 +307,16 @@ class Store:
         # executemany: compiled once and cached, sent as batched multi-row VALUES.
         conn.execute(insert(t.item_sources).on_conflict_do_nothing(), rows)
 
-    def _insert_items(self, conn: Connection, items: Sequence[Item]) -> set[str]:
+    def _insert_items(self, conn: Connection, items: Sequence[Item]) -> dict[str, int]:
+        """Insert new rows; key → id of those this call inserted."""
         insert = self._insert
         rows = [_item_values(item) for item in items]
         stmt = (
-            insert(t.items).on_conflict_do_nothing(index_elements=["key"]).returning(t.items.c.key)
+            insert(t.items)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(t.items.c.key, t.items.c.id)
         )
-        return set(conn.execute(stmt, rows).scalars())
+        return {row.key: row.id for row in conn.execute(stmt, rows)}
 
     def known_keys(self, keys: Sequence[str]) -> set[str]:
         with self.engine.connect() as conn:
@@ -333,32 +346,52 @@ class Store:
 
     # ----------------------------------------------------------------- poll outcomes
 
-    def record_success(
-        self,
-        source_id: str,
-        now: datetime,
-        *,
-        next_due_at: datetime,
-        etag: str | None,
-        last_modified: str | None,
-        body_hash: str | None = None,
-        item_count: int | None = None,
-    ) -> None:
+    def record_success(self, success: PollSuccess) -> None:
         """A poll that worked (including 304 and an unchanged body)."""
-        values: dict[str, Any] = {
-            "last_polled_at": now,
-            "last_success_at": now,
-            "consecutive_failures": 0,
-            "next_due_at": next_due_at,
-            "etag": etag,
-            "last_modified": last_modified,
-        }
-        if body_hash is not None:
-            values["body_hash"] = body_hash
-        if item_count is not None:
-            values["last_item_count"] = item_count
         with self.engine.begin() as conn:
-            conn.execute(update(t.sources).where(t.sources.c.id == source_id).values(**values))
+            self._record_success(conn, success)
+
+    def _record_success(self, conn: Connection, success: PollSuccess) -> None:
+        values: dict[str, Any] = {
+            "last_polled_at": success.polled_at,
+            "last_success_at": success.polled_at,
+            "consecutive_failures": 0,
+            "next_due_at": success.next_due_at,
+            "etag": success.etag,
+            "last_modified": success.last_modified,
+        }
+        if success.body_hash is not None:
+            values["body_hash"] = success.body_hash
+        if success.item_count is not None:
+            values["last_item_count"] = success.item_count
+        conn.execute(update(t.sources).where(t.sources.c.id == success.source_id).values(**values))
+
+    def record_unchanged(
+        self, polls: Sequence[tuple[str, datetime, datetime, str | None, str | None]]
+    ) -> None:
+        """Many polls that changed nothing (304 or the same body), in one transaction:
+        (source id, polled at, next due at, etag, last modified) each. A warm cycle of 200
+        sources is then one round trip instead of 200."""
+        if not polls:
+            return
+        statement = (
+            update(t.sources)
+            .where(t.sources.c.id == bindparam("sid"))
+            .values(
+                last_polled_at=bindparam("now"),
+                last_success_at=bindparam("now"),
+                consecutive_failures=0,
+                next_due_at=bindparam("due"),
+                etag=bindparam("p_etag"),
+                last_modified=bindparam("lm"),
+            )
+        )
+        rows = [
+            {"sid": sid, "now": now, "due": due, "p_etag": etag, "lm": lm}
+            for sid, now, due, etag, lm in polls
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(statement, rows)
 
     def record_failure(
         self, source_id: str, now: datetime, *, error: str, failures: int, next_due_at: datetime

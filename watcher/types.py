@@ -96,6 +96,19 @@ class SourceState:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class PollSuccess:
+    """The fetch state a successful poll leaves on its source."""
+
+    source_id: str
+    polled_at: datetime
+    next_due_at: datetime
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    item_count: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SaveResult:
     """What storing one poll's items did."""
 
