@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from watcher.types import Item
@@ -79,9 +79,10 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
         if k.lower() not in TRACKING_PARAMS and not k.lower().startswith(TRACKING_PREFIXES)
     ]
-    out = urlunsplit(
-        (scheme, host, parts.path or "/", urlencode(query, doseq=True, safe="/:@,"), "")
-    )
+    # Characters a link may carry raw (spaces, Hangul) are percent-encoded, so that a
+    # canonical URL canonicalises to itself; existing escapes are kept as they are.
+    path = quote(parts.path, safe="/%:@!$&'()*+,;=~") or "/"
+    out = urlunsplit((scheme, host, path, urlencode(query, doseq=True, safe="/:@,"), ""))
     for pattern, replacement in URL_REWRITES:
         out = pattern.sub(replacement, out)
     return out
