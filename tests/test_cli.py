@@ -121,7 +121,22 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     assert "pa55word" not in result.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["check"], ["db"], ["db", "upgrade"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["check"],
+        ["db"],
+        ["db", "upgrade"],
+        ["db", "current"],
+        ["run"],
+        ["sources", "list"],
+        ["sources", "test"],
+        ["export", "items"],
+        ["match"],
+        ["replay"],
+    ],
+)
 def test_every_command_has_help(command: list[str]) -> None:
     result = watcher(*command, "--help")
     assert result.returncode == 0
@@ -162,7 +177,7 @@ def test_run_once_then_list_and_export(tmp_path: Path, db_url: str) -> None:
         result = watcher("--config", str(cfg), "--db", db_url, "run", "--once")
         assert result.returncode == 0, result.stderr
         assert "broken: HTTP 500 Internal Server Error" in result.stderr
-        assert "cycle: 2 polled (1 failed, 1 ok), 1 new items" in result.stderr
+        assert "cycle: 2 polled (1 failed, 1 ok), 1 new items, 0 matched" in result.stderr
 
         listing = watcher("--config", str(cfg), "--db", db_url, "sources", "list")
         assert listing.returncode == 0, listing.stderr
@@ -212,3 +227,111 @@ def test_sources_test_prints_items_without_storing(tmp_path: Path) -> None:
         unknown = watcher("--config", str(cfg), "sources", "test", "nope")
         assert unknown.returncode == 1 and "no source 'nope'" in unknown.stderr
     assert not db.exists()
+
+
+# --------------------------------------------------------------------------- rules commands
+
+RULES = """
+concepts:
+  nk_people: {ko: [탈북민], en: [north korean*]}
+  sent_back: {ko: [북송], en: [repatriat*]}
+rules:
+  - id: return
+    event: forced_repatriation
+    severity: high
+    all_of: [nk_people, sent_back]
+    examples:
+      match: [탈북민 강제북송]
+"""
+
+
+def test_match_writes_one_line_per_input_in_order(tmp_path: Path) -> None:
+    import json
+
+    lines = [
+        json.dumps(
+            {"id": "a", "title": "中, 탈북민 600여명 강제북송", "text": "단둥에서 10월 9일"}
+        ),
+        "not json at all",
+        json.dumps({"id": 7, "title": "North Korea fires missile", "lang": "en"}),
+        json.dumps(["a", "list"]),
+        "",
+        json.dumps({"id": "b", "title": 5}),
+        json.dumps({"id": "c", "title": "UN rapporteur on DPRK", "source": "news.un.org"}),
+    ]
+    # no database, no network, no environment: run in an empty directory
+    result = watcher(
+        "--config",
+        str(ROOT / "sources.yaml"),
+        "match",
+        "-",
+        stdin="\n".join(lines) + "\n",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(out) == len(lines)
+    assert [row.get("id") for row in out] == ["a", None, 7, None, None, "b", "c"]
+    first = out[0]
+    assert first["relevant"] is True and "forced_repatriation" in first["events"]
+    assert first["severity"] == "critical" and first["extracted"]["people"] == 600
+    assert first["extracted"]["places"] == ["Dandong"]
+    assert out[2]["relevant"] is False and out[2]["events"] == []
+    assert "not JSON" in out[1]["error"] and "JSON object" in out[3]["error"]
+    assert "error" in out[4] and "strings" in out[5]["error"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_refuses_a_rule_that_breaks_its_examples(tmp_path: Path) -> None:
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text(
+        "sources: []\n" + RULES.replace("match: [탈북민 강제북송]", "match: [탈북민 체포]")
+    )
+    result = watcher("--config", str(cfg), "check")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{cfg}:12: rules[0].examples.match[0]: rule 'return' does not match its match "
+        "example '탈북민 체포'",
+        "1 problem found; nothing was changed.",
+    ]
+    # the daemon refuses it the same way
+    assert watcher("--config", str(cfg), "run", "--once").returncode == 2
+
+
+def test_run_stores_matches_and_replay_compares_other_rules(tmp_path: Path, db_url: str) -> None:
+    import json
+
+    from tests.httpserver import FeedServer
+
+    with FeedServer() as server:
+        server.route("/feed", body=FEED)
+        cfg = tmp_path / "sources.yaml"
+        cfg.write_text(
+            f"sources:\n  - {{id: good, kind: feed, url: '{server.url('/feed')}', lang: ko}}\n"
+            + RULES
+        )
+        result = watcher("--config", str(cfg), "--db", db_url, "run", "--once")
+        assert result.returncode == 0, result.stderr
+        assert "1 new items, 1 matched" in result.stderr
+
+    replay = watcher("--config", str(cfg), "--db", db_url, "replay")
+    assert replay.returncode == 0, replay.stderr
+    (line,) = replay.stdout.splitlines()
+    assert (
+        line.startswith("  ") and "forced_repatriation" in line and "중국, 탈북민 강제북송" in line
+    )
+    assert "1 items, 1 match (forced_repatriation 1); changed against stored matches: +0 -0 ~0" in (
+        replay.stderr
+    )
+
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        RULES.replace("[탈북민]", "[탈북자]").replace("탈북민 강제북송", "탈북자 강제북송")
+    )
+    changed = watcher(
+        "--config", str(cfg), "--db", db_url, "replay", "--rules", str(other), "--format", "jsonl"
+    )
+    assert changed.returncode == 0, changed.stderr
+    (row,) = [json.loads(x) for x in changed.stdout.splitlines()]
+    assert row["change"] == "-" and row["relevant"] is False and row["source"] == "good"
+    assert "+0 -1 ~0" in changed.stderr

@@ -16,6 +16,7 @@ from watcher.parsers import PARSER_KINDS, _registry
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 CONFIG_DOC = (ROOT / "docs" / "configuration.md").read_text()
+RULES_DOC = (ROOT / "docs" / "rules.md").read_text()
 
 
 def _table_rows(text: str, heading: str) -> list[str]:
@@ -68,7 +69,25 @@ def test_every_config_key_is_documented(model: type) -> None:
     assert missing == []
 
 
-PURE = {"items", "parsers", "types", "config"}
+@pytest.mark.parametrize(
+    "model",
+    [config_module.Rule, config_module.Near, config_module.Escalation, config_module.RuleExamples],
+    ids=lambda m: m.__name__,
+)
+def test_every_rule_key_is_documented(model: type) -> None:
+    missing = [f for f in model.model_fields if f"`{f}`" not in RULES_DOC]
+    assert missing == []
+
+
+def test_the_documented_event_types_are_the_shipped_ones() -> None:
+    documented = set(_table_rows(RULES_DOC, "| event |"))
+    shipped = {
+        r.event for r in config_module.load_config(ROOT / "sources.yaml", env={}).config.rules
+    }
+    assert documented == set(config_module.EVENT_TYPES) == shipped
+
+
+PURE = {"items", "parsers", "types", "config", "rules", "extract"}
 
 
 def _watcher_imports(path: Path) -> set[str]:
@@ -96,6 +115,8 @@ def _watcher_imports(path: Path) -> set[str]:
         ("parsers/html.py", {"types", "items", "parsers"}),
         ("parsers/json_api.py", {"types", "items", "parsers"}),
         ("parsers/article.py", {"types", "items", "parsers"}),
+        ("extract.py", set()),
+        ("rules.py", {"config", "extract", "items"}),
         ("fetch.py", {"types", "__version__"}),
         ("tables.py", set()),
         ("store.py", {"types", "tables"}),

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import inspect
 
 from watcher.store import SCHEMA_HEAD, Store
-from watcher.types import Item
+from watcher.types import Item, MatchRecord
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -138,3 +138,42 @@ def test_aware_datetimes_round_trip_in_utc(store: Store) -> None:
     store.save_items([make_item(published_at=seoul.astimezone(UTC))])
     (stored,) = list(store.iter_items())
     assert stored.published_at == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def _match(key: str, rule: str, event: str, people: int | None = None) -> MatchRecord:
+    return MatchRecord(
+        item_key=key,
+        rule_id=rule,
+        event=event,
+        severity="high",
+        people=people,
+        places=("Dandong", "단둥"),
+        dates=("2026-10-09",),
+    )
+
+
+def test_matches_are_stored_with_new_items_and_replaced_on_update(store: Store) -> None:
+    store.sync_sources([_Src("src")], NOW)
+    key = "https://example.org/a"
+    first = store.save_items(
+        [make_item(key)], now=NOW, matches=[_match(key, "return", "forced_repatriation", 600)]
+    )
+    assert [m.rule_id for m in first.matches] == ["return"]
+    (stored,) = store.matches_of(key)
+    assert stored.people == 600 and stored.places == ("Dandong", "단둥")
+    assert stored.dates == ("2026-10-09",)
+    # seen again unchanged: matches for it are not stored again
+    again = store.save_items(
+        [make_item(key)], now=NOW, matches=[_match(key, "arrest", "detention")]
+    )
+    assert again.matches == () and [m.rule_id for m in store.matches_of(key)] == ["return"]
+    # edited materially: its matches are replaced by the new verdict
+    edited = store.save_items(
+        [make_item(key, title="中, 탈북민 수백 명 체포 후 강제북송 임박")],
+        now=NOW,
+        matches=[_match(key, "arrest", "detention")],
+    )
+    assert len(edited.updated) == 1
+    assert [m.rule_id for m in store.matches_of(key)] == ["arrest"]
+    assert store.matched_events() == {key: frozenset({"detention"})}
+    assert store.match_count() == 1

@@ -28,6 +28,7 @@ class Context:
     log_level: str
     log_format: str
     _loaded: LoadedConfig | None = field(default=None, repr=False)
+    _matcher: Any = field(default=None, repr=False)
 
     def config(self) -> LoadedConfig:
         """The validated config; exits with every problem listed when it is invalid."""
@@ -38,6 +39,21 @@ class Context:
                 fail_config(exc)
             logsetup.add_secrets(self._loaded.secrets)
         return self._loaded
+
+    def matcher(self, loaded: LoadedConfig | None = None) -> Any:
+        """The compiled rules; exits listing every rule whose examples fail."""
+        from watcher.rules import RuleError, compile_rules
+
+        if loaded is None and self._matcher is not None:
+            return self._matcher
+        loaded = loaded or self.config()
+        try:
+            matcher = compile_rules(loaded.config)
+        except RuleError as exc:
+            fail_config(ConfigError([loaded.problem(path, msg) for path, msg in exc.problems]))
+        if loaded is self._loaded:
+            self._matcher = matcher
+        return matcher
 
     def database_url(self, *, need_config: bool = True) -> str:
         if self.db_url:
@@ -140,6 +156,7 @@ def check(ctx: Context) -> None:
     """
     loaded = ctx.config()
     config = loaded.config
+    matcher = ctx.matcher()
     for warning in loaded.warnings:
         click.echo(f"warning: {warning}", err=True)
     kinds = Counter(s.kind for s in config.sources)
@@ -152,10 +169,16 @@ def check(ctx: Context) -> None:
     )
     langs = Counter(s.lang or "?" for s in config.sources if s.enabled)
     click.echo("  languages: " + ", ".join(f"{k} {n}" for k, n in langs.most_common()))
+    examples = sum(len(r.examples.match) + len(r.examples.no_match) for r in config.rules)
+    events = Counter(r.event for r in config.rules if r.enabled)
     click.echo(
-        f"  {_plural(len(config.rules), 'rule')}, "
-        f"{_plural(len(config.channels), 'channel')}, "
-        f"{_plural(len(config.routes), 'route')}"
+        f"  {_plural(len(config.rules), 'rule')} ({matcher.rule_count} enabled, "
+        f"{_plural(len(config.concepts), 'concept')}; {_plural(examples, 'example')} pass)"
+    )
+    if events:
+        click.echo("  events: " + ", ".join(f"{k} {n}" for k, n in sorted(events.items())))
+    click.echo(
+        f"  {_plural(len(config.channels), 'channel')}, {_plural(len(config.routes), 'route')}"
     )
 
 
@@ -227,20 +250,28 @@ def run(ctx: Context, once: bool, all_sources: bool) -> None:
     from watcher.pipeline import Parsing
 
     loaded = ctx.config()
+    matcher = ctx.matcher()
     store = ctx.store()
     parsing = Parsing.from_settings(loaded.config.settings)
     try:
         if once:
-            asyncio.run(_cycle(loaded, store, only_due=not all_sources, parsing=parsing))
+            asyncio.run(
+                _cycle(loaded, store, only_due=not all_sources, parsing=parsing, matcher=matcher)
+            )
         else:
-            asyncio.run(_daemon(loaded, store, parsing))
+            asyncio.run(_daemon(loaded, store, parsing, matcher))
     finally:
         parsing.close()
         store.close()
 
 
 async def _cycle(
-    loaded: LoadedConfig, store: Store, *, only_due: bool, parsing: Any = None
+    loaded: LoadedConfig,
+    store: Store,
+    *,
+    only_due: bool,
+    parsing: Any = None,
+    matcher: Any = None,
 ) -> list[Any]:
     import time
 
@@ -259,20 +290,22 @@ async def _cycle(
             settings=config.settings,
             only_due=only_due,
             parsing=parsing,
+            matcher=matcher,
         )
     outcomes = Counter(r.outcome for r in reports)
     log.info(
-        "cycle: %d polled (%s), %d new items, in %.1fs",
+        "cycle: %d polled (%s), %d new items, %d matched, in %.1fs",
         len(reports),
         ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "none due",
         sum(r.new for r in reports),
+        sum(r.matched for r in reports),
         time.monotonic() - started,
         extra={"action": "cycle"},
     )
     return reports
 
 
-async def _daemon(loaded: LoadedConfig, store: Store, parsing: Any) -> None:
+async def _daemon(loaded: LoadedConfig, store: Store, parsing: Any, matcher: Any) -> None:
     import asyncio
     import signal
 
@@ -290,7 +323,7 @@ async def _daemon(loaded: LoadedConfig, store: Store, parsing: Any) -> None:
         extra={"action": "start"},
     )
     while not stop.is_set():
-        await _cycle(loaded, store, only_due=True, parsing=parsing)
+        await _cycle(loaded, store, only_due=True, parsing=parsing, matcher=matcher)
         states = store.fetch_states()
         enabled = {s.id for s in loaded.config.sources if s.enabled}
         dues = [st.next_due_at for sid, st in states.items() if sid in enabled and st.next_due_at]
@@ -497,6 +530,202 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
     finally:
         store.close()
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _source_tags(config: Any) -> dict[str, tuple[str, ...]]:
+    """Tags by source id and by the host of its URL (inputs may name an outlet's domain)."""
+    from urllib.parse import urlsplit
+
+    out: dict[str, tuple[str, ...]] = {}
+    for source in config.sources:
+        out[source.id] = source.tags
+        host = (urlsplit(source.url).hostname or "").removeprefix("www.")
+        out.setdefault(host, source.tags)
+    return out
+
+
+def _verdict_json(item_id: Any, verdict: Any) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "relevant": verdict.relevant,
+        "events": list(verdict.events),
+        "rules": list(verdict.rules),
+        "severity": verdict.severity,
+        "extracted": verdict.extracted.as_dict(),
+    }
+
+
+@cli.command()
+@click.argument("file", default="-", type=click.File("r", encoding="utf-8", errors="replace"))
+@pass_ctx
+def match(ctx: Context, file: Any) -> None:
+    """Match articles against the rules, storing nothing: FILE (or - for stdin) holds JSON
+    Lines, one article per line:
+
+    \b
+      {"id": 1, "title": "...", "text": "...", "lang": "ko", "url": "...", "source": "..."}
+
+    One JSON line is written per input line, in the same order:
+    {"id", "relevant", "events", "rules", "severity", "extracted": {"people", "places",
+    "dates"}}; a line that cannot be read gives {"id", "error"} in its place. `lang`,
+    `url`, `source` and `published_at` are optional; `source` may be a configured source id
+    or an outlet's domain (its tags then apply to tag-filtered rules).
+    """
+    import json
+
+    from watcher.items import parse_date
+
+    loaded = ctx.config()
+    matcher = ctx.matcher()
+    tags = _source_tags(loaded.config)
+    out = click.get_text_stream("stdout")
+    for number, line in enumerate(file, start=1):
+        item_id: Any = None
+        try:
+            try:
+                data = json.loads(line)
+            except ValueError as exc:
+                raise _BadInput(f"line {number}: not JSON ({exc.msg})") from None
+            if not isinstance(data, dict):
+                raise _BadInput(f"line {number}: expected a JSON object")
+            item_id = data.get("id")
+            title, text = data.get("title", ""), data.get("text", "")
+            lang = data.get("lang")
+            if not isinstance(title, str) or not isinstance(text, str):
+                raise _BadInput(f"line {number}: title and text must be strings")
+            if not (title or text):
+                raise _BadInput(f"line {number}: no title or text")
+            if lang is not None and not isinstance(lang, str):
+                raise _BadInput(f"line {number}: lang must be a string")
+            source = data.get("source")
+            published = data.get("published_at")
+            when = parse_date(published, "UTC") if isinstance(published, str) else None
+            verdict = matcher.match(
+                title,
+                text,
+                lang=lang or None,
+                tags=tags.get(str(source).removeprefix("www."), ()) if source else (),
+                published_year=when.year if when else None,
+            )
+            row = _verdict_json(item_id, verdict)
+        except _BadInput as exc:
+            row = {"id": item_id, "error": str(exc)}
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.flush()
+
+
+class _BadInput(Exception):
+    pass
+
+
+@cli.command()
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="Only items fetched at or after DATE (2026-11-01 or an ISO time).",
+)
+@click.option(
+    "--rules",
+    "rules_path",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Rules (concepts and rules) to try instead of those in the configuration.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True
+)
+@pass_ctx
+def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) -> None:
+    """Re-run the rules over stored items and show what would match, without storing or
+    alerting anything: the way to judge a rule change on history.
+
+    Each matching item is shown with its events, severity and what was extracted; items
+    whose events differ from what is stored are marked + (newly matching), - (no longer
+    matching) or ~ (other events). A summary goes to stderr.
+    """
+    import json
+
+    from watcher.config import load_rules
+    from watcher.items import parse_date
+
+    since_at = None
+    if since:
+        since_at = parse_date(since, "UTC")
+        if since_at is None:
+            fail(f"--since: expected a date like 2026-11-01, got {since!r}")
+    if rules_path:
+        try:
+            rules_loaded = load_rules(rules_path)
+        except ConfigError as exc:
+            fail_config(exc)
+        matcher = ctx.matcher(rules_loaded)
+    else:
+        matcher = ctx.matcher()
+    tags = _source_tags(ctx.config().config) if _config_exists(ctx) else {}
+    store = ctx.store(need_config=_config_exists(ctx))
+    counts: Counter[str] = Counter()
+    marks: Counter[str] = Counter()
+    out = click.get_text_stream("stdout")
+    try:
+        stored = store.matched_events()
+        for item in store.iter_items(since=since_at):
+            counts["items"] += 1
+            when = item.published_at or item.fetched_at
+            verdict = matcher.match(
+                item.title,
+                item.text,
+                lang=item.lang,
+                tags=tags.get(item.source_id, ()),
+                published_year=when.year,
+            )
+            before = stored.get(item.key, frozenset())
+            after = frozenset(verdict.events)
+            mark = " " if before == after else "+" if not before else "-" if not after else "~"
+            if mark != " ":
+                marks[mark] += 1
+            if not verdict.relevant and mark == " ":
+                continue
+            counts["matched"] += bool(verdict.relevant)
+            for event in verdict.events:
+                counts[event] += 1
+            if fmt == "jsonl":
+                row = _verdict_json(item.key, verdict) | {
+                    "change": mark.strip() or None,
+                    "source": item.source_id,
+                    "title": item.title,
+                    "url": item.url,
+                    "published_at": when.isoformat(),
+                }
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                facts = verdict.extracted
+                extra = ", ".join(
+                    [f"{facts.people} people"] * (facts.people is not None) + list(facts.places)
+                )
+                out.write(
+                    f"{mark} {when:%Y-%m-%d %H:%M}  {item.source_id:<16} "
+                    f"{verdict.severity or '-':<8} {','.join(verdict.events) or '(none)'}"
+                    f"{f'  [{extra}]' if extra else ''}  {_one_line_text(item.title)}\n"
+                )
+    finally:
+        store.close()
+    events = ", ".join(
+        f"{k} {n}" for k, n in sorted(counts.items()) if k not in ("items", "matched")
+    )
+    click.echo(
+        f"{counts['items']} items, {counts['matched']} match"
+        f"{f' ({events})' if events else ''}; changed against stored matches: "
+        f"+{marks['+']} -{marks['-']} ~{marks['~']}",
+        err=True,
+    )
+
+
+def _one_line_text(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _config_exists(ctx: Context) -> bool:

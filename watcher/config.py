@@ -249,6 +249,108 @@ SOURCE_KINDS = ("feed", "html", "json")
 # ----------------------------------------------------------- rules, channels, routes
 
 
+#: Severities, lowest first.
+SEVERITIES = ("low", "medium", "high", "critical")
+Severity = Literal["low", "medium", "high", "critical"]
+
+#: The event types the shipped rules produce (operators may add their own).
+EVENT_TYPES = (
+    "forced_repatriation",
+    "detention",
+    "border_reopening",
+    "un_action",
+    "china_position",
+    "policy_change",
+)
+
+
+def _check_terms(value: object) -> object:
+    """A term group: a concept name, a list of terms, or terms per language."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("expected a concept name or a list of terms, got ''")
+        return value
+    if isinstance(value, list | tuple):
+        _check_term_list(value, "")
+        return tuple(value)
+    if isinstance(value, dict):
+        if not value:
+            raise ValueError("expected terms per language like {en: [...], ko: [...]}, got {}")
+        for lang, terms in value.items():
+            if not isinstance(lang, str) or not re.match(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", lang):
+                raise ValueError(f"expected a language code like en or ko, got {lang!r}")
+            _check_term_list(terms, f"{lang}: ")
+        return {lang: tuple(terms) for lang, terms in value.items()}
+    raise ValueError(f"expected a concept name or a list of terms, got {_short(value)}")
+
+
+def _check_term_list(terms: object, where: str) -> None:
+    if not isinstance(terms, list | tuple):
+        raise ValueError(f"{where}expected a list of terms, got {_short(terms)}")
+    if not terms:
+        raise ValueError(f"{where}the term list is empty")
+    for term in terms:
+        if not isinstance(term, str) or not term.strip(" *"):
+            raise ValueError(f"{where}expected a non-empty term, got {_short(term)}")
+        if "*" in term.rstrip("*") or term.startswith("*"):
+            raise ValueError(f"{where}'*' is only allowed at the end of a term, got {term!r}")
+
+
+#: A concept name, an inline list of terms, or inline terms per language.
+Terms = Annotated[str | tuple[str, ...] | dict[str, tuple[str, ...]], BeforeValidator(_check_terms)]
+
+
+class Near(Model):
+    """The `all_of` groups must occur within this distance of each other."""
+
+    #: Words, in Latin-script text.
+    words: int = Field(ge=1, le=500)
+    #: Characters, in Korean, Chinese and Japanese text.
+    chars: int = Field(ge=1, le=5000)
+
+
+class Escalation(Model):
+    """Raise a match's severity when a term group is present or enough people are named."""
+
+    to: Severity
+    any_of: tuple[Terms, ...] = ()
+    people_at_least: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> Escalation:
+        if not self.any_of and self.people_at_least is None:
+            raise ValueError("an escalation needs any_of or people_at_least")
+        return self
+
+
+class RuleExamples(Model):
+    #: Texts this rule must match (checked by `watcher check`).
+    match: tuple[str, ...] = ()
+    #: Texts this rule must not match.
+    no_match: tuple[str, ...] = ()
+
+
+class Rule(Model):
+    id: Identifier
+    #: The event type the rule reports (forced_repatriation, detention…).
+    event: Identifier
+    severity: Severity = "medium"
+    #: Every group must be present (a group: a concept name, a term list, terms per language).
+    all_of: tuple[Terms, ...] = Field(min_length=1)
+    #: No group may be present.
+    none_of: tuple[Terms, ...] = ()
+    near: Near | None = None
+    escalate: tuple[Escalation, ...] = ()
+    #: Only items from sources with one of these tags.
+    tags: tuple[str, ...] = ()
+    #: Only items in these languages.
+    langs: tuple[Language, ...] = ()
+    examples: RuleExamples = RuleExamples()
+    enabled: bool = True
+    #: A line for operators (shown by `watcher check` and the web page).
+    description: str | None = None
+
+
 class Channel(Model):
     """A named apprise URL (mailto://, slack://, tgram://, json://…)."""
 
@@ -286,10 +388,59 @@ class Settings(Model):
 
 class Config(Model):
     sources: tuple[Source, ...]
-    rules: tuple[dict[str, Any], ...] = ()
+    #: Named term groups, per language, that rules refer to by name.
+    concepts: dict[Identifier, dict[str, tuple[str, ...]]] = Field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
     channels: tuple[Channel, ...] = ()
     routes: tuple[dict[str, Any], ...] = ()
     settings: Settings = Settings()
+
+    @field_validator("concepts", mode="before")
+    @classmethod
+    def _concept_terms(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name, terms in value.items():
+                if not isinstance(terms, dict):
+                    raise _LocatedError(
+                        ("concepts", name),
+                        f"expected terms per language like {{en: [...], ko: [...]}}, "
+                        f"got {_short(terms)}",
+                    )
+                try:
+                    _check_terms(terms)
+                except ValueError as exc:
+                    raise _LocatedError(("concepts", name), str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _rules_refer_to_known_concepts(self) -> Config:
+        seen: set[str] = set()
+        for index, rule in enumerate(self.rules):
+            if rule.id in seen:
+                raise _LocatedError(
+                    ("rules", index, "id"),
+                    f"rule {rule.id!r}: duplicate id (rule ids must be unique)",
+                )
+            seen.add(rule.id)
+            groups = [("all_of", i, g) for i, g in enumerate(rule.all_of)]
+            groups += [("none_of", i, g) for i, g in enumerate(rule.none_of)]
+            for e, esc in enumerate(rule.escalate):
+                groups += [(("escalate", e, "any_of"), i, g) for i, g in enumerate(esc.any_of)]
+            for key, i, group in groups:
+                if isinstance(group, str) and group not in self.concepts:
+                    close = difflib.get_close_matches(group, list(self.concepts), n=1, cutoff=0.6)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    where = key if isinstance(key, tuple) else (key,)
+                    raise _LocatedError(
+                        ("rules", index, *where, i),
+                        f"rule {rule.id!r}: unknown concept {group!r}{hint}",
+                    )
+            if rule.near is not None and len(rule.all_of) < 2:
+                raise _LocatedError(
+                    ("rules", index, "near"),
+                    f"rule {rule.id!r}: near needs at least two all_of groups",
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:
@@ -336,6 +487,10 @@ class LoadedConfig:
     def line_of(self, path: tuple[str | int, ...]) -> int:
         return _line_for(self.lines, path)
 
+    def problem(self, path: tuple[str | int, ...], message: str) -> str:
+        """`file:line: path: message`, like every other configuration error."""
+        return _fmt(self.path, self.lines, path, message)
+
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read and validate a sources.yaml; raise ConfigError with every problem found."""
@@ -349,7 +504,19 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     return load_config_text(text, name, os.environ if env is None else env)
 
 
-def load_config_text(text: str, name: str, env: Mapping[str, str]) -> LoadedConfig:
+def load_rules(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """A file with `concepts` and `rules` (its `sources`, if any, are ignored)."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{name}: cannot read: {exc}"]) from None
+    return load_config_text(text, name, os.environ if env is None else env, rules_only=True)
+
+
+def load_config_text(
+    text: str, name: str, env: Mapping[str, str], *, rules_only: bool = False
+) -> LoadedConfig:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -366,6 +533,8 @@ def load_config_text(text: str, name: str, env: Mapping[str, str]) -> LoadedConf
         _index_lines(node, (), lines)
     if not isinstance(data, dict):
         raise ConfigError([f"{name}:1: expected a mapping with a 'sources' list at the top"])
+    if rules_only:
+        data = {"sources": [], **{k: v for k, v in data.items() if k in ("concepts", "rules")}}
 
     problems: list[str] = []
     secrets: set[str] = set()
@@ -469,14 +638,31 @@ def _format_validation(
     exc: ValidationError, name: str, lines: Mapping[Any, int], data: Any
 ) -> list[str]:
     problems = []
-    for error in exc.errors():
+    errors = exc.errors()
+    # "at least 1 item" on a list whose item is itself invalid says nothing new: skip it.
+    bad_items = {tuple(e["loc"][:-1]) for e in errors if len(e["loc"]) > 1}
+    errors = [e for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in bad_items)]
+    for error in errors:
         ctx_error = (error.get("ctx") or {}).get("error")
         loc = tuple(error["loc"])
         if isinstance(ctx_error, _LocatedError):
             loc = ctx_error.loc
         path = _data_path(loc, data)
-        problems.append(_fmt(name, lines, path, _message(error, loc, path, data)))
+        message = _message(error, loc, path, data)
+        rule_id = _rule_id(path, data)
+        if rule_id and not message.startswith("rule "):
+            message = f"rule {rule_id!r}: {message}"
+        problems.append(_fmt(name, lines, path, message))
     return list(dict.fromkeys(problems))
+
+
+def _rule_id(path: tuple[Any, ...], data: Any) -> str | None:
+    """The id of the rule a path points into, so that rule errors name their rule."""
+    if len(path) >= 3 and path[0] == "rules" and isinstance(path[1], int):
+        rule = data.get("rules", [])[path[1]]
+        if isinstance(rule, dict) and isinstance(rule.get("id"), str):
+            return rule["id"]
+    return None
 
 
 def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[str | int, ...]:
@@ -511,7 +697,7 @@ def _message(error: Any, loc: tuple[Any, ...], path: tuple[Any, ...], data: Any)
     if kind == "union_tag_not_found":
         return f"'kind' is missing (expected one of: {', '.join(SOURCE_KINDS)})"
     if kind == "literal_error":
-        return f"{msg}, got {got!r}"
+        return f"expected {msg.removeprefix('Input should be ')}, got {got!r}"
     if kind in {
         "string_type",
         "int_type",

@@ -17,8 +17,9 @@ from typing import Any
 
 from watcher.fetch import Fetcher, FetchRequest
 from watcher.parsers import ParseResult, parse
+from watcher.rules import Matcher
 from watcher.store import Store
-from watcher.types import FetchResult, Item, PollReport, PollSuccess, SourceState
+from watcher.types import FetchResult, Item, MatchRecord, PollReport, PollSuccess, SourceState
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ async def poll_source(
     parsing: Parsing | None = None,
     unchanged: list[tuple[Any, ...]] | None = None,
     db: Offload = INLINE,
+    matcher: Matcher | None = None,
 ) -> PollReport:
     """Fetch, parse, normalise and store one source; record its state; never raises for
     faults of the source. With `unchanged`, polls that changed nothing are appended to it
@@ -209,14 +211,16 @@ async def poll_source(
         body_hash=body_hash,
         item_count=len(items),
     )
-    saved = await db(store.save_items, items, now=now, success=success)
+    records = match_items(matcher, items, source.tags) if matcher is not None else []
+    saved = await db(store.save_items, items, now=now, success=success, matches=records)
     if saved.new or saved.updated:
         log.info(
-            "%s: %d new, %d updated of %d items%s",
+            "%s: %d new, %d updated of %d items, %d matched%s",
             source.id,
             len(saved.new),
             len(saved.updated),
             len(items),
+            len({m.item_key for m in saved.matches}),
             " (baseline)" if baseline else "",
             extra={"source": source.id, "action": "poll"},
         )
@@ -227,6 +231,7 @@ async def poll_source(
         parsed=len(items),
         new=len(saved.new),
         updated=len(saved.updated),
+        matched=len({m.item_key for m in saved.matches}),
         elapsed=result.elapsed,
         new_keys=tuple(i.key for i in saved.new),
     )
@@ -246,6 +251,29 @@ async def _unchanged(
         await db(store.record_unchanged, [poll])
     else:
         batch.append(poll)
+
+
+def match_items(matcher: Matcher, items: Sequence[Item], tags: Sequence[str]) -> list[MatchRecord]:
+    """Every rule match of every item, ready to store."""
+    records = []
+    for item in items:
+        year = item.published_at.year if item.published_at else item.fetched_at.year
+        verdict = matcher.match(
+            item.title, item.text, lang=item.lang, tags=tags, published_year=year
+        )
+        for m in verdict.matches:
+            records.append(
+                MatchRecord(
+                    item_key=item.key,
+                    rule_id=m.rule_id,
+                    event=m.event,
+                    severity=m.severity,
+                    people=verdict.extracted.people,
+                    places=verdict.extracted.places,
+                    dates=verdict.extracted.dates,
+                )
+            )
+    return records
 
 
 def _report(source: Any, outcome: str, result: FetchResult) -> PollReport:
@@ -327,6 +355,7 @@ async def run_cycle(
     clock: Clock = utcnow,
     only_due: bool = True,
     parsing: Parsing | None = None,
+    matcher: Matcher | None = None,
 ) -> list[PollReport]:
     """Poll every given source (only those due, unless `only_due` is false) concurrently."""
     states = store.fetch_states()
@@ -348,6 +377,7 @@ async def run_cycle(
                 parsing=parsing,
                 unchanged=unchanged,
                 db=db,
+                matcher=matcher,
             )
             if len(unchanged) >= 100:
                 batch = unchanged[:]

@@ -13,6 +13,7 @@ Usage::
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,13 +26,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from watcher import tables as t
-from watcher.types import Item, PollSuccess, SaveResult, SourceState
+from watcher.types import Item, MatchRecord, PollSuccess, SaveResult, SourceState
 
 log = logging.getLogger(__name__)
 
 #: The newest migration; `Store.schema_is_current` compares with one query, so that start-up
 #: imports Alembic only when the database is behind. A test checks it is Alembic's head.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 DEFAULT_DATABASE_URL = "sqlite:///watcher.db"
 
@@ -223,9 +224,11 @@ class Store:
         now: datetime | None = None,
         *,
         success: PollSuccess | None = None,
+        matches: Sequence[MatchRecord] = (),
     ) -> SaveResult:
         """Store items not stored before (by key) and record which source carried each;
-        with `success`, record the poll's fetch state in the same transaction.
+        with `success`, record the poll's fetch state in the same transaction; store the
+        `matches` of the items that are new or updated (an update replaces its matches).
 
         A re-seen key is not stored again; when its title or text changed materially the
         row is updated and the old version kept in `item_revisions`. Concurrent writers are
@@ -270,12 +273,87 @@ class Store:
             self._link_sources(
                 conn, [(ids[i.key], i.source_id) for i in unique if i.key in ids], seen_at
             )
+            changed = {k: inserted[k] for k in inserted} | {
+                i.key: ids[i.key] for i in updated if i.key in ids
+            }
+            stored = [m for m in matches if m.item_key in changed]
+            self._replace_matches(
+                conn, stored, changed, updated_ids=[ids[i.key] for i in updated], now=seen_at
+            )
             if success is not None:
                 self._record_success(conn, success)
         new = tuple(item for item in unique if item.key in inserted)
         return SaveResult(
-            new=new, updated=tuple(updated), seen=len(unique) - len(new) - len(updated)
+            new=new,
+            updated=tuple(updated),
+            seen=len(unique) - len(new) - len(updated),
+            matches=tuple(stored),
         )
+
+    def _replace_matches(
+        self,
+        conn: Connection,
+        matches: Sequence[MatchRecord],
+        ids: dict[str, int],
+        *,
+        updated_ids: Sequence[int],
+        now: datetime,
+    ) -> None:
+        if updated_ids:
+            conn.execute(t.matches.delete().where(t.matches.c.item_id.in_(updated_ids)))
+        if matches:
+            conn.execute(
+                self._insert(t.matches).on_conflict_do_nothing(),
+                [_match_values(m, ids[m.item_key], now) for m in matches],
+            )
+
+    def save_matches(self, matches: Sequence[MatchRecord], now: datetime) -> int:
+        """Store matches of items already stored (by key), replacing what the same rules
+        said of them before; returns how many were stored."""
+        if not matches:
+            return 0
+        with self.engine.begin() as conn:
+            ids = self._ids(conn, list({m.item_key for m in matches}))
+            known = [m for m in matches if m.item_key in ids]
+            for m in known:
+                conn.execute(
+                    t.matches.delete().where(
+                        (t.matches.c.item_id == ids[m.item_key])
+                        & (t.matches.c.rule_id == m.rule_id)
+                    )
+                )
+            if known:
+                conn.execute(
+                    self._insert(t.matches).on_conflict_do_nothing(),
+                    [_match_values(m, ids[m.item_key], now) for m in known],
+                )
+            return len(known)
+
+    def matches_of(self, key: str) -> list[MatchRecord]:
+        """The stored matches of one item, by rule id."""
+        query = (
+            select(t.matches, t.items.c.key)
+            .join(t.items, t.items.c.id == t.matches.c.item_id)
+            .where(t.items.c.key == key)
+            .order_by(t.matches.c.rule_id)
+        )
+        with self.engine.connect() as conn:
+            return [_match(row) for row in conn.execute(query)]
+
+    def matched_events(self) -> dict[str, frozenset[str]]:
+        """Item key → the events stored for it (items with at least one match)."""
+        query = select(t.items.c.key, t.matches.c.event).join(
+            t.items, t.items.c.id == t.matches.c.item_id
+        )
+        out: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for key, event in conn.execute(query):
+                out.setdefault(key, set()).add(event)
+        return {k: frozenset(v) for k, v in out.items()}
+
+    def match_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.matches)).scalar_one())
 
     def _existing(self, conn: Connection, keys: Sequence[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -424,6 +502,31 @@ class Store:
         with self.engine.connect() as conn:
             for row in conn.execute(query.execution_options(yield_per=500)):
                 yield _item(row)
+
+
+def _match_values(m: MatchRecord, item_id: int, now: datetime) -> dict[str, Any]:
+    return {
+        "item_id": item_id,
+        "rule_id": m.rule_id,
+        "event": m.event,
+        "severity": m.severity,
+        "people": m.people,
+        "places": json.dumps(list(m.places), ensure_ascii=False),
+        "dates": json.dumps(list(m.dates)),
+        "matched_at": now,
+    }
+
+
+def _match(row: Any) -> MatchRecord:
+    return MatchRecord(
+        item_key=row.key,
+        rule_id=row.rule_id,
+        event=row.event,
+        severity=row.severity,
+        people=row.people,
+        places=tuple(json.loads(row.places)),
+        dates=tuple(json.loads(row.dates)),
+    )
 
 
 def content_hash(title: str, text: str) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 
@@ -128,4 +129,25 @@ item_revisions = Table(
     Column("changed_at", UTCDateTime, nullable=False),
     Column("old_title", Text, nullable=False),
     Column("old_text", Text, nullable=False),
+)
+
+
+#: What the rules found in an item: one row per (item, rule), with what was extracted.
+matches = Table(
+    "matches",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("item_id", ID, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("rule_id", String(100), nullable=False),
+    Column("event", String(100), nullable=False),
+    Column("severity", String(16), nullable=False),
+    #: Number of people the item states, when it states one.
+    Column("people", Integer),
+    #: Canonical place names, as a JSON list.
+    Column("places", Text, nullable=False, default="[]"),
+    #: ISO dates the item states, as a JSON list.
+    Column("dates", Text, nullable=False, default="[]"),
+    Column("matched_at", UTCDateTime, nullable=False),
+    UniqueConstraint("item_id", "rule_id", name="uq_matches_item_id_rule_id"),
+    Index("ix_matches_event_matched_at", "event", "matched_at"),
 )

@@ -96,6 +96,19 @@ class SourceState:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class MatchRecord:
+    """One rule's match on one item, as stored."""
+
+    item_key: str
+    rule_id: str
+    event: str
+    severity: str
+    people: int | None = None
+    places: tuple[str, ...] = ()
+    dates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PollSuccess:
     """The fetch state a successful poll leaves on its source."""
 
@@ -116,6 +129,8 @@ class SaveResult:
     updated: tuple[Item, ...] = ()
     #: Items already stored (by this or another source), unchanged.
     seen: int = 0
+    #: Matches stored for the new and updated items.
+    matches: tuple[MatchRecord, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -129,6 +144,8 @@ class PollReport:
     parsed: int = 0
     new: int = 0
     updated: int = 0
+    #: New or updated items that matched a rule.
+    matched: int = 0
     error: str | None = None
     elapsed: float = 0.0
     new_keys: tuple[str, ...] = field(default=(), repr=False)
