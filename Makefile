@@ -33,6 +33,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/poll.py
+	$(BIN)/python benchmarks/match.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache dist build

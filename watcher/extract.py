@@ -151,26 +151,33 @@ def _zh_int(text: str) -> int | None:
     return total + current or None
 
 
-def people(norm: str) -> int | None:
-    """The first stated number of people, or None when only vague words are used."""
+def people(norm: str, lang: str | None = None) -> int | None:
+    """The first stated number of people, or None when only vague words are used.
+
+    `lang` only saves time: the patterns of other scripts are skipped when it is given."""
     found: list[tuple[int, int]] = []
-    for m in _EN.finditer(norm):
-        n = _to_int(m.group("n"))
-        if n and not (1900 <= n <= 2100 and "," not in m.group("n")):
-            found.append((m.start(), n))
-    for m in _EN_FAMILY.finditer(norm):
-        n = _to_int(m.group("n"))
-        if n:
-            found.append((m.start(), n))
-    for m in _KO.finditer(norm):
-        n = _to_int(m.group("n"))
-        if n:
-            n *= {"천": 1000, "백": 100, "만": 10000}.get(m.group("mult") or "", 1)
-            found.append((m.start(), n))
-    for m in _ZH.finditer(norm):
-        n = _zh_int(m.group("n"))
-        if n:
-            found.append((m.start(), n))
+    latin = lang not in ("ko", "zh", "ja")
+    if latin or lang is None:
+        for m in _EN.finditer(norm):
+            n = _to_int(m.group("n"))
+            if n and not (1900 <= n <= 2100 and "," not in m.group("n")):
+                found.append((m.start(), n))
+        if "family of" in norm:
+            for m in _EN_FAMILY.finditer(norm):
+                n = _to_int(m.group("n"))
+                if n:
+                    found.append((m.start(), n))
+    if lang in ("ko", None) and ("명" in norm or "인" in norm):
+        for m in _KO.finditer(norm):
+            n = _to_int(m.group("n"))
+            if n:
+                n *= {"천": 1000, "백": 100, "만": 10000}.get(m.group("mult") or "", 1)
+                found.append((m.start(), n))
+    if lang in ("zh", "ja", None) and ("名" in norm or "人" in norm):
+        for m in _ZH.finditer(norm):
+            n = _zh_int(m.group("n"))
+            if n:
+                found.append((m.start(), n))
     if not found:
         return None
     return min(found)[1]
@@ -203,6 +210,7 @@ _EN_DATE = re.compile(
     r"\b(?P<m>" + _MONTH + r")\.? (?P<d>\d{1,2})(?:st|nd|rd|th)?\b(?:,? (?P<y>(?:19|20)\d\d))?"
 )
 _EN_DATE_DMY = re.compile(r"\b(?P<d>\d{1,2}) (?P<m>" + _MONTH + r")\b\.?(?: (?P<y>(?:19|20)\d\d))?")
+_HAS_DIGIT = re.compile(r"\d")
 _CJK_DATE = re.compile(
     r"(?:(?P<y>(?:19|20)\d\d)\s?[년年]\s?)?(?P<m>\d{1,2})\s?[월月]\s?(?P<d>\d{1,2})\s?[일日]"
 )
@@ -211,7 +219,10 @@ _CJK_DATE = re.compile(
 def dates(norm: str, published_year: int | None = None) -> tuple[str, ...]:
     """Dates the text states, as ISO dates (`--MM-DD` when no year is known)."""
     out: list[tuple[int, str]] = []
-    for pattern in (_EN_DATE, _EN_DATE_DMY, _CJK_DATE):
+    patterns = [_EN_DATE, _EN_DATE_DMY] if _HAS_DIGIT.search(norm) else []
+    if "월" in norm or "月" in norm:
+        patterns.append(_CJK_DATE)
+    for pattern in patterns:
         for m in pattern.finditer(norm):
             month = m.group("m")
             month_number = _MONTHS[month] if month in _MONTHS else int(month)
@@ -243,5 +254,7 @@ class Extracted:
         return {"people": self.people, "places": list(self.places), "dates": list(self.dates)}
 
 
-def extract(norm: str, *, published_year: int | None = None) -> Extracted:
-    return Extracted(people=people(norm), places=places(norm), dates=dates(norm, published_year))
+def extract(norm: str, *, lang: str | None = None, published_year: int | None = None) -> Extracted:
+    return Extracted(
+        people=people(norm, lang), places=places(norm), dates=dates(norm, published_year)
+    )

@@ -27,7 +27,7 @@ import unicodedata
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ahocorasick
@@ -60,8 +60,10 @@ def is_cjk_text(text: str) -> bool:
     return cjk > latin / 4
 
 
-def _is_word_char(char: str) -> bool:
-    return bool(_LATIN_WORD.match(char))
+#: Characters that continue a Latin-script word (text is case-folded: lowercase only).
+_WORD_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyz0123456789" + "".join(chr(c) for c in range(0xC0, 0x250))
+)
 
 
 # --------------------------------------------------------------------------- results
@@ -122,6 +124,8 @@ class _Rule:
     escalations: tuple[_Escalation, ...]
     tags: frozenset[str]
     langs: frozenset[str]
+    all_of_set: frozenset[int] = frozenset()
+    none_of_set: frozenset[int] = frozenset()
 
 
 class RuleError(Exception):
@@ -137,11 +141,14 @@ class Matcher:
 
     def __init__(
         self,
-        automaton: Any,
+        automata: dict[str | None, Any],
         rules: tuple[_Rule, ...],
         by_first_group: dict[int, tuple[int, ...]],
     ) -> None:
-        self._automaton = automaton
+        #: One automaton per language with terms (its own and `any:` terms); None: the
+        #: `any:` terms alone, for the other languages. A Korean item never pays for
+        #: hits of English terms.
+        self._automata = automata
         self._rules = rules
         self._by_first_group = by_first_group
 
@@ -178,9 +185,9 @@ class Matcher:
                 continue
             if rule.tags and not (rule.tags & tagset):
                 continue
-            if any(g not in hits for g in rule.all_of):
+            if not rule.all_of_set <= hits.keys():
                 continue
-            if any(g in hits for g in rule.none_of):
+            if not rule.none_of_set.isdisjoint(hits):
                 continue
             if rule.near_words is not None:
                 if cjk is None:
@@ -200,7 +207,7 @@ class Matcher:
             matched.append((rule, index))
         if not matched:
             return NOT_RELEVANT
-        extracted = extract(norm, published_year=published_year)
+        extracted = extract(norm, lang=lang, published_year=published_year)
         results = []
         for rule, _ in matched:
             severity = rule.severity
@@ -217,26 +224,22 @@ class Matcher:
 
     def _hits(self, norm: str, lang: str) -> dict[int, list[int]]:
         """Group id → start offsets of its terms' hits in the normalised text."""
-        hits: dict[int, list[int]] = {}
-        if self._automaton is None:
+        hits: defaultdict[int, list[int]] = defaultdict(list)
+        automaton = self._automata.get(lang, self._automata.get(None))
+        if automaton is None:
             return hits
-        end_of_text = len(norm) - 1
-        for end, entries in self._automaton.iter(norm):
-            for length, prefix, latin, term_lang, groups in entries:
-                if term_lang is not None and term_lang != lang:
-                    continue
+        after_end = len(norm) - 1
+        words = _WORD_CHARS
+        for end, entries in automaton.iter(norm):
+            for length, boundary, groups in entries:
                 start = end - length + 1
-                if latin:
-                    if start > 0 and _is_word_char(norm[start - 1]):
+                if boundary:  # Latin: starts a word; and ends one unless a prefix (boundary 2)
+                    if start > 0 and norm[start - 1] in words:
                         continue
-                    if not prefix and end < end_of_text and _is_word_char(norm[end + 1]):
+                    if boundary == 2 and end < after_end and norm[end + 1] in words:
                         continue
                 for group in groups:
-                    found = hits.get(group)
-                    if found is None:
-                        hits[group] = [start]
-                    else:
-                        found.append(start)
+                    hits[group].append(start)
         return hits
 
 
@@ -325,23 +328,31 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
                 langs=frozenset(rule.langs),
             )
         )
-    automaton = ahocorasick.Automaton()
-    for term, variants in terms.items():
-        entries = tuple(
-            (len(term), prefix, latin, scope, tuple(sorted(gids)))
-            for (prefix, latin, scope), gids in sorted(
-                variants.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")
-            )
+        last = compiled[-1]
+        compiled[-1] = replace(
+            last, all_of_set=frozenset(last.all_of), none_of_set=frozenset(last.none_of)
         )
-        automaton.add_word(term, entries)
-    if len(automaton):
-        automaton.make_automaton()
-    else:
-        automaton = None  # no rules: nothing can match
+    languages = {scope for variants in terms.values() for (_, _, scope) in variants}
+    automata: dict[str | None, Any] = {}
+    for language in languages | {None}:
+        automaton = ahocorasick.Automaton()
+        for term, variants in terms.items():
+            entries = tuple(
+                (len(term), (1 if prefix else 2) if latin else 0, tuple(sorted(gids)))
+                for (prefix, latin, scope), gids in sorted(
+                    variants.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")
+                )
+                if scope is None or scope == language
+            )
+            if entries:
+                automaton.add_word(term, entries)
+        if len(automaton):
+            automaton.make_automaton()
+            automata[language] = automaton
     by_first: dict[int, list[int]] = defaultdict(list)
     for index, rule in enumerate(compiled):
         by_first[rule.all_of[0]].append(index)
-    matcher = Matcher(automaton, tuple(compiled), {g: tuple(r) for g, r in by_first.items()})
+    matcher = Matcher(automata, tuple(compiled), {g: tuple(r) for g, r in by_first.items()})
     if check_examples:
         problems = check_examples_of(config.rules, matcher)
         if problems:

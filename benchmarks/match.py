@@ -1,0 +1,106 @@
+"""Rule matching speed: items/s with the shipped rules and with 20x as many rules.
+
+    python benchmarks/match.py [--items 10000] [--runs 5]
+
+The items are the labelled sets in tests/fixtures/rules (title + lead, four languages),
+repeated to --items. The large rule set adds 20x the shipped rule count of synthetic rules,
+each with its own concepts built from real words sampled from the same texts (so their terms
+do hit, as a real rule set's would) plus nonsense terms. One core, one process; median of runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+
+import yaml
+
+from watcher.config import load_config, load_config_text
+from watcher.rules import compile_rules
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_items(n: int) -> list[dict]:
+    items = []
+    for name in ("corpus.jsonl", "heldout.jsonl"):
+        path = ROOT / "tests" / "fixtures" / "rules" / name
+        items += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [items[i % len(items)] for i in range(n)]
+
+
+def synthetic_rules(shipped_text: str, items: list[dict], count: int) -> str:
+    rng = random.Random(7)
+    words = sorted(
+        {w for item in items[:400] for w in (item["title"] + " " + item["text"]).split()}
+    )
+    words = [w.strip(".,;:\"'()[]“”‘’…") for w in words]
+    words = [w for w in words if len(w) >= 3 and "*" not in w]
+    doc = yaml.safe_load(shipped_text)
+    for n in range(count):
+        doc["concepts"][f"syn_a{n}"] = {"any": [*rng.sample(words, 6), f"zzq{n}alpha"]}
+        doc["concepts"][f"syn_b{n}"] = {"any": [*rng.sample(words, 6), f"zzq{n}beta"]}
+        doc["rules"].append(
+            {
+                "id": f"synthetic-{n}",
+                "event": "synthetic",
+                "all_of": [f"syn_a{n}", f"syn_b{n}"],
+                "near": {"words": 20, "chars": 40},
+            }
+        )
+    return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+
+
+def rate(matcher, items: list[dict], runs: int) -> tuple[float, int]:
+    rates, relevant = [], 0
+    for _ in range(runs):
+        started = time.perf_counter()
+        relevant = 0
+        for item in items:
+            relevant += matcher.match(item["title"], item["text"], lang=item["lang"]).relevant
+        rates.append(len(items) / (time.perf_counter() - started))
+    return statistics.median(rates), relevant
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    items = load_items(args.items)
+    shipped_path = ROOT / "sources.yaml"
+    shipped = load_config(shipped_path, env={}).config
+    started = time.perf_counter()
+    base = compile_rules(shipped)
+    compile_base = time.perf_counter() - started
+    big_text = synthetic_rules(shipped_path.read_text(), items, 20 * base.rule_count)
+    big_config = load_config_text(big_text, "synthetic.yaml", {}).config
+    started = time.perf_counter()
+    big = compile_rules(big_config, check_examples=False)
+    compile_big = time.perf_counter() - started
+
+    chars = statistics.mean(len(i["title"]) + len(i["text"]) for i in items)
+    print(
+        f"{len(items):,} items (mean {chars:.0f} characters), median of {args.runs} runs, one core"
+    )
+    base_rate, base_hits = rate(base, items, args.runs)
+    big_rate, big_hits = rate(big, items, args.runs)
+    print(
+        f"  shipped rules   {base.rule_count:5d} rules: {base_rate:9,.0f} items/s "
+        f"({base_hits:,} relevant; compiled in {compile_base * 1000:.0f} ms)"
+    )
+    print(
+        f"  20x rules       {big.rule_count:5d} rules: {big_rate:9,.0f} items/s "
+        f"({big_hits:,} relevant; compiled in {compile_big * 1000:.0f} ms)"
+    )
+    print(
+        f"  slowdown at {big.rule_count / base.rule_count:.0f}x rules: {base_rate / big_rate:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
