@@ -256,13 +256,25 @@ def run(ctx: Context, once: bool, all_sources: bool) -> None:
     try:
         if once:
             asyncio.run(
-                _cycle(loaded, store, only_due=not all_sources, parsing=parsing, matcher=matcher)
+                _once(loaded, store, all_sources=all_sources, parsing=parsing, matcher=matcher)
             )
         else:
             asyncio.run(_daemon(loaded, store, parsing, matcher))
     finally:
         parsing.close()
         store.close()
+
+
+async def _once(
+    loaded: LoadedConfig, store: Store, *, all_sources: bool, parsing: Any, matcher: Any
+) -> None:
+    """One cycle, then send what is due (for cron)."""
+    from watcher.deliver import Deliverer
+
+    await _cycle(loaded, store, only_due=not all_sources, parsing=parsing, matcher=matcher)
+    sent = await Deliverer(store, loaded.config).run_due()
+    if sent:
+        log.info("delivered %d due messages", sent, extra={"action": "deliver"})
 
 
 async def _cycle(
@@ -275,6 +287,7 @@ async def _cycle(
 ) -> list[Any]:
     import time
 
+    from watcher.alerts import Alerting
     from watcher.fetch import Fetcher, FetchLimits
     from watcher.pipeline import run_cycle, utcnow
 
@@ -291,6 +304,7 @@ async def _cycle(
             only_due=only_due,
             parsing=parsing,
             matcher=matcher,
+            alerting=Alerting.from_config(config),
         )
     outcomes = Counter(r.outcome for r in reports)
     log.info(
@@ -306,9 +320,11 @@ async def _cycle(
 
 
 async def _daemon(loaded: LoadedConfig, store: Store, parsing: Any, matcher: Any) -> None:
+    """Poll sources when due and run the delivery worker beside it, until SIGTERM/SIGINT."""
     import asyncio
     import signal
 
+    from watcher.deliver import Deliverer
     from watcher.pipeline import utcnow
 
     stop = asyncio.Event()
@@ -316,22 +332,40 @@ async def _daemon(loaded: LoadedConfig, store: Store, parsing: Any, matcher: Any
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "watcher %s running: %d sources, database %s",
+        "watcher %s running: %d sources, %d rules, %d routes, database %s",
         __version__,
         sum(1 for s in loaded.config.sources if s.enabled),
+        matcher.rule_count,
+        len(loaded.config.routes),
         logsetup.redact(str(store.engine.url)),
         extra={"action": "start"},
     )
-    while not stop.is_set():
-        await _cycle(loaded, store, only_due=True, parsing=parsing, matcher=matcher)
-        states = store.fetch_states()
-        enabled = {s.id for s in loaded.config.sources if s.enabled}
-        dues = [st.next_due_at for sid, st in states.items() if sid in enabled and st.next_due_at]
-        wait = min((d - utcnow()).total_seconds() for d in dues) if dues else 30.0
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=min(max(wait, 0.2), 30.0))
-        except TimeoutError:
-            pass
+    deliverer = Deliverer(store, loaded.config)
+    worker = asyncio.create_task(deliverer.run_forever(stop))
+    try:
+        while not stop.is_set():
+            try:
+                reports = await _cycle(
+                    loaded, store, only_due=True, parsing=parsing, matcher=matcher
+                )
+                if any(r.stories for r in reports):
+                    deliverer.wake.set()
+                states = store.fetch_states()
+            except Exception as exc:  # the database went away: log it, wait, try again
+                log.error("cycle failed: %s", logsetup.one_line(exc), extra={"action": "cycle"})
+                states = {}
+            enabled = {s.id for s in loaded.config.sources if s.enabled}
+            dues = [
+                st.next_due_at for sid, st in states.items() if sid in enabled and st.next_due_at
+            ]
+            wait = min((d - utcnow()).total_seconds() for d in dues) if dues else 5.0
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=min(max(wait, 0.2), 30.0))
+            except TimeoutError:
+                pass
+    finally:
+        stop.set()
+        await worker
     log.info("watcher stopped", extra={"action": "stop"})
 
 
@@ -726,6 +760,218 @@ def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) ->
 def _one_line_text(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+@cli.group()
+def alerts() -> None:
+    """The outbox: what was sent, what waits, what failed."""
+
+
+@alerts.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "sent", "failed", "uncertain", "silenced", "skipped"]),
+    help="Only deliveries in this state.",
+)
+@click.option("--limit", type=int, default=50, show_default=True)
+@pass_ctx
+def alerts_list(ctx: Context, status: str | None, limit: int) -> None:
+    """Deliveries, newest first: id, status, kind, story, route, channel, due or sent time,
+    attempts and the last error."""
+    from watcher.outbox import Outbox
+
+    store = ctx.store(need_config=_config_exists(ctx))
+    try:
+        rows = Outbox(store).listing(status, limit)
+    finally:
+        store.close()
+    table = [("ID", "STATUS", "KIND", "STORY", "ROUTE", "CHANNEL", "WHEN", "TRIES", "LAST ERROR")]
+    for d in rows:
+        when = d.sent_at or d.due_at
+        table.append(
+            (
+                str(d.id),
+                d.status,
+                d.kind,
+                str(d.story_id or "-"),
+                d.route,
+                d.channel,
+                f"{when:%Y-%m-%d %H:%M}",
+                str(d.attempts),
+                _one_line_text(d.last_error or "", 80),
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(8)]
+    for row in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[8])
+
+
+@alerts.command("retry")
+@click.argument("delivery_id", type=int)
+@pass_ctx
+def alerts_retry(ctx: Context, delivery_id: int) -> None:
+    """Queue a failed (or any finished) delivery again; the running daemon sends it within
+    a second, or the next `watcher run --once`."""
+    from watcher.outbox import Outbox
+    from watcher.pipeline import utcnow
+
+    store = ctx.store(need_config=_config_exists(ctx))
+    try:
+        outbox = Outbox(store)
+        delivery = outbox.get(delivery_id)
+        if delivery is None:
+            fail(f"no delivery {delivery_id} (see `watcher alerts list`)")
+        if not outbox.retry(delivery_id, utcnow()):
+            fail(f"delivery {delivery_id} is already pending")
+    finally:
+        store.close()
+    click.echo(f"delivery {delivery_id} queued again (was {delivery.status})")
+
+
+@cli.group()
+def notify() -> None:
+    """Channels: check that they reach people."""
+
+
+@notify.command("test")
+@click.argument("channel_ids", nargs=-1, metavar="[CHANNEL]...")
+@pass_ctx
+def notify_test(ctx: Context, channel_ids: tuple[str, ...]) -> None:
+    """Send a test message to every channel (or those named) and report each result.
+    Exit code 1 when any failed."""
+    from watcher.deliver import send_test
+
+    config = ctx.config().config
+    known = {c.id for c in config.channels}
+    unknown = [c for c in channel_ids if c not in known]
+    if unknown:
+        fail(f"unknown channel {unknown[0]!r} (channels: {', '.join(sorted(known)) or 'none'})")
+    if not config.channels:
+        fail("no channels configured (add some under `channels:` in sources.yaml)")
+    failed = 0
+    for channel_id, result in send_test(config, channel_ids):
+        if result.outcome == "sent":
+            click.echo(f"{channel_id}: sent ({result.elapsed:.1f}s)")
+        else:
+            failed += 1
+            click.echo(f"{channel_id}: {result.outcome}: {logsetup.redact(result.error or '')}")
+    if failed:
+        sys.exit(1)
+
+
+@export.command("alerts")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@pass_ctx
+def export_alerts(ctx: Context, fmt: str) -> None:
+    """Every story with its items, routes, deliveries and their attempts, as JSON Lines."""
+    import json
+
+    from watcher.outbox import Outbox
+
+    store = ctx.store(need_config=_config_exists(ctx))
+    out = click.get_text_stream("stdout")
+    try:
+        for row in Outbox(store).export():
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    finally:
+        store.close()
+
+
+# --------------------------------------------------------------------------- silences
+
+
+@cli.group()
+def silence() -> None:
+    """Mute stories for a while: they are recorded but not sent."""
+
+
+@silence.command("add")
+@click.option(
+    "--match",
+    "matchers",
+    multiple=True,
+    required=True,
+    metavar="KEY=VALUE",
+    help="source, event, severity, rule, tag, lang, route, channel or story; shell wildcards "
+    "allowed (source=dailynk-*). Several --match must all hold.",
+)
+@click.option("--for", "duration", required=True, metavar="DURATION", help="e.g. 6h, 2d.")
+@click.option("--reason", required=True, help="Why (shown in `silence list` and the log).")
+@click.option("--by", "created_by", help="Who (default: $USER).")
+@pass_ctx
+def silence_add(
+    ctx: Context, matchers: tuple[str, ...], duration: str, reason: str, created_by: str | None
+) -> None:
+    """Mute matching stories from now for DURATION."""
+    import os
+
+    from watcher.config import parse_duration
+    from watcher.outbox import Outbox
+    from watcher.pipeline import utcnow
+    from watcher.stories import parse_matchers
+
+    try:
+        parsed = parse_matchers(matchers)
+        length = parse_duration(duration)
+    except ValueError as exc:
+        fail(str(exc), code=2)
+    now = utcnow()
+    store = ctx.store(need_config=_config_exists(ctx))
+    try:
+        sid = Outbox(store).add_silence(
+            parsed,
+            reason=reason,
+            starts_at=now,
+            ends_at=now + length,
+            created_by=created_by or os.environ.get("USER"),
+        )
+    finally:
+        store.close()
+    click.echo(f"silence {sid} active until {now + length:%Y-%m-%d %H:%M} UTC")
+
+
+@silence.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
+@pass_ctx
+def silence_list(ctx: Context, show_all: bool) -> None:
+    """Active silences (all with --all): id, matchers, until, who, why."""
+    from watcher.outbox import Outbox
+    from watcher.pipeline import utcnow
+
+    now = utcnow()
+    store = ctx.store(need_config=_config_exists(ctx))
+    try:
+        rows = Outbox(store).silences(None if show_all else now)
+    finally:
+        store.close()
+    for s in rows:
+        state = "active" if s.starts_at <= now < s.ends_at else "expired"
+        matchers = " ".join(f"{k}={v}" for k, v in s.matchers.items())
+        click.echo(
+            f"{s.id}  {state:<7}  until {s.ends_at:%Y-%m-%d %H:%M} UTC  {matchers}  "
+            f"by {s.created_by or '-'}: {_one_line_text(s.reason, 80)}"
+        )
+
+
+@silence.command("expire")
+@click.argument("silence_id", type=int)
+@pass_ctx
+def silence_expire(ctx: Context, silence_id: int) -> None:
+    """End a silence now."""
+    from watcher.outbox import Outbox
+    from watcher.pipeline import utcnow
+
+    store = ctx.store(need_config=_config_exists(ctx))
+    try:
+        ok = Outbox(store).expire_silence(silence_id, utcnow())
+    finally:
+        store.close()
+    if not ok:
+        fail(f"no active silence {silence_id} (see `watcher silence list --all`)")
+    click.echo(f"silence {silence_id} expired")
 
 
 def _config_exists(ctx: Context) -> bool:

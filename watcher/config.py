@@ -359,6 +359,57 @@ class Channel(Model):
     enabled: bool = True
 
 
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Digest(Model):
+    """When a digest route sends: at a time of day, daily or on some weekdays."""
+
+    #: Time of day, 24-hour `HH:MM`, in the route's time zone.
+    at: str = "08:00"
+    #: Weekdays (mon…sun); empty: every day.
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = ()
+
+    @field_validator("at")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError(f"expected a time of day like 08:00, got {value!r}")
+        return value
+
+
+class Route(Model):
+    """Which stories go to which channels, how soon, and how often."""
+
+    #: Stable name, used to remember what was sent; default `route-N` (its position).
+    id: Identifier | None = None
+    channels: tuple[Identifier, ...] = Field(min_length=1)
+    #: Event types routed here; empty: all.
+    events: tuple[Identifier, ...] = ()
+    min_severity: Severity = "low"
+    #: Only stories with a report from a source carrying one of these tags.
+    tags: tuple[str, ...] = ()
+    #: Only stories with a report in one of these languages.
+    langs: tuple[Language, ...] = ()
+    mode: Literal["immediate", "digest"] = "immediate"
+    #: After a story's first report, wait this long to gather more outlets before sending.
+    group_wait: Duration = timedelta(minutes=2)
+    #: Re-send an unchanged story this often, labelled as a reminder; default never.
+    repeat_interval: Duration | None = None
+    #: The schedule of a digest route (default: daily at 08:00).
+    digest: Digest | None = None
+    #: Time zone of times in messages and of the digest schedule; default settings.timezone.
+    timezone: TimeZone | None = None
+    #: `false`: a story that matches this route goes to no later route.
+    continue_: bool = Field(default=True, alias="continue")
+    #: Operator alerts (failed deliveries, unhealthy sources) go to ops routes, stories don't.
+    ops: bool = False
+
+    def key(self, index: int) -> str:
+        return self.id or f"route-{index + 1}"
+
+
 class Settings(Model):
     #: Database URL; `--db` and WATCHER_DATABASE_URL take precedence.
     database_url: str | None = None
@@ -384,6 +435,19 @@ class Settings(Model):
     parse_processes: int = Field(default=0, ge=0, le=32)
     #: Where the daemon keeps its PID and lock files.
     state_dir: str = "."
+    #: Reports of one event this close in time can join one story.
+    story_window: Duration = timedelta(hours=72)
+    #: Items published longer ago than this never alert (they still make stories).
+    max_alert_age: Duration = timedelta(days=7)
+    #: A folder of message templates that replace the shipped ones of the same name.
+    templates_dir: str | None = None
+    #: Send attempts per delivery before it is marked failed (and the ops route told).
+    delivery_attempts: int = Field(default=6, ge=1, le=50)
+    #: First retry delay; it doubles per attempt (with jitter) up to `delivery_max_backoff`.
+    delivery_backoff: Duration = timedelta(seconds=30)
+    delivery_max_backoff: Duration = timedelta(hours=1)
+    #: Time allowed for one send through apprise.
+    delivery_timeout: Duration = timedelta(seconds=30)
 
 
 class Config(Model):
@@ -392,7 +456,7 @@ class Config(Model):
     concepts: dict[Identifier, dict[str, tuple[str, ...]]] = Field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     channels: tuple[Channel, ...] = ()
-    routes: tuple[dict[str, Any], ...] = ()
+    routes: tuple[Route, ...] = ()
     settings: Settings = Settings()
 
     @field_validator("concepts", mode="before")
@@ -439,6 +503,34 @@ class Config(Model):
                 raise _LocatedError(
                     ("rules", index, "near"),
                     f"rule {rule.id!r}: near needs at least two all_of groups",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _routes_name_known_channels(self) -> Config:
+        channels = [c.id for c in self.channels]
+        seen: set[str] = set()
+        for index, route in enumerate(self.routes):
+            key = route.key(index)
+            if key in seen:
+                raise _LocatedError(("routes", index, "id"), f"duplicate route id {key!r}")
+            seen.add(key)
+            for n, channel in enumerate(route.channels):
+                if channel not in channels:
+                    close = difflib.get_close_matches(channel, channels, n=1, cutoff=0.6)
+                    hint = (
+                        f" (did you mean {close[0]!r}?)"
+                        if close
+                        else (
+                            f" (channels: {', '.join(channels)})" if channels else " (no channels)"
+                        )
+                    )
+                    raise _LocatedError(
+                        ("routes", index, "channels", n), f"unknown channel {channel!r}{hint}"
+                    )
+            if route.mode == "immediate" and route.digest is not None:
+                raise _LocatedError(
+                    ("routes", index, "digest"), "a digest schedule needs mode: digest"
                 )
         return self
 

@@ -105,3 +105,10 @@ def add_secrets(secrets: Iterable[str]) -> None:
 
 def redact(text: str) -> str:
     return _filter.redact(text)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one redacted line (drivers put details on later lines)."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return redact(lines[0] if lines else type(orig).__name__)

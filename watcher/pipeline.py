@@ -30,6 +30,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def crash_point(stage: str) -> None:
+    """For crash tests only: WATCHER_CRASH_AT=stage ends the process here, as kill -9 would."""
+    import os
+
+    if os.environ.get("WATCHER_CRASH_AT") == stage:
+        os._exit(137)
+
+
 class Offload:
     """Runs blocking database calls in one worker thread, so that the event loop keeps
     fetching while PostgreSQL commits (one thread: writes stay serialised, SQLite-safe).
@@ -90,7 +98,9 @@ class Parsing:
 
             # fork: workers start in milliseconds with the parsers already imported.
             self._pool = ProcessPoolExecutor(
-                self.processes, mp_context=multiprocessing.get_context("fork")
+                self.processes,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_die_with_parent,
             )
         try:
             loop = asyncio.get_running_loop()
@@ -108,6 +118,18 @@ class Parsing:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def _die_with_parent() -> None:
+    """In a parse worker: end when the daemon ends, even by kill -9 (Linux), instead of
+    lingering with its log pipes open."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pool's own shutdown must do
+        pass
 
 
 async def inline_parsing(source: Any, result: FetchResult, now: datetime) -> ParseResult:
@@ -160,6 +182,7 @@ async def poll_source(
     unchanged: list[tuple[Any, ...]] | None = None,
     db: Offload = INLINE,
     matcher: Matcher | None = None,
+    alerting: Any = None,
 ) -> PollReport:
     """Fetch, parse, normalise and store one source; record its state; never raises for
     faults of the source. With `unchanged`, polls that changed nothing are appended to it
@@ -212,7 +235,10 @@ async def poll_source(
         item_count=len(items),
     )
     records = match_items(matcher, items, source.tags) if matcher is not None else []
-    saved = await db(store.save_items, items, now=now, success=success, matches=records)
+    saved = await db(
+        store.save_items, items, now=now, success=success, matches=records, after=alerting
+    )
+    crash_point("after_match")
     if saved.new or saved.updated:
         log.info(
             "%s: %d new, %d updated of %d items, %d matched%s",
@@ -232,6 +258,7 @@ async def poll_source(
         new=len(saved.new),
         updated=len(saved.updated),
         matched=len({m.item_key for m in saved.matches}),
+        stories=tuple(saved.after),
         elapsed=result.elapsed,
         new_keys=tuple(i.key for i in saved.new),
     )
@@ -356,6 +383,7 @@ async def run_cycle(
     only_due: bool = True,
     parsing: Parsing | None = None,
     matcher: Matcher | None = None,
+    alerting: Any = None,
 ) -> list[PollReport]:
     """Poll every given source (only those due, unless `only_due` is false) concurrently."""
     states = store.fetch_states()
@@ -378,6 +406,7 @@ async def run_cycle(
                 unchanged=unchanged,
                 db=db,
                 matcher=matcher,
+                alerting=alerting,
             )
             if len(unchanged) >= 100:
                 batch = unchanged[:]

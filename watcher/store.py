@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 #: The newest migration; `Store.schema_is_current` compares with one query, so that start-up
 #: imports Alembic only when the database is behind. A test checks it is Alembic's head.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 DEFAULT_DATABASE_URL = "sqlite:///watcher.db"
 
@@ -225,10 +225,13 @@ class Store:
         *,
         success: PollSuccess | None = None,
         matches: Sequence[MatchRecord] = (),
+        after: Any = None,
     ) -> SaveResult:
         """Store items not stored before (by key) and record which source carried each;
         with `success`, record the poll's fetch state in the same transaction; store the
         `matches` of the items that are new or updated (an update replaces its matches).
+        `after(conn, new_items, matches, ids, now)` runs last, in the same transaction (the
+        alerting hook: stories and the outbox).
 
         A re-seen key is not stored again; when its title or text changed materially the
         row is updated and the old version kept in `item_revisions`. Concurrent writers are
@@ -282,12 +285,14 @@ class Store:
             )
             if success is not None:
                 self._record_success(conn, success)
-        new = tuple(item for item in unique if item.key in inserted)
+            new = tuple(item for item in unique if item.key in inserted)
+            hooked = tuple(after(conn, new, stored, inserted, seen_at) or ()) if after else ()
         return SaveResult(
             new=new,
             updated=tuple(updated),
             seen=len(unique) - len(new) - len(updated),
             matches=tuple(stored),
+            after=hooked,
         )
 
     def _replace_matches(

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -150,4 +151,97 @@ matches = Table(
     Column("matched_at", UTCDateTime, nullable=False),
     UniqueConstraint("item_id", "rule_id", name="uq_matches_item_id_rule_id"),
     Index("ix_matches_event_matched_at", "event", "matched_at"),
+)
+
+
+#: One event reported by one or more outlets: what an alert is about.
+stories = Table(
+    "stories",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    #: Event types, as a JSON list (every type any of its reports states).
+    Column("events", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    #: The first report's title (the story's name in lists).
+    Column("title", Text, nullable=False),
+    Column("people", Integer),
+    #: Canonical place names, as a JSON list.
+    Column("places", Text, nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    #: Raised when severity rises or the number of people changes materially.
+    Column("revision", Integer, nullable=False),
+    Column("item_count", Integer, nullable=False),
+    Index("ix_stories_updated_at", "updated_at"),
+)
+
+#: The reports of a story; an item belongs to at most one story.
+story_items = Table(
+    "story_items",
+    metadata,
+    Column("story_id", ID, ForeignKey("stories.id", ondelete="CASCADE"), nullable=False),
+    Column("item_id", ID, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("added_at", UTCDateTime, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Index("ix_story_items_story_id", "story_id"),
+)
+
+#: The outbox: one message to send to one channel, written in the poll's transaction.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    #: None for operator alerts and tests.
+    Column("story_id", ID, ForeignKey("stories.id", ondelete="CASCADE")),
+    Column("revision", Integer, nullable=False),
+    Column("route", String(100), nullable=False),
+    Column("channel", String(100), nullable=False),
+    #: alert | update | reminder | digest | ops
+    Column("kind", String(16), nullable=False),
+    #: 0 for the first message of a revision; reminders count up.
+    Column("seq", Integer, nullable=False),
+    #: pending | sent | failed | uncertain | silenced | skipped
+    Column("status", String(16), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("sent_at", UTCDateTime),
+    #: Operator alerts carry their text; story messages are rendered at send time.
+    Column("subject", Text),
+    Column("body", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint(
+        "story_id", "revision", "route", "channel", "seq", name="uq_deliveries_story_id"
+    ),
+    Index("ix_deliveries_status_due_at", "status", "due_at"),
+)
+
+#: Every send attempt, with the message as sent.
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("delivery_id", ID, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    #: sent | failed | uncertain | silenced
+    Column("outcome", String(16), nullable=False),
+    Column("error", Text),
+    Column("elapsed", Float),
+    Column("subject", Text),
+    Column("body", Text),
+    Index("ix_delivery_attempts_delivery_id", "delivery_id"),
+)
+
+#: Muted stories: recorded, not sent, while a silence matches.
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    #: {"source": "dailynk-*", "event": "detention"}, as JSON; all must match.
+    Column("matchers", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(100)),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )

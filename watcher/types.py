@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 
 def check_aware(value: datetime | None, name: str) -> None:
@@ -131,6 +132,8 @@ class SaveResult:
     seen: int = 0
     #: Matches stored for the new and updated items.
     matches: tuple[MatchRecord, ...] = ()
+    #: What the in-transaction hook (stories and outbox) reported.
+    after: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -146,6 +149,56 @@ class PollReport:
     updated: int = 0
     #: New or updated items that matched a rule.
     matched: int = 0
+    #: Stories made or joined by this poll (alerts.StoryChange).
+    stories: tuple[Any, ...] = field(default=(), repr=False)
     error: str | None = None
     elapsed: float = 0.0
     new_keys: tuple[str, ...] = field(default=(), repr=False)
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Report:
+    """One outlet's report of a story, as an alert shows it."""
+
+    source_id: str
+    #: The outlet's human name (the source's `name`, else its id).
+    source_name: str
+    title: str
+    url: str | None = None
+    published_at: datetime | None = None
+    lang: str | None = None
+    #: Lead or summary (already cleaned text, may be long: renderers cut it).
+    text: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AlertView:
+    """Everything a message about one story needs; built at send time."""
+
+    #: alert (first message) | update (more outlets, severity or count changed) | reminder
+    kind: str
+    story_id: int
+    revision: int
+    events: tuple[str, ...]
+    severity: str
+    rules: tuple[str, ...]
+    people: int | None = None
+    places: tuple[str, ...] = ()
+    dates: tuple[str, ...] = ()
+    #: The first report of the story, then the others in the order they came.
+    first: Report
+    others: tuple[Report, ...] = ()
+    #: For updates: the outlets added since the last message on this channel.
+    new_outlets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Message:
+    """A rendered message: what apprise sends (`format`: html, markdown or text)."""
+
+    title: str
+    body: str
+    format: str

@@ -1,0 +1,203 @@
+"""Alerts as an operator runs them: real `watcher` processes, killed mid-cycle and restarted,
+the daemon's latency, SIGTERM, and the alerts/silence/notify/export commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from tests.httpserver import FeedServer
+from tests.test_cli import ROOT, watcher
+
+NOW = datetime.now(UTC)
+
+CONFIG = """
+sources:
+  - {{id: wire, name: Wire, kind: feed, url: '{feed}', interval: {interval}, lang: en}}
+concepts:
+  nk_people: {{en: [north korean*, defector*]}}
+  sent_back: {{en: [repatriat*, sent back]}}
+rules:
+  - {{id: return, event: forced_repatriation, severity: high, all_of: [nk_people, sent_back]}}
+channels:
+  - {{id: hook, url: '{hook}'}}
+  - {{id: dead, url: 'json://127.0.0.1:9/nothing-listens-here'}}
+routes:
+  - {{channels: [hook], group_wait: 0s}}
+settings: {{retries: 0}}
+"""
+
+
+def rss(*titles: str) -> bytes:
+    items = "".join(
+        f"<item><title>{t}</title><link>https://e.org/{abs(hash(t))}</link>"
+        f"<pubDate>{format_datetime(NOW)}</pubDate></item>"
+        for t in titles
+    )
+    head = '<?xml version="1.0"?><rss version="2.0"><channel><title>W</title>'
+    return f"{head}{items}</channel></rss>".encode()
+
+
+def wait_for(condition: Callable[[], bool], deadline: float, what: str) -> float:
+    """Poll `condition` until it holds; return the seconds it took, fail at the deadline."""
+    started = time.monotonic()
+    while time.monotonic() - started < deadline:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {deadline}s waiting for {what}")
+
+
+@pytest.fixture
+def setup(tmp_path: Path, db_url: str):
+    with FeedServer() as server:
+        server.route("/feed", body=rss())
+        server.route("/hook", body=b"{}", content_type="application/json")
+        cfg = tmp_path / "sources.yaml"
+        cfg.write_text(
+            CONFIG.format(
+                feed=server.url("/feed"),
+                hook=server.url("/hook").replace("http://", "json://"),
+                interval="5s",
+            )
+        )
+        yield server, cfg, db_url
+
+
+def hooks(server: FeedServer) -> list[dict]:
+    return [json.loads(s.body) for s in server.hits("/hook")]
+
+
+def run(cfg: Path, db: str, *args: str, env: dict[str, str] | None = None):
+    return watcher("--config", str(cfg), "--db", db, *args, env=env)
+
+
+@pytest.mark.parametrize(
+    ("crash_at", "most"),
+    [("after_match", 1), ("after_send", 2)],
+)
+def test_kill_mid_cycle_then_restart_loses_nothing(setup, crash_at: str, most: int) -> None:
+    server, cfg, db = setup
+    assert run(cfg, db, "run", "--once", "--all").returncode == 0  # baseline
+    server.routes["/feed"].body = rss("China repatriates 60 North Korean defectors")
+    crashed = run(cfg, db, "run", "--once", "--all", env={"WATCHER_CRASH_AT": crash_at})
+    assert crashed.returncode == 137, crashed.stderr
+    received_before_restart = len(hooks(server))
+    assert received_before_restart == (1 if crash_at == "after_send" else 0)
+    again = run(cfg, db, "run", "--once", "--all")
+    assert again.returncode == 0, again.stderr
+    received = hooks(server)
+    assert 1 <= len(received) <= most
+    assert all("Forced repatriation" in r["title"] for r in received)
+    listing = run(cfg, db, "alerts", "list", "--status", "sent")
+    assert len(listing.stdout.splitlines()) == 2  # header + the one delivery, sent
+    # and a third run sends nothing more
+    run(cfg, db, "run", "--once", "--all")
+    assert len(hooks(server)) == len(received)
+
+
+def test_daemon_delivers_within_interval_plus_two_seconds_and_stops_on_sigterm(setup) -> None:
+    server, cfg, db = setup
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "--config", str(cfg), "--db", db, "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: len(server.hits("/feed")) >= 1, 20, "the baseline poll")
+        time.sleep(0.3)  # let the baseline commit before the feed changes
+        server.routes["/feed"].body = rss("North Korean defectors repatriated from Dandong")
+        took = wait_for(lambda: len(hooks(server)) == 1, 7.0, "the alert (interval 5s + 2s)")
+        assert took <= 7.0
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "watcher stopped" in err
+
+
+def test_alerts_list_retry_and_export(setup) -> None:
+    server, cfg, db = setup
+    cfg.write_text(cfg.read_text().replace("channels: [hook]", "channels: [dead]"))
+    cfg.write_text(cfg.read_text().replace("retries: 0", "retries: 0, delivery_attempts: 1"))
+    run(cfg, db, "run", "--once", "--all")
+    server.routes["/feed"].body = rss("China repatriates 60 North Korean defectors")
+    run(cfg, db, "run", "--once", "--all")
+    failed = run(cfg, db, "alerts", "list", "--status", "failed")
+    header, row = failed.stdout.splitlines()
+    assert header.split()[:6] == ["ID", "STATUS", "KIND", "STORY", "ROUTE", "CHANNEL"]
+    delivery_id = row.split()[0]
+    assert row.split()[1:6] == ["failed", "alert", "1", "route-1", "dead"]
+
+    retried = run(cfg, db, "alerts", "retry", delivery_id)
+    assert retried.returncode == 0 and "queued again (was failed)" in retried.stdout
+    assert run(cfg, db, "alerts", "retry", delivery_id).returncode == 1  # already pending
+    assert run(cfg, db, "alerts", "retry", "999").returncode == 1
+
+    exported = run(cfg, db, "export", "alerts")
+    (story,) = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert story["events"] == ["forced_repatriation"] and story["items"][0]["source"] == "wire"
+    (delivery,) = story["deliveries"]
+    assert delivery["channel"] == "dead" and delivery["status"] == "pending"
+    assert delivery["attempts"][0]["outcome"] == "failed"
+
+
+def test_silence_commands(setup) -> None:
+    server, cfg, db = setup
+    added = run(
+        cfg,
+        db,
+        "silence",
+        "add",
+        "--match",
+        "source=wire",
+        "--for",
+        "6h",
+        "--reason",
+        "noisy today",
+        "--by",
+        "ops",
+    )
+    assert added.returncode == 0 and added.stdout.startswith("silence 1 active until")
+    bad = run(cfg, db, "silence", "add", "--match", "colour=red", "--for", "6h", "--reason", "x")
+    assert bad.returncode == 2 and "unknown key 'colour'" in bad.stderr
+    run(cfg, db, "run", "--once", "--all")
+    server.routes["/feed"].body = rss("China repatriates 60 North Korean defectors")
+    run(cfg, db, "run", "--once", "--all")
+    assert hooks(server) == []
+    assert "silenced" in run(cfg, db, "alerts", "list").stdout
+    listed = run(cfg, db, "silence", "list").stdout
+    assert "source=wire" in listed and "by ops: noisy today" in listed
+    assert run(cfg, db, "silence", "expire", "1").returncode == 0
+    assert run(cfg, db, "silence", "list").stdout == ""
+    assert "expired" in run(cfg, db, "silence", "list", "--all").stdout
+
+
+def test_notify_test_reports_each_channel(setup) -> None:
+    server, cfg, db = setup
+    result = run(cfg, db, "notify", "test")
+    assert result.returncode == 1
+    lines = sorted(result.stdout.splitlines())
+    assert lines[0].startswith("dead: failed: ") and lines[1].startswith("hook: sent")
+    (message,) = hooks(server)
+    assert "test" in (message["title"] + message["message"]).lower()
+    one = run(cfg, db, "notify", "test", "hook")
+    assert one.returncode == 0 and one.stdout.startswith("hook: sent")
+    unknown = run(cfg, db, "notify", "test", "nope")
+    assert unknown.returncode == 1 and "unknown channel 'nope'" in unknown.stderr

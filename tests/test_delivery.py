@@ -1,0 +1,391 @@
+"""Alerts end to end on SQLite and PostgreSQL, with real receivers: an SMTP server (aiosmtpd)
+reached through apprise's mailto://, and a local HTTP server through apprise's json://.
+
+Feeds are served by a local server; each test polls, groups into stories, writes the outbox in
+the poll's transaction, and runs the delivery worker with a controllable clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.httpserver import FeedServer
+from tests.mailserver import MailServer
+from watcher.alerts import Alerting
+from watcher.config import load_config_text
+from watcher.deliver import Deliverer
+from watcher.fetch import Fetcher, FetchLimits
+from watcher.outbox import Outbox
+from watcher.pipeline import run_cycle
+from watcher.rules import compile_rules
+from watcher.store import Store
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+RULES = {
+    "concepts": {
+        "nk_people": {"en": ["north korean*", "defector*"], "ko": ["탈북민"]},
+        "sent_back": {"en": ["repatriat*", "sent back"], "ko": ["북송"]},
+        "arrested": {"en": ["arrest*", "detain*"], "ko": ["체포"]},
+    },
+    "rules": [
+        {
+            "id": "return",
+            "event": "forced_repatriation",
+            "severity": "high",
+            "all_of": ["nk_people", "sent_back"],
+            "escalate": [{"to": "critical", "people_at_least": 100}],
+        },
+        {"id": "arrest", "event": "detention", "all_of": ["nk_people", "arrested"]},
+    ],
+}
+
+HOSTILE = "<b>China</b> *repatriates* _60_ North Korean defectors [x](javascript:alert(1)) @channel"
+
+
+def rss(*items: tuple[str, str, datetime]) -> bytes:
+    body = "".join(
+        f"<item><title>{_xml(title)}</title><link>{link}</link>"
+        f"<pubDate>{format_datetime(when)}</pubDate><description>Lead of {_xml(title)}"
+        "</description></item>"
+        for title, link, when in items
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
+        f"<link>https://example.org/</link>{body}</channel></rss>"
+    ).encode()
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+class Harness:
+    """Sources on a local feed server, channels on local receivers, the store under test."""
+
+    def __init__(
+        self, store: Store, feeds: FeedServer, channels: list[dict], routes: list[dict], **settings
+    ) -> None:
+        self.store, self.feeds, self.clock = store, feeds, Clock()
+        doc = {
+            "sources": [
+                {
+                    "id": "yonhap",
+                    "name": "Yonhap",
+                    "kind": "feed",
+                    "url": feeds.url("/yonhap"),
+                    "lang": "en",
+                    "tags": ["korea"],
+                },
+                {
+                    "id": "voa-ko",
+                    "name": "VOA Korean",
+                    "kind": "feed",
+                    "url": feeds.url("/voa"),
+                    "lang": "ko",
+                },
+            ],
+            **RULES,
+            "channels": channels,
+            "routes": routes,
+            "settings": {
+                "retries": 0,
+                "delivery_backoff": "30s",
+                "delivery_attempts": 3,
+                **settings,
+            },
+        }
+        self.config = load_config_text(yaml.safe_dump(doc, allow_unicode=True), "t.yaml", {}).config
+        self.matcher = compile_rules(self.config)
+        store.sync_sources(self.config.sources, T0)
+        self.deliverer = Deliverer(store, self.config, clock=self.clock)
+        feeds.route("/yonhap", body=rss())
+        feeds.route("/voa", body=rss())
+
+    def poll(self) -> list[Any]:
+        async def go() -> list[Any]:
+            async with Fetcher(FetchLimits.from_settings(self.config.settings)) as fetcher:
+                return await run_cycle(
+                    self.config.sources,
+                    store=self.store,
+                    fetcher=fetcher,
+                    settings=self.config.settings,
+                    clock=self.clock,
+                    only_due=False,
+                    matcher=self.matcher,
+                    alerting=Alerting.from_config(self.config),
+                )
+
+        return asyncio.run(go())
+
+    def deliver(self) -> int:
+        return asyncio.run(self.deliverer.run_due())
+
+    def statuses(self) -> list[tuple[str, str, str]]:
+        return sorted((d.channel, d.kind, d.status) for d in Outbox(self.store).listing())
+
+
+def hook_channel(feeds: FeedServer, cid: str = "hook", path: str = "/hook") -> dict:
+    feeds.route(path, status=200, body=b"{}", content_type="application/json")
+    return {"id": cid, "url": feeds.url(path).replace("http://", "json://")}
+
+
+def hook_messages(feeds: FeedServer, path: str = "/hook") -> list[dict]:
+    return [json.loads(seen.body) for seen in feeds.hits(path)]
+
+
+@pytest.fixture
+def feeds():
+    with FeedServer() as server:
+        yield server
+
+
+@pytest.fixture
+def mail():
+    with MailServer() as server:
+        yield server
+
+
+def test_first_poll_is_a_baseline_and_never_alerts(store: Store, feeds: FeedServer) -> None:
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    feeds.routes["/yonhap"].body = rss(
+        ("China repatriates 60 North Korean defectors", "https://e.org/1", T0)
+    )
+    h.poll()
+    assert Outbox(store).story_count() == 1  # the story exists (the web page shows it)
+    assert h.statuses() == [] and h.deliver() == 0
+
+
+def test_email_and_webhook_end_to_end(store: Store, feeds: FeedServer, mail: MailServer) -> None:
+    channels = [hook_channel(feeds), {"id": "mail", "url": mail.apprise_url()}]
+    h = Harness(
+        store,
+        feeds,
+        channels,
+        [{"channels": ["hook", "mail"], "group_wait": "0s"}],
+        timezone="Asia/Seoul",
+    )
+    h.poll()  # baseline: empty feeds
+    feeds.routes["/yonhap"].body = rss((HOSTILE, "https://e.org/1", T0 - timedelta(hours=1)))
+    h.clock.advance(minutes=10)
+    (report, _) = sorted(h.poll(), key=lambda r: r.source_id, reverse=True)
+    assert report.matched == 1 and report.stories[0].change == "new"
+    assert h.deliver() == 2
+    assert h.statuses() == [("hook", "alert", "sent"), ("mail", "alert", "sent")]
+
+    (posted,) = hook_messages(feeds)
+    assert "Forced repatriation" in posted["title"] and "HIGH" in posted["title"].upper()
+    assert "Yonhap" in posted["message"]
+
+    (message,) = mail.messages
+    assert message["From"] == "watcher@example.org" and message["To"] == "alerts@example.org"
+    assert "Forced repatriation" in message["Subject"]
+    assert [p.get_content_type() for p in message.walk()][1:] == ["text/plain", "text/html"]
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    # markup in a headline is text by the time it is stored; what is left shows literally
+    assert "<b>China</b>" not in html and "*repatriates*" in html and "@channel" in html
+    assert 'href="javascript' not in html and "[x](javascript:alert(1))" in html
+    assert "China" in text and "Yonhap" in text
+    assert "KST" in html  # times in the configured zone
+
+    # nothing is ever sent twice
+    assert h.deliver() == 0
+    h.clock.advance(minutes=10)
+    h.poll()
+    assert h.deliver() == 0 and len(mail.messages) == 1 and len(hook_messages(feeds)) == 1
+
+
+def test_outlets_gathered_during_group_wait_make_one_message(
+    store: Store, feeds: FeedServer
+) -> None:
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "2m"}])
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("China repatriates 60 North Korean defectors via Dandong", "https://e.org/1", T0)
+    )
+    h.clock.advance(seconds=30)
+    h.poll()
+    assert h.deliver() == 0  # group_wait not over
+    feeds.routes["/voa"].body = rss(
+        ("中, 탈북민 60여명 단둥서 강제북송", "https://voa.example/2", T0)
+    )
+    h.clock.advance(seconds=60)
+    reports = {r.source_id: r for r in h.poll()}
+    assert reports["voa-ko"].stories[0].change == "joined"
+    h.clock.advance(seconds=60)
+    assert h.deliver() == 1
+    (posted,) = hook_messages(feeds)
+    assert "Yonhap" in posted["message"] and "VOA Korean" in posted["message"]
+
+
+def test_a_material_change_sends_an_update_naming_the_new_outlets(
+    store: Store, feeds: FeedServer
+) -> None:
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("China repatriates 60 North Korean defectors via Dandong", "https://e.org/1", T0)
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.deliver()
+    feeds.routes["/voa"].body = rss(("단둥서 탈북민 600여명 강제북송", "https://voa.example/2", T0))
+    h.clock.advance(minutes=5)
+    reports = {r.source_id: r for r in h.poll()}
+    assert reports["voa-ko"].stories[0].change == "revised"
+    assert h.deliver() == 1
+    _, update = hook_messages(feeds)
+    assert "VOA Korean" in update["message"] and "600" in update["title"] + update["message"]
+    assert h.statuses() == [("hook", "alert", "sent"), ("hook", "update", "sent")]
+
+
+def test_failing_channel_retries_with_backoff_and_does_not_hold_the_others(
+    store: Store, feeds: FeedServer
+) -> None:
+    channels = [hook_channel(feeds), hook_channel(feeds, "flaky", "/flaky")]
+    feeds.routes["/flaky"].statuses = [500, 503]
+    h = Harness(store, feeds, channels, [{"channels": ["hook", "flaky"], "group_wait": "0s"}])
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(("North Korean defectors detained", "https://e.org/1", T0))
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.deliver()
+    assert h.statuses() == [("flaky", "alert", "pending"), ("hook", "alert", "sent")]
+    (flaky,) = [d for d in Outbox(store).listing() if d.channel == "flaky"]
+    assert flaky.attempts == 1 and "500" in (flaky.last_error or "")
+    assert flaky.due_at >= h.clock.now + timedelta(seconds=24)  # 30 s with ±20 % jitter
+    h.deliver()
+    assert len(feeds.hits("/flaky")) == 1  # not due yet
+    h.clock.advance(seconds=40)
+    h.deliver()
+    h.clock.advance(seconds=80)
+    h.deliver()
+    assert h.statuses() == [("flaky", "alert", "sent"), ("hook", "alert", "sent")]
+    assert len(feeds.hits("/flaky")) == 3 and len(hook_messages(feeds)) == 1
+    (attempts,) = Outbox(store).attempts([flaky.id]).values()
+    assert [a["outcome"] for a in attempts] == ["failed", "failed", "sent"]
+
+
+def test_a_delivery_that_keeps_failing_is_marked_failed_and_ops_is_told(
+    store: Store, feeds: FeedServer
+) -> None:
+    channels = [hook_channel(feeds, "broken", "/broken"), hook_channel(feeds, "ops", "/ops")]
+    feeds.routes["/broken"].status = 500
+    routes = [{"channels": ["ops"], "ops": True}, {"channels": ["broken"], "group_wait": "0s"}]
+    h = Harness(store, feeds, channels, routes)
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(("North Korean defectors detained", "https://e.org/1", T0))
+    h.clock.advance(minutes=1)
+    h.poll()
+    for _ in range(3):
+        h.deliver()
+        h.clock.advance(hours=1)
+    h.deliver()
+    assert ("broken", "alert", "failed") in h.statuses()
+    assert ("ops", "ops", "sent") in h.statuses()
+    (ops,) = hook_messages(feeds, "/ops")
+    assert "broken" in ops["title"] + ops["message"] and "watcher alerts retry" in ops["message"]
+
+
+def test_silenced_stories_are_recorded_not_sent(store: Store, feeds: FeedServer) -> None:
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    Outbox(store).add_silence(
+        {"source": "yon*"},
+        reason="test run",
+        starts_at=T0,
+        ends_at=T0 + timedelta(hours=6),
+        created_by="op",
+    )
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(("North Korean defectors detained", "https://e.org/1", T0))
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.deliver()
+    assert h.statuses() == [("hook", "alert", "silenced")]
+    assert hook_messages(feeds) == []
+    (d,) = Outbox(store).listing()
+    assert d.last_error == "silenced by #1: test run"
+
+
+def test_mail_server_down_then_up_delivers_everything_in_order(
+    store: Store, feeds: FeedServer, mail: MailServer
+) -> None:
+    h = Harness(
+        store,
+        feeds,
+        [{"id": "mail", "url": mail.apprise_url()}],
+        [{"channels": ["mail"], "group_wait": "0s"}],
+    )
+    h.poll()
+    mail.stop()
+    titles = [
+        "North Korean defectors detained in Shenyang",
+        "China repatriates 300 North Korean defectors from Jilin",
+    ]
+    feeds.routes["/yonhap"].body = rss((titles[0], "https://e.org/1", T0))
+    h.clock.advance(minutes=1)
+    h.poll()
+    feeds.routes["/voa"].body = rss(("탈북민 300명 지린서 강제북송", "https://voa.example/3", T0))
+    feeds.routes["/yonhap"].body = rss(
+        (titles[1], "https://e.org/2", T0), (titles[0], "https://e.org/1", T0)
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.deliver()
+    assert {s for _, _, s in h.statuses()} == {"pending"}
+    mail.start()
+    h.clock.advance(minutes=2)
+    h.deliver()
+    assert {s for _, _, s in h.statuses()} == {"sent"}
+    subjects = [m["Subject"] for m in mail.messages]
+    assert len(subjects) == 2
+    assert "Detention" in subjects[0] and "Forced repatriation" in subjects[1]
+
+
+def test_old_news_never_alerts(store: Store, feeds: FeedServer) -> None:
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("North Korean defectors detained", "https://e.org/1", T0 - timedelta(days=30))
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    assert Outbox(store).story_count() == 1 and h.statuses() == []
+
+
+def test_reminders_follow_repeat_interval(store: Store, feeds: FeedServer) -> None:
+    h = Harness(
+        store,
+        feeds,
+        [hook_channel(feeds)],
+        [{"channels": ["hook"], "group_wait": "0s", "repeat_interval": "1h"}],
+    )
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(("North Korean defectors detained", "https://e.org/1", T0))
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.deliver()
+    h.clock.advance(minutes=30)
+    assert h.deliver() == 0
+    h.clock.advance(minutes=31)
+    assert h.deliver() == 1
+    _, reminder = hook_messages(feeds)
+    assert "reminder" in (reminder["title"] + reminder["message"]).lower()

@@ -1,0 +1,271 @@
+"""Stories and the outbox, written in the poll's own transaction (the transactional outbox).
+
+`Alerting` is handed to `Store.save_items`; after the items and their matches are inserted it
+groups each newly matched item into a story and writes the deliveries the routes ask for,
+on the same connection: a crash either keeps items, matches, stories and deliveries, or none.
+Messages are rendered later, at send time (so `group_wait` can gather more outlets).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from watcher import stories as st
+from watcher import tables as t
+from watcher.config import SEVERITIES, Config, Route
+from watcher.types import Item, MatchRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoryChange:
+    story_id: int
+    revision: int
+    #: new | joined | revised
+    change: str
+    item_key: str
+    deliveries: int
+
+
+@dataclass(frozen=True)
+class Alerting:
+    """The routing policy of one configuration (pure data; `__call__` does the writing)."""
+
+    routes: tuple[Route, ...]
+    window: timedelta
+    max_age: timedelta
+    timezone: str
+    tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Alerting:
+        return cls(
+            routes=config.routes,
+            window=config.settings.story_window,
+            max_age=config.settings.max_alert_age,
+            timezone=config.settings.timezone,
+            tags={s.id: s.tags for s in config.sources},
+        )
+
+    def __call__(
+        self,
+        conn: Connection,
+        items: Sequence[Item],
+        matches: Sequence[MatchRecord],
+        ids: Mapping[str, int],
+        now: datetime,
+    ) -> list[StoryChange]:
+        by_item: dict[str, list[MatchRecord]] = defaultdict(list)
+        for m in matches:
+            by_item[m.item_key].append(m)
+        todo = [i for i in items if i.key in by_item and i.key in ids]
+        if not todo:
+            return []
+        earliest = min(_when(i) for i in todo) - self.window
+        candidates = _open_stories(conn, earliest)
+        changes = []
+        for item in todo:
+            facts = _facts(item, by_item[item.key], self.tags.get(item.source_id, ()))
+            story = st.choose(facts, candidates.values(), self.window)
+            if story is None:
+                story = _insert_story(conn, facts, now)
+                change, kind = "new", "alert"
+            else:
+                story, material = st.joined(story, facts, now)
+                _update_story(conn, story)
+                change, kind = ("revised", "update") if material else ("joined", "")
+            candidates[story.id] = story
+            conn.execute(
+                t.story_items.insert().values(
+                    story_id=story.id, item_id=ids[item.key], added_at=now, revision=story.revision
+                )
+            )
+            planned: list[st.Planned] = []
+            if kind and self._alertable(item, now):
+                tags, langs = _labels(conn, story.id, self.tags)
+                planned = st.plan(
+                    self.routes,
+                    story,
+                    kind=kind,
+                    tags=tags | set(facts.tags),
+                    langs=langs | ({facts.lang} if facts.lang else set()),
+                    now=now,
+                    default_tz=self.timezone,
+                )
+                _insert_deliveries(conn, story, planned, now)
+            changes.append(
+                StoryChange(
+                    story_id=story.id,
+                    revision=story.revision,
+                    change=change,
+                    item_key=item.key,
+                    deliveries=len(planned),
+                )
+            )
+        return changes
+
+    def _alertable(self, item: Item, now: datetime) -> bool:
+        """Baseline backlog never alerts, nor does news older than max_alert_age."""
+        return not item.baseline and now - _when(item) <= self.max_age
+
+
+def _when(item: Item) -> datetime:
+    return item.published_at or item.fetched_at
+
+
+def _facts(item: Item, matches: Sequence[MatchRecord], tags: tuple[str, ...]) -> st.Facts:
+    first = matches[0]
+    return st.Facts(
+        item_key=item.key,
+        source_id=item.source_id,
+        title=item.title,
+        at=_when(item),
+        events=frozenset(m.event for m in matches),
+        severity=max((m.severity for m in matches), key=SEVERITIES.index),
+        rules=tuple(m.rule_id for m in matches),
+        people=first.people,
+        places=first.places,
+        lang=item.lang,
+        tags=tags,
+    )
+
+
+def _open_stories(conn: Connection, since: datetime) -> dict[int, st.Story]:
+    rows = conn.execute(select(t.stories).where(t.stories.c.updated_at >= since)).all()
+    if not rows:
+        return {}
+    titles: dict[int, list[str]] = defaultdict(list)
+    query = (
+        select(t.story_items.c.story_id, t.items.c.title)
+        .join(t.items, t.items.c.id == t.story_items.c.item_id)
+        .where(t.story_items.c.story_id.in_([r.id for r in rows]))
+    )
+    for story_id, title in conn.execute(query):
+        titles[story_id].append(title)
+    return {r.id: _story(r, tuple(titles[r.id])) for r in rows}
+
+
+def _story(row: Any, titles: tuple[str, ...] = ()) -> st.Story:
+    return st.Story(
+        id=row.id,
+        events=frozenset(json.loads(row.events)),
+        severity=row.severity,
+        title=row.title,
+        people=row.people,
+        places=tuple(json.loads(row.places)),
+        first_seen_at=row.first_seen_at,
+        updated_at=row.updated_at,
+        revision=row.revision,
+        item_count=row.item_count,
+        titles=titles,
+    )
+
+
+def _insert_story(conn: Connection, facts: st.Facts, now: datetime) -> st.Story:
+    values = {
+        "events": json.dumps(sorted(facts.events)),
+        "severity": facts.severity,
+        "title": facts.title,
+        "people": facts.people,
+        "places": json.dumps(list(facts.places), ensure_ascii=False),
+        "first_seen_at": now,
+        "updated_at": now,
+        "revision": 1,
+        "item_count": 1,
+    }
+    story_id = conn.execute(
+        t.stories.insert().values(**values).returning(t.stories.c.id)
+    ).scalar_one()
+    return st.Story(
+        id=story_id,
+        events=facts.events,
+        severity=facts.severity,
+        title=facts.title,
+        people=facts.people,
+        places=facts.places,
+        first_seen_at=now,
+        updated_at=now,
+        revision=1,
+        item_count=1,
+        titles=(facts.title,),
+    )
+
+
+def _update_story(conn: Connection, story: st.Story) -> None:
+    conn.execute(
+        update(t.stories)
+        .where(t.stories.c.id == story.id)
+        .values(
+            events=json.dumps(sorted(story.events)),
+            severity=story.severity,
+            people=story.people,
+            places=json.dumps(list(story.places), ensure_ascii=False),
+            updated_at=story.updated_at,
+            revision=story.revision,
+            item_count=story.item_count,
+        )
+    )
+
+
+def _labels(
+    conn: Connection, story_id: int, tags_by_source: Mapping[str, tuple[str, ...]]
+) -> tuple[set[str], set[str]]:
+    """Tags and languages of the story's reports so far."""
+    query = (
+        select(t.items.c.source_id, t.items.c.lang)
+        .join(t.story_items, t.story_items.c.item_id == t.items.c.id)
+        .where(t.story_items.c.story_id == story_id)
+    )
+    tags: set[str] = set()
+    langs: set[str] = set()
+    for source_id, lang in conn.execute(query):
+        tags.update(tags_by_source.get(source_id, ()))
+        if lang:
+            langs.add(lang)
+    return tags, langs
+
+
+def _insert_deliveries(
+    conn: Connection, story: st.Story, planned: Sequence[st.Planned], now: datetime
+) -> None:
+    """One message per story revision per channel: when two routes name the same channel,
+    the first route in the file decides how and when."""
+    seen: set[str] = set()
+    for p in planned:
+        if p.channel in seen:
+            continue
+        seen.add(p.channel)
+        exists = conn.execute(
+            select(t.deliveries.c.id).where(
+                (t.deliveries.c.story_id == story.id)
+                & (t.deliveries.c.revision == story.revision)
+                & (t.deliveries.c.channel == p.channel)
+                & (t.deliveries.c.seq == p.seq)
+            )
+        ).first()
+        if exists:
+            continue
+        conn.execute(
+            t.deliveries.insert().values(
+                story_id=story.id,
+                revision=story.revision,
+                route=p.route,
+                channel=p.channel,
+                kind=p.kind,
+                seq=p.seq,
+                status="pending",
+                due_at=p.due_at,
+                attempts=0,
+                created_at=now,
+            )
+        )
