@@ -335,3 +335,17 @@ def test_run_stores_matches_and_replay_compares_other_rules(tmp_path: Path, db_u
     (row,) = [json.loads(x) for x in changed.stdout.splitlines()]
     assert row["change"] == "-" and row["relevant"] is False and row["source"] == "good"
     assert "+0 -1 ~0" in changed.stderr
+
+
+def test_check_renders_the_operators_templates(tmp_path: Path) -> None:
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "alert.text.j2").write_text("{{ broken")
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text(f"sources: []\nsettings: {{templates_dir: '{folder}'}}\n")
+    result = watcher("--config", str(cfg), "check")
+    assert result.returncode == 2
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"{cfg}:2: settings.templates_dir: a template in {folder}")
+    (folder / "alert.text.j2").write_text("{{ title }}")
+    assert watcher("--config", str(cfg), "check").returncode == 0

@@ -389,3 +389,51 @@ def test_reminders_follow_repeat_interval(store: Store, feeds: FeedServer) -> No
     assert h.deliver() == 1
     _, reminder = hook_messages(feeds)
     assert "reminder" in (reminder["title"] + reminder["message"]).lower()
+
+
+def test_a_timeout_is_uncertain_retried_once_then_left_alone(
+    store: Store, feeds: FeedServer
+) -> None:
+    channels = [hook_channel(feeds, "slow", "/slow")]
+    feeds.routes["/slow"].delay = 2.0
+    h = Harness(
+        store, feeds, channels, [{"channels": ["slow"], "group_wait": "0s"}], delivery_timeout="1s"
+    )
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(("North Korean defectors detained", "https://e.org/1", T0))
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.deliver()
+    (d,) = Outbox(store).listing()
+    assert d.status == "pending" and d.last_error.startswith("uncertain")
+    h.clock.advance(minutes=5)
+    h.deliver()
+    (d,) = Outbox(store).listing()
+    assert d.status == "uncertain" and d.attempts == 2
+    h.clock.advance(hours=5)
+    assert h.deliver() == 0
+    assert len(feeds.hits("/slow")) == 2  # the receiver may hold it twice: the window we accept
+
+
+def test_digest_route_sends_one_message_with_every_story_at_its_hour(
+    store: Store, feeds: FeedServer
+) -> None:
+    h = Harness(
+        store,
+        feeds,
+        [hook_channel(feeds)],
+        [{"id": "daily", "channels": ["hook"], "mode": "digest", "digest": {"at": "10:00"}}],
+    )
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("North Korean defectors detained in Shenyang", "https://e.org/1", T0),
+        ("China repatriates 300 North Korean defectors from Jilin", "https://e.org/2", T0),
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    assert h.deliver() == 0  # 09:01: not yet
+    h.clock.advance(minutes=59)
+    assert h.deliver() == 2
+    (digest,) = hook_messages(feeds)
+    assert "Shenyang" in digest["message"] and "Jilin" in digest["message"]
+    assert h.statuses() == [("hook", "digest", "sent"), ("hook", "digest", "sent")]

@@ -157,6 +157,10 @@ def check(ctx: Context) -> None:
     loaded = ctx.config()
     config = loaded.config
     matcher = ctx.matcher()
+    if config.settings.templates_dir:
+        problem = _check_templates(config.settings.templates_dir)
+        if problem:
+            fail_config(ConfigError([loaded.problem(("settings", "templates_dir"), problem)]))
     for warning in loaded.warnings:
         click.echo(f"warning: {warning}", err=True)
     kinds = Counter(s.kind for s in config.sources)
@@ -180,6 +184,43 @@ def check(ctx: Context) -> None:
     click.echo(
         f"  {_plural(len(config.channels), 'channel')}, {_plural(len(config.routes), 'route')}"
     )
+
+
+def _check_templates(folder: str) -> str | None:
+    """Render a sample of every message with the operator's templates: a broken override is
+    found now, not when an alert is due."""
+    import os
+    from datetime import UTC, datetime
+
+    from watcher import render
+    from watcher.types import AlertView, Report
+
+    if not os.path.isdir(folder):
+        return f"no such folder {folder!r}"
+    report = Report(
+        source_id="s",
+        source_name="Outlet",
+        title="Sample",
+        url="https://e.org/",
+        published_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    view = AlertView(
+        kind="alert",
+        story_id=1,
+        revision=1,
+        events=("detention",),
+        severity="high",
+        rules=("r",),
+        first=report,
+    )
+    for channel in ("email", "slack", "telegram", "text"):
+        try:
+            render.render_alert(view, channel, "UTC", templates_dir=folder)
+            render.render_digest([view], "daily", channel, "UTC", templates_dir=folder)
+            render.render_ops("s", ["l"], channel, templates_dir=folder)
+        except Exception as exc:
+            return f"a template in {folder} does not render for {channel}: {exc}"
+    return None
 
 
 def _plural(n: int, word: str) -> str:

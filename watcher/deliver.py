@@ -41,14 +41,24 @@ class SendResult:
 Sender = Callable[[str, Message, float], SendResult]
 
 
+def _with_read_timeout(url: str, timeout: float) -> str:
+    """Let apprise's plugin wait longer than we do (`rto`), unless the URL says otherwise:
+    then a slow service ends in apprise's TIMEOUT, which we can tell apart from a refusal,
+    instead of a read timeout that its plugins report as a generic connection error."""
+    if "rto=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}rto={timeout + 5:g}"
+
+
 def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
-    """Send one message to one channel; apprise 2.x reports per target."""
+    """Send one message to one channel; apprise 2.x reports per target. A send that timed
+    out is *uncertain*: it may have arrived."""
     import apprise
     from apprise.result import AppriseResultStatus
 
     started = time.monotonic()
     app = apprise.Apprise()
-    if not app.add(url):
+    if not app.add(_with_read_timeout(url, timeout)):
         return SendResult(outcome="failed", error="not a valid apprise URL")
     try:
         result = app.notify(
@@ -69,9 +79,9 @@ def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
         for entry in target.logs()
         if entry.level in ("WARNING", "ERROR")
     ]
-    error = errors[-1] if errors else f"apprise: {result.status.name.lower()}"
-    outcome = "uncertain" if result.status == AppriseResultStatus.TIMEOUT else "failed"
-    return SendResult(outcome=outcome, error=error, elapsed=elapsed)
+    error = errors[-1] if errors else f"no answer within {timeout:g}s"
+    timed_out = result.status == AppriseResultStatus.TIMEOUT
+    return SendResult(outcome="uncertain" if timed_out else "failed", error=error, elapsed=elapsed)
 
 
 class Deliverer:
@@ -196,7 +206,10 @@ class Deliverer:
         active = await asyncio.to_thread(self.outbox.silences, now)
         if lead.kind == "ops":
             message = render.render_ops(
-                lead.subject or "watcher", (lead.body or "").splitlines(), fmt
+                lead.subject or "watcher",
+                (lead.body or "").splitlines(),
+                fmt,
+                templates_dir=templates,
             )
             await self._send(channel.url, group, message, now)
             return
@@ -246,7 +259,14 @@ class Deliverer:
         self, url: str, group: Sequence[Delivery], message: Message, now: datetime
     ) -> None:
         timeout = self.config.settings.delivery_timeout.total_seconds()
-        result = await asyncio.to_thread(self.send, url, message, timeout)
+        try:
+            result = await asyncio.wait_for(
+                asyncio.to_thread(self.send, url, message, timeout), timeout + 10
+            )
+        except TimeoutError:  # the send goes on in its thread; it may yet arrive
+            result = SendResult(
+                outcome="uncertain", error=f"no answer within {timeout:g}s", elapsed=timeout
+            )
         crash_point("after_send")
         error = logsetup.redact(result.error) if result.error else None
         if result.outcome == "uncertain":
