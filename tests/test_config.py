@@ -135,3 +135,20 @@ def test_duration_round_trip(seconds: int) -> None:
 )
 def test_parse_size(text: str, expected: int) -> None:
     assert parse_size(text) == expected
+
+
+def test_the_commented_channel_and_route_example_in_sources_yaml_is_valid() -> None:
+    text = (Path(__file__).resolve().parent.parent / "sources.yaml").read_text()
+    head, example = text.split("# channels:", 1)
+    example = "# channels:" + example.split("channels: []", 1)[0]
+    uncommented = "\n".join(line.removeprefix("# ") for line in example.splitlines())
+    env = {
+        k: "x" * 8
+        for k in (
+            "SMTP_USER SMTP_PASSWORD SMTP_HOST ALERT_EMAIL_TO OPS_EMAIL_TO TELEGRAM_BOT_TOKEN "
+            "TELEGRAM_CHAT_ID SLACK_TOKEN_A SLACK_TOKEN_B SLACK_TOKEN_C"
+        ).split()
+    }
+    config = load_config_text(head + uncommented, "sources.yaml", env).config
+    assert [c.id for c in config.channels] == ["advocates-mail", "telegram", "slack", "ops-mail"]
+    assert [r.key(i) for i, r in enumerate(config.routes)] == ["ops", "urgent", "daily"]

@@ -127,15 +127,14 @@ class Outbox:
                 .where(t.story_items.c.story_id == story.id)
                 .order_by(t.story_items.c.added_at, t.items.c.id)
             ).all()
-            rules = sorted(
-                set(
-                    conn.execute(
-                        select(t.matches.c.rule_id).where(
-                            t.matches.c.item_id.in_([r.id for r in rows])
-                        )
-                    ).scalars()
+            found = conn.execute(
+                select(t.matches.c.item_id, t.matches.c.rule_id, t.matches.c.dates).where(
+                    t.matches.c.item_id.in_([r.id for r in rows])
                 )
-            )
+            ).all()
+            rules = sorted({m.rule_id for m in found})
+            first_id = rows[0].id if rows else None
+            dates = next((json.loads(m.dates) for m in found if m.item_id == first_id), [])
             last_sent = conn.execute(
                 select(func.max(t.deliveries.c.sent_at)).where(
                     (t.deliveries.c.story_id == story.id)
@@ -172,7 +171,7 @@ class Outbox:
             rules=tuple(rules),
             people=story.people,
             places=tuple(json.loads(story.places)),
-            dates=(),
+            dates=tuple(dates),
             first=reports[0],
             others=tuple(reports[1:]),
             new_outlets=new_outlets,
