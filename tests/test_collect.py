@@ -33,7 +33,7 @@ def rss(items: list[tuple[str, str]], *, pub: str = "Mon, 23 Nov 2026 08:00:00 +
 
 
 def config_for(sources: list[dict[str, Any]], **settings: Any):
-    doc = {"sources": sources, "settings": {"retries": 1, **settings}}
+    doc = {"sources": sources, "settings": {"retries": 1, "jitter": 0, **settings}}
     return load_config_text(yaml.safe_dump(doc, allow_unicode=True), "test.yaml", {}).config
 
 

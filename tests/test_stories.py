@@ -89,6 +89,20 @@ JOIN_CASES = [
         facts(title="중국, 탈북민 60명 강제북송", places=(), people=None),
         False,
     ),
+    (
+        "alike titles, other place",
+        facts(
+            title="China repatriates about 60 North Korean defectors",
+            places=("Kunming",),
+            people=None,
+        ),
+        False,
+    ),
+    (
+        "alike titles, another count",
+        facts(title="China repatriates about 60 North Korean defectors", places=(), people=900),
+        False,
+    ),
 ]
 
 

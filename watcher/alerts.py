@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import Connection
 
 from watcher import stories as st
@@ -25,6 +25,9 @@ from watcher.config import SEVERITIES, Config, Route
 from watcher.types import Item, MatchRecord
 
 log = logging.getLogger(__name__)
+
+#: The PostgreSQL advisory lock under which stories are assigned (any fixed 64-bit number).
+STORY_LOCK = 0x57A7C4E5
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -71,6 +74,10 @@ class Alerting:
         todo = [i for i in items if i.key in by_item and i.key in ids]
         if not todo:
             return []
+        if conn.dialect.name == "postgresql":
+            # Replicas polling different outlets of one event must not both open a story:
+            # story assignment is serialised across them, for this transaction only.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": STORY_LOCK})
         earliest = min(_when(i) for i in todo) - self.window
         candidates = _open_stories(conn, earliest)
         changes = []

@@ -278,8 +278,14 @@ def db_current(ctx: Context) -> None:
 @click.option(
     "--all", "all_sources", is_flag=True, help="With --once: poll every enabled source, due or not."
 )
+@click.option(
+    "--metrics-address",
+    metavar="HOST:PORT",
+    help="Serve /healthz and /metrics here (default: settings.metrics_address, "
+    "127.0.0.1:9464; 'off' to disable). Containers use 0.0.0.0:9464.",
+)
 @pass_ctx
-def run(ctx: Context, once: bool, all_sources: bool) -> None:
+def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None) -> None:
     """Poll the sources on their intervals and store what they carry.
 
     Applies pending migrations first. Exit code 0 when the cycle ran, even if some sources
@@ -288,11 +294,20 @@ def run(ctx: Context, once: bool, all_sources: bool) -> None:
     """
     import asyncio
 
+    from watcher.daemon import AlreadyRunning, InstanceLock
+    from watcher.outbox import Outbox
     from watcher.pipeline import Parsing
 
     loaded = ctx.config()
     matcher = ctx.matcher()
+    lock = InstanceLock(ctx.database_url())
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        fail(str(exc))
     store = ctx.store()
+    if lock.path is not None:  # single instance: claims left by a crash are stale
+        Outbox(store).release_claims()
     parsing = Parsing.from_settings(loaded.config.settings)
     try:
         if once:
@@ -300,10 +315,24 @@ def run(ctx: Context, once: bool, all_sources: bool) -> None:
                 _once(loaded, store, all_sources=all_sources, parsing=parsing, matcher=matcher)
             )
         else:
-            asyncio.run(_daemon(loaded, store, parsing, matcher))
+            from watcher.daemon import run_daemon
+
+            parsing.close()  # the daemon has its own
+            address = metrics_address or loaded.config.settings.metrics_address
+            try:
+                run_daemon(
+                    ctx.config_path,
+                    loaded,
+                    store,
+                    matcher,
+                    metrics_address=None if address == "off" else address,
+                )
+            except OSError as exc:
+                fail(f"cannot serve metrics on {address}: {exc.strerror or exc}")
     finally:
         parsing.close()
         store.close()
+        lock.release()
 
 
 async def _once(
@@ -360,54 +389,25 @@ async def _cycle(
     return reports
 
 
-async def _daemon(loaded: LoadedConfig, store: Store, parsing: Any, matcher: Any) -> None:
-    """Poll sources when due and run the delivery worker beside it, until SIGTERM/SIGINT."""
-    import asyncio
+@cli.command()
+@pass_ctx
+def reload(ctx: Context) -> None:
+    """Tell the running daemon to re-read sources.yaml (SIGHUP to the PID in the state
+    directory). An invalid file is refused by the daemon, which keeps its configuration:
+    run `watcher check` first. With replicas, send SIGHUP to each."""
+    import os
     import signal
 
-    from watcher.deliver import Deliverer
-    from watcher.pipeline import utcnow
+    from watcher.daemon import pid_file
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info(
-        "watcher %s running: %d sources, %d rules, %d routes, database %s",
-        __version__,
-        sum(1 for s in loaded.config.sources if s.enabled),
-        matcher.rule_count,
-        len(loaded.config.routes),
-        logsetup.redact(str(store.engine.url)),
-        extra={"action": "start"},
-    )
-    deliverer = Deliverer(store, loaded.config)
-    worker = asyncio.create_task(deliverer.run_forever(stop))
+    config = ctx.config().config
+    path = pid_file(config.settings.state_dir)
     try:
-        while not stop.is_set():
-            try:
-                reports = await _cycle(
-                    loaded, store, only_due=True, parsing=parsing, matcher=matcher
-                )
-                if any(r.stories for r in reports):
-                    deliverer.wake.set()
-                states = store.fetch_states()
-            except Exception as exc:  # the database went away: log it, wait, try again
-                log.error("cycle failed: %s", logsetup.one_line(exc), extra={"action": "cycle"})
-                states = {}
-            enabled = {s.id for s in loaded.config.sources if s.enabled}
-            dues = [
-                st.next_due_at for sid, st in states.items() if sid in enabled and st.next_due_at
-            ]
-            wait = min((d - utcnow()).total_seconds() for d in dues) if dues else 5.0
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=min(max(wait, 0.2), 30.0))
-            except TimeoutError:
-                pass
-    finally:
-        stop.set()
-        await worker
-    log.info("watcher stopped", extra={"action": "stop"})
+        pid = int(path.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError):
+        fail(f"no running daemon found ({path} is missing or stale)")
+    click.echo(f"sent SIGHUP to watcher (pid {pid})")
 
 
 # --------------------------------------------------------------------------- sources
@@ -440,7 +440,7 @@ def sources_list(ctx: Context) -> None:
                 source.id,
                 source.kind,
                 format_duration(source.interval),
-                _health(source, st),
+                _health(source, st, config.settings.failure_threshold),
                 _ago(st.last_success_at if st else None, now),
                 str(st.items_stored if st else 0),
                 (st.last_error or "") if st and st.consecutive_failures else "",
@@ -465,11 +465,13 @@ def sources_list(ctx: Context) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[6])
 
 
-def _health(source: Any, state: Any) -> str:
+def _health(source: Any, state: Any, threshold: int) -> str:
     if not source.enabled:
         return "disabled"
     if state is None or state.last_polled_at is None:
         return "never polled"
+    if state.consecutive_failures >= threshold:
+        return f"unhealthy ({state.consecutive_failures} failures)"
     if state.consecutive_failures:
         return f"failing ({state.consecutive_failures})"
     return "ok"

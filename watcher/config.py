@@ -431,6 +431,13 @@ class Settings(Model):
     failure_threshold: int = Field(default=3, ge=1)
     #: ...its interval doubling per further failure, up to this.
     max_backoff: Duration = timedelta(hours=6)
+    #: Each poll's next time is the interval plus a random share of it up to this (≤ 10 %).
+    jitter: float = Field(default=0.1, ge=0, le=0.1)
+    #: On SIGTERM, in-flight polls and sends get this long to finish.
+    shutdown_grace: Duration = timedelta(seconds=30)
+    #: Where `watcher run` serves /healthz and /metrics (`--metrics-address` overrides).
+    metrics_address: str = "127.0.0.1:9464"
+    #: Polls in a row that yield no items (where there used to be some) before a source is
     #: Processes that parse fetched bodies (0: one per core, at most 4; 1: no extra process).
     parse_processes: int = Field(default=0, ge=0, le=32)
     #: Where the daemon keeps its PID and lock files.

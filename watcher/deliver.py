@@ -92,11 +92,13 @@ class Deliverer:
         *,
         clock: Callable[[], datetime] = utcnow,
         send: Sender = apprise_send,
+        on_attempt: Callable[[str, str], None] | None = None,
     ) -> None:
         self.outbox = Outbox(store)
         self.config = config
         self.clock = clock
         self.send = send
+        self.on_attempt = on_attempt
         self.channels = {c.id: c for c in config.channels}
         self.routes = {r.key(i): r for i, r in enumerate(config.routes)}
         self.names = {s.id: s.display_name for s in config.sources}
@@ -107,7 +109,11 @@ class Deliverer:
     async def run_due(self) -> int:
         """Send everything due now; returns how many deliveries were handled."""
         now = self.clock()
-        due = await asyncio.to_thread(self.outbox.due, now)
+        # Held while sending: twice the send timeout and a margin. A process that dies
+        # mid-send frees its deliveries when this passes (on SQLite, at once on restart).
+        timeout = self.config.settings.delivery_timeout.total_seconds()
+        lease = now + timedelta(seconds=2 * timeout + 5)
+        due = await asyncio.to_thread(self.outbox.claim_due, now, lease)
         if not due:
             return 0
         by_channel: dict[str, list[Delivery]] = defaultdict(list)
@@ -143,10 +149,8 @@ class Deliverer:
             if delivery.kind != "digest" and await self._held(channel_id, delivery.id):
                 break  # an earlier message of this channel just failed: keep the order
             group = [delivery]
-            if delivery.kind == "digest":
-                group = await asyncio.to_thread(
-                    self.outbox.pending_digest, delivery.route, channel_id, delivery.due_at
-                )
+            if delivery.kind == "digest":  # every due story of this digest, in one message
+                group = [d for d in deliveries if d.kind == "digest" and d.route == delivery.route]
             done.update(d.id for d in group)
             try:
                 await self._deliver(channel_id, group)
@@ -177,8 +181,7 @@ class Deliverer:
 
     async def _held(self, channel_id: str, delivery_id: int) -> bool:
         """Is an earlier delivery of this channel waiting for a retry?"""
-        due = await asyncio.to_thread(self.outbox.due, self.clock())
-        return not any(d.id == delivery_id for d in due)
+        return await asyncio.to_thread(self.outbox.held, channel_id, delivery_id, self.clock())
 
     async def _deliver(self, channel_id: str, group: Sequence[Delivery]) -> None:
         from watcher import render
@@ -268,6 +271,8 @@ class Deliverer:
                 outcome="uncertain", error=f"no answer within {timeout:g}s", elapsed=timeout
             )
         crash_point("after_send")
+        if self.on_attempt is not None:
+            self.on_attempt(group[0].channel, result.outcome)
         error = logsetup.redact(result.error) if result.error else None
         if result.outcome == "uncertain":
             error = f"uncertain (timed out; the message may have arrived): {error}"

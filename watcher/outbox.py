@@ -36,6 +36,7 @@ class Delivery:
     subject: str | None
     body: str | None
     created_at: datetime
+    claimed_until: datetime | None = None
 
 
 def _delivery(row: Any) -> Delivery:
@@ -59,7 +60,22 @@ class Outbox:
 
     # ------------------------------------------------------------------ the worker's side
 
-    def due(self, now: datetime, limit: int = 200) -> list[Delivery]:
+    def claim_due(self, now: datetime, lease_until: datetime, limit: int = 200) -> list[Delivery]:
+        """Take the due deliveries for this process: their due time moves to `lease_until` in
+        the same transaction (PostgreSQL skips rows another replica holds). Sending then
+        records the outcome; a process that dies mid-send leaves them due again when the
+        lease ends, so another sends them: at least once, never lost."""
+        found = self.due(now, limit, lock=True, lease_until=lease_until)
+        return found
+
+    def due(
+        self,
+        now: datetime,
+        limit: int = 200,
+        *,
+        lock: bool = False,
+        lease_until: datetime | None = None,
+    ) -> list[Delivery]:
         """Pending deliveries due at `now`, oldest first. A delivery waiting to be retried
         holds the later ones of its channel, so that a channel that was down receives its
         messages in order once it is back."""
@@ -75,30 +91,55 @@ class Outbox:
             )
             .exists()
         )
+        free = d.c.claimed_until.is_(None) | (d.c.claimed_until <= now)
         query = (
             select(d)
-            .where((d.c.status == "pending") & (d.c.due_at <= now) & ~retrying)
+            .where((d.c.status == "pending") & (d.c.due_at <= now) & free & ~retrying)
             .order_by(d.c.id)
             .limit(limit)
         )
+        if lease_until is None:
+            with self.engine.connect() as conn:
+                return [_delivery(r) for r in conn.execute(query)]
+        if lock and self.store.dialect == "postgresql":
+            query = query.with_for_update(of=d, skip_locked=True)
+        with self.engine.begin() as conn:
+            rows = [_delivery(r) for r in conn.execute(query)]
+            if rows:
+                conn.execute(
+                    update(d)
+                    .where(d.c.id.in_([r.id for r in rows]))
+                    .values(claimed_until=lease_until)
+                )
+        return rows
+
+    def release_claims(self) -> int:
+        """Free every claim (a single-instance start: no other process can hold one)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(t.deliveries)
+                .where(t.deliveries.c.claimed_until.is_not(None))
+                .values(claimed_until=None)
+            )
+        return int(result.rowcount or 0)
+
+    def held(self, channel: str, delivery_id: int, now: datetime) -> bool:
+        """Does an earlier delivery of the channel wait for a retry (a failed attempt)?"""
+        d = t.deliveries
+        query = select(d.c.id).where(
+            (d.c.channel == channel)
+            & (d.c.status == "pending")
+            & (d.c.attempts > 0)
+            & (d.c.id < delivery_id)
+            & (d.c.due_at > now)
+        )
         with self.engine.connect() as conn:
-            return [_delivery(r) for r in conn.execute(query)]
+            return conn.execute(query.limit(1)).first() is not None
 
     def next_due_at(self) -> datetime | None:
         query = select(func.min(t.deliveries.c.due_at)).where(t.deliveries.c.status == "pending")
         with self.engine.connect() as conn:
             return conn.execute(query).scalar()
-
-    def pending_digest(self, route: str, channel: str, due_at: datetime) -> list[Delivery]:
-        query = select(t.deliveries).where(
-            (t.deliveries.c.status == "pending")
-            & (t.deliveries.c.kind == "digest")
-            & (t.deliveries.c.route == route)
-            & (t.deliveries.c.channel == channel)
-            & (t.deliveries.c.due_at <= due_at)
-        )
-        with self.engine.connect() as conn:
-            return [_delivery(r) for r in conn.execute(query.order_by(t.deliveries.c.id))]
 
     def view(
         self, delivery: Delivery, names: Mapping[str, str]
@@ -215,7 +256,7 @@ class Outbox:
                     body=body,
                 )
             )
-            values: dict[str, Any] = {"status": status, "last_error": error}
+            values: dict[str, Any] = {"status": status, "last_error": error, "claimed_until": None}
             if counts:
                 values["attempts"] = t.deliveries.c.attempts + 1
             if status == "sent":

@@ -161,13 +161,16 @@ def request_for(
 
 
 def next_due(source: Any, settings: Any, now: datetime, failures: int) -> datetime:
-    """The interval after success; after `failure_threshold` failures in a row the interval
-    doubles per further failure, up to `max_backoff`."""
+    """The interval after success, plus a random `jitter` share of it (so that sources added
+    together drift apart instead of firing in the same second); after `failure_threshold`
+    failures in a row the interval doubles per further failure, up to `max_backoff`."""
     interval = source.interval
     if failures >= settings.failure_threshold:
         factor = 2 ** (failures - settings.failure_threshold + 1)
-        interval = min(interval * factor, max(settings.max_backoff, interval))
-    return now + interval
+        return now + min(interval * factor, max(settings.max_backoff, interval))
+    import random
+
+    return now + interval * (1 + random.uniform(0, settings.jitter))
 
 
 async def poll_source(
@@ -259,6 +262,7 @@ async def poll_source(
         updated=len(saved.updated),
         matched=len({m.item_key for m in saved.matches}),
         stories=tuple(saved.after),
+        events=tuple(event for _, event in sorted({(m.item_key, m.event) for m in saved.matches})),
         elapsed=result.elapsed,
         new_keys=tuple(i.key for i in saved.new),
     )

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 #: The newest migration; `Store.schema_is_current` compares with one query, so that start-up
 #: imports Alembic only when the database is behind. A test checks it is Alembic's head.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 DEFAULT_DATABASE_URL = "sqlite:///watcher.db"
 
@@ -191,6 +191,29 @@ class Store:
                             body_hash=None,
                         )
                     )
+
+    def claim_due(
+        self, source_ids: Sequence[str], now: datetime, lease_until: datetime
+    ) -> list[str]:
+        """Claim the given sources that are due: their next-due time moves to `lease_until`
+        in the same statement, so no other replica claims them (PostgreSQL skips rows another
+        transaction holds). The poll's outcome then sets the real next-due time; if the
+        claiming process dies, the source is due again when the lease ends."""
+        if not source_ids:
+            return []
+        s = t.sources
+        due = s.c.id.in_(list(source_ids)) & (s.c.next_due_at.is_(None) | (s.c.next_due_at <= now))
+        chosen = select(s.c.id).where(due)
+        if self.dialect == "postgresql":
+            chosen = chosen.with_for_update(skip_locked=True)
+        statement = (
+            update(s)
+            .where(s.c.id.in_(chosen.scalar_subquery()))
+            .values(next_due_at=lease_until)
+            .returning(s.c.id)
+        )
+        with self.engine.begin() as conn:
+            return list(conn.execute(statement).scalars())
 
     def source_states(self) -> dict[str, SourceState]:
         counts = (

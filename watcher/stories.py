@@ -4,7 +4,8 @@
     story ──routes_for(config routes)──▶ (route, channel, due time) deliveries
 
 A report joins a story when they share an event type, are within the story window, and are
-alike: a shared place, people counts within ±25 %, or near-duplicate titles (rapidfuzz).
+alike: a shared place, people counts within ±25 %, or near-duplicate titles (rapidfuzz) whose
+facts do not disagree (titles alike but places or counts different are two events).
 A joined report raises the story's revision (and so a new message) only when the severity
 rises or the number of people changes materially; otherwise it is attached and shows up in
 messages not yet sent, in digests and on the web page.
@@ -88,6 +89,11 @@ def belongs(facts: Facts, story: Story, window: timedelta) -> bool:
         return True
     if same_people(facts.people, story.people):
         return True
+    # Alike titles join, unless the facts disagree: other places, or another count.
+    if facts.places and story.places:
+        return False
+    if facts.people is not None and story.people is not None:
+        return False
     return any(similar_titles(facts.title, title) for title in story.titles)
 
 

@@ -210,6 +210,8 @@ deliveries = Table(
     Column("subject", Text),
     Column("body", Text),
     Column("created_at", UTCDateTime, nullable=False),
+    #: A sending process holds the delivery until then (replicas skip it; a crash frees it).
+    Column("claimed_until", UTCDateTime),
     UniqueConstraint(
         "story_id", "revision", "route", "channel", "seq", name="uq_deliveries_story_id"
     ),

@@ -149,6 +149,8 @@ class PollReport:
     updated: int = 0
     #: New or updated items that matched a rule.
     matched: int = 0
+    #: Event types of the stored matches, one per matched item and event.
+    events: tuple[str, ...] = ()
     #: Stories made or joined by this poll (alerts.StoryChange).
     stories: tuple[Any, ...] = field(default=(), repr=False)
     error: str | None = None

@@ -1,0 +1,314 @@
+"""The daemon as operators run it: real `watcher run` processes with 1 s intervals, SIGHUP
+reload, /healthz and /metrics, the SQLite single-instance lock, a PostgreSQL outage through a
+TCP proxy the test cuts and restores, and three replicas on one PostgreSQL with one killed.
+Every wait is on a condition with a deadline."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from tests.httpserver import FeedServer
+from tests.test_alert_commands import wait_for
+from tests.test_cli import ROOT, watcher
+
+CONFIG = """
+sources:
+{sources}
+concepts:
+  nk_people: {{en: [north korean*, defector*]}}
+  sent_back: {{en: [repatriat*, sent back]}}
+rules:
+  - {{id: return, event: forced_repatriation, severity: high, all_of: [nk_people, sent_back]}}
+channels:
+  - {{id: hook, url: '{hook}'}}
+routes:
+  - {{channels: [hook], group_wait: 0s}}
+settings: {{retries: 0, state_dir: '{state}', shutdown_grace: 5s}}
+"""
+
+PLACES = ["Dandong", "Hunchun", "Shenyang", "Tumen", "Yanji", "Sinuiju"]
+
+
+def rss(*titles: str) -> bytes:
+    now = format_datetime(datetime.now(UTC))
+    items = "".join(
+        f"<item><title>{t}</title><link>https://e.org/{abs(hash(t))}</link>"
+        f"<pubDate>{now}</pubDate></item>"
+        for t in titles
+    )
+    head = '<?xml version="1.0"?><rss version="2.0"><channel><title>W</title>'
+    return f"{head}{items}</channel></rss>".encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(path: Path, server: FeedServer, feeds: int, interval: str = "1s") -> Path:
+    sources = "\n".join(
+        f"  - {{id: feed{n}, kind: feed, url: '{server.url(f'/f{n}')}', interval: {interval}, "
+        "lang: en}"
+        for n in range(feeds)
+    )
+    for n in range(feeds):
+        server.routes.setdefault(f"/f{n}", None) or server.route(f"/f{n}", body=rss())
+    server.routes.setdefault("/hook", None) or server.route(
+        "/hook", body=b"{}", content_type="application/json"
+    )
+    path.write_text(
+        CONFIG.format(
+            sources=sources,
+            hook=server.url("/hook").replace("http://", "json://"),
+            state=path.parent,
+        )
+    )
+    return path
+
+
+class Daemon:
+    def __init__(self, cfg: Path, db: str, metrics: int | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+        address = f"127.0.0.1:{metrics}" if metrics else "off"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "watcher",
+                "--config",
+                str(cfg),
+                "--db",
+                db,
+                "run",
+                "--metrics-address",
+                address,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.metrics = metrics
+        self.err = ""
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            return 0, ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        _, self.err = self.proc.communicate(timeout=30)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.communicate(timeout=30)
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    with FeedServer() as s:
+        yield s
+
+
+def hooks(server: FeedServer) -> list[dict]:
+    return [json.loads(s.body) for s in server.hits("/hook")]
+
+
+def test_health_metrics_reload_and_sigterm(tmp_path: Path, server: FeedServer, db_url: str) -> None:
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
+    daemon = Daemon(cfg, db_url, metrics=free_port())
+    try:
+        wait_for(lambda: daemon.get("/healthz") == (200, "ok\n"), 20, "/healthz 200")
+        wait_for(lambda: len(server.hits("/f0")) >= 2, 10, "polls every second")
+        status, metrics = daemon.get("/metrics")
+        assert status == 200
+        assert 'watcher_polls_total{outcome="ok",source="feed0"}' in metrics
+        assert "watcher_fetch_seconds_bucket" in metrics and "watcher_outbox_depth" in metrics
+        assert daemon.get("/nope")[0] == 404
+
+        # an invalid edit is refused; the running configuration stays
+        good = cfg.read_text()
+        cfg.write_text(good.replace("interval: 1s", "interval: often"))
+        assert watcher("--config", str(cfg), "reload").returncode == 2  # check refuses it
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        polls = len(server.hits("/f0"))
+        wait_for(lambda: len(server.hits("/f0")) > polls + 1, 10, "polling to go on")
+
+        # a valid edit adding a source takes effect without a restart
+        write_config(cfg, server, feeds=2)
+        reloaded = watcher("--config", str(cfg), "reload")
+        assert reloaded.returncode == 0 and "sent SIGHUP" in reloaded.stdout
+        wait_for(lambda: len(server.hits("/f1")) >= 1, 10, "the new source to be polled")
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.err
+    assert "reload refused: " in daemon.err and "interval: expected a duration" in daemon.err
+    assert "reloaded " in daemon.err and "watcher stopped" in daemon.err
+    assert not (tmp_path / "watcher.pid").exists()
+
+
+def test_a_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path, server: FeedServer) -> None:
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    first = Daemon(cfg, db)
+    wait_for(lambda: len(server.hits("/f0")) >= 1, 20, "the first daemon to poll")
+    second = watcher("--config", str(cfg), "--db", db, "run", "--metrics-address", "off")
+    assert second.returncode == 1
+    assert f"another `watcher run` (pid {first.proc.pid}) is using this SQLite database" in (
+        second.stderr
+    )
+    first.kill()  # kill -9 leaves no stale lock behind
+    third = Daemon(cfg, db)
+    try:
+        polls = len(server.hits("/f0"))
+        wait_for(lambda: len(server.hits("/f0")) > polls, 20, "the restarted daemon to poll")
+    finally:
+        assert third.stop() == 0, third.err
+
+
+class TcpProxy:
+    """Forwards a local port to PostgreSQL; `cut()` drops every connection and refuses new
+    ones, `restore()` accepts again. The shared server itself is never stopped."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self.open = threading.Event()
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(50)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        assert self.listener is not None
+        self.listener.close()
+        with self.lock:
+            for conn in self.conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()
+            self.conns.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+@pytest.mark.postgres
+def test_postgres_outage_is_survived_and_nothing_is_lost(
+    tmp_path: Path, server: FeedServer, pg_schema_url: str
+) -> None:
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    db = pg_schema_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
+    daemon = Daemon(cfg, db, metrics=free_port())
+    try:
+        wait_for(lambda: len(server.hits("/f0")) >= 2, 20, "the baseline polls")
+        proxy.cut()
+        wait_for(lambda: daemon.get("/healthz")[0] == 503, 20, "/healthz to report the outage")
+        assert daemon.get("/healthz")[1] == "database unavailable\n"
+        server.routes["/f0"].body = rss("China repatriates 60 North Korean defectors")
+        time.sleep(0.1)
+        proxy.restore()
+        wait_for(lambda: len(hooks(server)) == 1, 30, "the alert after the database came back")
+        wait_for(lambda: daemon.get("/healthz")[0] == 200, 10, "/healthz to recover")
+        metrics = daemon.get("/metrics")[1]
+        assert 'watcher_deliveries_total{channel="hook",outcome="sent"} 1.0' in metrics
+        assert 'watcher_matches_total{event="forced_repatriation"} 1.0' in metrics
+    finally:
+        code = daemon.stop()
+        proxy.cut()
+    assert code == 0, daemon.err
+    assert "database unavailable" in daemon.err and "database available again" in daemon.err
+    assert len(hooks(server)) == 1
+
+
+@pytest.mark.postgres
+def test_three_replicas_share_the_sources_and_send_each_alert_once(
+    tmp_path: Path, server: FeedServer, pg_schema_url: str
+) -> None:
+    feeds = 6
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=feeds)
+    assert watcher("--config", str(cfg), "--db", pg_schema_url, "db", "upgrade").returncode == 0
+    replicas = [Daemon(cfg, pg_schema_url) for _ in range(3)]
+    try:
+        wait_for(
+            lambda: all(len(server.hits(f"/f{n}")) >= 2 for n in range(feeds)),
+            30,
+            "every source polled twice (baseline done)",
+        )
+        replicas[0].kill()  # one dies mid-run
+        titles = [
+            f"{place} police send {count} North Korean defectors back, repatriated at dawn"
+            for place, count in zip(PLACES, (3, 17, 40, 90, 210, 700), strict=True)
+        ]
+        for n, title in enumerate(titles):
+            server.routes[f"/f{n}"].body = rss(title)
+        wait_for(lambda: len(hooks(server)) >= feeds, 30, "one alert per story")
+        time.sleep(2)  # a duplicate, if any, would arrive now
+        # no source is polled twice in one interval: hits are at least ~1 s apart
+        for n in range(feeds):
+            times = sorted(h.at for h in server.hits(f"/f{n}"))
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            assert min(gaps) > 0.5, (n, gaps)
+    finally:
+        codes = [r.stop() for r in replicas[1:]]
+    assert codes == [0, 0]
+    received = sorted(m["title"] for m in hooks(server))
+    assert len(received) == feeds
+    assert all(any(p in t for t in received) for p in PLACES)

@@ -1,0 +1,463 @@
+"""`watcher run`: the long-running daemon.
+
+    APScheduler (asyncio) ──tick every second──▶ claim due sources in the database ──▶ poll each
+                          ──deliver every second──▶ claim due deliveries ──▶ send
+    SIGHUP ──▶ reload sources.yaml (an invalid file is refused; the running one stays)
+    SIGTERM/SIGINT ──▶ stop claiming, let in-flight polls and sends finish (up to
+                       `shutdown_grace`), close; a second signal exits at once
+
+The database is the schedule: each source's next-due time lives in its row and is advanced in
+the same statement that claims it, so restarts lose nothing and several replicas on one
+PostgreSQL share the sources without polling one twice (rows another replica holds are
+skipped). If the process dies mid-poll, the claim is a lease: the source is due again when it
+ends. SQLite is single-instance: an OS file lock refuses a second daemon on the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from watcher import log as logsetup
+from watcher.alerts import Alerting
+from watcher.config import ConfigError, LoadedConfig, load_config
+from watcher.deliver import Deliverer
+from watcher.fetch import Fetcher, FetchLimits
+from watcher.pipeline import Offload, Parsing, poll_source, utcnow
+from watcher.rules import RuleError, compile_rules
+from watcher.store import Store
+
+log = logging.getLogger("watcher.daemon")
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- single instance
+
+
+class InstanceLock:
+    """An exclusive OS lock next to a SQLite database: it dies with the process, so a kill -9
+    leaves nothing stale. PostgreSQL needs none (replicas coordinate in the database)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.path: Path | None = None
+        self._fd: int | None = None
+        if database_url.startswith("sqlite") and ":memory:" not in database_url:
+            db_file = database_url.split(":///", 1)[-1].split("?", 1)[0]
+            self.path = Path(db_file + ".lock")
+
+    def acquire(self) -> None:
+        if self.path is None:
+            return
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AlreadyRunning(
+                f"another `watcher run` (pid {other}) is using this SQLite database; "
+                "SQLite is single-instance: use PostgreSQL for several replicas"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def pid_file(state_dir: str) -> Path:
+    return Path(state_dir) / "watcher.pid"
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+class Metrics:
+    """Prometheus metrics, all prefixed `watcher_`, in a registry of their own."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = r = CollectorRegistry()
+        self.polls = Counter(
+            "watcher_polls", "Polls by source and outcome", ["source", "outcome"], registry=r
+        )
+        self.fetch_seconds = Histogram(
+            "watcher_fetch_seconds",
+            "Fetch latency",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.items = Counter("watcher_items_stored", "New items stored", registry=r)
+        self.matches = Counter("watcher_matches", "Matched items by event", ["event"], registry=r)
+        self.alerts = Counter("watcher_alerts", "Deliveries queued by route", ["route"], registry=r)
+        self.deliveries = Counter(
+            "watcher_deliveries",
+            "Send attempts by channel and outcome",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.outbox = Gauge("watcher_outbox_depth", "Pending deliveries", registry=r)
+        self.last_success = Gauge(
+            "watcher_last_successful_poll_timestamp_seconds",
+            "Unix time of each source's last successful poll",
+            ["source"],
+            registry=r,
+        )
+        self.unhealthy = Gauge(
+            "watcher_sources_unhealthy", "Sources failing in a row past the threshold", registry=r
+        )
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+@dataclass
+class Daemon:
+    config_path: str
+    loaded: LoadedConfig
+    store: Store
+    matcher: Any
+    metrics_address: str | None = None
+    clock: Callable[[], datetime] = utcnow
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def __post_init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.parsing = Parsing.from_settings(self.loaded.config.settings)
+        self.db = Offload()
+        self.in_flight: dict[str, asyncio.Task[Any]] = {}
+        self.unhealthy: set[str] = set()
+        self.scheduler: Any = None
+        self.fetcher: Fetcher | None = None
+        self.deliverer = self._deliverer(self.loaded.config)
+        self.alerting = Alerting.from_config(self.loaded.config)
+        self.database_ok = True
+        self.started = False
+        self.signals = 0
+        self._deliver_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        server = await self._serve_metrics()
+        config = self.loaded.config
+        self.fetcher = Fetcher(FetchLimits.from_settings(config.settings))
+        await self.db(self.store.sync_sources, config.sources, self.clock())
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=1,
+            id="tick",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now().astimezone(),
+        )
+        self.scheduler.add_job(
+            self.deliver,
+            "interval",
+            seconds=1,
+            id="deliver",
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.start()
+        self.started = True
+        log.info(
+            "watcher running: %d sources, %d rules, %d routes; metrics on %s",
+            sum(1 for s in config.sources if s.enabled),
+            self.matcher.rule_count,
+            len(config.routes),
+            self.metrics_address or "(off)",
+            extra={"action": "start"},
+        )
+        try:
+            await self.stop.wait()
+        finally:
+            await self._shutdown(server)
+
+    def _on_stop_signal(self) -> None:
+        self.signals += 1
+        if self.signals > 1:
+            log.warning("second signal: exiting now", extra={"action": "stop"})
+            os._exit(130)  # the outbox makes this safe: nothing sent is forgotten
+        log.info("stopping: finishing polls and sends in flight", extra={"action": "stop"})
+        self.stop.set()
+
+    async def _shutdown(self, server: Any) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        grace = self.loaded.config.settings.shutdown_grace.total_seconds()
+        pending = list(self.in_flight.values())
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning(
+                    "%d polls still running after %gs; cancelled (their sources are due again)",
+                    len(late),
+                    grace,
+                    extra={"action": "stop"},
+                )
+        async with self._deliver_lock:  # a send in progress finishes and is recorded
+            pass
+        if self.fetcher is not None:
+            await self.fetcher.aclose()
+        if server is not None:
+            server.close()
+        self.parsing.close()
+        self.db.close()
+        log.info("watcher stopped", extra={"action": "stop"})
+
+    # ------------------------------------------------------------------ polling
+
+    async def tick(self) -> None:
+        """Claim the sources that are due and start polling each (never twice at once)."""
+        if self.stop.is_set():
+            return
+        config = self.loaded.config
+        now = self.clock()
+        candidates = [s.id for s in config.sources if s.enabled and s.id not in self.in_flight]
+        lease = now + config.settings.source_timeout * 2 + timedelta(seconds=60)
+        try:
+            claimed = await self.db(self.store.claim_due, candidates, now, lease)
+            self._database_back()
+        except Exception as exc:
+            self._database_down(exc)
+            return
+        by_id = {s.id: s for s in config.sources}
+        for source_id in claimed:
+            task = asyncio.create_task(self._poll(by_id[source_id]))
+            self.in_flight[source_id] = task
+            task.add_done_callback(lambda _t, sid=source_id: self.in_flight.pop(sid, None))
+
+    async def _poll(self, source: Any) -> None:
+        settings = self.loaded.config.settings
+        try:
+            state = await self.db(self.store.source_state, source.id)
+            before = state.consecutive_failures if state else 0
+            report = await poll_source(
+                source,
+                state,
+                fetcher=self.fetcher,  # type: ignore[arg-type]
+                store=self.store,
+                settings=settings,
+                clock=self.clock,
+                parsing=self.parsing,
+                db=self.db,
+                matcher=self.matcher,
+                alerting=self.alerting,
+            )
+        except Exception as exc:  # the database went away mid-poll: the lease brings it back
+            self._database_down(exc)
+            return
+        self._count(report)
+        if report.stories and self.scheduler is not None:
+            self.scheduler.modify_job("deliver", next_run_time=datetime.now().astimezone())
+        threshold = settings.failure_threshold
+        if report.outcome == "failed" and before + 1 >= threshold:
+            self.unhealthy.add(source.id)
+        elif report.outcome != "failed":
+            self.unhealthy.discard(source.id)
+        self.metrics.unhealthy.set(len(self.unhealthy))
+        if report.outcome == "failed" and before + 1 == threshold:
+            await self.deliverer.notify_ops(
+                f"watcher: source {source.id} is unhealthy",
+                f"{source.display_name} ({source.id}) failed {threshold} times in a row.\n"
+                f"Last error: {report.error}\nCheck it with: watcher sources test {source.id}",
+                self.clock(),
+            )
+        elif report.outcome != "failed" and before >= threshold:
+            await self.deliverer.notify_ops(
+                f"watcher: source {source.id} recovered",
+                f"{source.display_name} ({source.id}) works again after {before} failures.",
+                self.clock(),
+            )
+
+    def _deliverer(self, config: Any) -> Deliverer:
+        def attempted(channel: str, outcome: str) -> None:
+            self.metrics.deliveries.labels(channel, outcome).inc()
+
+        return Deliverer(self.store, config, clock=self.clock, on_attempt=attempted)
+
+    def _count(self, report: Any) -> None:
+        m = self.metrics
+        m.polls.labels(report.source_id, report.outcome).inc()
+        if report.elapsed:
+            m.fetch_seconds.observe(report.elapsed)
+        if report.outcome != "failed":
+            m.last_success.labels(report.source_id).set(time.time())
+        m.items.inc(report.new)
+        for event in report.events:
+            m.matches.labels(event).inc()
+        for change in report.stories:
+            m.alerts.labels("any").inc(change.deliveries)
+
+    async def deliver(self) -> None:
+        if self.stop.is_set():
+            return
+        async with self._deliver_lock:
+            try:
+                await self.deliverer.run_due()
+                depth = await self.db(self._outbox_depth)
+                self.metrics.outbox.set(depth)
+                self._database_back()
+            except Exception as exc:
+                self._database_down(exc)
+
+    def _outbox_depth(self) -> int:
+        from sqlalchemy import func, select
+
+        from watcher import tables as t
+
+        with self.store.engine.connect() as conn:
+            query = select(func.count()).where(t.deliveries.c.status == "pending")
+            return int(conn.execute(query).scalar_one())
+
+    def _database_down(self, exc: Exception) -> None:
+        if self.database_ok:
+            log.error(
+                "database unavailable: %s (retrying every second; nothing is lost)",
+                logsetup.one_line(exc),
+                extra={"action": "database"},
+            )
+        self.database_ok = False
+
+    def _database_back(self) -> None:
+        if not self.database_ok:
+            log.info("database available again", extra={"action": "database"})
+        self.database_ok = True
+
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self) -> bool:
+        """Re-read sources.yaml; an invalid file is refused and the running one stays."""
+        try:
+            loaded = await asyncio.to_thread(load_config, self.config_path)
+            matcher = await asyncio.to_thread(compile_rules, loaded.config)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload refused: %s", problem, extra={"action": "reload"})
+            return False
+        except RuleError as exc:
+            for path, message in exc.problems:
+                log.error(
+                    "reload refused: %s", loaded.problem(path, message), extra={"action": "reload"}
+                )
+            return False
+        logsetup.add_secrets(loaded.secrets)
+        await self.db(self.store.sync_sources, loaded.config.sources, self.clock())
+        self.loaded, self.matcher = loaded, matcher
+        self.alerting = Alerting.from_config(loaded.config)
+        self.deliverer = self._deliverer(loaded.config)
+        log.info(
+            "reloaded %s: %d sources, %d rules, %d routes",
+            self.config_path,
+            sum(1 for s in loaded.config.sources if s.enabled),
+            matcher.rule_count,
+            len(loaded.config.routes),
+            extra={"action": "reload"},
+        )
+        return True
+
+    # ------------------------------------------------------------------ /healthz, /metrics
+
+    async def _serve_metrics(self) -> Any:
+        if not self.metrics_address:
+            return None
+        host, _, port = self.metrics_address.rpartition(":")
+        return await asyncio.start_server(self._http, host or "127.0.0.1", int(port))
+
+    async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            path = request.split(b" ", 2)[1].decode("ascii", "replace").split("?")[0]
+            if path == "/metrics":
+                status, body, ctype = 200, self.metrics.render(), "text/plain; version=0.0.4"
+            elif path == "/healthz":
+                problem = self._health_problem()
+                status = 503 if problem else 200
+                body, ctype = (problem or "ok").encode() + b"\n", "text/plain; charset=utf-8"
+            else:
+                status, body, ctype = 404, b"not found\n", "text/plain"
+            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+            writer.write(
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, IndexError):
+            pass
+        finally:
+            writer.close()
+
+    def _health_problem(self) -> str | None:
+        if not self.started:
+            return "starting"
+        if self.stop.is_set():
+            return "stopping"
+        if not self.database_ok:
+            return "database unavailable"
+        return None
+
+
+def run_daemon(
+    config_path: str,
+    loaded: LoadedConfig,
+    store: Store,
+    matcher: Any,
+    *,
+    metrics_address: str | None,
+) -> None:
+    """Write the PID file, run until stopped, clean up (the caller holds the InstanceLock)."""
+    pid = pid_file(loaded.config.settings.state_dir)
+    try:
+        pid.parent.mkdir(parents=True, exist_ok=True)
+        pid.write_text(f"{os.getpid()}\n")
+    except OSError as exc:
+        log.warning("cannot write %s: %s (watcher reload will not find this daemon)", pid, exc)
+    try:
+        daemon = Daemon(
+            config_path=config_path,
+            loaded=loaded,
+            store=store,
+            matcher=matcher,
+            metrics_address=metrics_address,
+        )
+        asyncio.run(daemon.run())
+    finally:
+        try:
+            if pid.read_text().strip() == str(os.getpid()):
+                pid.unlink()
+        except OSError:
+            pass
