@@ -1,0 +1,220 @@
+"""Deploy files, checked without a Docker engine: the Dockerfile and compose file parse and
+name files that exist, every variable is documented, the systemd unit passes
+`systemd-analyze verify`, the Kubernetes manifests validate against the bundled schemas, and
+the image's entry command runs from a wheel in a fresh virtual environment."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.httpserver import FeedServer
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    text = re.sub(r"\\\n", " ", text)
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_is_multi_stage_non_root_with_healthcheck_and_entrypoint() -> None:
+    steps = dockerfile()
+    known = {
+        "FROM",
+        "WORKDIR",
+        "COPY",
+        "RUN",
+        "ENV",
+        "USER",
+        "VOLUME",
+        "EXPOSE",
+        "HEALTHCHECK",
+        "ENTRYPOINT",
+        "CMD",
+        "ARG",
+        "LABEL",
+    }
+    assert {word for word, _ in steps} <= known
+    froms = [args for word, args in steps if word == "FROM"]
+    assert len(froms) == 2 and all("slim" in f for f in froms)
+    assert [args for word, args in steps if word == "USER"] == ["watcher"]
+    (health,) = [args for word, args in steps if word == "HEALTHCHECK"]
+    assert "/healthz" in health
+    assert [args for word, args in steps if word == "ENTRYPOINT"] == ['["watcher"]']
+    (cmd,) = [args for word, args in steps if word == "CMD"]
+    assert "0.0.0.0:9464" in cmd
+    assert any("--no-index" in args and "/wheels" in args for word, args in steps if word == "RUN")
+    assert '["/data"]' in [args for word, args in steps if word == "VOLUME"]
+    for word, args in steps:
+        if word == "COPY" and "--from" not in args:
+            *sources, _target = args.split()
+            for source in sources:
+                assert (ROOT / source).exists(), source
+        if word == "ENV":
+            assert not re.search(r"PASSWORD|TOKEN|SECRET", args), "no secrets baked in"
+
+
+def _variables(text: str) -> set[str]:
+    return set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", text))
+
+
+def test_compose_file_parses_and_every_variable_is_documented() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"watcher", "postgres"}
+    watcher = services["watcher"]
+    assert (DEPLOY / watcher["build"]["context"] / watcher["build"]["dockerfile"]).is_file()
+    assert watcher["restart"] == services["postgres"]["restart"] == "unless-stopped"
+    assert watcher["env_file"] == ".env"
+    assert watcher["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "0.0.0.0:9464" in watcher["command"]
+    assert set(compose["volumes"]) == {"postgres-data", "watcher-data"}
+    mounted = [v.split(":")[0] for v in watcher["volumes"]]
+    assert (DEPLOY / mounted[0]).resolve() == ROOT / "sources.yaml"
+    assert "WATCHER_DATABASE_URL" in watcher["environment"]
+
+    documented = set(
+        re.findall(r"^([A-Z_][A-Z0-9_]*)=", (DEPLOY / ".env.example").read_text(), re.M)
+    )
+    used = _variables((DEPLOY / "compose.yaml").read_text())
+    used |= _variables((ROOT / "sources.yaml").read_text()) - {"VAR"}  # "${VAR}" explains syntax
+    assert used <= documented, used - documented
+
+
+def test_systemd_unit_verifies() -> None:
+    unit = (DEPLOY / "watcher.service").read_text()
+    for needed in (
+        "Restart=on-failure",
+        "EnvironmentFile=",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "StateDirectory=watcher",
+        "ExecReload=/bin/kill -HUP",
+        "User=watcher",
+    ):
+        assert needed in unit, needed
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    copy = Path(sys.prefix) / "watcher-test.service"
+    copy.write_text(
+        unit.replace("/opt/watcher/bin/watcher", str(Path(sys.prefix) / "bin" / "watcher")).replace(
+            "EnvironmentFile=/", "EnvironmentFile=-/"
+        )
+    )
+    try:
+        result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True)
+    finally:
+        copy.unlink()
+    assert result.returncode == 0, result.stderr
+    assert "watcher-test.service" not in result.stderr, result.stderr
+
+
+def test_kubernetes_manifests_validate_and_run_replicas_with_probes() -> None:
+    import kubernetes_validate
+
+    docs = {}
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            kubernetes_validate.validate(doc, desired_version="1.30", strict=True)
+            docs[doc["kind"]] = doc
+    assert set(docs) == {"Deployment", "ConfigMap", "Secret", "Service"}
+    spec = docs["Deployment"]["spec"]
+    assert spec["replicas"] >= 2
+    container = spec["template"]["spec"]["containers"][0]
+    assert container["name"] == "watcher" and "0.0.0.0:9464" in container["args"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"]["memory"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["WATCHER_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "watcher-secrets"
+    assert docs["ConfigMap"]["data"]["sources.yaml"] == (ROOT / "sources.yaml").read_text(), (
+        "deploy/k8s/configmap.yaml must carry the current sources.yaml"
+    )
+
+
+def test_the_image_entry_command_runs_from_the_wheel(tmp_path: Path) -> None:
+    """What the image does, outside Docker: install the wheel with no index, run it."""
+    dist = tmp_path / "dist"
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = dist.glob("watcher-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # the test venv's packages stand in for the image's dependency layer
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    deps = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site / "deps.pth").write_text("\n".join(deps) + "\n")
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+    )
+    assert install.returncode == 0, install.stderr
+    where = subprocess.run(
+        [str(python), "-c", "import watcher.templates, watcher; print(watcher.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert where.stdout.startswith(str(site)), where.stdout + where.stderr
+
+    with FeedServer() as server:
+        server.route(
+            "/feed",
+            body=b'<?xml version="1.0"?><rss version="2.0"><channel><title>T'
+            b"</title><item><title>One</title><link>https://e.org/1</link></item>"
+            b"</channel></rss>",
+        )
+        cfg = tmp_path / "sources.yaml"
+        cfg.write_text(f"sources:\n  - {{id: f, kind: feed, url: '{server.url('/feed')}'}}\n")
+        run = subprocess.run(
+            [
+                str(venv / "bin" / "watcher"),
+                "--config",
+                str(cfg),
+                "--db",
+                f"sqlite:///{tmp_path / 'w.db'}",
+                "run",
+                "--once",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+    assert run.returncode == 0, run.stderr
+    assert "database migrated from empty to" in run.stderr  # migrations ship in the wheel
+    assert "1 new items" in run.stderr
