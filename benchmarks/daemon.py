@@ -154,10 +154,8 @@ def latency(args: argparse.Namespace) -> None:
         for trial in range(args.trials):
             time.sleep(rng.uniform(0, args.interval))
             n = rng.randrange(200)
-            place = ["Dandong", "Hunchun", "Shenyang", "Tumen", "Yanji"][trial % 5]
-            title = (
-                f"Trial {trial}: {place} police repatriate {10 + trial * 37} North Korean defectors"
-            )
+            # counts far apart and no place: each trial is a story of its own
+            title = f"Trial {trial}: police repatriate {10 * 2**trial} North Korean defectors"
             before = len(Handler.received)
             published = time.time()
             Handler.feeds[f"/f{n}"] = rss(n, [title])

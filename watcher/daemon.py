@@ -149,6 +149,8 @@ class Daemon:
         self.db = Offload()
         self.in_flight: dict[str, asyncio.Task[Any]] = {}
         self.unhealthy: set[str] = set()
+        #: Sources whose poll the database cut short, with the lease this process holds.
+        self.orphaned: dict[str, datetime] = {}
         self.scheduler: Any = None
         self.fetcher: Fetcher | None = None
         self.deliverer = self._deliverer(self.loaded.config)
@@ -247,8 +249,13 @@ class Daemon:
         config = self.loaded.config
         now = self.clock()
         candidates = [s.id for s in config.sources if s.enabled and s.id not in self.in_flight]
-        lease = now + config.settings.source_timeout * 2 + timedelta(seconds=60)
+        # A poll cannot outlast source_timeout (its whole budget, retries included); the
+        # margin covers parsing and storing. A replica that dies frees its sources then.
+        lease = now + config.settings.source_timeout + timedelta(seconds=15)
         try:
+            if self.orphaned:  # polls cut short by an outage: due again now, not at lease end
+                orphaned, self.orphaned = self.orphaned, {}
+                await self.db(self.store.release_sources, orphaned, now)
             claimed = await self.db(self.store.claim_due, candidates, now, lease)
             self._database_back()
         except Exception as exc:
@@ -256,11 +263,11 @@ class Daemon:
             return
         by_id = {s.id: s for s in config.sources}
         for source_id in claimed:
-            task = asyncio.create_task(self._poll(by_id[source_id]))
+            task = asyncio.create_task(self._poll(by_id[source_id], lease))
             self.in_flight[source_id] = task
             task.add_done_callback(lambda _t, sid=source_id: self.in_flight.pop(sid, None))
 
-    async def _poll(self, source: Any) -> None:
+    async def _poll(self, source: Any, lease: datetime) -> None:
         settings = self.loaded.config.settings
         try:
             state = await self.db(self.store.source_state, source.id)
@@ -277,8 +284,9 @@ class Daemon:
                 matcher=self.matcher,
                 alerting=self.alerting,
             )
-        except Exception as exc:  # the database went away mid-poll: the lease brings it back
+        except Exception as exc:  # the database went away mid-poll
             self._database_down(exc)
+            self.orphaned[source.id] = lease
             return
         self._count(report)
         if report.stories and self.scheduler is not None:

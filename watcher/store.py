@@ -215,6 +215,17 @@ class Store:
         with self.engine.begin() as conn:
             return list(conn.execute(statement).scalars())
 
+    def release_sources(self, leases: dict[str, datetime], now: datetime) -> None:
+        """Make sources due now whose claim (lease) this process still holds."""
+        s = t.sources
+        with self.engine.begin() as conn:
+            for source_id, lease in leases.items():
+                conn.execute(
+                    update(s)
+                    .where((s.c.id == source_id) & (s.c.next_due_at == lease))
+                    .values(next_due_at=now)
+                )
+
     def source_states(self) -> dict[str, SourceState]:
         counts = (
             select(t.items.c.source_id, func.count().label("n"))

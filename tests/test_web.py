@@ -1,0 +1,220 @@
+"""The web pages, feeds and API over a seeded database, on SQLite and PostgreSQL, through an
+HTTP client: filters, story pages, Korean search, escaping of hostile headlines, Atom and JSON
+feeds (the Atom feed read back by feedparser), the OpenAPI document, and the token."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import feedparser
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+from starlette.testclient import TestClient
+
+from watcher.alerts import Alerting
+from watcher.config import load_config_text
+from watcher.pipeline import match_items
+from watcher.rules import compile_rules
+from watcher.store import Store
+from watcher.types import Item
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+HOSTILE = "<script>alert(1)</script><b>China</b> repatriates 60 North Korean defectors"
+
+CONFIG = {
+    "sources": [
+        {"id": "yonhap", "name": "Yonhap", "kind": "feed", "url": "https://e.org/y", "lang": "en"},
+        {
+            "id": "dailynk-ko",
+            "name": "데일리NK",
+            "kind": "feed",
+            "url": "https://e.org/d",
+            "lang": "ko",
+        },
+    ],
+    "concepts": {
+        "nk_people": {"en": ["north korean*", "defector*"], "ko": ["탈북민"]},
+        "sent_back": {"en": ["repatriat*"], "ko": ["북송"]},
+        "arrested": {"en": ["detain*"], "ko": ["체포"]},
+    },
+    "rules": [
+        {
+            "id": "return",
+            "event": "forced_repatriation",
+            "severity": "high",
+            "all_of": ["nk_people", "sent_back"],
+        },
+        {"id": "arrest", "event": "detention", "all_of": ["nk_people", "arrested"]},
+    ],
+    "settings": {"timezone": "Asia/Seoul"},
+}
+
+
+def item(key: str, source: str, title: str, lang: str, hours_ago: float, url: str | None) -> Item:
+    return Item(
+        key=key,
+        source_id=source,
+        url=url,
+        title=title,
+        text=f"Lead of {title}",
+        lang=lang,
+        published_at=NOW - timedelta(hours=hours_ago),
+        published_raw=None,
+        fetched_at=NOW - timedelta(hours=hours_ago),
+    )
+
+
+@pytest.fixture
+def client(store: Store):
+    config = load_config_text(yaml.safe_dump(CONFIG, allow_unicode=True), "w.yaml", {}).config
+    store.sync_sources(config.sources, NOW)
+    matcher = compile_rules(config)
+    alerting = Alerting.from_config(config)
+    batches = [
+        [item("https://e.org/1", "yonhap", HOSTILE, "en", 30, "https://e.org/1")],
+        [
+            item(
+                "https://d.org/2",
+                "dailynk-ko",
+                "中, 탈북민 60여명 강제북송",
+                "ko",
+                29,
+                "javascript:alert(2)",
+            )
+        ],
+        [
+            item(
+                "https://e.org/3",
+                "yonhap",
+                "Police detain 7 North Korean defectors in Kunming",
+                "en",
+                2,
+                "https://e.org/3",
+            )
+        ],
+    ]
+    for batch in batches:
+        source = config.source(batch[0].source_id)
+        store.save_items(
+            batch,
+            now=batch[0].fetched_at,
+            matches=match_items(matcher, batch, source.tags),
+            after=alerting,
+        )
+    from watcher.web import create_app
+
+    with TestClient(create_app(store, config)) as c:
+        yield c
+
+
+def soup(response) -> BeautifulSoup:
+    assert response.status_code == 200, response.text
+    return BeautifulSoup(response.text, "html.parser")
+
+
+def test_timeline_lists_stories_newest_first_with_their_outlets(client: TestClient) -> None:
+    page = soup(client.get("/"))
+    stories = page.select("article.story")
+    assert len(stories) == 2  # the Korean report joined the English one (60 people)
+    newest, older = stories
+    assert "Kunming" in newest.get_text() and "Detention" in newest.get_text()
+    text = older.get_text(" ", strip=True)
+    assert "2 outlets: Yonhap, 데일리NK" in text and "60 people" in text
+    assert "KST" in text  # the configured time zone
+    assert page.select("section.chart svg rect")  # the per-month chart
+
+
+def test_filters_narrow_the_timeline(client: TestClient) -> None:
+    def titles(query: str) -> list[str]:
+        return [a.get_text() for a in soup(client.get("/" + query)).select("article h3 a")]
+
+    assert len(titles("?event=detention")) == 1
+    assert len(titles("?severity=high")) == 1 and len(titles("?severity=medium")) == 2
+    assert len(titles("?source=dailynk-ko")) == 1 and len(titles("?lang=ko")) == 1
+    tomorrow = (NOW + timedelta(days=1)).date().isoformat()
+    assert titles(f"?since={tomorrow}") == []
+
+
+def test_hostile_headline_renders_as_text_and_unsafe_links_are_dropped(
+    client: TestClient,
+) -> None:
+    html = client.get("/").text
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    page = soup(client.get("/"))
+    story_link = page.select("article h3 a")[1]["href"]
+    story = soup(client.get(story_link))
+    assert not story.find("script") and not story.find("b", string="China")
+    hrefs = [a["href"] for a in story.select("td a")]
+    assert hrefs == ["https://e.org/1"]  # javascript: is not a link
+    assert "中, 탈북민 60여명 강제북송" in story.get_text()
+    headers = client.get("/").headers
+    assert "default-src 'none'" in headers["content-security-policy"]
+
+
+def test_korean_search_finds_two_syllables_inside_words(client: TestClient) -> None:
+    page = soup(client.get("/search", params={"q": "북송"}))
+    assert [td.get_text(strip=True) for td in page.select("tbody td:nth-of-type(3)")] == [
+        "中, 탈북민 60여명 강제북송"
+    ]
+    assert "Type two characters" in soup(client.get("/search", params={"q": "북"})).get_text()
+    api = client.get("/api/items", params={"q": "kunming"}).json()
+    assert [i["source"] for i in api["items"]] == ["yonhap"]
+    assert client.get("/api/items", params={"q": "100%_"}).json() == {"items": []}
+
+
+def test_story_page_and_missing_story(client: TestClient) -> None:
+    stories = client.get("/api/stories").json()["stories"]
+    story = client.get(f"/api/stories/{stories[1]['id']}").json()
+    assert [r["source"] for r in story["reports"]] == ["yonhap", "dailynk-ko"]
+    assert story["events"] == ["forced_repatriation"] and story["people"] == 60
+    assert client.get("/stories/999999").status_code == 404
+    assert client.get("/api/stories/nope").status_code == 404
+
+
+def test_atom_feed_is_valid_and_filterable(client: TestClient) -> None:
+    response = client.get("/feed.atom", params={"event": "forced_repatriation"})
+    assert response.headers["content-type"].startswith("application/atom+xml")
+    parsed = feedparser.parse(response.content)
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    assert parsed.version == "atom10"
+    (entry,) = parsed.entries
+    assert entry.title.startswith("[HIGH] ") and "<script>" in entry.title  # text, escaped in XML
+    assert entry.link.startswith("http://testserver/stories/")
+    assert entry.tags[0].term == "forced_repatriation"
+    assert "Yonhap, 데일리NK" in entry.summary
+
+
+def test_json_feed(client: TestClient) -> None:
+    feed = client.get("/feed.json").json()
+    assert feed["version"] == "https://jsonfeed.org/version/1.1"
+    assert [i["tags"] for i in feed["items"]] == [["detention"], ["forced_repatriation"]]
+    assert all(i["id"] and i["url"] and i["date_published"] for i in feed["items"])
+
+
+def test_sources_rules_and_openapi(client: TestClient) -> None:
+    sources = soup(client.get("/sources"))
+    assert {tr["data-source"] for tr in sources.select("tr[data-source]")} == {
+        "yonhap",
+        "dailynk-ko",
+    }
+    rules = soup(client.get("/rules"))
+    returned = rules.select_one('section[data-rule="return"]').get_text(" ", strip=True)
+    assert "2 matches" in returned
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.") and "/api/stories" in spec["paths"]
+    assert client.get("/api/sources").json()["sources"][0]["id"] == "yonhap"
+    assert client.post("/api/stories").status_code == 405  # read-only
+
+
+def test_token_is_required_when_set(store: Store) -> None:
+    from watcher.web import create_app
+
+    config = load_config_text(yaml.safe_dump(CONFIG, allow_unicode=True), "w.yaml", {}).config
+    store.sync_sources(config.sources, NOW)
+    with TestClient(create_app(store, config, token="s3cret-token")) as c:
+        assert c.get("/").status_code == 401
+        assert c.get("/", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+        assert c.get("/?token=s3cret-token").status_code == 200
+        assert c.get("/feed.atom").status_code == 200  # the cookie set above
