@@ -65,8 +65,8 @@ def item(key: str, source: str, title: str, lang: str, hours_ago: float, url: st
     )
 
 
-@pytest.fixture
-def client(store: Store):
+def seed(store: Store):
+    """Three reports, two stories (the Korean one joins the English one); returns the config."""
     config = load_config_text(yaml.safe_dump(CONFIG, allow_unicode=True), "w.yaml", {}).config
     store.sync_sources(config.sources, NOW)
     matcher = compile_rules(config)
@@ -102,7 +102,14 @@ def client(store: Store):
             matches=match_items(matcher, batch, source.tags),
             after=alerting,
         )
+    return config
+
+
+@pytest.fixture
+def client(store: Store):
     from watcher.web import create_app
+
+    config = seed(store)
 
     with TestClient(create_app(store, config)) as c:
         yield c
