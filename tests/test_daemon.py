@@ -328,3 +328,36 @@ def test_three_replicas_share_the_sources_and_send_each_alert_once(
     received = sorted(m["title"] for m in hooks(server))
     assert len(received) == feeds
     assert all(any(p in t for t in received) for p in PLACES)
+
+
+def test_unhealthy_and_recovered_sources_alert_the_ops_route(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
+    text = (
+        cfg.read_text()
+        .replace(
+            "routes:\n  - {channels: [hook], group_wait: 0s}",
+            "routes:\n  - {channels: [hook], ops: true}",
+        )
+        .replace(
+            "shutdown_grace: 5s,", "shutdown_grace: 5s, failure_threshold: 2, max_backoff: 1s,"
+        )
+    )
+    cfg.write_text(text)
+    server.routes["/f0"].status = 500
+    daemon = Daemon(cfg, f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        wait_for(lambda: len(hooks(server)) >= 1, 20, "the unhealthy-source alert")
+        (first,) = hooks(server)
+        assert "source feed0 is unhealthy" in first["title"]
+        assert "HTTP 500" in first["message"] and "watcher sources test feed0" in first["message"]
+        server.routes["/f0"].status = 200
+        wait_for(lambda: len(hooks(server)) >= 2, 20, "the recovery alert")
+        assert "source feed0 recovered" in hooks(server)[1]["title"]
+    finally:
+        assert daemon.stop() == 0, daemon.err
+    listing = watcher(
+        "--config", str(cfg), "--db", f"sqlite:///{tmp_path / 'w.db'}", "sources", "list"
+    )
+    assert " ok " in listing.stdout
