@@ -34,6 +34,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/poll.py
 	$(BIN)/python benchmarks/match.py
+	$(BIN)/python benchmarks/daemon.py latency
+	$(BIN)/python benchmarks/daemon.py memory --cycles 300
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache dist build
