@@ -179,3 +179,23 @@ def test_worker_processes_parse_exactly_like_the_main_process() -> None:
     pooled = asyncio.run(run(Parsing(processes=2)))
     assert pooled == inline
     assert sum(len(r.items) for r in inline) > 100
+
+
+def test_worker_processes_match_exactly_like_the_main_process() -> None:
+    from watcher.rules import compile_rules
+
+    matcher = compile_rules(load_config(ROOT / "sources.yaml", env={}).config)
+    cases = [(s, c) for s, c in (p.values for p in _cases())]
+
+    async def run(parsing: Parsing) -> list[ParseResult]:
+        try:
+            return [await parsing(s, _fetch(s, c), FETCHED_AT) for s, c in cases]
+        finally:
+            parsing.close()
+
+    inline = asyncio.run(run(Parsing(processes=1, matcher=matcher)))
+    pooled = asyncio.run(run(Parsing(processes=2, matcher=matcher)))
+    assert pooled == inline
+    matched = [m for r in inline for m in (r.matches or ())]
+    assert len({m.item_key for m in matched}) >= 10  # the recorded bodies carry on-topic items
+    assert {m.event for m in matched} >= {"forced_repatriation", "detention"}

@@ -531,7 +531,8 @@ def test_no_source_text_ever_becomes_telegram_or_email_markup(text: str) -> None
             else {"div", "p", "strong", "br", "a", "span", "blockquote", "ul", "li"}
         )
         assert set(checker.tags) <= ours
-        assert TagChecker(f"<b>{msg.title}</b>").tags == ["b"] or channel == "email"
+        if channel == "telegram":  # apprise wraps the title in <b>; an email subject is text
+            assert TagChecker(f"<b>{msg.title}</b>").tags == ["b"]
 
 
 @settings(max_examples=150, deadline=None)

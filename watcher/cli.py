@@ -308,7 +308,7 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
     store = ctx.store()
     if lock.path is not None:  # single instance: claims left by a crash are stale
         Outbox(store).release_claims()
-    parsing = Parsing.from_settings(loaded.config.settings)
+    parsing = Parsing.from_settings(loaded.config.settings, matcher)
     try:
         if once:
             asyncio.run(

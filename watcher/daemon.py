@@ -145,7 +145,7 @@ class Daemon:
 
     def __post_init__(self) -> None:
         self.stop = asyncio.Event()
-        self.parsing = Parsing.from_settings(self.loaded.config.settings)
+        self.parsing = Parsing.from_settings(self.loaded.config.settings, self.matcher)
         self.db = Offload()
         self.in_flight: dict[str, asyncio.Task[Any]] = {}
         self.unhealthy: set[str] = set()
@@ -385,6 +385,11 @@ class Daemon:
         logsetup.add_secrets(loaded.secrets)
         await self.db(self.store.sync_sources, loaded.config.sources, self.clock())
         self.loaded, self.matcher = loaded, matcher
+        old_parsing, self.parsing = (
+            self.parsing,
+            Parsing.from_settings(loaded.config.settings, matcher),
+        )
+        await asyncio.to_thread(lambda: old_parsing.close(cancel=False))  # polls in flight finish
         self.alerting = Alerting.from_config(loaded.config)
         self.deliverer = self._deliverer(loaded.config)
         log.info(

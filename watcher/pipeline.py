@@ -76,20 +76,22 @@ class Parsing:
         parsing.close()
     """
 
-    def __init__(self, processes: int = 1) -> None:
+    def __init__(self, processes: int = 1, matcher: Matcher | None = None) -> None:
         self.processes = processes
+        #: With a matcher, the workers also match the parsed items (off the event loop).
+        self.matcher = matcher
         self._pool: Any = None
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Parsing:
+    def from_settings(cls, settings: Any, matcher: Matcher | None = None) -> Parsing:
         import os
 
         wanted = settings.parse_processes or min(os.cpu_count() or 1, 4)
-        return cls(processes=wanted)
+        return cls(processes=wanted, matcher=matcher)
 
     async def __call__(self, source: Any, result: FetchResult, now: datetime) -> ParseResult:
         if self.processes <= 1:
-            return parse(source, result, now)
+            return _parse_and_match(source, result, now, self.matcher)
         from concurrent.futures.process import BrokenProcessPool
 
         if self._pool is None:
@@ -100,11 +102,12 @@ class Parsing:
             self._pool = ProcessPoolExecutor(
                 self.processes,
                 mp_context=multiprocessing.get_context("fork"),
-                initializer=_die_with_parent,
+                initializer=_init_worker,
+                initargs=(self.matcher,),
             )
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, parse, source, result, now)
+            return await loop.run_in_executor(self._pool, _worker_parse, source, result, now)
         except BrokenProcessPool:  # a worker died (out of memory?): parse here instead
             log.warning(
                 "%s: parser process died; parsing in the main process",
@@ -112,12 +115,35 @@ class Parsing:
                 extra={"source": source.id, "action": "parse"},
             )
             self._pool = None
-            return parse(source, result, now)
+            return _parse_and_match(source, result, now, self.matcher)
 
-    def close(self) -> None:
+    def close(self, *, cancel: bool = True) -> None:
+        """Stop the workers; with `cancel=False` (a reload), parses already queued finish."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
             self._pool = None
+
+
+def _parse_and_match(
+    source: Any, result: FetchResult, now: datetime, matcher: Matcher | None
+) -> ParseResult:
+    parsed = parse(source, result, now)
+    if matcher is None or parsed.error or not parsed.items:
+        return parsed
+    return replace(parsed, matches=tuple(match_items(matcher, parsed.items, source.tags)))
+
+
+_WORKER_MATCHER: Matcher | None = None
+
+
+def _init_worker(matcher: Matcher | None) -> None:
+    global _WORKER_MATCHER
+    _WORKER_MATCHER = matcher
+    _die_with_parent()
+
+
+def _worker_parse(source: Any, result: FetchResult, now: datetime) -> ParseResult:
+    return _parse_and_match(source, result, now, _WORKER_MATCHER)
 
 
 def _die_with_parent() -> None:
@@ -237,7 +263,12 @@ async def poll_source(
         body_hash=body_hash,
         item_count=len(items),
     )
-    records = match_items(matcher, items, source.tags) if matcher is not None else []
+    if matcher is None:
+        records: list[MatchRecord] = []
+    elif parsed.matches is not None and not source.fetch_article:
+        records = list(parsed.matches)  # matched in the parsing process
+    else:  # article text replaced the summaries: match what will be stored
+        records = match_items(matcher, items, source.tags)
     saved = await db(
         store.save_items, items, now=now, success=success, matches=records, after=alerting
     )

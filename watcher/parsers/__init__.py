@@ -21,6 +21,8 @@ class ParseResult:
     items: tuple[Item, ...] = ()
     #: One line saying why the body is not usable (HTML instead of a feed…), or None.
     error: str | None = None
+    #: The items' rule matches, when the parsing process also matched them (else None).
+    matches: tuple[Any, ...] | None = None
 
 
 Parser = Callable[[Any, FetchResult, datetime], ParseResult]
