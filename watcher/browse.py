@@ -67,6 +67,19 @@ class StoryRow:
         return tuple(dict.fromkeys(r.source_id for r in self.reports))
 
 
+def _report(row: Any) -> ReportRow:
+    return ReportRow(
+        item_id=row.id,
+        source_id=row.source_id,
+        title=row.title,
+        url=row.url,
+        lang=row.lang,
+        published_at=row.published_at,
+        fetched_at=row.fetched_at,
+        text=row.text[:600],
+    )
+
+
 def _story(row: Any, reports: Sequence[ReportRow] = ()) -> StoryRow:
     return StoryRow(
         id=row.id,
@@ -157,18 +170,7 @@ class Browse:
             .order_by(t.story_items.c.added_at, t.items.c.id)
         )
         for r in conn.execute(query):
-            out[r.story_id].append(
-                ReportRow(
-                    item_id=r.id,
-                    source_id=r.source_id,
-                    title=r.title,
-                    url=r.url,
-                    lang=r.lang,
-                    published_at=r.published_at,
-                    fetched_at=r.fetched_at,
-                    text=r.text[:600],
-                )
-            )
+            out[r.story_id].append(_report(r))
         return out
 
     def monthly(
@@ -213,19 +215,7 @@ class Browse:
         if source:
             query = query.where(i.c.source_id == source)
         with self.engine.connect() as conn:
-            return [
-                ReportRow(
-                    item_id=r.id,
-                    source_id=r.source_id,
-                    title=r.title,
-                    url=r.url,
-                    lang=r.lang,
-                    published_at=r.published_at,
-                    fetched_at=r.fetched_at,
-                    text=r.text[:600],
-                )
-                for r in conn.execute(query)
-            ]
+            return [_report(r) for r in conn.execute(query)]
 
     def items_per_day(self, days: int = 7, now: datetime | None = None) -> dict[str, float]:
         from watcher.pipeline import utcnow

@@ -72,14 +72,8 @@ class Context:
         except StoreError as exc:
             fail(str(exc))
         except Exception as exc:  # driver errors: unreachable server, bad credentials
-            fail(f"database {logsetup.redact(url)}: {_one_line(exc)}")
+            fail(f"database {logsetup.redact(url)}: {logsetup.one_line(exc)}")
         return store
-
-
-def _one_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    return logsetup.redact(lines[0] if lines else type(orig).__name__)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -242,7 +236,7 @@ def db_upgrade(ctx: Context) -> None:
     except StoreError as exc:
         fail(str(exc))
     except Exception as exc:
-        fail(f"migration failed: {_one_line(exc)}")
+        fail(f"migration failed: {logsetup.one_line(exc)}")
     finally:
         store.close()
     if before == after:
@@ -466,15 +460,13 @@ def sources_list(ctx: Context) -> None:
 
 
 def _health(source: Any, state: Any, threshold: int) -> str:
-    if not source.enabled:
-        return "disabled"
-    if state is None or state.last_polled_at is None:
-        return "never polled"
-    if state.consecutive_failures >= threshold:
-        return f"unhealthy ({state.consecutive_failures} failures)"
-    if state.consecutive_failures:
-        return f"failing ({state.consecutive_failures})"
-    return "ok"
+    from watcher.types import source_health
+
+    health = source_health(source.enabled, state, threshold)
+    failures = state.consecutive_failures if state else 0
+    if health == "unhealthy":
+        return f"unhealthy ({failures} failures)"
+    return f"failing ({failures})" if health == "failing" else health
 
 
 def _ago(when: Any, now: Any) -> str:

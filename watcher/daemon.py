@@ -336,20 +336,11 @@ class Daemon:
         async with self._deliver_lock:
             try:
                 await self.deliverer.run_due()
-                depth = await self.db(self._outbox_depth)
+                depth = await self.db(self.deliverer.outbox.depth)
                 self.metrics.outbox.set(depth)
                 self._database_back()
             except Exception as exc:
                 self._database_down(exc)
-
-    def _outbox_depth(self) -> int:
-        from sqlalchemy import func, select
-
-        from watcher import tables as t
-
-        with self.store.engine.connect() as conn:
-            query = select(func.count()).where(t.deliveries.c.status == "pending")
-            return int(conn.execute(query).scalar_one())
 
     def _database_down(self, exc: Exception) -> None:
         if self.database_ok:

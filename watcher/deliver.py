@@ -102,7 +102,6 @@ class Deliverer:
         self.channels = {c.id: c for c in config.channels}
         self.routes = {r.key(i): r for i, r in enumerate(config.routes)}
         self.names = {s.id: s.display_name for s in config.sources}
-        self.wake = asyncio.Event()
 
     # ------------------------------------------------------------------ loop
 
@@ -121,22 +120,6 @@ class Deliverer:
             by_channel[delivery.channel].append(delivery)
         counts = await asyncio.gather(*(self._channel(ch, ds) for ch, ds in by_channel.items()))
         return sum(counts)
-
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        """Wake within a second of a delivery falling due (or at once on `wake`)."""
-        while not stop.is_set():
-            try:
-                await self.run_due()
-            except Exception as exc:  # the database went away: log, wait, try again
-                log.error(
-                    "delivery worker: %s", logsetup.one_line(exc), extra={"action": "deliver"}
-                )
-            self.wake.clear()
-            waiter = asyncio.ensure_future(self.wake.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({waiter, stopper}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
 
     # ------------------------------------------------------------------ one channel
 
@@ -388,7 +371,6 @@ class Deliverer:
                     body=body,
                 )
                 count += 1
-        self.wake.set()
         return count
 
 

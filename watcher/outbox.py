@@ -39,6 +39,11 @@ class Delivery:
     claimed_until: datetime | None = None
 
 
+def _retrying(d: Any, now: datetime) -> Any:
+    """Pending after a failed attempt, and not due again yet."""
+    return (d.c.status == "pending") & (d.c.attempts > 0) & (d.c.due_at > now)
+
+
 def _delivery(row: Any) -> Delivery:
     return Delivery(**{k: getattr(row, k) for k in Delivery.__slots__})
 
@@ -61,47 +66,13 @@ class Outbox:
     # ------------------------------------------------------------------ the worker's side
 
     def claim_due(self, now: datetime, lease_until: datetime, limit: int = 200) -> list[Delivery]:
-        """Take the due deliveries for this process: their due time moves to `lease_until` in
-        the same transaction (PostgreSQL skips rows another replica holds). Sending then
-        records the outcome; a process that dies mid-send leaves them due again when the
-        lease ends, so another sends them: at least once, never lost."""
-        found = self.due(now, limit, lock=True, lease_until=lease_until)
-        return found
-
-    def due(
-        self,
-        now: datetime,
-        limit: int = 200,
-        *,
-        lock: bool = False,
-        lease_until: datetime | None = None,
-    ) -> list[Delivery]:
-        """Pending deliveries due at `now`, oldest first. A delivery waiting to be retried
-        holds the later ones of its channel, so that a channel that was down receives its
-        messages in order once it is back."""
-        d, earlier = t.deliveries, t.deliveries.alias("earlier")
-        retrying = (
-            select(earlier.c.id)
-            .where(
-                (earlier.c.channel == d.c.channel)
-                & (earlier.c.status == "pending")
-                & (earlier.c.attempts > 0)
-                & (earlier.c.id < d.c.id)
-                & (earlier.c.due_at > now)
-            )
-            .exists()
-        )
-        free = d.c.claimed_until.is_(None) | (d.c.claimed_until <= now)
-        query = (
-            select(d)
-            .where((d.c.status == "pending") & (d.c.due_at <= now) & free & ~retrying)
-            .order_by(d.c.id)
-            .limit(limit)
-        )
-        if lease_until is None:
-            with self.engine.connect() as conn:
-                return [_delivery(r) for r in conn.execute(query)]
-        if lock and self.store.dialect == "postgresql":
+        """Take the due deliveries for this process: `claimed_until` is set in the same
+        transaction (PostgreSQL skips rows another replica holds). Recording an attempt frees
+        the claim; a process that dies mid-send leaves them due again when the lease ends, so
+        another sends them: at least once, never lost."""
+        d = t.deliveries
+        query = self._due_query(now, limit)
+        if self.store.dialect == "postgresql":
             query = query.with_for_update(of=d, skip_locked=True)
         with self.engine.begin() as conn:
             rows = [_delivery(r) for r in conn.execute(query)]
@@ -112,6 +83,21 @@ class Outbox:
                     .values(claimed_until=lease_until)
                 )
         return rows
+
+    def _due_query(self, now: datetime, limit: int) -> Any:
+        """A delivery waiting to be retried holds the later ones of its channel, so that a
+        channel that was down receives its messages in order once it is back."""
+        d, earlier = t.deliveries, t.deliveries.alias("earlier")
+        held = select(earlier.c.id).where(
+            _retrying(earlier, now) & (earlier.c.channel == d.c.channel) & (earlier.c.id < d.c.id)
+        )
+        free = d.c.claimed_until.is_(None) | (d.c.claimed_until <= now)
+        return (
+            select(d)
+            .where((d.c.status == "pending") & (d.c.due_at <= now) & free & ~held.exists())
+            .order_by(d.c.id)
+            .limit(limit)
+        )
 
     def release_claims(self) -> int:
         """Free every claim (a single-instance start: no other process can hold one)."""
@@ -127,19 +113,16 @@ class Outbox:
         """Does an earlier delivery of the channel wait for a retry (a failed attempt)?"""
         d = t.deliveries
         query = select(d.c.id).where(
-            (d.c.channel == channel)
-            & (d.c.status == "pending")
-            & (d.c.attempts > 0)
-            & (d.c.id < delivery_id)
-            & (d.c.due_at > now)
+            _retrying(d, now) & (d.c.channel == channel) & (d.c.id < delivery_id)
         )
         with self.engine.connect() as conn:
             return conn.execute(query.limit(1)).first() is not None
 
-    def next_due_at(self) -> datetime | None:
-        query = select(func.min(t.deliveries.c.due_at)).where(t.deliveries.c.status == "pending")
+    def depth(self) -> int:
+        """Pending deliveries (the outbox depth metric)."""
+        query = select(func.count()).where(t.deliveries.c.status == "pending")
         with self.engine.connect() as conn:
-            return conn.execute(query).scalar()
+            return int(conn.execute(query).scalar_one())
 
     def view(
         self, delivery: Delivery, names: Mapping[str, str]

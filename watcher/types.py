@@ -1,6 +1,7 @@
 """The frozen values passed between pipeline stages. No logic beyond validation.
 
-Datetimes are aware and in UTC; keys are never empty. Imports nothing from watcher.
+Datetimes are aware and in UTC; keys are never empty. Imports nothing from watcher. The one
+function here, `source_health`, is a pure reading of a SourceState shared by every view.
 """
 
 from __future__ import annotations
@@ -120,6 +121,18 @@ class PollSuccess:
     last_modified: str | None = None
     body_hash: str | None = None
     item_count: int | None = None
+
+
+def source_health(enabled: bool, state: SourceState | None, threshold: int) -> str:
+    """disabled | never polled | unhealthy (failing `threshold` times or more in a row) |
+    failing | ok: one definition for `sources list`, the web page and the daemon."""
+    if not enabled:
+        return "disabled"
+    if state is None or state.last_polled_at is None:
+        return "never polled"
+    if state.consecutive_failures >= threshold:
+        return "unhealthy"
+    return "failing" if state.consecutive_failures else "ok"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -30,6 +30,7 @@ from watcher.browse import Browse, Filters, ReportRow, StoryRow
 from watcher.config import EVENT_TYPES, SEVERITIES, Config
 from watcher.items import parse_date
 from watcher.store import Store
+from watcher.types import source_health
 
 TEMPLATES = Path(__file__).parent / "templates" / "web"
 
@@ -171,18 +172,7 @@ class Web:
         rows = []
         for source in self.config.sources:
             st = states.get(source.id)
-            failures = st.consecutive_failures if st else 0
-            health = (
-                "disabled"
-                if not source.enabled
-                else "never polled"
-                if st is None or st.last_polled_at is None
-                else "unhealthy"
-                if failures >= threshold
-                else "failing"
-                if failures
-                else "ok"
-            )
+            health = source_health(source.enabled, st, threshold)
             rows.append(
                 {
                     "source": source,
