@@ -421,9 +421,13 @@ async def run_cycle(
     alerting: Any = None,
 ) -> list[PollReport]:
     """Poll every given source (only those due, unless `only_due` is false) concurrently."""
-    states = store.fetch_states()
     now = clock()
-    todo = [s for s in sources if not only_due or _is_due(states.get(s.id), now)]
+    if only_due:  # claimed as the daemon claims them, so a cron run and replicas never overlap
+        lease = now + settings.source_timeout + timedelta(seconds=15)
+        claimed = set(store.claim_due([s.id for s in sources], now, lease))
+        sources = [s for s in sources if s.id in claimed]
+    states = store.fetch_states()
+    todo = list(sources)
 
     unchanged: list[tuple[Any, ...]] = []
     db = Offload()
@@ -464,7 +468,3 @@ async def run_cycle(
             store.record_unchanged(unchanged)
         finally:
             db.close()
-
-
-def _is_due(state: SourceState | None, now: datetime) -> bool:
-    return state is None or state.next_due_at is None or state.next_due_at <= now
