@@ -253,6 +253,9 @@ SOURCE_KINDS = ("feed", "html", "json")
 SEVERITIES = ("low", "medium", "high", "critical")
 Severity = Literal["low", "medium", "high", "critical"]
 
+#: The key under which a concept's English gloss is kept beside its per-language terms.
+GLOSS = "gloss"
+
 #: The event types the shipped rules produce (operators may add their own).
 EVENT_TYPES = (
     "forced_repatriation",
@@ -337,8 +340,11 @@ class Rule(Model):
     severity: Severity = "medium"
     #: Every group must be present (a group: a concept name, a term list, terms per language).
     all_of: tuple[Terms, ...] = Field(min_length=1)
-    #: No group may be present.
+    #: No group may be present anywhere in the title or text.
     none_of: tuple[Terms, ...] = ()
+    #: No group may be present in the sentence(s) where the `all_of` hits lie: an exclusion
+    #: that cancels only the statement it is part of ("urged China not to repatriate").
+    none_in_sentence: tuple[Terms, ...] = ()
     near: Near | None = None
     escalate: tuple[Escalation, ...] = ()
     #: Only items from sources with one of these tags.
@@ -471,6 +477,15 @@ class Config(Model):
     def _concept_terms(cls, value: Any) -> Any:
         if isinstance(value, dict):
             for name, terms in value.items():
+                if isinstance(terms, dict) and "gloss" in terms:
+                    gloss = terms["gloss"]
+                    if not isinstance(gloss, str) or not gloss.strip():
+                        raise _LocatedError(
+                            ("concepts", name, "gloss"),
+                            f"expected a short English gloss, got {_short(gloss)}",
+                        )
+                    terms = {k: v for k, v in terms.items() if k != "gloss"}
+                    value[name] = {**terms, GLOSS: (gloss.strip(),)}
                 if not isinstance(terms, dict):
                     raise _LocatedError(
                         ("concepts", name),
@@ -495,6 +510,7 @@ class Config(Model):
             seen.add(rule.id)
             groups = [("all_of", i, g) for i, g in enumerate(rule.all_of)]
             groups += [("none_of", i, g) for i, g in enumerate(rule.none_of)]
+            groups += [("none_in_sentence", i, g) for i, g in enumerate(rule.none_in_sentence)]
             for e, esc in enumerate(rule.escalate):
                 groups += [(("escalate", e, "any_of"), i, g) for i, g in enumerate(esc.any_of)]
             for key, i, group in groups:

@@ -31,6 +31,27 @@ GAZETTEER: dict[str, tuple[str, ...]] = {
     "Hyesan": ("hyesan", "혜산", "惠山", "恵山"),
     "Yalu River": ("yalu", "압록강", "鸭绿江", "鴨綠江", "鴨緑江"),
     "Onsong": ("onsong", "온성", "稳城", "穩城", "穏城"),
+    "Musan": ("musan", "茂山"),
+    "Namyang": ("namyang",),
+    "Tonghua": ("tonghua", "퉁화", "通化"),
+    "Changchun": ("changchun", "창춘", "长春", "長春"),
+    "Harbin": ("harbin", "하얼빈", "哈尔滨", "哈爾濱", "ハルビン"),
+    "Anshan": ("anshan", "鞍山"),
+    "Dalian": ("dalian", "다롄", "大连", "大連"),
+    "Qingdao": ("qingdao", "칭다오", "青岛", "青島"),
+    "Yantai": ("yantai", "옌타이", "烟台", "煙台"),
+    "Kunming": ("kunming", "쿤밍", "昆明"),
+    "Ningbo": ("ningbo", "닝보", "宁波", "寧波"),
+    "Vladivostok": ("vladivostok", "블라디보스토크", "符拉迪沃斯托克", "ウラジオストク"),
+    # Transit countries: where escapees are caught on the way to a third country.
+    "Russia": ("russia", "러시아", "俄罗斯", "俄羅斯", "ロシア"),
+    "Mongolia": ("mongolia", "몽골", "蒙古", "モンゴル"),
+    "Laos": ("laos", "라오스", "老挝", "寮國", "ラオス"),
+    "Vietnam": ("vietnam", "viet nam", "베트남", "越南", "ベトナム"),
+    "Cambodia": ("cambodia", "캄보디아", "柬埔寨", "カンボジア"),
+    "Thailand": ("thailand", "태국", "泰国", "泰國", "タイ国"),
+    "Myanmar": ("myanmar", "미얀마", "缅甸", "緬甸", "ミャンマー"),
+    "Bangkok": ("bangkok", "방콕", "曼谷", "バンコク"),
 }
 
 

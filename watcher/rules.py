@@ -32,7 +32,7 @@ from typing import Any
 
 import ahocorasick
 
-from watcher.config import SEVERITIES, Config, Rule
+from watcher.config import GLOSS, SEVERITIES, Config, Rule
 from watcher.extract import Extracted, extract
 from watcher.items import detect_lang
 
@@ -45,11 +45,43 @@ _LATIN_WORD = re.compile(r"[0-9A-Za-z\u00c0-\u024f]")
 _SEPARATOR = " \u2016 "
 
 
-def normalize(text: str) -> str:
-    """NFKC, case-folded, dashes/underscores/slashes and whitespace runs folded to a space."""
-    text = unicodedata.normalize("NFKC", text).casefold()
+def cased(text: str) -> str:
+    """NFKC, dashes/underscores/slashes and whitespace runs folded to a space; case kept."""
+    text = unicodedata.normalize("NFKC", text)
     text = text.replace("\u2019", "'").replace("\u2018", "'")
     return _FOLD.sub(" ", text).strip()
+
+
+def normalize(text: str) -> str:
+    """NFKC, case-folded, dashes/underscores/slashes and whitespace runs folded to a space."""
+    return cased(text).casefold()
+
+
+def _traditional_to_simplified() -> tuple[re.Pattern[str], dict[str, str]]:
+    """OpenCC's traditional→simplified mapping of every single CJK ideograph that changes."""
+    import opencc
+
+    ideographs = "".join(chr(c) for c in range(0x3400, 0xA000))
+    simplified = opencc.OpenCC("t2s.json").convert(ideographs)
+    if len(simplified) != len(ideographs):  # pragma: no cover - a phrase rule changed length
+        pairs = {a: opencc.OpenCC("t2s.json").convert(a) for a in ideographs}
+        table = {a: b for a, b in pairs.items() if a != b and len(b) == 1}
+    else:
+        table = {a: b for a, b in zip(ideographs, simplified, strict=True) if a != b}
+    return re.compile("[" + "".join(sorted(table)) + "]"), table
+
+
+_T2S: tuple[re.Pattern[str], dict[str, str]] | None = None
+
+
+def fold_chinese(text: str) -> str:
+    """Traditional Chinese characters folded to simplified (脫北者 → 脱北者, 遣送 stays),
+    so that one term list serves both scripts. Position-preserving: one character each."""
+    global _T2S
+    if _T2S is None:
+        _T2S = _traditional_to_simplified()
+    pattern, table = _T2S
+    return pattern.sub(lambda m: table[m.group()], text)
 
 
 def is_cjk_text(text: str) -> bool:
@@ -124,6 +156,7 @@ class _Rule:
     escalations: tuple[_Escalation, ...]
     tags: frozenset[str]
     langs: frozenset[str]
+    none_in_sentence: tuple[int, ...] = ()
     all_of_set: frozenset[int] = frozenset()
     none_of_set: frozenset[int] = frozenset()
 
@@ -136,6 +169,45 @@ class RuleError(Exception):
         self.problems = list(problems)
 
 
+#: Where a sentence ends in normalised text: . ! ? … (before a space), 。！？ and the title's end.
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)]*(?= )|[。！？]|\u2016")
+
+
+class _Scan:
+    """One item's normalised text and the hits of every term group in it."""
+
+    __slots__ = ("_sentences", "_words", "cjk", "hits", "lang", "norm", "spans")
+
+    def __init__(self, norm: str, lang: str, hits: dict[int, list[int]]) -> None:
+        self.norm = norm
+        self.lang = lang
+        self.hits = hits
+        #: Group → (start, length) of each hit; filled only when explaining.
+        self.spans: dict[int, list[tuple[int, int]]] = {}
+        self.cjk: bool | None = None
+        self._words: list[int] | None = None
+        self._sentences: list[int] | None = None
+
+    def is_cjk(self) -> bool:
+        if self.cjk is None:
+            self.cjk = self.lang in ("ko", "zh", "ja") or is_cjk_text(self.norm)
+        return self.cjk
+
+    def word_index(self, position: int) -> int:
+        if self._words is None:
+            self._words = [m.start() for m in re.finditer(r" ", self.norm)]
+        return bisect_right(self._words, position)
+
+    def sentence(self, position: int) -> tuple[int, int]:
+        """The [start, end) of the sentence holding `position`."""
+        if self._sentences is None:
+            self._sentences = [m.end() for m in _SENTENCE_END.finditer(self.norm)]
+        k = bisect_right(self._sentences, position)
+        start = self._sentences[k - 1] if k else 0
+        end = self._sentences[k] if k < len(self._sentences) else len(self.norm)
+        return start, end
+
+
 class Matcher:
     """The compiled rules. Build with `compile_rules`; `match` is pure and thread-safe."""
 
@@ -144,6 +216,8 @@ class Matcher:
         automata: dict[str | None, Any],
         rules: tuple[_Rule, ...],
         by_first_group: dict[int, tuple[int, ...]],
+        group_names: dict[int, str] | None = None,
+        glosses: dict[int, str] | None = None,
     ) -> None:
         #: One automaton per language with terms (its own and `any:` terms); None: the
         #: `any:` terms alone, for the other languages. A Korean item never pays for
@@ -151,6 +225,10 @@ class Matcher:
         self._automata = automata
         self._rules = rules
         self._by_first_group = by_first_group
+        #: Group id → the concept's name, or its inline terms (for explanations).
+        self._group_names = group_names or {}
+        #: Group id → the concept's English gloss, where the file gives one.
+        self._glosses = glosses or {}
 
     @property
     def rule_count(self) -> int:
@@ -165,9 +243,8 @@ class Matcher:
         tags: Iterable[str] = (),
         published_year: int | None = None,
     ) -> Verdict:
-        norm = normalize(f"{title}{_SEPARATOR}{text}" if text else title)
-        lang = (lang or detect_lang(norm) or "en").split("-")[0].lower()
-        hits = self._hits(norm, lang)
+        scan = self._scan(title, text, lang)
+        hits = scan.hits
         if not hits:
             return NOT_RELEVANT
         candidates: set[int] = set()
@@ -176,40 +253,16 @@ class Matcher:
         if not candidates:
             return NOT_RELEVANT
         tagset = frozenset(tags)
-        cjk: bool | None = None
-        word_starts: list[int] | None = None
-        matched: list[tuple[_Rule, int]] = []
+        matched: list[_Rule] = []
         for index in sorted(candidates):
             rule = self._rules[index]
-            if rule.langs and lang not in rule.langs:
-                continue
-            if rule.tags and not (rule.tags & tagset):
-                continue
-            if not rule.all_of_set <= hits.keys():
-                continue
-            if not rule.none_of_set.isdisjoint(hits):
-                continue
-            if rule.near_words is not None:
-                if cjk is None:
-                    cjk = lang in ("ko", "zh", "ja") or is_cjk_text(norm)
-                if cjk:
-                    positions = [hits[g] for g in rule.all_of]
-                    if not _within(positions, rule.near_chars or 0):
-                        continue
-                else:
-                    if word_starts is None:
-                        word_starts = [m.start() for m in re.finditer(r" ", norm)]
-                    positions = [
-                        [bisect_right(word_starts, p) for p in hits[g]] for g in rule.all_of
-                    ]
-                    if not _within(positions, rule.near_words):
-                        continue
-            matched.append((rule, index))
+            if self._fails(rule, scan, tagset) is None:
+                matched.append(rule)
         if not matched:
             return NOT_RELEVANT
-        extracted = extract(norm, lang=lang, published_year=published_year)
+        extracted = extract(scan.norm, lang=scan.lang, published_year=published_year)
         results = []
-        for rule, _ in matched:
+        for rule in matched:
             severity = rule.severity
             for esc in rule.escalations:
                 hit = any(g in hits for g in esc.groups) or (
@@ -222,25 +275,161 @@ class Matcher:
             results.append(RuleMatch(rule_id=rule.id, event=rule.event, severity=severity))
         return Verdict(relevant=True, matches=tuple(results), extracted=extracted)
 
-    def _hits(self, norm: str, lang: str) -> dict[int, list[int]]:
-        """Group id → start offsets of its terms' hits in the normalised text."""
-        hits: defaultdict[int, list[int]] = defaultdict(list)
+    def _fails(self, rule: _Rule, scan: _Scan, tagset: frozenset[str]) -> str | None:
+        """None when the rule matches the scanned item, else why not (one short phrase)."""
+        hits = scan.hits
+        if rule.langs and scan.lang not in rule.langs:
+            return f"only for {', '.join(sorted(rule.langs))}"
+        if rule.tags and not (rule.tags & tagset):
+            return f"only for sources tagged {', '.join(sorted(rule.tags))}"
+        if not rule.all_of_set <= hits.keys():
+            missing = [g for g in rule.all_of if g not in hits]
+            return "no " + ", no ".join(self._group_names.get(g, "?") for g in missing)
+        blocking = [g for g in rule.none_of if g in hits]
+        if blocking:
+            return "excluded by " + self._describe(scan, blocking[0])
+        if rule.none_in_sentence:
+            return self._instance_fails(rule, scan)
+        if rule.near_words is not None:
+            if scan.is_cjk():
+                positions = [hits[g] for g in rule.all_of]
+                if not _within(positions, rule.near_chars or 0):
+                    return f"terms more than {rule.near_chars} characters apart"
+            else:
+                positions = [[scan.word_index(p) for p in hits[g]] for g in rule.all_of]
+                if not _within(positions, rule.near_words):
+                    return f"terms more than {rule.near_words} words apart"
+        return None
+
+    def _instance_fails(self, rule: _Rule, scan: _Scan) -> str | None:
+        """With sentence-scoped exclusions: one hit of the first group, the nearest hit of each
+        other group, within `near`, and no exclusion in the sentences they span."""
+        hits = scan.hits
+        excluded = sorted(p for g in rule.none_in_sentence for p in hits.get(g, ()))
+        reason = "cancelled in its sentence"
+        for anchor in hits[rule.all_of[0]]:
+            chosen = [anchor] + [
+                min(hits[g], key=lambda q, a=anchor: abs(q - a)) for g in rule.all_of[1:]
+            ]
+            lo, hi = min(chosen), max(chosen)
+            if rule.near_words is not None:
+                if scan.is_cjk():
+                    if hi - lo > (rule.near_chars or 0):
+                        reason = f"terms more than {rule.near_chars} characters apart"
+                        continue
+                elif scan.word_index(hi) - scan.word_index(lo) > rule.near_words:
+                    reason = f"terms more than {rule.near_words} words apart"
+                    continue
+            start, end = scan.sentence(lo)[0], scan.sentence(hi)[1]
+            k = bisect_right(excluded, start - 1)
+            if k < len(excluded) and excluded[k] < end:
+                groups = [g for g in rule.none_in_sentence if excluded[k] in hits.get(g, ())]
+                reason = "cancelled in its sentence by " + self._describe(scan, groups[0])
+                continue
+            return None
+        return reason
+
+    def _describe(self, scan: _Scan, group: int) -> str:
+        name = self._group_names.get(group, "?")
+        spans = scan.spans.get(group)
+        if spans:
+            term = scan.norm[spans[0][0] : spans[0][0] + spans[0][1]]
+            return f"{name} ({term!r})"
+        return name
+
+    def _scan(self, title: str, text: str, lang: str | None, *, spans: bool = False) -> _Scan:
+        original = cased(f"{title}{_SEPARATOR}{text}" if text else title)
+        norm = original.casefold()
+        lang = (lang or detect_lang(norm) or "en").split("-")[0].lower()
+        if lang == "zh":
+            norm = fold_chinese(norm)
+        # Acronym terms compare case on the original text, when positions line up.
+        aligned = original if len(original) == len(norm) else None
+        scan = _Scan(norm, lang, defaultdict(list))
         automaton = self._automata.get(lang, self._automata.get(None))
         if automaton is None:
-            return hits
+            return scan
+        hits = scan.hits
         after_end = len(norm) - 1
         words = _WORD_CHARS
         for end, entries in automaton.iter(norm):
-            for length, boundary, groups in entries:
+            for length, boundary, groups, exact in entries:
                 start = end - length + 1
                 if boundary:  # Latin: starts a word; and ends one unless a prefix (boundary 2)
                     if start > 0 and norm[start - 1] in words:
                         continue
                     if boundary == 2 and end < after_end and norm[end + 1] in words:
                         continue
+                    if exact is not None and aligned is not None:
+                        if aligned[start : end + 1] != exact:
+                            continue
                 for group in groups:
                     hits[group].append(start)
-        return hits
+                    if spans:
+                        scan.spans.setdefault(group, []).append((start, length))
+        return scan
+
+    # ----------------------------------------------------------------------- explaining
+
+    def explain(
+        self,
+        title: str,
+        text: str = "",
+        *,
+        lang: str | None = None,
+        tags: Iterable[str] = (),
+        near_misses: bool = False,
+    ) -> list[str]:
+        """One line per rule that fired (✓), and with `near_misses` per rule that had a hit of
+        its first group but did not fire (✗, with why): the terms found and their positions."""
+        scan = self._scan(title, text, lang, spans=True)
+        tagset = frozenset(tags)
+        lines = []
+        for rule in self._rules:
+            if not any(g in scan.hits for g in rule.all_of):
+                continue
+            why_not = self._fails(rule, scan, tagset)
+            if why_not is not None and not near_misses:
+                continue
+            found = "; ".join(self._terms(scan, g) for g in rule.all_of if g in scan.hits)
+            mark = "✓" if why_not is None else "✗"
+            tail = "" if why_not is None else f"  — {why_not}"
+            lines.append(f"{mark} {rule.id} ({rule.event}): {found}{tail}")
+        return lines
+
+    def why(self, title: str, text: str = "", *, lang: str | None = None) -> dict[str, str]:
+        """Rule id → one line saying why it fired, with glosses for non-English terms:
+        "강제북송 (forced repatriation) near 탈북민 (North Korean escapees)"."""
+        scan = self._scan(title, text, lang, spans=True)
+        out: dict[str, str] = {}
+        for rule in self._rules:
+            if not rule.all_of_set <= scan.hits.keys():
+                continue
+            if self._fails(rule, scan, frozenset(rule.tags)) is not None:
+                continue
+            parts = []
+            for g in rule.all_of:
+                start, length = scan.spans[g][0]
+                term = scan.norm[start : start + length]
+                gloss = self._glosses.get(g)
+                parts.append(f"{term} ({gloss})" if gloss and not term.isascii() else term)
+            out[rule.id] = " near ".join(parts) if rule.near_words else " + ".join(parts)
+        return out
+
+    def _terms(self, scan: _Scan, group: int) -> str:
+        seen: dict[str, list[int]] = {}
+        for start, length in scan.spans.get(group, ()):
+            seen.setdefault(scan.norm[start : start + length], []).append(start)
+        found = ", ".join(
+            f"{term!r}@{','.join(map(str, pos[:3]))}" for term, pos in list(seen.items())[:4]
+        )
+        return f"{self._group_names.get(group, '?')}={found}"
+
+
+def _is_acronym(term: str) -> bool:
+    """UN, UPR, U.N., UNHCR: two or more letters, all capitals."""
+    letters = [c for c in term if c.isalpha()]
+    return len(letters) >= 2 and all(c.isupper() for c in letters)
 
 
 def _within(positions: list[list[int]], window: int) -> bool:
@@ -274,7 +463,10 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
     """Compile the enabled rules; with `check_examples`, raise RuleError when a rule does not
     match one of its `match` examples or matches one of its `no_match` examples."""
     groups: dict[Any, int] = {}
-    Variant = tuple[bool, bool, str | None]  # (prefix, latin, language or None for any)
+    names: dict[int, str] = {}
+    glosses: dict[int, str] = {}
+    # (prefix, latin, language or None for any, cased form for acronyms or None)
+    Variant = tuple[bool, bool, str | None, str | None]
     terms: dict[str, dict[Variant, set[int]]] = defaultdict(lambda: defaultdict(set))
 
     def group_of(ref: Any) -> int:
@@ -292,15 +484,25 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
         if key in groups:
             return groups[key]
         gid = groups[key] = len(groups)
+        names[gid] = ref if isinstance(ref, str) else "[" + ", ".join(
+            t for ts in by_lang.values() for t in ts
+        )[:40] + "]"
+        if GLOSS in by_lang:
+            glosses[gid] = next(iter(by_lang.pop(GLOSS)))
         for lang, raws in by_lang.items():
             scope = None if lang in (None, "any") else lang.split("-")[0].lower()
             for raw in raws:
                 prefix = raw.rstrip().endswith("*")
-                term = normalize(raw.rstrip().rstrip("*"))
+                bare = cased(raw.rstrip().rstrip("*"))
+                term = bare.casefold()
                 if not term:
                     continue
                 latin = bool(_LATIN_WORD.search(term)) and not _CJK.search(term)
-                terms[term][(prefix, latin, scope)].add(gid)
+                # An acronym (UN, UPR, U.N.) matches only in capitals: "Un" in Kim Jong Un
+                # is not the UN.
+                exact = bare if latin and _is_acronym(bare) else None
+                for variant in {term, fold_chinese(term)} if scope in (None, "zh") else {term}:
+                    terms[variant][(prefix, latin, scope, exact)].add(gid)
         return gid
 
     compiled: list[_Rule] = []
@@ -314,6 +516,7 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
                 severity=rule.severity,
                 all_of=tuple(group_of(g) for g in rule.all_of),
                 none_of=tuple(group_of(g) for g in rule.none_of),
+                none_in_sentence=tuple(group_of(g) for g in rule.none_in_sentence),
                 near_words=rule.near.words if rule.near else None,
                 near_chars=rule.near.chars if rule.near else None,
                 escalations=tuple(
@@ -332,15 +535,16 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
         compiled[-1] = replace(
             last, all_of_set=frozenset(last.all_of), none_of_set=frozenset(last.none_of)
         )
-    languages = {scope for variants in terms.values() for (_, _, scope) in variants}
+    languages = {scope for variants in terms.values() for (_, _, scope, _) in variants}
     automata: dict[str | None, Any] = {}
     for language in languages | {None}:
         automaton = ahocorasick.Automaton()
         for term, variants in terms.items():
             entries = tuple(
-                (len(term), (1 if prefix else 2) if latin else 0, tuple(sorted(gids)))
-                for (prefix, latin, scope), gids in sorted(
-                    variants.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")
+                (len(term), (1 if prefix else 2) if latin else 0, tuple(sorted(gids)), exact)
+                for (prefix, latin, scope, exact), gids in sorted(
+                    variants.items(),
+                    key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "", kv[0][3] or ""),
                 )
                 if scope is None or scope == language
             )
@@ -352,7 +556,9 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
     by_first: dict[int, list[int]] = defaultdict(list)
     for index, rule in enumerate(compiled):
         by_first[rule.all_of[0]].append(index)
-    matcher = Matcher(automata, tuple(compiled), {g: tuple(r) for g, r in by_first.items()})
+    matcher = Matcher(
+        automata, tuple(compiled), {g: tuple(r) for g, r in by_first.items()}, names, glosses
+    )
     if check_examples:
         problems = check_examples_of(config.rules, matcher)
         if problems:

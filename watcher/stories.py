@@ -1,11 +1,25 @@
 """Stories and routing: pure decisions, made in the poll's transaction by the store.
 
-    matched item ──join_or_new(candidates)──▶ story (new, joined, or joined with a new revision)
-    story ──routes_for(config routes)──▶ (route, channel, due time) deliveries
+    matched item ──assign(facts, candidates)──▶ story (new, joined, or joined with a new revision)
+    story ──plan(config routes)──▶ (route, channel, due time) deliveries
 
-A report joins a story when they share an event type, are within the story window, and are
-alike: a shared place, people counts within ±25 %, or near-duplicate titles (rapidfuzz) whose
-facts do not disagree (titles alike but places or counts different are two events).
+Grouping runs on one clock, the event's: a report's time is its publication time, or its fetch
+time when it has none (and it is then *undated*). A report joins the story that fits it best,
+scored against each report the story already has (its founding facts, never a union that
+grows): two agreeing signals are needed, from
+
+- **date**: both dated, published within `window` of each other;
+- **place**: a place (or transit country) both name;
+- **count**: the same number of people (within 10 % from 50 people up);
+- **title**: near-duplicate titles once names, numbers and places are normalised;
+- **names**: a rare proper name both name (a person, an organisation, a town off the gazetteer).
+
+Two dated reports further apart than `window` never join; counts that disagree, or titles
+alike with other places, veto a pair. A shared event type adds half a signal, so a report of
+the same event type needs a little less evidence than one of another type. Ties go to the more
+recently updated story. The decision depends on the reports, never on the order of polls
+within a cycle, except through which report founded a story.
+
 A joined report raises the story's revision (and so a new message) only when the severity
 rises or the number of people changes materially; otherwise it is attached and shows up in
 messages not yet sent, in digests and on the web page.
@@ -14,8 +28,9 @@ messages not yet sent, in digests and on the web page.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -26,25 +41,68 @@ from watcher.rules import is_cjk_text, normalize
 
 #: Near-duplicate titles: rapidfuzz similarity (0–100) at or above this.
 TITLE_SIMILARITY = 82
-#: People counts within this ratio of each other are "the same number".
-PEOPLE_TOLERANCE = 0.25
+#: From this many people up, counts within PEOPLE_TOLERANCE of each other are the same.
+PEOPLE_EXACT_BELOW = 50
+PEOPLE_TOLERANCE = 0.10
+#: Evidence a report needs to join a story (each signal counts 1, a shared event type 0.5).
+JOIN_SCORE = 2.0
+#: A story is compared through at most this many of its reports (the first ones).
+REPORTS_COMPARED = 24
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Facts:
-    """What the rules said of one item, as stories need it."""
+    """What the rules said of one report, as stories need it."""
 
     item_key: str
     source_id: str
     title: str
+    #: The event clock: publication time, or fetch time when the report has none.
     at: datetime
     events: frozenset[str]
     severity: str
+    #: False when `at` is the fetch time (the report gave no date).
+    dated: bool = True
     rules: tuple[str, ...] = ()
     people: int | None = None
     places: tuple[str, ...] = ()
     lang: str | None = None
     tags: tuple[str, ...] = ()
+    #: Rare proper names in the report (see `names_in`).
+    names: frozenset[str] = frozenset()
+
+    def as_json(self) -> dict[str, object]:
+        """What a story keeps of each report to compare later ones with."""
+        return {
+            "title": self.title,
+            "at": self.at.isoformat(),
+            "dated": self.dated,
+            "events": sorted(self.events),
+            "people": self.people,
+            "places": list(self.places),
+            "names": sorted(self.names),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object], *, item_key: str = "") -> Facts:
+        events = data.get("events") or ()
+        places = data.get("places") or ()
+        names = data.get("names") or ()
+        people = data.get("people")
+        assert isinstance(events, list | tuple) and isinstance(places, list | tuple)
+        assert isinstance(names, list | tuple)
+        return cls(
+            item_key=item_key,
+            source_id="",
+            title=str(data.get("title") or ""),
+            at=datetime.fromisoformat(str(data["at"])),
+            dated=bool(data.get("dated", True)),
+            events=frozenset(str(e) for e in events),
+            severity="low",
+            people=people if isinstance(people, int) else None,
+            places=tuple(str(p) for p in places),
+            names=frozenset(str(n) for n in names),
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -55,52 +113,141 @@ class Story:
     title: str
     people: int | None
     places: tuple[str, ...]
+    #: Processing times: when watcher first saw it and last changed it (routing, group_wait).
     first_seen_at: datetime
     updated_at: datetime
     revision: int
     item_count: int
-    #: Titles of its reports, to compare a new one with.
-    titles: tuple[str, ...] = ()
+    #: The event clock of its founding report (what the story window is measured on).
+    event_at: datetime | None = None
+    #: The facts of its reports, founding report first, to compare a new one with.
+    reports: tuple[Facts, ...] = ()
+
+    @property
+    def titles(self) -> tuple[str, ...]:
+        return tuple(r.title for r in self.reports)
+
+
+# --------------------------------------------------------------------------- evidence
+
+_NUMBER = re.compile(r"\d[\d,.]*")
+_CAPITALISED = re.compile(r"(?<![\w.'’-])([A-Z][a-z]+(?:[ -][A-Z][a-z]+)*)")
+#: Capitalised words that say nothing about which event a report is on.
+COMMON_NAMES = frozenset(
+    """north south korea korean koreans dprk china chinese beijing seoul pyongyang japan japanese
+    united nations states america american u.s us un the a an in on at of for to and but as by
+    with from after before over under this that these those it its his her their they he she
+    we our you i is are was were be been has have had will would can could may might not no
+    yes new old more most some any all many much few first last next other another one two
+    three four five six seven eight nine ten monday tuesday wednesday thursday friday saturday
+    sunday january february march april may june july august september october november
+    december jan feb mar apr jun jul aug sep sept oct nov dec government ministry minister
+    foreign affairs unification president police officials official report reports reported
+    news press agency committee council commission human rights watch refugee refugees defector
+    defectors escapee escapees people rights group groups activist activists source sources
+    according however meanwhile also still even only such when where while what who why how
+    mr mrs ms dr photo file reuters ap afp yonhap kcna associated international national
+    republic democratic asia asian east west world global state department secretary general
+    assembly special rapporteur high commissioner office spokesman spokeswoman spokesperson
+    lawmakers parliament congress senate korea's china's kim jong un""".split()
+)
+
+
+def names_in(title: str, text: str = "") -> frozenset[str]:
+    """Rare proper names: capitalised words of Latin-script text, not at a sentence start,
+    that are not common in this field's news (countries at its centre, months, titles).
+    Used to tell apart two reports that share a date but not a subject."""
+    out: set[str] = set()
+    for part in (title, text[:600]):
+        for match in _CAPITALISED.finditer(part):
+            start = match.start()
+            before = part[:start].rstrip()
+            if not before or before[-1] in ".!?:\"“‘(":
+                continue  # a sentence start: capitalised by grammar, not by name
+            for word in re.split(r"[ -]", match.group(1)):
+                low = word.lower()
+                if len(low) >= 3 and low not in COMMON_NAMES:
+                    out.add(low)
+    return frozenset(out)
 
 
 def same_people(a: int | None, b: int | None) -> bool:
     if a is None or b is None:
         return False
+    if max(a, b) < PEOPLE_EXACT_BELOW:
+        return a == b
     return abs(a - b) <= PEOPLE_TOLERANCE * max(a, b)
 
 
+def _title_key(title: str) -> str:
+    """The title with numbers folded, for near-duplicate comparison."""
+    return _NUMBER.sub("#", normalize(title))
+
+
 def similar_titles(a: str, b: str) -> bool:
-    a, b = normalize(a), normalize(b)
+    a, b = _title_key(a), _title_key(b)
     if not a or not b:
         return False
-    if is_cjk_text(a) or is_cjk_text(b):
+    if is_cjk_text(a) != is_cjk_text(b):
+        return False  # other scripts: places and counts carry the comparison
+    if is_cjk_text(a):
         score = fuzz.ratio(a.replace(" ", ""), b.replace(" ", ""))
     else:
         score = fuzz.token_set_ratio(a, b)
     return score >= TITLE_SIMILARITY
 
 
-def belongs(facts: Facts, story: Story, window: timedelta) -> bool:
-    if not facts.events & story.events:
-        return False
-    if abs(facts.at - story.updated_at) > window and abs(facts.at - story.first_seen_at) > window:
-        return False
-    if set(facts.places) & set(story.places):
-        return True
-    if same_people(facts.people, story.people):
-        return True
-    # Alike titles join, unless the facts disagree: other places, or another count.
-    if facts.places and story.places:
-        return False
-    if facts.people is not None and story.people is not None:
-        return False
-    return any(similar_titles(facts.title, title) for title in story.titles)
+def evidence(report: Facts, other: Facts, window: timedelta) -> tuple[str, ...]:
+    """The signals two reports agree on; () when they cannot be one event."""
+    if report.dated and other.dated and abs(report.at - other.at) > window:
+        return ()
+    if (
+        report.people is not None
+        and other.people is not None
+        and not same_people(report.people, other.people)
+    ):
+        return ()
+    signals: list[str] = []
+    if report.dated and other.dated:
+        signals.append("date")
+    shared_places = set(report.places) & set(other.places)
+    if shared_places:
+        signals.append("place")
+    if same_people(report.people, other.people):
+        signals.append("count")
+    if report.names & other.names:
+        signals.append("names")
+    if similar_titles(report.title, other.title) and (
+        shared_places or not (report.places and other.places)
+    ):
+        signals.append("title")
+    return tuple(signals)
+
+
+def fit(report: Facts, story: Story, window: timedelta) -> float:
+    """How well a report fits a story: the best score against one of its reports (0: never)."""
+    best = 0.0
+    for other in story.reports[:REPORTS_COMPARED]:
+        signals = evidence(report, other, window)
+        if not signals:
+            continue
+        score = len(signals) + (0.5 if report.events & other.events else 0.0)
+        best = max(best, score)
+    return best
 
 
 def choose(facts: Facts, candidates: Iterable[Story], window: timedelta) -> Story | None:
-    """The story the report joins (the most recently updated that fits), or None."""
-    fitting = [s for s in candidates if belongs(facts, s, window)]
-    return max(fitting, key=lambda s: (s.updated_at, s.id)) if fitting else None
+    """The story the report joins (the best fitting one with enough evidence), or None."""
+    best: tuple[float, datetime, int] | None = None
+    chosen = None
+    for story in candidates:
+        score = fit(facts, story, window)
+        if score < JOIN_SCORE:
+            continue
+        key = (score, story.updated_at, story.id)
+        if best is None or key > best:
+            best, chosen = key, story
+    return chosen
 
 
 def materially_changed(story: Story, facts: Facts) -> bool:
@@ -110,6 +257,24 @@ def materially_changed(story: Story, facts: Facts) -> bool:
     if facts.people is None:
         return False
     return story.people is None or not same_people(facts.people, story.people)
+
+
+def founded(story_id: int, facts: Facts, now: datetime) -> Story:
+    """The story a report opens."""
+    return Story(
+        id=story_id,
+        events=facts.events,
+        severity=facts.severity,
+        title=facts.title,
+        people=facts.people,
+        places=facts.places,
+        first_seen_at=now,
+        updated_at=now,
+        revision=1,
+        item_count=1,
+        event_at=facts.at,
+        reports=(facts,),
+    )
 
 
 def joined(story: Story, facts: Facts, now: datetime) -> tuple[Story, bool]:
@@ -122,13 +287,45 @@ def joined(story: Story, facts: Facts, now: datetime) -> tuple[Story, bool]:
         events=story.events | facts.events,
         severity=severity,
         people=people,
+        # Shown to readers; grouping compares reports, never this growing list.
         places=tuple(dict.fromkeys((*story.places, *facts.places))),
         updated_at=now,
         revision=story.revision + (1 if material else 0),
         item_count=story.item_count + 1,
-        titles=(*story.titles, facts.title),
+        reports=(*story.reports, facts),
     )
     return updated, material
+
+
+@dataclass
+class Grouping:
+    """Stories in memory: what `watcher eval --stories` replays reports through, with the
+    same `choose` and `joined` the daemon uses in the database."""
+
+    window: timedelta
+    stories: dict[int, Story] = field(default_factory=dict)
+    assigned: dict[str, int] = field(default_factory=dict)
+
+    def add(self, facts: Facts, now: datetime) -> Story:
+        lo, hi = facts.at - self.window, facts.at + self.window
+        candidates = [
+            s
+            for s in self.stories.values()
+            if s.event_at is None or not facts.dated or lo - SPAN <= s.event_at <= hi
+        ]
+        story = choose(facts, candidates, self.window)
+        if story is None:
+            story = founded(len(self.stories) + 1, facts, now)
+        else:
+            story, _ = joined(story, facts, now)
+        self.stories[story.id] = story
+        self.assigned[facts.item_key] = story.id
+        return story
+
+
+#: How far a story's later reports may run past its founding one: candidates are looked up
+#: by founding time within `window + SPAN` (an index range, so cost does not grow with history).
+SPAN = timedelta(days=14)
 
 
 # --------------------------------------------------------------------------- routing

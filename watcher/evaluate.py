@@ -1,0 +1,384 @@
+"""Scoring the rules and story grouping against labelled items (pure: no database, no network).
+
+    labelled JSONL ──read_labelled()──▶ [Labelled] ──score()──▶ relevance, events, by_lang, halves
+    matched [Labelled] ──stories.replay()──▶ story ids ──cluster_scores()──▶ pairwise P/R/F1, ARI
+
+A labelled line has the fields of the development set: ``id``, ``url``, ``source``, ``lang``,
+``published``, ``title``, ``text``, ``labels`` (event types, or ``not_relevant``), ``relevant``
+and ``story`` (a cluster slug or null). Only ``id``, ``title`` or ``text``, and ``labels`` or
+``relevant`` are required. Ids ending in a number are split into odd and even halves, so that a
+rule tuned on one half can be checked on the other.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from math import comb
+
+from watcher.rules import Matcher, Verdict
+from watcher.stories import Facts, Grouping, names_in
+
+NOT_RELEVANT = "not_relevant"
+
+
+class EvalInputError(ValueError):
+    """A labelled line that cannot be read: the message starts with ``file:line:``."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Labelled:
+    id: str
+    title: str
+    text: str = ""
+    lang: str | None = None
+    source: str | None = None
+    url: str | None = None
+    published: datetime | None = None
+    #: Event types the item reports (empty when not relevant).
+    labels: frozenset[str] = frozenset()
+    relevant: bool = False
+    story: str | None = None
+
+    @property
+    def half(self) -> str | None:
+        """'odd' or 'even' by the id's trailing number; None when it has none."""
+        digits = re.search(r"(\d+)\s*$", self.id)
+        if not digits:
+            return None
+        return "odd" if int(digits.group(1)) % 2 else "even"
+
+
+def read_labelled(lines: Iterable[str], name: str = "-") -> list[Labelled]:
+    """Parse labelled JSON Lines; EvalInputError names the file and line of the first bad one."""
+    out: list[Labelled] = []
+    seen: set[str] = set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{name}:{number}"
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            raise EvalInputError(f"{where}: not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise EvalInputError(f"{where}: expected a JSON object")
+        item_id = data.get("id")
+        if not isinstance(item_id, str | int) or item_id == "":
+            raise EvalInputError(f"{where}: 'id' is missing (expected a string or number)")
+        item_id = str(item_id)
+        if item_id in seen:
+            raise EvalInputError(f"{where}: id {item_id!r} appears twice")
+        seen.add(item_id)
+        title, text = data.get("title") or "", data.get("text") or ""
+        if not isinstance(title, str) or not isinstance(text, str):
+            raise EvalInputError(f"{where}: 'title' and 'text' must be strings")
+        if not (title or text):
+            raise EvalInputError(f"{where}: no title or text")
+        labels = data.get("labels", [])
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise EvalInputError(f"{where}: 'labels' must be a list of event types")
+        events = frozenset(x for x in labels if x != NOT_RELEVANT)
+        relevant = data.get("relevant", bool(events))
+        if not isinstance(relevant, bool):
+            raise EvalInputError(f"{where}: 'relevant' must be true or false")
+        for key in ("lang", "source", "url", "story", "published"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise EvalInputError(f"{where}: {key!r} must be a string or null")
+        out.append(
+            Labelled(
+                id=item_id,
+                title=title,
+                text=text,
+                lang=(data.get("lang") or None),
+                source=data.get("source") or None,
+                url=data.get("url") or None,
+                published=_date(data.get("published"), where),
+                labels=events,
+                relevant=relevant,
+                story=data.get("story") or None,
+            )
+        )
+    return out
+
+
+def _date(value: str | None, where: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise EvalInputError(f"{where}: 'published' is not an ISO date: {value!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- scores
+
+
+@dataclass(frozen=True, slots=True)
+class PRF:
+    tp: int
+    fp: int
+    fn: int
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "f1": round(self.f1, 4),
+            "support": self.tp + self.fn,
+        }
+
+
+def prf(truth: Sequence[bool], predicted: Sequence[bool]) -> PRF:
+    tp = sum(1 for t, p in zip(truth, predicted, strict=True) if t and p)
+    fp = sum(1 for t, p in zip(truth, predicted, strict=True) if p and not t)
+    fn = sum(1 for t, p in zip(truth, predicted, strict=True) if t and not p)
+    return PRF(tp, fp, fn)
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    relevance: PRF
+    events: Mapping[str, PRF]
+
+    @property
+    def macro_f1(self) -> float:
+        """Mean F1 over the event types that occur in the labels or the predictions."""
+        present = [s for s in self.events.values() if s.tp + s.fn + s.fp]
+        return sum(s.f1 for s in present) / len(present) if present else 1.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "relevance": self.relevance.as_dict(),
+            "macro_f1": round(self.macro_f1, 4),
+            "events": {e: s.as_dict() for e, s in sorted(self.events.items())},
+        }
+
+
+def score(
+    items: Sequence[Labelled], predicted: Mapping[str, frozenset[str]], event_types: Iterable[str]
+) -> Scores:
+    """Relevance (any event predicted) and per-event scores; `predicted` maps id → events."""
+    got = [predicted.get(i.id, frozenset()) for i in items]
+    relevance = prf([i.relevant for i in items], [bool(g) for g in got])
+    types = sorted(set(event_types) | {e for i in items for e in i.labels})
+    events = {e: prf([e in i.labels for i in items], [e in g for g in got]) for e in types}
+    return Scores(relevance=relevance, events=events)
+
+
+def report(
+    items: Sequence[Labelled], predicted: Mapping[str, frozenset[str]], event_types: Iterable[str]
+) -> dict[str, object]:
+    """Everything `watcher eval` prints: overall, per language and per half."""
+    types = tuple(event_types)
+    out = score(items, predicted, types).as_dict()
+    out["items"] = len(items)
+    by_lang: dict[str, object] = {}
+    for lang in sorted({i.lang or "?" for i in items}):
+        subset = [i for i in items if (i.lang or "?") == lang]
+        by_lang[lang] = score(subset, predicted, types).as_dict() | {"items": len(subset)}
+    out["by_lang"] = by_lang
+    halves: dict[str, object] = {}
+    for half in ("odd", "even"):
+        subset = [i for i in items if i.half == half]
+        halves[half] = score(subset, predicted, types).as_dict() | {"items": len(subset)}
+    out["halves"] = halves
+    return out
+
+
+# --------------------------------------------------------------------------- clusters
+
+
+def cluster_scores(truth: Mapping[str, str | None], predicted: Mapping[str, int]) -> dict[str, float]:
+    """Pairwise precision/recall/F1 and the adjusted Rand index of a grouping.
+
+    `truth` maps item id → cluster slug (None: an item alone); `predicted` maps the same ids
+    → story id. A pair counts when both items are in one cluster (truth) or story (predicted).
+    """
+    ids = sorted(truth)
+    true_labels = [truth[i] if truth[i] is not None else f"\0{i}" for i in ids]
+    pred_labels = [predicted[i] for i in ids]
+    joint = Counter(zip(true_labels, pred_labels, strict=True))
+    both = sum(comb(n, 2) for n in joint.values())
+    true_pairs = sum(comb(n, 2) for n in Counter(true_labels).values())
+    pred_pairs = sum(comb(n, 2) for n in Counter(pred_labels).values())
+    pairs = PRF(both, pred_pairs - both, true_pairs - both)
+    total = comb(len(ids), 2)
+    expected = true_pairs * pred_pairs / total if total else 0.0
+    maximum = (true_pairs + pred_pairs) / 2
+    ari = (both - expected) / (maximum - expected) if maximum != expected else 1.0
+    return {
+        "pair_precision": round(pairs.precision, 4),
+        "pair_recall": round(pairs.recall, 4),
+        "pair_f1": round(pairs.f1, 4),
+        "ari": round(ari, 4),
+        "items": len(ids),
+        "true_pairs": true_pairs,
+        "predicted_pairs": pred_pairs,
+    }
+
+
+def cluster_errors(
+    truth: Mapping[str, str | None], predicted: Mapping[str, int]
+) -> tuple[dict[str, list[list[str]]], dict[int, dict[str, list[str]]]]:
+    """(clusters split over several stories: slug → groups of ids,
+    stories that mix clusters: story id → slug or '-' → ids)."""
+    by_cluster: dict[str, dict[int, list[str]]] = {}
+    by_story: dict[int, dict[str, list[str]]] = {}
+    for item_id in sorted(truth):
+        slug, story = truth[item_id], predicted[item_id]
+        if slug is not None:
+            by_cluster.setdefault(slug, {}).setdefault(story, []).append(item_id)
+        by_story.setdefault(story, {}).setdefault(slug or "-", []).append(item_id)
+    split = {s: list(g.values()) for s, g in sorted(by_cluster.items()) if len(g) > 1}
+    mixed = {
+        s: g
+        for s, g in sorted(by_story.items())
+        if len(g) > 1 or ("-" in g and len(g["-"]) > 1)
+    }
+    return split, mixed
+
+
+def format_text(
+    result: Mapping[str, object], fmt_row: Callable[[str, Mapping[str, object]], str] | None = None
+) -> str:
+    """The human-readable form of a `report` (plus `stories` when present)."""
+    lines: list[str] = []
+
+    def row(name: str, s: Mapping[str, object]) -> str:
+        return (
+            f"  {name:<22} P {s['precision']:.2f}  R {s['recall']:.2f}  F1 {s['f1']:.2f}"
+            f"  (n={s['support']})"
+        )
+
+    rel = result["relevance"]
+    assert isinstance(rel, Mapping)
+    lines.append(f"{result['items']} items")
+    lines.append(row("relevance", rel))
+    lines.append(f"  {'event macro-F1':<22} {result['macro_f1']:.2f}")
+    events = result["events"]
+    assert isinstance(events, Mapping)
+    for name, s in events.items():
+        lines.append(row(name, s))
+    for group in ("by_lang", "halves"):
+        part = result[group]
+        assert isinstance(part, Mapping)
+        lines.append("")
+        lines.append("by language:" if group == "by_lang" else "by half (odd ids / even ids):")
+        for key, sub in part.items():
+            r = sub["relevance"]
+            lines.append(
+                f"  {key:<5} n={sub['items']:<4} relevance F1 {r['f1']:.2f}"
+                f" (P {r['precision']:.2f} R {r['recall']:.2f})  macro-F1 {sub['macro_f1']:.2f}"
+            )
+    stories = result.get("stories")
+    if isinstance(stories, Mapping):
+        lines.append("")
+        lines.append(
+            f"stories: pairwise P {stories['pair_precision']:.2f} R {stories['pair_recall']:.2f}"
+            f" F1 {stories['pair_f1']:.2f}  ARI {stories['ari']:.2f}"
+            f"  ({stories['items']} matched items, {stories['true_pairs']} true pairs,"
+            f" {stories['predicted_pairs']} grouped pairs)"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One item's verdict next to its labels."""
+
+    item: Labelled
+    events: frozenset[str]
+    rules: tuple[str, ...]
+
+    @property
+    def missed(self) -> frozenset[str]:
+        return self.item.labels - self.events
+
+    @property
+    def extra(self) -> frozenset[str]:
+        return self.events - self.item.labels
+
+
+def evaluate(
+    items: Sequence[Labelled],
+    matcher: Matcher,
+    event_types: Iterable[str],
+    *,
+    tags: Mapping[str, tuple[str, ...]] | None = None,
+    stories: bool = False,
+    window: timedelta = timedelta(hours=72),
+) -> tuple[dict[str, object], list[Outcome], Grouping | None]:
+    """Run the rules (and, with `stories`, the grouping) over labelled items and score them."""
+    tags = tags or {}
+    outcomes: list[Outcome] = []
+    verdicts: dict[str, Verdict] = {}
+    for item in items:
+        verdict = matcher.match(
+            item.title,
+            item.text,
+            lang=item.lang,
+            tags=tags.get((item.source or "").removeprefix("www."), ()),
+        )
+        verdicts[item.id] = verdict
+        outcomes.append(Outcome(item, frozenset(verdict.events), verdict.rules))
+    result = report(items, {o.item.id: o.events for o in outcomes}, event_types)
+    grouping = None
+    if stories:
+        grouping = replay_stories(items, verdicts, window)
+        truth = {i.id: i.story for i in items if i.id in grouping.assigned}
+        result["stories"] = cluster_scores(truth, grouping.assigned)
+    return result, outcomes, grouping
+
+
+def replay_stories(
+    items: Sequence[Labelled], verdicts: Mapping[str, Verdict], window: timedelta
+) -> Grouping:
+    """Replay the matched items through the story grouping, as the daemon would see them:
+    dated items in order of publication, then undated ones (fetched later, as a backfill)."""
+    matched = [i for i in items if verdicts[i.id].relevant]
+    dated = sorted((i for i in matched if i.published), key=lambda i: (i.published, i.id))
+    undated = [i for i in matched if not i.published]
+    last = max((i.published for i in dated if i.published), default=datetime(2000, 1, 1, tzinfo=UTC))
+    fetched = last + timedelta(days=1)
+    grouping = Grouping(window=window)
+    for item in (*dated, *undated):
+        verdict = verdicts[item.id]
+        at = item.published or fetched
+        facts = Facts(
+            item_key=item.id,
+            source_id=item.source or "",
+            title=item.title,
+            at=at,
+            dated=item.published is not None,
+            events=frozenset(verdict.events),
+            severity=verdict.severity or "low",
+            rules=verdict.rules,
+            people=verdict.extracted.people,
+            places=verdict.extracted.places,
+            lang=item.lang,
+            names=names_in(item.title, item.text),
+        )
+        grouping.add(facts, at)
+    return grouping
