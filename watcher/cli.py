@@ -816,7 +816,13 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
     import json
 
     from watcher.config import EVENT_TYPES
-    from watcher.evaluate import EvalInputError, cluster_errors, evaluate, format_text, read_labelled
+    from watcher.evaluate import (
+        EvalInputError,
+        cluster_errors,
+        evaluate,
+        format_text,
+        read_labelled,
+    )
 
     loaded = ctx.config()
     matcher = ctx.matcher()
@@ -845,9 +851,18 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
         for o in outcomes:
             if not (o.missed or o.extra):
                 continue
-            marks = " ".join([f"-{e}" for e in sorted(o.missed)] + [f"+{e}" for e in sorted(o.extra)])
+            marks = " ".join(
+                [f"-{e}" for e in sorted(o.missed)] + [f"+{e}" for e in sorted(o.extra)]
+            )
             out.write(f"{o.item.id} [{o.item.lang}] {marks}  {_one_line_text(o.item.title, 90)}\n")
-            for line in matcher.explain(o.item.title, o.item.text, lang=o.item.lang, near_misses=True):
+            lines = matcher.explain(
+                o.item.title,
+                o.item.text,
+                lang=o.item.lang,
+                near_misses=True,
+                events=o.missed | o.extra,
+            )
+            for line in lines:
                 out.write(f"    {line}\n")
     if grouping is not None and misses:
         truth = {i.id: i.story for i in items if i.id in grouping.assigned}

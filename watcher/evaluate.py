@@ -207,7 +207,9 @@ def report(
 # --------------------------------------------------------------------------- clusters
 
 
-def cluster_scores(truth: Mapping[str, str | None], predicted: Mapping[str, int]) -> dict[str, float]:
+def cluster_scores(
+    truth: Mapping[str, str | None], predicted: Mapping[str, int]
+) -> dict[str, float]:
     """Pairwise precision/recall/F1 and the adjusted Rand index of a grouping.
 
     `truth` maps item id → cluster slug (None: an item alone); `predicted` maps the same ids
@@ -250,9 +252,7 @@ def cluster_errors(
         by_story.setdefault(story, {}).setdefault(slug or "-", []).append(item_id)
     split = {s: list(g.values()) for s, g in sorted(by_cluster.items()) if len(g) > 1}
     mixed = {
-        s: g
-        for s, g in sorted(by_story.items())
-        if len(g) > 1 or ("-" in g and len(g["-"]) > 1)
+        s: g for s, g in sorted(by_story.items()) if len(g) > 1 or ("-" in g and len(g["-"]) > 1)
     }
     return split, mixed
 
@@ -360,7 +360,9 @@ def replay_stories(
     matched = [i for i in items if verdicts[i.id].relevant]
     dated = sorted((i for i in matched if i.published), key=lambda i: (i.published, i.id))
     undated = [i for i in matched if not i.published]
-    last = max((i.published for i in dated if i.published), default=datetime(2000, 1, 1, tzinfo=UTC))
+    last = max(
+        (i.published for i in dated if i.published), default=datetime(2000, 1, 1, tzinfo=UTC)
+    )
     fetched = last + timedelta(days=1)
     grouping = Grouping(window=window)
     for item in (*dated, *undated):

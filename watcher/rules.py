@@ -379,13 +379,17 @@ class Matcher:
         lang: str | None = None,
         tags: Iterable[str] = (),
         near_misses: bool = False,
+        events: Iterable[str] | None = None,
     ) -> list[str]:
         """One line per rule that fired (✓), and with `near_misses` per rule that had a hit of
         its first group but did not fire (✗, with why): the terms found and their positions."""
         scan = self._scan(title, text, lang, spans=True)
         tagset = frozenset(tags)
         lines = []
+        wanted = None if events is None else frozenset(events)
         for rule in self._rules:
+            if wanted is not None and rule.event not in wanted:
+                continue
             if not any(g in scan.hits for g in rule.all_of):
                 continue
             why_not = self._fails(rule, scan, tagset)
@@ -484,9 +488,11 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
         if key in groups:
             return groups[key]
         gid = groups[key] = len(groups)
-        names[gid] = ref if isinstance(ref, str) else "[" + ", ".join(
-            t for ts in by_lang.values() for t in ts
-        )[:40] + "]"
+        names[gid] = (
+            ref
+            if isinstance(ref, str)
+            else "[" + ", ".join(t for ts in by_lang.values() for t in ts)[:40] + "]"
+        )
         if GLOSS in by_lang:
             glosses[gid] = next(iter(by_lang.pop(GLOSS)))
         for lang, raws in by_lang.items():

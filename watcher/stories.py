@@ -162,7 +162,7 @@ def names_in(title: str, text: str = "") -> frozenset[str]:
         for match in _CAPITALISED.finditer(part):
             start = match.start()
             before = part[:start].rstrip()
-            if not before or before[-1] in ".!?:\"“‘(":
+            if not before or before[-1] in '.!?:"“‘(':
                 continue  # a sentence start: capitalised by grammar, not by name
             for word in re.split(r"[ -]", match.group(1)):
                 low = word.lower()
