@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint format bench check clean
+.PHONY: run test lint format bench eval check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/match.py
 	$(BIN)/python benchmarks/daemon.py latency
 	$(BIN)/python benchmarks/daemon.py memory --cycles 300
+
+## eval: score the rules and stories on the development set, when it is beside the project
+eval: $(STAMP)
+	@if [ -f ../shared/eval/dev.jsonl ]; then \
+	  $(BIN)/watcher eval ../shared/eval/dev.jsonl --stories; \
+	else echo "no ../shared/eval/dev.jsonl here: run watcher eval FILE on a labelled file"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache dist build

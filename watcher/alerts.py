@@ -12,7 +12,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,12 +78,13 @@ class Alerting:
             # Replicas polling different outlets of one event must not both open a story:
             # story assignment is serialised across them, for this transaction only.
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": STORY_LOCK})
-        earliest = min(_when(i) for i in todo) - self.window
-        candidates = _open_stories(conn, earliest)
+        # One clock, and an order that does not depend on which source answered first.
+        todo.sort(key=lambda i: (_when(i), i.key))
         changes = []
         for item in todo:
             facts = _facts(item, by_item[item.key], self.tags.get(item.source_id, ()))
-            story = st.choose(facts, candidates.values(), self.window)
+            candidates = _candidates(conn, facts.at, self.window)
+            story = st.choose(facts, candidates, self.window)
             if story is None:
                 story = _insert_story(conn, facts, now)
                 change, kind = "new", "alert"
@@ -91,10 +92,13 @@ class Alerting:
                 story, material = st.joined(story, facts, now)
                 _update_story(conn, story)
                 change, kind = ("revised", "update") if material else ("joined", "")
-            candidates[story.id] = story
             conn.execute(
                 t.story_items.insert().values(
-                    story_id=story.id, item_id=ids[item.key], added_at=now, revision=story.revision
+                    story_id=story.id,
+                    item_id=ids[item.key],
+                    added_at=now,
+                    revision=story.revision,
+                    facts=json.dumps(facts.as_json(), ensure_ascii=False),
                 )
             )
             planned: list[st.Planned] = []
@@ -137,6 +141,7 @@ def _facts(item: Item, matches: Sequence[MatchRecord], tags: tuple[str, ...]) ->
         source_id=item.source_id,
         title=item.title,
         at=_when(item),
+        dated=item.published_at is not None,
         events=frozenset(m.event for m in matches),
         severity=max((m.severity for m in matches), key=SEVERITIES.index),
         rules=tuple(m.rule_id for m in matches),
@@ -144,25 +149,57 @@ def _facts(item: Item, matches: Sequence[MatchRecord], tags: tuple[str, ...]) ->
         places=first.places,
         lang=item.lang,
         tags=tags,
+        names=st.names_in(item.title, item.text),
     )
 
 
-def _open_stories(conn: Connection, since: datetime) -> dict[int, st.Story]:
-    rows = conn.execute(select(t.stories).where(t.stories.c.updated_at >= since)).all()
+def _candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.Story]:
+    """Stories founded close enough on the event clock to take a report of time `at`, with
+    the facts of their first reports: an index range on `event_at`, so the cost stays flat
+    as history grows."""
+    rows = conn.execute(
+        select(t.stories)
+        .where(t.stories.c.event_at >= at - window - st.SPAN)
+        .where(t.stories.c.event_at <= at + window)
+        .order_by(t.stories.c.id)
+    ).all()
     if not rows:
-        return {}
-    titles: dict[int, list[str]] = defaultdict(list)
+        return []
+    reports: dict[int, list[st.Facts]] = defaultdict(list)
     query = (
-        select(t.story_items.c.story_id, t.items.c.title)
+        select(
+            t.story_items.c.story_id,
+            t.story_items.c.facts,
+            t.items.c.key,
+            t.items.c.title,
+            t.items.c.published_at,
+            t.items.c.fetched_at,
+        )
         .join(t.items, t.items.c.id == t.story_items.c.item_id)
         .where(t.story_items.c.story_id.in_([r.id for r in rows]))
+        .order_by(t.story_items.c.story_id, t.story_items.c.added_at, t.story_items.c.item_id)
     )
-    for story_id, title in conn.execute(query):
-        titles[story_id].append(title)
-    return {r.id: _story(r, tuple(titles[r.id])) for r in rows}
+    for story_id, facts, key, title, published_at, fetched_at in conn.execute(query):
+        if len(reports[story_id]) >= st.REPORTS_COMPARED:
+            continue
+        if facts:
+            reports[story_id].append(st.Facts.from_json(json.loads(facts), item_key=key))
+        else:  # a report grouped before facts were kept: its title and clock
+            reports[story_id].append(
+                st.Facts(
+                    item_key=key,
+                    source_id="",
+                    title=title,
+                    at=published_at or fetched_at,
+                    dated=published_at is not None,
+                    events=frozenset(),
+                    severity="low",
+                )
+            )
+    return [_story(r, tuple(reports[r.id])) for r in rows]
 
 
-def _story(row: Any, titles: tuple[str, ...] = ()) -> st.Story:
+def _story(row: Any, reports: tuple[st.Facts, ...] = ()) -> st.Story:
     return st.Story(
         id=row.id,
         events=frozenset(json.loads(row.events)),
@@ -174,38 +211,29 @@ def _story(row: Any, titles: tuple[str, ...] = ()) -> st.Story:
         updated_at=row.updated_at,
         revision=row.revision,
         item_count=row.item_count,
-        titles=titles,
+        event_at=row.event_at,
+        reports=reports,
     )
 
 
 def _insert_story(conn: Connection, facts: st.Facts, now: datetime) -> st.Story:
+    story = st.founded(0, facts, now)
     values = {
-        "events": json.dumps(sorted(facts.events)),
-        "severity": facts.severity,
-        "title": facts.title,
-        "people": facts.people,
-        "places": json.dumps(list(facts.places), ensure_ascii=False),
+        "events": json.dumps(sorted(story.events)),
+        "severity": story.severity,
+        "title": story.title,
+        "people": story.people,
+        "places": json.dumps(list(story.places), ensure_ascii=False),
         "first_seen_at": now,
         "updated_at": now,
         "revision": 1,
         "item_count": 1,
+        "event_at": story.event_at,
     }
     story_id = conn.execute(
         t.stories.insert().values(**values).returning(t.stories.c.id)
     ).scalar_one()
-    return st.Story(
-        id=story_id,
-        events=facts.events,
-        severity=facts.severity,
-        title=facts.title,
-        people=facts.people,
-        places=facts.places,
-        first_seen_at=now,
-        updated_at=now,
-        revision=1,
-        item_count=1,
-        titles=(facts.title,),
-    )
+    return replace(story, id=story_id)
 
 
 def _update_story(conn: Connection, story: st.Story) -> None:

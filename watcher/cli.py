@@ -629,8 +629,13 @@ def _verdict_json(item_id: Any, verdict: Any) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("file", default="-", type=click.File("r", encoding="utf-8", errors="replace"))
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Add an `explain` list: per rule that fired, the terms found and their positions.",
+)
 @pass_ctx
-def match(ctx: Context, file: Any) -> None:
+def match(ctx: Context, file: Any, explain: bool) -> None:
     """Match articles against the rules, storing nothing: FILE (or - for stdin) holds JSON
     Lines, one article per line:
 
@@ -642,6 +647,10 @@ def match(ctx: Context, file: Any) -> None:
     "dates"}}; a line that cannot be read gives {"id", "error"} in its place. `lang`,
     `url`, `source` and `published_at` are optional; `source` may be a configured source id
     or an outlet's domain (its tags then apply to tag-filtered rules).
+
+    With --explain each line also has "explain" (per rule that fired: the terms found and
+    their positions in the normalised text) and "why" (rule id → the one line alerts show,
+    with an English gloss for Korean, Chinese and Japanese terms).
     """
     import json
 
@@ -680,6 +689,9 @@ def match(ctx: Context, file: Any) -> None:
                 published_year=when.year if when else None,
             )
             row = _verdict_json(item_id, verdict)
+            if explain:
+                row["explain"] = matcher.explain(title, text, lang=lang or None)
+                row["why"] = matcher.why(title, text, lang=lang or None)
         except _BadInput as exc:
             row = {"id": item_id, "error": str(exc)}
         out.write(json.dumps(row, ensure_ascii=False) + "\n")

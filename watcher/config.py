@@ -345,6 +345,8 @@ class Rule(Model):
     #: No group may be present in the sentence(s) where the `all_of` hits lie: an exclusion
     #: that cancels only the statement it is part of ("urged China not to repatriate").
     none_in_sentence: tuple[Terms, ...] = ()
+    #: Groups that must also be present, at any distance (`near` does not apply to them).
+    context: tuple[Terms, ...] = ()
     near: Near | None = None
     escalate: tuple[Escalation, ...] = ()
     #: Only items from sources with one of these tags.
@@ -511,6 +513,7 @@ class Config(Model):
             groups = [("all_of", i, g) for i, g in enumerate(rule.all_of)]
             groups += [("none_of", i, g) for i, g in enumerate(rule.none_of)]
             groups += [("none_in_sentence", i, g) for i, g in enumerate(rule.none_in_sentence)]
+            groups += [("context", i, g) for i, g in enumerate(rule.context)]
             for e, esc in enumerate(rule.escalate):
                 groups += [(("escalate", e, "any_of"), i, g) for i, g in enumerate(esc.any_of)]
             for key, i, group in groups:

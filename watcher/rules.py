@@ -157,6 +157,7 @@ class _Rule:
     tags: frozenset[str]
     langs: frozenset[str]
     none_in_sentence: tuple[int, ...] = ()
+    context: tuple[int, ...] = ()
     all_of_set: frozenset[int] = frozenset()
     none_of_set: frozenset[int] = frozenset()
 
@@ -283,7 +284,7 @@ class Matcher:
         if rule.tags and not (rule.tags & tagset):
             return f"only for sources tagged {', '.join(sorted(rule.tags))}"
         if not rule.all_of_set <= hits.keys():
-            missing = [g for g in rule.all_of if g not in hits]
+            missing = [g for g in (*rule.all_of, *rule.context) if g not in hits]
             return "no " + ", no ".join(self._group_names.get(g, "?") for g in missing)
         blocking = [g for g in rule.none_of if g in hits]
         if blocking:
@@ -523,6 +524,7 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
                 all_of=tuple(group_of(g) for g in rule.all_of),
                 none_of=tuple(group_of(g) for g in rule.none_of),
                 none_in_sentence=tuple(group_of(g) for g in rule.none_in_sentence),
+                context=tuple(group_of(g) for g in rule.context),
                 near_words=rule.near.words if rule.near else None,
                 near_chars=rule.near.chars if rule.near else None,
                 escalations=tuple(
@@ -539,7 +541,9 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
         )
         last = compiled[-1]
         compiled[-1] = replace(
-            last, all_of_set=frozenset(last.all_of), none_of_set=frozenset(last.none_of)
+            last,
+            all_of_set=frozenset(last.all_of + last.context),
+            none_of_set=frozenset(last.none_of),
         )
     languages = {scope for variants in terms.values() for (_, _, scope, _) in variants}
     automata: dict[str | None, Any] = {}

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 #: The newest migration; `Store.schema_is_current` compares with one query, so that start-up
 #: imports Alembic only when the database is behind. A test checks it is Alembic's head.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 DEFAULT_DATABASE_URL = "sqlite:///watcher.db"
 

@@ -41,13 +41,16 @@ from watcher.rules import is_cjk_text, normalize
 
 #: Near-duplicate titles: rapidfuzz similarity (0–100) at or above this.
 TITLE_SIMILARITY = 82
+#: Titles this alike (0–100) count as a signal when the two reports share their dates.
+TITLE_ALIKE = 62
 #: From this many people up, counts within PEOPLE_TOLERANCE of each other are the same.
 PEOPLE_EXACT_BELOW = 50
 PEOPLE_TOLERANCE = 0.10
 #: Evidence a report needs to join a story (each signal counts 1, a shared event type 0.5).
 JOIN_SCORE = 2.0
-#: A story is compared through at most this many of its reports (the first ones).
-REPORTS_COMPARED = 24
+#: A story is compared through its founding report's facts (more invite chaining: a story
+#: that links A to B to C absorbs reports unlike its first; measured on the labelled set).
+REPORTS_COMPARED = 1
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -184,17 +187,21 @@ def _title_key(title: str) -> str:
     return _NUMBER.sub("#", normalize(title))
 
 
-def similar_titles(a: str, b: str) -> bool:
+def title_similarity(a: str, b: str) -> float:
+    """0–100: characters for Korean/Chinese/Japanese titles, word sets for the others;
+    0 across scripts (places and counts carry that comparison)."""
     a, b = _title_key(a), _title_key(b)
     if not a or not b:
-        return False
+        return 0.0
     if is_cjk_text(a) != is_cjk_text(b):
-        return False  # other scripts: places and counts carry the comparison
+        return 0.0
     if is_cjk_text(a):
-        score = fuzz.ratio(a.replace(" ", ""), b.replace(" ", ""))
-    else:
-        score = fuzz.token_set_ratio(a, b)
-    return score >= TITLE_SIMILARITY
+        return float(fuzz.ratio(a.replace(" ", ""), b.replace(" ", "")))
+    return float(fuzz.token_set_ratio(a, b))
+
+
+def similar_titles(a: str, b: str) -> bool:
+    return title_similarity(a, b) >= TITLE_SIMILARITY
 
 
 def evidence(report: Facts, other: Facts, window: timedelta) -> tuple[str, ...]:
@@ -217,7 +224,9 @@ def evidence(report: Facts, other: Facts, window: timedelta) -> tuple[str, ...]:
         signals.append("count")
     if report.names & other.names:
         signals.append("names")
-    if similar_titles(report.title, other.title) and (
+    # Near-duplicate titles; on the same days, titles that are merely alike will do.
+    needed = TITLE_SIMILARITY if "date" not in signals else TITLE_ALIKE
+    if title_similarity(report.title, other.title) >= needed and (
         shared_places or not (report.places and other.places)
     ):
         signals.append("title")

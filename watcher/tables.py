@@ -172,7 +172,11 @@ stories = Table(
     #: Raised when severity rises or the number of people changes materially.
     Column("revision", Integer, nullable=False),
     Column("item_count", Integer, nullable=False),
+    #: The event clock of its founding report (publication, else fetch time): candidates for a
+    #: new report are looked up by this, so the cost does not grow with history.
+    Column("event_at", UTCDateTime),
     Index("ix_stories_updated_at", "updated_at"),
+    Index("ix_stories_event_at", "event_at"),
 )
 
 #: The reports of a story; an item belongs to at most one story.
@@ -183,6 +187,8 @@ story_items = Table(
     Column("item_id", ID, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
     Column("added_at", UTCDateTime, nullable=False),
     Column("revision", Integer, nullable=False),
+    #: What grouping compares a later report with (stories.Facts.as_json), as JSON.
+    Column("facts", Text),
     Index("ix_story_items_story_id", "story_id"),
 )
 
