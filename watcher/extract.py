@@ -55,6 +55,27 @@ GAZETTEER: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Provinces, prefectures and countries: a shared one says less about the event than a town.
+REGIONS = frozenset(
+    {
+        "Jilin",
+        "Liaoning",
+        "Yanbian",
+        "Russia",
+        "Mongolia",
+        "Laos",
+        "Vietnam",
+        "Cambodia",
+        "Thailand",
+        "Myanmar",
+    }
+)
+#: Every word of every Latin spelling, lower case (not "rare names": places are their own signal).
+PLACE_WORDS = frozenset(
+    word for spellings in GAZETTEER.values() for s in spellings if s.isascii() for word in s.split()
+)
+
+
 def _build_places() -> ahocorasick.Automaton:
     automaton = ahocorasick.Automaton()
     for canonical, spellings in GAZETTEER.items():

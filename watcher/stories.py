@@ -14,9 +14,10 @@ grows): two agreeing signals are needed, from
 - **title**: near-duplicate titles once names, numbers and places are normalised;
 - **names**: a rare proper name both name (a person, an organisation, a town off the gazetteer).
 
-Two dated reports further apart than `window` never join; counts that disagree, or titles
-alike with other places, veto a pair. A shared event type adds half a signal, so a report of
-the same event type needs a little less evidence than one of another type. Ties go to the more
+Two dated reports further apart than `window` never join; alike titles naming other places do
+not count as alike. A shared event type adds half a signal and counts that disagree take half
+away: "600 sent back via Dandong" on the day of "60 sent back via Dandong" is the same wave with
+a new count (an update), while a detention of 8 and another of 10 there need more to join. Ties go to the more
 recently updated story. The decision depends on the reports, never on the order of polls
 within a cycle, except through which report founded a story.
 
@@ -37,6 +38,7 @@ from zoneinfo import ZoneInfo
 from rapidfuzz import fuzz
 
 from watcher.config import SEVERITIES, Route
+from watcher.extract import PLACE_WORDS, REGIONS
 from watcher.rules import is_cjk_text, normalize
 
 #: Near-duplicate titles: rapidfuzz similarity (0–100) at or above this.
@@ -169,7 +171,7 @@ def names_in(title: str, text: str = "") -> frozenset[str]:
                 continue  # a sentence start: capitalised by grammar, not by name
             for word in re.split(r"[ -]", match.group(1)):
                 low = word.lower()
-                if len(low) >= 3 and low not in COMMON_NAMES:
+                if len(low) >= 3 and low not in COMMON_NAMES and low not in PLACE_WORDS:
                     out.add(low)
     return frozenset(out)
 
@@ -204,45 +206,56 @@ def similar_titles(a: str, b: str) -> bool:
     return title_similarity(a, b) >= TITLE_SIMILARITY
 
 
+def counts_disagree(a: Facts, b: Facts) -> bool:
+    return a.people is not None and b.people is not None and not same_people(a.people, b.people)
+
+
 def evidence(report: Facts, other: Facts, window: timedelta) -> tuple[str, ...]:
     """The signals two reports agree on; () when they cannot be one event."""
+    return tuple(name for name, _ in _signals(report, other, window))
+
+
+def _signals(report: Facts, other: Facts, window: timedelta) -> list[tuple[str, float]]:
+    """(signal, weight) for each agreement; [] when the two cannot be one event."""
     if report.dated and other.dated and abs(report.at - other.at) > window:
-        return ()
-    if (
-        report.people is not None
-        and other.people is not None
-        and not same_people(report.people, other.people)
-    ):
-        return ()
-    signals: list[str] = []
+        return []
+    signals: list[tuple[str, float]] = []
     if report.dated and other.dated:
-        signals.append("date")
+        signals.append(("date", 1.0))
     shared_places = set(report.places) & set(other.places)
     if shared_places:
-        signals.append("place")
+        # A town says more than a province or a country.
+        signals.append(("place", 1.0 if shared_places - REGIONS else 0.5))
     if same_people(report.people, other.people):
-        signals.append("count")
+        # "two" or "a refugee" is common; "seven" or "600" is a fingerprint.
+        signals.append(("count", 1.0 if (report.people or 0) >= 3 else 0.5))
     if report.names & other.names:
-        signals.append("names")
+        signals.append(("names", 1.0))
     # Near-duplicate titles; on the same days, titles that are merely alike will do.
-    needed = TITLE_SIMILARITY if "date" not in signals else TITLE_ALIKE
-    if title_similarity(report.title, other.title) >= needed and (
-        shared_places or not (report.places and other.places)
-    ):
-        signals.append("title")
-    return tuple(signals)
+    needed = TITLE_ALIKE if report.dated and other.dated else TITLE_SIMILARITY
+    if title_similarity(report.title, other.title) >= needed and (shared_places or not (report.places and other.places)):
+        signals.append(("title", 1.0))
+    return signals
+
+
+def score(report: Facts, other: Facts, window: timedelta) -> float:
+    """The evidence that two reports are one event (JOIN_SCORE or more: they are)."""
+    signals = _signals(report, other, window)
+    if not signals:
+        return 0.0
+    total = sum(weight for _, weight in signals)
+    if report.events & other.events:
+        total += 0.5
+    if counts_disagree(report, other):
+        total -= 0.5
+    return total
 
 
 def fit(report: Facts, story: Story, window: timedelta) -> float:
-    """How well a report fits a story: the best score against one of its reports (0: never)."""
-    best = 0.0
-    for other in story.reports[:REPORTS_COMPARED]:
-        signals = evidence(report, other, window)
-        if not signals:
-            continue
-        score = len(signals) + (0.5 if report.events & other.events else 0.0)
-        best = max(best, score)
-    return best
+    """How well a report fits a story: the best score against its compared reports."""
+    return max(
+        (score(report, other, window) for other in story.reports[:REPORTS_COMPARED]), default=0.0
+    )
 
 
 def choose(facts: Facts, candidates: Iterable[Story], window: timedelta) -> Story | None:

@@ -1,0 +1,310 @@
+"""`watcher eval` and `watcher match --explain`: scoring by hand, the CLI, the rule language."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from watcher.cli import cli
+from watcher.config import load_config_text
+from watcher.evaluate import (
+    PRF,
+    EvalInputError,
+    cluster_errors,
+    cluster_scores,
+    prf,
+    read_labelled,
+    report,
+)
+from watcher.rules import Matcher, compile_rules
+
+CONFIG = """\
+sources: []
+concepts:
+  nk_people: {gloss: North Korean escapees, en: [north korean*, defector*], ko: [탈북민],
+              zh: [脱北者]}
+  sent_back: {gloss: sent back, en: [repatriat*, sent back], ko: [북송], zh: [遣返, 遣送]}
+  arrested: {en: [arrest*], ko: [체포]}
+  films: {en: [film]}
+  denial: {en: [denied]}
+  un: {en: [UN]}
+  government: {en: [government]}
+  request: {en: [formal request]}
+rules:
+  - {id: return, event: forced_repatriation, all_of: [nk_people, sent_back],
+     near: {words: 8, chars: 20}, none_of: [films]}
+  - {id: arrest, event: detention, all_of: [nk_people, arrested]}
+"""
+# The rule language cases add these rules (not scored by `watcher eval` below).
+MORE_RULES = """\
+  - {id: return-sentence, event: policy_change, all_of: [nk_people, sent_back],
+     none_in_sentence: [denial]}
+  - {id: return-anywhere, event: policy_change, all_of: [nk_people, sent_back], none_of: [denial]}
+  - {id: un-body, event: un_action, all_of: [un]}
+  - {id: asks, event: policy_change, all_of: [government, request], near: {words: 3, chars: 10},
+     context: [nk_people]}
+"""
+
+FR, DET = "forced_repatriation", "detention"
+# (id, lang, title, labels, story, published); predicted by CONFIG in the comments
+ITEMS = [
+    ("en-1", "en", "China repatriated North Korean defectors", [FR], "s1", "2024-03-01T10:00Z"),
+    ("en-2", "en", "Activists say China repatriated North Korean defectors", [FR], "s1",
+     "2024-03-01T12:00Z"),  # FR
+    ("en-3", "en", "North Korean defectors arrested in Laos", [DET], "s2", "2024-03-10"),  # DET
+    ("en-4", "en", "Film about North Korean defectors sent back wins award", ["not_relevant"],
+     None, "2024-03-12"),  # nothing: the film veto
+    ("en-5", "en", "Defectors forcibly returned", [FR], "s1", "2024-03-01"),  # missed
+    ("ko-6", "ko", "탈북민 북송 우려", [FR], "s3", "2024-03-20"),  # FR
+    ("ko-7", "ko", "탈북민 작가의 소설 속 북송 이야기", ["not_relevant"], None, "2024-04-15"),  # FR
+    ("ko-8", "ko", "탈북민 체포 후 북송", [DET], "s4", "2024-05-01"),  # FR + DET
+]  # fmt: skip
+
+
+def labelled_lines() -> list[str]:
+    return [
+        json.dumps(
+            {"id": i, "lang": lang, "title": title, "labels": labels,
+             "relevant": labels != ["not_relevant"], "story": story, "published": published},
+            ensure_ascii=False,
+        )
+        for i, lang, title, labels, story, published in ITEMS
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    path = tmp_path / "sources.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+# watcher/cli.py writes through click.get_text_stream, deprecated in click 8.3+ (reported).
+cli_test = pytest.mark.filterwarnings("ignore:'get_text_stream' is deprecated:DeprecationWarning")
+
+
+def run(config_path: Path, *args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(cli, ["--config", str(config_path), *args], input=stdin)
+
+
+# --------------------------------------------------------------------------- pure scoring
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "not JSON"),
+        ('{"title": "x", "labels": []}', "'id' is missing"),
+        ('{"id": "a-1", "title": "y", "labels": []}', "appears twice"),
+        ('{"id": "a-2", "title": "y", "labels": "detention"}', "'labels' must be a list"),
+        ('{"id": "a-3", "title": "y", "published": "last tuesday"}', "not an ISO date"),
+    ],
+)
+def test_read_labelled_errors_name_file_and_line(line: str, message: str) -> None:
+    lines = ['{"id": "a-1", "title": "x", "labels": []}', "", line]
+    with pytest.raises(EvalInputError) as info:
+        read_labelled(lines, "set.jsonl")
+    assert str(info.value).startswith("set.jsonl:3:")
+    assert message in str(info.value)
+
+
+def test_read_labelled_fields() -> None:
+    first, _, _, fourth, *_ = read_labelled(labelled_lines(), "x")
+    assert (first.labels, first.relevant, first.story, first.half) == ({FR}, True, "s1", "odd")
+    assert (fourth.labels, fourth.relevant, fourth.story, fourth.half) == (set(), False, None, "even")
+    assert first.published is not None and first.published.utcoffset() is not None
+
+
+def test_prf_by_hand() -> None:
+    got = prf([True, True, True, False, False], [True, False, True, True, False])
+    assert got == PRF(tp=2, fp=1, fn=1)
+    assert got.precision == pytest.approx(2 / 3) and got.recall == pytest.approx(2 / 3)
+    assert PRF(1, 3, 0).f1 == pytest.approx(2 * 0.25 * 1 / 1.25)
+    assert PRF(0, 0, 0).precision == 1.0 and PRF(0, 2, 2).f1 == 0.0
+
+
+# Predicted events per id, and what report() must say, computed by hand.
+PREDICTED = {
+    "en-1": {FR}, "en-2": {FR}, "en-3": {DET}, "ko-6": {FR}, "ko-7": {FR}, "ko-8": {FR, DET},
+}  # fmt: skip
+EXPECTED = {
+    # relevance: tp 5 (1 2 3 6 8), fp 1 (ko-7), fn 1 (en-5)
+    "relevance": (5 / 6, 5 / 6, 5 / 6),
+    # forced_repatriation: tp 3 (1 2 6), fp 2 (ko-7 ko-8), fn 1 (en-5); detention: 2 of 2
+    "events": {FR: (0.6, 0.75, 2 / 3), DET: (1.0, 1.0, 1.0)},
+    "macro_f1": (2 / 3 + 1) / 2,
+    "by_lang": {"en": (1.0, 0.75, 6 / 7), "ko": (2 / 3, 1.0, 0.8)},
+    # odd: en-1 en-3 en-5 ko-7 → tp 2 fp 1 fn 1; even: en-2 en-4 ko-6 ko-8 → all right
+    "halves": {"odd": (2 / 3, 2 / 3, 2 / 3), "even": (1.0, 1.0, 1.0)},
+}
+
+
+def triple(scores: dict) -> tuple[float, float, float]:
+    return scores["precision"], scores["recall"], scores["f1"]
+
+
+def check_report(got: dict) -> None:
+    def close(a: tuple, b: tuple) -> bool:
+        return a == pytest.approx(b, abs=1e-4)
+
+    assert close(triple(got["relevance"]), EXPECTED["relevance"])
+    for event, want in EXPECTED["events"].items():
+        assert close(triple(got["events"][event]), want), event
+    assert got["macro_f1"] == pytest.approx(EXPECTED["macro_f1"], abs=1e-4)
+    for group in ("by_lang", "halves"):
+        assert set(got[group]) == set(EXPECTED[group])
+        for key, want in EXPECTED[group].items():
+            assert close(triple(got[group][key]["relevance"]), want), (group, key)
+    assert got["halves"]["odd"]["items"] == 4 and got["by_lang"]["ko"]["items"] == 3
+
+
+def test_report_by_hand() -> None:
+    items = read_labelled(labelled_lines())
+    got = report(items, {k: frozenset(v) for k, v in PREDICTED.items()}, (FR, DET, "un_action"))
+    check_report(got)
+    assert got["events"]["un_action"]["support"] == 0  # absent: left out of macro_f1
+
+
+def by_id(labels: str) -> dict:
+    """"xx-y" → {"a": "x", "b": "x", "c": None, "d": "y"}: a cluster (or story) per item."""
+    return {"abcdefgh"[n]: None if c == "-" else c for n, c in enumerate(labels)}
+
+
+# truth, predicted, (pair precision, pair recall, pair F1, ARI) worked out by hand
+@pytest.mark.parametrize(
+    ("truth", "predicted", "want"),
+    [
+        ("xx-", "112", (1.0, 1.0, 1.0, 1.0)),  # perfect
+        ("xxyy", "1234", (1.0, 0.0, 0.0, 0.0)),  # all singletons: no pair found
+        # 3 true pairs, 2 grouped, 1 right; ARI: expected 3*2/6 = 1, max 2.5 → 0 / 1.5
+        ("xxxy", "1122", (0.5, 1 / 3, 0.4, 0.0)),
+        # 2 true pairs, 3 grouped, 1 right; ARI: expected 2*3/10 = .6, max 2.5 → .4 / 1.9
+        ("xxyy-", "11123", (1 / 3, 0.5, 0.4, 0.4 / 1.9)),
+    ],
+)
+def test_cluster_scores(truth: str, predicted: str, want: tuple) -> None:
+    got = cluster_scores(by_id(truth), by_id(predicted))
+    keys = ("pair_precision", "pair_recall", "pair_f1", "ari")
+    assert tuple(got[k] for k in keys) == pytest.approx(want, abs=1e-4)
+
+
+def test_cluster_errors() -> None:
+    split, mixed = cluster_errors(by_id("xxy--z"), {k: int(v) for k, v in by_id("122334").items()})
+    assert split == {"x": [["a"], ["b"]]}
+    # story 2 mixes x and y; story 3 holds two unrelated items; stories 1 and 4 are fine
+    assert mixed == {2: {"x": ["b"], "y": ["c"]}, 3: {"-": ["d", "e"]}}
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@cli_test
+def test_eval_json_scores_match_hand_computation(config_path: Path, tmp_path: Path) -> None:
+    labelled = tmp_path / "dev.jsonl"
+    labelled.write_text("\n".join(labelled_lines()) + "\n", encoding="utf-8")
+    result = run(config_path, "eval", str(labelled), "--format", "json", "--stories")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert {"relevance", "macro_f1", "events", "by_lang", "halves", "stories"} <= got.keys()
+    assert set(got["halves"]) == {"odd", "even"}
+    check_report(got)
+    stories = got["stories"]
+    # matched: en-1 en-2 (one story: same day, same title), en-3, ko-6, ko-7, ko-8 apart
+    assert stories["items"] == 6 and stories["true_pairs"] == 1
+    assert [stories[k] for k in ("pair_precision", "pair_recall", "pair_f1", "ari")] == [1.0] * 4
+
+    every = list(_scores(got))
+    assert len(every) > 20 and all(0.0 <= v <= 1.0 for v in every)
+
+
+def _scores(node: object) -> Iterator[float]:
+    """Every precision, recall, F1 and ARI in a report, however deep."""
+    for key, sub in node.items() if isinstance(node, dict) else ():
+        if key in {"precision", "recall", "f1", "macro_f1", "pair_f1", "ari"}:
+            yield sub
+        else:
+            yield from _scores(sub)
+
+
+@cli_test
+def test_eval_misses_says_why(config_path: Path, tmp_path: Path) -> None:
+    labelled = tmp_path / "dev.jsonl"
+    labelled.write_text("\n".join(labelled_lines()), encoding="utf-8")
+    result = run(config_path, "eval", str(labelled), "--misses")
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert text.startswith("8 items\n")
+    misses = text.split("misses (- missed event, + wrong event):\n")[1].splitlines()
+    assert misses[0].startswith("en-5 [en] -forced_repatriation  Defectors forcibly returned")
+    assert misses[1].strip().startswith("✗ return (forced_repatriation): nk_people=")
+    assert misses[1].endswith("— no sent_back")
+    assert any(line.startswith("ko-8 [ko] +forced_repatriation") for line in misses)
+    assert not any(line.startswith(("en-1 ", "en-4 ")) for line in misses)
+
+
+@cli_test
+def test_eval_bad_line_exits_2_naming_file_and_line(config_path: Path, tmp_path: Path) -> None:
+    labelled = tmp_path / "bad.jsonl"
+    labelled.write_text(labelled_lines()[0] + "\n{oops\n", encoding="utf-8")
+    result = run(config_path, "eval", str(labelled))
+    assert result.exit_code == 2
+    assert f"{labelled}:2: not JSON" in result.stderr
+    assert result.stdout == ""
+
+
+@cli_test
+def test_match_explain_gives_terms_and_glosses(config_path: Path) -> None:
+    line = json.dumps({"id": 7, "title": "탈북민 북송 우려", "lang": "ko"}, ensure_ascii=False)
+    result = run(config_path, "match", "--explain", "-", stdin=line + "\n")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["id"] == 7 and row["events"] == [FR] and row["rules"] == ["return"]
+    first = row["explain"][0]
+    assert first.startswith("✓ return ") and "'탈북민'" in first and "'북송'" in first
+    assert row["why"]["return"] == "탈북민 (North Korean escapees) near 북송 (sent back)"
+
+
+# --------------------------------------------------------------------------- the rule language
+
+DENIED = "Officials denied that North Korean defectors were repatriated."
+BOTH = ["return", "return-sentence", "return-anywhere"]
+# text, lang, the rules that fire (in config order)
+CASES = [
+    # none_in_sentence cancels the sentence it is in; none_of cancels the whole document
+    (DENIED, "en", ["return"]),
+    (DENIED + " Activists say North Korean defectors were repatriated on Monday.", "en",
+     ["return", "return-sentence"]),
+    ("North Korean defectors were repatriated. Officials denied it.", "en",
+     ["return", "return-sentence"]),
+    ("North Korean defectors were repatriated.", "en", BOTH),
+    # an acronym written in capitals matches only in capitals
+    ("Kim Jong Un spoke", "en", []),
+    ("the un said little", "en", []),
+    ("The UN said little", "en", ["un-body"]),
+    ("Un rapport de l'UN", "en", ["un-body"]),
+    # traditional Chinese matches simplified terms
+    ("中國將脫北者遣返", "zh", BOTH),
+    ("中國將脫北者遣返", "ko", []),
+    ("中國將脫北者遣送回國", "zh", BOTH),
+    ("中國的脫北者", "zh", []),
+    # context must be present, at any distance; near applies to all_of alone
+    ("The government made a formal request to Beijing. Much later, and at length, the talks "
+     "turned to North Korean defectors.", "en", ["asks"]),
+    ("The government made a formal request to Beijing.", "en", []),
+    ("The government said nothing for weeks, then made a formal request about North Koreans.",
+     "en", []),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def matcher() -> Matcher:
+    return compile_rules(load_config_text(CONFIG + MORE_RULES, "rules.yaml", {}).config)
+
+
+@pytest.mark.parametrize(("text", "lang", "rules"), CASES)
+def test_rule_language(matcher: Matcher, text: str, lang: str, rules: list[str]) -> None:
+    assert list(matcher.match(text, lang=lang).rules) == rules
