@@ -59,7 +59,7 @@ ITEMS = [
     ("en-4", "en", "Film about North Korean defectors sent back wins award", ["not_relevant"],
      None, "2024-03-12"),  # nothing: the film veto
     ("en-5", "en", "Defectors forcibly returned", [FR], "s1", "2024-03-01"),  # missed
-    ("ko-6", "ko", "탈북민 북송 우려", [FR], "s3", "2024-03-20"),  # FR
+    ("ko-6", "ko", "탈북민 북송 우려", [FR], "s1", "2024-03-20"),  # FR, too late to join s1
     ("ko-7", "ko", "탈북민 작가의 소설 속 북송 이야기", ["not_relevant"], None, "2024-04-15"),  # FR
     ("ko-8", "ko", "탈북민 체포 후 북송", [DET], "s4", "2024-05-01"),  # FR + DET
 ]  # fmt: skip
@@ -84,7 +84,6 @@ def config_path(tmp_path: Path) -> Path:
 
 
 # watcher/cli.py writes through click.get_text_stream, deprecated in click 8.3+ (reported).
-cli_test = pytest.mark.filterwarnings("ignore:'get_text_stream' is deprecated:DeprecationWarning")
 
 
 def run(config_path: Path, *args: str, stdin: str | None = None) -> Result:
@@ -113,10 +112,10 @@ def test_read_labelled_errors_name_file_and_line(line: str, message: str) -> Non
 
 
 def test_read_labelled_fields() -> None:
-    first, _, _, fourth, *_ = read_labelled(labelled_lines(), "x")
-    assert (first.labels, first.relevant, first.story, first.half) == ({FR}, True, "s1", "odd")
-    assert (fourth.labels, fourth.relevant, fourth.story, fourth.half) == (set(), False, None, "even")
-    assert first.published is not None and first.published.utcoffset() is not None
+    one, _, _, four, *_ = read_labelled(labelled_lines(), "x")
+    assert (one.labels, one.relevant, one.story, one.half) == ({FR}, True, "s1", "odd")
+    assert (four.labels, four.relevant, four.story, four.half) == (set(), False, None, "even")
+    assert one.published is not None and one.published.utcoffset() is not None
 
 
 def test_prf_by_hand() -> None:
@@ -170,7 +169,7 @@ def test_report_by_hand() -> None:
 
 
 def by_id(labels: str) -> dict:
-    """"xx-y" → {"a": "x", "b": "x", "c": None, "d": "y"}: a cluster (or story) per item."""
+    """ "xx-y" → {"a": "x", "b": "x", "c": None, "d": "y"}: a cluster (or story) per item."""
     return {"abcdefgh"[n]: None if c == "-" else c for n, c in enumerate(labels)}
 
 
@@ -202,7 +201,6 @@ def test_cluster_errors() -> None:
 # --------------------------------------------------------------------------- the CLI
 
 
-@cli_test
 def test_eval_json_scores_match_hand_computation(config_path: Path, tmp_path: Path) -> None:
     labelled = tmp_path / "dev.jsonl"
     labelled.write_text("\n".join(labelled_lines()) + "\n", encoding="utf-8")
@@ -213,9 +211,12 @@ def test_eval_json_scores_match_hand_computation(config_path: Path, tmp_path: Pa
     assert set(got["halves"]) == {"odd", "even"}
     check_report(got)
     stories = got["stories"]
-    # matched: en-1 en-2 (one story: same day, same title), en-3, ko-6, ko-7, ko-8 apart
-    assert stories["items"] == 6 and stories["true_pairs"] == 1
-    assert [stories[k] for k in ("pair_precision", "pair_recall", "pair_f1", "ari")] == [1.0] * 4
+    # matched: en-1 en-2 join (same day, alike titles); en-3, ko-6, ko-7, ko-8 stand alone.
+    # s1 has 3 true pairs among them (en-1 en-2 ko-6), 1 found: P 1, R 1/3, F1 0.5;
+    # ARI: 15 pairs, expected 3*1/15 = 0.2, max (3+1)/2 = 2 → 0.8 / 1.8
+    assert (stories["items"], stories["true_pairs"], stories["predicted_pairs"]) == (6, 3, 1)
+    keys = ("pair_precision", "pair_recall", "pair_f1", "ari")
+    assert [stories[k] for k in keys] == pytest.approx([1.0, 1 / 3, 0.5, 0.8 / 1.8], abs=1e-4)
 
     every = list(_scores(got))
     assert len(every) > 20 and all(0.0 <= v <= 1.0 for v in every)
@@ -230,11 +231,10 @@ def _scores(node: object) -> Iterator[float]:
             yield from _scores(sub)
 
 
-@cli_test
 def test_eval_misses_says_why(config_path: Path, tmp_path: Path) -> None:
     labelled = tmp_path / "dev.jsonl"
     labelled.write_text("\n".join(labelled_lines()), encoding="utf-8")
-    result = run(config_path, "eval", str(labelled), "--misses")
+    result = run(config_path, "eval", str(labelled), "--misses", "--stories")
     assert result.exit_code == 0, result.output
     text = result.stdout
     assert text.startswith("8 items\n")
@@ -244,9 +244,9 @@ def test_eval_misses_says_why(config_path: Path, tmp_path: Path) -> None:
     assert misses[1].endswith("— no sent_back")
     assert any(line.startswith("ko-8 [ko] +forced_repatriation") for line in misses)
     assert not any(line.startswith(("en-1 ", "en-4 ")) for line in misses)
+    assert "clusters split over several stories:\n  s1: en-1, en-2 | ko-6\n" in text
 
 
-@cli_test
 def test_eval_bad_line_exits_2_naming_file_and_line(config_path: Path, tmp_path: Path) -> None:
     labelled = tmp_path / "bad.jsonl"
     labelled.write_text(labelled_lines()[0] + "\n{oops\n", encoding="utf-8")
@@ -256,7 +256,6 @@ def test_eval_bad_line_exits_2_naming_file_and_line(config_path: Path, tmp_path:
     assert result.stdout == ""
 
 
-@cli_test
 def test_match_explain_gives_terms_and_glosses(config_path: Path) -> None:
     line = json.dumps({"id": 7, "title": "탈북민 북송 우려", "lang": "ko"}, ensure_ascii=False)
     result = run(config_path, "match", "--explain", "-", stdin=line + "\n")

@@ -575,7 +575,7 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
         "fetched_at",
         "baseline",
     ]
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     writer = csv.DictWriter(out, fieldnames=fields) if fmt == "csv" else None
     if writer:
         writer.writeheader()
@@ -659,7 +659,7 @@ def match(ctx: Context, file: Any, explain: bool) -> None:
     loaded = ctx.config()
     matcher = ctx.matcher()
     tags = _source_tags(loaded.config)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     for number, line in enumerate(file, start=1):
         item_id: Any = None
         try:
@@ -749,7 +749,7 @@ def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) ->
     store = ctx.store(need_config=_config_exists(ctx))
     counts: Counter[str] = Counter()
     marks: Counter[str] = Counter()
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     try:
         stored = store.matched_events()
         for item in store.iter_items(since=since_at):
@@ -853,7 +853,7 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
         stories=stories,
         window=loaded.config.settings.story_window,
     )
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         out.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
         return
@@ -1007,7 +1007,7 @@ def export_alerts(ctx: Context, fmt: str) -> None:
     from watcher.outbox import Outbox
 
     store = ctx.store(need_config=_config_exists(ctx))
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     try:
         for row in Outbox(store).export():
             out.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -68,7 +68,7 @@ def read_labelled(lines: Iterable[str], name: str = "-") -> list[Labelled]:
         if not isinstance(data, dict):
             raise EvalInputError(f"{where}: expected a JSON object")
         item_id = data.get("id")
-        if not isinstance(item_id, str | int) or item_id == "":
+        if isinstance(item_id, bool) or not isinstance(item_id, str | int) or item_id == "":
             raise EvalInputError(f"{where}: 'id' is missing (expected a string or number)")
         item_id = str(item_id)
         if item_id in seen:
@@ -86,6 +86,11 @@ def read_labelled(lines: Iterable[str], name: str = "-") -> list[Labelled]:
         relevant = data.get("relevant", bool(events))
         if not isinstance(relevant, bool):
             raise EvalInputError(f"{where}: 'relevant' must be true or false")
+        if relevant != bool(events):
+            raise EvalInputError(
+                f"{where}: 'relevant' is {str(relevant).lower()} but 'labels' "
+                f"{'name no event' if relevant else 'name events'} (expected them to agree)"
+            )
         for key in ("lang", "source", "url", "story", "published"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise EvalInputError(f"{where}: {key!r} must be a string or null")
@@ -264,6 +269,8 @@ def format_text(
     lines: list[str] = []
 
     def row(name: str, s: Mapping[str, object]) -> str:
+        if not s["support"] and s["precision"] == 1.0:
+            return f"  {name:<22} -  (none labelled, none predicted)"
         return (
             f"  {name:<22} P {s['precision']:.2f}  R {s['recall']:.2f}  F1 {s['f1']:.2f}"
             f"  (n={s['support']})"
@@ -296,7 +303,7 @@ def format_text(
             f"stories: pairwise P {stories['pair_precision']:.2f} R {stories['pair_recall']:.2f}"
             f" F1 {stories['pair_f1']:.2f}  ARI {stories['ari']:.2f}"
             f"  ({stories['items']} matched items, {stories['true_pairs']} true pairs,"
-            f" {stories['predicted_pairs']} grouped pairs)"
+            f" {stories['predicted_pairs']} grouped)"
         )
     return "\n".join(lines)
 

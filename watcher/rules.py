@@ -415,7 +415,7 @@ class Matcher:
             parts = []
             for g in rule.all_of:
                 start, length = scan.spans[g][0]
-                term = scan.norm[start : start + length]
+                term = _whole_word(scan.norm, start, length)
                 gloss = self._glosses.get(g)
                 parts.append(f"{term} ({gloss})" if gloss and not term.isascii() else term)
             out[rule.id] = " near ".join(parts) if rule.near_words else " + ".join(parts)
@@ -424,11 +424,21 @@ class Matcher:
     def _terms(self, scan: _Scan, group: int) -> str:
         seen: dict[str, list[int]] = {}
         for start, length in scan.spans.get(group, ()):
-            seen.setdefault(scan.norm[start : start + length], []).append(start)
+            seen.setdefault(_whole_word(scan.norm, start, length), []).append(start)
         found = ", ".join(
             f"{term!r}@{','.join(map(str, pos[:3]))}" for term, pos in list(seen.items())[:4]
         )
         return f"{self._group_names.get(group, '?')}={found}"
+
+
+def _whole_word(norm: str, start: int, length: int) -> str:
+    """The text a hit covers, run on to the end of its word for a Latin prefix term
+    (`repatriat*` found in "repatriated" reads "repatriated")."""
+    end = start + length
+    if norm[start:end].isascii():
+        while end < len(norm) and norm[end] in _WORD_CHARS:
+            end += 1
+    return norm[start:end]
 
 
 def _is_acronym(term: str) -> bool:

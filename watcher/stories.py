@@ -9,16 +9,16 @@ scored against each report the story already has (its founding facts, never a un
 grows): two agreeing signals are needed, from
 
 - **date**: both dated, published within `window` of each other;
-- **place**: a place (or transit country) both name;
-- **count**: the same number of people (within 10 % from 50 people up);
+- **place**: a place (or transit country) both name; a province or country counts half;
+- **count**: the same number of people (within 10 % from 50 people up); one or two count half;
 - **title**: near-duplicate titles once names, numbers and places are normalised;
 - **names**: a rare proper name both name (a person, an organisation, a town off the gazetteer).
 
 Two dated reports further apart than `window` never join; alike titles naming other places do
 not count as alike. A shared event type adds half a signal and counts that disagree take half
 away: "600 sent back via Dandong" on the day of "60 sent back via Dandong" is the same wave with
-a new count (an update), while a detention of 8 and another of 10 there need more to join. Ties go to the more
-recently updated story. The decision depends on the reports, never on the order of polls
+a new count (an update), while a detention of 8 and another of 10 there need more to join.
+Ties go to the more recently updated story. The decision depends on the reports, never on the order of polls
 within a cycle, except through which report founded a story.
 
 A joined report raises the story's revision (and so a new message) only when the severity
@@ -233,7 +233,9 @@ def _signals(report: Facts, other: Facts, window: timedelta) -> list[tuple[str, 
         signals.append(("names", 1.0))
     # Near-duplicate titles; on the same days, titles that are merely alike will do.
     needed = TITLE_ALIKE if report.dated and other.dated else TITLE_SIMILARITY
-    if title_similarity(report.title, other.title) >= needed and (shared_places or not (report.places and other.places)):
+    if title_similarity(report.title, other.title) >= needed and (
+        shared_places or not (report.places and other.places)
+    ):
         signals.append(("title", 1.0))
     return signals
 
