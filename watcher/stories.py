@@ -18,8 +18,8 @@ Two dated reports further apart than `window` never join; alike titles naming ot
 not count as alike. A shared event type adds half a signal and counts that disagree take half
 away: "600 sent back via Dandong" on the day of "60 sent back via Dandong" is the same wave with
 a new count (an update), while a detention of 8 and another of 10 there need more to join.
-Ties go to the more recently updated story. The decision depends on the reports, never on the order of polls
-within a cycle, except through which report founded a story.
+Ties go to the more recently updated story. The decision depends on the reports, never on the
+order of polls within a cycle, except through which report founded a story.
 
 A joined report raises the story's revision (and so a new message) only when the severity
 rises or the number of people changes materially; otherwise it is attached and shows up in
