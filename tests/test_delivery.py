@@ -31,7 +31,7 @@ T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 RULES = {
     "concepts": {
         "nk_people": {"en": ["north korean*", "defector*"], "ko": ["탈북민"]},
-        "sent_back": {"en": ["repatriat*", "sent back"], "ko": ["북송"]},
+        "sent_back": {"gloss": "sent back", "en": ["repatriat*", "sent back"], "ko": ["북송"]},
         "arrested": {"en": ["arrest*", "detain*"], "ko": ["체포"]},
     },
     "rules": [
@@ -211,6 +211,20 @@ def test_email_and_webhook_end_to_end(store: Store, feeds: FeedServer, mail: Mai
     h.clock.advance(minutes=10)
     h.poll()
     assert h.deliver() == 0 and len(mail.messages) == 1 and len(hook_messages(feeds)) == 1
+
+
+def test_an_alert_says_why_it_matched_with_glosses(store: Store, feeds: FeedServer) -> None:
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    h.poll()
+    feeds.routes["/voa"].body = rss(
+        ("中, 탈북민 60여명 단둥서 강제북송", "https://voa.example/9", T0)
+    )
+    h.clock.advance(seconds=30)
+    h.poll()
+    assert h.deliver() == 1
+    (posted,) = hook_messages(feeds)
+    # The first report's words, the gloss for the Korean term, the rule's id.
+    assert "return: 탈북민 + 북송 (sent back)" in posted["message"]
 
 
 def test_outlets_gathered_during_group_wait_make_one_message(

@@ -120,6 +120,8 @@ def _watcher_imports(path: Path) -> set[str]:
         ("parsers/article.py", {"types", "items", "parsers"}),
         ("extract.py", set()),
         ("rules.py", {"config", "extract", "items"}),
+        ("stories.py", {"config", "extract", "rules"}),
+        ("evaluate.py", {"rules", "stories"}),
         ("fetch.py", {"types", "__version__"}),
         ("tables.py", set()),
         ("store.py", {"types", "tables"}),

@@ -241,7 +241,7 @@ ALERT_FRAGMENTS = {
         '<strong>RFA</strong> (en) · 18:40 KST: <span lang="en">'
         '<a href="https://www.rfa.org/english/1">China repatriates 600 North Koreans</a>',
         "<strong>Daily NK</strong> (en) · 2026-11-21 17:05 KST",
-        "Matched: forced-repatriation, mass-scale<br>story #12, revision 3",
+        "Matched: forced-repatriation; mass-scale<br>story #12, revision 3",
     ],
     "telegram": [
         "<b>CRITICAL</b> · Forced repatriation\n600 people · Dandong, Tumen · 2026-11-19\n",
@@ -251,7 +251,7 @@ ALERT_FRAGMENTS = {
         "Also:\n• <b>RFA</b> (en) · 18:40 KST: "
         '<a href="https://www.rfa.org/english/1">China repatriates 600 North Koreans</a>\n'
         "• <b>Daily NK</b> (en) · 2026-11-21 17:05 KST: ",
-        "Matched: forced-repatriation, mass-scale\n<i>story #12, revision 3</i>",
+        "Matched: forced-repatriation; mass-scale\n<i>story #12, revision 3</i>",
     ],
     "slack": [
         "**CRITICAL** · Forced repatriation\n600 people · Dandong, Tumen · 2026-11-19\n",
@@ -261,7 +261,7 @@ ALERT_FRAGMENTS = {
         "Also:\n• **RFA** (en) · 18:40 KST: "
         "[China repatriates 600 North Koreans](<https://www.rfa.org/english/1>)\n"
         "• **Daily NK** (en) · 2026-11-21 17:05 KST: ",
-        "Matched: forced-repatriation, mass-scale\nstory #12, revision 3",
+        "Matched: forced-repatriation; mass-scale\nstory #12, revision 3",
     ],
     "text": [
         "CRITICAL · Forced repatriation\n600 people · Dandong, Tumen · 2026-11-19\n",
@@ -269,7 +269,7 @@ ALERT_FRAGMENTS = {
         "https://www.yna.co.kr/view/1?a=1&b=2\n\n중국 당국이 탈북민 600여명을 북송했다.\n",
         "Also:\n- RFA (en) · 18:40 KST: China repatriates 600 North Koreans\n"
         "  https://www.rfa.org/english/1\n",
-        "Matched: forced-repatriation, mass-scale\nstory #12, revision 3",
+        "Matched: forced-repatriation; mass-scale\nstory #12, revision 3",
     ],
 }
 

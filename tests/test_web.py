@@ -175,6 +175,8 @@ def test_story_page_and_missing_story(client: TestClient) -> None:
     story = client.get(f"/api/stories/{stories[1]['id']}").json()
     assert [r["source"] for r in story["reports"]] == ["yonhap", "dailynk-ko"]
     assert story["events"] == ["forced_repatriation"] and story["people"] == 60
+    page = client.get(f"/stories/{stories[1]['id']}").text
+    assert "Why it matched: return: " in page
     assert client.get("/stories/999999").status_code == 404
     assert client.get("/api/stories/nope").status_code == 404
 

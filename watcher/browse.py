@@ -15,6 +15,7 @@ from sqlalchemy import exists, func, or_, select
 from watcher import tables as t
 from watcher.config import SEVERITIES
 from watcher.store import Store
+from watcher.stories import why_lines
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -57,6 +58,8 @@ class StoryRow:
     revision: int
     reports: tuple[ReportRow, ...] = ()
     deliveries: tuple[dict[str, Any], ...] = field(default=())
+    #: Why it matched: one line per rule, with the words that fired and their glosses.
+    why: tuple[str, ...] = ()
 
     @property
     def first(self) -> ReportRow | None:
@@ -143,10 +146,16 @@ class Browse:
                 .where(t.deliveries.c.story_id == story_id)
                 .order_by(t.deliveries.c.id)
             ).all()
+            found = conn.execute(
+                select(
+                    t.matches.c.item_id, t.matches.c.rule_id, t.matches.c.dates, t.matches.c.why
+                ).where(t.matches.c.item_id.in_([r.item_id for r in reports]))
+            ).all()
         story = _story(row, reports)
         return StoryRow(
-            **{k: getattr(story, k) for k in StoryRow.__slots__ if k != "deliveries"},
+            **{k: getattr(story, k) for k in StoryRow.__slots__ if k not in ("deliveries", "why")},
             deliveries=tuple(d._asdict() for d in deliveries),
+            why=tuple(why_lines(found, [r.item_id for r in reports])),
         )
 
     def _reports(self, conn: Any, story_ids: Sequence[int]) -> dict[int, list[ReportRow]]:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 
 from watcher import tables as t
 from watcher.store import Store
+from watcher.stories import why_lines
 from watcher.types import AlertView, Report
 
 #: Delivery statuses that end a delivery.
@@ -152,11 +153,11 @@ class Outbox:
                 .order_by(t.story_items.c.added_at, t.items.c.id)
             ).all()
             found = conn.execute(
-                select(t.matches.c.item_id, t.matches.c.rule_id, t.matches.c.dates).where(
-                    t.matches.c.item_id.in_([r.id for r in rows])
-                )
+                select(
+                    t.matches.c.item_id, t.matches.c.rule_id, t.matches.c.dates, t.matches.c.why
+                ).where(t.matches.c.item_id.in_([r.id for r in rows]))
             ).all()
-            rules = sorted({m.rule_id for m in found})
+            rules = why_lines(found, [r.id for r in rows])
             first_id = rows[0].id if rows else None
             dates = next((json.loads(m.dates) for m in found if m.item_id == first_id), [])
             last_sent = conn.execute(

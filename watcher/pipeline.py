@@ -323,6 +323,7 @@ def match_items(matcher: Matcher, items: Sequence[Item], tags: Sequence[str]) ->
         verdict = matcher.match(
             item.title, item.text, lang=item.lang, tags=tags, published_year=year
         )
+        why = matcher.why(item.title, item.text, lang=item.lang) if verdict.relevant else {}
         for m in verdict.matches:
             records.append(
                 MatchRecord(
@@ -333,6 +334,7 @@ def match_items(matcher: Matcher, items: Sequence[Item], tags: Sequence[str]) ->
                     people=verdict.extracted.people,
                     places=verdict.extracted.places,
                     dates=verdict.extracted.dates,
+                    why=why.get(m.rule_id, ""),
                 )
             )
     return records

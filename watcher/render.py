@@ -713,7 +713,7 @@ def render_alert(
             reminder_since=(
                 _fmt_time(since, zone) if since is not None else f"revision {view.revision}"
             ),
-            rules=tuple(r for r in (cut(clean(r), 80) for r in view.rules) if r),
+            rules=tuple(r for r in (cut(clean(r), 200) for r in view.rules) if r),
             story_id=view.story_id,
             revision=view.revision,
         )

@@ -552,6 +552,7 @@ def _match_values(m: MatchRecord, item_id: int, now: datetime) -> dict[str, Any]
         "people": m.people,
         "places": json.dumps(list(m.places), ensure_ascii=False),
         "dates": json.dumps(list(m.dates)),
+        "why": m.why or None,
         "matched_at": now,
     }
 
@@ -565,6 +566,7 @@ def _match(row: Any) -> MatchRecord:
         people=row.people,
         places=tuple(json.loads(row.places)),
         dates=tuple(json.loads(row.dates)),
+        why=row.why or "",
     )
 
 

@@ -33,6 +33,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from rapidfuzz import fuzz
@@ -350,6 +351,18 @@ class Grouping:
 #: How far a story's later reports may run past its founding one: candidates are looked up
 #: by founding time within `window + SPAN` (an index range, so cost does not grow with history).
 SPAN = timedelta(days=14)
+
+
+def why_lines(found: Sequence[Any], item_order: Sequence[int]) -> list[str]:
+    """One line per rule that fired on the story's reports, saying why with the words that
+    fired ("forced-repatriation: 강제북송 (sent back) near 탈북민 (North Korean escapees)"),
+    taken from the earliest report the rule fired on."""
+    rank = {item_id: n for n, item_id in enumerate(item_order)}
+    lines: dict[str, str] = {}
+    for m in sorted(found, key=lambda m: (rank.get(m.item_id, len(rank)), m.rule_id)):
+        if m.rule_id not in lines:
+            lines[m.rule_id] = f"{m.rule_id}: {m.why}" if m.why else m.rule_id
+    return [lines[r] for r in sorted(lines)]
 
 
 # --------------------------------------------------------------------------- routing

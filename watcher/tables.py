@@ -148,6 +148,8 @@ matches = Table(
     Column("places", Text, nullable=False, default="[]"),
     #: ISO dates the item states, as a JSON list.
     Column("dates", Text, nullable=False, default="[]"),
+    #: Why the rule fired: its terms, with English glosses (Matcher.why).
+    Column("why", Text),
     Column("matched_at", UTCDateTime, nullable=False),
     UniqueConstraint("item_id", "rule_id", name="uq_matches_item_id_rule_id"),
     Index("ix_matches_event_matched_at", "event", "matched_at"),

@@ -108,6 +108,8 @@ class MatchRecord:
     people: int | None = None
     places: tuple[str, ...] = ()
     dates: tuple[str, ...] = ()
+    #: Why the rule fired, in one line with glosses ("북송 (sent back) near 탈북민 (…)").
+    why: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,4 +1,5 @@
-"""Stories on the event's clock: `stories.event_at` (indexed) and each report's facts.
+"""Stories on the event's clock: `stories.event_at` (indexed), each report's facts, and why
+each rule fired (`matches.why`).
 
 Revision ID: 0006
 Revises: 0005
@@ -24,9 +25,13 @@ def upgrade() -> None:
     op.execute("UPDATE stories SET event_at = first_seen_at WHERE event_at IS NULL")
     with op.batch_alter_table("story_items") as batch:
         batch.add_column(sa.Column("facts", sa.Text(), nullable=True))
+    with op.batch_alter_table("matches") as batch:
+        batch.add_column(sa.Column("why", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("matches") as batch:
+        batch.drop_column("why")
     with op.batch_alter_table("story_items") as batch:
         batch.drop_column("facts")
     with op.batch_alter_table("stories") as batch:
