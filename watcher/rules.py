@@ -171,6 +171,7 @@ class RuleError(Exception):
 
 
 #: Where a sentence ends in normalised text: . ! ? … (before a space), 。！？ and the title's end.
+_SPACE = re.compile(" ")
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)]*(?= )|[。！？]|\u2016")
 
 
@@ -194,10 +195,13 @@ class _Scan:
             self.cjk = self.lang in ("ko", "zh", "ja") or is_cjk_text(self.norm)
         return self.cjk
 
-    def word_index(self, position: int) -> int:
+    def word_starts(self) -> list[int]:
         if self._words is None:
-            self._words = [m.start() for m in re.finditer(r" ", self.norm)]
-        return bisect_right(self._words, position)
+            self._words = [m.start() for m in _SPACE.finditer(self.norm)]
+        return self._words
+
+    def word_index(self, position: int) -> int:
+        return bisect_right(self.word_starts(), position)
 
     def sentence(self, position: int) -> tuple[int, int]:
         """The [start, end) of the sentence holding `position`."""
@@ -255,8 +259,16 @@ class Matcher:
             return NOT_RELEVANT
         tagset = frozenset(tags)
         matched: list[_Rule] = []
+        keys = hits.keys()
         for index in sorted(candidates):
             rule = self._rules[index]
+            # The cheap set checks first, inline: most candidates fail here.
+            if rule.langs and scan.lang not in rule.langs:
+                continue
+            if rule.tags and not (rule.tags & tagset):
+                continue
+            if not rule.all_of_set <= keys or not rule.none_of_set.isdisjoint(keys):
+                continue
             if self._fails(rule, scan, tagset) is None:
                 matched.append(rule)
         if not matched:
@@ -289,7 +301,7 @@ class Matcher:
         blocking = [g for g in rule.none_of if g in hits]
         if blocking:
             return "excluded by " + self._describe(scan, blocking[0])
-        if rule.none_in_sentence:
+        if rule.none_in_sentence and any(g in hits for g in rule.none_in_sentence):
             return self._instance_fails(rule, scan)
         if rule.near_words is not None:
             if scan.is_cjk():
@@ -297,7 +309,8 @@ class Matcher:
                 if not _within(positions, rule.near_chars or 0):
                     return f"terms more than {rule.near_chars} characters apart"
             else:
-                positions = [[scan.word_index(p) for p in hits[g]] for g in rule.all_of]
+                starts = scan.word_starts()
+                positions = [[bisect_right(starts, p) for p in hits[g]] for g in rule.all_of]
                 if not _within(positions, rule.near_words):
                     return f"terms more than {rule.near_words} words apart"
         return None
@@ -351,6 +364,7 @@ class Matcher:
         if automaton is None:
             return scan
         hits = scan.hits
+        found = scan.spans
         after_end = len(norm) - 1
         words = _WORD_CHARS
         for end, entries in automaton.iter(norm):
@@ -364,10 +378,13 @@ class Matcher:
                     if exact is not None and aligned is not None:
                         if aligned[start : end + 1] != exact:
                             continue
-                for group in groups:
-                    hits[group].append(start)
-                    if spans:
-                        scan.spans.setdefault(group, []).append((start, length))
+                if spans:
+                    for group in groups:
+                        hits[group].append(start)
+                        found.setdefault(group, []).append((start, length))
+                else:
+                    for group in groups:
+                        hits[group].append(start)
         return scan
 
     # ----------------------------------------------------------------------- explaining
