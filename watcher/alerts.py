@@ -154,12 +154,12 @@ def _facts(item: Item, matches: Sequence[MatchRecord], tags: tuple[str, ...]) ->
 
 
 def _candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.Story]:
-    """Stories founded close enough on the event clock to take a report of time `at`, with
-    the facts of their first reports: an index range on `event_at`, so the cost stays flat
-    as history grows."""
+    """Stories founded within `window` of `at` on the event clock (a report is compared with
+    a story's founding report), with the facts of their first reports: an index range on
+    `event_at`, so the cost stays flat as history grows."""
     rows = conn.execute(
         select(t.stories)
-        .where(t.stories.c.event_at >= at - window - st.SPAN)
+        .where(t.stories.c.event_at >= at - window)
         .where(t.stories.c.event_at <= at + window)
         .order_by(t.stories.c.id)
     ).all()

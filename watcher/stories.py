@@ -336,7 +336,7 @@ class Grouping:
         candidates = [
             s
             for s in self.stories.values()
-            if s.event_at is None or not facts.dated or lo - SPAN <= s.event_at <= hi
+            if s.event_at is None or not facts.dated or lo <= s.event_at <= hi
         ]
         story = choose(facts, candidates, self.window)
         if story is None:
@@ -346,11 +346,6 @@ class Grouping:
         self.stories[story.id] = story
         self.assigned[facts.item_key] = story.id
         return story
-
-
-#: How far a story's later reports may run past its founding one: candidates are looked up
-#: by founding time within `window + SPAN` (an index range, so cost does not grow with history).
-SPAN = timedelta(days=14)
 
 
 def why_lines(found: Sequence[Any], item_order: Sequence[int]) -> list[str]:
