@@ -5,13 +5,14 @@
 
 Grouping runs on one clock, the event's: a report's time is its publication time, or its fetch
 time when it has none (and it is then *undated*). A report joins the story that fits it best,
-scored against each report the story already has (its founding facts, never a union that
-grows): two agreeing signals are needed, from
+scored against each report the story already has (their own facts, never a union that grows;
+a later report counts half a signal less than the founding one): two agreeing signals are
+needed, from
 
 - **date**: both dated, published within `window` of each other;
 - **place**: a place (or transit country) both name; a province or country counts half;
 - **count**: the same number of people (within 10 % from 50 people up); one or two count half;
-- **title**: near-duplicate titles once names, numbers and places are normalised;
+- **title**: near-duplicate titles once numbers are folded (the same headline counts twice);
 - **names**: a rare proper name both name (a person, an organisation, a town off the gazetteer).
 
 Two dated reports further apart than `window` never join; alike titles naming other places do
@@ -44,6 +45,8 @@ from watcher.rules import is_cjk_text, normalize
 
 #: Near-duplicate titles: rapidfuzz similarity (0–100) at or above this.
 TITLE_SIMILARITY = 82
+#: Titles this alike (0–100) are the same headline, a copy or a light rewrite: two signals.
+TITLE_SAME = 90
 #: Titles this alike (0–100) count as a signal when the two reports share their dates.
 TITLE_ALIKE = 62
 #: From this many people up, counts within PEOPLE_TOLERANCE of each other are the same.
@@ -51,9 +54,11 @@ PEOPLE_EXACT_BELOW = 50
 PEOPLE_TOLERANCE = 0.10
 #: Evidence a report needs to join a story (each signal counts 1, a shared event type 0.5).
 JOIN_SCORE = 2.0
-#: A story is compared through its founding report's facts (more invite chaining: a story
-#: that links A to B to C absorbs reports unlike its first; measured on the labelled set).
-REPORTS_COMPARED = 1
+#: A story is compared through its first reports' facts, at most this many.
+REPORTS_COMPARED = 24
+#: Evidence against a later report counts half a signal less than against the founding one,
+#: so a story cannot drift by chaining (A like B, B like C, C nothing like A).
+LATER_REPORT_PENALTY = 0.5
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -155,7 +160,12 @@ COMMON_NAMES = frozenset(
     mr mrs ms dr photo file reuters ap afp yonhap kcna associated international national
     republic democratic asia asian east west world global state department secretary general
     assembly special rapporteur high commissioner office spokesman spokeswoman spokesperson
-    lawmakers parliament congress senate korea's china's kim jong un""".split()
+    lawmakers parliament congress senate korea's china's kim jong un daily radio free voice
+    yonhap chosun donga joongang hankyoreh kyunghyang kbs mbc sbs ytn nhk kyodo xinhua reuters
+    bloomberg guardian times post herald tribune insider network service province provincial city
+    county district prefecture region regional autonomous border river bridge camp centre center
+    detention prison police public security bureau embassy consulate church mission christian
+    catholic foundation institute university club world""".split()
 )
 
 
@@ -234,9 +244,10 @@ def _signals(report: Facts, other: Facts, window: timedelta) -> list[tuple[str, 
         signals.append(("names", 1.0))
     # Near-duplicate titles; on the same days, titles that are merely alike will do.
     needed = TITLE_ALIKE if report.dated and other.dated else TITLE_SIMILARITY
-    if title_similarity(report.title, other.title) >= needed and (
-        shared_places or not (report.places and other.places)
-    ):
+    similarity = title_similarity(report.title, other.title)
+    if similarity >= TITLE_SAME and (shared_places or not (report.places and other.places)):
+        signals.append(("title", 2.0))  # the same headline: a copy or a rewrite of one report
+    elif similarity >= needed and (shared_places or not (report.places and other.places)):
         signals.append(("title", 1.0))
     return signals
 
@@ -255,10 +266,15 @@ def score(report: Facts, other: Facts, window: timedelta) -> float:
 
 
 def fit(report: Facts, story: Story, window: timedelta) -> float:
-    """How well a report fits a story: the best score against its compared reports."""
-    return max(
-        (score(report, other, window) for other in story.reports[:REPORTS_COMPARED]), default=0.0
-    )
+    """How well a report fits a story: its score against the founding report, or against a
+    later report less a half signal (so a story drifts from its first facts only on strong
+    evidence: no chaining from A to B to an unrelated C)."""
+    if not story.reports:
+        return 0.0
+    best = score(report, story.reports[0], window)
+    for other in story.reports[1:REPORTS_COMPARED]:
+        best = max(best, score(report, other, window) - LATER_REPORT_PENALTY)
+    return best
 
 
 def choose(facts: Facts, candidates: Iterable[Story], window: timedelta) -> Story | None:
