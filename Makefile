@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint format bench eval check clean
+.PHONY: run test lint format bench eval configmap check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/match.py
 	$(BIN)/python benchmarks/daemon.py latency
 	$(BIN)/python benchmarks/daemon.py memory --cycles 300
+
+## configmap: copy sources.yaml into deploy/k8s/configmap.yaml (a test checks they agree)
+configmap: $(STAMP)
+	$(BIN)/python -c "import pathlib, re; p = pathlib.Path('deploy/k8s/configmap.yaml'); \
+	head = p.read_text().split('  sources.yaml: |\n')[0] + '  sources.yaml: |\n'; \
+	body = ''.join(('    ' + l) if l.strip() else l for l in pathlib.Path('sources.yaml').read_text().splitlines(True)); \
+	p.write_text(head + body)"
 
 ## eval: score the rules and stories on the development set, when it is beside the project
 eval: $(STAMP)

@@ -1,8 +1,9 @@
 """Benchmark: the cost of finding a report's story as history grows.
 
 Fills a database with N stories at a steady ten a day (so a larger N is a longer history, one
-report each, as the daemon stores them), then times what `Alerting` does for one matched report: look up the candidate stories
-on the event clock (`stories.event_at`, indexed) with their founding facts, and choose. Reports
+report each, as the daemon stores them), then times what `Alerting` does for one matched report:
+look up the candidate stories on the event clock (`stories.event_at`, indexed) with their
+founding facts, and choose. Reports
 are dated now, a week ago, and undated (fetched now). Prints the median microseconds per
 report for each N, and the ratio to the smallest N: flat means the lookup does not scan history.
 
