@@ -320,11 +320,10 @@ class Matcher:
         other group, within `near`, and no exclusion in the sentences they span."""
         hits = scan.hits
         excluded = sorted(p for g in rule.none_in_sentence for p in hits.get(g, ()))
+        others = [sorted(hits[g]) for g in rule.all_of[1:]]
         reason = "cancelled in its sentence"
         for anchor in hits[rule.all_of[0]]:
-            chosen = [anchor] + [
-                min(hits[g], key=lambda q, a=anchor: abs(q - a)) for g in rule.all_of[1:]
-            ]
+            chosen = [anchor] + [_nearest(positions, anchor) for positions in others]
             lo, hi = min(chosen), max(chosen)
             if rule.near_words is not None:
                 if scan.is_cjk():
@@ -446,6 +445,17 @@ class Matcher:
             f"{term!r}@{','.join(map(str, pos[:3]))}" for term, pos in list(seen.items())[:4]
         )
         return f"{self._group_names.get(group, '?')}={found}"
+
+
+def _nearest(positions: list[int], target: int) -> int:
+    """The position in a sorted, non-empty list closest to `target`."""
+    k = bisect_right(positions, target)
+    if k == 0:
+        return positions[0]
+    if k == len(positions):
+        return positions[-1]
+    before, after = positions[k - 1], positions[k]
+    return before if target - before <= after - target else after
 
 
 def _whole_word(norm: str, start: int, length: int) -> str:
