@@ -211,3 +211,43 @@ def test_extraction_on_the_tuning_set() -> None:
     people_right = sum(v.extracted.people == i["people"] for i, v in matched)
     assert places_right / len(matched) >= 0.95
     assert people_right / len(matched) >= 0.80
+
+
+NOT_INSIDE_CONFIG = """
+sources: []
+concepts:
+  government:
+    not_inside: [china_gov]
+    ko: [정부, 외교부]
+  china_gov:
+    ko: [중국 정부, 중국 외교부]
+  ask:
+    ko: [요청]
+rules:
+  - {id: seoul-asks, event: policy_change, all_of: [government, ask], near: {words: 10, chars: 30}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "fires"),
+    [
+        ("정부, 중국에 탈북민 보호 요청", True),
+        ("중국 정부는 협조 요청에 답하지 않았다", False),  # 정부 only inside 중국 정부
+        ("중국 외교부가 요청을 거절하자 정부가 유감을 표했다", True),  # 정부 also on its own
+    ],
+)
+def test_a_term_inside_a_longer_term_of_a_hiding_concept_does_not_count(
+    text: str, fires: bool
+) -> None:
+    matcher = compile_rules(load_config_text(NOT_INSIDE_CONFIG, "r.yaml", {}).config)
+    assert bool(matcher.match(text, lang="ko").rules) is fires
+
+
+def test_not_inside_must_name_other_concepts() -> None:
+    from watcher.config import ConfigError
+
+    bad = NOT_INSIDE_CONFIG.replace("not_inside: [china_gov]", "not_inside: [china_govt]")
+    with pytest.raises(ConfigError) as info:
+        load_config_text(bad, "r.yaml", {})
+    assert "concepts.government.not_inside" in str(info.value.problems[0])
+    assert "china_gov" in str(info.value.problems[0])

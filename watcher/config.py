@@ -255,6 +255,8 @@ Severity = Literal["low", "medium", "high", "critical"]
 
 #: The key under which a concept's English gloss is kept beside its per-language terms.
 GLOSS = "gloss"
+#: The key under which a concept names the concepts whose longer terms hide its own.
+NOT_INSIDE = "not_inside"
 
 #: The event types the shipped rules produce (operators may add their own).
 EVENT_TYPES = (
@@ -488,6 +490,19 @@ class Config(Model):
                         )
                     terms = {k: v for k, v in terms.items() if k != "gloss"}
                     value[name] = {**terms, GLOSS: (gloss.strip(),)}
+                if isinstance(terms, dict) and NOT_INSIDE in terms:
+                    hiders = terms[NOT_INSIDE]
+                    if not isinstance(hiders, list) or not all(
+                        isinstance(h, str) and h in value and h != name for h in hiders
+                    ):
+                        known = ", ".join(k for k in value if k != name)
+                        raise _LocatedError(
+                            ("concepts", name, NOT_INSIDE),
+                            f"expected a list of other concepts (one of: {known}), "
+                            f"got {_short(hiders)}",
+                        )
+                    terms = {k: v for k, v in terms.items() if k != NOT_INSIDE}
+                    value[name] = {**value[name], NOT_INSIDE: tuple(hiders)}
                 if not isinstance(terms, dict):
                     raise _LocatedError(
                         ("concepts", name),

@@ -32,7 +32,7 @@ from typing import Any
 
 import ahocorasick
 
-from watcher.config import GLOSS, SEVERITIES, Config, Rule
+from watcher.config import GLOSS, NOT_INSIDE, SEVERITIES, Config, Rule
 from watcher.extract import Extracted, extract
 from watcher.items import detect_lang
 
@@ -223,6 +223,7 @@ class Matcher:
         by_first_group: dict[int, tuple[int, ...]],
         group_names: dict[int, str] | None = None,
         glosses: dict[int, str] | None = None,
+        hiding: dict[int, tuple[int, ...]] | None = None,
     ) -> None:
         #: One automaton per language with terms (its own and `any:` terms); None: the
         #: `any:` terms alone, for the other languages. A Korean item never pays for
@@ -234,6 +235,8 @@ class Matcher:
         self._group_names = group_names or {}
         #: Group id → the concept's English gloss, where the file gives one.
         self._glosses = glosses or {}
+        #: Group id → groups whose longer hits hide its hits (`not_inside`).
+        self._hiding = hiding or {}
 
     @property
     def rule_count(self) -> int:
@@ -364,10 +367,11 @@ class Matcher:
             return scan
         hits = scan.hits
         found = scan.spans
+        covering: list[tuple[int, int, int]] = []  # (start, end, group) of hiding hits
         after_end = len(norm) - 1
         words = _WORD_CHARS
         for end, entries in automaton.iter(norm):
-            for length, boundary, groups, exact in entries:
+            for length, boundary, groups, exact, hides in entries:
                 start = end - length + 1
                 if boundary:  # Latin: starts a word; and ends one unless a prefix (boundary 2)
                     if start > 0 and norm[start - 1] in words:
@@ -377,6 +381,8 @@ class Matcher:
                     if exact is not None and aligned is not None:
                         if aligned[start : end + 1] != exact:
                             continue
+                if hides:
+                    covering.extend((start, end, g) for g in groups)
                 if spans:
                     for group in groups:
                         hits[group].append(start)
@@ -384,7 +390,29 @@ class Matcher:
                 else:
                     for group in groups:
                         hits[group].append(start)
+        if covering and self._hiding:
+            self._hide(scan, covering)
         return scan
+
+    def _hide(self, scan: _Scan, covering: list[tuple[int, int, int]]) -> None:
+        """Drop hits that start inside a longer hit of a concept that hides them
+        (`not_inside`: 정부 inside 중국 정부 is China's government, not another)."""
+        for group, hiders in self._hiding.items():
+            positions = scan.hits.get(group)
+            if not positions:
+                continue
+            spans = [(s, e) for s, e, g in covering if g in hiders]
+            kept = [p for p in positions if not any(s <= p <= e for s, e in spans)]
+            if len(kept) == len(positions):
+                continue
+            if kept:
+                scan.hits[group] = kept
+            else:
+                del scan.hits[group]
+            if group in scan.spans:
+                scan.spans[group] = [
+                    (p, n) for p, n in scan.spans[group] if not any(s <= p <= e for s, e in spans)
+                ]
 
     # ----------------------------------------------------------------------- explaining
 
@@ -507,6 +535,8 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
     groups: dict[Any, int] = {}
     names: dict[int, str] = {}
     glosses: dict[int, str] = {}
+    #: Group → concepts whose longer terms hide its terms (`not_inside`), resolved below.
+    hidden_by: dict[int, tuple[Any, ...]] = {}
     # (prefix, latin, language or None for any, cased form for acronyms or None)
     Variant = tuple[bool, bool, str | None, str | None]
     terms: dict[str, dict[Variant, set[int]]] = defaultdict(lambda: defaultdict(set))
@@ -533,6 +563,8 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
         )
         if GLOSS in by_lang:
             glosses[gid] = next(iter(by_lang.pop(GLOSS)))
+        if NOT_INSIDE in by_lang:
+            hidden_by[gid] = tuple(by_lang.pop(NOT_INSIDE))
         for lang, raws in by_lang.items():
             scope = None if lang in (None, "any") else lang.split("-")[0].lower()
             for raw in raws:
@@ -582,13 +614,22 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
             all_of_set=frozenset(last.all_of + last.context),
             none_of_set=frozenset(last.none_of),
         )
+    # Resolve `not_inside`: the hiding concepts become groups too (their hits must be found).
+    hiding = {gid: tuple(group_of(name) for name in names_) for gid, names_ in hidden_by.items()}
+    hiders = frozenset(h for hs in hiding.values() for h in hs)
     languages = {scope for variants in terms.values() for (_, _, scope, _) in variants}
     automata: dict[str | None, Any] = {}
     for language in languages | {None}:
         automaton = ahocorasick.Automaton()
         for term, variants in terms.items():
             entries = tuple(
-                (len(term), (1 if prefix else 2) if latin else 0, tuple(sorted(gids)), exact)
+                (
+                    len(term),
+                    (1 if prefix else 2) if latin else 0,
+                    tuple(sorted(gids)),
+                    exact,
+                    bool(gids & hiders),
+                )
                 for (prefix, latin, scope, exact), gids in sorted(
                     variants.items(),
                     key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "", kv[0][3] or ""),
@@ -604,7 +645,12 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
     for index, rule in enumerate(compiled):
         by_first[rule.all_of[0]].append(index)
     matcher = Matcher(
-        automata, tuple(compiled), {g: tuple(r) for g, r in by_first.items()}, names, glosses
+        automata,
+        tuple(compiled),
+        {g: tuple(r) for g, r in by_first.items()},
+        names,
+        glosses,
+        hiding,
     )
     if check_examples:
         problems = check_examples_of(config.rules, matcher)
