@@ -178,7 +178,7 @@ _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)]*(?= )|[。！？]|\u2016")
 class _Scan:
     """One item's normalised text and the hits of every term group in it."""
 
-    __slots__ = ("_sentences", "_words", "cjk", "hits", "lang", "norm", "spans")
+    __slots__ = ("_in_words", "_sentences", "_words", "cjk", "hits", "lang", "norm", "spans")
 
     def __init__(self, norm: str, lang: str, hits: dict[int, list[int]]) -> None:
         self.norm = norm
@@ -188,6 +188,7 @@ class _Scan:
         self.spans: dict[int, list[tuple[int, int]]] = {}
         self.cjk: bool | None = None
         self._words: list[int] | None = None
+        self._in_words: dict[int, list[int]] = {}
         self._sentences: list[int] | None = None
 
     def is_cjk(self) -> bool:
@@ -202,6 +203,14 @@ class _Scan:
 
     def word_index(self, position: int) -> int:
         return bisect_right(self.word_starts(), position)
+
+    def in_words(self, group: int) -> list[int]:
+        """A group's hits as word numbers (computed once per item, shared by rules)."""
+        found = self._in_words.get(group)
+        if found is None:
+            starts = self.word_starts()
+            found = self._in_words[group] = [bisect_right(starts, p) for p in self.hits[group]]
+        return found
 
     def sentence(self, position: int) -> tuple[int, int]:
         """The [start, end) of the sentence holding `position`."""
@@ -312,8 +321,7 @@ class Matcher:
                 if not _within(positions, rule.near_chars or 0):
                     return f"terms more than {rule.near_chars} characters apart"
             else:
-                starts = scan.word_starts()
-                positions = [[bisect_right(starts, p) for p in hits[g]] for g in rule.all_of]
+                positions = [scan.in_words(g) for g in rule.all_of]
                 if not _within(positions, rule.near_words):
                     return f"terms more than {rule.near_words} words apart"
         return None
