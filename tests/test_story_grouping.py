@@ -1,0 +1,202 @@
+"""Stories as the daemon makes them, in the poll's transaction, on both databases: one clock
+(publication time), reports compared by their own facts, the same result in any order."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from watcher import tables as t
+from watcher.alerts import Alerting
+from watcher.config import load_config_text
+from watcher.pipeline import match_items
+from watcher.rules import compile_rules
+from watcher.store import Store
+from watcher.types import Item
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+CONFIG = {
+    "sources": [
+        {"id": "wire-en", "kind": "feed", "url": "https://e.org/en", "lang": "en"},
+        {"id": "wire-ko", "kind": "feed", "url": "https://e.org/ko", "lang": "ko"},
+    ],
+    "concepts": {
+        "nk_people": {"gloss": "North Korean escapees", "en": ["north korean*"], "ko": ["탈북민"]},
+        "sent_back": {"gloss": "sent back", "en": ["repatriat*", "sent back"], "ko": ["북송"]},
+        "arrested": {"en": ["detain*"], "ko": ["체포"]},
+    },
+    "rules": [
+        {
+            "id": "return",
+            "event": "forced_repatriation",
+            "all_of": ["nk_people", "sent_back"],
+            "severity": "high",
+        },
+        {"id": "arrest", "event": "detention", "all_of": ["nk_people", "arrested"]},
+    ],
+}
+
+
+def item(
+    key: str,
+    source: str,
+    title: str,
+    *,
+    published: datetime | None,
+    fetched: datetime,
+    lang: str = "en",
+) -> Item:
+    return Item(
+        key=key,
+        source_id=source,
+        url=key,
+        title=title,
+        text="",
+        lang=lang,
+        published_at=published,
+        published_raw=None,
+        fetched_at=fetched,
+    )
+
+
+@pytest.fixture
+def save(store: Store):
+    config = load_config_text(yaml.safe_dump(CONFIG, allow_unicode=True), "s.yaml", {}).config
+    store.sync_sources(config.sources, T0)
+    matcher = compile_rules(config)
+    alerting = Alerting.from_config(config)
+
+    def save(*items: Item) -> None:
+        store.save_items(
+            list(items),
+            now=max(i.fetched_at for i in items),
+            matches=match_items(matcher, items, ()),
+            after=alerting,
+        )
+
+    return save
+
+
+def stories_of(store: Store) -> dict[str, int]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(t.items.c.key, t.story_items.c.story_id).join(
+                t.story_items, t.story_items.c.item_id == t.items.c.id
+            )
+        ).all()
+    return {key: story_id for key, story_id in rows}
+
+
+def test_a_report_polled_ten_days_after_publication_joins_its_story(store: Store, save) -> None:
+    save(
+        item(
+            "https://e.org/1",
+            "wire-en",
+            "China repatriates 60 North Koreans via Dandong",
+            published=T0,
+            fetched=T0 + timedelta(minutes=5),
+        )
+    )
+    save(
+        item(
+            "https://e.org/2",
+            "wire-ko",
+            "중국, 탈북민 60명 단둥 통해 강제북송",
+            published=T0 + timedelta(hours=5),
+            fetched=T0 + timedelta(days=10),
+            lang="ko",
+        )
+    )
+    got = stories_of(store)
+    assert got["https://e.org/1"] == got["https://e.org/2"]
+    with store.engine.connect() as conn:
+        (event_at, count) = conn.execute(select(t.stories.c.event_at, t.stories.c.item_count)).one()
+        facts = [json.loads(f) for (f,) in conn.execute(select(t.story_items.c.facts))]
+    assert event_at == T0  # the story's clock is its founding report's publication time
+    assert count == 2
+    assert {f["people"] for f in facts} == {60} and all(f["dated"] for f in facts)
+
+
+def test_the_same_story_in_any_order_of_arrival(store: Store, save) -> None:
+    """Reports stored in one poll are grouped in order of publication, not of arrival."""
+    reports = [
+        item(
+            "https://e.org/b",
+            "wire-ko",
+            "중국, 탈북민 60명 단둥 통해 강제북송",
+            published=T0 + timedelta(hours=2),
+            fetched=T0 + timedelta(hours=3),
+            lang="ko",
+        ),
+        item(
+            "https://e.org/a",
+            "wire-en",
+            "China repatriates 60 North Koreans via Dandong",
+            published=T0,
+            fetched=T0 + timedelta(hours=3),
+        ),
+        item(
+            "https://e.org/c",
+            "wire-en",
+            "Police detain 7 North Koreans in Kunming",
+            published=T0 + timedelta(hours=1),
+            fetched=T0 + timedelta(hours=3),
+        ),
+    ]
+    save(*reports)
+    got = stories_of(store)
+    assert got["https://e.org/a"] == got["https://e.org/b"] != got["https://e.org/c"]
+    with store.engine.connect() as conn:
+        founder = conn.execute(
+            select(t.stories.c.title).where(t.stories.c.id == got["https://e.org/a"])
+        ).scalar_one()
+    assert founder == "China repatriates 60 North Koreans via Dandong"  # the earliest report
+
+
+def test_undated_reports_of_different_events_stay_apart(store: Store, save) -> None:
+    save(
+        item(
+            "https://e.org/x",
+            "wire-en",
+            "Police detain 10 North Koreans in Shenyang",
+            published=None,
+            fetched=T0,
+        ),
+        item(
+            "https://e.org/y",
+            "wire-en",
+            "China repatriates 60 North Koreans via Dandong",
+            published=None,
+            fetched=T0,
+        ),
+    )
+    got = stories_of(store)
+    assert got["https://e.org/x"] != got["https://e.org/y"]
+
+
+def test_a_report_far_from_any_story_in_time_opens_its_own(store: Store, save) -> None:
+    save(
+        item(
+            "https://e.org/2017",
+            "wire-en",
+            "Police detain 7 North Koreans in Shenyang",
+            published=T0 - timedelta(days=400),
+            fetched=T0,
+        )
+    )
+    save(
+        item(
+            "https://e.org/2018",
+            "wire-en",
+            "Police detain 7 North Koreans in Shenyang",
+            published=T0,
+            fetched=T0 + timedelta(minutes=1),
+        )
+    )
+    got = stories_of(store)
+    assert got["https://e.org/2017"] != got["https://e.org/2018"]
