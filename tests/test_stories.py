@@ -78,8 +78,23 @@ JOIN_CASES = [
         True,
     ),
     (
-        "close date alone is one signal",
+        "the same kind of event the same day, nothing disagreeing",
         facts(title="Dozens sent back", places=(), people=None),
+        True,
+    ),
+    (
+        "the same day, another kind of event, nothing else shared",
+        facts(title="Dozens held", places=(), people=None, events=frozenset({"detention"})),
+        False,
+    ),
+    (
+        "the same kind of event two days apart, nothing else shared",
+        facts(title="Dozens sent back", places=(), people=None, at=T0 + timedelta(hours=48)),
+        False,
+    ),
+    (
+        "the same day, places that disagree",
+        facts(title="Dozens sent back", places=("Kunming",), people=None),
         False,
     ),
     (

@@ -9,15 +9,16 @@ scored against each report the story already has (their own facts, never a union
 a later report counts half a signal less than the founding one): two agreeing signals are
 needed, from
 
-- **date**: both dated, published within `window` of each other;
+- **date**: both dated, published within `window` of each other (the same event type on the
+  same day counts one and a half);
 - **place**: a place (or transit country) both name; a province or country counts half;
 - **count**: the same number of people (within 10 % from 50 people up); one or two count half;
 - **title**: near-duplicate titles once numbers are folded (the same headline counts twice);
 - **names**: a rare proper name both name (a person, an organisation, a town off the gazetteer).
 
 Two dated reports further apart than `window` never join; alike titles naming other places do
-not count as alike. A shared event type adds half a signal and counts that disagree take half
-away: "600 sent back via Dandong" on the day of "60 sent back via Dandong" is the same wave with
+not count as alike. A shared event type adds half a signal; counts that disagree, and places that
+disagree (both name places, none the same), each take half away: "600 sent back via Dandong" on the day of "60 sent back via Dandong" is the same wave with
 a new count (an update), while a detention of 8 and another of 10 there need more to join.
 Ties go to the more recently updated story. The decision depends on the reports, never on the
 order of polls within a cycle, except through which report founded a story.
@@ -54,6 +55,8 @@ PEOPLE_EXACT_BELOW = 50
 PEOPLE_TOLERANCE = 0.10
 #: Evidence a report needs to join a story (each signal counts 1, a shared event type 0.5).
 JOIN_SCORE = 2.0
+#: Reports published this close count as the same day (a stronger date signal).
+SAME_DAY = timedelta(hours=24)
 #: A story is compared through its first reports' facts, at most this many.
 REPORTS_COMPARED = 24
 #: Evidence against a later report counts half a signal less than against the founding one,
@@ -232,7 +235,9 @@ def _signals(report: Facts, other: Facts, window: timedelta) -> list[tuple[str, 
         return []
     signals: list[tuple[str, float]] = []
     if report.dated and other.dated:
-        signals.append(("date", 1.0))
+        # The same kind of event on the same day says more than in the same week.
+        same_day = abs(report.at - other.at) <= SAME_DAY and bool(report.events & other.events)
+        signals.append(("date", 1.5 if same_day else 1.0))
     shared_places = set(report.places) & set(other.places)
     if shared_places:
         # A town says more than a province or a country.
@@ -262,6 +267,8 @@ def score(report: Facts, other: Facts, window: timedelta) -> float:
         total += 0.5
     if counts_disagree(report, other):
         total -= 0.5
+    if report.places and other.places and not set(report.places) & set(other.places):
+        total -= 0.5  # places that disagree: Shenyang is not Kunming
     return total
 
 
