@@ -18,8 +18,9 @@ needed, from
 
 Two dated reports further apart than `window` never join; alike titles naming other places do
 not count as alike. A shared event type adds half a signal; counts that disagree, and places that
-disagree (both name places, none the same), each take half away: "600 sent back via Dandong" on the day of "60 sent back via Dandong" is the same wave with
-a new count (an update), while a detention of 8 and another of 10 there need more to join.
+disagree (both name places, none the same), each take half away: "600 sent back via Dandong" on
+the day of "60 sent back via Dandong" is the same wave with a new count (an update), while a
+detention of 8 and another of 10 there need more to join.
 Ties go to the more recently updated story. The decision depends on the reports, never on the
 order of polls within a cycle, except through which report founded a story.
 
