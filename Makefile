@@ -34,6 +34,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/poll.py
 	$(BIN)/python benchmarks/match.py
+	$(BIN)/python benchmarks/stories.py
 	$(BIN)/python benchmarks/daemon.py latency
 	$(BIN)/python benchmarks/daemon.py memory --cycles 300
 
