@@ -166,6 +166,8 @@ def _candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.St
     if not rows:
         return []
     reports: dict[int, list[st.Facts]] = defaultdict(list)
+    # The same index range again rather than an IN list of ids: one statement shape, however
+    # many stories (a list's length would make a new cached statement each time).
     query = (
         select(
             t.story_items.c.story_id,
@@ -175,8 +177,10 @@ def _candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.St
             t.items.c.published_at,
             t.items.c.fetched_at,
         )
+        .join(t.stories, t.stories.c.id == t.story_items.c.story_id)
         .join(t.items, t.items.c.id == t.story_items.c.item_id)
-        .where(t.story_items.c.story_id.in_([r.id for r in rows]))
+        .where(t.stories.c.event_at >= at - window)
+        .where(t.stories.c.event_at <= at + window)
         .order_by(t.story_items.c.story_id, t.story_items.c.added_at, t.story_items.c.item_id)
     )
     for story_id, facts, key, title, published_at, fetched_at in conn.execute(query):
