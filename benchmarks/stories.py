@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -21,7 +22,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, insert
+from sqlalchemy import create_engine, delete, insert, text
 
 from watcher import alerts
 from watcher import stories as st
@@ -29,6 +30,9 @@ from watcher import tables as t
 from watcher.store import Store
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
+POSTGRES = os.environ.get(
+    "WATCHER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 WINDOW = timedelta(hours=72)
 PLACES = ["Dandong", "Shenyang", "Hunchun", "Tumen", "Yanji", "Jilin", "Kunming", "Laos"]
 
@@ -141,12 +145,16 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=300)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    schema = f"bench_{os.getpid()}"
+    admin = None
     with tempfile.TemporaryDirectory() as folder:
-        url = (
-            f"sqlite:///{Path(folder) / 'bench.db'}"
-            if args.db == "sqlite"
-            else "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        )
+        if args.db == "sqlite":
+            url = f"sqlite:///{Path(folder) / 'bench.db'}"
+        else:  # a schema of its own in the test database, dropped at the end
+            admin = create_engine(POSTGRES)
+            with admin.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            url = f"{POSTGRES}?options=-csearch_path%3D{schema}"
         store = Store.open(url)
         store.ensure_schema()
         base: dict[str, float] = {}
@@ -165,11 +173,11 @@ def main() -> None:
                     + "  ".join(f"{k} {v:,.0f} µs ({v / base[k]:.2f}x)" for k, v in got.items())
                 )
         finally:
-            with store.engine.begin() as conn:
-                conn.execute(delete(t.story_items))
-                conn.execute(delete(t.stories))
-                conn.execute(delete(t.items))
             store.close()
+            if admin is not None:
+                with admin.begin() as conn:
+                    conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+                admin.dispose()
 
 
 if __name__ == "__main__":

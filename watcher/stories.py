@@ -36,6 +36,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -199,21 +200,24 @@ def same_people(a: int | None, b: int | None) -> bool:
     return abs(a - b) <= PEOPLE_TOLERANCE * max(a, b)
 
 
-def _title_key(title: str) -> str:
-    """The title with numbers folded, for near-duplicate comparison."""
-    return _NUMBER.sub("#", normalize(title))
+@lru_cache(maxsize=4096)
+def _title_key(title: str) -> tuple[str, bool]:
+    """The title with numbers folded, for near-duplicate comparison, and whether it is
+    Korean/Chinese/Japanese (compared by characters). Cached: a story's titles are compared
+    with every new report."""
+    key = _NUMBER.sub("#", normalize(title))
+    cjk = is_cjk_text(key)
+    return (key.replace(" ", "") if cjk else key), cjk
 
 
 def title_similarity(a: str, b: str) -> float:
     """0–100: characters for Korean/Chinese/Japanese titles, word sets for the others;
     0 across scripts (places and counts carry that comparison)."""
-    a, b = _title_key(a), _title_key(b)
-    if not a or not b:
+    (a, a_cjk), (b, b_cjk) = _title_key(a), _title_key(b)
+    if not a or not b or a_cjk != b_cjk:
         return 0.0
-    if is_cjk_text(a) != is_cjk_text(b):
-        return 0.0
-    if is_cjk_text(a):
-        return float(fuzz.ratio(a.replace(" ", ""), b.replace(" ", "")))
+    if a_cjk:
+        return float(fuzz.ratio(a, b))
     return float(fuzz.token_set_ratio(a, b))
 
 
