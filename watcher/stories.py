@@ -139,10 +139,6 @@ class Story:
     #: The facts of its reports, founding report first, to compare a new one with.
     reports: tuple[Facts, ...] = ()
 
-    @property
-    def titles(self) -> tuple[str, ...]:
-        return tuple(r.title for r in self.reports)
-
 
 # --------------------------------------------------------------------------- evidence
 
@@ -219,10 +215,6 @@ def title_similarity(a: str, b: str) -> float:
     if a_cjk:
         return float(fuzz.ratio(a, b))
     return float(fuzz.token_set_ratio(a, b))
-
-
-def similar_titles(a: str, b: str) -> bool:
-    return title_similarity(a, b) >= TITLE_SIMILARITY
 
 
 def counts_disagree(a: Facts, b: Facts) -> bool:
