@@ -427,3 +427,11 @@ def test_silence_matchers(matchers: dict[str, str], muted: bool) -> None:
 def test_bad_silence_matchers(texts: list[str], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         parse_matchers(texts)
+
+
+def test_bodies_and_officials_are_the_same_names_in_any_language() -> None:
+    korean = names_in("유엔 고문방지위, 중국에 탈북자 강제북송 중단 권고")
+    english = names_in("UN Committee against Torture urges China to stop returns")
+    chinese = names_in("外交部發言人林劍表示")  # traditional script, folded
+    assert "UN Committee against Torture" in korean & english
+    assert "Lin Jian" in chinese and "Lin Jian" in names_in("린젠 대변인은 말했다")

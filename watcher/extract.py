@@ -109,6 +109,128 @@ def places(norm: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for _, _, c in kept))
 
 
+# --------------------------------------------------------------------------- who
+
+#: Bodies and people whose names are spelled differently in each language, canonical name →
+#: spellings (English, Korean, Chinese simplified and traditional, Japanese). Two reports naming
+#: the same one are likely about the same act, across languages.
+ENTITIES: dict[str, tuple[str, ...]] = {
+    "UN Committee against Torture": (
+        "committee against torture",
+        "고문방지위",
+        "禁止酷刑委员会",
+        "禁止酷刑委員會",
+        "拷問禁止委",
+    ),
+    "UN Universal Periodic Review": (
+        "universal periodic review",
+        "보편적정례인권검토",
+        "보편적 정례 인권 검토",
+        "普遍定期审议",
+        "普遍定期審議",
+        "普遍的定期審査",
+    ),
+    "UN Third Committee": ("third committee", "제3위원회", "제3 위원회", "第三委员会", "第3委員会"),
+    "UN Human Rights Council": (
+        "human rights council",
+        "인권이사회",
+        "人权理事会",
+        "人權理事會",
+        "人権理事会",
+    ),
+    "UN Special Rapporteur": (
+        "special rapporteur",
+        "특별보고관",
+        "特别报告员",
+        "特別報告員",
+        "特別報告者",
+    ),
+    "UNHCR": (
+        "unhcr",
+        "un refugee agency",
+        "u.n. refugee agency",
+        "high commissioner for refugees",
+        "유엔난민기구",
+        "난민고등판무관",
+        "难民署",
+        "難民署",
+        "难民事务高级专员",
+        "難民高等弁務官",
+    ),
+    "OHCHR": (
+        "ohchr",
+        "high commissioner for human rights",
+        "un human rights office",
+        "인권최고대표",
+        "유엔인권사무소",
+        "유엔 인권사무소",
+        "人权高专",
+        "人權高專",
+        "人権高等弁務官",
+    ),
+    "UN Commission of Inquiry": (
+        "commission of inquiry",
+        "북한인권조사위원회",
+        "调查委员会",
+        "調査委員会",
+    ),
+    "CEDAW": ("cedaw", "여성차별철폐위", "消除对妇女歧视委员会", "女性差別撤廃委"),
+    "Human Rights Watch": (
+        "human rights watch",
+        "휴먼라이츠워치",
+        "人权观察",
+        "人權觀察",
+        "ヒューマン・ライツ・ウォッチ",
+    ),
+    "Amnesty International": ("amnesty", "앰네스티", "国际特赦", "國際特赦", "アムネスティ"),
+    # China's foreign ministry: spokespeople and ministers
+    "Lin Jian": ("lin jian", "린젠", "林剑", "林劍", "林剣"),
+    "Wang Wenbin": ("wang wenbin", "왕원빈", "汪文斌"),
+    "Mao Ning": ("mao ning", "마오닝", "毛宁", "毛寧"),
+    "Hua Chunying": ("hua chunying", "화춘잉", "华春莹", "華春瑩"),
+    "Zhao Lijian": ("zhao lijian", "자오리젠", "赵立坚", "趙立堅"),
+    "Geng Shuang": ("geng shuang", "겅솽", "耿爽"),
+    "Lu Kang": ("lu kang", "루캉", "陆慷", "陸慷"),
+    "Hong Lei": ("hong lei", "훙레이", "洪磊"),
+    "Qin Gang": ("qin gang", "친강", "秦刚", "秦剛"),
+    "Liu Jianchao": ("liu jianchao", "류젠차오", "刘建超", "劉建超"),
+    "Kong Quan": ("kong quan", "쿵취안", "孔泉"),
+    "Zhang Qiyue": ("zhang qiyue", "장치웨", "章启月", "章啟月"),
+    "Jiang Yu": ("jiang yu", "장위", "姜瑜"),
+    "Wang Yi": ("wang yi", "왕이", "王毅"),
+    "Xi Jinping": ("xi jinping", "시진핑", "习近平", "習近平"),
+    "Antonio Guterres": ("guterres", "구테흐스", "구테레스", "古特雷斯", "グテレス"),
+    "Tomas Ojea Quintana": ("quintana", "킨타나", "金塔纳", "金塔納", "キンタナ"),
+    "Elizabeth Salmon": ("salmon", "살몬", "萨尔蒙", "サルモン"),
+}
+
+
+def _build_entities() -> ahocorasick.Automaton:
+    automaton = ahocorasick.Automaton()
+    for canonical, spellings in ENTITIES.items():
+        for spelling in spellings:
+            automaton.add_word(spelling, (len(spelling), canonical, spelling.isascii()))
+    automaton.make_automaton()
+    return automaton
+
+
+_ENTITIES = _build_entities()
+
+
+def entities(norm: str) -> tuple[str, ...]:
+    """Canonical names of the bodies and officials a text names, in order of first mention."""
+    found: list[tuple[int, str]] = []
+    for end, (length, canonical, latin) in _ENTITIES.iter(norm):
+        start = end - length + 1
+        if latin and (
+            (start > 0 and _WORD.match(norm[start - 1]))
+            or (end + 1 < len(norm) and _WORD.match(norm[end + 1]))
+        ):
+            continue
+        found.append((start, canonical))
+    return tuple(dict.fromkeys(c for _, c in sorted(found)))
+
+
 # --------------------------------------------------------------------------- people
 
 _EN_UNITS = {

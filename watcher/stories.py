@@ -43,8 +43,8 @@ from zoneinfo import ZoneInfo
 from rapidfuzz import fuzz
 
 from watcher.config import SEVERITIES, Route
-from watcher.extract import PLACE_WORDS, REGIONS
-from watcher.rules import is_cjk_text, normalize
+from watcher.extract import PLACE_WORDS, REGIONS, entities
+from watcher.rules import fold_chinese, is_cjk_text, normalize
 
 #: Near-duplicate titles: rapidfuzz similarity (0–100) at or above this.
 TITLE_SIMILARITY = 82
@@ -171,10 +171,12 @@ COMMON_NAMES = frozenset(
 
 
 def names_in(title: str, text: str = "") -> frozenset[str]:
-    """Rare proper names: capitalised words of Latin-script text, not at a sentence start,
-    that are not common in this field's news (countries at its centre, months, titles).
-    Used to tell apart two reports that share a date but not a subject."""
-    out: set[str] = set()
+    """Who a report names: the bodies and officials of the multilingual list (the same in any
+    language: 고문방지위 and "Committee against Torture" are one), and rare proper names:
+    capitalised words of Latin-script text, not at a sentence start, that are not common in
+    this field's news (countries at its centre, outlets, months, titles)."""
+    norm = fold_chinese(normalize(f"{title} {text[:600]}"))
+    out: set[str] = set(entities(norm))
     for part in (title, text[:600]):
         for match in _CAPITALISED.finditer(part):
             start = match.start()
