@@ -285,6 +285,7 @@ def test_postgres_outage_is_survived_and_nothing_is_lost(
         metrics = daemon.get("/metrics")[1]
         assert 'watcher_deliveries_total{channel="hook",outcome="sent"} 1.0' in metrics
         assert 'watcher_matches_total{event="forced_repatriation"} 1.0' in metrics
+        assert 'watcher_alerts_total{route="route-1"} 1.0' in metrics  # by route, not "any"
     finally:
         code = daemon.stop()
         proxy.cut()

@@ -15,7 +15,7 @@ from watcher.alerts import Alerting
 from watcher.config import load_config_text
 from watcher.pipeline import match_items
 from watcher.rules import compile_rules
-from watcher.store import Store
+from watcher.store import SaveResult, Store
 from watcher.types import Item
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -30,6 +30,14 @@ CONFIG = {
         "sent_back": {"gloss": "sent back", "en": ["repatriat*", "sent back"], "ko": ["북송"]},
         "arrested": {"en": ["detain*"], "ko": ["체포"]},
     },
+    "channels": [
+        {"id": "hook", "url": "json://127.0.0.1:9/hook"},
+        {"id": "mail", "url": "json://127.0.0.1:9/mail"},
+    ],
+    "routes": [
+        {"id": "urgent", "channels": ["hook", "mail"], "events": ["forced_repatriation"]},
+        {"id": "everything", "channels": ["hook"], "continue": True},
+    ],
     "rules": [
         {
             "id": "return",
@@ -71,8 +79,8 @@ def save(store: Store):
     matcher = compile_rules(config)
     alerting = Alerting.from_config(config)
 
-    def save(*items: Item) -> None:
-        store.save_items(
+    def save(*items: Item) -> SaveResult:
+        return store.save_items(
             list(items),
             now=max(i.fetched_at for i in items),
             matches=match_items(matcher, items, ()),
@@ -200,3 +208,19 @@ def test_a_report_far_from_any_story_in_time_opens_its_own(store: Store, save) -
     )
     got = stories_of(store)
     assert got["https://e.org/2017"] != got["https://e.org/2018"]
+
+
+def test_each_queued_delivery_is_counted_under_its_route(store: Store, save) -> None:
+    saved = save(
+        item(
+            "https://e.org/r",
+            "wire-en",
+            "China repatriates 60 North Koreans via Dandong",
+            published=T0,
+            fetched=T0 + timedelta(minutes=1),
+        )
+    )
+    (change,) = saved.after
+    # urgent takes both channels and stops the walk; no second message to hook from another
+    # route: one message per story revision per channel.
+    assert change.routes == ("urgent", "urgent") and change.deliveries == 2

@@ -227,3 +227,14 @@ def test_token_is_required_when_set(store: Store) -> None:
         assert c.get("/", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
         assert c.get("/?token=s3cret-token").status_code == 200
         assert c.get("/feed.atom").status_code == 200  # the cookie set above
+
+
+def test_an_empty_feed_is_up_to_date_as_of_now(store: Store) -> None:
+    from watcher.web import create_app
+
+    config = load_config_text(yaml.safe_dump(CONFIG, allow_unicode=True), "w.yaml", {}).config
+    store.sync_sources(config.sources, NOW)
+    with TestClient(create_app(store, config, now=lambda: NOW)) as c:
+        feed = feedparser.parse(c.get("/feed.atom").text)
+    assert not feed.bozo and feed.entries == []
+    assert feed.feed.updated == NOW.isoformat()

@@ -38,6 +38,8 @@ class StoryChange:
     change: str
     item_key: str
     deliveries: int
+    #: The route of each delivery queued (for the per-route metric).
+    routes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class Alerting:
                     facts=json.dumps(facts.as_json(), ensure_ascii=False),
                 )
             )
-            planned: list[st.Planned] = []
+            queued: list[st.Planned] = []
             if kind and self._alertable(item, now):
                 tags, langs = _labels(conn, story.id, self.tags)
                 planned = st.plan(
@@ -113,14 +115,15 @@ class Alerting:
                     now=now,
                     default_tz=self.timezone,
                 )
-                _insert_deliveries(conn, story, planned, now)
+                queued = _insert_deliveries(conn, story, planned, now)
             changes.append(
                 StoryChange(
                     story_id=story.id,
                     revision=story.revision,
                     change=change,
                     item_key=item.key,
-                    deliveries=len(planned),
+                    deliveries=len(queued),
+                    routes=tuple(p.route for p in queued),
                 )
             )
         return changes
@@ -276,10 +279,11 @@ def _labels(
 
 def _insert_deliveries(
     conn: Connection, story: st.Story, planned: Sequence[st.Planned], now: datetime
-) -> None:
+) -> list[st.Planned]:
     """One message per story revision per channel: when two routes name the same channel,
-    the first route in the file decides how and when."""
+    the first route in the file decides how and when. Returns what was queued."""
     seen: set[str] = set()
+    queued: list[st.Planned] = []
     for p in planned:
         if p.channel in seen:
             continue
@@ -308,3 +312,5 @@ def _insert_deliveries(
                 created_at=now,
             )
         )
+        queued.append(p)
+    return queued

@@ -26,7 +26,7 @@ import re
 import types
 import typing
 import zoneinfo
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -267,6 +267,16 @@ EVENT_TYPES = (
     "china_position",
     "policy_change",
 )
+
+#: How the shipped event types are named to readers (alerts, web pages, feeds).
+EVENT_NAMES: dict[str, str] = {
+    "forced_repatriation": "Forced repatriation",
+    "detention": "Detention",
+    "border_reopening": "Border reopening",
+    "un_action": "UN action",
+    "china_position": "China's position",
+    "policy_change": "Policy change",
+}
 
 
 def _check_terms(value: object) -> object:
@@ -617,9 +627,6 @@ class LoadedConfig:
     warnings: tuple[str, ...] = ()
     lines: Mapping[tuple[str | int, ...], int] = field(default_factory=dict, repr=False)
 
-    def line_of(self, path: tuple[str | int, ...]) -> int:
-        return _line_for(self.lines, path)
-
     def problem(self, path: tuple[str | int, ...], message: str) -> str:
         """`file:line: path: message`, like every other configuration error."""
         return _fmt(self.path, self.lines, path, message)
@@ -912,7 +919,3 @@ def _kind_of(tp: Any) -> str | None:
         args = typing.get_args(tp.model_fields["kind"].annotation)
         return str(args[0]) if args else None
     return None
-
-
-def iter_sources(config: Config, *, include_disabled: bool = False) -> Iterator[Source]:
-    return (s for s in config.sources if include_disabled or s.enabled)

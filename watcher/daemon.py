@@ -328,7 +328,8 @@ class Daemon:
         for event in report.events:
             m.matches.labels(event).inc()
         for change in report.stories:
-            m.alerts.labels("any").inc(change.deliveries)
+            for route in change.routes:
+                m.alerts.labels(route).inc()
 
     async def deliver(self) -> None:
         if self.stop.is_set():

@@ -430,4 +430,9 @@ def _exc_text(exc: BaseException) -> str:
 
 
 def _mib(size: int) -> str:
-    return f"{size / 1024 / 1024:g} MiB"
+    """A limit as operators write it: 10 MiB, 512 KiB, or 1,000 bytes."""
+    if size >= 1024 * 1024:
+        return f"{size / 1024 / 1024:g} MiB"
+    if size >= 1024:
+        return f"{size / 1024:g} KiB"
+    return f"{size:,} bytes"

@@ -16,9 +16,6 @@ from watcher.store import Store
 from watcher.stories import why_lines
 from watcher.types import AlertView, Report
 
-#: Delivery statuses that end a delivery.
-FINAL = ("sent", "failed", "uncertain", "silenced", "skipped")
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Delivery:

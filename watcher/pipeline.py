@@ -295,7 +295,6 @@ async def poll_source(
         stories=tuple(saved.after),
         events=tuple(event for _, event in sorted({(m.item_key, m.event) for m in saved.matches})),
         elapsed=result.elapsed,
-        new_keys=tuple(i.key for i in saved.new),
     )
 
 

@@ -67,6 +67,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from watcher.config import EVENT_NAMES
 from watcher.types import AlertView, Message, Report
 
 __all__ = [
@@ -84,14 +85,6 @@ __all__ = [
 ]
 
 #: Human names of the event types (an unknown "some_type" shows as "Some type").
-EVENT_NAMES: dict[str, str] = {
-    "forced_repatriation": "Forced repatriation",
-    "detention": "Detention",
-    "border_reopening": "Border reopening",
-    "policy_change": "Policy change",
-    "china_position": "China's position",
-    "un_action": "UN action",
-}
 
 #: apprise schemes of email services that take an HTML body. mailto/mailtos send
 #: multipart/alternative, the text part converted from our HTML by apprise.

@@ -346,28 +346,6 @@ class Store:
                 [_match_values(m, ids[m.item_key], now) for m in matches],
             )
 
-    def save_matches(self, matches: Sequence[MatchRecord], now: datetime) -> int:
-        """Store matches of items already stored (by key), replacing what the same rules
-        said of them before; returns how many were stored."""
-        if not matches:
-            return 0
-        with self.engine.begin() as conn:
-            ids = self._ids(conn, list({m.item_key for m in matches}))
-            known = [m for m in matches if m.item_key in ids]
-            for m in known:
-                conn.execute(
-                    t.matches.delete().where(
-                        (t.matches.c.item_id == ids[m.item_key])
-                        & (t.matches.c.rule_id == m.rule_id)
-                    )
-                )
-            if known:
-                conn.execute(
-                    self._insert(t.matches).on_conflict_do_nothing(),
-                    [_match_values(m, ids[m.item_key], now) for m in known],
-                )
-            return len(known)
-
     def matches_of(self, key: str) -> list[MatchRecord]:
         """The stored matches of one item, by rule id."""
         query = (

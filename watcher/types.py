@@ -92,10 +92,6 @@ class SourceState:
     last_item_count: int | None = None
     items_stored: int = 0
 
-    @property
-    def never_polled(self) -> bool:
-        return self.last_polled_at is None
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MatchRecord:
@@ -170,7 +166,6 @@ class PollReport:
     stories: tuple[Any, ...] = field(default=(), repr=False)
     error: str | None = None
     elapsed: float = 0.0
-    new_keys: tuple[str, ...] = field(default=(), repr=False)
 
 
 # --------------------------------------------------------------------------- alerts

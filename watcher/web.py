@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,21 +28,14 @@ from starlette.routing import Route
 
 from watcher import __version__
 from watcher.browse import Browse, Filters, ReportRow, StoryRow
-from watcher.config import EVENT_TYPES, SEVERITIES, Config
+from watcher.config import EVENT_NAMES, EVENT_TYPES, SEVERITIES, Config
 from watcher.items import parse_date
+from watcher.render import safe_url
 from watcher.store import Store
 from watcher.types import source_health
 
 TEMPLATES = Path(__file__).parent / "templates" / "web"
 
-EVENT_NAMES = {
-    "forced_repatriation": "Forced repatriation",
-    "detention": "Detention",
-    "border_reopening": "Border",
-    "un_action": "UN action",
-    "china_position": "China's position",
-    "policy_change": "Policy change",
-}
 EVENT_COLOURS = {
     "forced_repatriation": "#b3261e",
     "detention": "#e8710a",
@@ -52,12 +46,17 @@ EVENT_COLOURS = {
 }
 
 
-def _safe_url(url: str | None) -> str | None:
-    return url if url and url.lower().startswith(("http://", "https://")) else None
-
-
 class Web:
-    def __init__(self, store: Store, config: Config, *, token: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        token: str | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        #: The clock: an empty feed is up to date as of now.
+        self.now = now
         self.browse = Browse(store)
         self.config = config
         self.token = token
@@ -73,7 +72,7 @@ class Web:
             event_colours=EVENT_COLOURS,
             severities=SEVERITIES,
             events=EVENT_TYPES,
-            safe_url=_safe_url,
+            safe_url=safe_url,
             version=__version__,
         )
 
@@ -211,7 +210,7 @@ class Web:
         ET.SubElement(feed, f"{{{ns}}}id").text = str(request.url)
         ET.SubElement(feed, f"{{{ns}}}link", rel="self", href=str(request.url))
         ET.SubElement(feed, f"{{{ns}}}link", rel="alternate", href=str(request.url_for("timeline")))
-        updated = max((s.updated_at for s in stories), default=datetime(2026, 1, 1, tzinfo=UTC))
+        updated = max((s.updated_at for s in stories), default=None) or self.now()
         ET.SubElement(feed, f"{{{ns}}}updated").text = updated.isoformat()
         author = ET.SubElement(feed, f"{{{ns}}}author")
         ET.SubElement(author, f"{{{ns}}}name").text = "watcher"
@@ -487,8 +486,14 @@ class _Security(BaseHTTPMiddleware):
         return response
 
 
-def create_app(store: Store, config: Config, *, token: str | None = None) -> Starlette:
-    web = Web(store, config, token=token)
+def create_app(
+    store: Store,
+    config: Config,
+    *,
+    token: str | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Starlette:
+    web = Web(store, config, token=token, now=now)
     app = Starlette(
         routes=[
             Route("/", web.timeline, name="timeline"),
