@@ -157,8 +157,14 @@ class Deliverer:
                             error=error,
                             due_at=due,
                         )
-                except Exception:  # the database is away too: the next round retries
-                    pass
+                except Exception as again:  # the database is away too: the next round retries
+                    log.warning(
+                        "delivery %d: could not record the failure (%s); it stays claimed "
+                        "and is retried when its claim expires",
+                        delivery.id,
+                        logsetup.one_line(again),
+                        extra={"action": "deliver", "alert": delivery.id},
+                    )
             handled += len(group)
         return handled
 
