@@ -11,7 +11,7 @@ import pytest
 
 from watcher import config as config_module
 from watcher.cli import cli
-from watcher.parsers import PARSER_KINDS, _registry
+from watcher.parsers import PARSER_KINDS, PARSERS, parser_for
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -33,7 +33,8 @@ def _table_rows(text: str, heading: str) -> list[str]:
 
 def test_source_kinds_agree_everywhere() -> None:
     documented = set(_table_rows(README, "## Source kinds"))
-    assert set(config_module.SOURCE_KINDS) == set(PARSER_KINDS) == set(_registry()) == documented
+    assert set(config_module.SOURCE_KINDS) == set(PARSER_KINDS) == set(PARSERS) == documented
+    assert all(callable(parser_for(kind)) for kind in PARSERS)
 
 
 def _leaf_commands(group: click.Group, prefix: str = "watcher") -> set[str]:

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import (
@@ -242,8 +242,10 @@ class JsonSource(SourceBase):
 
 Source = Annotated[Union[FeedSource, HtmlSource, JsonSource], Field(discriminator="kind")]  # noqa: UP007
 
-#: Source kinds, for docs and checks (the parser registry must match it).
-SOURCE_KINDS = ("feed", "html", "json")
+#: Source kinds, from the union above (the parser registry must match them; a test checks).
+SOURCE_KINDS: tuple[str, ...] = tuple(
+    get_args(model.model_fields["kind"].annotation)[0] for model in get_args(get_args(Source)[0])
+)
 
 
 # ----------------------------------------------------------- rules, channels, routes

@@ -7,6 +7,7 @@ config.py (a test checks the three agree with the README).
 from __future__ import annotations
 
 import codecs
+import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,9 +29,21 @@ class ParseResult:
 Parser = Callable[[Any, FetchResult, datetime], ParseResult]
 
 
+#: The registry: source kind → the module whose `parse` reads it. Modules are imported on
+#: first use, so a warm cycle of 304s never loads feedparser or bs4.
+PARSERS: dict[str, str] = {
+    "feed": "watcher.parsers.feed",
+    "html": "watcher.parsers.html",
+    "json": "watcher.parsers.json_api",
+}
+
+#: The source kinds that have a parser (a test checks config's kinds and the README agree).
+PARSER_KINDS = tuple(PARSERS)
+
+
 def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult:
     """Parse a successful fetch with the parser of the source's kind; never raises."""
-    parser = _registry()[source.kind]
+    parser = parser_for(source.kind)
     try:
         return parser(source, result, fetched_at)
     except RecursionError:
@@ -39,15 +52,10 @@ def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult
         return ParseResult(error=f"parser failed: {type(exc).__name__}: {exc}"[:300])
 
 
-def _registry() -> dict[str, Parser]:
-    # Imported on first use: a warm cycle of 304s never loads feedparser or bs4.
-    from watcher.parsers import feed, html, json_api
-
-    return {"feed": feed.parse, "html": html.parse, "json": json_api.parse}
-
-
-#: The source kinds that have a parser (kept equal to config.SOURCE_KINDS by a test).
-PARSER_KINDS = ("feed", "html", "json")
+def parser_for(kind: str) -> Parser:
+    """The parse function of a source kind (KeyError for a kind with no parser)."""
+    parser: Parser = importlib.import_module(PARSERS[kind]).parse
+    return parser
 
 
 # --------------------------------------------------------------------------- decoding
