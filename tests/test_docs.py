@@ -112,6 +112,7 @@ def _watcher_imports(path: Path) -> set[str]:
     ("module", "allowed"),
     [
         ("types.py", set()),
+        ("clock.py", set()),
         ("config.py", set()),
         ("items.py", {"types"}),
         ("parsers/__init__.py", {"types", "parsers"}),

@@ -186,7 +186,7 @@ class Browse:
         self, months: int = 12, now: datetime | None = None
     ) -> list[tuple[str, Counter[str]]]:
         """Stories per month by event type, oldest month first (the chart on the timeline)."""
-        from watcher.pipeline import utcnow
+        from watcher.clock import utcnow
 
         now = now or utcnow()
         keys = []
@@ -227,7 +227,7 @@ class Browse:
             return [_report(r) for r in conn.execute(query)]
 
     def items_per_day(self, days: int = 7, now: datetime | None = None) -> dict[str, float]:
-        from watcher.pipeline import utcnow
+        from watcher.clock import utcnow
 
         since = (now or utcnow()) - timedelta(days=days)
         query = (

@@ -352,8 +352,9 @@ async def _cycle(
     import time
 
     from watcher.alerts import Alerting
+    from watcher.clock import utcnow
     from watcher.fetch import Fetcher, FetchLimits
-    from watcher.pipeline import run_cycle, utcnow
+    from watcher.pipeline import run_cycle
 
     config = loaded.config
     sources = [s for s in config.sources if s.enabled]
@@ -416,8 +417,8 @@ def sources() -> None:
 @pass_ctx
 def sources_list(ctx: Context) -> None:
     """Show every source: kind, interval, health, last success, last error, items stored."""
+    from watcher.clock import utcnow
     from watcher.config import format_duration
-    from watcher.pipeline import utcnow
 
     config = ctx.config().config
     store = ctx.store()
@@ -491,9 +492,10 @@ def sources_test(ctx: Context, source_id: str) -> None:
     import asyncio
     from zoneinfo import ZoneInfo
 
+    from watcher.clock import utcnow
     from watcher.fetch import Fetcher, FetchLimits
     from watcher.parsers import parse
-    from watcher.pipeline import request_for, utcnow
+    from watcher.pipeline import request_for
 
     config = ctx.config().config
     try:
@@ -950,8 +952,8 @@ def alerts_list(ctx: Context, status: str | None, limit: int) -> None:
 def alerts_retry(ctx: Context, delivery_id: int) -> None:
     """Queue a failed (or any finished) delivery again; the running daemon sends it within
     a second, or the next `watcher run --once`."""
+    from watcher.clock import utcnow
     from watcher.outbox import Outbox
-    from watcher.pipeline import utcnow
 
     store = ctx.store(need_config=_config_exists(ctx))
     try:
@@ -1043,9 +1045,9 @@ def silence_add(
     """Mute matching stories from now for DURATION."""
     import os
 
+    from watcher.clock import utcnow
     from watcher.config import parse_duration
     from watcher.outbox import Outbox
-    from watcher.pipeline import utcnow
     from watcher.stories import parse_matchers
 
     try:
@@ -1073,8 +1075,8 @@ def silence_add(
 @pass_ctx
 def silence_list(ctx: Context, show_all: bool) -> None:
     """Active silences (all with --all): id, matchers, until, who, why."""
+    from watcher.clock import utcnow
     from watcher.outbox import Outbox
-    from watcher.pipeline import utcnow
 
     now = utcnow()
     store = ctx.store(need_config=_config_exists(ctx))
@@ -1096,8 +1098,8 @@ def silence_list(ctx: Context, show_all: bool) -> None:
 @pass_ctx
 def silence_expire(ctx: Context, silence_id: int) -> None:
     """End a silence now."""
+    from watcher.clock import utcnow
     from watcher.outbox import Outbox
-    from watcher.pipeline import utcnow
 
     store = ctx.store(need_config=_config_exists(ctx))
     try:

@@ -28,10 +28,11 @@ from typing import Any
 
 from watcher import log as logsetup
 from watcher.alerts import Alerting
+from watcher.clock import utcnow
 from watcher.config import ConfigError, LoadedConfig, load_config
 from watcher.deliver import Deliverer
 from watcher.fetch import Fetcher, FetchLimits
-from watcher.pipeline import Offload, Parsing, poll_source, utcnow
+from watcher.pipeline import Offload, Parsing, poll_source
 from watcher.rules import RuleError, compile_rules
 from watcher.store import Store
 

@@ -20,9 +20,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from watcher import log as logsetup
+from watcher.clock import crash_point, utcnow
 from watcher.config import Config
 from watcher.outbox import Delivery, Outbox
-from watcher.pipeline import crash_point, utcnow
 from watcher.store import Store
 from watcher.stories import silenced_by
 from watcher.types import Message

@@ -12,9 +12,10 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from watcher.clock import crash_point, utcnow
 from watcher.fetch import Fetcher, FetchRequest
 from watcher.parsers import ParseResult, parse
 from watcher.rules import Matcher
@@ -24,18 +25,6 @@ from watcher.types import FetchResult, Item, MatchRecord, PollReport, PollSucces
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def crash_point(stage: str) -> None:
-    """For crash tests only: WATCHER_CRASH_AT=stage ends the process here, as kill -9 would."""
-    import os
-
-    if os.environ.get("WATCHER_CRASH_AT") == stage:
-        os._exit(137)
 
 
 class Offload:
