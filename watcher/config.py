@@ -44,16 +44,7 @@ from pydantic import (
     model_validator,
 )
 
-# --------------------------------------------------------------------------- errors
-
-
-class ConfigError(Exception):
-    """The configuration is invalid. `problems` holds one line per problem, already formatted."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
+from watcher.errors import ConfigError
 
 # --------------------------------------------------------------------------- value types
 

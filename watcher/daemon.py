@@ -31,16 +31,13 @@ from watcher.alerts import Alerting
 from watcher.clock import utcnow
 from watcher.config import ConfigError, LoadedConfig, load_config
 from watcher.deliver import Deliverer
+from watcher.errors import AlreadyRunning
 from watcher.fetch import Fetcher, FetchLimits
 from watcher.pipeline import Offload, Parsing, poll_source
 from watcher.rules import RuleError, compile_rules
 from watcher.store import Store
 
 log = logging.getLogger("watcher.daemon")
-
-
-class AlreadyRunning(Exception):
-    pass
 
 
 # --------------------------------------------------------------------------- single instance

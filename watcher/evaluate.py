@@ -20,14 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from math import comb
 
+from watcher.errors import EvalInputError
 from watcher.rules import Matcher, Verdict
 from watcher.stories import Facts, Grouping, names_in
 
 NOT_RELEVANT = "not_relevant"
-
-
-class EvalInputError(ValueError):
-    """A labelled line that cannot be read: the message starts with ``file:line:``."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

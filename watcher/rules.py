@@ -33,6 +33,7 @@ from typing import Any
 import ahocorasick
 
 from watcher.config import GLOSS, NOT_INSIDE, SEVERITIES, Config, Rule
+from watcher.errors import RuleError
 from watcher.extract import Extracted, extract
 from watcher.items import detect_lang
 
@@ -160,14 +161,6 @@ class _Rule:
     context: tuple[int, ...] = ()
     all_of_set: frozenset[int] = frozenset()
     none_of_set: frozenset[int] = frozenset()
-
-
-class RuleError(Exception):
-    """Rule examples that fail: (path in the file, message) each."""
-
-    def __init__(self, problems: Sequence[tuple[tuple[str | int, ...], str]]) -> None:
-        super().__init__("; ".join(m for _, m in problems))
-        self.problems = list(problems)
 
 
 #: Where a sentence ends in normalised text: . ! ? … (before a space), 。！？ and the title's end.

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from watcher import tables as t
+from watcher.errors import StoreError
 from watcher.types import Item, MatchRecord, PollSuccess, SaveResult, SourceState
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,6 @@ DEFAULT_DATABASE_URL = "sqlite:///watcher.db"
 
 #: Any 64-bit number: the PostgreSQL advisory lock taken around migrations.
 _MIGRATION_LOCK = 0x5741544348455201
-
-
-class StoreError(Exception):
-    """The database cannot be used (unreachable, wrong URL, schema too new)."""
 
 
 def migrations_dir() -> Path:

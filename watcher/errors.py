@@ -1,0 +1,48 @@
+"""Every error watcher raises on purpose, in one hierarchy (expected outcomes of fetching,
+parsing and sending are values, not exceptions; these are bad input and broken environments):
+
+    WatcherError
+    ├── ConfigError       sources.yaml is invalid: one formatted `file:line: …` line per problem
+    ├── RuleError         rules whose own examples fail: (path in the file, message) each
+    ├── StoreError        the database cannot be used: unreachable, wrong URL, schema too new
+    ├── AlreadyRunning    another watcher holds this SQLite database (the instance lock)
+    └── EvalInputError    a labelled line `watcher eval` cannot read (also a ValueError)
+
+The CLI turns each into one line on stderr and an exit code; nothing shows a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class WatcherError(Exception):
+    """The base of every error watcher raises on purpose."""
+
+
+class ConfigError(WatcherError):
+    """The configuration is invalid. `problems` holds one line per problem, already formatted."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class RuleError(WatcherError):
+    """Rule examples that fail: (path in the file, message) each."""
+
+    def __init__(self, problems: Sequence[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(m for _, m in problems))
+        self.problems = list(problems)
+
+
+class StoreError(WatcherError):
+    """The database cannot be used (unreachable, wrong URL, schema too new)."""
+
+
+class AlreadyRunning(WatcherError):
+    """Another process holds this database's instance lock."""
+
+
+class EvalInputError(WatcherError, ValueError):
+    """A labelled line that cannot be read: the message starts with ``file:line:``."""
