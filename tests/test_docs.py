@@ -124,6 +124,7 @@ def _watcher_imports(path: Path) -> set[str]:
         ("extract.py", set()),
         ("rules.py", {"config", "errors", "extract", "items"}),
         ("stories.py", {"config", "extract", "rules"}),
+        ("routing.py", {"config", "stories"}),
         ("evaluate.py", {"errors", "rules", "stories"}),
         ("fetch.py", {"types", "__version__"}),
         ("tables.py", set()),

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from watcher.config import load_config_text
+from watcher.routing import next_digest, parse_matchers, plan, silenced_by
 from watcher.stories import (
     Facts,
     Grouping,
@@ -18,10 +19,6 @@ from watcher.stories import (
     founded,
     joined,
     names_in,
-    next_digest,
-    parse_matchers,
-    plan,
-    silenced_by,
 )
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select, text, update
 from sqlalchemy.engine import Connection
 
+from watcher import routing
 from watcher import stories as st
 from watcher import tables as t
 from watcher.config import SEVERITIES, Config, Route
@@ -103,10 +104,10 @@ class Alerting:
                     facts=json.dumps(facts.as_json(), ensure_ascii=False),
                 )
             )
-            queued: list[st.Planned] = []
+            queued: list[routing.Planned] = []
             if kind and self._alertable(item, now):
                 tags, langs = _labels(conn, story.id, self.tags)
-                planned = st.plan(
+                planned = routing.plan(
                     self.routes,
                     story,
                     kind=kind,
@@ -278,12 +279,12 @@ def _labels(
 
 
 def _insert_deliveries(
-    conn: Connection, story: st.Story, planned: Sequence[st.Planned], now: datetime
-) -> list[st.Planned]:
+    conn: Connection, story: st.Story, planned: Sequence[routing.Planned], now: datetime
+) -> list[routing.Planned]:
     """One message per story revision per channel: when two routes name the same channel,
     the first route in the file decides how and when. Returns what was queued."""
     seen: set[str] = set()
-    queued: list[st.Planned] = []
+    queued: list[routing.Planned] = []
     for p in planned:
         if p.channel in seen:
             continue

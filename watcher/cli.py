@@ -1048,7 +1048,7 @@ def silence_add(
     from watcher.clock import utcnow
     from watcher.config import parse_duration
     from watcher.outbox import Outbox
-    from watcher.stories import parse_matchers
+    from watcher.routing import parse_matchers
 
     try:
         parsed = parse_matchers(matchers)

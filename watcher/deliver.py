@@ -23,8 +23,8 @@ from watcher import log as logsetup
 from watcher.clock import crash_point, utcnow
 from watcher.config import Config
 from watcher.outbox import Delivery, Outbox
+from watcher.routing import silenced_by
 from watcher.store import Store
-from watcher.stories import silenced_by
 from watcher.types import Message
 
 log = logging.getLogger(__name__)

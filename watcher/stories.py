@@ -1,7 +1,8 @@
-"""Stories and routing: pure decisions, made in the poll's transaction by the store.
+"""Stories: which reports are one event. Pure decisions, made in the poll's transaction.
 
-    matched item ──assign(facts, candidates)──▶ story (new, joined, or joined with a new revision)
-    story ──plan(config routes)──▶ (route, channel, due time) deliveries
+    matched item ──choose(facts, candidates)──▶ story (new, joined, or joined with a new revision)
+
+(Routing a story revision to channels is `routing.py`.)
 
 Grouping runs on one clock, the event's: a report's time is its publication time, or its fetch
 time when it has none (and it is then *undated*). A report joins the story that fits it best,
@@ -31,18 +32,16 @@ messages not yet sent, in digests and on the web page.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from rapidfuzz import fuzz
 
-from watcher.config import SEVERITIES, Route
+from watcher.config import SEVERITIES
 from watcher.extract import PLACE_WORDS, REGIONS, entities
 from watcher.rules import fold_chinese, is_cjk_text, normalize
 
@@ -380,108 +379,3 @@ def why_lines(found: Sequence[Any], item_order: Sequence[int]) -> list[str]:
         if m.rule_id not in lines:
             lines[m.rule_id] = f"{m.rule_id}: {m.why}" if m.why else m.rule_id
     return [lines[r] for r in sorted(lines)]
-
-
-# --------------------------------------------------------------------------- routing
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Planned:
-    """One delivery to write to the outbox."""
-
-    route: str
-    channel: str
-    kind: str
-    due_at: datetime
-    seq: int = 0
-
-
-def route_matches(route: Route, story: Story, tags: set[str], langs: set[str]) -> bool:
-    if route.ops:
-        return False
-    if route.events and not (set(route.events) & story.events):
-        return False
-    if SEVERITIES.index(story.severity) < SEVERITIES.index(route.min_severity):
-        return False
-    if route.tags and not (set(route.tags) & tags):
-        return False
-    return not (route.langs and not (set(route.langs) & langs))
-
-
-def plan(
-    routes: Sequence[Route],
-    story: Story,
-    *,
-    kind: str,
-    tags: set[str],
-    langs: set[str],
-    now: datetime,
-    default_tz: str,
-) -> list[Planned]:
-    """Deliveries for a story's new revision: walk the routes in order (Alertmanager style)."""
-    out = []
-    for index, route in enumerate(routes):
-        if not route_matches(route, story, tags, langs):
-            continue
-        if route.mode == "digest":
-            due = next_digest(route, now, default_tz)
-            planned_kind = "digest"
-        else:
-            due = max(story.first_seen_at + route.group_wait, now) if kind == "alert" else now
-            planned_kind = kind
-        out += [
-            Planned(route=route.key(index), channel=channel, kind=planned_kind, due_at=due)
-            for channel in route.channels
-        ]
-        if not route.continue_:
-            break
-    return out
-
-
-def next_digest(route: Route, now: datetime, default_tz: str) -> datetime:
-    """The next time the route's digest goes out, after `now`."""
-    from watcher.config import WEEKDAYS, Digest
-
-    digest = route.digest or Digest()
-    zone = ZoneInfo(route.timezone or default_tz)
-    hour, minute = (int(x) for x in digest.at.split(":"))
-    local = now.astimezone(zone)
-    for days_ahead in range(0, 8):
-        day = (local + timedelta(days=days_ahead)).date()
-        candidate = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
-        if candidate <= local:
-            continue
-        if digest.days and WEEKDAYS[candidate.weekday()] not in digest.days:
-            continue
-        return candidate.astimezone(now.tzinfo)
-    raise AssertionError("a weekly schedule always has a next time")  # pragma: no cover
-
-
-# --------------------------------------------------------------------------- silences
-
-SILENCE_KEYS = ("source", "event", "severity", "rule", "tag", "lang", "route", "channel", "story")
-
-
-def parse_matchers(texts: Sequence[str]) -> dict[str, str]:
-    """`source=dailynk-*` … → {"source": "dailynk-*"}; ValueError with what is wrong."""
-    out: dict[str, str] = {}
-    for text in texts:
-        key, sep, value = text.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not value:
-            raise ValueError(f"expected KEY=VALUE like source=dailynk-ko, got {text!r}")
-        if key not in SILENCE_KEYS:
-            raise ValueError(f"unknown key {key!r} (expected one of: {', '.join(SILENCE_KEYS)})")
-        out[key] = value
-    if not out:
-        raise ValueError("a silence needs at least one --match KEY=VALUE")
-    return out
-
-
-def silenced_by(matchers: Mapping[str, str], labels: Mapping[str, Iterable[str]]) -> bool:
-    """Every matcher must match one of the label's values (shell-style wildcards)."""
-    for key, pattern in matchers.items():
-        values = labels.get(key, ())
-        if not any(fnmatch.fnmatchcase(str(v).lower(), pattern.lower()) for v in values):
-            return False
-    return True

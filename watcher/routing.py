@@ -1,0 +1,122 @@
+"""Routing and silences: which routes and channels a story revision goes to and when, and
+which silences mute a delivery. Pure decisions over frozen values; the clock is an argument.
+
+    story revision ──plan(routes, now)──▶ [Planned] (route, channel, kind, due time)
+    delivery labels ──silenced_by(matchers)──▶ muted or not
+
+Routes are walked in order, as in Alertmanager: every matching route takes the story until one
+without `continue` stops the walk; a digest route holds it until its next digest time.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from watcher.config import SEVERITIES, Route
+from watcher.stories import Story
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Planned:
+    """One delivery to write to the outbox."""
+
+    route: str
+    channel: str
+    kind: str
+    due_at: datetime
+    seq: int = 0
+
+
+def route_matches(route: Route, story: Story, tags: set[str], langs: set[str]) -> bool:
+    if route.ops:
+        return False
+    if route.events and not (set(route.events) & story.events):
+        return False
+    if SEVERITIES.index(story.severity) < SEVERITIES.index(route.min_severity):
+        return False
+    if route.tags and not (set(route.tags) & tags):
+        return False
+    return not (route.langs and not (set(route.langs) & langs))
+
+
+def plan(
+    routes: Sequence[Route],
+    story: Story,
+    *,
+    kind: str,
+    tags: set[str],
+    langs: set[str],
+    now: datetime,
+    default_tz: str,
+) -> list[Planned]:
+    """Deliveries for a story's new revision: walk the routes in order (Alertmanager style)."""
+    out = []
+    for index, route in enumerate(routes):
+        if not route_matches(route, story, tags, langs):
+            continue
+        if route.mode == "digest":
+            due = next_digest(route, now, default_tz)
+            planned_kind = "digest"
+        else:
+            due = max(story.first_seen_at + route.group_wait, now) if kind == "alert" else now
+            planned_kind = kind
+        out += [
+            Planned(route=route.key(index), channel=channel, kind=planned_kind, due_at=due)
+            for channel in route.channels
+        ]
+        if not route.continue_:
+            break
+    return out
+
+
+def next_digest(route: Route, now: datetime, default_tz: str) -> datetime:
+    """The next time the route's digest goes out, after `now`."""
+    from watcher.config import WEEKDAYS, Digest
+
+    digest = route.digest or Digest()
+    zone = ZoneInfo(route.timezone or default_tz)
+    hour, minute = (int(x) for x in digest.at.split(":"))
+    local = now.astimezone(zone)
+    for days_ahead in range(0, 8):
+        day = (local + timedelta(days=days_ahead)).date()
+        candidate = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
+        if candidate <= local:
+            continue
+        if digest.days and WEEKDAYS[candidate.weekday()] not in digest.days:
+            continue
+        return candidate.astimezone(now.tzinfo)
+    raise AssertionError("a weekly schedule always has a next time")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- silences
+
+SILENCE_KEYS = ("source", "event", "severity", "rule", "tag", "lang", "route", "channel", "story")
+
+
+def parse_matchers(texts: Sequence[str]) -> dict[str, str]:
+    """`source=dailynk-*` … → {"source": "dailynk-*"}; ValueError with what is wrong."""
+    out: dict[str, str] = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not value:
+            raise ValueError(f"expected KEY=VALUE like source=dailynk-ko, got {text!r}")
+        if key not in SILENCE_KEYS:
+            raise ValueError(f"unknown key {key!r} (expected one of: {', '.join(SILENCE_KEYS)})")
+        out[key] = value
+    if not out:
+        raise ValueError("a silence needs at least one --match KEY=VALUE")
+    return out
+
+
+def silenced_by(matchers: Mapping[str, str], labels: Mapping[str, Iterable[str]]) -> bool:
+    """Every matcher must match one of the label's values (shell-style wildcards)."""
+    for key, pattern in matchers.items():
+        values = labels.get(key, ())
+        if not any(fnmatch.fnmatchcase(str(v).lower(), pattern.lower()) for v in values):
+            return False
+    return True
