@@ -9,15 +9,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT, wait_for, watcher
 from tests.httpserver import FeedServer
-from tests.test_cli import ROOT, watcher
+
+#: Every test here starts a process.
+pytestmark = pytest.mark.e2e
 
 NOW = datetime.now(UTC)
 
@@ -46,16 +48,6 @@ def rss(*titles: str) -> bytes:
     )
     head = '<?xml version="1.0"?><rss version="2.0"><channel><title>W</title>'
     return f"{head}{items}</channel></rss>".encode()
-
-
-def wait_for(condition: Callable[[], bool], deadline: float, what: str) -> float:
-    """Poll `condition` until it holds; return the seconds it took, fail at the deadline."""
-    started = time.monotonic()
-    while time.monotonic() - started < deadline:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {deadline}s waiting for {what}")
 
 
 @pytest.fixture

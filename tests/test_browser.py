@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_web import CONFIG, seed
+from tests.helpers import CONFIG, seed
 from watcher.store import Store
+
+#: Every test here starts a process.
+pytestmark = pytest.mark.e2e
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent

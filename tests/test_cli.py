@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT, watcher
 from watcher.store import SCHEMA_HEAD
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def watcher(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "watcher", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd or ROOT,
-        input=stdin,
-        timeout=120,
-    )
+#: Every test here starts a process.
+pytestmark = pytest.mark.e2e
 
 
 def test_check_shipped_config() -> None:

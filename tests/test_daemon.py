@@ -22,9 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT, wait_for, watcher
 from tests.httpserver import FeedServer
-from tests.test_alert_commands import wait_for
-from tests.test_cli import ROOT, watcher
+
+#: Every test here starts a process.
+pytestmark = pytest.mark.e2e
 
 CONFIG = """
 sources:

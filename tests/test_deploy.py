@@ -97,6 +97,7 @@ def test_compose_file_parses_and_every_variable_is_documented() -> None:
     assert used <= documented, used - documented
 
 
+@pytest.mark.e2e
 def test_systemd_unit_verifies() -> None:
     unit = (DEPLOY / "watcher.service").read_text()
     for needed in (
@@ -149,6 +150,7 @@ def test_kubernetes_manifests_validate_and_run_replicas_with_probes() -> None:
     )
 
 
+@pytest.mark.e2e
 def test_the_image_entry_command_runs_from_the_wheel(tmp_path: Path) -> None:
     """What the image does, outside Docker: install the wheel with no index, run it."""
     dist = tmp_path / "dist"

@@ -4,7 +4,7 @@ feeds (the Atom feed read back by feedparser), the OpenAPI document, and the tok
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import feedparser
 import pytest
@@ -12,97 +12,9 @@ import yaml
 from bs4 import BeautifulSoup
 from starlette.testclient import TestClient
 
-from watcher.alerts import Alerting
+from tests.helpers import CONFIG, NOW, seed
 from watcher.config import load_config_text
-from watcher.pipeline import match_items
-from watcher.rules import compile_rules
 from watcher.store import Store
-from watcher.types import Item
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-HOSTILE = "<script>alert(1)</script><b>China</b> repatriates 60 North Korean defectors"
-
-CONFIG = {
-    "sources": [
-        {"id": "yonhap", "name": "Yonhap", "kind": "feed", "url": "https://e.org/y", "lang": "en"},
-        {
-            "id": "dailynk-ko",
-            "name": "데일리NK",
-            "kind": "feed",
-            "url": "https://e.org/d",
-            "lang": "ko",
-        },
-    ],
-    "concepts": {
-        "nk_people": {"en": ["north korean*", "defector*"], "ko": ["탈북민"]},
-        "sent_back": {"en": ["repatriat*"], "ko": ["북송"]},
-        "arrested": {"en": ["detain*"], "ko": ["체포"]},
-    },
-    "rules": [
-        {
-            "id": "return",
-            "event": "forced_repatriation",
-            "severity": "high",
-            "all_of": ["nk_people", "sent_back"],
-        },
-        {"id": "arrest", "event": "detention", "all_of": ["nk_people", "arrested"]},
-    ],
-    "settings": {"timezone": "Asia/Seoul"},
-}
-
-
-def item(key: str, source: str, title: str, lang: str, hours_ago: float, url: str | None) -> Item:
-    return Item(
-        key=key,
-        source_id=source,
-        url=url,
-        title=title,
-        text=f"Lead of {title}",
-        lang=lang,
-        published_at=NOW - timedelta(hours=hours_ago),
-        published_raw=None,
-        fetched_at=NOW - timedelta(hours=hours_ago),
-    )
-
-
-def seed(store: Store):
-    """Three reports, two stories (the Korean one joins the English one); returns the config."""
-    config = load_config_text(yaml.safe_dump(CONFIG, allow_unicode=True), "w.yaml", {}).config
-    store.sync_sources(config.sources, NOW)
-    matcher = compile_rules(config)
-    alerting = Alerting.from_config(config)
-    batches = [
-        [item("https://e.org/1", "yonhap", HOSTILE, "en", 30, "https://e.org/1")],
-        [
-            item(
-                "https://d.org/2",
-                "dailynk-ko",
-                "中, 탈북민 60여명 강제북송",
-                "ko",
-                29,
-                "javascript:alert(2)",
-            )
-        ],
-        [
-            item(
-                "https://e.org/3",
-                "yonhap",
-                "Police detain 7 North Korean defectors in Kunming",
-                "en",
-                2,
-                "https://e.org/3",
-            )
-        ],
-    ]
-    for batch in batches:
-        source = config.source(batch[0].source_id)
-        store.save_items(
-            batch,
-            now=batch[0].fetched_at,
-            matches=match_items(matcher, batch, source.tags),
-            after=alerting,
-        )
-    return config
 
 
 @pytest.fixture

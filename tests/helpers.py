@@ -1,0 +1,139 @@
+"""Helpers the test modules share (no test module imports another): the `watcher` process
+launcher, a polling wait with a deadline, and the web test data.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from watcher.alerts import Alerting
+from watcher.config import load_config_text
+from watcher.pipeline import match_items
+from watcher.rules import compile_rules
+from watcher.store import Store
+from watcher.types import Item
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def watcher(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "watcher", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or ROOT,
+        input=stdin,
+        timeout=120,
+    )
+
+
+def wait_for(condition: Callable[[], bool], deadline: float, what: str) -> float:
+    """Poll `condition` until it holds; return the seconds it took, fail at the deadline."""
+    started = time.monotonic()
+    while time.monotonic() - started < deadline:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {deadline}s waiting for {what}")
+
+
+# --------------------------------------------------------------------------- web data
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+HOSTILE = "<script>alert(1)</script><b>China</b> repatriates 60 North Korean defectors"
+
+CONFIG = {
+    "sources": [
+        {"id": "yonhap", "name": "Yonhap", "kind": "feed", "url": "https://e.org/y", "lang": "en"},
+        {
+            "id": "dailynk-ko",
+            "name": "데일리NK",
+            "kind": "feed",
+            "url": "https://e.org/d",
+            "lang": "ko",
+        },
+    ],
+    "concepts": {
+        "nk_people": {"en": ["north korean*", "defector*"], "ko": ["탈북민"]},
+        "sent_back": {"en": ["repatriat*"], "ko": ["북송"]},
+        "arrested": {"en": ["detain*"], "ko": ["체포"]},
+    },
+    "rules": [
+        {
+            "id": "return",
+            "event": "forced_repatriation",
+            "severity": "high",
+            "all_of": ["nk_people", "sent_back"],
+        },
+        {"id": "arrest", "event": "detention", "all_of": ["nk_people", "arrested"]},
+    ],
+    "settings": {"timezone": "Asia/Seoul"},
+}
+
+
+def item(key: str, source: str, title: str, lang: str, hours_ago: float, url: str | None) -> Item:
+    return Item(
+        key=key,
+        source_id=source,
+        url=url,
+        title=title,
+        text=f"Lead of {title}",
+        lang=lang,
+        published_at=NOW - timedelta(hours=hours_ago),
+        published_raw=None,
+        fetched_at=NOW - timedelta(hours=hours_ago),
+    )
+
+
+def seed(store: Store):
+    """Three reports, two stories (the Korean one joins the English one); returns the config."""
+    config = load_config_text(yaml.safe_dump(CONFIG, allow_unicode=True), "w.yaml", {}).config
+    store.sync_sources(config.sources, NOW)
+    matcher = compile_rules(config)
+    alerting = Alerting.from_config(config)
+    batches = [
+        [item("https://e.org/1", "yonhap", HOSTILE, "en", 30, "https://e.org/1")],
+        [
+            item(
+                "https://d.org/2",
+                "dailynk-ko",
+                "中, 탈북민 60여명 강제북송",
+                "ko",
+                29,
+                "javascript:alert(2)",
+            )
+        ],
+        [
+            item(
+                "https://e.org/3",
+                "yonhap",
+                "Police detain 7 North Korean defectors in Kunming",
+                "en",
+                2,
+                "https://e.org/3",
+            )
+        ],
+    ]
+    for batch in batches:
+        source = config.source(batch[0].source_id)
+        store.save_items(
+            batch,
+            now=batch[0].fetched_at,
+            matches=match_items(matcher, batch, source.tags),
+            after=alerting,
+        )
+    return config
