@@ -26,6 +26,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check watcher tests benchmarks migrations
 	$(BIN)/ruff format --check watcher tests benchmarks migrations
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format watcher tests benchmarks migrations

@@ -528,6 +528,7 @@ class Config(Model):
                     f"rule {rule.id!r}: duplicate id (rule ids must be unique)",
                 )
             seen.add(rule.id)
+            groups: list[tuple[str | tuple[str | int, ...], int, Any]]
             groups = [("all_of", i, g) for i, g in enumerate(rule.all_of)]
             groups += [("none_of", i, g) for i, g in enumerate(rule.none_of)]
             groups += [("none_in_sentence", i, g) for i, g in enumerate(rule.none_in_sentence)]
@@ -793,8 +794,9 @@ def _rule_id(path: tuple[Any, ...], data: Any) -> str | None:
     """The id of the rule a path points into, so that rule errors name their rule."""
     if len(path) >= 3 and path[0] == "rules" and isinstance(path[1], int):
         rule = data.get("rules", [])[path[1]]
-        if isinstance(rule, dict) and isinstance(rule.get("id"), str):
-            return rule["id"]
+        rule_id = rule.get("id") if isinstance(rule, dict) else None
+        if isinstance(rule_id, str):
+            return rule_id
     return None
 
 

@@ -567,7 +567,7 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
         if NOT_INSIDE in by_lang:
             hidden_by[gid] = tuple(by_lang.pop(NOT_INSIDE))
         for lang, raws in by_lang.items():
-            scope = None if lang in (None, "any") else lang.split("-")[0].lower()
+            scope = None if lang is None or lang == "any" else lang.split("-")[0].lower()
             for raw in raws:
                 prefix = raw.rstrip().endswith("*")
                 bare = cased(raw.rstrip().rstrip("*"))
@@ -643,8 +643,8 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
             automaton.make_automaton()
             automata[language] = automaton
     by_first: dict[int, list[int]] = defaultdict(list)
-    for index, rule in enumerate(compiled):
-        by_first[rule.all_of[0]].append(index)
+    for index, compiled_rule in enumerate(compiled):
+        by_first[compiled_rule.all_of[0]].append(index)
     matcher = Matcher(
         automata,
         tuple(compiled),
@@ -664,7 +664,7 @@ def check_examples_of(
     rules: Sequence[Rule], matcher: Matcher
 ) -> list[tuple[tuple[str | int, ...], str]]:
     """(path, message) for every example its rule gets wrong. Examples ignore tag filters."""
-    problems = []
+    problems: list[tuple[tuple[str | int, ...], str]] = []
     for index, rule in enumerate(rules):
         if not rule.enabled:
             continue
