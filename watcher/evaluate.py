@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from math import comb
@@ -260,7 +260,7 @@ def cluster_errors(
 
 
 def format_text(
-    result: Mapping[str, object], fmt_row: Callable[[str, Mapping[str, object]], str] | None = None
+    result: Mapping[str, object],
 ) -> str:
     """The human-readable form of a `report` (plus `stories` when present)."""
     lines: list[str] = []

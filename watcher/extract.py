@@ -76,16 +76,17 @@ PLACE_WORDS = frozenset(
 )
 
 
-def _build_places() -> ahocorasick.Automaton:
+def _build(names: dict[str, tuple[str, ...]]) -> ahocorasick.Automaton:
+    """One automaton over every spelling: each hit gives (length, canonical name, latin)."""
     automaton = ahocorasick.Automaton()
-    for canonical, spellings in GAZETTEER.items():
+    for canonical, spellings in names.items():
         for spelling in spellings:
             automaton.add_word(spelling, (len(spelling), canonical, spelling.isascii()))
     automaton.make_automaton()
     return automaton
 
 
-_PLACES = _build_places()
+_PLACES = _build(GAZETTEER)
 _WORD = re.compile(r"[0-9a-z\u00c0-\u024f]")
 
 
@@ -205,16 +206,7 @@ ENTITIES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _build_entities() -> ahocorasick.Automaton:
-    automaton = ahocorasick.Automaton()
-    for canonical, spellings in ENTITIES.items():
-        for spelling in spellings:
-            automaton.add_word(spelling, (len(spelling), canonical, spelling.isascii()))
-    automaton.make_automaton()
-    return automaton
-
-
-_ENTITIES = _build_entities()
+_ENTITIES = _build(ENTITIES)
 
 
 def entities(norm: str) -> tuple[str, ...]:

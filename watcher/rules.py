@@ -403,7 +403,11 @@ class Matcher:
             if not positions:
                 continue
             spans = [(s, e) for s, e, g in covering if g in hiders]
-            kept = [p for p in positions if not any(s <= p <= e for s, e in spans)]
+
+            def inside(p: int, spans: list[tuple[int, int]] = spans) -> bool:
+                return any(s <= p <= e for s, e in spans)
+
+            kept = [p for p in positions if not inside(p)]
             if len(kept) == len(positions):
                 continue
             if kept:
@@ -411,9 +415,7 @@ class Matcher:
             else:
                 del scan.hits[group]
             if group in scan.spans:
-                scan.spans[group] = [
-                    (p, n) for p, n in scan.spans[group] if not any(s <= p <= e for s, e in spans)
-                ]
+                scan.spans[group] = [(p, n) for p, n in scan.spans[group] if not inside(p)]
 
     # ----------------------------------------------------------------------- explaining
 
