@@ -267,14 +267,14 @@ class Matcher:
         keys = hits.keys()
         for index in sorted(candidates):
             rule = self._rules[index]
-            # The cheap set checks first, inline: most candidates fail here.
+            # The set checks inline (most candidates fail here); `_fails` says the same in words.
             if rule.langs and scan.lang not in rule.langs:
                 continue
             if rule.tags and not (rule.tags & tagset):
                 continue
             if not rule.all_of_set <= keys or not rule.none_of_set.isdisjoint(keys):
                 continue
-            if self._fails(rule, scan, tagset) is None:
+            if self._position_fails(rule, scan) is None:
                 matched.append(rule)
         if not matched:
             return NOT_RELEVANT
@@ -306,6 +306,12 @@ class Matcher:
         blocking = [g for g in rule.none_of if g in hits]
         if blocking:
             return "excluded by " + self._describe(scan, blocking[0])
+        return self._position_fails(rule, scan)
+
+    def _position_fails(self, rule: _Rule, scan: _Scan) -> str | None:
+        """The checks that need positions (`near`, sentence-scoped exclusions), once the set
+        checks have passed: None when the rule matches, else why not."""
+        hits = scan.hits
         if rule.none_in_sentence and any(g in hits for g in rule.none_in_sentence):
             return self._instance_fails(rule, scan)
         if rule.near_words is not None:
