@@ -1,11 +1,11 @@
 """Benchmark: the cost of finding a report's story as history grows.
 
 Fills a database with N stories at a steady ten a day (so a larger N is a longer history, one
-report each, as the daemon stores them), then times what `Alerting` does for one matched report:
-look up the candidate stories on the event clock (`stories.event_at`, indexed) with their
-founding facts, and choose. Reports
-are dated now, a week ago, and undated (fetched now). Prints the median microseconds per
-report for each N, and the ratio to the smallest N: flat means the lookup does not scan history.
+report each, as the daemon stores them), then times what `write_stories` does for one matched
+report: look up the candidate stories on the event clock (`stories.event_at`, indexed) with
+their founding facts, and choose. Reports are dated now, a week ago, and undated (fetched
+now). Prints the median microseconds per report for each N, and the ratio to the smallest N:
+flat means the lookup does not scan history.
 
     python benchmarks/stories.py [--sizes 100,10000,100000] [--db sqlite|postgres] [--reports 300]
 """
@@ -24,10 +24,10 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, delete, insert, text
 
-from watcher import alerts
 from watcher import stories as st
-from watcher import tables as t
 from watcher.store import Store
+from watcher.store import stories as story_queries
+from watcher.store import tables as t
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 POSTGRES = os.environ.get(
@@ -131,7 +131,7 @@ def time_lookups(store: Store, rng: random.Random, reports: int) -> dict[str, fl
             for _ in range(reports):
                 report = make()
                 start = time.perf_counter()
-                candidates = alerts._candidates(conn, report.at, WINDOW)
+                candidates = story_queries.candidates(conn, report.at, WINDOW)
                 st.choose(report, candidates, WINDOW)
                 samples.append(time.perf_counter() - start)
         out[name] = statistics.median(samples) * 1e6

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from watcher.tables import metadata
+from watcher.store.tables import metadata
 
 config = context.config
 target_metadata = metadata

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from watcher.alerts import Alerting
 from watcher.config import load_config_text
 from watcher.pipeline import match_items
+from watcher.routing import Alerting
 from watcher.rules import compile_rules
 from watcher.store import Store
 from watcher.types import Item
@@ -134,6 +134,6 @@ def seed(store: Store):
             batch,
             now=batch[0].fetched_at,
             matches=match_items(matcher, batch, source.tags),
-            after=alerting,
+            alerting=alerting,
         )
     return config

@@ -17,14 +17,14 @@ import yaml
 
 from tests.httpserver import FeedServer
 from tests.mailserver import MailServer
-from watcher.alerts import Alerting
 from watcher.config import load_config_text
-from watcher.deliver import Deliverer
 from watcher.fetch import Fetcher, FetchLimits
-from watcher.outbox import Outbox
+from watcher.outbox import Deliverer
 from watcher.pipeline import run_cycle
+from watcher.routing import Alerting
 from watcher.rules import compile_rules
 from watcher.store import Store
+from watcher.store.outbox import Outbox
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

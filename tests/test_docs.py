@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
@@ -89,48 +88,3 @@ def test_the_documented_event_types_are_the_shipped_ones() -> None:
         r.event for r in config_module.load_config(ROOT / "sources.yaml", env={}).config.rules
     }
     assert documented == set(config_module.EVENT_TYPES) == shipped
-
-
-PURE = {"items", "parsers", "types", "config", "rules", "extract"}
-
-
-def _watcher_imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("watcher"):
-            parts = node.module.split(".")
-            found.add(parts[1] if len(parts) > 1 else node.names[0].name)
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("watcher."):
-                    found.add(alias.name.split(".")[1])
-    return found
-
-
-@pytest.mark.parametrize(
-    ("module", "allowed"),
-    [
-        ("types.py", set()),
-        ("clock.py", set()),
-        ("errors.py", set()),
-        ("config.py", {"errors"}),
-        ("items.py", {"types"}),
-        ("parsers/__init__.py", {"types", "parsers"}),
-        ("parsers/feed.py", {"types", "items", "parsers"}),
-        ("parsers/html.py", {"types", "items", "parsers"}),
-        ("parsers/json_api.py", {"types", "items", "parsers"}),
-        ("parsers/article.py", {"types", "items", "parsers"}),
-        ("extract.py", set()),
-        ("rules.py", {"config", "errors", "extract", "items"}),
-        ("stories.py", {"config", "extract", "rules"}),
-        ("routing.py", {"config", "stories"}),
-        ("evaluate.py", {"errors", "rules", "stories"}),
-        ("fetch.py", {"types", "__version__"}),
-        ("tables.py", set()),
-        ("store.py", {"errors", "types", "tables"}),
-    ],
-)
-def test_layering(module: str, allowed: set[str]) -> None:
-    """Pure stages import only pure modules; I/O lives in fetch, store and tables."""
-    assert _watcher_imports(ROOT / "watcher" / module) <= allowed

@@ -9,7 +9,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from watcher.store import SCHEMA_HEAD, Store, migrations_dir
-from watcher.tables import metadata
+from watcher.store.tables import metadata
 
 
 def test_schema_head_constant_is_alembic_head() -> None:

@@ -120,7 +120,7 @@ def test_sync_sources_resets_validators_when_url_changes(store: Store) -> None:
     with store.engine.begin() as conn:
         from sqlalchemy import update
 
-        from watcher.tables import sources
+        from watcher.store.tables import sources
 
         conn.execute(update(sources).values(etag='"v1"', body_hash="h"))
     store.sync_sources([_Src("a", "https://example.org/new"), _Src("b")], NOW)

@@ -10,12 +10,12 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from watcher import tables as t
-from watcher.alerts import Alerting
 from watcher.config import load_config_text
 from watcher.pipeline import match_items
+from watcher.routing import Alerting
 from watcher.rules import compile_rules
 from watcher.store import SaveResult, Store
+from watcher.store import tables as t
 from watcher.types import Item
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -84,7 +84,7 @@ def save(store: Store):
             list(items),
             now=max(i.fetched_at for i in items),
             matches=match_items(matcher, items, ()),
-            after=alerting,
+            alerting=alerting,
         )
 
     return save
@@ -220,7 +220,7 @@ def test_each_queued_delivery_is_counted_under_its_route(store: Store, save) -> 
             fetched=T0 + timedelta(minutes=1),
         )
     )
-    (change,) = saved.after
+    (change,) = saved.stories
     # urgent takes both channels and stops the walk; no second message to hook from another
     # route: one message per story revision per channel.
     assert change.routes == ("urgent", "urgent") and change.deliveries == 2

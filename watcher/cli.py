@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -15,8 +17,9 @@ import click
 
 from watcher import __version__
 from watcher import log as logsetup
-from watcher.config import ConfigError, LoadedConfig, load_config
-from watcher.store import DEFAULT_DATABASE_URL, Store, StoreError
+from watcher.config import LoadedConfig, load_config
+from watcher.errors import AlreadyRunning, ConfigError, EvalInputError, RuleError, StoreError
+from watcher.store import DEFAULT_DATABASE_URL, Store
 
 log = logging.getLogger("watcher")
 
@@ -42,7 +45,7 @@ class Context:
 
     def matcher(self, loaded: LoadedConfig | None = None) -> Any:
         """The compiled rules; exits listing every rule whose examples fail."""
-        from watcher.rules import RuleError, compile_rules
+        from watcher.rules import compile_rules
 
         if loaded is None and self._matcher is not None:
             return self._matcher
@@ -74,6 +77,15 @@ class Context:
         except Exception as exc:  # driver errors: unreachable server, bad credentials
             fail(f"database {logsetup.redact(url)}: {logsetup.one_line(exc)}")
         return store
+
+    @contextmanager
+    def open_store(self, *, migrate: bool = True, need_config: bool = True) -> Iterator[Store]:
+        """`store()` for the length of a block, closed however the block ends."""
+        store = self.store(migrate=migrate, need_config=need_config)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -230,15 +242,13 @@ def db() -> None:
 @pass_ctx
 def db_upgrade(ctx: Context) -> None:
     """Apply pending migrations to the database (a no-op when it is current)."""
-    store = ctx.store(migrate=False, need_config=_config_exists(ctx))
-    try:
-        before, after = store.upgrade()
-    except StoreError as exc:
-        fail(str(exc))
-    except Exception as exc:
-        fail(f"migration failed: {logsetup.one_line(exc)}")
-    finally:
-        store.close()
+    with ctx.open_store(migrate=False, need_config=_config_exists(ctx)) as store:
+        try:
+            before, after = store.upgrade()
+        except StoreError as exc:
+            fail(str(exc))
+        except Exception as exc:
+            fail(f"migration failed: {logsetup.one_line(exc)}")
     if before == after:
         click.echo(f"database is current (revision {after})")
     else:
@@ -251,13 +261,11 @@ def db_current(ctx: Context) -> None:
     """Print the applied migration revision and whether it is the newest."""
     from watcher.store import SCHEMA_HEAD
 
-    store = ctx.store(migrate=False, need_config=_config_exists(ctx))
-    try:
-        revision = store.current_revision()
-    except StoreError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
+    with ctx.open_store(migrate=False, need_config=_config_exists(ctx)) as store:
+        try:
+            revision = store.current_revision()
+        except StoreError as exc:
+            fail(str(exc))
     state = "current" if revision == SCHEMA_HEAD else f"behind (newest is {SCHEMA_HEAD})"
     click.echo(f"{revision or 'empty'}: {state}")
 
@@ -288,9 +296,9 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
     """
     import asyncio
 
-    from watcher.daemon import AlreadyRunning, InstanceLock
-    from watcher.outbox import Outbox
+    from watcher.daemon import InstanceLock
     from watcher.pipeline import Parsing
+    from watcher.store.outbox import Outbox
 
     loaded = ctx.config()
     matcher = ctx.matcher()
@@ -333,7 +341,7 @@ async def _once(
     loaded: LoadedConfig, store: Store, *, all_sources: bool, parsing: Any, matcher: Any
 ) -> None:
     """One cycle, then send what is due (for cron)."""
-    from watcher.deliver import Deliverer
+    from watcher.outbox import Deliverer
 
     await _cycle(loaded, store, only_due=not all_sources, parsing=parsing, matcher=matcher)
     sent = await Deliverer(store, loaded.config).run_due()
@@ -351,10 +359,10 @@ async def _cycle(
 ) -> list[Any]:
     import time
 
-    from watcher.alerts import Alerting
     from watcher.clock import utcnow
     from watcher.fetch import Fetcher, FetchLimits
     from watcher.pipeline import run_cycle
+    from watcher.routing import Alerting
 
     config = loaded.config
     sources = [s for s in config.sources if s.enabled]
@@ -421,11 +429,8 @@ def sources_list(ctx: Context) -> None:
     from watcher.config import format_duration
 
     config = ctx.config().config
-    store = ctx.store()
-    try:
+    with ctx.open_store() as store:
         states = store.source_states()
-    finally:
-        store.close()
     now = utcnow()
     rows = [("ID", "KIND", "EVERY", "HEALTH", "LAST SUCCESS", "ITEMS", "LAST ERROR")]
     for source in config.sources:
@@ -564,7 +569,6 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
         since_at = parse_date(since, "UTC")
         if since_at is None:
             fail(f"--since: expected a date like 2026-11-01, got {since!r}")
-    store = ctx.store(need_config=_config_exists(ctx))
     fields = [
         "source",
         "key",
@@ -581,7 +585,7 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
     writer = csv.DictWriter(out, fieldnames=fields) if fmt == "csv" else None
     if writer:
         writer.writeheader()
-    try:
+    with ctx.open_store(need_config=_config_exists(ctx)) as store:
         for item in store.iter_items(since=since_at, source_id=source_id):
             row = {
                 "source": item.source_id,
@@ -599,8 +603,6 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
                 writer.writerow(row)
             else:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    finally:
-        store.close()
 
 
 # --------------------------------------------------------------------------- rules
@@ -668,7 +670,7 @@ def match(ctx: Context, file: Any, explain: bool) -> None:
             try:
                 data = json.loads(line)
             except ValueError as exc:
-                raise _BadInput(f"line {number}: not JSON ({exc.msg})") from None
+                raise _BadInput(f"line {number}: not JSON ({exc})") from None
             if not isinstance(data, dict):
                 raise _BadInput(f"line {number}: expected a JSON object")
             item_id = data.get("id")
@@ -748,11 +750,10 @@ def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) ->
     else:
         matcher = ctx.matcher()
     tags = _source_tags(ctx.config().config) if _config_exists(ctx) else {}
-    store = ctx.store(need_config=_config_exists(ctx))
     counts: Counter[str] = Counter()
     marks: Counter[str] = Counter()
     out = sys.stdout
-    try:
+    with ctx.open_store(need_config=_config_exists(ctx)) as store:
         stored = store.matched_events()
         for item in store.iter_items(since=since_at):
             counts["items"] += 1
@@ -793,8 +794,6 @@ def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) ->
                     f"{verdict.severity or '-':<8} {','.join(verdict.events) or '(none)'}"
                     f"{f'  [{extra}]' if extra else ''}  {_one_line_text(item.title)}\n"
                 )
-    finally:
-        store.close()
     events = ", ".join(
         f"{k} {n}" for k, n in sorted(counts.items()) if k not in ("items", "matched")
     )
@@ -831,7 +830,6 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
 
     from watcher.config import EVENT_TYPES
     from watcher.evaluate import (
-        EvalInputError,
         cluster_errors,
         evaluate,
         format_text,
@@ -918,13 +916,10 @@ def alerts() -> None:
 def alerts_list(ctx: Context, status: str | None, limit: int) -> None:
     """Deliveries, newest first: id, status, kind, story, route, channel, due or sent time,
     attempts and the last error."""
-    from watcher.outbox import Outbox
+    from watcher.store.outbox import Outbox
 
-    store = ctx.store(need_config=_config_exists(ctx))
-    try:
+    with ctx.open_store(need_config=_config_exists(ctx)) as store:
         rows = Outbox(store).listing(status, limit)
-    finally:
-        store.close()
     table = [("ID", "STATUS", "KIND", "STORY", "ROUTE", "CHANNEL", "WHEN", "TRIES", "LAST ERROR")]
     for d in rows:
         when = d.sent_at or d.due_at
@@ -953,18 +948,15 @@ def alerts_retry(ctx: Context, delivery_id: int) -> None:
     """Queue a failed (or any finished) delivery again; the running daemon sends it within
     a second, or the next `watcher run --once`."""
     from watcher.clock import utcnow
-    from watcher.outbox import Outbox
+    from watcher.store.outbox import Outbox
 
-    store = ctx.store(need_config=_config_exists(ctx))
-    try:
+    with ctx.open_store(need_config=_config_exists(ctx)) as store:
         outbox = Outbox(store)
         delivery = outbox.get(delivery_id)
         if delivery is None:
             fail(f"no delivery {delivery_id} (see `watcher alerts list`)")
         if not outbox.retry(delivery_id, utcnow()):
             fail(f"delivery {delivery_id} is already pending")
-    finally:
-        store.close()
     click.echo(f"delivery {delivery_id} queued again (was {delivery.status})")
 
 
@@ -979,7 +971,7 @@ def notify() -> None:
 def notify_test(ctx: Context, channel_ids: tuple[str, ...]) -> None:
     """Send a test message to every channel (or those named) and report each result.
     Exit code 1 when any failed."""
-    from watcher.deliver import send_test
+    from watcher.outbox import send_test
 
     config = ctx.config().config
     known = {c.id for c in config.channels}
@@ -1006,15 +998,12 @@ def export_alerts(ctx: Context, fmt: str) -> None:
     """Every story with its items, routes, deliveries and their attempts, as JSON Lines."""
     import json
 
-    from watcher.outbox import Outbox
+    from watcher.store.outbox import Outbox
 
-    store = ctx.store(need_config=_config_exists(ctx))
     out = sys.stdout
-    try:
+    with ctx.open_store(need_config=_config_exists(ctx)) as store:
         for row in Outbox(store).export():
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    finally:
-        store.close()
 
 
 # --------------------------------------------------------------------------- silences
@@ -1047,8 +1036,8 @@ def silence_add(
 
     from watcher.clock import utcnow
     from watcher.config import parse_duration
-    from watcher.outbox import Outbox
     from watcher.routing import parse_matchers
+    from watcher.store.outbox import Outbox
 
     try:
         parsed = parse_matchers(matchers)
@@ -1056,8 +1045,7 @@ def silence_add(
     except ValueError as exc:
         fail(str(exc), code=2)
     now = utcnow()
-    store = ctx.store(need_config=_config_exists(ctx))
-    try:
+    with ctx.open_store(need_config=_config_exists(ctx)) as store:
         sid = Outbox(store).add_silence(
             parsed,
             reason=reason,
@@ -1065,8 +1053,6 @@ def silence_add(
             ends_at=now + length,
             created_by=created_by or os.environ.get("USER"),
         )
-    finally:
-        store.close()
     click.echo(f"silence {sid} active until {now + length:%Y-%m-%d %H:%M} UTC")
 
 
@@ -1076,14 +1062,11 @@ def silence_add(
 def silence_list(ctx: Context, show_all: bool) -> None:
     """Active silences (all with --all): id, matchers, until, who, why."""
     from watcher.clock import utcnow
-    from watcher.outbox import Outbox
+    from watcher.store.outbox import Outbox
 
     now = utcnow()
-    store = ctx.store(need_config=_config_exists(ctx))
-    try:
+    with ctx.open_store(need_config=_config_exists(ctx)) as store:
         rows = Outbox(store).silences(None if show_all else now)
-    finally:
-        store.close()
     for s in rows:
         state = "active" if s.starts_at <= now < s.ends_at else "expired"
         matchers = " ".join(f"{k}={v}" for k, v in s.matchers.items())
@@ -1099,13 +1082,10 @@ def silence_list(ctx: Context, show_all: bool) -> None:
 def silence_expire(ctx: Context, silence_id: int) -> None:
     """End a silence now."""
     from watcher.clock import utcnow
-    from watcher.outbox import Outbox
+    from watcher.store.outbox import Outbox
 
-    store = ctx.store(need_config=_config_exists(ctx))
-    try:
+    with ctx.open_store(need_config=_config_exists(ctx)) as store:
         ok = Outbox(store).expire_silence(silence_id, utcnow())
-    finally:
-        store.close()
     if not ok:
         fail(f"no active silence {silence_id} (see `watcher silence list --all`)")
     click.echo(f"silence {silence_id} expired")
@@ -1140,9 +1120,7 @@ def serve(ctx: Context, address: str, token_env: str | None, behind_proxy: str |
     import ipaddress
     import os
 
-    import uvicorn
-
-    from watcher.web import create_app
+    from watcher import web
 
     host, _, port = address.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
@@ -1163,13 +1141,10 @@ def serve(ctx: Context, address: str, token_env: str | None, behind_proxy: str |
             code=2,
         )
     config = ctx.config().config
-    store = ctx.store()
-    app = create_app(store, config, token=token)
-    log.info("serving on http://%s:%s", host, port, extra={"action": "serve"})
-    try:
-        uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False)
-    finally:
-        store.close()
+    with ctx.open_store() as store:
+        app = web.create_app(store, config, token=token)
+        log.info("serving on http://%s:%s", host, port, extra={"action": "serve"})
+        web.serve(app, host, int(port))
 
 
 def _config_exists(ctx: Context) -> bool:

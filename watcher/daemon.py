@@ -16,6 +16,7 @@ ends. SQLite is single-instance: an OS file lock refuses a second daemon on the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -27,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from watcher import log as logsetup
-from watcher.alerts import Alerting
 from watcher.clock import utcnow
-from watcher.config import ConfigError, LoadedConfig, load_config
-from watcher.deliver import Deliverer
-from watcher.errors import AlreadyRunning
+from watcher.config import LoadedConfig, load_config
+from watcher.errors import AlreadyRunning, ConfigError, RuleError
 from watcher.fetch import Fetcher, FetchLimits
+from watcher.outbox import Deliverer
 from watcher.pipeline import Offload, Parsing, poll_source
-from watcher.rules import RuleError, compile_rules
+from watcher.routing import Alerting
+from watcher.rules import compile_rules
 from watcher.store import Store
 
 log = logging.getLogger("watcher.daemon")
@@ -263,7 +264,10 @@ class Daemon:
         for source_id in claimed:
             task = asyncio.create_task(self._poll(by_id[source_id], lease))
             self.in_flight[source_id] = task
-            task.add_done_callback(lambda _t, sid=source_id: self.in_flight.pop(sid, None))
+            task.add_done_callback(functools.partial(self._done, source_id))
+
+    def _done(self, source_id: str, _task: object) -> None:
+        self.in_flight.pop(source_id, None)
 
     async def _poll(self, source: Any, lease: datetime) -> None:
         settings = self.loaded.config.settings

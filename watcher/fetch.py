@@ -212,7 +212,7 @@ class Fetcher:
     def _delay(self, attempts: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return max(0.0, retry_after)
-        base = self.limits.retry_base * 2 ** (attempts - 1)
+        base = self.limits.retry_base * 2.0 ** (attempts - 1)
         return base * random.uniform(0.5, 1.5)
 
     async def _attempt(self, request: FetchRequest, started: float, attempts: int) -> FetchResult:

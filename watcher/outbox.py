@@ -1,455 +1,394 @@
-"""The outbox's queries: due deliveries, what a message about a story shows, attempts,
-silences, and the operator's views (`watcher alerts`, `watcher silence`, exports)."""
+"""The delivery worker: sends what the outbox holds, through apprise, and records every attempt.
+
+At-least-once: a delivery is marked sent only after apprise says so, in the same transaction
+as its attempt; a crash between the two can repeat that one message once, never lose it.
+Each channel has its own queue (one slow or failing channel never holds another), retries
+back off exponentially with jitter, and a delivery that keeps failing is marked failed and
+reported to the `ops` routes.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping, Sequence
+import asyncio
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-
-from watcher import tables as t
+from watcher import log as logsetup
+from watcher.clock import crash_point, utcnow
+from watcher.config import Config
+from watcher.routing import silenced_by
 from watcher.store import Store
-from watcher.stories import why_lines
-from watcher.types import AlertView, Report
+from watcher.store.outbox import Delivery, Outbox
+from watcher.types import Message
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Delivery:
-    id: int
-    story_id: int | None
-    revision: int
-    route: str
-    channel: str
-    kind: str
-    seq: int
-    status: str
-    due_at: datetime
-    attempts: int
-    last_error: str | None
-    sent_at: datetime | None
-    subject: str | None
-    body: str | None
-    created_at: datetime
-    claimed_until: datetime | None = None
+class SendResult:
+    #: sent | failed | uncertain (a timeout: the message may have arrived)
+    outcome: str
+    error: str | None = None
+    elapsed: float = 0.0
 
 
-def _retrying(d: Any, now: datetime) -> Any:
-    """Pending after a failed attempt, and not due again yet."""
-    return (d.c.status == "pending") & (d.c.attempts > 0) & (d.c.due_at > now)
+Sender = Callable[[str, Message, float], SendResult]
 
 
-def _delivery(row: Any) -> Delivery:
-    return Delivery(**{k: getattr(row, k) for k in Delivery.__slots__})
+def _with_read_timeout(url: str, timeout: float) -> str:
+    """Let apprise's plugin wait longer than we do (`rto`), unless the URL says otherwise:
+    then a slow service ends in apprise's TIMEOUT, which we can tell apart from a refusal,
+    instead of a read timeout that its plugins report as a generic connection error."""
+    if "rto=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}rto={timeout + 5:g}"
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Silence:
-    id: int
-    matchers: dict[str, str]
-    reason: str
-    created_by: str | None
-    starts_at: datetime
-    ends_at: datetime
+def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
+    """Send one message to one channel; apprise 2.x reports per target. A send that timed
+    out is *uncertain*: it may have arrived."""
+    import apprise
+    from apprise.result import AppriseResultStatus
 
-
-class Outbox:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.engine = store.engine
-
-    # ------------------------------------------------------------------ the worker's side
-
-    def claim_due(self, now: datetime, lease_until: datetime, limit: int = 200) -> list[Delivery]:
-        """Take the due deliveries for this process: `claimed_until` is set in the same
-        transaction (PostgreSQL skips rows another replica holds). Recording an attempt frees
-        the claim; a process that dies mid-send leaves them due again when the lease ends, so
-        another sends them: at least once, never lost."""
-        d = t.deliveries
-        query = self._due_query(now, limit)
-        if self.store.dialect == "postgresql":
-            query = query.with_for_update(of=d, skip_locked=True)
-        with self.engine.begin() as conn:
-            rows = [_delivery(r) for r in conn.execute(query)]
-            if rows:
-                conn.execute(
-                    update(d)
-                    .where(d.c.id.in_([r.id for r in rows]))
-                    .values(claimed_until=lease_until)
-                )
-        return rows
-
-    def _due_query(self, now: datetime, limit: int) -> Any:
-        """A delivery waiting to be retried holds the later ones of its channel, so that a
-        channel that was down receives its messages in order once it is back."""
-        d, earlier = t.deliveries, t.deliveries.alias("earlier")
-        held = select(earlier.c.id).where(
-            _retrying(earlier, now) & (earlier.c.channel == d.c.channel) & (earlier.c.id < d.c.id)
+    started = time.monotonic()
+    app = apprise.Apprise()
+    if not app.add(_with_read_timeout(url, timeout)):
+        return SendResult(outcome="failed", error="not a valid apprise URL")
+    try:
+        result = app.notify(
+            title=message.title, body=message.body, body_format=message.format, timeout=timeout
         )
-        free = d.c.claimed_until.is_(None) | (d.c.claimed_until <= now)
-        return (
-            select(d)
-            .where((d.c.status == "pending") & (d.c.due_at <= now) & free & ~held.exists())
-            .order_by(d.c.id)
-            .limit(limit)
+    except Exception as exc:  # a plugin bug: a failed attempt, not a crash
+        return SendResult(
+            outcome="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            elapsed=time.monotonic() - started,
         )
+    elapsed = time.monotonic() - started
+    if result.status == AppriseResultStatus.SUCCESS:
+        return SendResult(outcome="sent", elapsed=elapsed)
+    errors = [
+        entry.message
+        for target in result.results
+        for entry in target.logs()
+        if entry.level in ("WARNING", "ERROR")
+    ]
+    error = errors[-1] if errors else f"no answer within {timeout:g}s"
+    timed_out = result.status == AppriseResultStatus.TIMEOUT
+    return SendResult(outcome="uncertain" if timed_out else "failed", error=error, elapsed=elapsed)
 
-    def release_claims(self) -> int:
-        """Free every claim (a single-instance start: no other process can hold one)."""
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(t.deliveries)
-                .where(t.deliveries.c.claimed_until.is_not(None))
-                .values(claimed_until=None)
-            )
-        return int(result.rowcount or 0)
 
-    def held(self, channel: str, delivery_id: int, now: datetime) -> bool:
-        """Does an earlier delivery of the channel wait for a retry (a failed attempt)?"""
-        d = t.deliveries
-        query = select(d.c.id).where(
-            _retrying(d, now) & (d.c.channel == channel) & (d.c.id < delivery_id)
-        )
-        with self.engine.connect() as conn:
-            return conn.execute(query.limit(1)).first() is not None
-
-    def depth(self) -> int:
-        """Pending deliveries (the outbox depth metric)."""
-        query = select(func.count()).where(t.deliveries.c.status == "pending")
-        with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
-
-    def view(
-        self, delivery: Delivery, names: Mapping[str, str]
-    ) -> tuple[AlertView, dict[str, set[str]]] | None:
-        """What a message about the delivery's story shows, and the labels silences match
-        on; None when the story is gone."""
-        with self.engine.connect() as conn:
-            story = conn.execute(
-                select(t.stories).where(t.stories.c.id == delivery.story_id)
-            ).first()
-            if story is None:
-                return None
-            rows = conn.execute(
-                select(
-                    t.items.c.id,
-                    t.items.c.source_id,
-                    t.items.c.title,
-                    t.items.c.url,
-                    t.items.c.published_at,
-                    t.items.c.fetched_at,
-                    t.items.c.lang,
-                    t.items.c.text,
-                    t.story_items.c.added_at,
-                )
-                .join(t.story_items, t.story_items.c.item_id == t.items.c.id)
-                .where(t.story_items.c.story_id == story.id)
-                .order_by(t.story_items.c.added_at, t.items.c.id)
-            ).all()
-            found = conn.execute(
-                select(
-                    t.matches.c.item_id, t.matches.c.rule_id, t.matches.c.dates, t.matches.c.why
-                ).where(t.matches.c.item_id.in_([r.id for r in rows]))
-            ).all()
-            rules = why_lines(found, [r.id for r in rows])
-            first_id = rows[0].id if rows else None
-            dates = next((json.loads(m.dates) for m in found if m.item_id == first_id), [])
-            last_sent = conn.execute(
-                select(func.max(t.deliveries.c.sent_at)).where(
-                    (t.deliveries.c.story_id == story.id)
-                    & (t.deliveries.c.channel == delivery.channel)
-                    & (t.deliveries.c.status == "sent")
-                )
-            ).scalar()
-        reports = [
-            Report(
-                source_id=r.source_id,
-                source_name=names.get(r.source_id, r.source_id),
-                title=r.title,
-                url=r.url,
-                published_at=r.published_at or r.fetched_at,
-                lang=r.lang,
-                text=r.text,
-            )
-            for r in rows
-        ]
-        if not reports:
-            return None
-        new_outlets: tuple[str, ...] = ()
-        if delivery.kind == "update" and last_sent is not None:
-            fresh = [
-                rep for rep, row in zip(reports, rows, strict=True) if row.added_at > last_sent
-            ]
-            new_outlets = tuple(dict.fromkeys(r.source_name for r in fresh))
-        view = AlertView(
-            kind=delivery.kind if delivery.kind != "digest" else "alert",
-            story_id=story.id,
-            revision=story.revision,
-            events=tuple(json.loads(story.events)),
-            severity=story.severity,
-            rules=tuple(rules),
-            people=story.people,
-            places=tuple(json.loads(story.places)),
-            dates=tuple(dates),
-            first=reports[0],
-            others=tuple(reports[1:]),
-            new_outlets=new_outlets,
-        )
-        labels = {
-            "source": {r.source_id for r in reports},
-            "event": set(view.events),
-            "severity": {view.severity},
-            "rule": set(rules),
-            "lang": {r.lang for r in reports if r.lang},
-            "route": {delivery.route},
-            "channel": {delivery.channel},
-            "story": {str(story.id)},
-        }
-        return view, labels
-
-    def record(
+class Deliverer:
+    def __init__(
         self,
-        delivery: Delivery,
+        store: Store,
+        config: Config,
         *,
-        outcome: str,
-        status: str,
-        now: datetime,
-        error: str | None = None,
-        elapsed: float | None = None,
-        subject: str | None = None,
-        body: str | None = None,
-        due_at: datetime | None = None,
-        counts: bool = True,
+        clock: Callable[[], datetime] = utcnow,
+        send: Sender = apprise_send,
+        on_attempt: Callable[[str, str], None] | None = None,
     ) -> None:
-        """One attempt and the delivery's new state, in one transaction."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                t.delivery_attempts.insert().values(
-                    delivery_id=delivery.id,
-                    at=now,
-                    outcome=outcome,
-                    error=error,
-                    elapsed=elapsed,
+        self.outbox = Outbox(store)
+        self.config = config
+        self.clock = clock
+        self.send = send
+        self.on_attempt = on_attempt
+        self.channels = {c.id: c for c in config.channels}
+        self.routes = {r.key(i): r for i, r in enumerate(config.routes)}
+        self.names = {s.id: s.display_name for s in config.sources}
+
+    # ------------------------------------------------------------------ loop
+
+    async def run_due(self) -> int:
+        """Send everything due now; returns how many deliveries were handled."""
+        now = self.clock()
+        # Held while sending: twice the send timeout and a margin. A process that dies
+        # mid-send frees its deliveries when this passes (on SQLite, at once on restart).
+        timeout = self.config.settings.delivery_timeout.total_seconds()
+        lease = now + timedelta(seconds=2 * timeout + 5)
+        due = await asyncio.to_thread(self.outbox.claim_due, now, lease)
+        if not due:
+            return 0
+        by_channel: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in due:
+            by_channel[delivery.channel].append(delivery)
+        counts = await asyncio.gather(*(self._channel(ch, ds) for ch, ds in by_channel.items()))
+        return sum(counts)
+
+    # ------------------------------------------------------------------ one channel
+
+    async def _channel(self, channel_id: str, deliveries: Sequence[Delivery]) -> int:
+        handled = 0
+        done: set[int] = set()
+        for delivery in deliveries:  # in the order they were queued
+            if delivery.id in done:
+                continue
+            if delivery.kind != "digest" and await self._held(channel_id, delivery.id):
+                break  # an earlier message of this channel just failed: keep the order
+            group = [delivery]
+            if delivery.kind == "digest":  # every due story of this digest, in one message
+                group = [d for d in deliveries if d.kind == "digest" and d.route == delivery.route]
+            done.update(d.id for d in group)
+            try:
+                await self._deliver(channel_id, group)
+            except Exception as exc:  # a template or database fault: count it as an attempt
+                error = f"internal error: {type(exc).__name__}: {logsetup.one_line(exc)}"
+                log.error(
+                    "delivery %d: %s",
+                    delivery.id,
+                    error,
+                    extra={"action": "deliver", "alert": delivery.id},
+                )
+                try:
+                    for d in group:
+                        status, due = self._next_state(d, SendResult(outcome="failed"))
+                        await asyncio.to_thread(
+                            self.outbox.record,
+                            d,
+                            outcome="failed",
+                            status=status,
+                            now=self.clock(),
+                            error=error,
+                            due_at=due,
+                        )
+                except Exception as again:  # the database is away too: the next round retries
+                    log.warning(
+                        "delivery %d: could not record the failure (%s); it stays claimed "
+                        "and is retried when its claim expires",
+                        delivery.id,
+                        logsetup.one_line(again),
+                        extra={"action": "deliver", "alert": delivery.id},
+                    )
+            handled += len(group)
+        return handled
+
+    async def _held(self, channel_id: str, delivery_id: int) -> bool:
+        """Is an earlier delivery of this channel waiting for a retry?"""
+        return await asyncio.to_thread(self.outbox.held, channel_id, delivery_id, self.clock())
+
+    async def _deliver(self, channel_id: str, group: Sequence[Delivery]) -> None:
+        from watcher import render
+
+        now = self.clock()
+        lead = group[0]
+        channel = self.channels.get(channel_id)
+        if channel is None or not channel.enabled:
+            why = "is not configured" if channel is None else "is disabled"
+            for d in group:
+                await asyncio.to_thread(
+                    self.outbox.record,
+                    d,
+                    outcome="skipped",
+                    status="skipped",
+                    now=now,
+                    error=f"channel {channel_id} {why}",
+                    counts=False,
+                )
+            return
+        route = self.routes.get(lead.route)
+        tz = (route.timezone if route else None) or self.config.settings.timezone
+        fmt = render.channel_format(channel.url)
+        templates = self.config.settings.templates_dir
+        active = await asyncio.to_thread(self.outbox.silences, now)
+        if lead.kind == "ops":
+            message = render.render_ops(
+                lead.subject or "watcher",
+                (lead.body or "").splitlines(),
+                fmt,
+                templates_dir=templates,
+            )
+            await self._send(channel.url, group, message, now)
+            return
+        views = []
+        for d in group:
+            found = await asyncio.to_thread(self.outbox.view, d, self.names)
+            if found is None:
+                await asyncio.to_thread(
+                    self.outbox.record,
+                    d,
+                    outcome="skipped",
+                    status="skipped",
+                    now=now,
+                    error="the story no longer exists",
+                    counts=False,
+                )
+                continue
+            view, labels = found
+            labels["tag"] = {
+                tag for s in self.config.sources if s.id in labels["source"] for tag in s.tags
+            }
+            silence = next((s for s in active if silenced_by(s.matchers, labels)), None)
+            if silence is not None:
+                await asyncio.to_thread(
+                    self.outbox.record,
+                    d,
+                    outcome="silenced",
+                    status="silenced",
+                    now=now,
+                    error=f"silenced by #{silence.id}: {silence.reason}",
+                    counts=False,
+                )
+                continue
+            views.append((d, view))
+        if not views:
+            return
+        if lead.kind == "digest":
+            name = lead.route
+            message = render.render_digest(
+                [v for _, v in views], name, fmt, tz, templates_dir=templates
+            )
+        else:
+            message = render.render_alert(views[0][1], fmt, tz, templates_dir=templates)
+        await self._send(channel.url, [d for d, _ in views], message, now)
+
+    async def _send(
+        self, url: str, group: Sequence[Delivery], message: Message, now: datetime
+    ) -> None:
+        timeout = self.config.settings.delivery_timeout.total_seconds()
+        try:
+            result = await asyncio.wait_for(
+                asyncio.to_thread(self.send, url, message, timeout), timeout + 10
+            )
+        except TimeoutError:  # the send goes on in its thread; it may yet arrive
+            result = SendResult(
+                outcome="uncertain", error=f"no answer within {timeout:g}s", elapsed=timeout
+            )
+        crash_point("after_send")
+        if self.on_attempt is not None:
+            self.on_attempt(group[0].channel, result.outcome)
+        error = logsetup.redact(result.error) if result.error else None
+        if result.outcome == "uncertain":
+            error = f"uncertain (timed out; the message may have arrived): {error}"
+        for d in group:
+            status, due = self._next_state(d, result)
+            await asyncio.to_thread(
+                self.outbox.record,
+                d,
+                outcome=result.outcome,
+                status=status,
+                now=self.clock(),
+                error=error,
+                elapsed=result.elapsed,
+                subject=message.title,
+                body=message.body,
+                due_at=due,
+            )
+            extra = {"action": "deliver", "alert": d.id, "channel": d.channel}
+            if status == "sent":
+                log.info("delivery %d sent to %s", d.id, d.channel, extra=extra)
+                await self._schedule_reminder(d, now)
+            elif status == "pending":
+                log.warning(
+                    "delivery %d to %s: %s (attempt %d; retrying at %s)",
+                    d.id,
+                    d.channel,
+                    error,
+                    d.attempts + 1,
+                    f"{due:%H:%M:%S}",
+                    extra=extra,
+                )
+            else:
+                log.error(
+                    "delivery %d to %s %s after %d attempts: %s",
+                    d.id,
+                    d.channel,
+                    status,
+                    d.attempts + 1,
+                    error,
+                    extra=extra,
+                )
+                if status == "failed" and d.kind != "ops":
+                    await self._tell_ops(d, error or "failed", now)
+
+    def _next_state(self, d: Delivery, result: SendResult) -> tuple[str, datetime | None]:
+        """(new status, next due time) after an attempt."""
+        if result.outcome == "sent":
+            return "sent", None
+        now = self.clock()
+        attempt = d.attempts + 1
+        if result.outcome == "uncertain":
+            # A timeout may hide a message that arrived: try once more, then stop.
+            if d.last_error is not None and d.last_error.startswith("uncertain"):
+                return "uncertain", None
+            return "pending", now + self._backoff(attempt)
+        if attempt >= self.config.settings.delivery_attempts:
+            return "failed", None
+        return "pending", now + self._backoff(attempt)
+
+    def _backoff(self, attempt: int) -> timedelta:
+        base = self.config.settings.delivery_backoff.total_seconds()
+        cap = self.config.settings.delivery_max_backoff.total_seconds()
+        delay = min(cap, base * 2 ** (attempt - 1))
+        return timedelta(seconds=delay * random.uniform(0.8, 1.2))
+
+    async def _schedule_reminder(self, d: Delivery, now: datetime) -> None:
+        route = self.routes.get(d.route)
+        if route is None or route.repeat_interval is None or d.story_id is None:
+            return
+        if d.kind not in ("alert", "update", "reminder"):
+            return
+        updated = await asyncio.to_thread(self.outbox.story_updated_at, d.story_id)
+        if updated is None or now - updated > self.config.settings.story_window:
+            return  # the story is closed: no more reminders
+        await asyncio.to_thread(
+            self.outbox.add,
+            story_id=d.story_id,
+            revision=d.revision,
+            route=d.route,
+            channel=d.channel,
+            kind="reminder",
+            seq=d.seq + 1,
+            due_at=now + route.repeat_interval,
+            now=now,
+        )
+
+    async def _tell_ops(self, d: Delivery, error: str, now: datetime) -> None:
+        subject = f"watcher: delivery to {d.channel} failed"
+        body = (
+            f"Delivery {d.id} ({d.kind} of story {d.story_id}, route {d.route}) to channel "
+            f"{d.channel} failed after {d.attempts + 1} attempts.\nLast error: {error}\n"
+            f"Retry with: watcher alerts retry {d.id}"
+        )
+        await self.notify_ops(subject, body, now)
+
+    async def notify_ops(self, subject: str, body: str, now: datetime) -> int:
+        """Queue an operator alert on every channel of every ops route; returns how many."""
+        count = 0
+        for index, route in enumerate(self.config.routes):
+            if not route.ops:
+                continue
+            for channel in route.channels:
+                await asyncio.to_thread(
+                    self.outbox.add,
+                    story_id=None,
+                    revision=0,
+                    route=route.key(index),
+                    channel=channel,
+                    kind="ops",
+                    due_at=now,
+                    now=now,
                     subject=subject,
                     body=body,
                 )
-            )
-            values: dict[str, Any] = {"status": status, "last_error": error, "claimed_until": None}
-            if counts:
-                values["attempts"] = t.deliveries.c.attempts + 1
-            if status == "sent":
-                values["sent_at"] = now
-            if due_at is not None:
-                values["due_at"] = due_at
-            conn.execute(
-                update(t.deliveries).where(t.deliveries.c.id == delivery.id).values(**values)
-            )
+                count += 1
+        return count
 
-    def add(
-        self,
-        *,
-        story_id: int | None,
-        revision: int,
-        route: str,
-        channel: str,
-        kind: str,
-        due_at: datetime,
-        now: datetime,
-        seq: int = 0,
-        subject: str | None = None,
-        body: str | None = None,
-    ) -> int:
-        with self.engine.begin() as conn:
-            return int(
-                conn.execute(
-                    t.deliveries.insert()
-                    .values(
-                        story_id=story_id,
-                        revision=revision,
-                        route=route,
-                        channel=channel,
-                        kind=kind,
-                        seq=seq,
-                        status="pending",
-                        due_at=due_at,
-                        attempts=0,
-                        subject=subject,
-                        body=body,
-                        created_at=now,
-                    )
-                    .returning(t.deliveries.c.id)
-                ).scalar_one()
-            )
 
-    def story_updated_at(self, story_id: int) -> datetime | None:
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(t.stories.c.updated_at).where(t.stories.c.id == story_id)
-            ).scalar()
+def send_test(config: Config, channel_ids: Sequence[str], send: Sender = apprise_send) -> list[Any]:
+    """`watcher notify test`: (channel id, SendResult) per channel, sent directly."""
+    from watcher import render
 
-    # ------------------------------------------------------------------ operators
-
-    def listing(self, status: str | None = None, limit: int = 200) -> list[Delivery]:
-        query = select(t.deliveries).order_by(t.deliveries.c.id.desc()).limit(limit)
-        if status:
-            query = query.where(t.deliveries.c.status == status)
-        with self.engine.connect() as conn:
-            return [_delivery(r) for r in conn.execute(query)]
-
-    def get(self, delivery_id: int) -> Delivery | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(t.deliveries).where(t.deliveries.c.id == delivery_id)).first()
-        return _delivery(row) if row else None
-
-    def retry(self, delivery_id: int, now: datetime) -> bool:
-        """Queue a delivery again, now (any status but pending)."""
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(t.deliveries)
-                .where((t.deliveries.c.id == delivery_id) & (t.deliveries.c.status != "pending"))
-                .values(status="pending", due_at=now, attempts=0)
-            )
-        return bool(result.rowcount)
-
-    def attempts(self, delivery_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
-        out: dict[int, list[dict[str, Any]]] = {i: [] for i in delivery_ids}
-        if not delivery_ids:
-            return out
-        query = (
-            select(t.delivery_attempts)
-            .where(t.delivery_attempts.c.delivery_id.in_(list(delivery_ids)))
-            .order_by(t.delivery_attempts.c.id)
-        )
-        with self.engine.connect() as conn:
-            for r in conn.execute(query):
-                out[r.delivery_id].append(
-                    {
-                        "at": r.at.isoformat(),
-                        "outcome": r.outcome,
-                        "error": r.error,
-                        "elapsed": r.elapsed,
-                    }
-                )
-        return out
-
-    def export(self) -> Iterator[dict[str, Any]]:
-        """Every story with its items, and every delivery with its attempts."""
-        with self.engine.connect() as conn:
-            stories = conn.execute(select(t.stories).order_by(t.stories.c.id)).all()
-            for story in stories:
-                items = conn.execute(
-                    select(
-                        t.items.c.key,
-                        t.items.c.source_id,
-                        t.items.c.title,
-                        t.items.c.url,
-                        t.items.c.published_at,
-                    )
-                    .join(t.story_items, t.story_items.c.item_id == t.items.c.id)
-                    .where(t.story_items.c.story_id == story.id)
-                    .order_by(t.story_items.c.added_at)
-                ).all()
-                deliveries = [
-                    _delivery(r)
-                    for r in conn.execute(
-                        select(t.deliveries)
-                        .where(t.deliveries.c.story_id == story.id)
-                        .order_by(t.deliveries.c.id)
-                    )
-                ]
-                attempts = self.attempts([d.id for d in deliveries])
-                yield {
-                    "story": story.id,
-                    "events": json.loads(story.events),
-                    "severity": story.severity,
-                    "title": story.title,
-                    "people": story.people,
-                    "places": json.loads(story.places),
-                    "first_seen_at": story.first_seen_at.isoformat(),
-                    "revision": story.revision,
-                    "items": [
-                        {
-                            "key": i.key,
-                            "source": i.source_id,
-                            "title": i.title,
-                            "url": i.url,
-                            "published_at": i.published_at.isoformat() if i.published_at else None,
-                        }
-                        for i in items
-                    ],
-                    "deliveries": [
-                        {
-                            "id": d.id,
-                            "route": d.route,
-                            "channel": d.channel,
-                            "kind": d.kind,
-                            "revision": d.revision,
-                            "status": d.status,
-                            "due_at": d.due_at.isoformat(),
-                            "sent_at": d.sent_at.isoformat() if d.sent_at else None,
-                            "attempts": attempts[d.id],
-                        }
-                        for d in deliveries
-                    ],
-                }
-
-    def story_count(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(t.stories)).scalar_one())
-
-    # ------------------------------------------------------------------ silences
-
-    def add_silence(
-        self,
-        matchers: Mapping[str, str],
-        *,
-        reason: str,
-        starts_at: datetime,
-        ends_at: datetime,
-        created_by: str | None,
-    ) -> int:
-        with self.engine.begin() as conn:
-            return int(
-                conn.execute(
-                    t.silences.insert()
-                    .values(
-                        matchers=json.dumps(dict(matchers), ensure_ascii=False),
-                        reason=reason,
-                        created_by=created_by,
-                        starts_at=starts_at,
-                        ends_at=ends_at,
-                        created_at=starts_at,
-                    )
-                    .returning(t.silences.c.id)
-                ).scalar_one()
-            )
-
-    def silences(self, now: datetime | None = None) -> list[Silence]:
-        """All silences, or only those active at `now`."""
-        query = select(t.silences).order_by(t.silences.c.id)
-        if now is not None:
-            query = query.where((t.silences.c.starts_at <= now) & (t.silences.c.ends_at > now))
-        with self.engine.connect() as conn:
-            return [
-                Silence(
-                    id=r.id,
-                    matchers=json.loads(r.matchers),
-                    reason=r.reason,
-                    created_by=r.created_by,
-                    starts_at=r.starts_at,
-                    ends_at=r.ends_at,
-                )
-                for r in conn.execute(query)
-            ]
-
-    def expire_silence(self, silence_id: int, now: datetime) -> bool:
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(t.silences)
-                .where((t.silences.c.id == silence_id) & (t.silences.c.ends_at > now))
-                .values(ends_at=now)
-            )
-        return bool(result.rowcount)
+    out = []
+    for channel in config.channels:
+        if channel_ids and channel.id not in channel_ids:
+            continue
+        message = render.render_test(render.channel_format(channel.url))
+        timeout = config.settings.delivery_timeout.total_seconds()
+        out.append((channel.id, send(channel.url, message, timeout)))
+    return out

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from watcher.clock import crash_point, utcnow
 from watcher.fetch import Fetcher, FetchRequest
@@ -22,9 +22,19 @@ from watcher.rules import Matcher
 from watcher.store import Store
 from watcher.types import FetchResult, Item, MatchRecord, PollReport, PollSuccess, SourceState
 
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from watcher.config import Settings, Source
+    from watcher.routing import Alerting
+
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+#: One poll that changed nothing: (source id, polled at, next due at, etag, last modified).
+Unchanged = tuple[str, datetime, datetime, str | None, str | None]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Offload:
@@ -33,13 +43,13 @@ class Offload:
     Without a pool (`Offload(None)`) calls run inline, for tests and one-off polls."""
 
     def __init__(self, threaded: bool = True) -> None:
-        self._pool: Any = None
+        self._pool: Executor | None = None
         if threaded:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="watcher-db")
 
-    async def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         if self._pool is None:
             return fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
@@ -69,16 +79,16 @@ class Parsing:
         self.processes = processes
         #: With a matcher, the workers also match the parsed items (off the event loop).
         self.matcher = matcher
-        self._pool: Any = None
+        self._pool: Executor | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any, matcher: Matcher | None = None) -> Parsing:
+    def from_settings(cls, settings: Settings, matcher: Matcher | None = None) -> Parsing:
         import os
 
         wanted = settings.parse_processes or min(os.cpu_count() or 1, 4)
         return cls(processes=wanted, matcher=matcher)
 
-    async def __call__(self, source: Any, result: FetchResult, now: datetime) -> ParseResult:
+    async def __call__(self, source: Source, result: FetchResult, now: datetime) -> ParseResult:
         if self.processes <= 1:
             return _parse_and_match(source, result, now, self.matcher)
         from concurrent.futures.process import BrokenProcessPool
@@ -114,7 +124,7 @@ class Parsing:
 
 
 def _parse_and_match(
-    source: Any, result: FetchResult, now: datetime, matcher: Matcher | None
+    source: Source, result: FetchResult, now: datetime, matcher: Matcher | None
 ) -> ParseResult:
     parsed = parse(source, result, now)
     if matcher is None or parsed.error or not parsed.items:
@@ -131,7 +141,7 @@ def _init_worker(matcher: Matcher | None) -> None:
     _die_with_parent()
 
 
-def _worker_parse(source: Any, result: FetchResult, now: datetime) -> ParseResult:
+def _worker_parse(source: Source, result: FetchResult, now: datetime) -> ParseResult:
     return _parse_and_match(source, result, now, _WORKER_MATCHER)
 
 
@@ -147,12 +157,12 @@ def _die_with_parent() -> None:
         pass
 
 
-async def inline_parsing(source: Any, result: FetchResult, now: datetime) -> ParseResult:
+async def inline_parsing(source: Source, result: FetchResult, now: datetime) -> ParseResult:
     return parse(source, result, now)
 
 
 def request_for(
-    source: Any, state: SourceState | None, *, conditional: bool = True
+    source: Source, state: SourceState | None, *, conditional: bool = True
 ) -> FetchRequest:
     """The HTTP request that polls a source (conditional on the stored validators)."""
     params: dict[str, Any] = {}
@@ -175,13 +185,13 @@ def request_for(
     )
 
 
-def next_due(source: Any, settings: Any, now: datetime, failures: int) -> datetime:
+def next_due(source: Source, settings: Settings, now: datetime, failures: int) -> datetime:
     """The interval after success, plus a random `jitter` share of it (so that sources added
     together drift apart instead of firing in the same second); after `failure_threshold`
     failures in a row the interval doubles per further failure, up to `max_backoff`."""
-    interval = source.interval
+    interval: timedelta = source.interval
     if failures >= settings.failure_threshold:
-        factor = 2 ** (failures - settings.failure_threshold + 1)
+        factor = 1 << (failures - settings.failure_threshold + 1)
         return now + min(interval * factor, max(settings.max_backoff, interval))
     import random
 
@@ -189,18 +199,18 @@ def next_due(source: Any, settings: Any, now: datetime, failures: int) -> dateti
 
 
 async def poll_source(
-    source: Any,
+    source: Source,
     state: SourceState | None,
     *,
     fetcher: Fetcher,
     store: Store,
-    settings: Any,
+    settings: Settings,
     clock: Clock = utcnow,
     parsing: Parsing | None = None,
-    unchanged: list[tuple[Any, ...]] | None = None,
+    unchanged: list[Unchanged] | None = None,
     db: Offload = INLINE,
     matcher: Matcher | None = None,
-    alerting: Any = None,
+    alerting: Alerting | None = None,
 ) -> PollReport:
     """Fetch, parse, normalise and store one source; record its state; never raises for
     faults of the source. With `unchanged`, polls that changed nothing are appended to it
@@ -259,7 +269,7 @@ async def poll_source(
     else:  # article text replaced the summaries: match what will be stored
         records = match_items(matcher, items, source.tags)
     saved = await db(
-        store.save_items, items, now=now, success=success, matches=records, after=alerting
+        store.save_items, items, now=now, success=success, matches=records, alerting=alerting
     )
     crash_point("after_match")
     if saved.new or saved.updated:
@@ -281,19 +291,19 @@ async def poll_source(
         new=len(saved.new),
         updated=len(saved.updated),
         matched=len({m.item_key for m in saved.matches}),
-        stories=tuple(saved.after),
+        stories=saved.stories,
         events=tuple(event for _, event in sorted({(m.item_key, m.event) for m in saved.matches})),
         elapsed=result.elapsed,
     )
 
 
 async def _unchanged(
-    source: Any,
+    source: Source,
     result: FetchResult,
     store: Store,
-    settings: Any,
+    settings: Settings,
     now: datetime,
-    batch: list[tuple[Any, ...]] | None,
+    batch: list[Unchanged] | None,
     db: Offload,
 ) -> None:
     poll = (source.id, now, next_due(source, settings, now, 0), result.etag, result.last_modified)
@@ -328,18 +338,18 @@ def match_items(matcher: Matcher, items: Sequence[Item], tags: Sequence[str]) ->
     return records
 
 
-def _report(source: Any, outcome: str, result: FetchResult) -> PollReport:
+def _report(source: Source, outcome: str, result: FetchResult) -> PollReport:
     return PollReport(
         source_id=source.id, outcome=outcome, status=result.status, elapsed=result.elapsed
     )
 
 
 async def _failed(
-    source: Any,
+    source: Source,
     result: FetchResult,
     error: str,
     store: Store,
-    settings: Any,
+    settings: Settings,
     now: datetime,
     failures: int,
     db: Offload,
@@ -370,7 +380,7 @@ def _human(delta: timedelta) -> str:
 
 
 async def _with_articles(
-    source: Any, items: list[Item], fetcher: Fetcher, store: Store, db: Offload
+    source: Source, items: list[Item], fetcher: Fetcher, store: Store, db: Offload
 ) -> list[Item]:
     """Replace the summary of up to `max_articles` new items by their page's main text."""
     known = await db(store.known_keys, [i.key for i in items])
@@ -399,16 +409,16 @@ async def _with_articles(
 
 
 async def run_cycle(
-    sources: Sequence[Any],
+    sources: Sequence[Source],
     *,
     store: Store,
     fetcher: Fetcher,
-    settings: Any,
+    settings: Settings,
     clock: Clock = utcnow,
     only_due: bool = True,
     parsing: Parsing | None = None,
     matcher: Matcher | None = None,
-    alerting: Any = None,
+    alerting: Alerting | None = None,
 ) -> list[PollReport]:
     """Poll every given source (only those due, unless `only_due` is false) concurrently."""
     now = clock()
@@ -419,10 +429,10 @@ async def run_cycle(
     states = store.fetch_states()
     todo = list(sources)
 
-    unchanged: list[tuple[Any, ...]] = []
+    unchanged: list[Unchanged] = []
     db = Offload()
 
-    async def guarded(source: Any) -> PollReport:
+    async def guarded(source: Source) -> PollReport:
         try:
             report = await poll_source(
                 source,

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from watcher.config import SEVERITIES, Route
-from watcher.stories import Story
+from watcher.config import SEVERITIES, Config, Route
+from watcher.stories import Story, when
+from watcher.types import Item
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -120,3 +121,30 @@ def silenced_by(matchers: Mapping[str, str], labels: Mapping[str, Iterable[str]]
         if not any(fnmatch.fnmatchcase(str(v).lower(), pattern.lower()) for v in values):
             return False
     return True
+
+
+@dataclass(frozen=True)
+class Alerting:
+    """The alerting policy of one configuration: routes, story window, the age limit.
+
+    `store.stories.write_stories` applies it in the poll's transaction."""
+
+    routes: tuple[Route, ...]
+    window: timedelta
+    max_age: timedelta
+    timezone: str
+    tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Alerting:
+        return cls(
+            routes=config.routes,
+            window=config.settings.story_window,
+            max_age=config.settings.max_alert_age,
+            timezone=config.settings.timezone,
+            tags={s.id: s.tags for s in config.sources},
+        )
+
+    def alertable(self, item: Item, now: datetime) -> bool:
+        """Baseline backlog never alerts, nor does news older than max_alert_age."""
+        return not item.baseline and now - when(item) <= self.max_age

@@ -44,6 +44,7 @@ from rapidfuzz import fuzz
 from watcher.config import SEVERITIES
 from watcher.extract import PLACE_WORDS, REGIONS, entities
 from watcher.rules import fold_chinese, is_cjk_text, normalize
+from watcher.types import Item, MatchRecord
 
 #: Near-duplicate titles: rapidfuzz similarity (0–100) at or above this.
 TITLE_SIMILARITY = 82
@@ -379,3 +380,28 @@ def why_lines(found: Sequence[Any], item_order: Sequence[int]) -> list[str]:
         if m.rule_id not in lines:
             lines[m.rule_id] = f"{m.rule_id}: {m.why}" if m.why else m.rule_id
     return [lines[r] for r in sorted(lines)]
+
+
+def when(item: Item) -> datetime:
+    """The event clock of a report: when it was published, else when it was fetched."""
+    return item.published_at or item.fetched_at
+
+
+def facts_of(item: Item, matches: Sequence[MatchRecord], tags: tuple[str, ...]) -> Facts:
+    """What grouping compares of one matched report (its stored matches, its source's tags)."""
+    first = matches[0]
+    return Facts(
+        item_key=item.key,
+        source_id=item.source_id,
+        title=item.title,
+        at=when(item),
+        dated=item.published_at is not None,
+        events=frozenset(m.event for m in matches),
+        severity=max((m.severity for m in matches), key=SEVERITIES.index),
+        rules=tuple(m.rule_id for m in matches),
+        people=first.people,
+        places=first.places,
+        lang=item.lang,
+        tags=tags,
+        names=names_in(item.title, item.text),
+    )

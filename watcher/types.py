@@ -6,6 +6,7 @@ function here, `source_health`, is a pure reading of a SourceState shared by eve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -143,8 +144,8 @@ class SaveResult:
     seen: int = 0
     #: Matches stored for the new and updated items.
     matches: tuple[MatchRecord, ...] = ()
-    #: What the in-transaction hook (stories and outbox) reported.
-    after: tuple[Any, ...] = ()
+    #: Stories made or joined by the new matched items, in the same transaction.
+    stories: tuple[StoryChange, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -162,13 +163,25 @@ class PollReport:
     matched: int = 0
     #: Event types of the stored matches, one per matched item and event.
     events: tuple[str, ...] = ()
-    #: Stories made or joined by this poll (alerts.StoryChange).
-    stories: tuple[Any, ...] = field(default=(), repr=False)
+    #: Stories made or joined by this poll.
+    stories: tuple[StoryChange, ...] = field(default=(), repr=False)
     error: str | None = None
     elapsed: float = 0.0
 
 
 # --------------------------------------------------------------------------- alerts
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoryChange:
+    story_id: int
+    revision: int
+    #: new | joined | revised
+    change: str
+    item_key: str
+    deliveries: int
+    #: The route of each delivery queued (for the per-route metric).
+    routes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -184,6 +197,61 @@ class Report:
     lang: str | None = None
     #: Lead or summary (already cleaned text, may be long: renderers cut it).
     text: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredReport:
+    """One report of a stored story: the item, and when it joined the story."""
+
+    item_id: int
+    key: str
+    source_id: str
+    title: str
+    url: str | None
+    lang: str | None
+    published_at: datetime | None
+    fetched_at: datetime
+    added_at: datetime
+    text: str = ""
+
+    def shown(self, names: Mapping[str, str]) -> Report:
+        """As an alert shows it: the outlet's name, and the fetch time when undated."""
+        return Report(
+            source_id=self.source_id,
+            source_name=names.get(self.source_id, self.source_id),
+            title=self.title,
+            url=self.url,
+            published_at=self.published_at or self.fetched_at,
+            lang=self.lang,
+            text=self.text,
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredStory:
+    """A stored story as pages, feeds and the CLI show it (the read model)."""
+
+    id: int
+    events: tuple[str, ...]
+    severity: str
+    title: str
+    people: int | None
+    places: tuple[str, ...]
+    first_seen_at: datetime
+    updated_at: datetime
+    revision: int
+    reports: tuple[StoredReport, ...] = ()
+    deliveries: tuple[dict[str, Any], ...] = ()
+    #: Why it matched: one line per rule, with the words that fired and their glosses.
+    why: tuple[str, ...] = ()
+
+    @property
+    def first(self) -> StoredReport | None:
+        return self.reports[0] if self.reports else None
+
+    @property
+    def outlets(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.source_id for r in self.reports))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

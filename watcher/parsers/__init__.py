@@ -112,15 +112,15 @@ def decode(body: bytes, header_charset: str | None) -> tuple[str, str]:
     declared = [_codec(header_charset)]
     m = _XML_DECL.match(head) or _META.search(head)
     declared.append(_codec(m.group(1).decode("ascii")) if m else None)
-    for name in declared:
-        if name is None:
+    for candidate in declared:
+        if candidate is None:
             continue
-        if name in _SINGLE_BYTE and not body.isascii():
+        if candidate in _SINGLE_BYTE and not body.isascii():
             sniffed = _sniff(body)
             if sniffed in ("utf-8", *(c for c, _, _ in _CJK_GUESSES)):
-                name = sniffed
+                candidate = sniffed
         try:
-            return body.decode(name), name
+            return body.decode(candidate), candidate
         except (UnicodeDecodeError, LookupError):
             continue
     try:

@@ -69,7 +69,8 @@ def _body(entry: Any) -> str | None:
         longest = max(content, key=lambda c: len(c.get("value") or ""))
         if longest.get("value"):
             return str(longest["value"])
-    return entry.get("summary")
+    summary = entry.get("summary")
+    return str(summary) if summary is not None else None
 
 
 def _parsed_date(entry: Any) -> datetime | None:
@@ -77,7 +78,8 @@ def _parsed_date(entry: Any) -> datetime | None:
         value = entry.get(key)
         if value:
             try:
-                return datetime(*value[:6], tzinfo=UTC)
+                year, month, day, hour, minute, second = value[:6]
+                return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
             except (TypeError, ValueError):
                 continue
     return None

@@ -1,0 +1,164 @@
+"""The database connection: engines, migrations, transactions.
+
+`StoreBase` is what every query group in `watcher.store` builds on: one SQLAlchemy engine
+(SQLite in WAL mode by default, or PostgreSQL via `postgresql+psycopg://…`) and the
+Alembic migrations in `migrations/`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from watcher.errors import StoreError
+
+log = logging.getLogger("watcher.store")
+
+#: The newest migration; `Store.schema_is_current` compares with one query, so that start-up
+#: imports Alembic only when the database is behind. A test checks it is Alembic's head.
+SCHEMA_HEAD = "0006"
+
+DEFAULT_DATABASE_URL = "sqlite:///watcher.db"
+
+#: Any 64-bit number: the PostgreSQL advisory lock taken around migrations.
+_MIGRATION_LOCK = 0x5741544348455201
+
+
+def migrations_dir() -> Path:
+    """The Alembic scripts: inside the installed wheel, or beside the package in a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "migrations", here.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise StoreError(f"migrations not found beside {here}")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings watcher relies on (WAL and foreign keys on SQLite)."""
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30})
+
+            @event.listens_for(engine, "connect")
+            def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.close()
+
+            return engine
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    except Exception as exc:  # a malformed URL or a missing driver
+        raise StoreError(f"bad database URL {redact_url(url)!r}: {exc}") from None
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable database URL>"
+
+
+class StoreBase:
+    """One engine and the schema; the query groups (sources, items) extend it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Any:
+        return cls(make_engine(url))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def _insert(self) -> Any:
+        """The dialect's INSERT, which knows ON CONFLICT."""
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            return postgresql_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    # ----------------------------------------------------------------- schema
+
+    def current_revision(self) -> str | None:
+        """The applied migration, or None for an empty database (one query)."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except (OperationalError, ProgrammingError) as exc:
+            if _is_missing_table(exc):
+                return None
+            raise StoreError(
+                f"database {redact_url(str(self.engine.url))}: {_one_line(exc)}"
+            ) from None
+
+    def schema_is_current(self) -> bool:
+        return self.current_revision() == SCHEMA_HEAD
+
+    def upgrade(self) -> tuple[str | None, str | None]:
+        """Apply pending migrations; return (revision before, revision after).
+
+        On PostgreSQL this runs under an advisory lock, so replicas starting together
+        do not race.
+        """
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        before = self.current_revision()
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(migrations_dir()))
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        return before, self.current_revision()
+
+    def ensure_schema(self) -> None:
+        """Upgrade when behind; cheap when current (one query, no Alembic import)."""
+        if not self.schema_is_current():
+            before, after = self.upgrade()
+            log.info(
+                "database migrated from %s to %s",
+                before or "empty",
+                after,
+                extra={"action": "db_upgrade"},
+            )
+
+
+def _is_missing_table(exc: Exception) -> bool:
+    message = str(exc).lower()
+    return "no such table" in message or ("does not exist" in message and "relation" in message)
+
+
+def _one_line(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    first = str(orig).strip().splitlines()
+    return first[0] if first else type(orig).__name__

@@ -1,0 +1,415 @@
+"""The outbox's queries: due deliveries, what a message about a story shows, attempts,
+silences, and the operator's views (`watcher alerts`, `watcher silence`, exports)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from watcher.store import Store
+from watcher.store import stories as story_queries
+from watcher.store import tables as t
+from watcher.stories import why_lines
+from watcher.types import AlertView
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Delivery:
+    id: int
+    story_id: int | None
+    revision: int
+    route: str
+    channel: str
+    kind: str
+    seq: int
+    status: str
+    due_at: datetime
+    attempts: int
+    last_error: str | None
+    sent_at: datetime | None
+    subject: str | None
+    body: str | None
+    created_at: datetime
+    claimed_until: datetime | None = None
+
+
+def _retrying(d: Any, now: datetime) -> Any:
+    """Pending after a failed attempt, and not due again yet."""
+    return (d.c.status == "pending") & (d.c.attempts > 0) & (d.c.due_at > now)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(**{k: getattr(row, k) for k in Delivery.__slots__})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Silence:
+    id: int
+    matchers: dict[str, str]
+    reason: str
+    created_by: str | None
+    starts_at: datetime
+    ends_at: datetime
+
+
+class Outbox:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.engine = store.engine
+
+    # ------------------------------------------------------------------ the worker's side
+
+    def claim_due(self, now: datetime, lease_until: datetime, limit: int = 200) -> list[Delivery]:
+        """Take the due deliveries for this process: `claimed_until` is set in the same
+        transaction (PostgreSQL skips rows another replica holds). Recording an attempt frees
+        the claim; a process that dies mid-send leaves them due again when the lease ends, so
+        another sends them: at least once, never lost."""
+        d = t.deliveries
+        query = self._due_query(now, limit)
+        if self.store.dialect == "postgresql":
+            query = query.with_for_update(of=d, skip_locked=True)
+        with self.engine.begin() as conn:
+            rows = [_delivery(r) for r in conn.execute(query)]
+            if rows:
+                conn.execute(
+                    update(d)
+                    .where(d.c.id.in_([r.id for r in rows]))
+                    .values(claimed_until=lease_until)
+                )
+        return rows
+
+    def _due_query(self, now: datetime, limit: int) -> Any:
+        """A delivery waiting to be retried holds the later ones of its channel, so that a
+        channel that was down receives its messages in order once it is back."""
+        d, earlier = t.deliveries, t.deliveries.alias("earlier")
+        held = select(earlier.c.id).where(
+            _retrying(earlier, now) & (earlier.c.channel == d.c.channel) & (earlier.c.id < d.c.id)
+        )
+        free = d.c.claimed_until.is_(None) | (d.c.claimed_until <= now)
+        return (
+            select(d)
+            .where((d.c.status == "pending") & (d.c.due_at <= now) & free & ~held.exists())
+            .order_by(d.c.id)
+            .limit(limit)
+        )
+
+    def release_claims(self) -> int:
+        """Free every claim (a single-instance start: no other process can hold one)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(t.deliveries)
+                .where(t.deliveries.c.claimed_until.is_not(None))
+                .values(claimed_until=None)
+            )
+        return int(result.rowcount or 0)
+
+    def held(self, channel: str, delivery_id: int, now: datetime) -> bool:
+        """Does an earlier delivery of the channel wait for a retry (a failed attempt)?"""
+        d = t.deliveries
+        query = select(d.c.id).where(
+            _retrying(d, now) & (d.c.channel == channel) & (d.c.id < delivery_id)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query.limit(1)).first() is not None
+
+    def depth(self) -> int:
+        """Pending deliveries (the outbox depth metric)."""
+        query = select(func.count()).where(t.deliveries.c.status == "pending")
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def view(
+        self, delivery: Delivery, names: Mapping[str, str]
+    ) -> tuple[AlertView, dict[str, set[str]]] | None:
+        """What a message about the delivery's story shows, and the labels silences match
+        on; None when the story is gone."""
+        with self.engine.connect() as conn:
+            story = conn.execute(
+                select(t.stories).where(t.stories.c.id == delivery.story_id)
+            ).first()
+            if story is None:
+                return None
+            stored = story_queries.reports_of(conn, [story.id]).get(story.id, [])
+            found = story_queries.matches_of(conn, [r.item_id for r in stored])
+            rules = why_lines(found, [r.item_id for r in stored])
+            first_id = stored[0].item_id if stored else None
+            dates: list[str] = next(
+                (json.loads(m.dates) for m in found if m.item_id == first_id), []
+            )
+            last_sent = conn.execute(
+                select(func.max(t.deliveries.c.sent_at)).where(
+                    (t.deliveries.c.story_id == story.id)
+                    & (t.deliveries.c.channel == delivery.channel)
+                    & (t.deliveries.c.status == "sent")
+                )
+            ).scalar()
+        reports = [r.shown(names) for r in stored]
+        if not reports:
+            return None
+        new_outlets: tuple[str, ...] = ()
+        if delivery.kind == "update" and last_sent is not None:
+            fresh = [r.shown(names) for r in stored if r.added_at > last_sent]
+            new_outlets = tuple(dict.fromkeys(r.source_name for r in fresh))
+        view = AlertView(
+            kind=delivery.kind if delivery.kind != "digest" else "alert",
+            story_id=story.id,
+            revision=story.revision,
+            events=tuple(json.loads(story.events)),
+            severity=story.severity,
+            rules=tuple(rules),
+            people=story.people,
+            places=tuple(json.loads(story.places)),
+            dates=tuple(dates),
+            first=reports[0],
+            others=tuple(reports[1:]),
+            new_outlets=new_outlets,
+        )
+        labels = {
+            "source": {r.source_id for r in reports},
+            "event": set(view.events),
+            "severity": {view.severity},
+            "rule": set(rules),
+            "lang": {r.lang for r in reports if r.lang},
+            "route": {delivery.route},
+            "channel": {delivery.channel},
+            "story": {str(story.id)},
+        }
+        return view, labels
+
+    def record(
+        self,
+        delivery: Delivery,
+        *,
+        outcome: str,
+        status: str,
+        now: datetime,
+        error: str | None = None,
+        elapsed: float | None = None,
+        subject: str | None = None,
+        body: str | None = None,
+        due_at: datetime | None = None,
+        counts: bool = True,
+    ) -> None:
+        """One attempt and the delivery's new state, in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.delivery_attempts.insert().values(
+                    delivery_id=delivery.id,
+                    at=now,
+                    outcome=outcome,
+                    error=error,
+                    elapsed=elapsed,
+                    subject=subject,
+                    body=body,
+                )
+            )
+            values: dict[str, Any] = {"status": status, "last_error": error, "claimed_until": None}
+            if counts:
+                values["attempts"] = t.deliveries.c.attempts + 1
+            if status == "sent":
+                values["sent_at"] = now
+            if due_at is not None:
+                values["due_at"] = due_at
+            conn.execute(
+                update(t.deliveries).where(t.deliveries.c.id == delivery.id).values(**values)
+            )
+
+    def add(
+        self,
+        *,
+        story_id: int | None,
+        revision: int,
+        route: str,
+        channel: str,
+        kind: str,
+        due_at: datetime,
+        now: datetime,
+        seq: int = 0,
+        subject: str | None = None,
+        body: str | None = None,
+    ) -> int:
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    t.deliveries.insert()
+                    .values(
+                        story_id=story_id,
+                        revision=revision,
+                        route=route,
+                        channel=channel,
+                        kind=kind,
+                        seq=seq,
+                        status="pending",
+                        due_at=due_at,
+                        attempts=0,
+                        subject=subject,
+                        body=body,
+                        created_at=now,
+                    )
+                    .returning(t.deliveries.c.id)
+                ).scalar_one()
+            )
+
+    def story_updated_at(self, story_id: int) -> datetime | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(t.stories.c.updated_at).where(t.stories.c.id == story_id)
+            ).scalar()
+
+    # ------------------------------------------------------------------ operators
+
+    def listing(self, status: str | None = None, limit: int = 200) -> list[Delivery]:
+        query = select(t.deliveries).order_by(t.deliveries.c.id.desc()).limit(limit)
+        if status:
+            query = query.where(t.deliveries.c.status == status)
+        with self.engine.connect() as conn:
+            return [_delivery(r) for r in conn.execute(query)]
+
+    def get(self, delivery_id: int) -> Delivery | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.deliveries).where(t.deliveries.c.id == delivery_id)).first()
+        return _delivery(row) if row else None
+
+    def retry(self, delivery_id: int, now: datetime) -> bool:
+        """Queue a delivery again, now (any status but pending)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(t.deliveries)
+                .where((t.deliveries.c.id == delivery_id) & (t.deliveries.c.status != "pending"))
+                .values(status="pending", due_at=now, attempts=0)
+            )
+        return bool(result.rowcount)
+
+    def attempts(self, delivery_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        out: dict[int, list[dict[str, Any]]] = {i: [] for i in delivery_ids}
+        if not delivery_ids:
+            return out
+        query = (
+            select(t.delivery_attempts)
+            .where(t.delivery_attempts.c.delivery_id.in_(list(delivery_ids)))
+            .order_by(t.delivery_attempts.c.id)
+        )
+        with self.engine.connect() as conn:
+            for r in conn.execute(query):
+                out[r.delivery_id].append(
+                    {
+                        "at": r.at.isoformat(),
+                        "outcome": r.outcome,
+                        "error": r.error,
+                        "elapsed": r.elapsed,
+                    }
+                )
+        return out
+
+    def export(self) -> Iterator[dict[str, Any]]:
+        """Every story with its items, and every delivery with its attempts."""
+        with self.engine.connect() as conn:
+            stories = conn.execute(select(t.stories).order_by(t.stories.c.id)).all()
+            for story in stories:
+                items = story_queries.reports_of(conn, [story.id]).get(story.id, [])
+                deliveries = [
+                    _delivery(r)
+                    for r in conn.execute(
+                        select(t.deliveries)
+                        .where(t.deliveries.c.story_id == story.id)
+                        .order_by(t.deliveries.c.id)
+                    )
+                ]
+                attempts = self.attempts([d.id for d in deliveries])
+                yield {
+                    "story": story.id,
+                    "events": json.loads(story.events),
+                    "severity": story.severity,
+                    "title": story.title,
+                    "people": story.people,
+                    "places": json.loads(story.places),
+                    "first_seen_at": story.first_seen_at.isoformat(),
+                    "revision": story.revision,
+                    "items": [
+                        {
+                            "key": i.key,
+                            "source": i.source_id,
+                            "title": i.title,
+                            "url": i.url,
+                            "published_at": i.published_at.isoformat() if i.published_at else None,
+                        }
+                        for i in items
+                    ],
+                    "deliveries": [
+                        {
+                            "id": d.id,
+                            "route": d.route,
+                            "channel": d.channel,
+                            "kind": d.kind,
+                            "revision": d.revision,
+                            "status": d.status,
+                            "due_at": d.due_at.isoformat(),
+                            "sent_at": d.sent_at.isoformat() if d.sent_at else None,
+                            "attempts": attempts[d.id],
+                        }
+                        for d in deliveries
+                    ],
+                }
+
+    def story_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.stories)).scalar_one())
+
+    # ------------------------------------------------------------------ silences
+
+    def add_silence(
+        self,
+        matchers: Mapping[str, str],
+        *,
+        reason: str,
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str | None,
+    ) -> int:
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    t.silences.insert()
+                    .values(
+                        matchers=json.dumps(dict(matchers), ensure_ascii=False),
+                        reason=reason,
+                        created_by=created_by,
+                        starts_at=starts_at,
+                        ends_at=ends_at,
+                        created_at=starts_at,
+                    )
+                    .returning(t.silences.c.id)
+                ).scalar_one()
+            )
+
+    def silences(self, now: datetime | None = None) -> list[Silence]:
+        """All silences, or only those active at `now`."""
+        query = select(t.silences).order_by(t.silences.c.id)
+        if now is not None:
+            query = query.where((t.silences.c.starts_at <= now) & (t.silences.c.ends_at > now))
+        with self.engine.connect() as conn:
+            return [
+                Silence(
+                    id=r.id,
+                    matchers=json.loads(r.matchers),
+                    reason=r.reason,
+                    created_by=r.created_by,
+                    starts_at=r.starts_at,
+                    ends_at=r.ends_at,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def expire_silence(self, silence_id: int, now: datetime) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(t.silences)
+                .where((t.silences.c.id == silence_id) & (t.silences.c.ends_at > now))
+                .values(ends_at=now)
+            )
+        return bool(result.rowcount)

@@ -1,0 +1,281 @@
+"""Stories and the outbox, written in the poll's own transaction (the transactional outbox).
+
+`write_stories` runs inside `Store.save_items`: after the items and their matches are inserted
+it groups each newly matched item into a story (the pure `watcher.stories`) and writes the
+deliveries the routes ask for (the pure `watcher.routing`), on the same connection: a crash
+either keeps items, matches, stories and deliveries, or none. Messages are rendered later, at
+send time (so `group_wait` can gather more outlets).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.engine import Connection, Row
+
+from watcher import routing
+from watcher import stories as st
+from watcher.routing import Alerting
+from watcher.store import rows
+from watcher.store import tables as t
+from watcher.types import Item, MatchRecord, StoredReport, StoryChange
+
+#: The PostgreSQL advisory lock under which stories are assigned (any fixed 64-bit number).
+STORY_LOCK = 0x57A7C4E5
+
+
+def write_stories(
+    conn: Connection,
+    policy: Alerting,
+    items: Sequence[Item],
+    matches: Sequence[MatchRecord],
+    ids: Mapping[str, int],
+    now: datetime,
+) -> list[StoryChange]:
+    """Group each newly matched item into a story and queue the deliveries its routes plan."""
+    by_item: dict[str, list[MatchRecord]] = defaultdict(list)
+    for m in matches:
+        by_item[m.item_key].append(m)
+    todo = [i for i in items if i.key in by_item and i.key in ids]
+    if not todo:
+        return []
+    if conn.dialect.name == "postgresql":
+        # Replicas polling different outlets of one event must not both open a story:
+        # story assignment is serialised across them, for this transaction only.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": STORY_LOCK})
+    # One clock, and an order that does not depend on which source answered first.
+    todo.sort(key=lambda i: (st.when(i), i.key))
+    changes = []
+    for item in todo:
+        facts = st.facts_of(item, by_item[item.key], policy.tags.get(item.source_id, ()))
+        nearby = candidates(conn, facts.at, policy.window)
+        story = st.choose(facts, nearby, policy.window)
+        if story is None:
+            story = _insert_story(conn, facts, now)
+            change, kind = "new", "alert"
+        else:
+            story, material = st.joined(story, facts, now)
+            _update_story(conn, story)
+            change, kind = ("revised", "update") if material else ("joined", "")
+        conn.execute(
+            t.story_items.insert().values(
+                story_id=story.id,
+                item_id=ids[item.key],
+                added_at=now,
+                revision=story.revision,
+                facts=json.dumps(facts.as_json(), ensure_ascii=False),
+            )
+        )
+        queued: list[routing.Planned] = []
+        if kind and policy.alertable(item, now):
+            tags, langs = _labels(conn, story.id, policy.tags)
+            planned = routing.plan(
+                policy.routes,
+                story,
+                kind=kind,
+                tags=tags | set(facts.tags),
+                langs=langs | ({facts.lang} if facts.lang else set()),
+                now=now,
+                default_tz=policy.timezone,
+            )
+            queued = _insert_deliveries(conn, story, planned, now)
+        changes.append(
+            StoryChange(
+                story_id=story.id,
+                revision=story.revision,
+                change=change,
+                item_key=item.key,
+                deliveries=len(queued),
+                routes=tuple(p.route for p in queued),
+            )
+        )
+    return changes
+
+
+def candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.Story]:
+    """Stories founded within `window` of `at` on the event clock (a report is compared with
+    a story's founding report), with the facts of their first reports: an index range on
+    `event_at`, so the cost stays flat as history grows."""
+    found = conn.execute(
+        select(t.stories)
+        .where(t.stories.c.event_at >= at - window)
+        .where(t.stories.c.event_at <= at + window)
+        .order_by(t.stories.c.id)
+    ).all()
+    if not found:
+        return []
+    reports: dict[int, list[st.Facts]] = defaultdict(list)
+    # The same index range again rather than an IN list of ids: one statement shape, however
+    # many stories (a list's length would make a new cached statement each time).
+    query = (
+        select(
+            t.story_items.c.story_id,
+            t.story_items.c.facts,
+            t.items.c.key,
+            t.items.c.title,
+            t.items.c.published_at,
+            t.items.c.fetched_at,
+        )
+        .join(t.stories, t.stories.c.id == t.story_items.c.story_id)
+        .join(t.items, t.items.c.id == t.story_items.c.item_id)
+        .where(t.stories.c.event_at >= at - window)
+        .where(t.stories.c.event_at <= at + window)
+        .order_by(t.story_items.c.story_id, t.story_items.c.added_at, t.story_items.c.item_id)
+    )
+    for row in conn.execute(query):
+        compared = reports[row.story_id]
+        if len(compared) >= st.REPORTS_COMPARED:
+            continue
+        if row.facts:
+            compared.append(st.Facts.from_json(json.loads(row.facts), item_key=row.key))
+        else:  # a report grouped before facts were kept: its title and clock
+            compared.append(
+                st.Facts(
+                    item_key=row.key,
+                    source_id="",
+                    title=row.title,
+                    at=row.published_at or row.fetched_at,
+                    dated=row.published_at is not None,
+                    events=frozenset(),
+                    severity="low",
+                )
+            )
+    return [rows.story(r, tuple(reports[r.id])) for r in found]
+
+
+def _insert_story(conn: Connection, facts: st.Facts, now: datetime) -> st.Story:
+    story = st.founded(0, facts, now)
+    values = {
+        "events": json.dumps(sorted(story.events)),
+        "severity": story.severity,
+        "title": story.title,
+        "people": story.people,
+        "places": json.dumps(list(story.places), ensure_ascii=False),
+        "first_seen_at": now,
+        "updated_at": now,
+        "revision": 1,
+        "item_count": 1,
+        "event_at": story.event_at,
+    }
+    story_id: int = conn.execute(
+        t.stories.insert().values(**values).returning(t.stories.c.id)
+    ).scalar_one()
+    return replace(story, id=story_id)
+
+
+def _update_story(conn: Connection, story: st.Story) -> None:
+    conn.execute(
+        update(t.stories)
+        .where(t.stories.c.id == story.id)
+        .values(
+            events=json.dumps(sorted(story.events)),
+            severity=story.severity,
+            people=story.people,
+            places=json.dumps(list(story.places), ensure_ascii=False),
+            updated_at=story.updated_at,
+            revision=story.revision,
+            item_count=story.item_count,
+        )
+    )
+
+
+def _labels(
+    conn: Connection, story_id: int, tags_by_source: Mapping[str, tuple[str, ...]]
+) -> tuple[set[str], set[str]]:
+    """Tags and languages of the story's reports so far."""
+    query = (
+        select(t.items.c.source_id, t.items.c.lang)
+        .join(t.story_items, t.story_items.c.item_id == t.items.c.id)
+        .where(t.story_items.c.story_id == story_id)
+    )
+    tags: set[str] = set()
+    langs: set[str] = set()
+    for row in conn.execute(query):
+        tags.update(tags_by_source.get(row.source_id, ()))
+        if row.lang:
+            langs.add(row.lang)
+    return tags, langs
+
+
+def _insert_deliveries(
+    conn: Connection, story: st.Story, planned: Sequence[routing.Planned], now: datetime
+) -> list[routing.Planned]:
+    """One message per story revision per channel: when two routes name the same channel,
+    the first route in the file decides how and when. Returns what was queued."""
+    seen: set[str] = set()
+    queued: list[routing.Planned] = []
+    for p in planned:
+        if p.channel in seen:
+            continue
+        seen.add(p.channel)
+        exists = conn.execute(
+            select(t.deliveries.c.id).where(
+                (t.deliveries.c.story_id == story.id)
+                & (t.deliveries.c.revision == story.revision)
+                & (t.deliveries.c.channel == p.channel)
+                & (t.deliveries.c.seq == p.seq)
+            )
+        ).first()
+        if exists:
+            continue
+        conn.execute(
+            t.deliveries.insert().values(
+                story_id=story.id,
+                revision=story.revision,
+                route=p.route,
+                channel=p.channel,
+                kind=p.kind,
+                seq=p.seq,
+                status="pending",
+                due_at=p.due_at,
+                attempts=0,
+                created_at=now,
+            )
+        )
+        queued.append(p)
+    return queued
+
+
+def reports_of(conn: Connection, story_ids: Sequence[int]) -> dict[int, list[StoredReport]]:
+    """The reports of each story, in the order they joined it (the one query for this)."""
+    out: dict[int, list[StoredReport]] = defaultdict(list)
+    if not story_ids:
+        return out
+    query = (
+        select(
+            t.story_items.c.story_id,
+            t.story_items.c.added_at,
+            t.items.c.id,
+            t.items.c.key,
+            t.items.c.source_id,
+            t.items.c.title,
+            t.items.c.url,
+            t.items.c.lang,
+            t.items.c.published_at,
+            t.items.c.fetched_at,
+            t.items.c.text,
+        )
+        .join(t.items, t.items.c.id == t.story_items.c.item_id)
+        .where(t.story_items.c.story_id.in_(list(story_ids)))
+        .order_by(t.story_items.c.story_id, t.story_items.c.added_at, t.items.c.id)
+    )
+    for row in conn.execute(query):
+        out[row.story_id].append(rows.report(row))
+    return out
+
+
+def matches_of(conn: Connection, item_ids: Sequence[int]) -> Sequence[Row[Any]]:
+    """(item_id, rule_id, dates, why) of the matches of the given items (for `why_lines`)."""
+    if not item_ids:
+        return []
+    return conn.execute(
+        select(t.matches.c.item_id, t.matches.c.rule_id, t.matches.c.dates, t.matches.c.why).where(
+            t.matches.c.item_id.in_(list(item_ids))
+        )
+    ).all()
