@@ -83,7 +83,7 @@ def config_path(tmp_path: Path) -> Path:
     return path
 
 
-# watcher/cli.py writes through click.get_text_stream, deprecated in click 8.3+ (reported).
+# watcher/cli/ writes through click.get_text_stream, deprecated in click 8.3+ (reported).
 
 
 def run(config_path: Path, *args: str, stdin: str | None = None) -> Result:

@@ -1,0 +1,101 @@
+"""`watcher alerts` (list, retry) and `watcher notify test`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from watcher import log as logsetup
+from watcher.cli.base import Context, cli, config_exists, fail, one_line_text, pass_ctx
+
+
+@cli.group()
+def alerts() -> None:
+    """The outbox: what was sent, what waits, what failed."""
+
+
+@alerts.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "sent", "failed", "uncertain", "silenced", "skipped"]),
+    help="Only deliveries in this state.",
+)
+@click.option("--limit", type=int, default=50, show_default=True)
+@pass_ctx
+def alerts_list(ctx: Context, status: str | None, limit: int) -> None:
+    """Deliveries, newest first: id, status, kind, story, route, channel, due or sent time,
+    attempts and the last error."""
+    from watcher.store.outbox import Outbox
+
+    with ctx.open_store(need_config=config_exists(ctx)) as store:
+        rows = Outbox(store).listing(status, limit)
+    table = [("ID", "STATUS", "KIND", "STORY", "ROUTE", "CHANNEL", "WHEN", "TRIES", "LAST ERROR")]
+    for d in rows:
+        when = d.sent_at or d.due_at
+        table.append(
+            (
+                str(d.id),
+                d.status,
+                d.kind,
+                str(d.story_id or "-"),
+                d.route,
+                d.channel,
+                f"{when:%Y-%m-%d %H:%M}",
+                str(d.attempts),
+                one_line_text(d.last_error or "", 80),
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(8)]
+    for row in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[8])
+
+
+@alerts.command("retry")
+@click.argument("delivery_id", type=int)
+@pass_ctx
+def alerts_retry(ctx: Context, delivery_id: int) -> None:
+    """Queue a failed (or any finished) delivery again; the running daemon sends it within
+    a second, or the next `watcher run --once`."""
+    from watcher.clock import utcnow
+    from watcher.store.outbox import Outbox
+
+    with ctx.open_store(need_config=config_exists(ctx)) as store:
+        outbox = Outbox(store)
+        delivery = outbox.get(delivery_id)
+        if delivery is None:
+            fail(f"no delivery {delivery_id} (see `watcher alerts list`)")
+        if not outbox.retry(delivery_id, utcnow()):
+            fail(f"delivery {delivery_id} is already pending")
+    click.echo(f"delivery {delivery_id} queued again (was {delivery.status})")
+
+
+@cli.group()
+def notify() -> None:
+    """Channels: check that they reach people."""
+
+
+@notify.command("test")
+@click.argument("channel_ids", nargs=-1, metavar="[CHANNEL]...")
+@pass_ctx
+def notify_test(ctx: Context, channel_ids: tuple[str, ...]) -> None:
+    """Send a test message to every channel (or those named) and report each result.
+    Exit code 1 when any failed."""
+    from watcher.outbox import send_test
+
+    config = ctx.config().config
+    known = {c.id for c in config.channels}
+    unknown = [c for c in channel_ids if c not in known]
+    if unknown:
+        fail(f"unknown channel {unknown[0]!r} (channels: {', '.join(sorted(known)) or 'none'})")
+    if not config.channels:
+        fail("no channels configured (add some under `channels:` in sources.yaml)")
+    failed = 0
+    for channel_id, result in send_test(config, channel_ids):
+        if result.outcome == "sent":
+            click.echo(f"{channel_id}: sent ({result.elapsed:.1f}s)")
+        else:
+            failed += 1
+            click.echo(f"{channel_id}: {result.outcome}: {logsetup.redact(result.error or '')}")
+    if failed:
+        sys.exit(1)

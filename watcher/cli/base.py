@@ -1,0 +1,170 @@
+"""What every command shares: the global options, `Context` (config, rules, `open_store`),
+and `fail`, which turns an error into one line.
+
+Global options come before the command: ``watcher --config F --db URL run --once``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import click
+
+from watcher import __version__
+from watcher import log as logsetup
+from watcher.config import LoadedConfig, load_config
+from watcher.errors import ConfigError, RuleError, StoreError
+from watcher.store import DEFAULT_DATABASE_URL, Store
+
+log = logging.getLogger("watcher")
+
+
+@dataclass
+class Context:
+    config_path: str
+    db_url: str | None
+    log_level: str
+    log_format: str
+    _loaded: LoadedConfig | None = field(default=None, repr=False)
+    _matcher: Any = field(default=None, repr=False)
+
+    def config(self) -> LoadedConfig:
+        """The validated config; exits with every problem listed when it is invalid."""
+        if self._loaded is None:
+            try:
+                self._loaded = load_config(self.config_path)
+            except ConfigError as exc:
+                fail_config(exc)
+            logsetup.add_secrets(self._loaded.secrets)
+        return self._loaded
+
+    def matcher(self, loaded: LoadedConfig | None = None) -> Any:
+        """The compiled rules; exits listing every rule whose examples fail."""
+        from watcher.rules import compile_rules
+
+        if loaded is None and self._matcher is not None:
+            return self._matcher
+        loaded = loaded or self.config()
+        try:
+            matcher = compile_rules(loaded.config)
+        except RuleError as exc:
+            fail_config(ConfigError([loaded.problem(path, msg) for path, msg in exc.problems]))
+        if loaded is self._loaded:
+            self._matcher = matcher
+        return matcher
+
+    def database_url(self, *, need_config: bool = True) -> str:
+        if self.db_url:
+            return self.db_url
+        if need_config:
+            return self.config().config.settings.database_url or DEFAULT_DATABASE_URL
+        return DEFAULT_DATABASE_URL
+
+    def store(self, *, migrate: bool = True, need_config: bool = True) -> Store:
+        """Open the database, applying pending migrations (the daemon and most commands)."""
+        url = self.database_url(need_config=need_config)
+        try:
+            store = Store.open(url)
+            if migrate:
+                store.ensure_schema()
+        except StoreError as exc:
+            fail(str(exc))
+        except Exception as exc:  # driver errors: unreachable server, bad credentials
+            fail(f"database {logsetup.redact(url)}: {logsetup.one_line(exc)}")
+        return store
+
+    @contextmanager
+    def open_store(self, *, migrate: bool = True, need_config: bool = True) -> Iterator[Store]:
+        """`store()` for the length of a block, closed however the block ends."""
+        store = self.store(migrate=migrate, need_config=need_config)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {logsetup.redact(message)}", err=True)
+    sys.exit(code)
+
+
+def fail_config(exc: ConfigError) -> NoReturn:
+    for problem in exc.problems:
+        click.echo(logsetup.redact(problem), err=True)
+    count = len(exc.problems)
+    click.echo(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed.", err=True)
+    sys.exit(2)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="watcher")
+@click.option(
+    "--config",
+    "config_path",
+    default="sources.yaml",
+    show_default=True,
+    envvar="WATCHER_CONFIG",
+    metavar="PATH",
+    help="The sources.yaml to use (env WATCHER_CONFIG).",
+)
+@click.option(
+    "--db",
+    "db_url",
+    envvar="WATCHER_DATABASE_URL",
+    metavar="URL",
+    help="Database URL, e.g. sqlite:///watcher.db or postgresql+psycopg://user@host/db "
+    "(env WATCHER_DATABASE_URL; default: settings.database_url, else "
+    f"{DEFAULT_DATABASE_URL}).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="One line per event, as text or JSON.",
+)
+@click.pass_context
+def cli(
+    ctx: click.Context, config_path: str, db_url: str | None, log_level: str, log_format: str
+) -> None:
+    """Watch UN and news sources for forced repatriations of North Korean escapees,
+    and alert advocates.
+
+    Configuration lives in sources.yaml; see `watcher check` and docs/configuration.md.
+    """
+    logsetup.setup(log_level, log_format)
+    ctx.obj = Context(
+        config_path=config_path, db_url=db_url, log_level=log_level, log_format=log_format
+    )
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def one_line_text(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+def config_exists(ctx: Context) -> bool:
+    import os
+
+    return os.path.exists(ctx.config_path)

@@ -1,0 +1,87 @@
+"""`watcher check`: validate sources.yaml, rules, templates, and say what will run."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import click
+
+from watcher.cli.base import Context, cli, fail_config, pass_ctx, plural
+from watcher.errors import ConfigError
+
+
+@cli.command()
+@pass_ctx
+def check(ctx: Context) -> None:
+    """Validate sources.yaml and print a one-screen summary.
+
+    Every problem is printed as FILE:LINE: PATH: what is wrong; the exit code is 2 when
+    there are problems, 0 otherwise.
+    """
+    loaded = ctx.config()
+    config = loaded.config
+    matcher = ctx.matcher()
+    if config.settings.templates_dir:
+        problem = _check_templates(config.settings.templates_dir)
+        if problem:
+            fail_config(ConfigError([loaded.problem(("settings", "templates_dir"), problem)]))
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    kinds = Counter(s.kind for s in config.sources)
+    disabled = sum(1 for s in config.sources if not s.enabled)
+    kinds_text = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    click.echo(f"{loaded.path}: OK")
+    click.echo(
+        f"  {plural(len(config.sources), 'source')} ({kinds_text}"
+        f"{f'; {disabled} disabled' if disabled else ''})"
+    )
+    langs = Counter(s.lang or "?" for s in config.sources if s.enabled)
+    click.echo("  languages: " + ", ".join(f"{k} {n}" for k, n in langs.most_common()))
+    examples = sum(len(r.examples.match) + len(r.examples.no_match) for r in config.rules)
+    events = Counter(r.event for r in config.rules if r.enabled)
+    click.echo(
+        f"  {plural(len(config.rules), 'rule')} ({matcher.rule_count} enabled, "
+        f"{plural(len(config.concepts), 'concept')}; {plural(examples, 'example')} pass)"
+    )
+    if events:
+        click.echo("  events: " + ", ".join(f"{k} {n}" for k, n in sorted(events.items())))
+    click.echo(
+        f"  {plural(len(config.channels), 'channel')}, {plural(len(config.routes), 'route')}"
+    )
+
+
+def _check_templates(folder: str) -> str | None:
+    """Render a sample of every message with the operator's templates: a broken override is
+    found now, not when an alert is due."""
+    import os
+    from datetime import UTC, datetime
+
+    from watcher import render
+    from watcher.types import AlertView, Report
+
+    if not os.path.isdir(folder):
+        return f"no such folder {folder!r}"
+    report = Report(
+        source_id="s",
+        source_name="Outlet",
+        title="Sample",
+        url="https://e.org/",
+        published_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    view = AlertView(
+        kind="alert",
+        story_id=1,
+        revision=1,
+        events=("detention",),
+        severity="high",
+        rules=("r",),
+        first=report,
+    )
+    for channel in ("email", "slack", "telegram", "text"):
+        try:
+            render.render_alert(view, channel, "UTC", templates_dir=folder)
+            render.render_digest([view], "daily", channel, "UTC", templates_dir=folder)
+            render.render_ops("s", ["l"], channel, templates_dir=folder)
+        except Exception as exc:
+            return f"a template in {folder} does not render for {channel}: {exc}"
+    return None

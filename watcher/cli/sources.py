@@ -1,0 +1,131 @@
+"""`watcher sources`: each source's health, and one test poll."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from watcher.cli.base import Context, cli, fail, pass_ctx
+
+
+@cli.group()
+def sources() -> None:
+    """Inspect sources: their state, or what one yields right now."""
+
+
+@sources.command("list")
+@pass_ctx
+def sources_list(ctx: Context) -> None:
+    """Show every source: kind, interval, health, last success, last error, items stored."""
+    from watcher.clock import utcnow
+    from watcher.config import format_duration
+
+    config = ctx.config().config
+    with ctx.open_store() as store:
+        states = store.source_states()
+    now = utcnow()
+    rows = [("ID", "KIND", "EVERY", "HEALTH", "LAST SUCCESS", "ITEMS", "LAST ERROR")]
+    for source in config.sources:
+        st = states.get(source.id)
+        rows.append(
+            (
+                source.id,
+                source.kind,
+                format_duration(source.interval),
+                _health(source, st, config.settings.failure_threshold),
+                _ago(st.last_success_at if st else None, now),
+                str(st.items_stored if st else 0),
+                (st.last_error or "") if st and st.consecutive_failures else "",
+            )
+        )
+    configured = {s.id for s in config.sources}
+    for sid, st in states.items():
+        if sid not in configured:
+            rows.append(
+                (
+                    sid,
+                    st.kind,
+                    "-",
+                    "removed",
+                    _ago(st.last_success_at, now),
+                    str(st.items_stored),
+                    "",
+                )
+            )
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[6])
+
+
+def _health(source: Any, state: Any, threshold: int) -> str:
+    from watcher.types import source_health
+
+    health = source_health(source.enabled, state, threshold)
+    failures = state.consecutive_failures if state else 0
+    if health == "unhealthy":
+        return f"unhealthy ({failures} failures)"
+    return f"failing ({failures})" if health == "failing" else health
+
+
+def _ago(when: Any, now: Any) -> str:
+    if when is None:
+        return "never"
+    seconds = int((now - when).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{max(seconds, 0)}s ago"
+
+
+@sources.command("test")
+@click.argument("source_id")
+@pass_ctx
+def sources_test(ctx: Context, source_id: str) -> None:
+    """Fetch one source now and print what it parsed, without storing anything.
+
+    The tool for writing selectors: each item's date (in the source's time zone), language,
+    title and URL. Exit code 1 when the fetch or the parse failed.
+    """
+    import asyncio
+    from zoneinfo import ZoneInfo
+
+    from watcher.clock import utcnow
+    from watcher.fetch import Fetcher, FetchLimits
+    from watcher.parsers import parse
+    from watcher.pipeline import request_for
+
+    config = ctx.config().config
+    try:
+        source = config.source(source_id)
+    except KeyError:
+        known = ", ".join(s.id for s in config.sources)
+        fail(f"no source {source_id!r} in {ctx.config_path} (sources: {known})")
+
+    async def go() -> Any:
+        async with Fetcher(FetchLimits.from_settings(config.settings)) as fetcher:
+            return await fetcher.fetch(request_for(source, None, conditional=False))
+
+    result = asyncio.run(go())
+    click.echo(
+        f"{source.id}: {result.final_url} -> HTTP {result.status or '-'}, "
+        f"{len(result.body or b'')} bytes in {result.elapsed:.2f}s"
+    )
+    if not result.ok:
+        fail(f"{source.id}: {result.error}")
+    parsed = parse(source, result, utcnow())
+    if parsed.error:
+        fail(f"{source.id}: {parsed.error}")
+    zone = ZoneInfo(source.zone)
+    for item in parsed.items:
+        when = (
+            item.published_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+            if item.published_at
+            else "(no date)       "
+        )
+        click.echo(f"{when}  {item.lang or '??':<3} {item.title[:100]}")
+        click.echo(f"{'':21}{item.url or '(no link)'}")
+    click.echo(f"{len(parsed.items)} items (dates in {source.zone})")
+
+
+# --------------------------------------------------------------------------- export
