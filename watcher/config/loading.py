@@ -1,0 +1,347 @@
+"""sources.yaml → a validated, frozen `Config`; the only place that reads YAML.
+
+Every problem in the file is reported, each on one line, as
+``FILE:LINE: PATH: what is wrong (what was expected)``, e.g.::
+
+    sources.yaml:42: sources[3].interval: expected a duration like 15m, got 'often'
+
+Values may name environment variables as ``${VAR}`` or ``${VAR:-default}`` (write ``$${`` for a
+literal ``${``). Substitution happens after YAML parsing, inside string values only, so a value
+from the environment can never change the structure of the file. Values that came from the
+environment are collected in `Config.secrets` so that logging can redact them.
+
+Usage::
+
+    config = load_config("sources.yaml")          # raises ConfigError listing every problem
+    for source in config.sources: ...
+
+Imports only the models beside it and `watcher.errors`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ValidationError,
+)
+
+from watcher.config.models import (
+    SOURCE_KINDS,
+    Config,
+    LocatedError,
+    format_duration,
+    short,
+)
+from watcher.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config plus what the loader learnt about the file."""
+
+    config: Config
+    path: str
+    #: Values substituted from the environment: logging redacts them.
+    secrets: frozenset[str] = frozenset()
+    #: Non-fatal problems, formatted like errors.
+    warnings: tuple[str, ...] = ()
+    lines: Mapping[tuple[str | int, ...], int] = field(default_factory=dict, repr=False)
+
+    def problem(self, path: tuple[str | int, ...], message: str) -> str:
+        """`file:line: path: message`, like every other configuration error."""
+        return _fmt(self.path, self.lines, path, message)
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read and validate a sources.yaml; raise ConfigError with every problem found."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{name}: no such file (give another with --config)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{name}: cannot read: {exc}"]) from None
+    return load_config_text(text, name, os.environ if env is None else env)
+
+
+def load_rules(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """A file with `concepts` and `rules` (its `sources`, if any, are ignored)."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{name}: cannot read: {exc}"]) from None
+    return load_config_text(text, name, os.environ if env is None else env, rules_only=True)
+
+
+def load_config_text(
+    text: str, name: str, env: Mapping[str, str], *, rules_only: bool = False
+) -> LoadedConfig:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{name}{line}: invalid YAML: {problem}"]) from None
+    finally:
+        loader.dispose()
+    lines: dict[tuple[str | int, ...], int] = {}
+    if node is not None:
+        _index_lines(node, (), lines)
+    if not isinstance(data, dict):
+        raise ConfigError([f"{name}:1: expected a mapping with a 'sources' list at the top"])
+    if rules_only:
+        data = {"sources": [], **{k: v for k, v in data.items() if k in ("concepts", "rules")}}
+
+    problems: list[str] = []
+    secrets: set[str] = set()
+    data = _substitute(
+        data, (), env, secrets, lambda p, m: problems.append(_fmt(name, lines, p, m))
+    )
+    if problems:
+        raise ConfigError(problems)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, name, lines, data)) from None
+    warnings = [
+        _fmt(
+            name,
+            lines,
+            ("sources", i, "interval"),
+            f"interval {format_duration(s.interval)} is under 5m: outlets may block frequent "
+            "polling",
+        )
+        for i, s in enumerate(config.sources)
+        if s.interval < timedelta(minutes=5)
+    ]
+    return LoadedConfig(
+        config=config, path=name, secrets=frozenset(secrets), warnings=tuple(warnings), lines=lines
+    )
+
+
+#: libyaml's parser when PyYAML has it (ten times faster on a 200-source file).
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _index_lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[Any, int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, key.value)
+            _index_lines(value, child, out)
+            out[child] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, value in enumerate(node.value):
+            _index_lines(value, (*path, index), out)
+
+
+def _line_for(lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, ...]) -> int:
+    """The line of the deepest part of `path` present in the file."""
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return 1
+
+
+def _display(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _fmt(name: str, lines: Mapping[Any, int], path: tuple[str | int, ...], message: str) -> str:
+    where = f"{_display(path)}: " if path else ""
+    return f"{name}:{_line_for(lines, path)}: {where}{message}"
+
+
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _substitute(
+    value: Any,
+    path: tuple[str | int, ...],
+    env: Mapping[str, str],
+    secrets: set[str],
+    report: typing.Callable[[tuple[Any, ...], str], None],
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, (*path, k), env, secrets, report) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, (*path, i), env, secrets, report) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def replace(m: re.Match[str]) -> str:
+        if m.group(0) == "$${":
+            return "${"
+        var, default = m.group(1), m.group(2)
+        if var in env and env[var] != "":
+            if len(env[var]) >= 4:
+                secrets.add(env[var])
+            return env[var]
+        if default is not None:
+            return default
+        report(
+            path, f"environment variable {var} is not set (set it, or write ${{{var}:-default}})"
+        )
+        return ""
+
+    return _VAR.sub(replace, value)
+
+
+def _format_validation(
+    exc: ValidationError, name: str, lines: Mapping[Any, int], data: Any
+) -> list[str]:
+    problems = []
+    errors = exc.errors()
+    # "at least 1 item" on a list whose item is itself invalid says nothing new: skip it.
+    bad_items = {tuple(e["loc"][:-1]) for e in errors if len(e["loc"]) > 1}
+    errors = [e for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in bad_items)]
+    for error in errors:
+        ctx_error = (error.get("ctx") or {}).get("error")
+        loc = tuple(error["loc"])
+        if isinstance(ctx_error, LocatedError):
+            loc = ctx_error.loc
+        path = _data_path(loc, data)
+        message = _message(error, loc, path, data)
+        rule_id = _rule_id(path, data)
+        if rule_id and not message.startswith("rule "):
+            message = f"rule {rule_id!r}: {message}"
+        problems.append(_fmt(name, lines, path, message))
+    return list(dict.fromkeys(problems))
+
+
+def _rule_id(path: tuple[Any, ...], data: Any) -> str | None:
+    """The id of the rule a path points into, so that rule errors name their rule."""
+    if len(path) >= 3 and path[0] == "rules" and isinstance(path[1], int):
+        rule = data.get("rules", [])[path[1]]
+        rule_id = rule.get("id") if isinstance(rule, dict) else None
+        if isinstance(rule_id, str):
+            return rule_id
+    return None
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[str | int, ...]:
+    """Drop the parts of a pydantic location that are not in the file (union tags)."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, dict) and isinstance(part, str) and part not in SOURCE_KINDS:
+            out.append(part)  # a missing key: point at it, on its parent's line
+            node = None
+    return tuple(out)
+
+
+def _message(error: Any, loc: tuple[Any, ...], path: tuple[Any, ...], data: Any) -> str:
+    kind, got = error["type"], error.get("input")
+    msg = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"expected one of: {', '.join(allowed)}"
+        return f"unknown key ({hint})"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown kind {got.get('kind')!r} (expected one of: {', '.join(SOURCE_KINDS)})"
+    if kind == "union_tag_not_found":
+        return f"'kind' is missing (expected one of: {', '.join(SOURCE_KINDS)})"
+    if kind == "literal_error":
+        return f"expected {msg.removeprefix('Input should be ')}, got {got!r}"
+    if kind in {
+        "string_type",
+        "int_type",
+        "int_parsing",
+        "bool_type",
+        "bool_parsing",
+        "float_parsing",
+        "list_type",
+        "tuple_type",
+        "dict_type",
+        "model_type",
+        "model_attributes_type",
+        "string_pattern_mismatch",
+    }:
+        expected = {
+            "string_type": "text",
+            "int_type": "a whole number",
+            "int_parsing": "a whole number",
+            "bool_type": "true or false",
+            "bool_parsing": "true or false",
+            "float_parsing": "a number",
+            "list_type": "a list",
+            "tuple_type": "a list",
+            "dict_type": "a mapping",
+            "model_type": "a mapping",
+            "model_attributes_type": "a mapping",
+            "string_pattern_mismatch": "letters, digits, '-', '_' or '.'"
+            if path and path[-1] == "id"
+            else f"text matching {(error.get('ctx') or {}).get('pattern')}",
+        }[kind]
+        return f"expected {expected}, got {short(got)}"
+    if isinstance(error.get("ctx", {}).get("error"), ValueError):
+        return msg
+    return f"{msg[0].lower()}{msg[1:]}, got {short(got)}" if msg else f"invalid value {short(got)}"
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Walk the model types along `loc` and list the keys allowed at its end."""
+    tp: Any = Config
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if part in tp.model_fields:
+                tp = tp.model_fields[part].annotation
+            continue
+        origin = typing.get_origin(tp)
+        if origin in (Union, types.UnionType):
+            members = [_unwrap(a) for a in typing.get_args(tp)]
+            tp = next((m for m in members if _kind_of(m) == part), members[0])
+            if _kind_of(tp) == part:
+                continue
+        tp = _unwrap(tp)
+        origin = typing.get_origin(tp)
+        if origin in (tuple, list):
+            tp = typing.get_args(tp)[0]
+        elif origin is dict:
+            tp = typing.get_args(tp)[1]
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return sorted(tp.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _kind_of(tp: Any) -> str | None:
+    if isinstance(tp, type) and issubclass(tp, BaseModel) and "kind" in tp.model_fields:
+        args = typing.get_args(tp.model_fields["kind"].annotation)
+        return str(args[0]) if args else None
+    return None
