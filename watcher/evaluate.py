@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from math import comb
+from typing import Any
 
 from watcher.errors import EvalInputError
 from watcher.rules import Matcher, Verdict
@@ -50,6 +51,31 @@ class Labelled:
         return "odd" if int(digits.group(1)) % 2 else "even"
 
 
+def json_object(line: str, where: str) -> dict[str, Any]:
+    """One JSON Lines record; EvalInputError says where when it is not a JSON object."""
+    try:
+        data = json.loads(line)
+    except ValueError as exc:
+        raise EvalInputError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise EvalInputError(f"{where}: expected a JSON object")
+    return data
+
+
+def article_text(data: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """(title, text) of an article record (`watcher match`, `watcher eval`): strings, not both
+    empty; optional fields, when present, strings."""
+    title, text = data.get("title") or "", data.get("text") or ""
+    if not isinstance(title, str) or not isinstance(text, str):
+        raise EvalInputError(f"{where}: 'title' and 'text' must be strings")
+    if not (title or text):
+        raise EvalInputError(f"{where}: no title or text")
+    for key in ("lang", "source", "url", "story", "published", "published_at"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise EvalInputError(f"{where}: {key!r} must be a string or null")
+    return title, text
+
+
 def read_labelled(lines: Iterable[str], name: str = "-") -> list[Labelled]:
     """Parse labelled JSON Lines; EvalInputError names the file and line of the first bad one."""
     out: list[Labelled] = []
@@ -58,12 +84,7 @@ def read_labelled(lines: Iterable[str], name: str = "-") -> list[Labelled]:
         if not line.strip():
             continue
         where = f"{name}:{number}"
-        try:
-            data = json.loads(line)
-        except ValueError as exc:
-            raise EvalInputError(f"{where}: not JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise EvalInputError(f"{where}: expected a JSON object")
+        data = json_object(line, where)
         item_id = data.get("id")
         if isinstance(item_id, bool) or not isinstance(item_id, str | int) or item_id == "":
             raise EvalInputError(f"{where}: 'id' is missing (expected a string or number)")
@@ -71,11 +92,7 @@ def read_labelled(lines: Iterable[str], name: str = "-") -> list[Labelled]:
         if item_id in seen:
             raise EvalInputError(f"{where}: id {item_id!r} appears twice")
         seen.add(item_id)
-        title, text = data.get("title") or "", data.get("text") or ""
-        if not isinstance(title, str) or not isinstance(text, str):
-            raise EvalInputError(f"{where}: 'title' and 'text' must be strings")
-        if not (title or text):
-            raise EvalInputError(f"{where}: no title or text")
+        title, text = article_text(data, where)
         labels = data.get("labels", [])
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise EvalInputError(f"{where}: 'labels' must be a list of event types")
@@ -88,9 +105,6 @@ def read_labelled(lines: Iterable[str], name: str = "-") -> list[Labelled]:
                 f"{where}: 'relevant' is {str(relevant).lower()} but 'labels' "
                 f"{'name no event' if relevant else 'name events'} (expected them to agree)"
             )
-        for key in ("lang", "source", "url", "story", "published"):
-            if data.get(key) is not None and not isinstance(data[key], str):
-                raise EvalInputError(f"{where}: {key!r} must be a string or null")
         out.append(
             Labelled(
                 id=item_id,

@@ -280,7 +280,7 @@ class Fetcher:
                     elapsed=time.monotonic() - started,
                     attempts=attempts,
                 )
-            if status == 429 or status >= 500:
+            if status >= 400:
                 failed = self._fail(
                     request,
                     f"HTTP {status} {response.reason_phrase}".strip(),
@@ -289,16 +289,9 @@ class Fetcher:
                     status=status,
                     final_url=final_url,
                 )
-                raise _Retry(failed, _retry_after(response.headers.get("retry-after")))
-            if status >= 400:
-                return self._fail(
-                    request,
-                    f"HTTP {status} {response.reason_phrase}".strip(),
-                    started,
-                    attempts,
-                    status=status,
-                    final_url=final_url,
-                )
+                if status == 429 or status >= 500:  # worth another try, after Retry-After
+                    raise _Retry(failed, _retry_after(response.headers.get("retry-after")))
+                return failed
             cap = self.limits.max_body
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > cap:

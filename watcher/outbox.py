@@ -24,8 +24,8 @@ from watcher.clock import crash_point, utcnow
 from watcher.config import Config
 from watcher.routing import silenced_by
 from watcher.store import Store
-from watcher.store.outbox import Delivery, Outbox
-from watcher.types import Message
+from watcher.store.outbox import Outbox
+from watcher.types import Delivery, Message
 
 log = logging.getLogger(__name__)
 
@@ -181,15 +181,7 @@ class Deliverer:
         if channel is None or not channel.enabled:
             why = "is not configured" if channel is None else "is disabled"
             for d in group:
-                await asyncio.to_thread(
-                    self.outbox.record,
-                    d,
-                    outcome="skipped",
-                    status="skipped",
-                    now=now,
-                    error=f"channel {channel_id} {why}",
-                    counts=False,
-                )
+                await self._not_sent(d, "skipped", f"channel {channel_id} {why}", now)
             return
         route = self.routes.get(lead.route)
         tz = (route.timezone if route else None) or self.config.settings.timezone
@@ -209,15 +201,7 @@ class Deliverer:
         for d in group:
             found = await asyncio.to_thread(self.outbox.view, d, self.names)
             if found is None:
-                await asyncio.to_thread(
-                    self.outbox.record,
-                    d,
-                    outcome="skipped",
-                    status="skipped",
-                    now=now,
-                    error="the story no longer exists",
-                    counts=False,
-                )
+                await self._not_sent(d, "skipped", "the story no longer exists", now)
                 continue
             view, labels = found
             labels["tag"] = {
@@ -225,14 +209,8 @@ class Deliverer:
             }
             silence = next((s for s in active if silenced_by(s.matchers, labels)), None)
             if silence is not None:
-                await asyncio.to_thread(
-                    self.outbox.record,
-                    d,
-                    outcome="silenced",
-                    status="silenced",
-                    now=now,
-                    error=f"silenced by #{silence.id}: {silence.reason}",
-                    counts=False,
+                await self._not_sent(
+                    d, "silenced", f"silenced by #{silence.id}: {silence.reason}", now
                 )
                 continue
             views.append((d, view))
@@ -305,6 +283,12 @@ class Deliverer:
                 )
                 if status == "failed" and d.kind != "ops":
                     await self._tell_ops(d, error or "failed", now)
+
+    async def _not_sent(self, d: Delivery, status: str, why: str, now: datetime) -> None:
+        """Record a delivery that will not be sent (skipped or silenced), and why."""
+        await asyncio.to_thread(
+            self.outbox.record, d, outcome=status, status=status, now=now, error=why, counts=False
+        )
 
     def _next_state(self, d: Delivery, result: SendResult) -> tuple[str, datetime | None]:
         """(new status, next due time) after an attempt."""

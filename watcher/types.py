@@ -282,3 +282,37 @@ class Message:
     title: str
     body: str
     format: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Delivery:
+    """One message for one channel about one story revision: the outbox's row."""
+
+    id: int
+    story_id: int | None
+    revision: int
+    route: str
+    channel: str
+    kind: str
+    seq: int
+    status: str
+    due_at: datetime
+    attempts: int
+    last_error: str | None
+    sent_at: datetime | None
+    subject: str | None
+    body: str | None
+    created_at: datetime
+    claimed_until: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Silence:
+    """Mutes deliveries whose labels match, from `starts_at` to `ends_at`, with a reason."""
+
+    id: int
+    matchers: dict[str, str]
+    reason: str
+    created_by: str | None
+    starts_at: datetime
+    ends_at: datetime

@@ -10,6 +10,7 @@ import click
 
 from watcher.cli.base import Context, cli, config_exists, fail, fail_config, one_line_text, pass_ctx
 from watcher.errors import ConfigError, EvalInputError
+from watcher.evaluate import article_text, json_object
 
 
 def _source_tags(config: Any) -> dict[str, tuple[str, ...]]:
@@ -71,21 +72,10 @@ def match(ctx: Context, file: Any, explain: bool) -> None:
     for number, line in enumerate(file, start=1):
         item_id: Any = None
         try:
-            try:
-                data = json.loads(line)
-            except ValueError as exc:
-                raise _BadInput(f"line {number}: not JSON ({exc})") from None
-            if not isinstance(data, dict):
-                raise _BadInput(f"line {number}: expected a JSON object")
+            data = json_object(line, f"line {number}")
             item_id = data.get("id")
-            title, text = data.get("title", ""), data.get("text", "")
+            title, text = article_text(data, f"line {number}")
             lang = data.get("lang")
-            if not isinstance(title, str) or not isinstance(text, str):
-                raise _BadInput(f"line {number}: title and text must be strings")
-            if not (title or text):
-                raise _BadInput(f"line {number}: no title or text")
-            if lang is not None and not isinstance(lang, str):
-                raise _BadInput(f"line {number}: lang must be a string")
             source = data.get("source")
             published = data.get("published_at")
             when = parse_date(published, "UTC") if isinstance(published, str) else None
@@ -100,14 +90,10 @@ def match(ctx: Context, file: Any, explain: bool) -> None:
             if explain:
                 row["explain"] = matcher.explain(title, text, lang=lang or None)
                 row["why"] = matcher.why(title, text, lang=lang or None)
-        except _BadInput as exc:
+        except EvalInputError as exc:
             row = {"id": item_id, "error": str(exc)}
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
         out.flush()
-
-
-class _BadInput(Exception):
-    pass
 
 
 @cli.command()

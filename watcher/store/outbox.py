@@ -5,56 +5,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 
-from watcher.store import Store
+from watcher.store import Store, rows
 from watcher.store import stories as story_queries
 from watcher.store import tables as t
 from watcher.stories import why_lines
-from watcher.types import AlertView
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Delivery:
-    id: int
-    story_id: int | None
-    revision: int
-    route: str
-    channel: str
-    kind: str
-    seq: int
-    status: str
-    due_at: datetime
-    attempts: int
-    last_error: str | None
-    sent_at: datetime | None
-    subject: str | None
-    body: str | None
-    created_at: datetime
-    claimed_until: datetime | None = None
+from watcher.types import AlertView, Delivery, Silence
 
 
 def _retrying(d: Any, now: datetime) -> Any:
     """Pending after a failed attempt, and not due again yet."""
     return (d.c.status == "pending") & (d.c.attempts > 0) & (d.c.due_at > now)
-
-
-def _delivery(row: Any) -> Delivery:
-    return Delivery(**{k: getattr(row, k) for k in Delivery.__slots__})
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Silence:
-    id: int
-    matchers: dict[str, str]
-    reason: str
-    created_by: str | None
-    starts_at: datetime
-    ends_at: datetime
 
 
 class Outbox:
@@ -74,14 +39,14 @@ class Outbox:
         if self.store.dialect == "postgresql":
             query = query.with_for_update(of=d, skip_locked=True)
         with self.engine.begin() as conn:
-            rows = [_delivery(r) for r in conn.execute(query)]
-            if rows:
+            due = [rows.delivery(r) for r in conn.execute(query)]
+            if due:
                 conn.execute(
                     update(d)
-                    .where(d.c.id.in_([r.id for r in rows]))
+                    .where(d.c.id.in_([r.id for r in due]))
                     .values(claimed_until=lease_until)
                 )
-        return rows
+        return due
 
     def _due_query(self, now: datetime, limit: int) -> Any:
         """A delivery waiting to be retried holds the later ones of its channel, so that a
@@ -268,12 +233,12 @@ class Outbox:
         if status:
             query = query.where(t.deliveries.c.status == status)
         with self.engine.connect() as conn:
-            return [_delivery(r) for r in conn.execute(query)]
+            return [rows.delivery(r) for r in conn.execute(query)]
 
     def get(self, delivery_id: int) -> Delivery | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(t.deliveries).where(t.deliveries.c.id == delivery_id)).first()
-        return _delivery(row) if row else None
+        return rows.delivery(row) if row else None
 
     def retry(self, delivery_id: int, now: datetime) -> bool:
         """Queue a delivery again, now (any status but pending)."""
@@ -313,7 +278,7 @@ class Outbox:
             for story in stories:
                 items = story_queries.reports_of(conn, [story.id]).get(story.id, [])
                 deliveries = [
-                    _delivery(r)
+                    rows.delivery(r)
                     for r in conn.execute(
                         select(t.deliveries)
                         .where(t.deliveries.c.story_id == story.id)

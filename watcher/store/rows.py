@@ -1,13 +1,17 @@
-"""Database rows to `watcher.types` values and back: each conversion written once."""
+"""Database rows to `watcher.types` values and back: each conversion written once.
+
+A value's fields take the columns of the same names (`_value`); only what differs (JSON
+columns, renamed ones) is written out."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from watcher.stories import Facts, Story
-from watcher.types import Item, MatchRecord, SourceState, StoredReport, StoredStory
+from watcher.types import Delivery, Item, MatchRecord, SourceState, StoredReport, StoredStory
 
 
 def match_values(m: MatchRecord, item_id: int, now: datetime) -> dict[str, Any]:
@@ -25,12 +29,10 @@ def match_values(m: MatchRecord, item_id: int, now: datetime) -> dict[str, Any]:
 
 
 def match(row: Any) -> MatchRecord:
-    return MatchRecord(
+    return _value(
+        MatchRecord,
+        row,
         item_key=row.key,
-        rule_id=row.rule_id,
-        event=row.event,
-        severity=row.severity,
-        people=row.people,
         places=tuple(json.loads(row.places)),
         dates=tuple(json.loads(row.dates)),
         why=row.why or "",
@@ -54,82 +56,53 @@ def item_values(item: Item, content_hash: str) -> dict[str, Any]:
 
 
 def item(row: Any) -> Item:
-    return Item(
-        key=row.key,
-        source_id=row.source_id,
-        url=row.url,
-        title=row.title,
-        text=row.text,
-        lang=row.lang,
-        published_at=row.published_at,
-        published_raw=row.published_raw,
-        fetched_at=row.fetched_at,
-        baseline=row.baseline,
-    )
+    return _value(Item, row)
 
 
 def state(row: Any, items_stored: int) -> SourceState:
-    return SourceState(
-        id=row.id,
-        kind=row.kind,
-        url=row.url,
-        etag=row.etag,
-        last_modified=row.last_modified,
-        body_hash=row.body_hash,
-        last_polled_at=row.last_polled_at,
-        last_success_at=row.last_success_at,
-        last_error=row.last_error,
-        last_error_at=row.last_error_at,
-        consecutive_failures=row.consecutive_failures,
-        next_due_at=row.next_due_at,
-        last_item_count=row.last_item_count,
-        items_stored=items_stored,
-    )
+    return _value(SourceState, row, items_stored=items_stored)
 
 
 def story(row: Any, reports: tuple[Facts, ...] = ()) -> Story:
-    return Story(
-        id=row.id,
+    return _value(
+        Story,
+        row,
         events=frozenset(json.loads(row.events)),
-        severity=row.severity,
-        title=row.title,
-        people=row.people,
         places=tuple(json.loads(row.places)),
-        first_seen_at=row.first_seen_at,
-        updated_at=row.updated_at,
-        revision=row.revision,
-        item_count=row.item_count,
-        event_at=row.event_at,
         reports=reports,
     )
 
 
 def report(row: Any) -> StoredReport:
-    """A row of `store.stories.REPORT_COLUMNS` (with `added_at`)."""
-    return StoredReport(
-        item_id=row.id,
-        key=row.key,
-        source_id=row.source_id,
-        title=row.title,
-        url=row.url,
-        lang=row.lang,
-        published_at=row.published_at,
-        fetched_at=row.fetched_at,
-        added_at=row.added_at,
-        text=row.text,
-    )
+    """A report of a story: an item row with the story link's `added_at`."""
+    return _value(StoredReport, row, item_id=row.id)
 
 
 def stored_story(row: Any, reports: tuple[StoredReport, ...] = ()) -> StoredStory:
-    return StoredStory(
-        id=row.id,
+    return _value(
+        StoredStory,
+        row,
         events=tuple(json.loads(row.events)),
-        severity=row.severity,
-        title=row.title,
-        people=row.people,
         places=tuple(json.loads(row.places)),
-        first_seen_at=row.first_seen_at,
-        updated_at=row.updated_at,
-        revision=row.revision,
         reports=reports,
     )
+
+
+def delivery(row: Any) -> Delivery:
+    return _value(Delivery, row)
+
+
+V = TypeVar("V")
+
+
+def _value(cls: type[V], row: Any, **given: Any) -> V:
+    """`cls` from the row's columns of the same names, with `given` values for the rest (JSON
+    columns, renamed ones). A field with a default may be absent from the row."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    mapping = row._mapping
+    return cls(**{n: mapping[n] for n in names if n not in given and n in mapping}, **given)
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
