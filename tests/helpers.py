@@ -4,6 +4,7 @@ launcher, a polling wait with a deadline, and the web test data.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,12 +12,15 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from tests.httpserver import FeedServer
 from watcher.config import load_config_text
-from watcher.pipeline import match_items
+from watcher.fetch import Fetcher, FetchLimits
+from watcher.pipeline import match_items, run_cycle
 from watcher.routing import Alerting
 from watcher.rules import compile_rules
 from watcher.store import Store
@@ -137,3 +141,67 @@ def seed(store: Store):
             alerting=alerting,
         )
     return config
+
+
+# --------------------------------------------------------------------------- polling
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def rss(items: list[tuple[str, str]], *, pub: str = "Mon, 23 Nov 2026 08:00:00 +0900") -> bytes:
+    entries = "".join(
+        f"<item><title>{t}</title><link>{link}</link><guid>{link}</guid>"
+        f"<pubDate>{pub}</pubDate><description>&lt;p&gt;{t} lead&lt;/p&gt;</description></item>"
+        for t, link in items
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
+        f"<link>https://example.org/</link>{entries}</channel></rss>"
+    ).encode()
+
+
+def config_for(sources: list[dict[str, Any]], **settings: Any):
+    doc = {"sources": sources, "settings": {"retries": 1, "jitter": 0, **settings}}
+    return load_config_text(yaml.safe_dump(doc, allow_unicode=True), "test.yaml", {}).config
+
+
+class Clock:
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+def cycle(
+    config,
+    store: Store,
+    clock: Clock | None = None,
+    *,
+    only_due: bool = False,
+    retry_base: float = 0.01,
+    **limits: Any,
+):
+    async def go():
+        lim = FetchLimits.from_settings(config.settings)
+        lim = FetchLimits(**{**lim.__dict__, "retry_base": retry_base, **limits})
+        async with Fetcher(lim) as fetcher:
+            reports = await run_cycle(
+                config.sources,
+                store=store,
+                fetcher=fetcher,
+                settings=config.settings,
+                clock=clock or Clock(),
+                only_due=only_due,
+            )
+            return {r.source_id: r for r in reports}, fetcher.requests
+
+    store.sync_sources(config.sources, T0)
+    return asyncio.run(go())
+
+
+def feed_source(server: FeedServer, sid: str, path: str, **kw: Any) -> dict[str, Any]:
+    return {"id": sid, "kind": "feed", "url": server.url(path), "interval": "5m", **kw}

@@ -17,7 +17,9 @@ def test_check_shipped_config() -> None:
     result = watcher("check")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("sources.yaml: OK\n")
-    assert "21 sources" in result.stdout
+    assert "36 sources" in result.stdout
+    # the shipped file routes nothing: check says who will not hear, and still passes
+    assert "warning: no ops route: nobody hears when a source breaks" in result.stderr
 
 
 def test_check_reports_each_problem_without_traceback(tmp_path: Path) -> None:

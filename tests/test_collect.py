@@ -3,86 +3,20 @@ conditional GET, faults recorded per source, baseline, stored once, backoff."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
-import yaml
 
+from tests.helpers import T0, Clock, config_for, cycle, feed_source, rss
 from tests.httpserver import FeedServer
-from watcher.config import load_config_text
-from watcher.fetch import Fetcher, FetchLimits
-from watcher.pipeline import run_cycle
 from watcher.store import Store
-
-T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-def rss(items: list[tuple[str, str]], *, pub: str = "Mon, 23 Nov 2026 08:00:00 +0900") -> bytes:
-    entries = "".join(
-        f"<item><title>{t}</title><link>{link}</link><guid>{link}</guid>"
-        f"<pubDate>{pub}</pubDate><description>&lt;p&gt;{t} lead&lt;/p&gt;</description></item>"
-        for t, link in items
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
-        f"<link>https://example.org/</link>{entries}</channel></rss>"
-    ).encode()
-
-
-def config_for(sources: list[dict[str, Any]], **settings: Any):
-    doc = {"sources": sources, "settings": {"retries": 1, "jitter": 0, **settings}}
-    return load_config_text(yaml.safe_dump(doc, allow_unicode=True), "test.yaml", {}).config
-
-
-class Clock:
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        self.now += timedelta(**kw)
-
-
-def cycle(
-    config,
-    store: Store,
-    clock: Clock | None = None,
-    *,
-    only_due: bool = False,
-    retry_base: float = 0.01,
-    **limits: Any,
-):
-    async def go():
-        lim = FetchLimits.from_settings(config.settings)
-        lim = FetchLimits(**{**lim.__dict__, "retry_base": retry_base, **limits})
-        async with Fetcher(lim) as fetcher:
-            reports = await run_cycle(
-                config.sources,
-                store=store,
-                fetcher=fetcher,
-                settings=config.settings,
-                clock=clock or Clock(),
-                only_due=only_due,
-            )
-            return {r.source_id: r for r in reports}, fetcher.requests
-
-    store.sync_sources(config.sources, T0)
-    return asyncio.run(go())
 
 
 @pytest.fixture
 def server():
     with FeedServer() as s:
         yield s
-
-
-def feed_source(server: FeedServer, sid: str, path: str, **kw: Any) -> dict[str, Any]:
-    return {"id": sid, "kind": "feed", "url": server.url(path), "interval": "5m", **kw}
 
 
 def test_conditional_get_second_cycle_parses_nothing(store: Store, server: FeedServer) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -146,9 +147,12 @@ def test_health_metrics_reload_and_sigterm(tmp_path: Path, server: FeedServer, d
     daemon = Daemon(cfg, db_url, metrics=free_port())
     try:
         wait_for(lambda: daemon.get("/healthz") == (200, "ok\n"), 20, "/healthz 200")
+        wait_for(lambda: daemon.get("/readyz") == (200, "ok\n"), 20, "/readyz 200")
         wait_for(lambda: len(server.hits("/f0")) >= 2, 10, "polls every second")
         status, metrics = daemon.get("/metrics")
         assert status == 200
+        last_cycle = re.search(r"^watcher_last_cycle_timestamp_seconds (\S+)$", metrics, re.M)
+        assert last_cycle and abs(float(last_cycle.group(1)) - time.time()) < 60
         assert 'watcher_polls_total{outcome="ok",source="feed0"}' in metrics
         assert "watcher_fetch_seconds_bucket" in metrics and "watcher_outbox_depth" in metrics
         assert daemon.get("/nope")[0] == 404
@@ -277,13 +281,14 @@ def test_postgres_outage_is_survived_and_nothing_is_lost(
     try:
         wait_for(lambda: len(server.hits("/f0")) >= 2, 20, "the baseline polls")
         proxy.cut()
-        wait_for(lambda: daemon.get("/healthz")[0] == 503, 20, "/healthz to report the outage")
-        assert daemon.get("/healthz")[1] == "database unavailable\n"
+        wait_for(lambda: daemon.get("/readyz")[0] == 503, 20, "/readyz to report the outage")
+        assert daemon.get("/readyz")[1] == "database unavailable\n"
+        assert daemon.get("/healthz") == (200, "ok\n"), "liveness holds through an outage"
         server.routes["/f0"].body = rss("China repatriates 60 North Korean defectors")
         time.sleep(0.1)
         proxy.restore()
         wait_for(lambda: len(hooks(server)) == 1, 30, "the alert after the database came back")
-        wait_for(lambda: daemon.get("/healthz")[0] == 200, 10, "/healthz to recover")
+        wait_for(lambda: daemon.get("/readyz")[0] == 200, 10, "/readyz to recover")
         metrics = daemon.get("/metrics")[1]
         assert 'watcher_deliveries_total{channel="hook",outcome="sent"} 1.0' in metrics
         assert 'watcher_matches_total{event="forced_repatriation"} 1.0' in metrics

@@ -140,8 +140,8 @@ def test_kubernetes_manifests_validate_and_run_replicas_with_probes() -> None:
     assert spec["replicas"] >= 2
     container = spec["template"]["spec"]["containers"][0]
     assert container["name"] == "watcher" and "0.0.0.0:9464" in container["args"]
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"]["path"] == "/healthz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["resources"]["requests"]["memory"]
     env = {e["name"]: e for e in container["env"]}
     assert env["WATCHER_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "watcher-secrets"

@@ -16,6 +16,7 @@ ends. SQLite is single-instance: an OS file lock refuses a second daemon on the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -29,14 +30,15 @@ from typing import Any
 
 from watcher import log as logsetup
 from watcher.clock import utcnow
-from watcher.config import LoadedConfig, load_config
+from watcher.config import LoadedConfig, Source, load_config
 from watcher.errors import AlreadyRunning, ConfigError, RuleError
 from watcher.fetch import Fetcher, FetchLimits
 from watcher.outbox import Deliverer
-from watcher.pipeline import Offload, Parsing, poll_source
-from watcher.routing import Alerting
+from watcher.pipeline import Offload, Parsing, check_health, heartbeat_if_due, poll_source
+from watcher.routing import Alerting, nobody_hears
 from watcher.rules import compile_rules
-from watcher.store import Store
+from watcher.store import Store, is_database_error
+from watcher.types import HealthChange
 
 log = logging.getLogger("watcher.daemon")
 
@@ -120,7 +122,20 @@ class Metrics:
             registry=r,
         )
         self.unhealthy = Gauge(
-            "watcher_sources_unhealthy", "Sources failing in a row past the threshold", registry=r
+            "watcher_sources_unhealthy",
+            "Sources whose health is a problem (failing, blocked, empty, broken, moved, stale)",
+            registry=r,
+        )
+        self.problem = Gauge(
+            "watcher_source_problem",
+            "1 for each unhealthy source, labelled with its problem",
+            ["source", "problem"],
+            registry=r,
+        )
+        self.last_cycle = Gauge(
+            "watcher_last_cycle_timestamp_seconds",
+            "Unix time of the last completed poll (alert when it stops moving)",
+            registry=r,
         )
 
     def render(self) -> bytes:
@@ -148,6 +163,8 @@ class Daemon:
         self.db = Offload()
         self.in_flight: dict[str, asyncio.Task[Any]] = {}
         self.unhealthy: set[str] = set()
+        self.started_at = self.last_ok_poll = time.monotonic()
+        self.next_heartbeat_check = 0.0
         #: Sources whose poll the database cut short, with the lease this process holds.
         self.orphaned: dict[str, datetime] = {}
         self.scheduler: Any = None
@@ -172,6 +189,11 @@ class Daemon:
         config = self.loaded.config
         self.fetcher = Fetcher(FetchLimits.from_settings(config.settings))
         await self.db(self.store.sync_sources, config.sources, self.clock())
+        for state in (await self.db(self.store.fetch_states)).values():
+            if state.health:  # what earlier runs found still holds until a poll says otherwise
+                self._health_metric(
+                    HealthChange(source_id=state.id, old=None, new=state.health, reason=None)
+                )
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         # Two one-second loops: claim due sources, drain due deliveries. The database says what
         # is due, so a tick that finds nothing costs one query.
@@ -187,6 +209,9 @@ class Daemon:
             )
         self.scheduler.start()
         self.started = True
+        self.started_at = time.monotonic()
+        for warning in nobody_hears(config):
+            log.warning(warning, extra={"action": "start"})
         log.info(
             "watcher running: %d sources, %d rules, %d routes; metrics on %s",
             sum(1 for s in config.sources if s.enabled),
@@ -255,6 +280,15 @@ class Daemon:
         except Exception as exc:
             self._database_down(exc)
             return
+        if config.settings.heartbeat and time.monotonic() >= self.next_heartbeat_check:
+            self.next_heartbeat_check = time.monotonic() + 60
+            try:
+                if await self.db(heartbeat_if_due, self.store, config, now):
+                    log.info("daily heartbeat queued", extra={"action": "heartbeat"})
+            except Exception as exc:
+                if not is_database_error(exc):
+                    raise
+                self._database_down(exc)
         by_id = {s.id: s for s in config.sources}
         for source_id in claimed:
             task = asyncio.create_task(self._poll(by_id[source_id], lease))
@@ -264,49 +298,51 @@ class Daemon:
     def _done(self, source_id: str, _task: object) -> None:
         self.in_flight.pop(source_id, None)
 
-    async def _poll(self, source: Any, lease: datetime) -> None:
-        settings = self.loaded.config.settings
+    async def _poll(self, source: Source, lease: datetime) -> None:
+        config = self.loaded.config
         try:
             state = await self.db(self.store.source_state, source.id)
-            before = state.consecutive_failures if state else 0
             report = await poll_source(
                 source,
                 state,
                 fetcher=self.fetcher,  # type: ignore[arg-type]
                 store=self.store,
-                settings=settings,
+                settings=config.settings,
                 clock=self.clock,
                 parsing=self.parsing,
                 db=self.db,
                 matcher=self.matcher,
                 alerting=self.alerting,
             )
-        except Exception as exc:  # the database went away mid-poll
+            changes = await self.db(check_health, self.store, config, self.clock(), [source.id])
+        except Exception as exc:
+            if not is_database_error(exc):  # poll_source keeps a source's faults its own
+                raise
             self._database_down(exc)
             self.orphaned[source.id] = lease
             return
         self._count(report)
+        self.metrics.last_cycle.set(time.time())
+        if report.outcome != "failed":
+            self.last_ok_poll = time.monotonic()
         if report.stories and self.scheduler is not None:
             self.scheduler.modify_job("deliver", next_run_time=datetime.now().astimezone())
-        threshold = settings.failure_threshold
-        if report.outcome == "failed" and before + 1 >= threshold:
-            self.unhealthy.add(source.id)
-        elif report.outcome != "failed":
-            self.unhealthy.discard(source.id)
-        self.metrics.unhealthy.set(len(self.unhealthy))
-        if report.outcome == "failed" and before + 1 == threshold:
-            await self.deliverer.notify_ops(
-                f"watcher: source {source.id} is unhealthy",
-                f"{source.display_name} ({source.id}) failed {threshold} times in a row.\n"
-                f"Last error: {report.error}\nCheck it with: watcher sources test {source.id}",
-                self.clock(),
-            )
-        elif report.outcome != "failed" and before >= threshold:
-            await self.deliverer.notify_ops(
-                f"watcher: source {source.id} recovered",
-                f"{source.display_name} ({source.id}) works again after {before} failures.",
-                self.clock(),
-            )
+        for change in changes:
+            self._health_metric(change)
+        if any(c.subject for c in changes) and self.scheduler is not None:
+            self.scheduler.modify_job("deliver", next_run_time=datetime.now().astimezone())
+
+    def _health_metric(self, change: HealthChange) -> None:
+        m = self.metrics
+        if change.old:
+            with contextlib.suppress(KeyError):  # told before this process started
+                m.problem.remove(change.source_id, change.old)
+        if change.new:
+            m.problem.labels(change.source_id, change.new).set(1)
+            self.unhealthy.add(change.source_id)
+        else:
+            self.unhealthy.discard(change.source_id)
+        m.unhealthy.set(len(self.unhealthy))
 
     def _deliverer(self, config: Any) -> Deliverer:
         def attempted(channel: str, outcome: str) -> None:
@@ -405,8 +441,10 @@ class Daemon:
             path = request.split(b" ", 2)[1].decode("ascii", "replace").split("?")[0]
             if path == "/metrics":
                 status, body, ctype = 200, self.metrics.render(), "text/plain; version=0.0.4"
-            elif path == "/healthz":
-                problem = self._health_problem()
+            elif path in ("/healthz", "/readyz"):
+                # Liveness: the process and its loop answer (a database outage must not make
+                # Kubernetes restart pods). Readiness: the service is doing its job now.
+                problem = self._readiness_problem() if path == "/readyz" else None
                 status = 503 if problem else 200
                 body, ctype = (problem or "ok").encode() + b"\n", "text/plain; charset=utf-8"
             else:
@@ -423,13 +461,25 @@ class Daemon:
         finally:
             writer.close()
 
-    def _health_problem(self) -> str | None:
+    #: A database call running longer than this makes the service not ready ("stalled").
+    STALLED_AFTER = 60.0
+
+    def _readiness_problem(self) -> str | None:
         if not self.started:
             return "starting"
         if self.stop.is_set():
             return "stopping"
         if not self.database_ok:
             return "database unavailable"
+        busy = self.db.busy_since
+        if busy is not None and time.monotonic() - busy > self.STALLED_AFTER:
+            return f"database stalled: one call has run for {time.monotonic() - busy:.0f}s"
+        intervals = [s.interval for s in self.loaded.config.sources if s.enabled]
+        if intervals:
+            quiet = time.monotonic() - max(self.started_at, self.last_ok_poll)
+            limit = 2 * min(intervals).total_seconds()
+            if quiet > limit:
+                return f"no source polled successfully for {quiet:.0f}s (two intervals)"
         return None
 
 

@@ -22,13 +22,14 @@ import random
 import ssl
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
 import httpx
 
-from watcher import __version__
+from watcher import __version__, health
 from watcher.types import FetchResult
 
 log = logging.getLogger(__name__)
@@ -268,6 +269,7 @@ class Fetcher:
         async with client.stream(request.method, request.url, **kwargs) as response:
             status = response.status_code
             final_url = str(response.url)
+            moved_to = _permanent_target(response)
             if status == 304:
                 return FetchResult(
                     source_id=request.source_id,
@@ -279,17 +281,22 @@ class Fetcher:
                     last_modified=request.last_modified,
                     elapsed=time.monotonic() - started,
                     attempts=attempts,
+                    moved_to=moved_to,
                 )
             if status >= 400:
+                blocked = None
+                if status in (403, 429, 503):  # a bot challenge answers with one of these
+                    head = await _first_bytes(response, 16384)
+                    blocked = health.blocked_page(status, response.headers, head)
                 failed = self._fail(
                     request,
-                    f"HTTP {status} {response.reason_phrase}".strip(),
+                    blocked or f"HTTP {status} {response.reason_phrase}".strip(),
                     started,
                     attempts,
                     status=status,
                     final_url=final_url,
                 )
-                if status == 429 or status >= 500:  # worth another try, after Retry-After
+                if not blocked and (status == 429 or status >= 500):  # retry, after Retry-After
                     raise _Retry(failed, _retry_after(response.headers.get("retry-after")))
                 return failed
             cap = self.limits.max_body
@@ -330,6 +337,7 @@ class Fetcher:
                 last_modified=response.headers.get("last-modified"),
                 elapsed=time.monotonic() - started,
                 attempts=attempts,
+                moved_to=moved_to,
             )
 
     def _fail(
@@ -392,6 +400,26 @@ def _replace(result: FetchResult, **changes: Any) -> FetchResult:
     from dataclasses import replace
 
     return replace(result, **changes)
+
+
+def _permanent_target(response: httpx.Response) -> str | None:
+    """Where the last permanent redirect (301/308) on the way led, if there was one."""
+    hops = [*response.history, response]
+    target = None
+    for hop, after in pairwise(hops):
+        if hop.status_code in (301, 308):
+            target = str(after.url)
+    return target
+
+
+async def _first_bytes(response: httpx.Response, limit: int) -> bytes:
+    """Up to `limit` bytes of the body (an error page's start, to recognise a challenge)."""
+    head = b""
+    async for chunk in response.aiter_bytes():
+        head += chunk
+        if len(head) >= limit:
+            break
+    return head[:limit]
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -22,7 +22,7 @@ from typing import Any
 from watcher import log as logsetup
 from watcher.clock import crash_point, utcnow
 from watcher.config import Config
-from watcher.routing import silenced_by
+from watcher.routing import ops_targets, silenced_by
 from watcher.store import Store
 from watcher.store.outbox import Outbox
 from watcher.types import Delivery, Message
@@ -343,25 +343,8 @@ class Deliverer:
 
     async def notify_ops(self, subject: str, body: str, now: datetime) -> int:
         """Queue an operator alert on every channel of every ops route; returns how many."""
-        count = 0
-        for index, route in enumerate(self.config.routes):
-            if not route.ops:
-                continue
-            for channel in route.channels:
-                await asyncio.to_thread(
-                    self.outbox.add,
-                    story_id=None,
-                    revision=0,
-                    route=route.key(index),
-                    channel=channel,
-                    kind="ops",
-                    due_at=now,
-                    now=now,
-                    subject=subject,
-                    body=body,
-                )
-                count += 1
-        return count
+        targets = ops_targets(self.config.routes)
+        return await asyncio.to_thread(self.outbox.add_ops, targets, subject, body, now)
 
 
 def send_test(config: Config, channel_ids: Sequence[str], send: Sender = apprise_send) -> list[Any]:

@@ -10,29 +10,42 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo
 
+from watcher import health
 from watcher.clock import crash_point, utcnow
 from watcher.fetch import Fetcher, FetchRequest
 from watcher.parsers import ParseResult, parse
+from watcher.routing import last_slot, ops_targets
 from watcher.rules import Matcher
-from watcher.store import Store
-from watcher.types import FetchResult, Item, MatchRecord, PollReport, PollSuccess, SourceState
+from watcher.store import Store, is_database_error
+from watcher.types import (
+    FetchResult,
+    HealthChange,
+    Item,
+    MatchRecord,
+    PollReport,
+    PollSuccess,
+    SourceState,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
-    from watcher.config import Settings, Source
+    from watcher.config import Config, Settings, Source
     from watcher.routing import Alerting
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-#: One poll that changed nothing: (source id, polled at, next due at, etag, last modified).
-Unchanged = tuple[str, datetime, datetime, str | None, str | None]
+#: A poll that changed nothing (304 or the same body), recorded in a batch.
+Unchanged = PollSuccess
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -48,12 +61,22 @@ class Offload:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="watcher-db")
+        #: time.monotonic() when the call now running in the thread began (None: idle), so
+        #: readiness can tell a database that hangs from one that answers.
+        self.busy_since: float | None = None
 
     async def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         if self._pool is None:
             return fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        return await loop.run_in_executor(self._pool, lambda: self._timed(fn, *args, **kwargs))
+
+    def _timed(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        self.busy_since = time.monotonic()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.busy_since = None
 
     def close(self) -> None:
         if self._pool is not None:
@@ -214,7 +237,69 @@ async def poll_source(
 ) -> PollReport:
     """Fetch, parse, normalise and store one source; record its state; never raises for
     faults of the source. With `unchanged`, polls that changed nothing are appended to it
-    for the caller to record in one batch (`Store.record_unchanged`)."""
+    for the caller to record in one batch (`Store.record_unchanged`).
+
+    A fault of watcher's own while handling the source (a rule or parser that raises) is that
+    source's failure: recorded on it, retried with backoff, its traceback logged once. Only
+    database errors propagate: the caller decides what an outage means."""
+    try:
+        return await _poll(
+            source,
+            state,
+            fetcher=fetcher,
+            store=store,
+            settings=settings,
+            clock=clock,
+            parsing=parsing,
+            unchanged=unchanged,
+            db=db,
+            matcher=matcher,
+            alerting=alerting,
+        )
+    except Exception as exc:
+        if is_database_error(exc):
+            raise
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        if (source.id, text) not in _TOLD:
+            _TOLD.add((source.id, text))
+            # The whole traceback, once: log lines are otherwise one line each.
+            trace = "".join(traceback.format_exception(exc)).rstrip()
+            log.error(
+                "%s: internal error while polling (a bug in watcher; retried with backoff)\n%s",
+                source.id,
+                trace,
+                extra={"source": source.id, "action": "poll"},
+            )
+        failures = state.consecutive_failures if state else 0
+        error = f"internal error: {text} (see the log)"
+        return await _failed(
+            source, _no_result(source), error, store, settings, clock(), failures, db
+        )
+
+
+#: (source id, error) already logged with a traceback: each is logged once per process.
+_TOLD: set[tuple[str, str]] = set()
+
+
+def _no_result(source: Source) -> FetchResult:
+    return FetchResult(source_id=source.id, url=source.url, final_url=source.url, status=0)
+
+
+async def _poll(
+    source: Source,
+    state: SourceState | None,
+    *,
+    fetcher: Fetcher,
+    store: Store,
+    settings: Settings,
+    clock: Clock = utcnow,
+    parsing: Parsing | None = None,
+    unchanged: list[Unchanged] | None = None,
+    db: Offload = INLINE,
+    matcher: Matcher | None = None,
+    alerting: Alerting | None = None,
+) -> PollReport:
+    """The poll itself (`poll_source` turns its own faults into the source's failure)."""
     result = await fetcher.fetch(request_for(source, state))
     now = clock()
     failures = state.consecutive_failures if state else 0
@@ -226,6 +311,9 @@ async def poll_source(
             source, result, result.error or "failed", store, settings, now, failures, db
         )
 
+    blocked = health.blocked_page(result.status, {}, (result.body or b"")[:16384])
+    if blocked:
+        return await _failed(source, result, blocked, store, settings, now, failures, db)
     body_hash = hashlib.sha256(result.body or b"").hexdigest()
     if state is not None and state.body_hash == body_hash and state.last_success_at:
         await _unchanged(source, result, store, settings, now, unchanged, db)
@@ -233,8 +321,11 @@ async def poll_source(
 
     parsed = await (parsing or inline_parsing)(source, result, now)
     if parsed.error:
-        return await _failed(source, result, parsed.error, store, settings, now, failures, db)
+        error = health.login_page((result.body or b"")[:65536]) or parsed.error
+        return await _failed(source, result, error, store, settings, now, failures, db)
     items = list(parsed.items)
+    if not items and (login := health.login_page((result.body or b"")[:65536])):
+        return await _failed(source, result, login, store, settings, now, failures, db)
     if not items and state is not None and (state.last_item_count or 0) > 0:
         return await _failed(
             source,
@@ -261,6 +352,8 @@ async def poll_source(
         last_modified=result.last_modified,
         body_hash=body_hash,
         item_count=len(items),
+        problem=health.item_problem(items, dated=_promises_dates(source)),
+        moved_to=result.moved_to,
     )
     if matcher is None:
         records: list[MatchRecord] = []
@@ -306,11 +399,104 @@ async def _unchanged(
     batch: list[Unchanged] | None,
     db: Offload,
 ) -> None:
-    poll = (source.id, now, next_due(source, settings, now, 0), result.etag, result.last_modified)
+    poll = PollSuccess(
+        source_id=source.id,
+        polled_at=now,
+        next_due_at=next_due(source, settings, now, 0),
+        etag=result.etag,
+        last_modified=result.last_modified,
+        moved_to=result.moved_to,
+    )
     if batch is None:
         await db(store.record_unchanged, [poll])
     else:
         batch.append(poll)
+
+
+def _promises_dates(source: Source) -> bool:
+    """Whether the source's format promises a date per item (an html or json source with a
+    date selector or field); feeds may lawfully carry none."""
+    if source.kind == "html":
+        return bool(source.selectors.date)
+    if source.kind == "json":
+        return bool(source.fields.date)
+    return False
+
+
+def check_health(
+    store: Store, config: Config, now: datetime, only: Sequence[str] | None = None
+) -> list[HealthChange]:
+    """Assess the configured sources (or `only` these), keep each change of health and queue
+    one ops notice per change (recovery included); returns the changes applied."""
+    states = store.fetch_states(only)
+    settings = config.settings
+    changes = []
+    for source in config.sources:
+        state = states.get(source.id)
+        if state is None or (only is not None and source.id not in only):
+            continue
+        limit = source.stale_after or health.STALE_DEFAULT
+        since = state.last_new_at or state.created_at
+        if source.stale_after is None and since and now - since > health.STALE_FLOOR:
+            limit = health.stale_limit(None, store.new_item_times(source.id))
+        new = health.assess(
+            state,
+            enabled=source.enabled,
+            now=now,
+            failure_threshold=settings.failure_threshold,
+            empty_polls=settings.empty_polls,
+            stale_after=limit,
+        )
+        kept = (new.status, new.reason) if new.problem else (None, None)
+        if kept == (state.health, state.health_reason or None):
+            continue
+        told = health.notice(source.id, source.display_name, health.stored(state), new)
+        changes.append(
+            HealthChange(
+                source_id=source.id,
+                old=state.health,
+                new=kept[0],
+                reason=kept[1],
+                subject=told[0] if told else None,
+                body=told[1] if told else None,
+            )
+        )
+    applied = store.record_health(changes, ops_targets(config.routes), now) if changes else []
+    for change in applied:
+        if change.subject and change.new:
+            log.warning(
+                "%s: unhealthy (%s): %s",
+                change.source_id,
+                change.new,
+                change.reason,
+                extra={"source": change.source_id, "action": "health"},
+            )
+        elif change.subject:
+            log.info(
+                "%s: recovered",
+                change.source_id,
+                extra={"source": change.source_id, "action": "health"},
+            )
+    return applied
+
+
+def heartbeat_if_due(store: Store, config: Config, now: datetime) -> bool:
+    """Queue today's heartbeat on the ops routes once its time has come (`settings.heartbeat`);
+    True when this call queued it."""
+    from watcher.store.outbox import Outbox
+
+    settings = config.settings
+    targets = ops_targets(config.routes)
+    if not settings.heartbeat or not targets:
+        return False
+    slot = last_slot(settings.heartbeat, settings.timezone, now)
+    day = f"{slot.astimezone(ZoneInfo(settings.timezone)):%Y-%m-%d}"
+    states = store.fetch_states()
+    shown = [(s.id, health.current(states.get(s.id), enabled=s.enabled)) for s in config.sources]
+    outbox = Outbox(store)
+    items, stories, failed = outbox.day_figures(now - timedelta(days=1))
+    subject, body = health.heartbeat(day, shown, items=items, stories=stories, failed=failed)
+    return outbox.queue_ops_once(subject, body, targets, now)
 
 
 def match_items(matcher: Matcher, items: Sequence[Item], tags: Sequence[str]) -> list[MatchRecord]:
@@ -401,7 +587,17 @@ async def _with_articles(
                 extra={"source": source.id, "item": item.key, "action": "article"},
             )
             return item
-        text = extract(result)
+        try:
+            text = extract(result)
+        except Exception as exc:  # the item keeps its summary; the poll goes on
+            log.warning(
+                "%s: article text not extracted: %s: %s",
+                source.id,
+                type(exc).__name__,
+                str(exc)[:200],
+                extra={"source": source.id, "item": item.key, "action": "article"},
+            )
+            return item
         return replace(item, text=text) if text and len(text) > len(item.text) else item
 
     done = {i.key: i for i in await asyncio.gather(*(one(i) for i in todo))}

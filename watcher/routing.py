@@ -123,6 +123,42 @@ def silenced_by(matchers: Mapping[str, str], labels: Mapping[str, Iterable[str]]
     return True
 
 
+def ops_targets(routes: Sequence[Route]) -> list[tuple[str, str]]:
+    """(route key, channel) of every channel of every ops route, in file order."""
+    return [
+        (route.key(index), channel)
+        for index, route in enumerate(routes)
+        if route.ops
+        for channel in route.channels
+    ]
+
+
+def nobody_hears(config: Config) -> list[str]:
+    """Warnings for a configuration in which stories or operator notices reach no one."""
+    out = []
+    if not any(not route.ops for route in config.routes):
+        out.append("no route sends stories: no alert will ever be sent (see docs/alerts.md)")
+    if not any(route.ops for route in config.routes):
+        out.append(
+            "no ops route: nobody hears when a source breaks or goes quiet, or a delivery "
+            "fails (add a route with `ops: true`)"
+        )
+    return out
+
+
+def last_slot(at: str, tz: str, now: datetime) -> datetime:
+    """The latest `at` (HH:MM in `tz`) at or before `now` (a daily slot, e.g. the heartbeat)."""
+    zone = ZoneInfo(tz)
+    local = now.astimezone(zone)
+    hour, minute = (int(x) for x in at.split(":"))
+    slot = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if slot > local:
+        slot = (local - timedelta(days=1)).replace(
+            hour=hour, minute=minute, second=0, microsecond=0
+        )
+    return slot.astimezone(now.tzinfo)
+
+
 @dataclass(frozen=True)
 class Alerting:
     """The alerting policy of one configuration: routes, story window, the age limit.

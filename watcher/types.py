@@ -1,7 +1,6 @@
 """The frozen values passed between pipeline stages. No logic beyond validation.
 
-Datetimes are aware and in UTC; keys are never empty. Imports nothing from watcher. The one
-function here, `source_health`, is a pure reading of a SourceState shared by every view.
+Datetimes are aware and in UTC; keys are never empty. Imports nothing from watcher.
 """
 
 from __future__ import annotations
@@ -41,6 +40,8 @@ class FetchResult:
     elapsed: float = 0.0
     #: HTTP requests made (1 + retries).
     attempts: int = 1
+    #: Where a permanent redirect (301/308) on the way led, when one did.
+    moved_to: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -92,6 +93,20 @@ class SourceState:
     next_due_at: datetime | None = None
     last_item_count: int | None = None
     items_stored: int = 0
+    created_at: datetime | None = None
+    #: Successful polls (304 and unchanged bodies included).
+    ok_polls: int = 0
+    #: The last poll that parsed an item, and the last that stored a new one.
+    items_seen_at: datetime | None = None
+    last_new_at: datetime | None = None
+    #: What the last parsed poll found wrong with its items.
+    poll_problem: str | None = None
+    #: Where a permanent redirect led on the last poll.
+    moved_to: str | None = None
+    #: The assessed health (None: ok) and why (`watcher.health`).
+    health: str | None = None
+    health_reason: str | None = None
+    health_since: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -120,18 +135,24 @@ class PollSuccess:
     last_modified: str | None = None
     body_hash: str | None = None
     item_count: int | None = None
+    #: What looks wrong with the parsed items (`health.item_problem`), or None.
+    problem: str | None = None
+    #: Where a permanent redirect led.
+    moved_to: str | None = None
 
 
-def source_health(enabled: bool, state: SourceState | None, threshold: int) -> str:
-    """disabled | never polled | unhealthy (failing `threshold` times or more in a row) |
-    failing | ok: one definition for `sources list`, the web page and the daemon."""
-    if not enabled:
-        return "disabled"
-    if state is None or state.last_polled_at is None:
-        return "never polled"
-    if state.consecutive_failures >= threshold:
-        return "unhealthy"
-    return "failing" if state.consecutive_failures else "ok"
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HealthChange:
+    """A source's assessed health changed: what to keep, and what to tell the ops routes."""
+
+    source_id: str
+    #: The stored health it was assessed from, and the new one (None: ok).
+    old: str | None
+    new: str | None
+    reason: str | None
+    #: The ops notice, or None when the change is not worth one (e.g. to `disabled`).
+    subject: str | None = None
+    body: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -25,7 +25,9 @@ def check(ctx: Context) -> None:
         problem = _check_templates(config.settings.templates_dir)
         if problem:
             fail_config(ConfigError([loaded.problem(("settings", "templates_dir"), problem)]))
-    for warning in loaded.warnings:
+    from watcher.routing import nobody_hears
+
+    for warning in [*loaded.warnings, *nobody_hears(config)]:
         click.echo(f"warning: {warning}", err=True)
     kinds = Counter(s.kind for s in config.sources)
     disabled = sum(1 for s in config.sources if not s.enabled)

@@ -101,7 +101,7 @@ async def _cycle(
 
     from watcher.clock import utcnow
     from watcher.fetch import Fetcher, FetchLimits
-    from watcher.pipeline import run_cycle
+    from watcher.pipeline import check_health, heartbeat_if_due, run_cycle
     from watcher.routing import Alerting
 
     config = loaded.config
@@ -119,6 +119,10 @@ async def _cycle(
             matcher=matcher,
             alerting=Alerting.from_config(config),
         )
+    # Health is kept in the database, so that successive `run --once` calls add up.
+    check_health(store, config, utcnow(), [r.source_id for r in reports])
+    if heartbeat_if_due(store, config, utcnow()):
+        log.info("daily heartbeat queued", extra={"action": "heartbeat"})
     outcomes = Counter(r.outcome for r in reports)
     log.info(
         "cycle: %d polled (%s), %d new items, %d matched, in %.1fs",

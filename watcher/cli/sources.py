@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from watcher import health
 from watcher.cli.base import Context, cli, fail, pass_ctx
 
 
@@ -17,7 +18,11 @@ def sources() -> None:
 @sources.command("list")
 @pass_ctx
 def sources_list(ctx: Context) -> None:
-    """Show every source: kind, interval, health, last success, last error, items stored."""
+    """Show every source: kind, interval, health and why, when it last brought a new
+    item, last success, items stored. Health is kept after each poll: failing, blocked (a bot
+    challenge or login page), empty (nothing parsed in `empty_polls` polls), broken (items
+    without titles, links or dates), moved (a permanent redirect: the new address is given),
+    stale (no new item for longer than usual)."""
     from watcher.clock import utcnow
     from watcher.config import format_duration
 
@@ -25,18 +30,21 @@ def sources_list(ctx: Context) -> None:
     with ctx.open_store() as store:
         states = store.source_states()
     now = utcnow()
-    rows = [("ID", "KIND", "EVERY", "HEALTH", "LAST SUCCESS", "ITEMS", "LAST ERROR")]
+    head = ("ID", "KIND", "EVERY", "HEALTH", "LAST NEW ITEM", "LAST SUCCESS", "ITEMS", "REASON")
+    rows = [head]
     for source in config.sources:
         st = states.get(source.id)
+        shown = health.current(st, enabled=source.enabled)
         rows.append(
             (
                 source.id,
                 source.kind,
                 format_duration(source.interval),
-                _health(source, st, config.settings.failure_threshold),
+                shown.status,
+                _ago(st.last_new_at if st else None, now),
                 _ago(st.last_success_at if st else None, now),
                 str(st.items_stored if st else 0),
-                (st.last_error or "") if st and st.consecutive_failures else "",
+                shown.reason if shown.status != "new" else "",
             )
         )
     configured = {s.id for s in config.sources}
@@ -48,24 +56,16 @@ def sources_list(ctx: Context) -> None:
                     st.kind,
                     "-",
                     "removed",
+                    _ago(st.last_new_at, now),
                     _ago(st.last_success_at, now),
                     str(st.items_stored),
                     "",
                 )
             )
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
     for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[6])
-
-
-def _health(source: Any, state: Any, threshold: int) -> str:
-    from watcher.types import source_health
-
-    health = source_health(source.enabled, state, threshold)
-    failures = state.consecutive_failures if state else 0
-    if health == "unhealthy":
-        return f"unhealthy ({failures} failures)"
-    return f"failing ({failures})" if health == "failing" else health
+        cells = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
+        click.echo(f"{cells}  {row[-1]}".rstrip())
 
 
 def _ago(when: Any, now: Any) -> str:

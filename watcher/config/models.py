@@ -140,6 +140,9 @@ class SourceBase(Model):
     max_articles: int = Field(default=10, ge=1, le=200)
     #: Honour robots.txt (html sources and article pages).
     robots: bool = True
+    #: Unhealthy ("stale") after this long without a new item; default: from the source's own
+    #: history (10 times its usual gap, at least 3 days; 14 days until it has some history).
+    stale_after: Duration | None = None
 
     @field_validator("interval")
     @classmethod
@@ -418,6 +421,11 @@ class Settings(Model):
     failure_threshold: int = Field(default=3, ge=1)
     #: ...its interval doubling per further failure, up to this.
     max_backoff: Duration = timedelta(hours=6)
+    #: A source that has yielded no item in this many successful polls is unhealthy ("empty").
+    empty_polls: int = Field(default=3, ge=1)
+    #: A daily summary to the ops routes at this time of day (`HH:MM`, in `timezone`): sources
+    #: ok / unhealthy, items and stories of the last day, failed deliveries. Off when unset.
+    heartbeat: str | None = None
     #: Each poll's next time is the interval plus a random share of it up to this (≤ 10 %).
     jitter: float = Field(default=0.1, ge=0, le=0.1)
     #: On SIGTERM, in-flight polls and sends get this long to finish.
@@ -442,6 +450,13 @@ class Settings(Model):
     delivery_max_backoff: Duration = timedelta(hours=1)
     #: Time allowed for one send through apprise.
     delivery_timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("heartbeat")
+    @classmethod
+    def _heartbeat_time(cls, value: str | None) -> str | None:
+        if value is not None and not _HHMM.match(value):
+            raise ValueError(f"expected a time of day like 08:00, got {value!r}")
+        return value
 
 
 class Config(Model):

@@ -23,7 +23,7 @@ log = logging.getLogger("watcher.store")
 
 #: The newest migration; `Store.schema_is_current` compares with one query, so that start-up
 #: imports Alembic only when the database is behind. A test checks it is Alembic's head.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 
 DEFAULT_DATABASE_URL = "sqlite:///watcher.db"
 
@@ -162,3 +162,13 @@ def _one_line(exc: Exception) -> str:
     orig = getattr(exc, "orig", None) or exc
     first = str(orig).strip().splitlines()
     return first[0] if first else type(orig).__name__
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """Whether an exception came from the database (an outage, a lock, a full disk) rather than
+    from watcher's handling of a source: only these mean "database unavailable"."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return isinstance(exc, SQLAlchemyError | StoreError | sqlite3.Error)

@@ -90,7 +90,7 @@ class ItemQueries(StoreBase):
                 conn, stored, changed, updated_ids=[ids[i.key] for i in updated], now=seen_at
             )
             if success is not None:
-                record_success(conn, success)
+                record_success(conn, success, new=bool(inserted))
             new = tuple(item for item in unique if item.key in inserted)
             hooked = (
                 tuple(write_stories(conn, alerting, new, stored, inserted, seen_at))

@@ -8,7 +8,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
+from sqlalchemy.engine import Connection
 
 from watcher.store import Store, rows
 from watcher.store import stories as story_queries
@@ -20,6 +21,10 @@ from watcher.types import AlertView, Delivery, Silence
 def _retrying(d: Any, now: datetime) -> Any:
     """Pending after a failed attempt, and not due again yet."""
     return (d.c.status == "pending") & (d.c.attempts > 0) & (d.c.due_at > now)
+
+
+#: The PostgreSQL advisory lock under which once-only ops notices are queued.
+_OPS_ONCE_LOCK = 0x57A7C4E6
 
 
 class Outbox:
@@ -199,26 +204,66 @@ class Outbox:
         body: str | None = None,
     ) -> int:
         with self.engine.begin() as conn:
-            return int(
-                conn.execute(
-                    t.deliveries.insert()
-                    .values(
-                        story_id=story_id,
-                        revision=revision,
-                        route=route,
-                        channel=channel,
-                        kind=kind,
-                        seq=seq,
-                        status="pending",
-                        due_at=due_at,
-                        attempts=0,
-                        subject=subject,
-                        body=body,
-                        created_at=now,
-                    )
-                    .returning(t.deliveries.c.id)
-                ).scalar_one()
+            return queue(
+                conn,
+                story_id=story_id,
+                revision=revision,
+                route=route,
+                channel=channel,
+                kind=kind,
+                due_at=due_at,
+                now=now,
+                seq=seq,
+                subject=subject,
+                body=body,
             )
+
+    def queue_ops_once(
+        self,
+        subject: str,
+        body: str,
+        targets: Sequence[tuple[str, str]],
+        now: datetime,
+    ) -> bool:
+        """Queue an ops notice on every (route, channel) unless one with this subject was
+        queued already (replicas agree under a lock): False when it was."""
+        with self.engine.begin() as conn:
+            if self.store.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _OPS_ONCE_LOCK})
+            d = t.deliveries
+            seen = conn.execute(
+                select(d.c.id).where((d.c.kind == "ops") & (d.c.subject == subject)).limit(1)
+            ).first()
+            if seen is not None:
+                return False
+            queue_ops(conn, targets, subject, body, now)
+        return True
+
+    def add_ops(
+        self, targets: Sequence[tuple[str, str]], subject: str, body: str, now: datetime
+    ) -> int:
+        """Queue an ops notice on every (route, channel); returns how many."""
+        with self.engine.begin() as conn:
+            queue_ops(conn, targets, subject, body, now)
+        return len(targets)
+
+    def day_figures(self, since: datetime) -> tuple[int, int, int]:
+        """(items stored, stories opened, deliveries failed) since `since`."""
+        with self.engine.connect() as conn:
+            items = conn.execute(
+                select(func.count()).select_from(t.items).where(t.items.c.fetched_at >= since)
+            ).scalar_one()
+            stories = conn.execute(
+                select(func.count())
+                .select_from(t.stories)
+                .where(t.stories.c.first_seen_at >= since)
+            ).scalar_one()
+            failed = conn.execute(
+                select(func.count())
+                .select_from(t.deliveries)
+                .where((t.deliveries.c.status == "failed") & (t.deliveries.c.created_at >= since))
+            ).scalar_one()
+        return int(items), int(stories), int(failed)
 
     def story_updated_at(self, story_id: int) -> datetime | None:
         with self.engine.connect() as conn:
@@ -378,3 +423,63 @@ class Outbox:
                 .values(ends_at=now)
             )
         return bool(result.rowcount)
+
+
+def queue(
+    conn: Connection,
+    *,
+    story_id: int | None,
+    revision: int,
+    route: str,
+    channel: str,
+    kind: str,
+    due_at: datetime,
+    now: datetime,
+    seq: int = 0,
+    subject: str | None = None,
+    body: str | None = None,
+) -> int:
+    """Write one pending delivery on the caller's connection; its id."""
+    return int(
+        conn.execute(
+            t.deliveries.insert()
+            .values(
+                story_id=story_id,
+                revision=revision,
+                route=route,
+                channel=channel,
+                kind=kind,
+                seq=seq,
+                status="pending",
+                due_at=due_at,
+                attempts=0,
+                subject=subject,
+                body=body,
+                created_at=now,
+            )
+            .returning(t.deliveries.c.id)
+        ).scalar_one()
+    )
+
+
+def queue_ops(
+    conn: Connection,
+    targets: Sequence[tuple[str, str]],
+    subject: str,
+    body: str | None,
+    now: datetime,
+) -> None:
+    """One ops notice (due now) on every (route, channel), on the caller's connection."""
+    for route, channel in targets:
+        queue(
+            conn,
+            story_id=None,
+            revision=0,
+            route=route,
+            channel=channel,
+            kind="ops",
+            due_at=now,
+            now=now,
+            subject=subject,
+            body=body,
+        )

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from watcher.store import rows
 from watcher.store import tables as t
 from watcher.store.engine import StoreBase
-from watcher.types import PollSuccess, SourceState
+from watcher.types import HealthChange, PollSuccess, SourceState
 
 if TYPE_CHECKING:
     from watcher.config import Source
@@ -100,10 +100,16 @@ class SourceQueries(StoreBase):
         with self.engine.connect() as conn:
             return {row.id: rows.state(row, row.items_stored or 0) for row in conn.execute(query)}
 
-    def fetch_states(self) -> dict[str, SourceState]:
-        """Fetch state of every source (no item counts: cheap enough for every cycle)."""
+    def fetch_states(self, only: Sequence[str] | None = None) -> dict[str, SourceState]:
+        """Fetch state of every source, or of `only` these (no item counts: cheap enough for
+        every cycle)."""
+        query = select(t.sources)
+        if only is not None:
+            if not only:
+                return {}
+            query = query.where(t.sources.c.id.in_(list(only)))
         with self.engine.connect() as conn:
-            return {row.id: rows.state(row, 0) for row in conn.execute(select(t.sources))}
+            return {row.id: rows.state(row, 0) for row in conn.execute(query)}
 
     def source_state(self, source_id: str) -> SourceState | None:
         with self.engine.connect() as conn:
@@ -115,12 +121,9 @@ class SourceQueries(StoreBase):
         with self.engine.begin() as conn:
             record_success(conn, success)
 
-    def record_unchanged(
-        self, polls: Sequence[tuple[str, datetime, datetime, str | None, str | None]]
-    ) -> None:
-        """Many polls that changed nothing (304 or the same body), in one transaction:
-        (source id, polled at, next due at, etag, last modified) each. A warm cycle of 200
-        sources is then one round trip instead of 200."""
+    def record_unchanged(self, polls: Sequence[PollSuccess]) -> None:
+        """Many polls that changed nothing (304 or the same body), in one transaction: a warm
+        cycle of 200 sources is then one round trip instead of 200."""
         if not polls:
             return
         statement = (
@@ -133,11 +136,20 @@ class SourceQueries(StoreBase):
                 next_due_at=bindparam("due"),
                 etag=bindparam("p_etag"),
                 last_modified=bindparam("lm"),
+                moved_to=bindparam("moved"),
+                ok_polls=t.sources.c.ok_polls + 1,
             )
         )
         params = [
-            {"sid": sid, "now": now, "due": due, "p_etag": etag, "lm": lm}
-            for sid, now, due, etag, lm in polls
+            {
+                "sid": p.source_id,
+                "now": p.polled_at,
+                "due": p.next_due_at,
+                "p_etag": p.etag,
+                "lm": p.last_modified,
+                "moved": p.moved_to,
+            }
+            for p in polls
         ]
         with self.engine.begin() as conn:
             conn.execute(statement, params)
@@ -158,9 +170,52 @@ class SourceQueries(StoreBase):
                 )
             )
 
+    def new_item_times(self, source_id: str, limit: int = 40) -> list[datetime]:
+        """When the source's latest polls that brought new items ran (its own history)."""
+        query = (
+            select(t.items.c.fetched_at)
+            .where(t.items.c.source_id == source_id)
+            .group_by(t.items.c.fetched_at)
+            .order_by(t.items.c.fetched_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
 
-def record_success(conn: Connection, success: PollSuccess) -> None:
-    """Record a poll that worked, on the caller's connection (the poll's own transaction)."""
+    def record_health(
+        self,
+        changes: Sequence[HealthChange],
+        notices: Sequence[tuple[str, str]],
+        now: datetime,
+    ) -> list[HealthChange]:
+        """Keep each source's new health, and queue its ops notice on every (route, channel)
+        in `notices`, in one transaction. A change applies only if the stored health is still
+        the one it was assessed from, so replicas sweeping together tell each change once.
+        Returns the changes applied."""
+        from watcher.store.outbox import queue_ops
+
+        applied = []
+        with self.engine.begin() as conn:
+            for change in changes:
+                s = t.sources
+                was = s.c.health.is_(None) if change.old is None else s.c.health == change.old
+                values: dict[str, object] = {"health": change.new, "health_reason": change.reason}
+                if change.old != change.new:  # since when the problem (or recovery) holds
+                    values["health_since"] = now
+                done = conn.execute(
+                    update(s).where((s.c.id == change.source_id) & was).values(**values)
+                )
+                if not done.rowcount:
+                    continue
+                applied.append(change)
+                if change.subject is not None:
+                    queue_ops(conn, notices, change.subject, change.body, now)
+        return applied
+
+
+def record_success(conn: Connection, success: PollSuccess, *, new: bool = False) -> None:
+    """Record a poll that worked, on the caller's connection (the poll's own transaction);
+    `new`: it stored at least one new item."""
     values: dict[str, Any] = {
         "last_polled_at": success.polled_at,
         "last_success_at": success.polled_at,
@@ -168,9 +223,16 @@ def record_success(conn: Connection, success: PollSuccess) -> None:
         "next_due_at": success.next_due_at,
         "etag": success.etag,
         "last_modified": success.last_modified,
+        "ok_polls": t.sources.c.ok_polls + 1,
+        "moved_to": success.moved_to,
+        "poll_problem": success.problem,
     }
     if success.body_hash is not None:
         values["body_hash"] = success.body_hash
     if success.item_count is not None:
         values["last_item_count"] = success.item_count
+    if success.item_count:
+        values["items_seen_at"] = success.polled_at
+    if new:
+        values["last_new_at"] = success.polled_at
     conn.execute(update(t.sources).where(t.sources.c.id == success.source_id).values(**values))

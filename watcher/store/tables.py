@@ -89,6 +89,19 @@ sources = Table(
     #: Items parsed on the last successful poll (zero after some is a layout change).
     Column("last_item_count", Integer),
     Column("created_at", UTCDateTime, nullable=False),
+    #: Successful polls, 304 and unchanged bodies included (health: "parsed nothing in N").
+    Column("ok_polls", Integer, nullable=False, default=0, server_default="0"),
+    #: The last poll that parsed at least one item, and the last that stored a new one.
+    Column("items_seen_at", UTCDateTime),
+    Column("last_new_at", UTCDateTime),
+    #: What the last parsed poll found wrong with its items (None: nothing).
+    Column("poll_problem", Text),
+    #: Where a permanent redirect (301/308) led on the last poll.
+    Column("moved_to", Text),
+    #: The assessed health (None: ok), why, and since when: each change is told once.
+    Column("health", String(20)),
+    Column("health_reason", Text),
+    Column("health_since", UTCDateTime),
 )
 
 #: One distinct news item; `key` is its stable identity.
@@ -111,6 +124,8 @@ items = Table(
     #: Hash of title+text, to notice edits.
     Column("content_hash", String(64), nullable=False),
     Index("ix_items_fetched_at", "fetched_at"),
+    #: A source's history of new items (health's typical gap; items per source).
+    Index("ix_items_source_id_fetched_at", "source_id", "fetched_at"),
 )
 
 #: Every source that carried an item (an item is stored once across sources).

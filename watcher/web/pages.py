@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
-from watcher.types import source_health
+from watcher import health
 from watcher.web.base import WebBase
 
 
@@ -47,16 +47,14 @@ class Pages(WebBase):
     async def sources(self, request: Request) -> Response:
         states = self.views.store.source_states()
         per_day = self.views.items_per_day()
-        threshold = self.config.settings.failure_threshold
         rows = []
         for source in self.config.sources:
             st = states.get(source.id)
-            health = source_health(source.enabled, st, threshold)
             rows.append(
                 {
                     "source": source,
                     "state": st,
-                    "health": health,
+                    "health": health.current(st, enabled=source.enabled),
                     "per_day": per_day.get(source.id, 0.0),
                 }
             )
