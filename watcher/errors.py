@@ -6,7 +6,9 @@ parsing and sending are values, not exceptions; these are bad input and broken e
     ├── RuleError         rules whose own examples fail: (path in the file, message) each
     ├── StoreError        the database cannot be used: unreachable, wrong URL, schema too new
     ├── AlreadyRunning    another watcher holds this SQLite database (the instance lock)
-    └── EvalInputError    a labelled line `watcher eval` cannot read (also a ValueError)
+    ├── EvalInputError    a labelled line `watcher eval` cannot read (also a ValueError)
+    └── DecodeError       a body declares a charset watcher will not decode (unknown, or not
+                          a text encoding: punycode, base64…); the parsers make it a value
 
 The CLI turns each into one line on stderr and an exit code; nothing shows a traceback.
 """
@@ -46,3 +48,7 @@ class AlreadyRunning(WatcherError):
 
 class EvalInputError(WatcherError, ValueError):
     """A labelled line that cannot be read: the message starts with ``file:line:``."""
+
+
+class DecodeError(WatcherError):
+    """A body's declared charset is unknown or not a document encoding."""

@@ -162,6 +162,16 @@ def item_problem(items: Sequence[Item], *, dated: bool) -> str | None:
     )
 
 
+def skip_problem(kept: int, skipped: Sequence[str]) -> str | None:
+    """'items look broken: …' when more entries were unreadable than read."""
+    if len(skipped) <= kept:
+        return None
+    return (
+        f"items look broken: {len(skipped)} of {kept + len(skipped)} entries could not be read "
+        f"(first: {skipped[0]})"
+    )
+
+
 _CHALLENGE = re.compile(
     rb"challenge-platform|cf-chl-|"
     rb"<title>\s*(just a moment\.\.\.|attention required!)[^<]{0,40}</title>|"

@@ -59,12 +59,12 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
     if not url:
         return None
     url = url.strip()
-    if base:
-        url = urljoin(base, url)
     try:
+        if base:
+            url = urljoin(base, url)
         parts = urlsplit(url)
         port = parts.port
-    except ValueError:
+    except ValueError:  # a malformed link ("http://[2001:db8::1/bad"): no link, not no feed
         return None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:

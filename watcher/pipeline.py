@@ -324,6 +324,15 @@ async def _poll(
         error = health.login_page((result.body or b"")[:65536]) or parsed.error
         return await _failed(source, result, error, store, settings, now, failures, db)
     items = list(parsed.items)
+    if parsed.skipped or parsed.replaced:
+        log.warning(
+            "%s: %d entries skipped, %d invalid bytes replaced%s",
+            source.id,
+            len(parsed.skipped),
+            parsed.replaced,
+            f" (first: {parsed.skipped[0]})" if parsed.skipped else "",
+            extra={"source": source.id, "action": "parse"},
+        )
     if not items and (login := health.login_page((result.body or b"")[:65536])):
         return await _failed(source, result, login, store, settings, now, failures, db)
     if not items and state is not None and (state.last_item_count or 0) > 0:
@@ -352,7 +361,8 @@ async def _poll(
         last_modified=result.last_modified,
         body_hash=body_hash,
         item_count=len(items),
-        problem=health.item_problem(items, dated=_promises_dates(source)),
+        problem=health.item_problem(items, dated=_promises_dates(source))
+        or health.skip_problem(len(items), parsed.skipped),
         moved_to=result.moved_to,
     )
     if matcher is None:

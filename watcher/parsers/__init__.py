@@ -9,11 +9,12 @@ from __future__ import annotations
 import codecs
 import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from watcher.errors import DecodeError
 from watcher.types import FetchResult, Item
 
 
@@ -24,6 +25,10 @@ class ParseResult:
     error: str | None = None
     #: The items' rule matches, when the parsing process also matched them (else None).
     matches: tuple[Any, ...] | None = None
+    #: Entries skipped because they could not be read, each with why (the rest still count).
+    skipped: tuple[str, ...] = ()
+    #: Invalid bytes replaced while decoding in the declared charset.
+    replaced: int = 0
 
 
 Parser = Callable[[Any, FetchResult, datetime], ParseResult]
@@ -46,6 +51,8 @@ def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult
     parser = parser_for(source.kind)
     try:
         return parser(source, result, fetched_at)
+    except DecodeError as exc:
+        return ParseResult(error=str(exc))
     except RecursionError:
         return ParseResult(error="document nested too deeply to parse")
     except Exception as exc:  # a parser bug must not stop the cycle; say what happened
@@ -56,6 +63,27 @@ def parser_for(kind: str) -> Parser:
     """The parse function of a source kind (KeyError for a kind with no parser)."""
     parser: Parser = importlib.import_module(PARSERS[kind]).parse
     return parser
+
+
+E = TypeVar("E")
+
+
+def each_entry(
+    entries: Iterable[E], build: Callable[[E], Item | None]
+) -> tuple[tuple[Item, ...], tuple[str, ...]]:
+    """(items, skipped): `build` each entry into an item; an entry that raises is skipped with
+    its reason, never the document (one bad item must not cost a feed its other news)."""
+    items: list[Item] = []
+    skipped: list[str] = []
+    for number, entry in enumerate(entries, start=1):
+        try:
+            item = build(entry)
+        except Exception as exc:
+            skipped.append(f"entry {number}: {type(exc).__name__}: {exc}"[:200])
+            continue
+        if item is not None:
+            items.append(item)
+    return tuple(items), tuple(skipped)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -84,22 +112,50 @@ _XML_DECL = re.compile(rb"^\s*<\?xml[^>]*encoding\s*=\s*[\"']([A-Za-z0-9._:-]+)[
 _META = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.I)
 
 
-def _codec(label: str | None) -> str | None:
+#: Codecs Python knows that are not document encodings: a server naming one is refused rather
+#: than obeyed (punycode or unicode_escape would turn a feed into something else entirely).
+_REFUSED = {"punycode", "idna", "raw_unicode_escape", "unicode_escape", "utf_7", "mbcs", "oem"}
+
+
+def _codec(label: str | None, where: str = "declared") -> str | None:
+    """The codec a label names (None: no label); DecodeError for an unknown label or one that
+    is not a document encoding."""
     if not label:
         return None
-    label = label.strip().lower()
+    label = label.strip().strip("\"'").lower()
     label = _SUPERSETS.get(label, label)
     try:
-        return codecs.lookup(label).name
+        info = codecs.lookup(label)
     except LookupError:
-        return None
+        raise DecodeError(f"unknown charset {label!r} {where}") from None
+    if info.name.replace("-", "_") in _REFUSED or not getattr(info, "_is_text_encoding", True):
+        raise DecodeError(f"charset {label!r} {where} is not a document encoding: refused")
+    return info.name
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    text: str
+    codec: str
+    #: Invalid bytes replaced by U+FFFD (the declared charset was kept, not second-guessed).
+    replaced: int = 0
 
 
 def decode(body: bytes, header_charset: str | None) -> tuple[str, str]:
-    """Bytes → (text, codec). Order: BOM, HTTP charset, XML declaration or <meta>, sniffing.
+    """Bytes → (text, codec); see `decode_body`."""
+    decoded = decode_body(body, header_charset)
+    return decoded.text, decoded.codec
 
-    A declared single-byte charset (ISO-8859-1 is a common server default) is checked against
-    detection, since Korean and Chinese outlets often serve CP949/GB18030 under it.
+
+def decode_body(body: bytes, header_charset: str | None) -> Decoded:
+    """Bytes → text. Order: BOM, HTTP charset, XML declaration or <meta>, sniffing.
+
+    A declared charset is kept: invalid bytes in it are replaced (and counted) rather than the
+    whole document re-read in another encoding (one bad byte in a UTF-8 Korean feed must not
+    turn every title into CP949 mojibake). The exception is a declared single-byte charset
+    (ISO-8859-1 is a common server default), checked against detection, since Korean and
+    Chinese outlets often serve CP949/GB18030 under it. Sniffing only when nothing is declared.
+    An unknown or non-document charset is refused (DecodeError).
     """
     for bom, name in (
         (codecs.BOM_UTF8, "utf-8"),
@@ -107,28 +163,31 @@ def decode(body: bytes, header_charset: str | None) -> tuple[str, str]:
         (codecs.BOM_UTF16_BE, "utf-16"),
     ):
         if body.startswith(bom):
-            return body.decode(name, errors="replace").lstrip("\ufeff"), name
+            return _replacing(body, name)
     head = body[:2048]
-    declared = [_codec(header_charset)]
-    m = _XML_DECL.match(head) or _META.search(head)
-    declared.append(_codec(m.group(1).decode("ascii")) if m else None)
-    for candidate in declared:
-        if candidate is None:
-            continue
-        if candidate in _SINGLE_BYTE and not body.isascii():
+    declared = _codec(header_charset, "in the Content-Type header")
+    if declared is None:
+        m = _XML_DECL.match(head) or _META.search(head)
+        declared = _codec(m.group(1).decode("ascii"), "in the document") if m else None
+    if declared is None and head.lstrip().startswith(b"<?xml"):
+        declared = "utf-8"  # XML without an encoding declaration is UTF-8 by definition
+    if declared is not None:
+        if declared in _SINGLE_BYTE and not body.isascii():
             sniffed = _sniff(body)
             if sniffed in ("utf-8", *(c for c, _, _ in _CJK_GUESSES)):
-                candidate = sniffed
-        try:
-            return body.decode(candidate), candidate
-        except (UnicodeDecodeError, LookupError):
-            continue
+                declared = sniffed
+        return _replacing(body, declared)
     try:
-        return body.decode("utf-8"), "utf-8"
+        return Decoded(body.decode("utf-8"), "utf-8")
     except UnicodeDecodeError:
         pass
-    name = _sniff(body) or "cp949"
-    return body.decode(name, errors="replace"), name
+    return _replacing(body, _sniff(body) or "utf-8")
+
+
+def _replacing(body: bytes, codec: str) -> Decoded:
+    text = body.decode(codec, errors="replace")
+    replaced = text.count("\ufffd") - body.count("\ufffd".encode()) if "\ufffd" in text else 0
+    return Decoded(text.lstrip("\ufeff"), codec, max(replaced, 0))
 
 
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -166,4 +225,6 @@ def looks_like_html(text: str) -> bool:
     head = text[:1024].lstrip().lower()
     head = re.sub(r"^<\?xml[^>]*>\s*", "", head)
     head = re.sub(r"^(<!--.*?-->\s*)+", "", head, flags=re.S)
+    if head.startswith("<!doctype") and re.search(r"<(rss|feed|rdf:rdf)[\s>]", text[:4096].lower()):
+        return False  # a feed behind a stray HTML doctype is still a feed
     return head.startswith(("<!doctype html", "<html", "<head", "<body"))

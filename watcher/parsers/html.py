@@ -9,16 +9,16 @@ from typing import Any
 from bs4 import BeautifulSoup, Tag
 
 from watcher.items import canonical_url, make_item
-from watcher.parsers import ParseResult, decode
-from watcher.types import FetchResult
+from watcher.parsers import ParseResult, decode_body, each_entry
+from watcher.types import FetchResult, Item
 
 #: At most this many items are read from one page.
 MAX_ITEMS = 500
 
 
 def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult:
-    text, _codec = decode(result.body or b"", result.encoding)
-    soup = BeautifulSoup(text, "lxml")
+    decoded = decode_body(result.body or b"", result.encoding)
+    soup = BeautifulSoup(decoded.text, "lxml")
     sel = source.selectors
     base = result.final_url or result.url
     base_tag = soup.find("base", href=True)
@@ -34,23 +34,24 @@ def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult
             continue
         rows.append((node, canonical_url(href, base), title))
     counts = Counter(url for _, url, _ in rows)
-    items = []
-    for node, url, title in rows:
-        items.append(
-            make_item(
-                source_id=source.id,
-                title=title,
-                link=url,
-                summary=_text(node, sel.summary),
-                date_raw=_date(node, sel.date, sel.date_attr),
-                lang=source.lang,
-                zone=source.zone,
-                fetched_at=fetched_at,
-                shared_url=url is None or counts[url] > 1,
-                canonical=True,
-            )
+
+    def build(row: tuple[Tag, str | None, str]) -> Item:
+        node, url, title = row
+        return make_item(
+            source_id=source.id,
+            title=title,
+            link=url,
+            summary=_text(node, sel.summary),
+            date_raw=_date(node, sel.date, sel.date_attr),
+            lang=source.lang,
+            zone=source.zone,
+            fetched_at=fetched_at,
+            shared_url=url is None or counts[url] > 1,
+            canonical=True,
         )
-    return ParseResult(items=tuple(items))
+
+    items, skipped = each_entry(rows, build)
+    return ParseResult(items=items, skipped=skipped, replaced=decoded.replaced)
 
 
 def _text(node: Tag, selector: str | None) -> str | None:

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from watcher.items import make_item
-from watcher.parsers import ParseResult, decode
-from watcher.types import FetchResult
+from watcher.parsers import ParseResult, decode_body, each_entry
+from watcher.types import FetchResult, Item
 
 MAX_ITEMS = 1_000
 
@@ -31,38 +31,38 @@ def lookup(data: Any, path: str | None) -> Any:
 
 
 def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult:
-    text, _codec = decode(result.body or b"", result.encoding or "utf-8")
+    decoded = decode_body(result.body or b"", result.encoding or "utf-8")
     try:
-        data = json.loads(text)
+        data = json.loads(decoded.text)
     except json.JSONDecodeError as exc:
         return ParseResult(error=f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
     entries = lookup(data, source.items) if source.items else data
     if not isinstance(entries, list):
         return ParseResult(error=f"no list at {source.items!r} in the JSON response")
     fields = source.fields
-    items = []
-    for entry in entries[:MAX_ITEMS]:
+
+    def build(entry: Any) -> Item | None:
         if not isinstance(entry, dict):
-            continue
+            return None
         title, url = lookup(entry, fields.title), lookup(entry, fields.url)
         if not title and not url:
-            continue
+            return None
         guid = lookup(entry, fields.id)
-        items.append(
-            make_item(
-                source_id=source.id,
-                title=_str(title),
-                link=_str(url),
-                guid=None if guid is None else str(guid),
-                summary=_str(lookup(entry, fields.summary)),
-                date_raw=_str(lookup(entry, fields.date)),
-                lang=_str(lookup(entry, fields.lang)) or source.lang,
-                zone=source.zone,
-                fetched_at=fetched_at,
-                base_url=result.final_url or result.url,
-            )
+        return make_item(
+            source_id=source.id,
+            title=_str(title),
+            link=_str(url),
+            guid=None if guid is None else str(guid),
+            summary=_str(lookup(entry, fields.summary)),
+            date_raw=_str(lookup(entry, fields.date)),
+            lang=_str(lookup(entry, fields.lang)) or source.lang,
+            zone=source.zone,
+            fetched_at=fetched_at,
+            base_url=result.final_url or result.url,
         )
-    return ParseResult(items=tuple(items))
+
+    items, skipped = each_entry(entries[:MAX_ITEMS], build)
+    return ParseResult(items=items, skipped=skipped, replaced=decoded.replaced)
 
 
 def _str(value: Any) -> str | None:
