@@ -332,7 +332,7 @@ def test_three_replicas_share_the_sources_and_send_each_alert_once(
             assert min(gaps) > 0.5, (n, gaps)
     finally:
         codes = [r.stop() for r in replicas[1:]]
-    assert codes == [0, 0]
+    assert codes == [0, 0], [r.err[-2000:] for r in replicas[1:]]
     received = sorted(m["title"] for m in hooks(server))
     assert len(received) == feeds
     assert all(any(p in t for t in received) for p in PLACES)

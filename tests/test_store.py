@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import inspect
 
 from watcher.store import SCHEMA_HEAD, Store
@@ -177,3 +178,46 @@ def test_matches_are_stored_with_new_items_and_replaced_on_update(store: Store) 
     assert [m.rule_id for m in store.matches_of(key)] == ["arrest"]
     assert store.matched_events() == {key: frozenset({"detention"})}
     assert store.match_count() == 1
+
+
+def test_a_database_call_fails_in_seconds_rather_than_hang(store: Store) -> None:
+    """Connect, statement and lock waits are capped (store.DB_TIMEOUT), on both databases: a
+    stalled or blackholed database becomes an error the daemon retries, not a hang."""
+    from sqlalchemy import text
+
+    from watcher.store.engine import DB_TIMEOUT
+
+    assert DB_TIMEOUT <= 10
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == f"{DB_TIMEOUT}s"
+            assert conn.execute(text("SHOW lock_timeout")).scalar() == f"{DB_TIMEOUT}s"
+        else:
+            assert conn.execute(text("PRAGMA busy_timeout")).scalar() == DB_TIMEOUT * 1000
+    if store.dialect == "postgresql":
+        with store.engine.connect() as conn, pytest.raises(Exception, match="statement timeout"):
+            conn.execute(text("SET LOCAL statement_timeout = 50"))
+            conn.execute(text("SELECT pg_sleep(2)"))
+
+
+def test_stale_source_claims_are_released_at_start(store: Store) -> None:
+    from watcher.config import load_config_text
+
+    config = load_config_text(
+        "sources:\n  - {id: a, kind: feed, url: 'https://e.org/a'}\n"
+        "  - {id: b, kind: feed, url: 'https://e.org/b'}\n",
+        "t.yaml",
+        {},
+    ).config
+    store.sync_sources(config.sources, NOW)
+    lease = timedelta(seconds=60)
+    assert store.claim_due(["a"], NOW, NOW + lease) == ["a"]  # then the process is killed
+    assert store.claim_due(["a"], NOW + timedelta(seconds=1), NOW + lease) == []
+    from watcher.store.tables import sources
+
+    with store.engine.begin() as conn:  # b polled a moment ago: due in an hour
+        conn.execute(
+            sources.update().where(sources.c.id == "b").values(next_due_at=NOW + timedelta(hours=1))
+        )
+    assert store.release_stale_claims(NOW + timedelta(seconds=2), lease) == 1
+    assert store.claim_due(["a", "b"], NOW + timedelta(seconds=2), NOW + lease) == ["a"]

@@ -188,8 +188,20 @@ class Daemon:
         server = await self._serve_metrics()
         config = self.loaded.config
         self.fetcher = Fetcher(FetchLimits.from_settings(config.settings))
-        await self.db(self.store.sync_sources, config.sources, self.clock())
-        for state in (await self.db(self.store.fetch_states)).values():
+        while True:  # a database that is away at start is waited for, as during a run
+            try:
+                await self.db(self.store.sync_sources, config.sources, self.clock())
+                states = await self.db(self.store.fetch_states)
+                self._database_back()
+                break
+            except Exception as exc:
+                if not is_database_error(exc):
+                    raise
+                self._database_down(exc)
+                if self.stop.is_set():
+                    return
+                await asyncio.sleep(1)
+        for state in states.values():
             if state.health:  # what earlier runs found still holds until a poll says otherwise
                 self._health_metric(
                     HealthChange(source_id=state.id, old=None, new=state.health, reason=None)
@@ -208,6 +220,7 @@ class Daemon:
                 **({"next_run_time": start} if start else {}),
             )
         self.scheduler.start()
+        stalls = asyncio.create_task(self._watch_stalls())
         self.started = True
         self.started_at = time.monotonic()
         for warning in nobody_hears(config):
@@ -223,6 +236,7 @@ class Daemon:
         try:
             await self.stop.wait()
         finally:
+            stalls.cancel()
             await self._shutdown(server)
 
     def _on_stop_signal(self) -> None:
@@ -461,8 +475,27 @@ class Daemon:
         finally:
             writer.close()
 
-    #: A database call running longer than this makes the service not ready ("stalled").
-    STALLED_AFTER = 60.0
+    #: A database call running longer than this is a stall: not ready, logged once each way.
+    #: Calls time out after store.DB_TIMEOUT (10 s); only a hung driver gets this far.
+    STALLED_AFTER = 30.0
+
+    async def _watch_stalls(self) -> None:
+        """Log a database stall once when it starts and once when it ends."""
+        told: float | None = None
+        while not self.stop.is_set():
+            busy = self.db.busy_since
+            if busy is not None and time.monotonic() - busy > self.STALLED_AFTER:
+                if told != busy:
+                    told = busy
+                    log.warning(
+                        "database stalled: one call has waited %.0fs (readiness fails meanwhile)",
+                        time.monotonic() - busy,
+                        extra={"action": "database"},
+                    )
+            elif told is not None:
+                told = None
+                log.info("database answers again after a stall", extra={"action": "database"})
+            await asyncio.sleep(1)
 
     def _readiness_problem(self) -> str | None:
         if not self.started:

@@ -35,7 +35,9 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
     Stop the daemon with Ctrl-C or SIGTERM.
     """
     import asyncio
+    from datetime import timedelta
 
+    from watcher.clock import utcnow
     from watcher.daemon import InstanceLock
     from watcher.pipeline import Parsing
     from watcher.store.outbox import Outbox
@@ -50,6 +52,8 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
     store = ctx.store()
     if lock.path is not None:  # single instance: claims left by a crash are stale
         Outbox(store).release_claims()
+        lease = loaded.config.settings.source_timeout + timedelta(seconds=15)
+        store.release_stale_claims(utcnow(), lease)
     parsing = Parsing.from_settings(loaded.config.settings, matcher)
     try:
         if once:

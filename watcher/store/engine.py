@@ -27,6 +27,10 @@ SCHEMA_HEAD = "0007"
 
 DEFAULT_DATABASE_URL = "sqlite:///watcher.db"
 
+#: Seconds a database call may take (connect, statement, lock wait) before it fails: a stalled
+#: database then shows as an error the daemon retries, not as a hang.
+DB_TIMEOUT = 10
+
 #: Any 64-bit number: the PostgreSQL advisory lock taken around migrations.
 _MIGRATION_LOCK = 0x5741544348455201
 
@@ -44,7 +48,7 @@ def make_engine(url: str) -> Engine:
     """An engine with the settings watcher relies on (WAL and foreign keys on SQLite)."""
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 30})
+            engine = create_engine(url, connect_args={"timeout": DB_TIMEOUT})
 
             @event.listens_for(engine, "connect")
             def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -52,11 +56,39 @@ def make_engine(url: str) -> Engine:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.execute("PRAGMA foreign_keys=ON")
-                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.execute(f"PRAGMA busy_timeout={DB_TIMEOUT * 1000}")
                 cursor.close()
 
             return engine
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        # A server that vanishes (a cut cable, a blackholed route) must fail a call in seconds,
+        # not hang the daemon: connect, statement and TCP timeouts all at DB_TIMEOUT.
+        engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=5,
+            connect_args={
+                "connect_timeout": DB_TIMEOUT,
+                "keepalives": 1,
+                "keepalives_idle": 5,
+                "keepalives_interval": 2,
+                "keepalives_count": 3,
+                "tcp_user_timeout": DB_TIMEOUT * 1000,
+            }
+            if url.startswith("postgresql")
+            else {},
+        )
+        if url.startswith("postgresql"):
+
+            @event.listens_for(engine, "connect")
+            def _statement_timeout(dbapi_conn: Any, _record: Any) -> None:
+                # Set per connection (not via `options`, which the URL may carry already).
+                with dbapi_conn.cursor() as cursor:
+                    cursor.execute(f"SET statement_timeout = {DB_TIMEOUT * 1000}")
+                    cursor.execute(f"SET lock_timeout = {DB_TIMEOUT * 1000}")
+                dbapi_conn.commit()
+
+        return engine
     except Exception as exc:  # a malformed URL or a missing driver
         raise StoreError(f"bad database URL {redact_url(url)!r}: {exc}") from None
 
@@ -136,6 +168,8 @@ class StoreBase:
         cfg.set_main_option("script_location", str(migrations_dir()))
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
+                # Migrations may wait for another replica's and may rewrite large tables.
+                conn.execute(text("SET LOCAL statement_timeout = 0"))
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, select, update
@@ -85,6 +85,19 @@ class SourceQueries(StoreBase):
                     .where((s.c.id == source_id) & (s.c.next_due_at == lease))
                     .values(next_due_at=now)
                 )
+
+    def release_stale_claims(self, now: datetime, lease: timedelta) -> int:
+        """Make due now the sources whose next-due time is within one lease: after a crash of
+        the single instance their claims are stale (a source merely due soon is polled a
+        little early, once). Returns how many."""
+        s = t.sources
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(s)
+                .where((s.c.next_due_at > now) & (s.c.next_due_at <= now + lease))
+                .values(next_due_at=now)
+            )
+        return int(done.rowcount or 0)
 
     def source_states(self) -> dict[str, SourceState]:
         counts = (
