@@ -101,7 +101,8 @@ def test_atom_feed_is_valid_and_filterable(client: TestClient) -> None:
     assert parsed.version == "atom10"
     (entry,) = parsed.entries
     assert entry.title.startswith("[HIGH] ") and "<script>" in entry.title  # text, escaped in XML
-    assert entry.link.startswith("http://testserver/stories/")
+    # links come from the served address, never from the request's Host header
+    assert entry.link.startswith("http://127.0.0.1:8080/stories/")
     assert entry.tags[0].term == "forced_repatriation"
     assert "Yonhap, 데일리NK" in entry.summary
 
@@ -150,3 +151,38 @@ def test_an_empty_feed_is_up_to_date_as_of_now(store: Store) -> None:
         feed = feedparser.parse(c.get("/feed.atom").text)
     assert not feed.bozo and feed.entries == []
     assert feed.feed.updated == NOW.isoformat()
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/stories/99999999999999999999999", 404),  # beyond a 64-bit id: 404, not 500
+        ("/api/stories/99999999999999999999999", 404),
+        ("/stories/-1", 404),
+        ("/stories/\uff11", 404),  # a full-width digit is not an id
+        ("/?page=1000000000000000000000000", 400),
+        ("/feed.atom?page=99999", 400),
+        ("/search?q=" + "x" * 50_000, 400),
+        ("/api/items?q=" + "y" * 501, 400),
+    ],
+)
+def test_out_of_range_input_is_refused_not_a_server_error(client, path: str, status: int) -> None:
+    assert client.get(path).status_code == status
+
+
+def test_feed_links_never_come_from_the_host_header(store: Store) -> None:
+    from watcher.web import create_app
+
+    config = seed(store)
+    evil = {"host": "evil.example"}
+    with TestClient(create_app(store, config, base_url="http://10.0.0.5:8080")) as c:
+        atom = c.get("/feed.atom?event=forced_repatriation&token=t0k3n", headers=evil).text
+        feed = c.get("/feed.json", headers=evil).json()
+    assert "evil.example" not in atom and "t0k3n" not in atom
+    assert 'href="http://10.0.0.5:8080/feed.atom?event=forced_repatriation"' in atom
+    assert feed["items"][0]["url"].startswith("http://10.0.0.5:8080/stories/")
+    settings = config.settings.model_copy(update={"public_url": "https://w.example.org/"})
+    with TestClient(create_app(store, config.model_copy(update={"settings": settings}))) as c:
+        feed = c.get("/feed.json", headers=evil).json()
+    assert feed["home_page_url"] == "https://w.example.org/"
+    assert feed["items"][0]["url"].startswith("https://w.example.org/stories/")

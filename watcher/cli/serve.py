@@ -56,6 +56,7 @@ def serve(ctx: Context, address: str, token_env: str | None, behind_proxy: str |
         )
     config = ctx.config().config
     with ctx.open_store() as store:
-        app = web.create_app(store, config, token=token)
+        shown_host = f"[{host}]" if ":" in host else host
+        app = web.create_app(store, config, token=token, base_url=f"http://{shown_host}:{port}")
         log.info("serving on http://%s:%s", host, port, extra={"action": "serve"})
         web.serve(app, host, int(port))

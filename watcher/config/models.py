@@ -423,6 +423,9 @@ class Settings(Model):
     max_backoff: Duration = timedelta(hours=6)
     #: A source that has yielded no item in this many successful polls is unhealthy ("empty").
     empty_polls: int = Field(default=3, ge=1)
+    #: The address advocates reach the web pages at (https://watcher.example.org): absolute
+    #: links in feeds start with it. Default: the address `watcher serve` listens on.
+    public_url: HttpUrl | None = None
     #: A daily summary to the ops routes at this time of day (`HH:MM`, in `timezone`): sources
     #: ok / unhealthy, items and stories of the last day, failed deliveries. Off when unset.
     heartbeat: str | None = None

@@ -20,10 +20,8 @@ class Api(WebBase):
         return JSONResponse({"stories": [story_json(s) for s in self.views.stories(f)]})
 
     async def api_story(self, request: Request) -> Response:
-        try:
-            story = self.views.story(int(request.path_params["story_id"]))
-        except ValueError:
-            story = None
+        story_id = self._story_id(request)
+        story = self.views.story(story_id) if story_id is not None else None
         if story is None:
             return JSONResponse({"error": "no such story"}, status_code=404)
         return JSONResponse(story_json(story, deliveries=True))
@@ -31,7 +29,9 @@ class Api(WebBase):
     async def api_items(self, request: Request) -> Response:
         q = request.query_params
         results = self.views.search(
-            q.get("q", ""), source=q.get("source") or None, limit=_int(q.get("limit"), 50)
+            self._search_text(request),
+            source=q.get("source") or None,
+            limit=_int(q.get("limit"), 50),
         )
         return JSONResponse({"items": [_report_json(r) for r in results]})
 

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from watcher.config import Config
 from watcher.store import Store
 from watcher.web.api import Api
+from watcher.web.base import DEFAULT_BASE_URL
 from watcher.web.feeds import Feeds
 from watcher.web.pages import Pages
 
@@ -55,8 +56,9 @@ def create_app(
     *,
     token: str | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    base_url: str = DEFAULT_BASE_URL,
 ) -> Starlette:
-    web = Web(store, config, token=token, now=now)
+    web = Web(store, config, token=token, now=now, base_url=base_url)
     app = Starlette(
         routes=[
             Route("/", web.timeline, name="timeline"),

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -33,6 +35,13 @@ EVENT_COLOURS = {
 }
 
 
+#: The deepest page a listing goes to, and the longest search text (longer: 400).
+MAX_PAGE = 10_000
+#: Where links point when neither `settings.public_url` nor the served address is known.
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+MAX_QUERY = 500
+
+
 class WebBase:
     """The state of the web app: `Web` adds the pages, feeds and API handlers."""
 
@@ -43,9 +52,12 @@ class WebBase:
         *,
         token: str | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        base_url: str = DEFAULT_BASE_URL,
     ) -> None:
         #: The clock: an empty feed is up to date as of now.
         self.now = now
+        #: Absolute links in feeds start with this (settings.public_url wins).
+        self.base_url = (config.settings.public_url or base_url).rstrip("/")
         self.views = Views(store)
         self.config = config
         self.token = token
@@ -67,6 +79,30 @@ class WebBase:
 
     # ------------------------------------------------------------------ helpers
 
+    def _absolute(self, path: str, query: str = "") -> str:
+        """An absolute link for feeds: from `settings.public_url`, else the address served
+        on; never from the request's Host header (which a client chooses)."""
+        return f"{self.base_url}{path}" + (f"?{query}" if query else "")
+
+    def _query(self, request: Request) -> str:
+        """The request's query without the token (a link must never carry a secret)."""
+        return urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
+
+    @staticmethod
+    def _story_id(request: Request) -> int | None:
+        """The path's story id, or None when it is not one (too large for the database too)."""
+        text = request.path_params.get("story_id", "")
+        if not text.isascii() or not text.isdigit() or len(text) > 18:
+            return None
+        return int(text)
+
+    @staticmethod
+    def _search_text(request: Request) -> str:
+        text = request.query_params.get("q", "")
+        if len(text) > MAX_QUERY:
+            raise HTTPException(400, f"a search may be at most {MAX_QUERY} characters")
+        return text
+
     def _tz(self, request: Request) -> ZoneInfo:
         name = request.query_params.get("tz") or self.config.settings.timezone
         try:
@@ -82,6 +118,8 @@ class WebBase:
             page = max(1, int(q.get("page", "1")))
         except ValueError:
             page = 1
+        if page > MAX_PAGE:
+            raise HTTPException(400, f"page must be at most {MAX_PAGE:,}")
         return Filters(
             event=q.get("event") or None,
             severity=q.get("severity") or None,

@@ -16,7 +16,7 @@ from watcher.web.base import WebBase
 
 class Feeds(WebBase):
     def _story_link(self, request: Request, story: StoredStory) -> str:
-        return str(request.url_for("story", story_id=story.id))
+        return self._absolute(f"/stories/{story.id}")
 
     def _summary(self, story: StoredStory) -> str:
         parts = [", ".join(EVENT_NAMES.get(e, e) for e in story.events), story.severity.upper()]
@@ -33,9 +33,10 @@ class Feeds(WebBase):
         ET.register_namespace("", ns)
         feed = ET.Element(f"{{{ns}}}feed")
         ET.SubElement(feed, f"{{{ns}}}title").text = "watcher: forced repatriation early warning"
-        ET.SubElement(feed, f"{{{ns}}}id").text = str(request.url)
-        ET.SubElement(feed, f"{{{ns}}}link", rel="self", href=str(request.url))
-        ET.SubElement(feed, f"{{{ns}}}link", rel="alternate", href=str(request.url_for("timeline")))
+        me = self._absolute(request.url.path, self._query(request))
+        ET.SubElement(feed, f"{{{ns}}}id").text = me
+        ET.SubElement(feed, f"{{{ns}}}link", rel="self", href=me)
+        ET.SubElement(feed, f"{{{ns}}}link", rel="alternate", href=self._absolute("/"))
         updated = max((s.updated_at for s in stories), default=None) or self.now()
         ET.SubElement(feed, f"{{{ns}}}updated").text = updated.isoformat()
         author = ET.SubElement(feed, f"{{{ns}}}author")
@@ -62,8 +63,8 @@ class Feeds(WebBase):
         feed = {
             "version": "https://jsonfeed.org/version/1.1",
             "title": "watcher: forced repatriation early warning",
-            "home_page_url": str(request.url_for("timeline")),
-            "feed_url": str(request.url),
+            "home_page_url": self._absolute("/"),
+            "feed_url": self._absolute(request.url.path, self._query(request)),
             "items": [
                 {
                     "id": self._story_link(request, s),

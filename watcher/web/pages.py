@@ -31,16 +31,14 @@ class Pages(WebBase):
         )
 
     async def story(self, request: Request) -> Response:
-        try:
-            story = self.views.story(int(request.path_params["story_id"]))
-        except ValueError:
-            story = None
+        story_id = self._story_id(request)
+        story = self.views.story(story_id) if story_id is not None else None
         if story is None:
             return self._page("missing.html.j2", request, status=404, what="story")
         return self._page("story.html.j2", request, story=story)
 
     async def search(self, request: Request) -> Response:
-        text = request.query_params.get("q", "")
+        text = self._search_text(request)
         results = self.views.search(text, source=request.query_params.get("source") or None)
         return self._page("search.html.j2", request, q=text, results=results)
 
