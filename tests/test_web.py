@@ -186,3 +186,24 @@ def test_feed_links_never_come_from_the_host_header(store: Store) -> None:
         feed = c.get("/feed.json", headers=evil).json()
     assert feed["home_page_url"] == "https://w.example.org/"
     assert feed["items"][0]["url"].startswith("https://w.example.org/stories/")
+
+
+def test_source_urls_are_served_without_their_secrets(store: Store) -> None:
+    from watcher import log
+    from watcher.web import create_app
+
+    text = yaml.safe_dump(
+        {
+            "sources": [
+                {"id": "keyed", "kind": "feed", "url": "https://api.example.org/f?key=${FEED_KEY}"},
+                {"id": "basic", "kind": "feed", "url": "https://reader:pa55@feeds.example.org/x"},
+            ]
+        }
+    )
+    loaded = load_config_text(text, "t.yaml", {"FEED_KEY": "k3y-abcdef-123"})
+    log.add_secrets(loaded.secrets)  # as the CLI does when it loads the file
+    store.sync_sources(loaded.config.sources, NOW)
+    with TestClient(create_app(store, loaded.config)) as c:
+        served = c.get("/api/sources").text
+    assert "k3y-abcdef-123" not in served and "pa55" not in served
+    assert "key=***" in served and "https://***@feeds.example.org/x" in served

@@ -8,6 +8,7 @@ import click
 
 from watcher import health
 from watcher.cli.base import Context, cli, fail, pass_ctx
+from watcher.log import redact
 
 
 @cli.group()
@@ -108,9 +109,11 @@ def sources_test(ctx: Context, source_id: str) -> None:
 
     result = asyncio.run(go())
     click.echo(
-        f"{source.id}: {result.final_url} -> HTTP {result.status or '-'}, "
+        f"{source.id}: {redact(result.final_url)} -> HTTP {result.status or '-'}, "
         f"{len(result.body or b'')} bytes in {result.elapsed:.2f}s"
     )
+    if result.moved_to:
+        click.echo(f"  moved permanently to {redact(result.moved_to)} (put it in sources.yaml)")
     if not result.ok:
         fail(f"{source.id}: {result.error}")
     parsed = parse(source, result, utcnow())

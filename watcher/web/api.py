@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from watcher import __version__
 from watcher.config import EVENT_TYPES, SEVERITIES
+from watcher.log import redact
 from watcher.types import Item, StoredReport, StoredStory
 from watcher.web.base import WebBase
 
@@ -45,7 +46,8 @@ class Api(WebBase):
                     "id": s.id,
                     "name": s.display_name,
                     "kind": s.kind,
-                    "url": s.url,
+                    # ${VAR} values (API keys) and user:password@ never leave the server
+                    "url": redact(s.url),
                     "lang": s.lang,
                     "tags": list(s.tags),
                     "enabled": s.enabled,
