@@ -53,6 +53,8 @@ def test_one_invalid_byte_keeps_the_declared_utf8() -> None:
     body = rss(*GOOD).replace("우려".encode(), "우려".encode() + b"\xff", 1)
     decoded = decode_body(body, "utf-8")
     assert decoded.codec == "utf-8" and decoded.replaced == 1
+    written = body.replace("탈북민 3명".encode(), "탈북민 \ufffd3명".encode())  # the feed's own
+    assert decode_body(written, "utf-8").replaced == 1
     parsed = parse(SOURCE, fetched(body, "utf-8"), FETCHED_AT)
     assert [i.title for i in parsed.items][1:] == [
         "탈북민 2명 강제북송 우려",

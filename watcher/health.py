@@ -204,9 +204,8 @@ def login_page(head: bytes) -> str | None:
 
 def notice(source_id: str, name: str, old: Health, new: Health) -> tuple[str, str] | None:
     """The ops message (subject, body) for a change of health, or None when nothing to tell."""
-    if new.problem and (not old.problem or (old.status, old.reason) != (new.status, new.reason)):
-        if old.problem and old.status == new.status:
-            return None  # same problem, new wording (a count went up): told already
+    # The same problem in new words (a count went up) was told already.
+    if new.problem and (not old.problem or old.status != new.status):
         return (
             f"watcher: source {source_id} is unhealthy ({new.status})",
             f"{name} ({source_id}): {new.reason}\nCheck it with: watcher sources test {source_id}",

@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-#: A poll that changed nothing (304 or the same body), recorded in a batch.
-Unchanged = PollSuccess
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -230,7 +228,7 @@ async def poll_source(
     settings: Settings,
     clock: Clock = utcnow,
     parsing: Parsing | None = None,
-    unchanged: list[Unchanged] | None = None,
+    unchanged: list[PollSuccess] | None = None,
     db: Offload = INLINE,
     matcher: Matcher | None = None,
     alerting: Alerting | None = None,
@@ -294,7 +292,7 @@ async def _poll(
     settings: Settings,
     clock: Clock = utcnow,
     parsing: Parsing | None = None,
-    unchanged: list[Unchanged] | None = None,
+    unchanged: list[PollSuccess] | None = None,
     db: Offload = INLINE,
     matcher: Matcher | None = None,
     alerting: Alerting | None = None,
@@ -406,7 +404,7 @@ async def _unchanged(
     store: Store,
     settings: Settings,
     now: datetime,
-    batch: list[Unchanged] | None,
+    batch: list[PollSuccess] | None,
     db: Offload,
 ) -> None:
     poll = PollSuccess(
@@ -635,7 +633,7 @@ async def run_cycle(
     states = store.fetch_states()
     todo = list(sources)
 
-    unchanged: list[Unchanged] = []
+    unchanged: list[PollSuccess] = []
     db = Offload()
 
     async def guarded(source: Source) -> PollReport:

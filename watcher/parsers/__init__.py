@@ -186,8 +186,10 @@ def decode_body(body: bytes, header_charset: str | None) -> Decoded:
 
 def _replacing(body: bytes, codec: str) -> Decoded:
     text = body.decode(codec, errors="replace")
-    replaced = text.count("\ufffd") - body.count("\ufffd".encode()) if "\ufffd" in text else 0
-    return Decoded(text.lstrip("\ufeff"), codec, max(replaced, 0))
+    replaced = 0
+    if "\ufffd" in text:  # those the document wrote itself survive errors="ignore"
+        replaced = text.count("\ufffd") - body.decode(codec, errors="ignore").count("\ufffd")
+    return Decoded(text.lstrip("\ufeff"), codec, replaced)
 
 
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
