@@ -395,6 +395,10 @@ class Route(Model):
     continue_: bool = Field(default=True, alias="continue")
     #: Operator alerts (failed deliveries, unhealthy sources) go to ops routes, stories don't.
     ops: bool = False
+    #: While a channel is unreachable its messages wait and are retried (backing off up to
+    #: `settings.delivery_max_backoff`) until they are this old; then they expire and the
+    #: ops routes hear of it. Distinct from `settings.max_alert_age`, which is about items.
+    give_up_after: Duration = timedelta(days=3)
 
     def key(self, index: int) -> str:
         return self.id or f"route-{index + 1}"
@@ -435,7 +439,6 @@ class Settings(Model):
     shutdown_grace: Duration = timedelta(seconds=30)
     #: Where `watcher run` serves /healthz and /metrics (`--metrics-address` overrides).
     metrics_address: str = "127.0.0.1:9464"
-    #: Polls in a row that yield no items (where there used to be some) before a source is
     #: Processes that parse fetched bodies (0: one per core, at most 4; 1: no extra process).
     parse_processes: int = Field(default=0, ge=0, le=32)
     #: Where the daemon keeps its PID and lock files.
@@ -446,13 +449,21 @@ class Settings(Model):
     max_alert_age: Duration = timedelta(days=7)
     #: A folder of message templates that replace the shipped ones of the same name.
     templates_dir: str | None = None
-    #: Send attempts per delivery before it is marked failed (and the ops route told).
+    #: Refused sends (the service answered and said no) before a delivery is marked failed
+    #: and the ops routes told. An unreachable channel is retried until `give_up_after`.
     delivery_attempts: int = Field(default=6, ge=1, le=50)
     #: First retry delay; it doubles per attempt (with jitter) up to `delivery_max_backoff`.
     delivery_backoff: Duration = timedelta(seconds=30)
     delivery_max_backoff: Duration = timedelta(hours=1)
     #: Time allowed for one send through apprise.
     delivery_timeout: Duration = timedelta(seconds=30)
+    #: A message still waiting this long after it was due is late: the ops routes hear of it
+    #: once per channel outage (and again when the channel is back).
+    delivery_late_after: Duration = timedelta(minutes=15)
+    #: Fetch from loopback, private, link-local and metadata addresses (configured URLs,
+    #: redirects, article pages). Off by default: a feed cannot redirect watcher into the
+    #: operator's network. Turn on for intranet sources and local test setups.
+    allow_private_addresses: bool = False
 
     @field_validator("heartbeat")
     @classmethod
