@@ -7,6 +7,7 @@ Usage::
         ...
         (message,) = mail.messages                     # email.message.EmailMessage
         mail.stop(); mail.start()                      # down for a while, then up (same port)
+        mail.refuse = True                             # up, but every recipient gets a 550
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ class _Handler:
     def __init__(self, server: MailServer) -> None:
         self.server = server
 
+    async def handle_RCPT(
+        self, smtp: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if self.server.refuse:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.server.lock:
@@ -41,6 +50,8 @@ class MailServer:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.lock = threading.Lock()
+        #: Answer every recipient with 550 (the service refuses the message).
+        self.refuse = False
         self._controller: Controller | None = None
 
     def start(self) -> None:

@@ -193,7 +193,7 @@ def test_notify_test_reports_each_channel(setup) -> None:
     result = run(cfg, db, "notify", "test")
     assert result.returncode == 1
     lines = sorted(result.stdout.splitlines())
-    assert lines[0].startswith("dead: failed: ") and lines[1].startswith("hook: sent")
+    assert lines[0].startswith("dead: unreachable: ") and lines[1].startswith("hook: sent")
     (message,) = hooks(server)
     assert "test" in (message["title"] + message["message"]).lower()
     one = run(cfg, db, "notify", "test", "hook")

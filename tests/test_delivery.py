@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -15,11 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import watcher
 from tests.httpserver import FeedServer
 from tests.mailserver import MailServer
+from tests.tcpproxy import TcpProxy
 from watcher.config import load_config_text
 from watcher.fetch import Fetcher, FetchLimits
-from watcher.outbox import Deliverer
+from watcher.outbox import Deliverer, apprise_send
 from watcher.pipeline import run_cycle
 from watcher.routing import Alerting
 from watcher.rules import compile_rules
@@ -107,6 +111,7 @@ class Harness:
             "routes": routes,
             "settings": {
                 "retries": 0,
+                "allow_private_addresses": True,  # feeds and receivers on loopback
                 "delivery_backoff": "30s",
                 "delivery_attempts": 3,
                 **settings,
@@ -285,7 +290,9 @@ def test_failing_channel_retries_with_backoff_and_does_not_hold_the_others(
     assert h.statuses() == [("flaky", "alert", "pending"), ("hook", "alert", "sent")]
     (flaky,) = [d for d in Outbox(store).listing() if d.channel == "flaky"]
     assert flaky.attempts == 1 and "500" in (flaky.last_error or "")
-    assert flaky.due_at >= h.clock.now + timedelta(seconds=24)  # 30 s with ±20 % jitter
+    down = Outbox(store).channels_down()["flaky"]
+    assert down.next_try_at >= h.clock.now + timedelta(seconds=24)  # 30 s with ±20 % jitter
+    assert down.failures == 1 and "hook" not in Outbox(store).channels_down()
     h.deliver()
     assert len(feeds.hits("/flaky")) == 1  # not due yet
     h.clock.advance(seconds=40)
@@ -295,14 +302,15 @@ def test_failing_channel_retries_with_backoff_and_does_not_hold_the_others(
     assert h.statuses() == [("flaky", "alert", "sent"), ("hook", "alert", "sent")]
     assert len(feeds.hits("/flaky")) == 3 and len(hook_messages(feeds)) == 1
     (attempts,) = Outbox(store).attempts([flaky.id]).values()
-    assert [a["outcome"] for a in attempts] == ["failed", "failed", "sent"]
+    assert [a["outcome"] for a in attempts] == ["unreachable", "unreachable", "sent"]
+    assert Outbox(store).channels_down() == {}, "a send that gets through clears the outage"
 
 
-def test_a_delivery_that_keeps_failing_is_marked_failed_and_ops_is_told(
+def test_a_delivery_the_service_keeps_refusing_is_marked_failed_and_ops_is_told(
     store: Store, feeds: FeedServer
 ) -> None:
     channels = [hook_channel(feeds, "broken", "/broken"), hook_channel(feeds, "ops", "/ops")]
-    feeds.routes["/broken"].status = 500
+    feeds.routes["/broken"].status = 400  # the service answers, and says no
     routes = [{"channels": ["ops"], "ops": True}, {"channels": ["broken"], "group_wait": "0s"}]
     h = Harness(store, feeds, channels, routes)
     h.poll()
@@ -451,3 +459,192 @@ def test_digest_route_sends_one_message_with_every_story_at_its_hour(
     (digest,) = hook_messages(feeds)
     assert "Shenyang" in digest["message"] and "Jilin" in digest["message"]
     assert h.statuses() == [("hook", "digest", "sent"), ("hook", "digest", "sent")]
+
+
+def _two_stories(h: Harness, feeds: FeedServer) -> list[str]:
+    """Poll a baseline, then two stories (a detention, then a forced repatriation)."""
+    h.poll()
+    titles = [
+        "North Korean defectors detained in Shenyang",
+        "China repatriates 300 North Korean defectors from Jilin",
+    ]
+    feeds.routes["/yonhap"].body = rss((titles[0], "https://e.org/1", T0))
+    h.clock.advance(minutes=1)
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        (titles[1], "https://e.org/2", T0), (titles[0], "https://e.org/1", T0)
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    return titles
+
+
+def test_an_unreachable_channel_waits_past_the_attempt_budget_and_sends_its_queue_in_order(
+    store: Store, feeds: FeedServer, mail: MailServer
+) -> None:
+    """SMTP down for five hours (far longer than delivery_attempts × backoff): nothing is
+    given up, only the head of the queue is tried, ops hear once that mail is late and once
+    that it is back, and one round sends the whole queue in order, each message once."""
+    channels = [{"id": "mail", "url": mail.apprise_url()}, hook_channel(feeds, "ops", "/ops")]
+    routes = [{"channels": ["ops"], "ops": True}, {"channels": ["mail"], "group_wait": "0s"}]
+    h = Harness(store, feeds, channels, routes, delivery_late_after="15m")
+    mail.stop()
+    _two_stories(h, feeds)
+    outbox = Outbox(store)
+    h.deliver()
+    head, behind = sorted((d for d in outbox.listing() if d.channel == "mail"), key=lambda d: d.id)
+    assert (head.attempts, behind.attempts) == (1, 0), "only the head is tried"
+    assert head.last_error is not None and head.last_error.startswith("unreachable")
+    for _ in range(5):
+        h.clock.advance(hours=1)
+        h.deliver()
+    mine = sorted((d for d in outbox.listing() if d.channel == "mail"), key=lambda d: d.id)
+    assert [d.status for d in mine] == ["pending", "pending"], "an outage is not a refusal"
+    assert mine[0].attempts == 6 > h.config.settings.delivery_attempts and mine[1].attempts == 0
+    down = outbox.channels_down()["mail"]
+    assert down.failures == 6 and down.late_told_at is not None
+    late = hook_messages(feeds, "/ops")
+    assert len(late) == 1 and "mail" in late[0]["title"] and "late" in late[0]["title"]
+    assert "2 message(s) wait" in late[0]["message"]
+    assert mail.messages == []
+    db = store.engine.url.render_as_string(hide_password=False)
+    listed = watcher("--db", db, "alerts", "list", "--status", "pending").stdout.splitlines()
+    waiting = [line for line in listed if "mail" in line]
+    assert len(waiting) == 2 and all("waiting: mail unreachable since" in w for w in waiting)
+
+    mail.start()
+    h.clock.advance(hours=1, minutes=1)  # past the channel's next try (at most 1 h + 20 %)
+    h.clock.advance(minutes=15)
+    assert h.deliver() >= 2
+    assert [d.status for d in outbox.listing() if d.channel == "mail"] == ["sent", "sent"]
+    subjects = [m["Subject"] for m in mail.messages]
+    assert len(subjects) == 2, "each message once"
+    assert "Detention" in subjects[0] and "Forced repatriation" in subjects[1], "in order"
+    assert outbox.channels_down() == {}
+    h.deliver()
+    back = hook_messages(feeds, "/ops")[1:]
+    assert len(back) == 1 and "reachable again" in back[0]["title"]
+
+
+def test_a_channel_down_past_give_up_after_expires_its_messages_and_ops_can_resend(
+    store: Store, feeds: FeedServer
+) -> None:
+    channels = [hook_channel(feeds, "down", "/down"), hook_channel(feeds, "ops", "/ops")]
+    feeds.routes["/down"].status = 503
+    routes = [
+        {"channels": ["ops"], "ops": True},
+        {"channels": ["down"], "group_wait": "0s", "give_up_after": "2h"},
+    ]
+    h = Harness(store, feeds, channels, routes, delivery_late_after="6h")
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(("North Korean defectors detained", "https://e.org/1", T0))
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.deliver()
+    h.clock.advance(hours=1)
+    h.deliver()
+    (d,) = [d for d in Outbox(store).listing() if d.channel == "down"]
+    assert d.status == "pending" and hook_messages(feeds, "/ops") == []
+    h.clock.advance(hours=1, minutes=5)
+    h.deliver()
+    (d,) = [d for d in Outbox(store).listing() if d.channel == "down"]
+    assert d.status == "expired" and d.last_error == "gave up after 2h"
+    h.deliver()
+    (told,) = hook_messages(feeds, "/ops")
+    assert "expired unsent" in told["title"] and "watcher alerts retry" in told["message"]
+    assert "503" in told["message"], "ops hear why"
+
+    feeds.routes["/down"].status = 200
+    assert Outbox(store).retry(d.id, h.clock.now)
+    h.clock.advance(hours=2)  # past the channel's next try
+    h.deliver()
+    (d,) = [d for d in Outbox(store).listing() if d.channel == "down"]
+    assert d.status == "sent" and len(feeds.hits("/down")) == 3  # two refused by the 503, one sent
+
+
+def test_a_refusing_mail_server_fails_the_message_without_holding_the_channel(
+    store: Store, feeds: FeedServer, mail: MailServer
+) -> None:
+    mail.refuse = True
+    channels = [{"id": "mail", "url": mail.apprise_url()}, hook_channel(feeds, "ops", "/ops")]
+    routes = [{"channels": ["ops"], "ops": True}, {"channels": ["mail"], "group_wait": "0s"}]
+    h = Harness(store, feeds, channels, routes)
+    _two_stories(h, feeds)
+    h.deliver()
+    mine = [d for d in Outbox(store).listing() if d.channel == "mail"]
+    assert [d.attempts for d in mine] == [1, 1], "a refusal does not hold the queue"
+    assert all(d.last_error and d.last_error.startswith("Sending email") for d in mine)
+    assert Outbox(store).channels_down() == {}
+    for _ in range(3):
+        h.clock.advance(hours=1)
+        h.deliver()
+    assert {d.status for d in Outbox(store).listing() if d.channel == "mail"} == {"failed"}
+    assert len(hook_messages(feeds, "/ops")) == 2
+
+
+@pytest.fixture
+def cuttable(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, Any, Any]]:
+    """A store whose database can be taken away and given back: PostgreSQL through a TCP
+    proxy that is cut; SQLite locked by another connection (with a 1 s busy timeout)."""
+    from watcher.store import engine
+
+    if db_url.startswith("sqlite"):
+        monkeypatch.setattr(engine, "DB_TIMEOUT", 1)
+        store = Store.open(db_url)
+        store.upgrade()
+        path = db_url.removeprefix("sqlite:///")
+        holder: list[sqlite3.Connection] = []
+
+        def cut() -> None:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("BEGIN EXCLUSIVE")
+            holder.append(conn)
+
+        def restore() -> None:
+            holder.pop().rollback()
+
+        yield store, cut, restore
+        store.close()
+        return
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    store = Store.open(db_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"))
+    store.upgrade()
+    try:
+        yield store, proxy.cut, proxy.restore
+    finally:
+        proxy.restore()
+        store.close()
+        proxy.cut()
+
+
+def test_a_send_the_database_could_not_record_is_recorded_not_sent_again(
+    cuttable: tuple[Store, Any, Any], feeds: FeedServer
+) -> None:
+    """The database goes away while a message is on its way: the send happened, so it is
+    recorded when the database is back, and never sent a second time."""
+    store, cut, restore = cuttable
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(("North Korean defectors detained", "https://e.org/1", T0))
+    h.clock.advance(minutes=1)
+    h.poll()
+
+    def send_then_cut(url: str, message: Any, timeout: float) -> Any:
+        result = apprise_send(url, message, timeout)
+        cut()
+        return result
+
+    h.deliverer.send = send_then_cut
+    h.deliver()
+    assert len(hook_messages(feeds)) == 1
+    h.deliverer.send = apprise_send
+    h.clock.advance(minutes=10)  # far past the claim's lease
+    assert h.deliver() == 0, "nothing is claimed while a send waits to be recorded"
+    restore()
+    for _ in range(3):  # a pooled connection that died with the cut may fail once
+        h.deliver()
+    (d,) = Outbox(store).listing()
+    assert d.status == "sent" and d.attempts == 1
+    (attempts,) = Outbox(store).attempts([d.id]).values()
+    assert [a["outcome"] for a in attempts] == ["sent"]
+    assert len(hook_messages(feeds)) == 1, "sent once"

@@ -1,10 +1,23 @@
 """The delivery worker: sends what the outbox holds, through apprise, and records every attempt.
 
 At-least-once: a delivery is marked sent only after apprise says so, in the same transaction
-as its attempt; a crash between the two can repeat that one message once, never lose it.
-Each channel has its own queue (one slow or failing channel never holds another), retries
-back off exponentially with jitter, and a delivery that keeps failing is marked failed and
-reported to the `ops` routes.
+as its attempt; a crash between the two can repeat that one message once, never lose it. A
+send whose outcome cannot be recorded (the database went away) is kept in memory and recorded
+before anything else is claimed or sent.
+
+Each channel has its own queue: one slow or failing channel never holds another. An attempt
+ends one of four ways:
+
+- *sent*;
+- *unreachable* (no connection, a 5xx or 429 answer): the channel is marked down and its whole
+  queue waits, in order, for the channel's next try (backing off from `delivery_backoff` up to
+  `delivery_max_backoff`); the first message that gets through lets the rest follow at once.
+  Messages wait until their route's `give_up_after` (3 days), then expire; the ops routes hear
+  when a channel's messages are `delivery_late_after` late, when it is back, and what expired;
+- *failed* (the service answered and refused the message: a 4xx, an SMTP 5xx reply): retried
+  on its own until `delivery_attempts`, then failed and reported to the ops routes;
+- *uncertain* (a timeout: the message may have arrived): the channel waits as when
+  unreachable, and the message is tried once more, then left alone.
 """
 
 from __future__ import annotations
@@ -12,27 +25,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from watcher import log as logsetup
 from watcher.clock import crash_point, utcnow
-from watcher.config import Config
+from watcher.config import Config, Route
 from watcher.routing import ops_targets, silenced_by
-from watcher.store import Store
+from watcher.store import Store, is_database_error
 from watcher.store.outbox import Outbox
-from watcher.types import Delivery, Message
+from watcher.types import ChannelStatus, Delivery, Message
 
 log = logging.getLogger(__name__)
+
+_SWEEP_EVERY = timedelta(seconds=10)
+
+
+def _span(delta: timedelta) -> str:
+    """3d, 12h, 30m, 45s: the largest whole unit."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SendResult:
-    #: sent | failed | uncertain (a timeout: the message may have arrived)
+    #: sent | failed (refused by the service) | unreachable | uncertain (a timeout: the
+    #: message may have arrived)
     outcome: str
     error: str | None = None
     elapsed: float = 0.0
@@ -79,9 +106,41 @@ def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
         for entry in target.logs()
         if entry.level in ("WARNING", "ERROR")
     ]
+    # Plugins log the cause (an exception, an SMTP reply) at debug level after a warning.
+    causes = [
+        entry.message
+        for target in result.results
+        for entry in target.logs()
+        if entry.message.startswith("Socket Exception")
+    ]
     error = errors[-1] if errors else f"no answer within {timeout:g}s"
-    timed_out = result.status == AppriseResultStatus.TIMEOUT
-    return SendResult(outcome="uncertain" if timed_out else "failed", error=error, elapsed=elapsed)
+    if causes:
+        error = f"{error} ({causes[-1]})"
+    if result.status == AppriseResultStatus.TIMEOUT:
+        return SendResult(outcome="uncertain", error=error, elapsed=elapsed)
+    outcome = "failed" if refused(errors + causes) else "unreachable"
+    return SendResult(outcome=outcome, error=error, elapsed=elapsed)
+
+
+#: A service's answer that refuses this message (retrying will not help): an HTTP 4xx other
+#: than 408 (timeout), 425 and 429 (come back later); an SMTP 5xx reply ("(550, b'…')").
+_HTTP_REFUSED = re.compile(r"error=(4(?!08|25|29)\d\d)\b")
+_SMTP_REFUSED = re.compile(r"\(5\d\d, |^Sending email to .* failed\.$")
+
+
+def refused(messages: Sequence[str]) -> bool:
+    """Do apprise's log lines say the service refused the message (as opposed to not being
+    reachable)?
+
+    Usage::
+
+        refused(["Failed to send JSON notification: Bad Request - error=400."])   # True
+        refused(["Failed to send JSON notification: Service Unavailable - error=503."])  # False
+        refused(["Connection error while submitting email to \"mx\"", "Socket Exception: "
+                 "{'a@b.example': (550, b'no such user')}"])  # True
+        refused(['Sending email to "a@b.example" failed.'])  # True: the server said no
+    """
+    return any(_HTTP_REFUSED.search(m) or _SMTP_REFUSED.search(m) for m in messages)
 
 
 class Deliverer:
@@ -102,12 +161,18 @@ class Deliverer:
         self.channels = {c.id: c for c in config.channels}
         self.routes = {r.key(i): r for i, r in enumerate(config.routes)}
         self.names = {s.id: s.display_name for s in config.sources}
+        # Sends that happened but could not be recorded: recorded before anything else.
+        self._unrecorded: list[Callable[[], object]] = []
+        self._swept_at: datetime | None = None
 
     # ------------------------------------------------------------------ loop
 
     async def run_due(self) -> int:
         """Send everything due now; returns how many deliveries were handled."""
+        if not await self._record_unrecorded():
+            return 0
         now = self.clock()
+        await self._sweep(now)
         # Held while sending: twice the send timeout and a margin. A process that dies
         # mid-send frees its deliveries when this passes (on SQLite, at once on restart).
         timeout = self.config.settings.delivery_timeout.total_seconds()
@@ -115,64 +180,178 @@ class Deliverer:
         due = await asyncio.to_thread(self.outbox.claim_due, now, lease)
         if not due:
             return 0
+        down = await asyncio.to_thread(self.outbox.channels_down)
         by_channel: dict[str, list[Delivery]] = defaultdict(list)
         for delivery in due:
             by_channel[delivery.channel].append(delivery)
-        counts = await asyncio.gather(*(self._channel(ch, ds) for ch, ds in by_channel.items()))
+        counts = await asyncio.gather(
+            *(self._channel(ch, ds, down.get(ch)) for ch, ds in by_channel.items())
+        )
         return sum(counts)
+
+    async def _record_unrecorded(self) -> bool:
+        """Record the sends whose outcome could not be recorded; False while the database
+        still refuses (then nothing else is claimed or sent)."""
+        while self._unrecorded:
+            try:
+                await asyncio.to_thread(self._unrecorded[0])
+            except Exception as exc:
+                if is_database_error(exc):
+                    return False
+                log.error(
+                    "could not record a send: %s",
+                    logsetup.one_line(exc),
+                    extra={"action": "deliver"},
+                )
+            self._unrecorded.pop(0)
+            if not self._unrecorded:
+                log.info("every send is recorded again", extra={"action": "deliver"})
+        return True
+
+    # ------------------------------------------------------------------ give up, tell late
+
+    async def _sweep(self, now: datetime) -> None:
+        """Expire what waited past its route's `give_up_after`; tell the ops routes which
+        channels' messages are late. At most every ten seconds."""
+        if self._swept_at is not None and timedelta(0) <= now - self._swept_at < _SWEEP_EVERY:
+            return
+        self._swept_at = now
+        down = await asyncio.to_thread(self.outbox.channels_down)
+        expired: list[Delivery] = []
+        default = Route.model_fields["give_up_after"].default
+        for key, route in [*self.routes.items(), (None, None)]:
+            limit = route.give_up_after if route is not None else default
+            why = f"gave up after {_span(limit)}"
+            expired += await asyncio.to_thread(
+                partial(self.outbox.expire, other_than=list(self.routes)),
+                key,
+                now - limit,
+                now,
+                why,
+            )
+        by_channel: dict[str, list[Delivery]] = defaultdict(list)
+        for d in expired:
+            by_channel[d.channel].append(d)
+        for channel, lost in by_channel.items():
+            status = down.get(channel)
+            cause = (
+                f"unreachable since {status.down_since:%Y-%m-%d %H:%M} UTC: {status.last_error}"
+                if status
+                else (lost[-1].last_error or "not sent")
+            )
+            log.error(
+                "%d message(s) to %s expired unsent: %s",
+                len(lost),
+                channel,
+                cause,
+                extra={"action": "deliver", "channel": channel},
+            )
+            stories = [d for d in lost if d.kind != "ops"]
+            if stories:
+                ids = ", ".join(str(d.id) for d in stories[:20])
+                await self.notify_ops(
+                    f"watcher: {len(stories)} message(s) to {channel} expired unsent",
+                    f"Channel {channel} could not be reached in time ({cause}).\n"
+                    f"Expired deliveries: {ids}\n"
+                    "Send them anyway with: watcher alerts retry ID",
+                    now,
+                    skip=channel,
+                )
+        late_after = self.config.settings.delivery_late_after
+        for status, waiting in await asyncio.to_thread(self.outbox.late, now, late_after):
+            subject = f"watcher: messages to {status.channel} are late"
+            body = (
+                f"Channel {status.channel} cannot be reached since "
+                f"{status.down_since:%Y-%m-%d %H:%M} UTC ({status.failures} tries; last error: "
+                f"{status.last_error}).\n{waiting} message(s) wait and will be sent, in order, "
+                f"when it is back; next try at {status.next_try_at:%H:%M:%S} UTC."
+            )
+            targets = self._ops_targets(skip=status.channel)
+            told = await asyncio.to_thread(
+                self.outbox.tell_late, status.channel, targets, subject, body, now
+            )
+            if told:
+                log.warning(
+                    "%d message(s) to %s are late: unreachable since %s (%s)",
+                    waiting,
+                    status.channel,
+                    f"{status.down_since:%H:%M:%S}",
+                    status.last_error,
+                    extra={"action": "deliver", "channel": status.channel},
+                )
 
     # ------------------------------------------------------------------ one channel
 
-    async def _channel(self, channel_id: str, deliveries: Sequence[Delivery]) -> int:
+    async def _channel(
+        self, channel_id: str, deliveries: Sequence[Delivery], down: ChannelStatus | None
+    ) -> int:
+        """The channel's due deliveries, in queue order. When a send finds the channel
+        unreachable, the rest are given back untried: they wait for its next try."""
         handled = 0
         done: set[int] = set()
         for delivery in deliveries:  # in the order they were queued
             if delivery.id in done:
                 continue
-            if delivery.kind != "digest" and await self._held(channel_id, delivery.id):
-                break  # an earlier message of this channel just failed: keep the order
             group = [delivery]
             if delivery.kind == "digest":  # every due story of this digest, in one message
                 group = [d for d in deliveries if d.kind == "digest" and d.route == delivery.route]
             done.update(d.id for d in group)
             try:
-                await self._deliver(channel_id, group)
-            except Exception as exc:  # a template or database fault: count it as an attempt
-                error = f"internal error: {type(exc).__name__}: {logsetup.one_line(exc)}"
-                log.error(
-                    "delivery %d: %s",
-                    delivery.id,
-                    error,
-                    extra={"action": "deliver", "alert": delivery.id},
-                )
-                try:
-                    for d in group:
-                        status, due = self._next_state(d, SendResult(outcome="failed"))
-                        await asyncio.to_thread(
-                            self.outbox.record,
-                            d,
-                            outcome="failed",
-                            status=status,
-                            now=self.clock(),
-                            error=error,
-                            due_at=due,
-                        )
-                except Exception as again:  # the database is away too: the next round retries
+                outcome = await self._deliver(channel_id, group, down)
+            except Exception as exc:
+                if is_database_error(exc):  # nothing was sent: the claim lapses, and it is due
                     log.warning(
-                        "delivery %d: could not record the failure (%s); it stays claimed "
-                        "and is retried when its claim expires",
+                        "delivery %d waits for the database: %s",
                         delivery.id,
-                        logsetup.one_line(again),
+                        logsetup.one_line(exc),
                         extra={"action": "deliver", "alert": delivery.id},
                     )
+                    break
+                await self._internal_error(delivery, group, exc)
+                outcome = None
             handled += len(group)
+            if outcome in ("unreachable", "uncertain"):
+                rest = [d.id for d in deliveries if d.id not in done]
+                if rest:
+                    await asyncio.to_thread(self.outbox.release, rest)
+                break
+            if outcome == "sent":
+                down = None
         return handled
 
-    async def _held(self, channel_id: str, delivery_id: int) -> bool:
-        """Is an earlier delivery of this channel waiting for a retry?"""
-        return await asyncio.to_thread(self.outbox.held, channel_id, delivery_id, self.clock())
+    async def _internal_error(
+        self, delivery: Delivery, group: Sequence[Delivery], exc: Exception
+    ) -> None:
+        """A template or plugin fault: an attempt that failed (it counts)."""
+        error = f"internal error: {type(exc).__name__}: {logsetup.one_line(exc)}"
+        log.error(
+            "delivery %d: %s", delivery.id, error, extra={"action": "deliver", "alert": delivery.id}
+        )
+        try:
+            for d in group:
+                status, due = self._next_state(d, SendResult(outcome="failed"))
+                await asyncio.to_thread(
+                    self.outbox.record,
+                    d,
+                    outcome="failed",
+                    status=status,
+                    now=self.clock(),
+                    error=error,
+                    due_at=due,
+                )
+        except Exception as again:  # the database is away too: the claim lapses, it is due
+            log.warning(
+                "delivery %d: could not record the failure (%s); it is retried when its "
+                "claim expires",
+                delivery.id,
+                logsetup.one_line(again),
+                extra={"action": "deliver", "alert": delivery.id},
+            )
 
-    async def _deliver(self, channel_id: str, group: Sequence[Delivery]) -> None:
+    async def _deliver(
+        self, channel_id: str, group: Sequence[Delivery], down: ChannelStatus | None
+    ) -> str | None:
+        """Render and send one message for the group; the send's outcome (None: not sent)."""
         from watcher import render
 
         now = self.clock()
@@ -182,7 +361,7 @@ class Deliverer:
             why = "is not configured" if channel is None else "is disabled"
             for d in group:
                 await self._not_sent(d, "skipped", f"channel {channel_id} {why}", now)
-            return
+            return None
         route = self.routes.get(lead.route)
         tz = (route.timezone if route else None) or self.config.settings.timezone
         fmt = render.channel_format(channel.url)
@@ -195,8 +374,7 @@ class Deliverer:
                 fmt,
                 templates_dir=templates,
             )
-            await self._send(channel.url, group, message, now)
-            return
+            return await self._send(channel.url, group, message, now, down)
         views = []
         for d in group:
             found = await asyncio.to_thread(self.outbox.view, d, self.names)
@@ -215,7 +393,7 @@ class Deliverer:
                 continue
             views.append((d, view))
         if not views:
-            return
+            return None
         if lead.kind == "digest":
             name = lead.route
             message = render.render_digest(
@@ -223,11 +401,16 @@ class Deliverer:
             )
         else:
             message = render.render_alert(views[0][1], fmt, tz, templates_dir=templates)
-        await self._send(channel.url, [d for d, _ in views], message, now)
+        return await self._send(channel.url, [d for d, _ in views], message, now, down)
 
     async def _send(
-        self, url: str, group: Sequence[Delivery], message: Message, now: datetime
-    ) -> None:
+        self,
+        url: str,
+        group: Sequence[Delivery],
+        message: Message,
+        now: datetime,
+        down: ChannelStatus | None,
+    ) -> str:
         timeout = self.config.settings.delivery_timeout.total_seconds()
         try:
             result = await asyncio.wait_for(
@@ -238,14 +421,27 @@ class Deliverer:
                 outcome="uncertain", error=f"no answer within {timeout:g}s", elapsed=timeout
             )
         crash_point("after_send")
+        channel_id = group[0].channel
         if self.on_attempt is not None:
-            self.on_attempt(group[0].channel, result.outcome)
-        error = logsetup.redact(result.error) if result.error else None
+            self.on_attempt(channel_id, result.outcome)
+        error = cause = logsetup.redact(result.error) if result.error else None
         if result.outcome == "uncertain":
             error = f"uncertain (timed out; the message may have arrived): {error}"
+        elif result.outcome == "unreachable":
+            error = f"unreachable: {error}"
+        still_down = None
+        if result.outcome in ("unreachable", "uncertain"):
+            failures = (down.failures if down else 0) + 1
+            still_down = ChannelStatus(
+                channel=channel_id,
+                down_since=down.down_since if down else now,
+                next_try_at=self.clock() + self._backoff(failures),
+                failures=failures,
+                last_error=cause if result.outcome == "unreachable" else error,
+            )
         for d in group:
             status, due = self._next_state(d, result)
-            await asyncio.to_thread(
+            record = partial(
                 self.outbox.record,
                 d,
                 outcome=result.outcome,
@@ -256,19 +452,41 @@ class Deliverer:
                 subject=message.title,
                 body=message.body,
                 due_at=due,
+                channel=still_down,
+                channel_up=result.outcome == "sent",
             )
+            try:
+                was = await asyncio.to_thread(record)
+            except Exception as exc:
+                if not is_database_error(exc):
+                    raise
+                # The send happened: record it before anything is sent again.
+                self._unrecorded.append(record)
+                log.error(
+                    "delivery %d to %s was %s, but the database cannot record it (%s): it is "
+                    "recorded before anything else is sent",
+                    d.id,
+                    d.channel,
+                    result.outcome,
+                    logsetup.one_line(exc),
+                    extra={"action": "deliver", "alert": d.id, "channel": d.channel},
+                )
+                continue
             extra = {"action": "deliver", "alert": d.id, "channel": d.channel}
+            if was is not None:
+                await self._back(was, now)
             if status == "sent":
                 log.info("delivery %d sent to %s", d.id, d.channel, extra=extra)
                 await self._schedule_reminder(d, now)
             elif status == "pending":
+                when = still_down.next_try_at if still_down else due
                 log.warning(
-                    "delivery %d to %s: %s (attempt %d; retrying at %s)",
+                    "delivery %d to %s: %s (attempt %d; next try at %s)",
                     d.id,
                     d.channel,
                     error,
                     d.attempts + 1,
-                    f"{due:%H:%M:%S}",
+                    f"{when:%H:%M:%S}" if when else "-",
                     extra=extra,
                 )
             else:
@@ -283,6 +501,28 @@ class Deliverer:
                 )
                 if status == "failed" and d.kind != "ops":
                     await self._tell_ops(d, error or "failed", now)
+        return result.outcome
+
+    async def _back(self, was: ChannelStatus, now: datetime) -> None:
+        """A channel that was down took a message: say so (and tell ops if they heard it
+        was late)."""
+        log.info(
+            "channel %s is reachable again (down since %s, %d tries); its waiting messages "
+            "follow in order",
+            was.channel,
+            f"{was.down_since:%H:%M:%S}",
+            was.failures,
+            extra={"action": "deliver", "channel": was.channel},
+        )
+        if was.late_told_at is not None:
+            await self.notify_ops(
+                f"watcher: {was.channel} is reachable again",
+                f"Channel {was.channel} took a message again at {now:%Y-%m-%d %H:%M} UTC "
+                f"(unreachable since {was.down_since:%Y-%m-%d %H:%M} UTC); the messages that "
+                "waited are being sent, in order.",
+                now,
+                skip=was.channel,
+            )
 
     async def _not_sent(self, d: Delivery, status: str, why: str, now: datetime) -> None:
         """Record a delivery that will not be sent (skipped or silenced), and why."""
@@ -291,19 +531,20 @@ class Deliverer:
         )
 
     def _next_state(self, d: Delivery, result: SendResult) -> tuple[str, datetime | None]:
-        """(new status, next due time) after an attempt."""
+        """(new status, next due time) after an attempt. An unreachable channel keeps its
+        messages pending as they are: the channel's next try decides when they go."""
         if result.outcome == "sent":
             return "sent", None
-        now = self.clock()
-        attempt = d.attempts + 1
+        if result.outcome == "unreachable":
+            return "pending", None
         if result.outcome == "uncertain":
             # A timeout may hide a message that arrived: try once more, then stop.
             if d.last_error is not None and d.last_error.startswith("uncertain"):
                 return "uncertain", None
-            return "pending", now + self._backoff(attempt)
-        if attempt >= self.config.settings.delivery_attempts:
+            return "pending", None
+        if d.attempts + 1 >= self.config.settings.delivery_attempts:
             return "failed", None
-        return "pending", now + self._backoff(attempt)
+        return "pending", self.clock() + self._backoff(d.attempts + 1)
 
     def _backoff(self, attempt: int) -> timedelta:
         base = self.config.settings.delivery_backoff.total_seconds()
@@ -341,10 +582,16 @@ class Deliverer:
         )
         await self.notify_ops(subject, body, now)
 
-    async def notify_ops(self, subject: str, body: str, now: datetime) -> int:
-        """Queue an operator alert on every channel of every ops route; returns how many."""
-        targets = ops_targets(self.config.routes)
+    async def notify_ops(
+        self, subject: str, body: str, now: datetime, *, skip: str | None = None
+    ) -> int:
+        """Queue an operator alert on every channel of every ops route (but `skip`, a channel
+        that is down); returns how many."""
+        targets = self._ops_targets(skip=skip)
         return await asyncio.to_thread(self.outbox.add_ops, targets, subject, body, now)
+
+    def _ops_targets(self, *, skip: str | None = None) -> list[tuple[str, str]]:
+        return [(r, c) for r, c in ops_targets(self.config.routes) if c != skip]
 
 
 def send_test(config: Config, channel_ids: Sequence[str], send: Sender = apprise_send) -> list[Any]:

@@ -328,6 +328,18 @@ class Delivery:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ChannelStatus:
+    """A channel that could not be reached: its messages wait, in order, for `next_try_at`."""
+
+    channel: str
+    down_since: datetime
+    next_try_at: datetime
+    failures: int
+    last_error: str | None
+    late_told_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Silence:
     """Mutes deliveries whose labels match, from `starts_at` to `ends_at`, with a reason."""
 

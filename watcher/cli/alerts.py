@@ -8,6 +8,7 @@ import click
 
 from watcher import log as logsetup
 from watcher.cli.base import Context, cli, config_exists, fail, one_line_text, pass_ctx
+from watcher.types import ChannelStatus, Delivery
 
 
 @cli.group()
@@ -18,18 +19,22 @@ def alerts() -> None:
 @alerts.command("list")
 @click.option(
     "--status",
-    type=click.Choice(["pending", "sent", "failed", "uncertain", "silenced", "skipped"]),
+    type=click.Choice(
+        ["pending", "sent", "failed", "unreachable", "uncertain", "expired", "silenced", "skipped"]
+    ),
     help="Only deliveries in this state.",
 )
 @click.option("--limit", type=int, default=50, show_default=True)
 @pass_ctx
 def alerts_list(ctx: Context, status: str | None, limit: int) -> None:
     """Deliveries, newest first: id, status, kind, story, route, channel, due or sent time,
-    attempts and the last error."""
+    attempts, and the last error or why a pending one waits."""
     from watcher.store.outbox import Outbox
 
     with ctx.open_store(need_config=config_exists(ctx)) as store:
-        rows = Outbox(store).listing(status, limit)
+        outbox = Outbox(store)
+        rows = outbox.listing(status, limit)
+        down = outbox.channels_down()
     table = [("ID", "STATUS", "KIND", "STORY", "ROUTE", "CHANNEL", "WHEN", "TRIES", "LAST ERROR")]
     for d in rows:
         when = d.sent_at or d.due_at
@@ -43,12 +48,22 @@ def alerts_list(ctx: Context, status: str | None, limit: int) -> None:
                 d.channel,
                 f"{when:%Y-%m-%d %H:%M}",
                 str(d.attempts),
-                one_line_text(d.last_error or "", 80),
+                one_line_text(_why(d, down.get(d.channel)) or d.last_error or "", 100),
             )
         )
     widths = [max(len(r[i]) for r in table) for i in range(8)]
     for row in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[8])
+
+
+def _why(d: Delivery, down: ChannelStatus | None) -> str | None:
+    """Why a pending delivery waits, when its channel is down."""
+    if d.status != "pending" or down is None:
+        return None
+    return (
+        f"waiting: {d.channel} unreachable since {down.down_since:%Y-%m-%d %H:%M}, next try "
+        f"{down.next_try_at:%H:%M:%S} ({down.failures} tries): {down.last_error or ''}"
+    )
 
 
 @alerts.command("retry")

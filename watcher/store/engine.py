@@ -23,7 +23,7 @@ log = logging.getLogger("watcher.store")
 
 #: The newest migration; `Store.schema_is_current` compares with one query, so that start-up
 #: imports Alembic only when the database is behind. A test checks it is Alembic's head.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 
 DEFAULT_DATABASE_URL = "sqlite:///watcher.db"
 

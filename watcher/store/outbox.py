@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text, update
@@ -15,13 +15,7 @@ from watcher.store import Store, rows
 from watcher.store import stories as story_queries
 from watcher.store import tables as t
 from watcher.stories import why_lines
-from watcher.types import AlertView, Delivery, Silence
-
-
-def _retrying(d: Any, now: datetime) -> Any:
-    """Pending after a failed attempt, and not due again yet."""
-    return (d.c.status == "pending") & (d.c.attempts > 0) & (d.c.due_at > now)
-
+from watcher.types import AlertView, ChannelStatus, Delivery, Silence
 
 #: The PostgreSQL advisory lock under which once-only ops notices are queued.
 _OPS_ONCE_LOCK = 0x57A7C4E6
@@ -54,12 +48,10 @@ class Outbox:
         return due
 
     def _due_query(self, now: datetime, limit: int) -> Any:
-        """A delivery waiting to be retried holds the later ones of its channel, so that a
-        channel that was down receives its messages in order once it is back."""
-        d, earlier = t.deliveries, t.deliveries.alias("earlier")
-        held = select(earlier.c.id).where(
-            _retrying(earlier, now) & (earlier.c.channel == d.c.channel) & (earlier.c.id < d.c.id)
-        )
+        """Due and unclaimed, in queue order; a channel that could not be reached holds all
+        its messages until its next try, so that they arrive in order once it is back."""
+        d, c = t.deliveries, t.channel_status
+        held = select(c.c.channel).where((c.c.channel == d.c.channel) & (c.c.next_try_at > now))
         free = d.c.claimed_until.is_(None) | (d.c.claimed_until <= now)
         return (
             select(d)
@@ -67,6 +59,13 @@ class Outbox:
             .order_by(d.c.id)
             .limit(limit)
         )
+
+    def release(self, delivery_ids: Sequence[int]) -> None:
+        """Give claimed deliveries back untried (their channel just failed: they wait)."""
+        d = t.deliveries
+        with self.engine.begin() as conn:
+            for chunk in _chunks(delivery_ids):
+                conn.execute(update(d).where(d.c.id.in_(chunk)).values(claimed_until=None))
 
     def release_claims(self) -> int:
         """Free every claim (a single-instance start: no other process can hold one)."""
@@ -78,14 +77,81 @@ class Outbox:
             )
         return int(result.rowcount or 0)
 
-    def held(self, channel: str, delivery_id: int, now: datetime) -> bool:
-        """Does an earlier delivery of the channel wait for a retry (a failed attempt)?"""
-        d = t.deliveries
-        query = select(d.c.id).where(
-            _retrying(d, now) & (d.c.channel == channel) & (d.c.id < delivery_id)
+    def channels_down(self) -> dict[str, ChannelStatus]:
+        """Every channel that could not be reached at its last try, by id."""
+        with self.engine.connect() as conn:
+            return {
+                r.channel: rows.channel_status(r) for r in conn.execute(select(t.channel_status))
+            }
+
+    def late(self, now: datetime, late_after: timedelta) -> list[tuple[ChannelStatus, int]]:
+        """Channels down whose oldest waiting message was due more than `late_after` ago and
+        whose lateness was not told yet, with how many messages wait."""
+        d, c = t.deliveries, t.channel_status
+        waiting = (
+            select(func.count())
+            .where((d.c.channel == c.c.channel) & (d.c.status == "pending"))
+            .scalar_subquery()
+        )
+        overdue = select(d.c.id).where(
+            (d.c.channel == c.c.channel)
+            & (d.c.status == "pending")
+            & (d.c.due_at <= now - late_after)
+        )
+        query = select(c, waiting.label("waiting")).where(
+            c.c.late_told_at.is_(None) & overdue.exists()
         )
         with self.engine.connect() as conn:
-            return conn.execute(query.limit(1)).first() is not None
+            return [(rows.channel_status(r), int(r.waiting)) for r in conn.execute(query)]
+
+    def tell_late(
+        self,
+        channel: str,
+        targets: Sequence[tuple[str, str]],
+        subject: str,
+        body: str,
+        now: datetime,
+    ) -> bool:
+        """Mark the channel's outage as told and queue the ops notice, once (replicas race
+        on the mark: the one that sets it queues)."""
+        c = t.channel_status
+        with self.engine.begin() as conn:
+            marked = conn.execute(
+                update(c)
+                .where((c.c.channel == channel) & c.c.late_told_at.is_(None))
+                .values(late_told_at=now)
+            ).rowcount
+            if marked:
+                queue_ops(conn, targets, subject, body, now)
+        return bool(marked)
+
+    def expire(
+        self,
+        route: str | None,
+        older_than: datetime,
+        now: datetime,
+        why: str,
+        *,
+        other_than: Sequence[str] = (),
+    ) -> list[Delivery]:
+        """Give up on pending, unclaimed deliveries of `route` (None: of every route but
+        `other_than`) due before `older_than`; the expired rows."""
+        d = t.deliveries
+        free = d.c.claimed_until.is_(None) | (d.c.claimed_until <= now)
+        where = (d.c.status == "pending") & (d.c.due_at < older_than) & free
+        if route is not None:
+            where = where & (d.c.route == route)
+        elif other_than:
+            where = where & d.c.route.not_in(list(other_than))
+        with self.engine.begin() as conn:
+            found = [rows.delivery(r) for r in conn.execute(select(d).where(where))]
+            for chunk in _chunks([x.id for x in found]):
+                conn.execute(
+                    update(d)
+                    .where(d.c.id.in_(chunk) & (d.c.status == "pending"))
+                    .values(status="expired", last_error=why, claimed_until=None)
+                )
+        return found
 
     def depth(self) -> int:
         """Pending deliveries (the outbox depth metric)."""
@@ -164,8 +230,13 @@ class Outbox:
         body: str | None = None,
         due_at: datetime | None = None,
         counts: bool = True,
-    ) -> None:
-        """One attempt and the delivery's new state, in one transaction."""
+        channel: ChannelStatus | None = None,
+        channel_up: bool = False,
+    ) -> ChannelStatus | None:
+        """One attempt and the delivery's new state, in one transaction; with `channel`, the
+        channel is (still) down as given; with `channel_up`, it is up again: its status row
+        goes, and is returned when there was one."""
+        was: ChannelStatus | None = None
         with self.engine.begin() as conn:
             conn.execute(
                 t.delivery_attempts.insert().values(
@@ -188,6 +259,28 @@ class Outbox:
             conn.execute(
                 update(t.deliveries).where(t.deliveries.c.id == delivery.id).values(**values)
             )
+            c = t.channel_status
+            if channel is not None:
+                fields = {
+                    "next_try_at": channel.next_try_at,
+                    "failures": channel.failures,
+                    "last_error": channel.last_error,
+                }
+                changed = conn.execute(
+                    update(c).where(c.c.channel == channel.channel).values(**fields)
+                ).rowcount
+                if not changed:
+                    conn.execute(
+                        c.insert().values(
+                            channel=channel.channel, down_since=channel.down_since, **fields
+                        )
+                    )
+            elif channel_up:
+                row = conn.execute(select(c).where(c.c.channel == delivery.channel)).first()
+                if row is not None:
+                    was = rows.channel_status(row)
+                    conn.execute(c.delete().where(c.c.channel == delivery.channel))
+        return was
 
     def add(
         self,
@@ -261,7 +354,10 @@ class Outbox:
             failed = conn.execute(
                 select(func.count())
                 .select_from(t.deliveries)
-                .where((t.deliveries.c.status == "failed") & (t.deliveries.c.created_at >= since))
+                .where(
+                    t.deliveries.c.status.in_(("failed", "expired"))
+                    & (t.deliveries.c.created_at >= since)
+                )
             ).scalar_one()
         return int(items), int(stories), int(failed)
 
@@ -423,6 +519,12 @@ class Outbox:
                 .values(ends_at=now)
             )
         return bool(result.rowcount)
+
+
+def _chunks(ids: Sequence[int], size: int = 100) -> Iterator[list[int]]:
+    """Fixed-size pieces of an id list (bounded statements, few distinct shapes)."""
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
 
 
 def queue(

@@ -11,7 +11,15 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from watcher.stories import Facts, Story
-from watcher.types import Delivery, Item, MatchRecord, SourceState, StoredReport, StoredStory
+from watcher.types import (
+    ChannelStatus,
+    Delivery,
+    Item,
+    MatchRecord,
+    SourceState,
+    StoredReport,
+    StoredStory,
+)
 
 
 def match_values(m: MatchRecord, item_id: int, now: datetime) -> dict[str, Any]:
@@ -90,6 +98,10 @@ def stored_story(row: Any, reports: tuple[StoredReport, ...] = ()) -> StoredStor
 
 def delivery(row: Any) -> Delivery:
     return _value(Delivery, row)
+
+
+def channel_status(row: Any) -> ChannelStatus:
+    return _value(ChannelStatus, row)
 
 
 V = TypeVar("V")

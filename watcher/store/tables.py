@@ -249,13 +249,28 @@ delivery_attempts = Table(
     Column("id", ID, primary_key=True, autoincrement=True),
     Column("delivery_id", ID, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
     Column("at", UTCDateTime, nullable=False),
-    #: sent | failed | uncertain | silenced
+    #: sent | failed (refused) | unreachable | uncertain | silenced | skipped | expired
     Column("outcome", String(16), nullable=False),
     Column("error", Text),
     Column("elapsed", Float),
     Column("subject", Text),
     Column("body", Text),
     Index("ix_delivery_attempts_delivery_id", "delivery_id"),
+)
+
+#: A channel that could not be reached: its queue waits, in order, and is retried as one.
+#: The row goes when a send gets through.
+channel_status = Table(
+    "channel_status",
+    metadata,
+    Column("channel", String(100), primary_key=True),
+    Column("down_since", UTCDateTime, nullable=False),
+    Column("next_try_at", UTCDateTime, nullable=False),
+    #: Failed tries in a row; the next try backs off by it.
+    Column("failures", Integer, nullable=False),
+    Column("last_error", Text),
+    #: When the ops routes were told this channel's messages are late (once per outage).
+    Column("late_told_at", UTCDateTime),
 )
 
 #: Muted stories: recorded, not sent, while a silence matches.
