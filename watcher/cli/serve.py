@@ -20,24 +20,59 @@ from watcher.cli.base import Context, cli, fail, log, pass_ctx
     "--token-env",
     metavar="VAR",
     help="Require the token in this environment variable (Authorization: Bearer TOKEN, or "
-    "?token=TOKEN once, which sets a cookie).",
+    "?token=TOKEN once, which sets a cookie). With --behind-proxy: a valid token gets in "
+    "from anywhere.",
 )
 @click.option(
     "--behind-proxy",
-    metavar="NAME",
-    help="Serve without a token because the named proxy in front authenticates users.",
+    metavar="ADDRESS[,ADDRESS]",
+    help="The IP address(es) or networks (10.0.0.2, 10.0.0.0/24) of the authenticating proxy "
+    "in front: only connections from there are served, and only with the user header the "
+    "proxy sets (--proxy-user-header); any other client gets 403 (401 with --token-env: the "
+    "token gets in). X-Forwarded-For and the like are never trusted.",
+)
+@click.option(
+    "--proxy-user-header",
+    metavar="HEADER",
+    help="The header in which the proxy names the signed-in user "
+    "(default X-Forwarded-User); a request from the proxy without it gets 401.",
 )
 @pass_ctx
-def serve(ctx: Context, address: str, token_env: str | None, behind_proxy: str | None) -> None:
+def serve(
+    ctx: Context,
+    address: str,
+    token_env: str | None,
+    behind_proxy: str | None,
+    proxy_user_header: str | None,
+) -> None:
     """Serve the web pages (stories timeline, story pages, search, sources, rules), the
     Atom and JSON feeds (/feed.atom, /feed.json) and the read-only API (/openapi.json)."""
     import ipaddress
     import os
 
     from watcher import web
+    from watcher.web.base import (
+        DEFAULT_PROXY_USER_HEADER,
+        Network,
+        check_user_header,
+        parse_proxies,
+    )
 
     host, _, port = address.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
+    proxies: tuple[Network, ...] = ()
+    if behind_proxy is not None:
+        try:
+            proxies = parse_proxies(behind_proxy)
+        except ValueError as exc:
+            fail(f"--behind-proxy {behind_proxy}: {exc}", code=2)
+    if proxy_user_header is not None and not proxies:
+        fail("--proxy-user-header needs --behind-proxy (the proxy that sets it)", code=2)
+    user_header = proxy_user_header or DEFAULT_PROXY_USER_HEADER
+    try:
+        check_user_header(user_header)
+    except ValueError as exc:
+        fail(f"--proxy-user-header {user_header}: {exc}", code=2)
     token = None
     if token_env:
         token = os.environ.get(token_env)
@@ -48,15 +83,35 @@ def serve(ctx: Context, address: str, token_env: str | None, behind_proxy: str |
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    if not loopback and not token and not behind_proxy:
+    if not loopback and not token and not proxies:
         fail(
             f"refusing to serve on {host} without a token: add --token-env VAR, or "
-            "--behind-proxy NAME when an authenticating proxy is in front",
+            "--behind-proxy ADDRESS when an authenticating proxy is in front",
             code=2,
         )
     config = ctx.config().config
     with ctx.open_store() as store:
         shown_host = f"[{host}]" if ":" in host else host
-        app = web.create_app(store, config, token=token, base_url=f"http://{shown_host}:{port}")
-        log.info("serving on http://%s:%s", host, port, extra={"action": "serve"})
+        base_url = f"http://{shown_host}:{port}"
+        app = web.create_app(
+            store,
+            config,
+            token=token,
+            proxies=proxies,
+            proxy_user_header=user_header,
+            base_url=base_url,
+        )
+        if proxies and not config.settings.public_url:
+            log.warning(
+                "settings.public_url is not set: feed links point at %s, the address served "
+                "on, not at the proxy",
+                base_url,
+                extra={"action": "serve"},
+            )
+        behind = (
+            f" behind the proxy at {', '.join(str(p) for p in proxies)} (user in {user_header})"
+            if proxies
+            else ""
+        )
+        log.info("serving on %s%s", base_url, behind, extra={"action": "serve"})
         web.serve(app, host, int(port))

@@ -45,7 +45,8 @@ def sources_list(ctx: Context) -> None:
                 _ago(st.last_new_at if st else None, now),
                 _ago(st.last_success_at if st else None, now),
                 str(st.items_stored if st else 0),
-                shown.reason if shown.status != "new" else "",
+                # a reason may quote an address (a redirect's target): never with its secrets
+                redact(shown.reason) if shown.status != "new" else "",
             )
         )
     configured = {s.id for s in config.sources}
@@ -108,8 +109,9 @@ def sources_test(ctx: Context, source_id: str) -> None:
             return await fetcher.fetch(request_for(source, None, conditional=False))
 
     result = asyncio.run(go())
+    address = source.shown_url if result.final_url == source.url else redact(result.final_url)
     click.echo(
-        f"{source.id}: {redact(result.final_url)} -> HTTP {result.status or '-'}, "
+        f"{source.id}: {address} -> HTTP {result.status or '-'}, "
         f"{len(result.body or b'')} bytes in {result.elapsed:.2f}s"
     )
     if result.moved_to:

@@ -8,7 +8,9 @@ Every problem in the file is reported, each on one line, as
 Values may name environment variables as ``${VAR}`` or ``${VAR:-default}`` (write ``$${`` for a
 literal ``${``). Substitution happens after YAML parsing, inside string values only, so a value
 from the environment can never change the structure of the file. Values that came from the
-environment are collected in `Config.secrets` so that logging can redact them.
+environment are collected in `Config.secrets` so that logging can redact them. A source's
+url keeps its written form too (`source.written_url`, `${VAR}` unexpanded): the database stores
+that, and only fetching uses the expanded `source.url`.
 
 Usage::
 
@@ -110,6 +112,7 @@ def load_config_text(
 
     problems: list[str] = []
     secrets: set[str] = set()
+    written = data
     data = _substitute(
         data, (), env, secrets, lambda p, m: problems.append(_fmt(name, lines, p, m))
     )
@@ -119,6 +122,7 @@ def load_config_text(
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, name, lines, data)) from None
+    _keep_written_urls(config, written.get("sources"))
     warnings = [
         _fmt(
             name,
@@ -204,6 +208,18 @@ def _substitute(
         return ""
 
     return _VAR.sub(replace, value)
+
+
+def _keep_written_urls(config: Config, written: Any) -> None:
+    """Give each source its url as the file writes it (`${VAR}` unexpanded), which is what the
+    database stores: a key in the environment never reaches a table, a backup or an export."""
+    if not isinstance(written, list):
+        return
+    for source, entry in zip(config.sources, written, strict=False):
+        url = entry.get("url") if isinstance(entry, dict) else None
+        if isinstance(url, str) and url != source.url:
+            # the model is frozen; a private attribute is the loader's to set
+            source._written_url = url
 
 
 def _format_validation(

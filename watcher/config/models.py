@@ -118,6 +118,11 @@ class Model(BaseModel):
 DEFAULT_ZONE_BY_LANG = {"ko": "Asia/Seoul", "ja": "Asia/Tokyo", "zh": "Asia/Shanghai"}
 
 
+#: A `${VAR}` (or `${VAR:-default}`) and the user-info of a URL: never shown.
+_SECRET_PART = re.compile(r"\$\{[^}]*\}")
+_USER_INFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@")
+
+
 class SourceBase(Model):
     #: Unique, stable id used in the database, logs and alerts (letters, digits, - _ .).
     id: Identifier
@@ -143,6 +148,9 @@ class SourceBase(Model):
     #: Unhealthy ("stale") after this long without a new item; default: from the source's own
     #: history (10 times its usual gap, at least 3 days; 14 days until it has some history).
     stale_after: Duration | None = None
+    #: `url` as sources.yaml writes it, `${VAR}` unexpanded; set by the loader when the two
+    #: differ (a private attribute: the file cannot set it).
+    _written_url: str | None = None
 
     @field_validator("interval")
     @classmethod
@@ -158,6 +166,24 @@ class SourceBase(Model):
     @property
     def zone(self) -> str:
         return self.timezone or DEFAULT_ZONE_BY_LANG.get(self.lang or "", "UTC")
+
+    @property
+    def written_url(self) -> str:
+        """The address as written in sources.yaml (`${VAR}` kept): what the database stores.
+        Fetching uses `url`, the expanded one."""
+        return self._written_url or self.url
+
+    @property
+    def shown_url(self) -> str:
+        """The written address with each `${VAR}` and any `user:password@` replaced by `***`:
+        what pages, the API and the command line show.
+
+        Usage::
+
+            FeedSource(id="f", kind="feed", url="https://u:p@e.org/f").shown_url
+            # 'https://***@e.org/f'
+        """
+        return _SECRET_PART.sub("***", _USER_INFO.sub(r"\g<scheme>***@", self.written_url))
 
 
 class FeedSource(SourceBase):

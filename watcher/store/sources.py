@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 
 class SourceQueries(StoreBase):
     def sync_sources(self, sources: Iterable[Source], now: datetime) -> None:
-        """Insert configured sources that are new; update kind/url of known ones."""
+        """Insert configured sources that are new; update kind/url of known ones.
+
+        The url is stored as sources.yaml writes it (`source.written_url`: `${VAR}`
+        unexpanded), so an API key from the environment never reaches the database; polls
+        fetch the expanded `source.url` from the config, never the stored one."""
         with self.engine.begin() as conn:
             known = {
                 row.id: row
@@ -28,28 +32,36 @@ class SourceQueries(StoreBase):
             }
             for source in sources:
                 row = known.get(source.id)
+                # (getattr: callers may pass any object with id, kind and url)
+                written = getattr(source, "written_url", source.url)
                 if row is None:
                     conn.execute(
                         t.sources.insert().values(
                             id=source.id,
                             kind=source.kind,
-                            url=source.url,
+                            url=written,
                             consecutive_failures=0,
                             created_at=now,
                         )
                     )
-                elif (row.kind, row.url) != (source.kind, source.url):
+                elif row.kind != source.kind or row.url not in (written, source.url):
                     # A new address: its validators and body hash no longer apply.
                     conn.execute(
                         update(t.sources)
                         .where(t.sources.c.id == source.id)
                         .values(
                             kind=source.kind,
-                            url=source.url,
+                            url=written,
                             etag=None,
                             last_modified=None,
                             body_hash=None,
                         )
+                    )
+                elif row.url != written:
+                    # The same address, stored expanded by an earlier version: keep the
+                    # written form instead (and the validators, which still apply).
+                    conn.execute(
+                        update(t.sources).where(t.sources.c.id == source.id).values(url=written)
                     )
 
     def claim_due(

@@ -46,13 +46,15 @@ class Api(WebBase):
                     "id": s.id,
                     "name": s.display_name,
                     "kind": s.kind,
-                    # ${VAR} values (API keys) and user:password@ never leave the server
-                    "url": redact(s.url),
+                    # ${VAR} parts (API keys) and user:password@ never leave the server
+                    "url": redact(s.shown_url),
                     "lang": s.lang,
                     "tags": list(s.tags),
                     "enabled": s.enabled,
                     "last_success_at": _iso(st.last_success_at) if st else None,
-                    "last_error": st.last_error if st and st.consecutive_failures else None,
+                    "last_error": redact(st.last_error)
+                    if st and st.last_error and st.consecutive_failures
+                    else None,
                     "consecutive_failures": st.consecutive_failures if st else 0,
                     "items_stored": st.items_stored if st else 0,
                 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from starlette.routing import Route
 from watcher.config import Config
 from watcher.store import Store
 from watcher.web.api import Api
-from watcher.web.base import DEFAULT_BASE_URL
+from watcher.web.base import DEFAULT_BASE_URL, DEFAULT_PROXY_USER_HEADER, Network
 from watcher.web.feeds import Feeds
 from watcher.web.pages import Pages
 
@@ -26,17 +26,19 @@ class Web(Pages, Feeds, Api):
 
 
 class _Security(BaseHTTPMiddleware):
-    """Read-only, token when configured, and headers that keep pages inert."""
+    """Read-only; a token or the proxy in front when configured; headers that keep pages
+    inert."""
 
     async def dispatch(self, request: Request, call_next: Any) -> Response:
         web: Web = request.app.state.web
         if request.method not in ("GET", "HEAD"):
             return JSONResponse({"error": "read-only"}, status_code=405)
-        if not web._authorised(request):
+        refusal = web._refusal(request)
+        if refusal is not None:
             return JSONResponse(
-                {"error": "a token is required"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
+                {"error": refusal.error},
+                status_code=refusal.status,
+                headers={"WWW-Authenticate": "Bearer"} if refusal.bearer else None,
             )
         response: Response = await call_next(request)
         response.headers["Content-Security-Policy"] = (
@@ -45,7 +47,8 @@ class _Security(BaseHTTPMiddleware):
         )
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
-        if web.token and request.query_params.get("token"):
+        # only for the right token: a proxied user who writes ?token=x must not be given it
+        if web.token and web._token_valid(request.query_params.get("token", "")):
             response.set_cookie("watcher_token", web.token, httponly=True, samesite="strict")
         return response
 
@@ -55,10 +58,27 @@ def create_app(
     config: Config,
     *,
     token: str | None = None,
+    proxies: Sequence[Network] = (),
+    proxy_user_header: str = DEFAULT_PROXY_USER_HEADER,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     base_url: str = DEFAULT_BASE_URL,
 ) -> Starlette:
-    web = Web(store, config, token=token, now=now, base_url=base_url)
+    """The app over one store and config. `token`: every request needs it, unless `proxies`
+    are given, whose requests get in with `proxy_user_header` instead (see `_refusal`).
+
+    Usage::
+
+        app = create_app(store, config, proxies=parse_proxies("10.0.0.2"))
+    """
+    web = Web(
+        store,
+        config,
+        token=token,
+        proxies=proxies,
+        proxy_user_header=proxy_user_header,
+        now=now,
+        base_url=base_url,
+    )
     app = Starlette(
         routes=[
             Route("/", web.timeline, name="timeline"),
@@ -84,4 +104,9 @@ def serve(app: Starlette, host: str, port: int) -> None:
     """Run the app until interrupted (uvicorn, one process)."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # proxy_headers=False: the client address stays the socket's peer. uvicorn would otherwise
+    # take it from X-Forwarded-For when the peer is 127.0.0.1, and a client could then pass
+    # for the proxy (or the proxy for its client).
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False
+    )

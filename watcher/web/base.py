@@ -1,10 +1,13 @@
 """What every web handler shares: the store's read models, the config, templates, filters,
-the token check."""
+and who may see them (the token, the proxy in front)."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+import ipaddress
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from watcher import __version__
 from watcher.config import EVENT_NAMES, EVENT_TYPES, SEVERITIES, Config
 from watcher.items import parse_date
+from watcher.log import redact
 from watcher.render import safe_url
 from watcher.store import Store
 from watcher.store.views import Filters, Views
@@ -41,6 +45,70 @@ MAX_PAGE = 10_000
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 MAX_QUERY = 500
 
+#: The header in which the authenticating proxy names the signed-in user (oauth2-proxy with
+#: --pass-user-headers, Apache and nginx set it with one line).
+DEFAULT_PROXY_USER_HEADER = "X-Forwarded-User"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Headers that say where a request came from, never who sent it.
+_NOT_IDENTITY = {
+    "forwarded",
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-proto",
+    "x-real-ip",
+}
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def parse_proxies(text: str) -> tuple[Network, ...]:
+    """`--behind-proxy`: comma-separated IP addresses or networks of the proxy in front.
+
+    Usage::
+
+        parse_proxies("10.0.0.2, fd00::/64")  # (IPv4Network('10.0.0.2/32'), IPv6Network(...))
+        parse_proxies("oauth2-proxy")         # ValueError: not an IP address or network …
+    """
+    networks = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            network = ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{part!r} is not an IP address or network: give the proxy's address "
+                "(e.g. 10.0.0.2, or 10.0.0.0/24 for several), not its name"
+            ) from None
+        if network.prefixlen == 0:
+            raise ValueError(f"{part} would trust every address: give the proxy's own")
+        networks.append(network)
+    return tuple(networks)
+
+
+def check_user_header(name: str) -> str:
+    """`--proxy-user-header`: a header name that can carry the user."""
+    if not _HEADER_NAME.match(name):
+        raise ValueError(f"{name!r} is not a header name")
+    if name.lower() in _NOT_IDENTITY:
+        raise ValueError(
+            f"{name} says where a request came from, not who sent it: name the header the "
+            f"proxy puts the user in (e.g. {DEFAULT_PROXY_USER_HEADER})"
+        )
+    return name
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Refusal:
+    """Why a request is not served."""
+
+    #: 401 (credentials would help) or 403 (this client may not connect at all).
+    status: int
+    error: str
+    #: Answer with `WWW-Authenticate: Bearer` (a token is configured).
+    bearer: bool = False
+
 
 class WebBase:
     """The state of the web app: `Web` adds the pages, feeds and API handlers."""
@@ -51,6 +119,8 @@ class WebBase:
         config: Config,
         *,
         token: str | None = None,
+        proxies: Sequence[Network] = (),
+        proxy_user_header: str = DEFAULT_PROXY_USER_HEADER,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         base_url: str = DEFAULT_BASE_URL,
     ) -> None:
@@ -61,12 +131,19 @@ class WebBase:
         self.views = Views(store)
         self.config = config
         self.token = token
+        #: The authenticating proxy's addresses: when set, only it (or a token) gets in.
+        self.proxies = tuple(proxies)
+        #: The header in which the proxy names the user; a proxied request without it is 401.
+        self.proxy_user_header = proxy_user_header
         self.names = {s.id: s.display_name for s in config.sources}
         self.env = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html", "j2"]),
             trim_blocks=True,
             lstrip_blocks=True,
+            # the last guard: an environment value (an API key in a redirect target quoted by
+            # a source's health) or a URL password is never rendered into a page
+            finalize=_redacted,
         )
         self.env.globals.update(
             event_names=EVENT_NAMES,
@@ -147,12 +224,52 @@ class WebBase:
         )
         return HTMLResponse(html, status_code=status)
 
-    def _authorised(self, request: Request) -> bool:
-        if not self.token:
-            return True
-        offered = (
+    def _refusal(self, request: Request) -> Refusal | None:
+        """None when the request may be served. A valid token always gets in. Behind a proxy,
+        only a client whose own TCP address (the socket peer: forwarded headers, which any
+        client can write, are never read) is the proxy's gets in, and only with the user
+        header the proxy sets."""
+        if self._token_valid(self._offered_token(request)):
+            return None
+        if self.proxies:
+            if not self._from_proxy(request):
+                if self.token:
+                    return Refusal(status=401, error="a token is required", bearer=True)
+                return Refusal(status=403, error="only the proxy in front may connect")
+            if not request.headers.get(self.proxy_user_header, "").strip():
+                return Refusal(
+                    status=401,
+                    error=f"the proxy named no user ({self.proxy_user_header})",
+                    bearer=bool(self.token),
+                )
+            return None
+        if self.token:
+            return Refusal(status=401, error="a token is required", bearer=True)
+        return None
+
+    @staticmethod
+    def _offered_token(request: Request) -> str:
+        return (
             request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             or request.query_params.get("token", "")
             or request.cookies.get("watcher_token", "")
         )
+
+    def _token_valid(self, offered: str) -> bool:
+        """Is `offered` the token (False when none is configured)?"""
+        if not self.token:
+            return False
         return hmac.compare_digest(offered.encode(), self.token.encode())
+
+    def _from_proxy(self, request: Request) -> bool:
+        try:
+            peer = ipaddress.ip_address(request.client.host if request.client else "")
+        except ValueError:
+            return False
+        if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+            peer = peer.ipv4_mapped  # an IPv4 proxy reaching a dual-stack socket
+        return any(peer in network for network in self.proxies)
+
+
+def _redacted(value: Any) -> Any:
+    return redact(value) if type(value) is str else value

@@ -1,0 +1,166 @@
+"""A key in a source's url (`${FEED_KEY}`) is fetched with, and never kept or shown: the
+database stores the url as sources.yaml writes it, and the API, the pages and `sources list`
+show `***` in its place. On SQLite and PostgreSQL, against a real local HTTP server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from tests.helpers import T0, cycle, rss, watcher
+from tests.httpserver import FeedServer
+from watcher import log
+from watcher.config import load_config_text
+from watcher.pipeline import check_health
+from watcher.store import Store
+from watcher.store import tables as t
+from watcher.web import create_app
+
+KEY = "fk-93c1d7e0a4b2"
+ENV = {"FEED_KEY": KEY}
+
+
+def load(sources: list[dict[str, Any]], env: dict[str, str] = ENV):
+    doc = {
+        "sources": sources,
+        "settings": {"retries": 1, "jitter": 0, "allow_private_addresses": True},
+    }
+    return load_config_text(yaml.safe_dump(doc), "sources.yaml", env)
+
+
+@pytest.mark.parametrize(
+    ("written", "env", "fetched", "shown"),
+    [
+        (
+            "https://e.org/f?key=${FEED_KEY}",
+            ENV,
+            f"https://e.org/f?key={KEY}",
+            "https://e.org/f?key=***",
+        ),
+        ("https://e.org/f?key=${NO_SUCH:-public}", {}, "https://e.org/f?key=public", None),
+        (
+            "https://${U}:${P}@e.org/f",
+            {"U": "reader", "P": "pa55word"},
+            None,
+            "https://***@e.org/f",
+        ),
+        ("https://reader:pa55@e.org/f", {}, None, "https://***@e.org/f"),
+        ("https://e.org/f?q=$${literal}", {}, "https://e.org/f?q=${literal}", None),
+        ("https://e.org/f", {}, None, None),
+    ],
+    ids=["key", "default", "user-info-vars", "user-info-written", "escaped", "plain"],
+)
+def test_a_source_keeps_its_url_as_written(
+    written: str, env: dict[str, str], fetched: str | None, shown: str | None
+) -> None:
+    (source,) = load([{"id": "s", "kind": "feed", "url": written}], env).config.sources
+    assert source.written_url == written
+    if fetched is not None:
+        assert source.url == fetched
+    assert source.shown_url == (shown or written).replace("${NO_SUCH:-public}", "***").replace(
+        "$${literal}", "$***"
+    )
+    for value in env.values():
+        assert value not in source.shown_url
+
+
+def test_the_file_cannot_set_the_written_url() -> None:
+    from watcher.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown key"):
+        load([{"id": "s", "kind": "feed", "url": "https://e.org/f", "_written_url": "x"}])
+
+
+def _database_text(store: Store) -> str:
+    """Every value of every table, as one text."""
+    with store.engine.connect() as conn:
+        return "\n".join(
+            repr(tuple(row))
+            for table in t.metadata.sorted_tables
+            for row in conn.execute(select(table))
+        )
+
+
+def test_a_poll_fetches_with_the_key_and_stores_the_url_as_written(store: Store) -> None:
+    with FeedServer() as server:
+        server.route("/feed", body=rss([("First report", "https://e.org/1")]))
+        loaded = load([{"id": "keyed", "kind": "feed", "url": server.url("/feed?key=${FEED_KEY}")}])
+        reports, _ = cycle(loaded.config, store)
+        assert reports["keyed"].error is None
+        (hit,) = server.hits("/feed")
+    assert hit.path == f"/feed?key={KEY}"  # fetched with the real key
+    with store.engine.connect() as conn:
+        stored = conn.execute(select(t.sources.c.url)).scalar_one()
+    assert stored == server.url("/feed?key=${FEED_KEY}")
+    assert KEY not in _database_text(store)
+    assert store.source_states()["keyed"].items_stored == 1
+
+
+def test_an_address_stored_expanded_is_kept_as_written_without_losing_its_state(
+    store: Store,
+) -> None:
+    """A database from before: the expanded url is replaced by the written one, and the
+    validators (the same address) stay; a rotated key changes nothing stored."""
+    written = "https://e.org/f?key=${FEED_KEY}"
+    loaded = load([{"id": "keyed", "kind": "feed", "url": written}])
+    store.sync_sources(loaded.config.sources, T0)
+    with store.engine.begin() as conn:
+        conn.execute(t.sources.update().values(url=f"https://e.org/f?key={KEY}", etag='"v1"'))
+    store.sync_sources(loaded.config.sources, T0)
+    rotated = load([{"id": "keyed", "kind": "feed", "url": written}], {"FEED_KEY": "fk-rotated-77"})
+    store.sync_sources(rotated.config.sources, T0)
+    state = store.source_states()["keyed"]
+    assert (state.url, state.etag) == (written, '"v1"')
+    moved = load([{"id": "keyed", "kind": "feed", "url": "https://e.org/g?key=${FEED_KEY}"}])
+    store.sync_sources(moved.config.sources, T0)
+    state = store.source_states()["keyed"]
+    assert (state.url, state.etag) == ("https://e.org/g?key=${FEED_KEY}", None)
+
+
+@pytest.mark.e2e
+def test_the_api_pages_and_sources_list_never_show_the_key(
+    store: Store, db_url: str, tmp_path
+) -> None:
+    with FeedServer() as server:
+        server.route("/feed", body=rss([("First report", "https://e.org/1")]))
+        # an outlet that moved, to an address that carries the key too
+        server.route("/old", status=301, headers={"Location": f"/new?key={KEY}"})
+        server.route("/new", body=rss([("Second report", "https://e.org/2")]))
+        sources = [
+            {"id": "keyed", "kind": "feed", "url": server.url("/feed?key=${FEED_KEY}")},
+            {"id": "moved", "kind": "feed", "url": server.url("/old?key=${FEED_KEY}")},
+        ]
+        loaded = load(sources)
+        cycle(loaded.config, store)
+        check_health(store, loaded.config, T0)  # keeps "moved", with the target as reason
+        assert len(server.hits("/new")) == 1
+        cfg = tmp_path / "sources.yaml"
+        cfg.write_text(
+            yaml.safe_dump({"sources": sources, "settings": {"allow_private_addresses": True}})
+        )
+        listing = watcher("--config", str(cfg), "--db", db_url, "sources", "list", env=ENV)
+        tested = watcher("--config", str(cfg), "sources", "test", "keyed", env=ENV)
+
+    assert tested.returncode == 0, tested.stderr
+    assert tested.stdout.startswith(f"keyed: {server.url('/feed?key=***')} -> HTTP 200")
+    assert listing.returncode == 0, listing.stderr
+    assert KEY not in listing.stdout + listing.stderr + tested.stdout + tested.stderr
+    moved_line = next(line for line in listing.stdout.splitlines() if line.startswith("moved"))
+    assert "permanently redirected to" in moved_line and "/new?key=***" in moved_line
+
+    log.add_secrets(loaded.secrets)  # as `watcher serve` does when it loads the file
+    with TestClient(create_app(store, loaded.config)) as c:
+        api = c.get("/api/sources")
+        page = c.get("/sources")
+    assert api.status_code == page.status_code == 200
+    assert KEY not in api.text and KEY not in page.text
+    urls = {s["id"]: s["url"] for s in api.json()["sources"]}
+    assert urls == {
+        "keyed": server.url("/feed?key=***"),
+        "moved": server.url("/old?key=***"),
+    }
+    assert "/new?key=***" in page.text  # the health reason, redacted
