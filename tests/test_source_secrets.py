@@ -164,3 +164,18 @@ def test_the_api_pages_and_sources_list_never_show_the_key(
         "moved": server.url("/old?key=***"),
     }
     assert "/new?key=***" in page.text  # the health reason, redacted
+
+
+def test_a_redirect_that_carries_the_key_is_stored_and_told_without_it(store: Store) -> None:
+    with FeedServer() as server:
+        server.route("/old", status=301, headers={"Location": f"/new?key={KEY}"})
+        server.route("/new", body=rss([("Second report", "https://e.org/2")]))
+        sources = [{"id": "moved", "kind": "feed", "url": server.url("/old?key=${FEED_KEY}")}]
+        loaded = load(sources)
+        log.add_secrets(loaded.secrets)  # as `watcher run` does when it loads the file
+        cycle(loaded.config, store)
+        check_health(store, loaded.config, T0)
+    with store.engine.connect() as conn:
+        row = conn.execute(select(t.sources).where(t.sources.c.id == "moved")).one()
+    assert row.moved_to == server.url("/new?key=***")
+    assert KEY not in (row.health_reason or "") and "/new?key=***" in (row.health_reason or "")

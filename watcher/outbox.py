@@ -368,9 +368,9 @@ class Deliverer:
         templates = self.config.settings.templates_dir
         active = await asyncio.to_thread(self.outbox.silences, now)
         if lead.kind == "ops":
-            message = render.render_ops(
-                lead.subject or "watcher",
-                (lead.body or "").splitlines(),
+            message = render.render_ops(  # told text may quote a source's URL: redacted
+                logsetup.redact(lead.subject or "watcher"),
+                logsetup.redact(lead.body or "").splitlines(),
                 fmt,
                 templates_dir=templates,
             )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 from watcher import health
+from watcher import log as logsetup
 from watcher.clock import crash_point, utcnow
 from watcher.fetch import Fetcher, FetchRequest
 from watcher.parsers import ParseResult, parse
@@ -361,7 +362,7 @@ async def _poll(
         item_count=len(items),
         problem=health.item_problem(items, dated=_promises_dates(source))
         or health.skip_problem(len(items), parsed.skipped),
-        moved_to=result.moved_to,
+        moved_to=_shown(result.moved_to),
     )
     if matcher is None:
         records: list[MatchRecord] = []
@@ -413,7 +414,7 @@ async def _unchanged(
         next_due_at=next_due(source, settings, now, 0),
         etag=result.etag,
         last_modified=result.last_modified,
-        moved_to=result.moved_to,
+        moved_to=_shown(result.moved_to),
     )
     if batch is None:
         await db(store.record_unchanged, [poll])
@@ -486,6 +487,12 @@ def check_health(
                 extra={"source": change.source_id, "action": "health"},
             )
     return applied
+
+
+def _shown(url: str | None) -> str | None:
+    """A redirect's target as stored and told: a key from the environment that the server
+    carried over into it is replaced by ***."""
+    return logsetup.redact(url) if url else url
 
 
 def heartbeat_if_due(store: Store, config: Config, now: datetime) -> bool:
