@@ -97,10 +97,14 @@ class Parsing:
         parsing.close()
     """
 
-    def __init__(self, processes: int = 1, matcher: Matcher | None = None) -> None:
+    def __init__(
+        self, processes: int = 1, matcher: Matcher | None = None, memory: int | None = None
+    ) -> None:
         self.processes = processes
         #: With a matcher, the workers also match the parsed items (off the event loop).
         self.matcher = matcher
+        #: Bytes each worker may grow by (`settings.parse_memory`); None: no cap.
+        self.memory = memory
         self._pool: Executor | None = None
 
     @classmethod
@@ -108,7 +112,7 @@ class Parsing:
         import os
 
         wanted = settings.parse_processes or min(os.cpu_count() or 1, 4)
-        return cls(processes=wanted, matcher=matcher)
+        return cls(processes=wanted, matcher=matcher, memory=settings.parse_memory or None)
 
     async def __call__(self, source: Source, result: FetchResult, now: datetime) -> ParseResult:
         if self.processes <= 1:
@@ -124,19 +128,23 @@ class Parsing:
                 self.processes,
                 mp_context=multiprocessing.get_context("fork"),
                 initializer=_init_worker,
-                initargs=(self.matcher,),
+                initargs=(self.matcher, self.memory),
             )
         try:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, _worker_parse, source, result, now)
-        except BrokenProcessPool:  # a worker died (out of memory?): parse here instead
+        except BrokenProcessPool:  # a worker died (out of memory?): not parsed here either,
+            # which would take the main process past the budget; the next poll tries again
             log.warning(
-                "%s: parser process died; parsing in the main process",
+                "%s: the parse process died (out of memory?); the workers are restarted",
                 source.id,
                 extra={"source": source.id, "action": "parse"},
             )
             self._pool = None
-            return _parse_and_match(source, result, now, self.matcher)
+            return ParseResult(
+                error=f"the parse process died on this {len(result.body or b'')} byte body "
+                "(out of memory? see settings.parse_memory)"
+            )
 
     def close(self, *, cancel: bool = True) -> None:
         """Stop the workers; with `cancel=False` (a reload), parses already queued finish."""
@@ -155,16 +163,45 @@ def _parse_and_match(
 
 
 _WORKER_MATCHER: Matcher | None = None
+_WORKER_MEMORY: int | None = None
 
 
-def _init_worker(matcher: Matcher | None) -> None:
-    global _WORKER_MATCHER
+def _init_worker(matcher: Matcher | None, memory: int | None) -> None:
+    global _WORKER_MATCHER, _WORKER_MEMORY
     _WORKER_MATCHER = matcher
+    _WORKER_MEMORY = memory
     _die_with_parent()
+    if memory is not None:
+        cap_memory(memory)
 
 
 def _worker_parse(source: Source, result: FetchResult, now: datetime) -> ParseResult:
-    return _parse_and_match(source, result, now, _WORKER_MATCHER)
+    parsed = _parse_and_match(source, result, now, _WORKER_MATCHER)
+    if parsed.error and parsed.error.endswith("needs more memory than allowed"):
+        budget = f"{(_WORKER_MEMORY or 0) / 2**20:.0f} MiB"
+        return replace(parsed, error=f"{parsed.error} (settings.parse_memory: {budget})")
+    return parsed
+
+
+def cap_memory(budget: int) -> bool:
+    """Let this process's heap grow by at most `budget` bytes from now (RLIMIT_DATA, Linux):
+    past it, allocations raise MemoryError in this process instead of pressing the machine.
+    False where the limit cannot be set."""
+    try:
+        import resource
+
+        with open("/proc/self/status", encoding="ascii") as status:
+            used = next(
+                int(line.split()[1]) * 1024 for line in status if line.startswith("VmData:")
+            )
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        limit = used + budget
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    except (ImportError, OSError, StopIteration, ValueError):
+        return False
+    return True
 
 
 def _die_with_parent() -> None:

@@ -467,6 +467,9 @@ class Settings(Model):
     metrics_address: str = "127.0.0.1:9464"
     #: Processes that parse fetched bodies (0: one per core, at most 4; 1: no extra process).
     parse_processes: int = Field(default=0, ge=0, le=32)
+    #: How much each parse process may grow by while parsing (a page that needs more fails its
+    #: poll with a clear error instead of pressing the machine). Linux; 0: no cap.
+    parse_memory: Size = 256 * 1024 * 1024
     #: Where the daemon keeps its PID and lock files.
     state_dir: str = "."
     #: Reports of one event this close in time can join one story.

@@ -55,6 +55,9 @@ def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult
         return ParseResult(error=str(exc))
     except RecursionError:
         return ParseResult(error="document nested too deeply to parse")
+    except MemoryError:  # a parse process over its budget (settings.parse_memory)
+        size = len(result.body or b"")
+        return ParseResult(error=f"parsing this {size} byte body needs more memory than allowed")
     except Exception as exc:  # a parser bug must not stop the cycle; say what happened
         return ParseResult(error=f"parser failed: {type(exc).__name__}: {exc}"[:300])
 
