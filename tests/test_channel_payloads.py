@@ -206,7 +206,7 @@ def test_telegram_payload_is_html_with_our_title_in_bold(http: responses.Request
 
     assert payload["parse_mode"] == "HTML" and payload["chat_id"] == 987654321
     escaped = (
-        "&lt;b&gt;x&lt;/b&gt; *bold* _it_ [link](javascript:alert(1)) @channel "
+        "&lt;b&gt;x&lt;/b&gt; *bold* _it_ [link](javascript:alert(1)) @\u200bchannel "
         "&lt;!here&gt; &lt;script&gt;"
     )
     lines = payload["text"].split("\r\n")

@@ -27,15 +27,18 @@ HOSTILE = "<b>x</b> *bold* _it_ [link](javascript:alert(1)) @channel <!here> <sc
 HOSTILE_RAW = (
     "<b>x</b>\u202e *bold* _it_\x00 [link](javascript:alert(1))\n@channel <!here> <script>"
 )
-#: How each format shows HOSTILE: literal to a reader, inert to the client.
+#: How each format shows HOSTILE: literal to a reader, inert to the client. Every format but
+#: email has a zero-width space after "@" (a Telegram @username notifies its member); plain
+#: text, which may reach any service, also after a "<" touching a word and between "](".
 HOSTILE_SHOWN = {
     "email": "&lt;b&gt;x&lt;/b&gt; *bold* _it_ [link](javascript:alert(1)) @channel "
     "&lt;!here&gt; &lt;script&gt;",
-    "telegram": "&lt;b&gt;x&lt;/b&gt; *bold* _it_ [link](javascript:alert(1)) @channel "
+    "telegram": "&lt;b&gt;x&lt;/b&gt; *bold* _it_ [link](javascript:alert(1)) @\u200bchannel "
     "&lt;!here&gt; &lt;script&gt;",
     "slack": "\\<b\\>x\\</b\\> ＊bold＊ ＿it＿ \\[link\\](javascript:alert(1)) @\u200bchannel "
     "\\<!here\\> \\<script\\>",
-    "text": HOSTILE,
+    "text": "<\u200bb>x<\u200b/b> *bold* _it_ [link]\u200b(javascript:alert(1)) @\u200bchannel "
+    "<\u200b!here> <\u200bscript>",
 }
 
 
@@ -159,8 +162,8 @@ def every_message(view: AlertView, channel: str) -> list[Message]:
         ("https://hooks.slack.com/services/T1/B1/C1", "slack"),
         ("tgram://123456789:abcdefg_hijklmnop/987654321", "telegram"),
         ("https://api.telegram.org/bot123456789:abcdefg/", "telegram"),
-        ("discord://webhook_id/webhook_token", "text"),
-        ("ntfy://topic", "text"),
+        ("discord://webhook_id/webhook_token", "discord"),
+        ("ntfy://topic", "ntfy"),
         ("json://example.org/hook", "text"),
         ("https://example.org/hook", "text"),
         ("not a url", "text"),
@@ -429,13 +432,17 @@ def test_a_quote_in_a_url_cannot_leave_the_href(channel: str, hostile_view: Aler
         (
             "telegram",
             "[CRITICAL] UN action: &lt;b&gt;x&lt;/b&gt; *bold* _it_ [link](javascript:alert(1)) "
-            "@channel",
+            "@\u200bchannel",
         ),
         (
             "slack",
             "[CRITICAL] UN action: <b>x</b> *bold* _it_ [link](javascript:alert(1)) @\u200bchannel",
         ),
-        ("text", "[CRITICAL] UN action: <b>x</b> *bold* _it_ [link](javascript:alert(1)) @channel"),
+        (
+            "text",
+            "[CRITICAL] UN action: <\u200bb>x<\u200b/b> *bold* _it_ "
+            "[link]\u200b(javascript:alert(1)) @\u200bchannel",
+        ),
     ],
 )
 def test_hostile_title_is_plain_or_escaped_for_where_apprise_puts_it(
@@ -756,7 +763,7 @@ def test_digest_layout(
         ("email", '<p style="margin: 0 0 6px;">HTTP 502: &lt;html&gt;Bad gateway&lt;/html&gt;</p>'),
         ("telegram", "HTTP 502: &lt;html&gt;Bad gateway&lt;/html&gt;\n"),
         ("slack", "HTTP 502: \\<html\\>Bad gateway\\</html\\>\n"),
-        ("text", "HTTP 502: <html>Bad gateway</html>\n"),
+        ("text", "HTTP 502: <\u200bhtml>Bad gateway<\u200b/html>\n"),
     ],
 )
 def test_ops_notice_escapes_quoted_server_errors(channel: str, line: str) -> None:

@@ -3,44 +3,77 @@
 Pure: no I/O beyond loading the Jinja2 templates once (the Environment is cached), no clock.
 
 **Formats.** Each apprise URL maps to one channel format (`channel_format`), and each format to
-one `Message.format` and one set of templates named ``<kind>.<suffix>.j2``:
+one `Message.format`, one escaping dialect and one set of templates named
+``<kind>.<suffix>.j2`` (the `CHANNELS` registry):
 
-======== ================ ============================== =====================================
-channel  Message.format   templates                      length limit (why)
-======== ================ ============================== =====================================
-email    html             ``alert.email.html.j2``        none; the lead cut to 2,000 chars
-telegram html             ``alert.telegram.html.j2``     4,096 chars of `<b>title</b>` + body
-slack    markdown         ``alert.slack.md.j2``          3,000 chars of body (one Block Kit
-                                                         section); title 150 (header block)
-text     text             ``alert.text.j2``              none; the lead cut to 2,000 chars
-======== ================ ============================== =====================================
+========== ========= ============================ ==========================================
+channel    format    templates                    length limit (why; see each `ChannelSpec`)
+========== ========= ============================ ==========================================
+email      html      ``alert.email.html.j2``      none; the lead cut to 2,000 chars
+telegram   html      ``alert.telegram.html.j2``   4,096 UTF-16 units of `<b>title</b>` + body
+slack      markdown  ``alert.slack.md.j2``        3,000 chars of body; title 150
+discord    markdown  ``alert.md.j2``              2,000 UTF-16 units of title + body
+mattermost markdown  ``alert.md.j2``              4,000 chars of title + body
+teams      markdown  ``alert.teams.md.j2``        12,000 bytes of title + body as JSON
+matrix     html      ``alert.matrix.html.j2``     60,000 bytes (the event carries it twice)
+ntfy       text      ``alert.text.j2``            4,096 UTF-8 bytes of body; title 200
+text       text      ``alert.text.j2``            none; the lead cut to 2,000 chars
+========== ========= ============================ ==========================================
 
-Kinds are ``alert``, ``digest`` and ``ops`` (operator notices and ``watcher notify test``).
-An operator overrides any template by putting a file of the same name in ``templates_dir``.
+``text`` is every other apprise service. Kinds are ``alert``, ``digest`` and ``ops`` (operator
+notices and ``watcher notify test``). An operator overrides any template by putting a file of
+the same name in ``templates_dir`` (``alert.md.j2`` serves Discord and Mattermost alike).
 
-**Escaping.** Every string that comes from a source (titles, leads, outlet names, URLs) is
-untrusted. It is first cleaned for every format (`clean`: control characters, lone surrogates
-and bidi overrides removed, whitespace folded to single spaces, so no text can start a line of
-its own), then escaped by the template environment at output time, so an overriding template
-gets the same protection:
+**Escaping.** Every string that comes from a source (titles, leads, outlet names, places,
+rules' quoted text, servers' error lines) is untrusted. It is first cleaned for every format
+(`clean`: control characters, lone surrogates and bidi overrides removed, whitespace folded to
+single spaces, so no text can start a line of its own), then written in the format's dialect
+(`DIALECTS`) by the template environment at output time (Jinja2 ``finalize``, then autoescape
+for HTML), so an overriding template gets the same protection. Links come only from
+`safe_url` (http/https, percent-encoded, no credentials); anything else is shown without a link.
 
-- HTML (email, Telegram): Jinja2 autoescape. Links come only from `safe_url` (http/https,
-  percent-encoded, no credentials); anything else is shown without a link.
-- Slack: apprise 2.2.0 reads a ``markdown`` body as CommonMark and translates it to Slack
-  mrkdwn itself (``NotifySlack._commonmark_to_slack``): it entity-escapes ``&`` and turns
-  ``\\<`` into ``&lt;``, ``**b**`` into ``*b*`` and ``[t](<u>)`` into ``<u|t>``, but passes a
-  raw ``<!here>`` through live and rewrites ``*x*`` to ``_x_``. So the Slack templates write
+- **Mentions and bare URLs:** every format but email gets a zero-width space (U+200B) after
+  every ``@`` and after the ``:`` of ``scheme://``; email only the latter (mail clients link
+  URLs in text; mail has no mentions). ``@everyone``, ``@here``, ``@channel``, ``@all``,
+  ``@room``, ``<@123>``, ``<@&role>`` and ``@user`` then read the same and notify nobody, and a
+  URL inside a headline is not made a link (or previewed) by the client. Titles get the same.
+  Link targets get ``@`` as ``%40`` in every chat format (Discord finds ``@everyone``
+  anywhere in a message, a URL's path included).
+- **HTML** (email, Telegram, Matrix): Jinja2 autoescape. Matrix shows no link to
+  ``matrix.to`` (Element draws those as mention pills).
+- **Slack**: apprise reads a ``markdown`` body as CommonMark and translates it to Slack mrkdwn
+  itself (``NotifySlack._commonmark_to_slack``): it entity-escapes ``&`` and turns ``\\<``
+  into ``&lt;``, ``**b**`` into ``*b*`` and ``[t](<u>)`` into ``<u|t>``, but passes a raw
+  ``<!here>`` through live and rewrites ``*x*`` to ``_x_``. So the Slack templates write
   CommonMark for that translator, and `md_escape` escapes untrusted text for it: ``< > [ ] #``
   get a backslash, ``\\`` is followed by a zero-width space (so it can escape nothing),
-  asterisk, underscore, tilde and backtick become their fullwidth lookalikes ``＊ ＿ ～ ｀``,
-  and ``@name`` gets a zero-width space after the ``@``. ``&`` is left to apprise (escaping
-  it here would show ``&amp;`` literally). Fullwidth lookalikes rather than zero-width
-  spaces because the text is parsed twice (CommonMark by apprise, then mrkdwn by Slack): a
-  zero-width space does not stop apprise from pairing ``*…*`` (it is not whitespace to
-  CommonMark), and whether it stops Slack is undocumented; a fullwidth character is markup to
-  neither, reads the same, and the swap only touches ASCII punctuation, never Korean or
-  Chinese text.
-- Plain text: cleaned only.
+  asterisk, underscore, tilde and backtick become their fullwidth lookalikes ``＊ ＿ ～ ｀``.
+  ``&`` is left to apprise (escaping it here would show ``&amp;`` literally). Fullwidth
+  lookalikes rather than zero-width spaces because the text is parsed twice (CommonMark by
+  apprise, then mrkdwn by Slack): a zero-width space does not stop apprise from pairing
+  ``*…*`` (it is not whitespace to CommonMark), and whether it stops Slack is undocumented; a
+  fullwidth character is markup to neither, reads the same, and the swap only touches ASCII
+  punctuation, never Korean or Chinese text.
+- **Line starts** (Slack, Discord, Mattermost, Teams): a value a template puts at the start of
+  a line gets a zero-width space before a leading ``-``, ``+``, ``=`` or ``1.``, so it starts
+  no list item, setext heading or thematic break.
+- **Discord, Mattermost** (apprise sends the body as it is; both render it as Markdown, and
+  apprise puts the title, unescaped, on the first line): a backslash before
+  ``\\ ` * _ ~ | < > [ ] #`` (CommonMark and Discord read a backslashed punctuation character
+  as itself), so no bold, code, spoiler, quote, heading, link, ``<#channel>``, ``<t:…>`` or
+  autolink can start, and a zero-width space after an ``&`` that starts an entity
+  (``&#64;`` is an ``@``). Mattermost also gets a zero-width space after ``~`` and ``#`` (its
+  channel links and hashtags are found in text after Markdown). Links are ``[label](<url>)``
+  on Discord (the angle brackets stop its link preview) and ``[label](url)`` on Mattermost;
+  brackets inside a label become ``［ ］``.
+- **Teams** (an Adaptive Card TextBlock, whose Markdown subset ignores backslash escapes on
+  some clients): the markup characters ``\\ * _ ~ ` [ ] < > # |`` become their fullwidth
+  lookalikes (so no ``<at>`` mention either) and an entity's ``&`` gets a zero-width space.
+  Lines are separated by blank lines (a TextBlock needs them for a break).
+- **Plain text** (ntfy and every other service): also a zero-width space after a ``<`` that
+  touches a non-space (``<users/all>``, ``<@123>``, ``<at>``), between ``](`` (a Markdown
+  link) and after an entity's ``&``. ntfy with ``?format=markdown`` gets apprise's own
+  Markdown escaping of the text.
 
 **Length.** Never by slicing rendered markup: the untrusted inputs are shortened (the lead,
 then report titles, then other outlets beyond N become "+K more outlets", then the lead goes)
@@ -55,6 +88,7 @@ Usage::
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -72,6 +106,7 @@ from watcher.types import AlertView, Message, Report
 
 __all__ = [
     "CHANNELS",
+    "DIALECTS",
     "EVENT_NAMES",
     "channel_format",
     "clean",
@@ -83,8 +118,6 @@ __all__ = [
     "render_test",
     "safe_url",
 ]
-
-#: Human names of the event types (an unknown "some_type" shows as "Some type").
 
 #: apprise schemes of email services that take an HTML body. mailto/mailtos send
 #: multipart/alternative, the text part converted from our HTML by apprise.
@@ -107,74 +140,48 @@ EMAIL_SCHEMES = frozenset(
     }
 )
 
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ChannelSpec:
-    """How one channel format is rendered and how long its messages may be."""
-
-    #: `Message.format` (what apprise is told the body is).
-    format: str
-    #: Escaping environment: html (autoescape), md (Slack via apprise), text.
-    syntax: str
-    #: Template name part: ``alert.<suffix>.j2``.
-    suffix: str
-    #: Longest message in the channel's own measure (see `_cost`), or None.
-    limit: int | None
-    #: Longest title in the same measure.
-    title_limit: int
-    #: Longest lead (characters) before any fitting.
-    lead: int
-    #: Most other outlets listed before any fitting.
-    others: int
-
-
-#: The channel formats. A new one is an entry here plus its templates (and a `_cost` branch
-#: when the service has a hard limit).
-CHANNELS: dict[str, ChannelSpec] = {
-    # No limit for email; 2,000 characters per lead keeps a digest of many stories readable.
-    "email": ChannelSpec(
-        format="html",
-        syntax="html",
-        suffix="email.html",
-        limit=None,
-        title_limit=250,
-        lead=2000,
-        others=50,
-    ),
-    # Telegram rejects a message over 4,096 characters (after entity parsing; apprise checks
-    # the raw text, which is longer, so the raw text is what we count).
-    "telegram": ChannelSpec(
-        format="html",
-        syntax="html",
-        suffix="telegram.html",
-        limit=4096,
-        title_limit=200,
-        lead=1000,
-        others=30,
-    ),
-    # Slack's hard limit is 3,000 characters per Block Kit section text (a `?blocks=yes` URL
-    # puts the whole body in one section; over it Slack rejects the message) and 150 for a
-    # header block (the title there). The legacy attachment layout allows more, but a message
-    # that fits both layouts never depends on how the operator wrote the URL.
-    "slack": ChannelSpec(
-        format="markdown",
-        syntax="md",
-        suffix="slack.md",
-        limit=3000,
-        title_limit=150,
-        lead=1000,
-        others=30,
-    ),
-    "text": ChannelSpec(
-        format="text",
-        syntax="text",
-        suffix="text",
-        limit=None,
-        title_limit=250,
-        lead=2000,
-        others=50,
-    ),
+#: Other apprise schemes with a format of their own; any scheme not here nor in
+#: `EMAIL_SCHEMES` gets "text".
+SCHEMES: dict[str, str] = {
+    "slack": "slack",
+    "tgram": "telegram",
+    "discord": "discord",
+    "mmost": "mattermost",
+    "mmosts": "mattermost",
+    # msteams:// is Office 365 connectors (apprise up to 2.2; Microsoft retired them); the
+    # Power Automate "workflows" that replaced them post the same Adaptive Card to Teams.
+    "msteams": "teams",
+    "workflow": "teams",
+    "workflows": "teams",
+    "matrix": "matrix",
+    "matrixs": "matrix",
+    "ntfy": "ntfy",
+    "ntfys": "ntfy",
 }
+
+# Power Automate / Logic Apps hosts (apprise's workflows plugin takes these URLs as they are).
+_WORKFLOW_HOST = re.compile(
+    r"\.logic\.azure\.[a-z]{2,12}$|\.(?:power|apps)platform(?:\.[a-z0-9-]{2,24}){1,3}$"
+)
+
+
+def _native_format(host: str, path: str) -> str | None:
+    """The format of a service's own https webhook URL, which apprise also accepts."""
+    if host in ("hooks.slack.com", "hooks.slack-gov.com"):
+        return "slack"
+    if host == "api.telegram.org":
+        return "telegram"
+    if host in ("discord.com", "discordapp.com"):
+        return "discord"
+    if host == "outlook.office.com" or host.endswith(".webhook.office.com"):
+        return "teams"
+    if _WORKFLOW_HOST.search(host) and "/workflows/" in path:
+        return "teams"
+    if host == "ntfy.sh":
+        return "ntfy"
+    if host == "webhooks.t2bot.io":
+        return "matrix"
+    return None
 
 
 def channel_format(url: str) -> str:
@@ -185,23 +192,23 @@ def channel_format(url: str) -> str:
         channel_format("mailtos://user:pw@example.org")   # "email"
         channel_format("tgram://123:abc/456")             # "telegram"
         channel_format("https://hooks.slack.com/services/A/B/C")  # "slack" (native URL)
-        channel_format("ntfy://topic")                    # "text"
+        channel_format("https://discord.com/api/webhooks/1/t")    # "discord"
+        channel_format("ntfys://topic")                   # "ntfy"
+        channel_format("json://example.org/hook")         # "text"
     """
     scheme, sep, _ = url.strip().partition(":")
     scheme = scheme.lower() if sep else ""
     if scheme in EMAIL_SCHEMES:
         return "email"
-    if scheme == "slack":
-        return "slack"
-    if scheme == "tgram":
-        return "telegram"
+    if scheme in SCHEMES:
+        return SCHEMES[scheme]
     if scheme in ("http", "https"):
-        # apprise also accepts the services' own webhook URLs.
-        host = (urlsplit(url.strip()).hostname or "").lower()
-        if host in ("hooks.slack.com", "hooks.slack-gov.com"):
-            return "slack"
-        if host == "api.telegram.org":
-            return "telegram"
+        try:
+            parts = urlsplit(url.strip())
+            host = (parts.hostname or "").lower()
+        except ValueError:
+            return "text"
+        return _native_format(host, parts.path) or "text"
     return "text"
 
 
@@ -248,6 +255,9 @@ _URL_SAFE = "/%:@!$&+,;=-._~"
 
 def safe_url(url: str | None) -> str | None:
     """`url` if it is an http(s) link we may render, percent-encoded; else None.
+
+    The one check for every link watcher writes: messages (each format then writes the result
+    in its own link syntax) and the web pages.
 
     Refused: other schemes (javascript:, data:, mailto:…), no host, credentials in the URL
     (``https://news.example@evil.example/``), an unparseable port or host.
@@ -298,8 +308,72 @@ def _lang(value: str | None) -> str | None:
     return value if value and _LANG.fullmatch(value) else None
 
 
-# --------------------------------------------------------------------------- Slack escaping
+# --------------------------------------------------------------------------- escaping
 
+_ZWSP = "\u200b"
+
+# What chat services make live in plain text: "@" starts a mention (Slack, Discord, Mattermost,
+# Matrix's @room, Telegram's @username, Teams, Rocket.Chat, Zulip, Mastodon…) and "scheme://" a
+# clickable link that some also preview. A zero-width space after the "@" or the ":" leaves the
+# text reading the same and makes it inert on all of them.
+_LIVE = re.compile(r"@|:(?=//)")
+_SCHEME = re.compile(r":(?=//)")
+# Plain text may reach any other apprise service: there also "<" touching a non-space (mentions
+# are <@U1>, <!here> on Slack, <users/all> on Google Chat, <at>…</at> on Teams), "](" (a
+# Markdown link, where a service renders Markdown from a plain-text body) and "&" starting an
+# entity ("&#64;" is "@" to a Markdown or HTML renderer).
+_LIVE_ANYWHERE = re.compile(r"@|:(?=//)|<(?=\S)|\](?=\()|&(?=#?\w{1,32};)")
+# A value a template puts at the start of a line must not make it a list item, a setext heading
+# underline or a thematic break: a zero-width space before "-", "+", "=" or "1." / "1)".
+_BLOCK_START = re.compile(r"^(?=[-+=]|\d{1,9}[.)])")
+# "&lt;", "&#64;" and friends, which Markdown renderers (and some Teams clients) decode.
+_ENTITY = re.compile(r"&(?=#?\w{1,32};)")
+
+
+def _defuse(text: str) -> str:
+    return _LIVE.sub("\\g<0>" + _ZWSP, text)
+
+
+def _unlinked(text: str) -> str:
+    # Mail has no mentions, but mail clients make links of URLs in the text.
+    return _SCHEME.sub(":" + _ZWSP, text)
+
+
+def _plain(text: str) -> str:
+    return _LIVE_ANYWHERE.sub("\\g<0>" + _ZWSP, text)
+
+
+class ChatMarkup(str):
+    """Text a non-HTML environment outputs as it is (already escaped markup, e.g. a link)."""
+
+    __slots__ = ()
+
+
+class Href(str):
+    """A link target that passed `safe_url` and its format's rule: written as it is."""
+
+    __slots__ = ()
+
+
+def _href(url: str | None) -> Href | None:
+    return Href(url) if url else None
+
+
+def _href_no_at(url: str | None) -> Href | None:
+    # "@everyone" in a URL's path is a mention where the URL is text or Markdown (Discord looks
+    # anywhere in a message), and any template may write a link target as text; "%40" reads
+    # the same to practically every web server.
+    return Href(url.replace("@", "%40")) if url else None
+
+
+def _href_matrix(url: str | None) -> Href | None:
+    # Element draws a link to matrix.to as a mention pill of the user or room it names.
+    if not url or urlsplit(url).hostname == "matrix.to":
+        return None
+    return _href_no_at(url)
+
+
+# Slack: see the module docstring (apprise translates CommonMark to mrkdwn).
 _MD_TABLE = str.maketrans(
     {
         "\\": "\\\u200b",
@@ -314,43 +388,360 @@ _MD_TABLE = str.maketrans(
         "`": "｀",
     }
 )
-_MENTION = re.compile(r"@(?=\w)")
-
-
-class SlackMarkup(str):
-    """Text the Slack environment outputs as it is (already escaped markup)."""
-
-    __slots__ = ()
 
 
 def md_escape(text: object) -> str:
-    """Untrusted text escaped for a Slack body that apprise 2.2.0 translates (module doc).
+    """Untrusted text escaped for a Slack body that apprise translates (module doc).
 
     Usage::
 
         md_escape("<!here> *x* @channel")   # "\\<!here\\> ＊x＊ @\\u200bchannel"
     """
-    if isinstance(text, SlackMarkup):
+    if isinstance(text, ChatMarkup):
         return text
-    return _MENTION.sub("@\u200b", str(text).translate(_MD_TABLE))
+    return _BLOCK_START.sub(_ZWSP, _defuse(str(text).translate(_MD_TABLE)))
 
 
-def _md_link(label: str, href: str | None) -> SlackMarkup:
+def _slack_link(label: str, href: str | None) -> ChatMarkup:
     """A CommonMark link that apprise turns into Slack's ``<url|label>``, or the bare label."""
     text = md_escape(label)
     if not href:
-        return SlackMarkup(text)
+        return ChatMarkup(text)
     # `|` would end the label inside <url|label>; href comes from safe_url (no <, >, |).
-    return SlackMarkup(f"[{text.replace('|', '｜')}](<{href}>)")
+    return ChatMarkup(f"[{text.replace('|', '｜')}](<{href}>)")
 
 
-def _md_finalize(value: object) -> str:
-    return md_escape(value)
+def _backslashed(zwsp_after: str = "") -> dict[int, str]:
+    return str.maketrans({c: "\\" + c + (_ZWSP if c in zwsp_after else "") for c in "\\`*_~|<>[]#"})
 
 
-def _slack_title(title: str) -> str:
-    # apprise escapes &, < and > in the title (attachment title or header block) itself.
-    return _MENTION.sub("@\u200b", title)
+_DISCORD_TABLE = _backslashed()
+_MATTERMOST_TABLE = _backslashed(zwsp_after="~#")
+
+
+def _markdown(text: str, table: dict[int, str]) -> str:
+    text = _ENTITY.sub("&" + _ZWSP, _defuse(text.translate(table)))
+    return _BLOCK_START.sub(_ZWSP, text)
+
+
+def _discord_text(text: str) -> str:
+    """Untrusted text as literal, inert Discord Markdown."""
+    return _markdown(text, _DISCORD_TABLE)
+
+
+def _mattermost_text(text: str) -> str:
+    """Untrusted text as literal, inert Mattermost Markdown."""
+    return _markdown(text, _MATTERMOST_TABLE)
+
+
+def _label(text: str) -> str:
+    # An escaped bracket inside a link label trips some link parsers (Discord's): lookalikes.
+    return text.replace("[", "［").replace("]", "］")
+
+
+def _discord_link(label: str, href: str | None) -> ChatMarkup:
+    text = _discord_text(_label(label))
+    # <url> in the parentheses: the link without Discord's preview of the page.
+    return ChatMarkup(f"[{text}](<{href}>)" if href else text)
+
+
+def _mattermost_link(label: str, href: str | None) -> ChatMarkup:
+    text = _mattermost_text(_label(label))
+    return ChatMarkup(f"[{text}]({href})" if href else text)
+
+
+_TEAMS_TABLE = str.maketrans(
+    {
+        "\\": "＼",
+        "*": "＊",
+        "_": "＿",
+        "~": "～",
+        "`": "｀",
+        "[": "［",
+        "]": "］",
+        "<": "＜",
+        ">": "＞",
+        "#": "＃",
+        "|": "｜",
+    }
+)
+
+
+def _teams_text(text: str) -> str:
+    """Untrusted text as literal, inert Adaptive Card Markdown (no backslash escapes)."""
+    return _markdown(text, _TEAMS_TABLE)
+
+
+def _teams_link(label: str, href: str | None) -> ChatMarkup:
+    text = _teams_text(label)
+    return ChatMarkup(f"[{text}]({href})" if href else text)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Dialect:
+    """How one markup writes untrusted text and links: the escaping half of a format."""
+
+    #: HTML: Jinja2 autoescapes every value after `text`; templates write ``<a href>``.
+    html: bool
+    #: Untrusted text (already `clean`) → text that reads the same and is inert here.
+    text: Callable[[str], str]
+    #: A `safe_url` result → the link target as this markup writes it (None: no link).
+    href: Callable[[str | None], Href | None] = _href
+    #: ``link(label, href)`` for the templates of a non-HTML markup.
+    link: Callable[[str, str | None], ChatMarkup] | None = None
+
+
+#: The escaping dialects, by `ChannelSpec.syntax` (module docstring: what each escapes).
+DIALECTS: dict[str, Dialect] = {
+    "html": Dialect(html=True, text=_unlinked),
+    "html-chat": Dialect(html=True, text=_defuse, href=_href_no_at),
+    "matrix": Dialect(html=True, text=_defuse, href=_href_matrix),
+    "slack": Dialect(html=False, text=md_escape, href=_href_no_at, link=_slack_link),
+    "discord": Dialect(html=False, text=_discord_text, href=_href_no_at, link=_discord_link),
+    "mattermost": Dialect(
+        html=False, text=_mattermost_text, href=_href_no_at, link=_mattermost_link
+    ),
+    "teams": Dialect(html=False, text=_teams_text, href=_href_no_at, link=_teams_link),
+    "text": Dialect(html=False, text=_plain, href=_href_no_at),
+}
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def _utf16_len(text: str) -> int:
+    # Telegram counts UTF-16 code units: an emoji outside the BMP counts twice.
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _json_len(text: str) -> int:
+    # apprise posts json.dumps() output: non-ASCII as \uXXXX (6 bytes), newlines as \n.
+    return len(json.dumps(text)) - 2
+
+
+def _chars(title: str, body: str) -> int:
+    return len(title) + len(body)
+
+
+def _telegram_cost(title: str, body: str) -> int:
+    # apprise (title_maxlen = 0) sends f"<b>{title}</b><br />\r\n{body}" through its Telegram
+    # HTML reducer: <br /> becomes "\r\n" and every "\n" in the body "\r\n".
+    head = f"<b>{title}</b>\r\n" if title else ""
+    return _utf16_len(head + body) + body.count("\n")
+
+
+def _slack_cost(title: str, body: str) -> int:
+    # apprise's CommonMark → mrkdwn translation lengthens & to &amp; and \< to &lt;
+    # (links and ** get shorter); count the growth, never the shrinkage.
+    return len(body) + 4 * body.count("&") + 2 * (body.count("\\<") + body.count("\\>"))
+
+
+def _slack_title_len(title: str) -> int:
+    # apprise escapes &, < and > in the title (attachment title or header block).
+    return len(title) + 4 * title.count("&") + 3 * (title.count("<") + title.count(">"))
+
+
+def _discord_cost(title: str, body: str) -> int:
+    # apprise sends f"{title}\r\n{body}" as the message content (or, with ?format=markdown,
+    # an embed whose 4,096/256 limits this bound also keeps).
+    return _utf16_len(title) + 2 + _utf16_len(body.rstrip())
+
+
+def _mattermost_cost(title: str, body: str) -> int:
+    # Mattermost has no title: apprise sends f"{title}\r\n{body}".
+    return len(title) + 2 + len(body.rstrip())
+
+
+def _teams_cost(title: str, body: str) -> int:
+    return _json_len(title) + _json_len(body)
+
+
+def _matrix_cost(title: str, body: str) -> int:
+    # The event holds the title twice (<h1> and "# title") and the body twice (HTML and
+    # apprise's text fallback); JSON with Hangul as \uXXXX bounds its UTF-8 size from above.
+    return 2 * (_json_len(title) + _json_len(body))
+
+
+def _ntfy_cost(title: str, body: str) -> int:
+    # ntfy's limit is on the message (the title is a separate field), in UTF-8 bytes.
+    return _utf8_len(body.rstrip())
+
+
+def _telegram_title(title: str) -> str:
+    # apprise puts the title into the HTML body as <b>{title}</b>, unescaped.
+    return html.escape(_defuse(title), quote=False)
+
+
+def _telegram_title_len(title: str) -> int:
+    return len(html.unescape(title))
+
+
+# --------------------------------------------------------------------------- formats
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChannelSpec:
+    """How one channel format is rendered and how long its messages may be."""
+
+    #: `Message.format` (what apprise is told the body is).
+    format: str
+    #: Escaping dialect: a key of `DIALECTS`.
+    syntax: str
+    #: Template name part: ``alert.<suffix>.j2``.
+    suffix: str
+    #: Longest message in the channel's own measure (`cost`), or None.
+    limit: int | None
+    #: Longest title in the measure of `title_len`.
+    title_limit: int
+    #: Longest lead (characters) before any fitting.
+    lead: int
+    #: Most other outlets listed before any fitting.
+    others: int
+    #: The plain title → the title as apprise must receive it (escaped where apprise puts it
+    #: into markup as it is).
+    title: Callable[[str], str] = _defuse
+    #: (title as sent, body) → the message's length as `limit` measures it.
+    cost: Callable[[str, str], int] = _chars
+    #: The title as sent → its length as `title_limit` measures it.
+    title_len: Callable[[str], int] = len
+    #: What a template's line break becomes in the body.
+    line_break: str = "\n"
+
+
+#: The channel formats. A new one is an entry here plus its templates (and a dialect in
+#: `DIALECTS` when none fits).
+CHANNELS: dict[str, ChannelSpec] = {
+    # No limit for email; 2,000 characters per lead keeps a digest of many stories readable.
+    # No mentions in mail: text is HTML-escaped and its URLs unlinked, the subject left plain.
+    "email": ChannelSpec(
+        format="html",
+        syntax="html",
+        suffix="email.html",
+        limit=None,
+        title_limit=250,
+        lead=2000,
+        others=50,
+        title=str,
+    ),
+    # Telegram rejects a message over 4,096 characters (after entity parsing; apprise checks
+    # the raw text, which is longer, so the raw text is what we count). @username in a group
+    # notifies that member.
+    "telegram": ChannelSpec(
+        format="html",
+        syntax="html-chat",
+        suffix="telegram.html",
+        limit=4096,
+        title_limit=200,
+        lead=1000,
+        others=30,
+        title=_telegram_title,
+        cost=_telegram_cost,
+        title_len=_telegram_title_len,
+    ),
+    # Slack's hard limit is 3,000 characters per Block Kit section text (a `?blocks=yes` URL
+    # puts the whole body in one section; over it Slack rejects the message) and 150 for a
+    # header block (the title there). The legacy attachment layout allows more, but a message
+    # that fits both layouts never depends on how the operator wrote the URL.
+    "slack": ChannelSpec(
+        format="markdown",
+        syntax="slack",
+        suffix="slack.md",
+        limit=3000,
+        title_limit=150,
+        lead=1000,
+        others=30,
+        cost=_slack_cost,
+        title_len=_slack_title_len,
+    ),
+    # Discord rejects message content over 2,000 characters; apprise (body_maxlen 2000, title
+    # included) sends title and body as one content, which Discord renders as Markdown and in
+    # which it finds @everyone, @here and <@…> mentions anywhere. Counted in UTF-16 units (at
+    # least Discord's count). An embed title (?format=markdown) holds 256.
+    "discord": ChannelSpec(
+        format="markdown",
+        syntax="discord",
+        suffix="md",
+        limit=2000,
+        title_limit=200,
+        lead=500,
+        others=10,
+        title=_discord_text,
+        cost=_discord_cost,
+        title_len=_utf16_len,
+    ),
+    # apprise's Mattermost plugin takes text (body_maxlen 4000, no title: it becomes the first
+    # line) and sends it as it is; Mattermost renders it as Markdown. 4,000 is also the post
+    # limit of older servers (newer ones allow 16,383).
+    "mattermost": ChannelSpec(
+        format="markdown",
+        syntax="mattermost",
+        suffix="md",
+        limit=4000,
+        title_limit=250,
+        lead=1000,
+        others=30,
+        title=_mattermost_text,
+        cost=_mattermost_cost,
+    ),
+    # apprise's workflows plugin (markdown only) posts an Adaptive Card: the title in a heading
+    # TextBlock, the body in another, both read as Markdown, and a <at>name</at> in the body
+    # becomes a mention. Teams refuses a card over about 28 KB (some report half of that: the
+    # service may count UTF-16); apprise's JSON writes Hangul as \uXXXX, 6 bytes each.
+    "teams": ChannelSpec(
+        format="markdown",
+        syntax="teams",
+        suffix="teams.md",
+        limit=12_000,
+        title_limit=250,
+        lead=1000,
+        others=30,
+        title=_teams_text,
+        cost=_teams_cost,
+        line_break="\n\n",
+    ),
+    # apprise's Matrix plugin sends an html body as formatted_body (after an escaped
+    # <h1>title</h1>) with a text fallback converted from it; clients notify everyone for
+    # "@room" in that text. An event may not exceed 65,536 bytes; line breaks are <br>
+    # (formatted_body is HTML, and clients differ on raw newlines).
+    "matrix": ChannelSpec(
+        format="html",
+        syntax="matrix",
+        suffix="matrix.html",
+        limit=60_000,
+        title_limit=250,
+        lead=2000,
+        others=50,
+        cost=_matrix_cost,
+        line_break="<br>",
+    ),
+    # ntfy turns a message over 4,096 bytes into an attachment (or refuses it). apprise sends
+    # text as it is; with ?format=markdown it escapes our text for Markdown itself.
+    "ntfy": ChannelSpec(
+        format="text",
+        syntax="text",
+        suffix="text",
+        limit=4096,
+        title_limit=200,
+        lead=500,
+        others=15,
+        title=_plain,
+        cost=_ntfy_cost,
+    ),
+    "text": ChannelSpec(
+        format="text",
+        syntax="text",
+        suffix="text",
+        limit=None,
+        title_limit=250,
+        lead=2000,
+        others=50,
+        title=_plain,
+    ),
+}
 
 
 # --------------------------------------------------------------------------- templates
@@ -358,9 +749,23 @@ def _slack_title(title: str) -> str:
 _PACKAGE_TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 
 
+def _finalizer(dialect: Dialect) -> Callable[[object], object]:
+    """Jinja2 ``finalize``: every ``{{ value }}`` in the dialect, unless it is already markup
+    (a link, a macro's output) or a link target."""
+
+    def finalize(value: object) -> object:
+        # __html__: Jinja2's Markup (a macro's output in an HTML template).
+        if isinstance(value, (ChatMarkup, Href)) or hasattr(value, "__html__"):
+            return value
+        return dialect.text(str(value))
+
+    return finalize
+
+
 @cache
 def _environment(syntax: str, templates_dir: str | None) -> jinja2.Environment:
-    """One Environment per (escaping, override directory); compiled templates stay cached."""
+    """One Environment per (dialect, override directory); compiled templates stay cached."""
+    dialect = DIALECTS[syntax]
     loaders: list[jinja2.BaseLoader] = []
     if templates_dir:
         loaders.append(jinja2.FileSystemLoader(templates_dir))
@@ -372,13 +777,12 @@ def _environment(syntax: str, templates_dir: str | None) -> jinja2.Environment:
         "undefined": jinja2.StrictUndefined,
         # Templates are read once; no stat() per message.
         "auto_reload": False,
-        "autoescape": syntax == "html",
+        "autoescape": dialect.html,
+        "finalize": _finalizer(dialect),
     }
-    if syntax == "md":
-        options["finalize"] = _md_finalize
     env = jinja2.Environment(**options)
-    if syntax == "md":
-        env.globals["link"] = _md_link
+    if dialect.link is not None:
+        env.globals["link"] = dialect.link
     return env
 
 
@@ -391,7 +795,9 @@ def _render_template(
     env = _environment(spec.syntax, templates_dir)
     template = env.get_template(f"{kind}.{spec.suffix}.j2")
     values = {f.name: getattr(ctx, f.name) for f in fields(ctx)}
-    return template.render(**values).strip() + "\n"
+    # Untrusted values hold no newline (`clean`), so every one here is the template's.
+    body = template.render(**values).strip().replace("\n", spec.line_break)
+    return body + "\n"
 
 
 def _spec(channel: str) -> ChannelSpec:
@@ -405,72 +811,37 @@ def _spec(channel: str) -> ChannelSpec:
 
 # --------------------------------------------------------------------------- length
 
-
-def _utf16_len(text: str) -> int:
-    # Telegram counts UTF-16 code units: an emoji outside the BMP counts twice.
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _cost(channel: str, title: str, body: str) -> int:
-    """The message's length as the channel's limit measures it."""
-    if channel == "telegram":
-        # apprise 2.2.0 (title_maxlen = 0) sends f"<b>{title}</b><br />\r\n{body}" through its
-        # Telegram HTML reducer: <br /> becomes "\r\n" and every "\n" in the body "\r\n".
-        head = f"<b>{title}</b>\r\n" if title else ""
-        return _utf16_len(head + body) + body.count("\n")
-    if channel == "slack":
-        # apprise's CommonMark → mrkdwn translation lengthens & to &amp; and \< to &lt;
-        # (links and ** get shorter); count the growth, never the shrinkage.
-        return len(body) + 4 * body.count("&") + 2 * (body.count("\\<") + body.count("\\>"))
-    return 0
-
-
-def _title_cost(channel: str, title: str) -> int:
-    if channel == "slack":
-        # apprise escapes &, < and > in the title.
-        title = _slack_title(title)
-        return len(title) + 4 * title.count("&") + 3 * (title.count("<") + title.count(">"))
-    return len(title)
-
-
 B = TypeVar("B")
 
 
 def _fit(
-    channel: str, budgets: Iterator[B], build: Callable[[B], tuple[str, str]]
+    spec: ChannelSpec, budgets: Iterator[B], build: Callable[[B], tuple[str, str]]
 ) -> tuple[str, str]:
     """The first (title, body) from `budgets` (largest first) that fits the channel's limit."""
-    limit = CHANNELS[channel].limit
     built = ("", "")
     for budget in budgets:
         built = build(budget)
-        if limit is None or _cost(channel, *built) <= limit:
+        if spec.limit is None or spec.cost(*built) <= spec.limit:
             return built
     # Nothing fits (an override template longer than the limit?): send the smallest and let
     # apprise's overflow handling deal with it.
     return built
 
 
-def _plain_title(channel: str, head: str, detail: str, sep: str = ": ") -> str:
-    """`head` + `sep` + `detail`, the detail cut until the title fits the channel."""
-    limit = CHANNELS[channel].title_limit
+def _plain_title(spec: ChannelSpec, head: str, detail: str, sep: str = ": ") -> str:
+    """`head` + `sep` + `detail`, the detail cut until the title (as sent) fits the channel."""
+
+    def size(title: str) -> int:
+        return spec.title_len(spec.title(title))
+
+    limit = spec.title_limit
     room = limit
     title = f"{head}{sep}{cut(detail, room)}" if detail else head
-    while detail and room > 0 and _title_cost(channel, title) > limit:
+    while detail and room > 0 and size(title) > limit:
         room -= max(1, room // 10)
         title = f"{head}{sep}{cut(detail, room)}" if room > 0 else head
-    if _title_cost(channel, title) > limit:
+    if size(title) > limit:
         title = cut(title, limit)
-    return title
-
-
-def _channel_title(channel: str, title: str) -> str:
-    """A plain title as apprise must receive it for the channel."""
-    if channel == "telegram":
-        # apprise puts the title into the HTML body as <b>{title}</b>, unescaped.
-        return html.escape(title, quote=False)
-    if channel == "slack":
-        return _slack_title(title)
     return title
 
 
@@ -486,8 +857,8 @@ class ReportLine:
     #: Language tag ("ko"), only when well-formed.
     lang: str | None
     title: str
-    #: A safe http(s) URL, or None: then show no link.
-    href: str | None
+    #: A `safe_url` link in the format's own form (`Dialect.href`), or None: then show no link.
+    href: Href | None
     #: "2026-11-20 17:05 KST", "17:40 KST" (same day as the first report) or "time unknown".
     time: str
     #: Lead, cut to the budget ("" when none or cut away).
@@ -589,13 +960,19 @@ def _fmt_time(when: datetime | None, zone: ZoneInfo, same_day_as: datetime | Non
 
 
 def _report_line(
-    report: Report, zone: ZoneInfo, *, lead: int, title: int, first_at: datetime | None = None
+    report: Report,
+    zone: ZoneInfo,
+    dialect: Dialect,
+    *,
+    lead: int,
+    title: int,
+    first_at: datetime | None = None,
 ) -> ReportLine:
     return ReportLine(
         outlet=cut(clean(report.source_name) or clean(report.source_id), 80),
         lang=_lang(report.lang),
         title=cut(clean(report.title), title) or "(no title)",
-        href=safe_url(report.url),
+        href=dialect.href(safe_url(report.url)),
         time=_fmt_time(report.published_at, zone, first_at),
         lead=cut(clean(report.text), lead) if lead > 0 else "",
     )
@@ -652,7 +1029,7 @@ def _alert_budgets(spec: ChannelSpec) -> Iterator[_AlertBudget]:
         yield _AlertBudget(0, 0, title)
 
 
-def _alert_title(view: AlertView, channel: str) -> str:
+def _alert_title(view: AlertView, spec: ChannelSpec) -> str:
     head = f"[{clean(view.severity).upper()}] "
     if view.kind == "update":
         head += "Update · "
@@ -661,7 +1038,7 @@ def _alert_title(view: AlertView, channel: str) -> str:
     head += ", ".join(_event_name(e) for e in view.events) or "Story"
     # Without people or places, the first headline says what the story is about.
     detail = _summary(view, with_dates=False) or clean(view.first.title)
-    return _plain_title(channel, head, detail)
+    return _plain_title(spec, head, detail)
 
 
 def render_alert(
@@ -683,8 +1060,9 @@ def render_alert(
     spec = _spec(channel)
     zone = ZoneInfo(tz)
     folder = os.fspath(templates_dir) if templates_dir else None
-    title = _alert_title(view, channel)
-    sent_title = _channel_title(channel, title)
+    dialect = DIALECTS[spec.syntax]
+    title = _alert_title(view, spec)
+    sent_title = spec.title(title)
     first_at = view.first.published_at
     since = _latest(view)
 
@@ -697,9 +1075,10 @@ def render_alert(
             severity_label=clean(view.severity).upper(),
             events=tuple(_event_name(e) for e in view.events),
             summary=_summary(view, with_dates=True),
-            first=_report_line(view.first, zone, lead=b.lead, title=b.title),
+            first=_report_line(view.first, zone, dialect, lead=b.lead, title=b.title),
             others=tuple(
-                _report_line(r, zone, lead=0, title=b.title, first_at=first_at) for r in others
+                _report_line(r, zone, dialect, lead=0, title=b.title, first_at=first_at)
+                for r in others
             ),
             more_outlets=len(view.others) - len(others),
             new_outlets=tuple(n for n in (cut(clean(o), 80) for o in view.new_outlets) if n),
@@ -712,7 +1091,7 @@ def render_alert(
         )
         return sent_title, _render_template("alert", spec, folder, ctx)
 
-    sent, body = _fit(channel, _alert_budgets(spec), build)
+    sent, body = _fit(spec, _alert_budgets(spec), build)
     return Message(title=sent, body=body, format=spec.format)
 
 
@@ -763,8 +1142,9 @@ def render_digest(
     count = len(ordered)
     route = cut(clean(route_name), 80)
     noun = "story" if count == 1 else "stories"
-    title = _plain_title(channel, f"Digest · {count} {noun}", route, " · ")
-    sent_title = _channel_title(channel, title)
+    dialect = DIALECTS[spec.syntax]
+    title = _plain_title(spec, f"Digest · {count} {noun}", route, " · ")
+    sent_title = spec.title(title)
 
     def build(b: _DigestBudget) -> tuple[str, str]:
         groups: dict[str, list[DigestEntry]] = {}
@@ -776,7 +1156,7 @@ def render_digest(
                     severity_label=clean(view.severity).upper(),
                     events=tuple(_event_name(e) for e in view.events),
                     summary=_summary(view, with_dates=True),
-                    first=_report_line(view.first, zone, lead=0, title=b.title),
+                    first=_report_line(view.first, zone, dialect, lead=0, title=b.title),
                     more_outlets=len(view.others),
                     story_id=view.story_id,
                     revision=view.revision,
@@ -791,7 +1171,7 @@ def render_digest(
         )
         return sent_title, _render_template("digest", spec, folder, ctx)
 
-    sent, body = _fit(channel, _digest_budgets(count), build)
+    sent, body = _fit(spec, _digest_budgets(count), build)
     return Message(title=sent, body=body, format=spec.format)
 
 
@@ -832,8 +1212,8 @@ def render_ops(
     folder = os.fspath(templates_dir) if templates_dir else None
     # Never an empty body: apprise (and Telegram) refuse one.
     kept = [line for line in (clean(x) for x in lines) if line] or [clean(subject) or "notice"]
-    title = _plain_title(channel, "[watcher]", clean(subject) or "notice", " ")
-    sent_title = _channel_title(channel, title)
+    title = _plain_title(spec, "[watcher]", clean(subject) or "notice", " ")
+    sent_title = spec.title(title)
 
     def build(b: _OpsBudget) -> tuple[str, str]:
         ctx = OpsContext(
@@ -844,7 +1224,7 @@ def render_ops(
         )
         return sent_title, _render_template("ops", spec, folder, ctx)
 
-    sent, body = _fit(channel, _ops_budgets(len(kept)), build)
+    sent, body = _fit(spec, _ops_budgets(len(kept)), build)
     return Message(title=sent, body=body, format=spec.format)
 
 
