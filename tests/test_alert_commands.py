@@ -34,9 +34,10 @@ rules:
 channels:
   - {{id: hook, url: '{hook}'}}
   - {{id: dead, url: 'json://127.0.0.1:9/nothing-listens-here'}}
+  - {{id: refusing, url: '{refusing}'}}
 routes:
   - {{channels: [hook], group_wait: 0s}}
-settings: {{retries: 0, delivery_timeout: 2s}}
+settings: {{retries: 0, delivery_timeout: 2s, allow_private_addresses: true}}
 """
 
 
@@ -55,11 +56,13 @@ def setup(tmp_path: Path, db_url: str):
     with FeedServer() as server:
         server.route("/feed", body=rss())
         server.route("/hook", body=b"{}", content_type="application/json")
+        server.route("/refuse", status=400, body=b"{}", content_type="application/json")
         cfg = tmp_path / "sources.yaml"
         cfg.write_text(
             CONFIG.format(
                 feed=server.url("/feed"),
                 hook=server.url("/hook").replace("http://", "json://"),
+                refusing=server.url("/refuse").replace("http://", "json://"),
                 interval="5s",
             )
         )
@@ -133,7 +136,8 @@ def test_daemon_delivers_within_interval_plus_two_seconds_and_stops_on_sigterm(s
 
 def test_alerts_list_retry_and_export(setup) -> None:
     server, cfg, db = setup
-    cfg.write_text(cfg.read_text().replace("channels: [hook]", "channels: [dead]"))
+    routes = "channels: [refusing, dead], group_wait: 0s"
+    cfg.write_text(cfg.read_text().replace("channels: [hook], group_wait: 0s", routes))
     cfg.write_text(cfg.read_text().replace("retries: 0", "retries: 0, delivery_attempts: 1"))
     run(cfg, db, "run", "--once", "--all")
     server.routes["/feed"].body = rss("China repatriates 60 North Korean defectors")
@@ -142,7 +146,11 @@ def test_alerts_list_retry_and_export(setup) -> None:
     header, row = failed.stdout.splitlines()
     assert header.split()[:6] == ["ID", "STATUS", "KIND", "STORY", "ROUTE", "CHANNEL"]
     delivery_id = row.split()[0]
-    assert row.split()[1:6] == ["failed", "alert", "1", "route-1", "dead"]
+    assert row.split()[1:6] == ["failed", "alert", "1", "route-1", "refusing"]
+    # the unreachable channel is not given up: its message waits, and says why
+    (waiting,) = run(cfg, db, "alerts", "list", "--status", "pending").stdout.splitlines()[1:]
+    assert waiting.split()[1:6] == ["pending", "alert", "1", "route-1", "dead"]
+    assert "waiting: dead unreachable since" in waiting
 
     retried = run(cfg, db, "alerts", "retry", delivery_id)
     assert retried.returncode == 0 and "queued again (was failed)" in retried.stdout
@@ -152,9 +160,10 @@ def test_alerts_list_retry_and_export(setup) -> None:
     exported = run(cfg, db, "export", "alerts")
     (story,) = [json.loads(line) for line in exported.stdout.splitlines()]
     assert story["events"] == ["forced_repatriation"] and story["items"][0]["source"] == "wire"
-    (delivery,) = story["deliveries"]
-    assert delivery["channel"] == "dead" and delivery["status"] == "pending"
-    assert delivery["attempts"][0]["outcome"] == "failed"
+    by_channel = {d["channel"]: d for d in story["deliveries"]}
+    assert by_channel["refusing"]["status"] == "pending"  # queued again
+    assert by_channel["refusing"]["attempts"][0]["outcome"] == "failed"
+    assert by_channel["dead"]["attempts"][0]["outcome"] == "unreachable"
 
 
 def test_silence_commands(setup) -> None:

@@ -562,6 +562,44 @@ def test_a_channel_down_past_give_up_after_expires_its_messages_and_ops_can_rese
     assert d.status == "sent" and len(feeds.hits("/down")) == 3  # two refused by the 503, one sent
 
 
+def test_messages_about_one_story_queued_during_an_outage_arrive_once(
+    store: Store, feeds: FeedServer
+) -> None:
+    """Two updates of one story wait while the channel is down: when it is back, one
+    message with every outlet is sent, and the later update is recorded as superseded."""
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    h.poll()
+    first = ("China repatriates 60 North Korean defectors via Dandong", "https://e.org/1", T0)
+    feeds.routes["/yonhap"].body = rss(first)
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.deliver()
+    feeds.routes["/hook"].status = 503
+    feeds.routes["/voa"].body = rss(("단둥서 탈북민 600여명 강제북송", "https://voa.example/2", T0))
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.deliver()
+    more = ("China repatriated 900 North Korean defectors via Dandong", "https://e.org/3", T0)
+    feeds.routes["/yonhap"].body = rss(more, first)
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.deliver()
+    assert sorted(d.kind for d in Outbox(store).listing()) == ["alert", "update", "update"]
+    feeds.routes["/hook"].status = 200
+    h.clock.advance(hours=2)
+    h.deliver()
+    assert h.statuses() == [
+        ("hook", "alert", "sent"),
+        ("hook", "update", "sent"),
+        ("hook", "update", "superseded"),
+    ]
+    alert, update = hook_messages(feeds)[0], hook_messages(feeds)[-1]
+    assert "VOA Korean" not in alert["message"]
+    assert "VOA Korean" in update["message"] and "900" in update["title"] + update["message"]
+    (superseded,) = [d for d in Outbox(store).listing() if d.status == "superseded"]
+    assert superseded.last_error is not None and superseded.last_error.startswith("superseded")
+
+
 def test_a_refusing_mail_server_fails_the_message_without_holding_the_channel(
     store: Store, feeds: FeedServer, mail: MailServer
 ) -> None:

@@ -210,7 +210,11 @@ def _serving(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> I
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
     full_env.update(env or {})
     command = [sys.executable, "-m", "watcher", "--config", str(cfg)]
-    command += ["--db", f"sqlite:///{tmp_path / name}.db", "serve"]
+    db = f"sqlite:///{tmp_path / name}.db"
+    made = Store.open(db)  # serve reads an existing database; it never creates one
+    made.upgrade()
+    made.close()
+    command += ["--db", db, "serve"]
     command += ["--address", f"127.0.0.1:{port}", *args]
     proc = subprocess.Popen(
         command, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

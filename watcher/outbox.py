@@ -289,6 +289,8 @@ class Deliverer:
         unreachable, the rest are given back untried: they wait for its next try."""
         handled = 0
         done: set[int] = set()
+        later = _superseded(deliveries)
+        done.update(d.id for ds in later.values() for d in ds)
         for delivery in deliveries:  # in the order they were queued
             if delivery.id in done:
                 continue
@@ -298,6 +300,7 @@ class Deliverer:
             done.update(d.id for d in group)
             try:
                 outcome = await self._deliver(channel_id, group, down)
+                await self._supersede(delivery, later.get(delivery.id, ()), outcome)
             except Exception as exc:
                 if is_database_error(exc):  # nothing was sent: the claim lapses, and it is due
                     log.warning(
@@ -318,6 +321,21 @@ class Deliverer:
             if outcome == "sent":
                 down = None
         return handled
+
+    async def _supersede(
+        self, sent: Delivery, later: Sequence[Delivery], outcome: str | None
+    ) -> None:
+        """Messages about the same story that waited behind `sent`: it was rendered from the
+        story as it is now, so they would repeat it. Recorded as superseded once it is sent;
+        otherwise given back to be tried in their turn."""
+        if not later:
+            return
+        if outcome != "sent":
+            await asyncio.to_thread(self.outbox.release, [d.id for d in later])
+            return
+        why = f"superseded: delivery {sent.id} carried the story as it was when sent"
+        for d in later:
+            await self._not_sent(d, "superseded", why, self.clock())
 
     async def _internal_error(
         self, delivery: Delivery, group: Sequence[Delivery], exc: Exception
@@ -592,6 +610,29 @@ class Deliverer:
 
     def _ops_targets(self, *, skip: str | None = None) -> list[tuple[str, str]]:
         return [(r, c) for r, c in ops_targets(self.config.routes) if c != skip]
+
+
+def _superseded(deliveries: Sequence[Delivery]) -> dict[int, list[Delivery]]:
+    """Among one channel's due deliveries, the later messages about a story that an earlier
+    due one (of the same route) already covers, by that earlier one's id: a message shows
+    the story as it is when sent, so after an outage nine queued updates would be nine copies.
+
+    Usage::
+
+        _superseded([alert(story=1), update(story=1), update(story=2)])
+        # {alert.id: [update of story 1]}
+    """
+    first: dict[tuple[int, str], Delivery] = {}
+    later: dict[int, list[Delivery]] = defaultdict(list)
+    for d in deliveries:
+        if d.story_id is None or d.kind not in ("alert", "update", "reminder"):
+            continue
+        key = (d.story_id, d.route)
+        if key in first:
+            later[first[key].id].append(d)
+        else:
+            first[key] = d
+    return dict(later)
 
 
 def send_test(config: Config, channel_ids: Sequence[str], send: Sender = apprise_send) -> list[Any]:

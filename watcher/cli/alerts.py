@@ -20,7 +20,10 @@ def alerts() -> None:
 @click.option(
     "--status",
     type=click.Choice(
-        ["pending", "sent", "failed", "unreachable", "uncertain", "expired", "silenced", "skipped"]
+        [
+            *("pending", "sent", "failed", "uncertain", "expired"),
+            *("superseded", "silenced", "skipped"),
+        ]
     ),
     help="Only deliveries in this state.",
 )
@@ -31,7 +34,7 @@ def alerts_list(ctx: Context, status: str | None, limit: int) -> None:
     attempts, and the last error or why a pending one waits."""
     from watcher.store.outbox import Outbox
 
-    with ctx.open_store(need_config=config_exists(ctx)) as store:
+    with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
         outbox = Outbox(store)
         rows = outbox.listing(status, limit)
         down = outbox.channels_down()
@@ -75,7 +78,7 @@ def alerts_retry(ctx: Context, delivery_id: int) -> None:
     from watcher.clock import utcnow
     from watcher.store.outbox import Outbox
 
-    with ctx.open_store(need_config=config_exists(ctx)) as store:
+    with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
         outbox = Outbox(store)
         delivery = outbox.get(delivery_id)
         if delivery is None:

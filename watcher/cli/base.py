@@ -65,11 +65,28 @@ class Context:
             return self.config().config.settings.database_url or DEFAULT_DATABASE_URL
         return DEFAULT_DATABASE_URL
 
-    def store(self, *, migrate: bool = True, need_config: bool = True) -> Store:
-        """Open the database, applying pending migrations (the daemon and most commands)."""
+    def store(
+        self, *, migrate: bool = True, need_config: bool = True, existing: bool = False
+    ) -> Store:
+        """Open the database, applying pending migrations (the daemon and most commands).
+        With `existing` (commands that only read), a database that holds no watcher data yet
+        is an error rather than created."""
+        from watcher.store import missing_file
+
         url = self.database_url(need_config=need_config)
+        if existing and (path := missing_file(url)):
+            fail(
+                f"no database at {path}: `watcher run` creates it (or point --db / "
+                "settings.database_url at the existing one)"
+            )
         try:
             store = Store.open(url)
+            if existing and store.current_revision() is None:
+                store.close()
+                fail(
+                    f"database {logsetup.redact(url)} holds no watcher data yet: `watcher run` "
+                    "(or `watcher db upgrade`) sets it up"
+                )
             if migrate:
                 store.ensure_schema()
         except StoreError as exc:
@@ -79,9 +96,11 @@ class Context:
         return store
 
     @contextmanager
-    def open_store(self, *, migrate: bool = True, need_config: bool = True) -> Iterator[Store]:
+    def open_store(
+        self, *, migrate: bool = True, need_config: bool = True, existing: bool = False
+    ) -> Iterator[Store]:
         """`store()` for the length of a block, closed however the block ends."""
-        store = self.store(migrate=migrate, need_config=need_config)
+        store = self.store(migrate=migrate, need_config=need_config, existing=existing)
         try:
             yield store
         finally:

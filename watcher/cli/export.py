@@ -56,7 +56,7 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
     writer = csv.DictWriter(out, fieldnames=fields) if fmt == "csv" else None
     if writer:
         writer.writeheader()
-    with ctx.open_store(need_config=config_exists(ctx)) as store:
+    with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
         for item in store.iter_items(since=since_at, source_id=source_id):
             row = {
                 "source": item.source_id,
@@ -89,7 +89,7 @@ def export_alerts(ctx: Context, fmt: str) -> None:
     from watcher.store.outbox import Outbox
 
     out = sys.stdout
-    with ctx.open_store(need_config=config_exists(ctx)) as store:
+    with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
         for row in Outbox(store).export():
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
 

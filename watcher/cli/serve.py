@@ -47,6 +47,7 @@ def serve(
 ) -> None:
     """Serve the web pages (stories timeline, story pages, search, sources, rules), the
     Atom and JSON feeds (/feed.atom, /feed.json) and the read-only API (/openapi.json)."""
+    import errno
     import ipaddress
     import os
 
@@ -90,7 +91,15 @@ def serve(
             code=2,
         )
     config = ctx.config().config
-    with ctx.open_store() as store:
+    try:
+        port_number = int(port)
+        sock = web.listen(host, port_number)
+    except ValueError:
+        fail(f"--address {address}: expected HOST:PORT with a port number", code=2)
+    except OSError as exc:
+        why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+        fail(f"cannot serve on {address}: {why}")
+    with ctx.open_store(existing=True) as store:
         shown_host = f"[{host}]" if ":" in host else host
         base_url = f"http://{shown_host}:{port}"
         app = web.create_app(
@@ -114,4 +123,4 @@ def serve(
             else ""
         )
         log.info("serving on %s%s", base_url, behind, extra={"action": "serve"})
-        web.serve(app, host, int(port))
+        web.serve(app, sock)

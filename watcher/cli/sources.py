@@ -28,7 +28,7 @@ def sources_list(ctx: Context) -> None:
     from watcher.config import format_duration
 
     config = ctx.config().config
-    with ctx.open_store() as store:
+    with ctx.open_store(existing=True) as store:
         states = store.source_states()
     now = utcnow()
     head = ("ID", "KIND", "EVERY", "HEALTH", "LAST NEW ITEM", "LAST SUCCESS", "ITEMS", "REASON")

@@ -29,6 +29,7 @@ from watcher.store.engine import (
     is_database_error,
     make_engine,
     migrations_dir,
+    missing_file,
     redact_url,
 )
 from watcher.store.items import ItemQueries, content_hash
@@ -57,5 +58,6 @@ __all__ = [
     "is_database_error",
     "make_engine",
     "migrations_dir",
+    "missing_file",
     "redact_url",
 ]

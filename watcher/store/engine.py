@@ -93,6 +93,24 @@ def make_engine(url: str) -> Engine:
         raise StoreError(f"bad database URL {redact_url(url)!r}: {exc}") from None
 
 
+def missing_file(url: str) -> str | None:
+    """The path of a SQLite database file that does not exist yet (opening would create it);
+    None for an existing file, an in-memory database, or a server database."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:" or parsed.database.startswith("file:"):
+        return None
+    return None if Path(parsed.database).exists() else parsed.database
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced, for messages."""
     from sqlalchemy.engine import make_url

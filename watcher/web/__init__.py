@@ -9,6 +9,6 @@ the proxy in front of it (`--behind-proxy`).
 
 from __future__ import annotations
 
-from watcher.web.app import Web, create_app, serve
+from watcher.web.app import Web, create_app, listen, serve
 
-__all__ = ["Web", "create_app", "serve"]
+__all__ = ["Web", "create_app", "listen", "serve"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -100,13 +101,28 @@ def create_app(
     return app
 
 
-def serve(app: Starlette, host: str, port: int) -> None:
-    """Run the app until interrupted (uvicorn, one process)."""
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything announces the address: OSError (in use,
+    not an address of this machine, no permission) says why it cannot be."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: Starlette, sock: socket.socket) -> None:
+    """Run the app on a bound socket until interrupted (uvicorn, one process)."""
     import uvicorn
 
     # proxy_headers=False: the client address stays the socket's peer. uvicorn would otherwise
     # take it from X-Forwarded-For when the peer is 127.0.0.1, and a client could then pass
     # for the proxy (or the proxy for its client).
-    uvicorn.run(
-        app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False
-    )
+    config = uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,69 @@
+"""Commands that fail clearly: one line that says what and where, and nothing created or
+announced that is not so."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import watcher
+
+CONFIG = {
+    "sources": [{"id": "one", "kind": "feed", "url": "https://news.example/feed.xml", "lang": "en"}]
+}
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    return path
+
+
+def test_serve_on_a_taken_port_says_so_and_never_announces(cfg: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    assert watcher("--config", str(cfg), "--db", db, "db", "upgrade").returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = watcher("--config", str(cfg), "--db", db, "serve", "--address", f"127.0.0.1:{port}")
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines == [f"error: cannot serve on 127.0.0.1:{port}: the port is in use"]
+    assert "serving on" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("serve", "--address", "127.0.0.1:0"),
+        ("sources", "list"),
+        ("alerts", "list"),
+        ("export", "alerts"),
+    ],
+)
+def test_reading_commands_refuse_a_database_that_does_not_exist(
+    cfg: Path, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    path = tmp_path / "nowhere" / "w.db"
+    path.parent.mkdir()
+    done = watcher("--config", str(cfg), "--db", f"sqlite:///{path}", *command)
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.startswith(f"error: no database at {path}: `watcher run` creates it")
+    assert not path.exists(), "nothing was created"
+
+
+def test_reading_commands_refuse_an_empty_database(cfg: Path, tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    done = watcher("--config", str(cfg), "--db", f"sqlite:///{path}", "sources", "list")
+    assert done.returncode == 1
+    assert "holds no watcher data yet" in done.stderr
+    with sqlite3.connect(path) as conn:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+        assert tables.fetchone() == (0,), "not migrated behind the operator's back"
