@@ -227,8 +227,10 @@ def smtp(args: argparse.Namespace) -> None:
         controller.stop()
         if args.show:
             subprocess.run(
-                [sys.executable, "-m", "watcher", "--config", str(cfg), "--db"]
-                + [f"sqlite:///{directory / 'bench.db'}", "alerts", "list", "--limit", "100"],
+                [
+                    *(sys.executable, "-m", "watcher", "--config", str(cfg), "--db"),
+                    *(f"sqlite:///{directory / 'bench.db'}", "alerts", "list", "--limit", "100"),
+                ],
                 cwd=ROOT,
             )
             for _, text in mails:
