@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from watcher.config import SEVERITIES, Config, Route
+from watcher.config.loading import Names
 from watcher.stories import Story, when
 from watcher.types import Item
 
@@ -114,6 +115,34 @@ def parse_matchers(texts: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def silence_problems(matchers: Mapping[str, str], names: Names) -> list[str]:
+    """One line per matcher that can match nothing in this configuration (a silence that mutes
+    nothing is a typo): `source=nosuch`, `tag=medai`, a wildcard matching no name.
+
+    Names are matched as `silenced_by` matches them (wildcards, any case). Stories are numbers
+    kept in the database, so `story` is only checked to be one."""
+    out = []
+    for key, pattern in matchers.items():
+        wildcard = any(c in pattern for c in "*?[")
+        if key == "story":
+            if not wildcard and not pattern.isdigit():
+                out.append(f"story={pattern}: expected a story number like 42")
+            continue
+        known = names.values(key)
+        if any(fnmatch.fnmatchcase(v.lower(), pattern.lower()) for v in known):
+            continue
+        ops = [r for r in names.ops_routes if fnmatch.fnmatchcase(r.lower(), pattern.lower())]
+        if key == "route" and ops:
+            why = f"{ops[0]!r} is an ops route: silences mute stories, not operator notices"
+        elif wildcard:
+            shown = ", ".join(known[:12]) + (", …" if len(known) > 12 else "")
+            why = f"matches no {key} ({shown or 'there are none'})"
+        else:
+            why = names.problem(key, pattern)
+        out.append(f"{key}={pattern}: {why}")
+    return out
+
+
 def silenced_by(matchers: Mapping[str, str], labels: Mapping[str, Iterable[str]]) -> bool:
     """Every matcher must match one of the label's values (shell-style wildcards)."""
     for key, pattern in matchers.items():
@@ -136,8 +165,17 @@ def ops_targets(routes: Sequence[Route]) -> list[tuple[str, str]]:
 def nobody_hears(config: Config) -> list[str]:
     """Warnings for a configuration in which stories or operator notices reach no one."""
     out = []
-    if not any(not route.ops for route in config.routes):
+    stories = [route for route in config.routes if not route.ops]
+    enabled = {c.id for c in config.channels if c.enabled}
+    if not config.channels:
+        out.append("no channels and no routes: no alert will ever be sent (see docs/alerts.md)")
+    elif not stories:
         out.append("no route sends stories: no alert will ever be sent (see docs/alerts.md)")
+    elif not any(set(route.channels) & enabled for route in stories):
+        out.append(
+            "every channel of the story routes is disabled: no alert will be sent "
+            "(see docs/alerts.md)"
+        )
     if not any(route.ops for route in config.routes):
         out.append(
             "no ops route: nobody hears when a source breaks or goes quiet, or a delivery "

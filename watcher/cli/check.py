@@ -16,7 +16,10 @@ def check(ctx: Context) -> None:
     """Validate sources.yaml and print a one-screen summary.
 
     Every problem is printed as FILE:LINE: PATH: what is wrong; the exit code is 2 when
-    there are problems, 0 otherwise.
+    there are problems, 0 otherwise. Routes are checked against what exists: an event no
+    rule reports, a tag no source carries or an unknown language is a problem (with a
+    did-you-mean), as is a route that can never fire. Warnings (no rules, no channels or
+    routes: no alert will be sent) are printed and do not change the exit code.
     """
     loaded = ctx.config()
     config = loaded.config
@@ -27,7 +30,12 @@ def check(ctx: Context) -> None:
             fail_config(ConfigError([loaded.problem(("settings", "templates_dir"), problem)]))
     from watcher.routing import nobody_hears
 
-    for warning in [*loaded.warnings, *nobody_hears(config)]:
+    no_rules = (
+        []
+        if any(r.enabled for r in config.rules)
+        else ["no enabled rule: no story is made, so no alert will be sent (see docs/rules.md)"]
+    )
+    for warning in [*loaded.warnings, *no_rules, *nobody_hears(config)]:
         click.echo(f"warning: {warning}", err=True)
     kinds = Counter(s.kind for s in config.sources)
     disabled = sum(1 for s in config.sources if not s.enabled)

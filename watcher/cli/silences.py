@@ -20,7 +20,8 @@ def silence() -> None:
     required=True,
     metavar="KEY=VALUE",
     help="source, event, severity, rule, tag, lang, route, channel or story; shell wildcards "
-    "allowed (source=dailynk-*). Several --match must all hold.",
+    "allowed (source=dailynk-*). Several --match must all hold. Each must match something "
+    "sources.yaml names.",
 )
 @click.option("--for", "duration", required=True, metavar="DURATION", help="e.g. 6h, 2d.")
 @click.option("--reason", required=True, help="Why (shown in `silence list` and the log).")
@@ -29,12 +30,17 @@ def silence() -> None:
 def silence_add(
     ctx: Context, matchers: tuple[str, ...], duration: str, reason: str, created_by: str | None
 ) -> None:
-    """Mute matching stories from now for DURATION."""
+    """Mute matching stories from now for DURATION.
+
+    A matcher that matches nothing sources.yaml names (source=nosuch, a wildcard that
+    matches no source) is refused, with exit code 2.
+    """
     import os
+    import sys
 
     from watcher.clock import utcnow
     from watcher.config import parse_duration
-    from watcher.routing import parse_matchers
+    from watcher.routing import parse_matchers, silence_problems
     from watcher.store.outbox import Outbox
 
     try:
@@ -42,6 +48,16 @@ def silence_add(
         length = parse_duration(duration)
     except ValueError as exc:
         fail(str(exc), code=2)
+    if config_exists(ctx):
+        problems = silence_problems(parsed, ctx.config().names)
+        for problem in problems:
+            click.echo(f"error: --match {problem}", err=True)
+        if problems:
+            sys.exit(2)
+    else:
+        click.echo(
+            f"warning: no {ctx.config_path}: the matchers are not checked against it", err=True
+        )
     now = utcnow()
     with ctx.open_store(need_config=config_exists(ctx)) as store:
         sid = Outbox(store).add_silence(

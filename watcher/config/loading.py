@@ -17,6 +17,11 @@ Usage::
     config = load_config("sources.yaml")          # raises ConfigError listing every problem
     for source in config.sources: ...
 
+Once the schema holds, every name a route uses is checked against what exists (`Names`): an
+event no rule reports, a tag no source carries or a language nothing can produce is an error
+with a did-you-mean, as is a route that can never fire. `watcher check`, `watcher run` and a
+SIGHUP reload all load through here, so all of them refuse such a file.
+
 Imports only the models beside it and `watcher.errors`.
 """
 
@@ -40,9 +45,14 @@ from pydantic import (
 )
 
 from watcher.config.models import (
+    EVENT_TYPES,
+    GLOSS,
+    NOT_INSIDE,
+    SEVERITIES,
     SOURCE_KINDS,
     Config,
     LocatedError,
+    Route,
     format_duration,
     short,
 )
@@ -64,6 +74,11 @@ class LoadedConfig:
     def problem(self, path: tuple[str | int, ...], message: str) -> str:
         """`file:line: path: message`, like every other configuration error."""
         return _fmt(self.path, self.lines, path, message)
+
+    @property
+    def names(self) -> Names:
+        """The sources, events, tags, languages… this configuration knows."""
+        return Names.of(self.config)
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> LoadedConfig:
@@ -123,6 +138,12 @@ def load_config_text(
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, name, lines, data)) from None
     _keep_written_urls(config, written.get("sources"))
+    unknown = [
+        f"{name}:{_line_for(lines, line_at)}: {_display(shown)}: {message}"
+        for shown, line_at, message in _route_problems(config, Names.of(config))
+    ]
+    if unknown:
+        raise ConfigError(unknown)
     warnings = [
         _fmt(
             name,
@@ -136,6 +157,190 @@ def load_config_text(
     ]
     return LoadedConfig(
         config=config, path=name, secrets=frozenset(secrets), warnings=tuple(warnings), lines=lines
+    )
+
+
+# --------------------------------------------------------------------------- names
+
+#: Languages an item can have whatever its source declares: the script decides ko, ja and zh,
+#: and Latin text from a source without a language is en (`watcher.items.detect_lang`).
+DETECTED_LANGS = ("en", "ja", "ko", "zh")
+
+#: Country codes often written for a language: the did-you-mean for them.
+_COUNTRY_FOR_LANG = {"kr": "ko", "kp": "ko", "jp": "ja", "cn": "zh", "tw": "zh", "hk": "zh"}
+
+#: How each kind of name is called in messages.
+_NOUNS = {
+    "source": ("source", "sources"),
+    "event": ("event", "events"),
+    "severity": ("severity", "severities"),
+    "rule": ("rule", "rules"),
+    "tag": ("tag", "source tags"),
+    "lang": ("language", "languages"),
+    "route": ("route", "routes"),
+    "channel": ("channel", "channels"),
+}
+
+
+@dataclass(frozen=True)
+class Names:
+    """What a configuration can name, so that a typo in a route or a silence is an error and
+    not a route that never fires.
+
+    - events: those the rules report (a route naming any other never fires); a file without
+      rules can only be checked against the shipped vocabulary, `EVENT_TYPES`;
+    - tags: those of the sources;
+    - languages: those of the sources, of the rules (`langs` and the languages of their terms)
+      and the ones watcher detects by script (`DETECTED_LANGS`).
+
+    Disabled rules and sources count: disabling one is meant to be undone.
+
+    Usage::
+
+        names = Names.of(config)
+        names.values("tag")                      # ('korea', 'media', 'un', ...)
+        names.problem("tag", "medai")            # "unknown tag 'medai' (did you mean 'media'?)"
+    """
+
+    sources: tuple[str, ...]
+    #: The events the rules report (empty when there are no rules).
+    rule_events: tuple[str, ...]
+    tags: tuple[str, ...]
+    langs: tuple[str, ...]
+    rules: tuple[str, ...]
+    #: Keys of the routes that take stories (not the ops routes).
+    routes: tuple[str, ...]
+    ops_routes: tuple[str, ...]
+    channels: tuple[str, ...]
+    #: The highest severity a rule can report, escalations included (None without rules).
+    top_severity: str | None
+
+    @classmethod
+    def of(cls, config: Config) -> Names:
+        langs = set(DETECTED_LANGS)
+        langs.update(s.lang for s in config.sources if s.lang)
+        not_langs = {GLOSS, NOT_INSIDE, "any"}
+        for terms in config.concepts.values():
+            langs.update(k for k in terms if k not in not_langs)
+        severities: set[str] = set()
+        for rule in config.rules:
+            langs.update(rule.langs)
+            groups = [*rule.all_of, *rule.none_of, *rule.none_in_sentence, *rule.context]
+            groups += [g for esc in rule.escalate for g in esc.any_of]
+            for group in groups:
+                if isinstance(group, dict):
+                    langs.update(k for k in group if k not in not_langs)
+            severities.add(rule.severity)
+            severities.update(esc.to for esc in rule.escalate)
+        return cls(
+            sources=tuple(s.id for s in config.sources),
+            rule_events=tuple(sorted({r.event for r in config.rules})),
+            tags=tuple(sorted({t for s in config.sources for t in s.tags})),
+            langs=tuple(sorted(langs)),
+            rules=tuple(r.id for r in config.rules),
+            routes=tuple(r.key(i) for i, r in enumerate(config.routes) if not r.ops),
+            ops_routes=tuple(r.key(i) for i, r in enumerate(config.routes) if r.ops),
+            channels=tuple(c.id for c in config.channels),
+            top_severity=max(severities, key=SEVERITIES.index) if severities else None,
+        )
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """The events a route or silence may name."""
+        return self.rule_events or EVENT_TYPES
+
+    def values(self, kind: str) -> tuple[str, ...]:
+        """The known names of a kind: source, event, severity, rule, tag, lang, route, channel."""
+        if kind == "severity":
+            return SEVERITIES
+        if kind == "event":
+            return self.events
+        return tuple(getattr(self, {"source": "sources", "lang": "langs"}.get(kind, kind + "s")))
+
+    def problem(self, kind: str, value: str) -> str:
+        """What to say about a name of `kind` that is not among `values(kind)`."""
+        noun, nouns = _NOUNS[kind]
+        known = self.values(kind)
+        if kind == "event" and self.rule_events and value in EVENT_TYPES:
+            return f"no rule reports event {value!r}{_hint(value, known, nouns)}"
+        if kind == "lang" and _COUNTRY_FOR_LANG.get(value.lower()) in known:
+            return (
+                f"unknown language {value!r} (did you mean {_COUNTRY_FOR_LANG[value.lower()]!r}?)"
+            )
+        # two-letter codes differ by one letter at best: a lower bar finds kr → ko
+        cutoff = 0.5 if kind == "lang" else 0.6
+        return f"unknown {noun} {value!r}{_hint(value, known, nouns, cutoff)}"
+
+
+def _hint(word: str, known: tuple[str, ...], nouns: str, cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(word, known, n=1, cutoff=cutoff)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    if not known:
+        return f" (there are no {nouns})"
+    shown = ", ".join(known[:12]) + (", …" if len(known) > 12 else "")
+    return f" ({nouns}: {shown})"
+
+
+def _route_problems(
+    config: Config, names: Names
+) -> list[tuple[tuple[str | int, ...], tuple[str | int, ...], str]]:
+    """(path shown, path of the line, message) for every route that names what does not exist
+    or can never fire."""
+    out: list[tuple[tuple[str | int, ...], tuple[str | int, ...], str]] = []
+    for index, route in enumerate(config.routes):
+        at: tuple[str | int, ...] = ("routes", index)
+        if route.ops:
+            # ops routes carry operator notices; story filters on them are never consulted
+            for key in ("events", "tags", "langs", "min_severity"):
+                if key in route.model_fields_set:
+                    out.append(
+                        (
+                            (*at, key),
+                            (*at, key),
+                            f"{key} has no effect on an ops route: it gets operator notices, "
+                            "not stories (remove it, or remove ops: true)",
+                        )
+                    )
+            continue
+        for key, kind, known in (
+            ("events", "event", names.events),
+            ("tags", "tag", names.tags),
+            ("langs", "lang", names.langs),
+        ):
+            for n, value in enumerate(getattr(route, key)):
+                if value not in known:
+                    out.append(((*at, key), (*at, key, n), names.problem(kind, value)))
+        top = names.top_severity
+        if top is not None and SEVERITIES.index(route.min_severity) > SEVERITIES.index(top):
+            out.append(
+                (
+                    (*at, "min_severity"),
+                    (*at, "min_severity"),
+                    f"no rule reaches {route.min_severity!r} (the highest is {top!r}): this "
+                    "route never fires",
+                )
+            )
+        for earlier, before in enumerate(config.routes[:index]):
+            if not before.ops and not before.continue_ and _covers(before, route):
+                out.append(
+                    (
+                        at,
+                        at,
+                        f"route {route.key(index)!r} never fires: every story it takes stops "
+                        f"at routes[{earlier}] ({before.key(earlier)!r}, continue: false) first",
+                    )
+                )
+                break
+    return out
+
+
+def _covers(first: Route, later: Route) -> bool:
+    """Does every story `later` would take match `first` too?"""
+    return SEVERITIES.index(first.min_severity) <= SEVERITIES.index(later.min_severity) and all(
+        not getattr(first, key)
+        or (bool(getattr(later, key)) and set(getattr(later, key)) <= set(getattr(first, key)))
+        for key in ("events", "tags", "langs")
     )
 
 
