@@ -87,7 +87,7 @@ def _check_templates(folder: str) -> str | None:
         rules=("r",),
         first=report,
     )
-    for channel in ("email", "slack", "telegram", "text"):
+    for channel in render.CHANNELS:  # every format, so an override breaks none of them
         try:
             render.render_alert(view, channel, "UTC", templates_dir=folder)
             render.render_digest([view], "daily", channel, "UTC", templates_dir=folder)
