@@ -104,7 +104,7 @@ def start(feeds: int, interval: str, directory: Path) -> tuple[ThreadingHTTPServ
         f"  - {{id: hook, url: 'json://127.0.0.1:{port}/hook'}}",
         "routes:",
         "  - {channels: [hook], group_wait: 0s}",
-        f"settings: {{state_dir: '{directory}', jitter: 0.1}}",
+        f"settings: {{state_dir: '{directory}', jitter: 0.1, allow_private_addresses: true}}",
     ]
     path = directory / "sources.yaml"
     path.write_text("\n".join(lines) + "\n")

@@ -90,7 +90,10 @@ def start_servers() -> tuple[list[ThreadingHTTPServer], list[str]]:
 
 
 def write_config(directory: Path, urls: list[str]) -> Path:
-    lines = ["settings: {contact: 'mailto:bench@example.org'}", "sources:"]
+    lines = [  # the feeds are served on loopback
+        "settings: {contact: 'mailto:bench@example.org', allow_private_addresses: true}",
+        "sources:",
+    ]
     for n, url in enumerate(urls):
         lines.append(f"  - {{id: feed-{n}, kind: feed, url: '{url}', interval: 10m, lang: en}}")
     path = directory / "sources.yaml"

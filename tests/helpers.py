@@ -161,7 +161,12 @@ def rss(items: list[tuple[str, str]], *, pub: str = "Mon, 23 Nov 2026 08:00:00 +
 
 
 def config_for(sources: list[dict[str, Any]], **settings: Any):
-    doc = {"sources": sources, "settings": {"retries": 1, "jitter": 0, **settings}}
+    """A config of these sources; the feeds are served on loopback, so private addresses
+    are allowed (pass allow_private_addresses=False to see the refusal)."""
+    doc = {
+        "sources": sources,
+        "settings": {"retries": 1, "jitter": 0, "allow_private_addresses": True, **settings},
+    }
     return load_config_text(yaml.safe_dump(doc, allow_unicode=True), "test.yaml", {}).config
 
 

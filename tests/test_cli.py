@@ -137,7 +137,7 @@ def _feed_config(tmp_path: Path, server_url: str, broken_url: str) -> Path:
         "sources:\n"
         f"  - {{id: good, kind: feed, url: '{server_url}', lang: ko, interval: 10m}}\n"
         f"  - {{id: broken, kind: feed, url: '{broken_url}', interval: 10m}}\n"
-        "settings: {retries: 0}\n"
+        "settings: {retries: 0, allow_private_addresses: true}\n"  # the feeds are on loopback
     )
     return cfg
 
@@ -293,7 +293,7 @@ def test_run_stores_matches_and_replay_compares_other_rules(tmp_path: Path, db_u
         cfg = tmp_path / "sources.yaml"
         cfg.write_text(
             f"sources:\n  - {{id: good, kind: feed, url: '{server.url('/feed')}', lang: ko}}\n"
-            + RULES
+            "settings: {allow_private_addresses: true}\n" + RULES
         )
         result = watcher("--config", str(cfg), "--db", db_url, "run", "--once")
         assert result.returncode == 0, result.stderr

@@ -42,7 +42,7 @@ channels:
 routes:
   - {{channels: [hook], group_wait: 0s}}
 settings: {{retries: 0, state_dir: '{state}', shutdown_grace: 5s, source_timeout: 3s,
-            delivery_timeout: 2s}}
+            delivery_timeout: 2s, allow_private_addresses: true}}
 """
 
 PLACES = ["Dandong", "Hunchun", "Shenyang", "Tumen", "Yanji", "Sinuiju"]

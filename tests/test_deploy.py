@@ -201,7 +201,10 @@ def test_the_image_entry_command_runs_from_the_wheel(tmp_path: Path) -> None:
             b"</channel></rss>",
         )
         cfg = tmp_path / "sources.yaml"
-        cfg.write_text(f"sources:\n  - {{id: f, kind: feed, url: '{server.url('/feed')}'}}\n")
+        cfg.write_text(
+            f"sources:\n  - {{id: f, kind: feed, url: '{server.url('/feed')}'}}\n"
+            "settings: {allow_private_addresses: true}\n"
+        )
         run = subprocess.run(
             [
                 str(venv / "bin" / "watcher"),

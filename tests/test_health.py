@@ -168,7 +168,7 @@ def with_ops(sources: list[dict[str, Any]], **settings: Any):
 
     doc = {
         "sources": sources,
-        "settings": {"retries": 0, "jitter": 0, **settings},
+        "settings": {"retries": 0, "jitter": 0, "allow_private_addresses": True, **settings},
         **OPS,
         "routes": [{"id": "ops", "ops": True, "channels": ["ops"]}],
     }

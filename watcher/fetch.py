@@ -1,32 +1,52 @@
-"""HTTP: a source's URL → FetchResult, politely. Never raises for network or HTTP faults.
+"""HTTP: a source's URL → FetchResult, politely and safely. Never raises for network or HTTP faults.
 
-Politeness and safety: one small connection pool per host (`per_host` connections, and as many
-requests at once), a global limit, conditional GET, retries with exponential backoff and
-jitter on timeouts, connection errors, 429 and 5xx (honouring Retry-After), a time budget per
-source, a body cap enforced while streaming, a redirect limit, an identifying User-Agent and
-robots.txt for pages scraped.
+Politeness: one small connection pool per host (`per_host` connections, and as many requests
+at once), a global limit, conditional GET, retries with exponential backoff and jitter on
+timeouts, connection errors, 429 and 5xx (honouring Retry-After), an identifying User-Agent
+and robots.txt for pages scraped.
+
+Fairness: a source's time budget (`source_timeout`, retries included) runs while its own
+requests run and while it waits to retry, never while it waits its turn for a host's slot;
+and a response that stops making progress gives its slot back after `read_timeout` (a server
+that trickles bytes cannot hold a host's slots for the whole budget):
+
+    per hop      the response headers within connect_timeout + read_timeout
+    the body     at least PROGRESS_BYTES (or the rest of it) every read_timeout
+
+Safety: a body cap enforced while streaming, a redirect limit (redirects are followed here, one
+hop at a time, and a redirect's own body is never read), and the address policy: every
+connection, to a configured URL, a redirect's target, an article page or robots.txt, is made
+by `_GuardedBackend`, which resolves the name once, refuses the connection when any address is
+loopback, private, link-local, a cloud metadata service or otherwise not public (unless
+`allow_private_addresses`), and connects to the address it checked, so a name that resolves
+elsewhere the second time (DNS rebinding) cannot slip through.
 
 Usage::
 
-    async with Fetcher(settings) as fetcher:
+    async with Fetcher(FetchLimits.from_settings(settings)) as fetcher:
         result = await fetcher.fetch(FetchRequest(source_id="x", url="https://…", etag=...))
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import os
 import random
+import socket
 import ssl
 import time
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from itertools import pairwise
 from typing import Any
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
+import httpcore
 import httpx
 
 from watcher import __version__, health
@@ -37,6 +57,11 @@ log = logging.getLogger(__name__)
 #: How long a robots.txt answer is trusted.
 ROBOTS_TTL = 3600.0
 ROBOTS_MAX_BYTES = 512 * 1024
+
+#: A body must bring at least this much (or its end) every `read_timeout`, or it has stalled.
+PROGRESS_BYTES = 64 * 1024
+
+IPAddress = IPv4Address | IPv6Address
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +91,8 @@ class FetchLimits:
     #: First retry delay in seconds; doubled per retry, ±50 % jitter.
     retry_base: float = 0.5
     contact: str = ""
+    #: Connect to loopback, private, link-local and metadata addresses too.
+    allow_private: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> FetchLimits:
@@ -79,6 +106,7 @@ class FetchLimits:
             max_body=settings.max_body,
             max_redirects=settings.max_redirects,
             contact=settings.contact,
+            allow_private=settings.allow_private_addresses,
         )
 
 
@@ -89,6 +117,26 @@ class _Retry(Exception):
         super().__init__(result.error)
         self.result = result
         self.retry_after = retry_after
+
+
+class _Run:
+    """One fetch's budget and whereabouts.
+
+    The budget (`left`, seconds) is spent while the source's requests run and while it waits
+    to retry, never while it queues for a host's slot: the budget of a source starts when its
+    request starts.
+    """
+
+    def __init__(self, budget: float) -> None:
+        self.left = budget
+        #: Where the last redirect of the request in progress led (None: no redirect), so
+        #: that a failure after a redirect is recorded with the address it happened at.
+        self.redirect: str | None = None
+        #: time.monotonic() when the first request started (None: none started yet).
+        self.first: float | None = None
+
+    def elapsed(self) -> float:
+        return 0.0 if self.first is None else time.monotonic() - self.first
 
 
 _SSL_CONTEXT: ssl.SSLContext | None = None
@@ -110,7 +158,10 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 class Fetcher:
-    """Per-host async clients with small pools, shared limits and a robots.txt cache."""
+    """Per-host async clients with small pools, shared limits and a robots.txt cache.
+
+    `transport` replaces the network (tests pass `httpx.MockTransport`); the address policy
+    lives in the default transport, which is the only one that opens connections."""
 
     def __init__(
         self, limits: FetchLimits, *, transport: httpx.AsyncBaseTransport | None = None
@@ -145,20 +196,19 @@ class Fetcher:
         client = self._clients.get(host)
         if client is None:
             lim = self.limits
+            pool = httpx.Limits(
+                max_connections=lim.per_host, max_keepalive_connections=lim.per_host
+            )
             client = httpx.AsyncClient(
-                transport=self._transport,
-                verify=_ssl_context(),
-                limits=httpx.Limits(
-                    max_connections=lim.per_host, max_keepalive_connections=lim.per_host
-                ),
+                transport=self._transport
+                or _GuardedTransport(pool, allow_private=lim.allow_private),
                 timeout=httpx.Timeout(
                     connect=lim.connect_timeout,
                     read=lim.read_timeout,
                     write=lim.read_timeout,
                     pool=None,
                 ),
-                follow_redirects=True,
-                max_redirects=lim.max_redirects,
+                follow_redirects=False,  # _open follows them, one checked hop at a time
                 headers={"User-Agent": self.user_agent},
                 trust_env=False,
             )
@@ -168,43 +218,43 @@ class Fetcher:
 
     async def fetch(self, request: FetchRequest) -> FetchResult:
         """Fetch with retries inside the source's time budget; faults come back as values."""
-        started = time.monotonic()
-        deadline = asyncio.get_running_loop().time() + self.limits.source_timeout
+        run = _Run(self.limits.source_timeout)
         attempts = 0
         result: FetchResult
         try:
-            async with asyncio.timeout_at(deadline):
-                if request.robots:
-                    refusal = await self._robots_refusal(request)
-                    if refusal:
-                        return self._fail(request, refusal, started, 0)
-                while True:
-                    attempts += 1
-                    try:
-                        result = await self._attempt(request, started, attempts)
+            if request.robots:
+                refusal = await self._robots_refusal(request, run)
+                if refusal:
+                    return self._fail(request, refusal, run, 0)
+            while True:
+                attempts += 1
+                try:
+                    result = await self._attempt(request, run, attempts)
+                    break
+                except _Retry as retry:
+                    result = retry.result
+                    if attempts > self.limits.retries:
                         break
-                    except _Retry as retry:
-                        result = retry.result
-                        if attempts > self.limits.retries:
-                            break
-                        delay = self._delay(attempts, retry.retry_after)
-                        if asyncio.get_running_loop().time() + delay >= deadline:
-                            break
-                        log.debug(
-                            "retrying %s in %.1fs: %s",
-                            request.url,
-                            delay,
-                            result.error,
-                            extra={"source": request.source_id, "action": "fetch_retry"},
-                        )
-                        await asyncio.sleep(delay)
+                    delay = self._delay(attempts, retry.retry_after)
+                    if delay >= run.left:
+                        break
+                    log.debug(
+                        "retrying %s in %.1fs: %s",
+                        request.url,
+                        delay,
+                        result.error,
+                        extra={"source": request.source_id, "action": "fetch_retry"},
+                    )
+                    await asyncio.sleep(delay)
+                    run.left -= delay
         except TimeoutError:
             budget = self.limits.source_timeout
             return self._fail(
                 request,
                 f"no complete response within the source's {budget:g}s budget",
-                started,
+                run,
                 attempts,
+                final_url=run.redirect,
             )
         if result.error and attempts > 1:
             result = _replace(result, error=f"{result.error} (after {attempts} attempts)")
@@ -216,7 +266,9 @@ class Fetcher:
         base = self.limits.retry_base * 2.0 ** (attempts - 1)
         return base * random.uniform(0.5, 1.5)
 
-    async def _attempt(self, request: FetchRequest, started: float, attempts: int) -> FetchResult:
+    async def _attempt(self, request: FetchRequest, run: _Run, attempts: int) -> FetchResult:
+        """One request, once the host and the global limit grant a slot; its time is taken
+        from the budget (TimeoutError when the budget runs out)."""
         host = urlsplit(request.url).netloc.lower()
         client = self._client(host)
         headers = dict(request.headers)
@@ -226,125 +278,219 @@ class Fetcher:
             headers["If-Modified-Since"] = request.last_modified
         async with self._host_slots[host], self._global:
             self.requests += 1
+            began = time.monotonic()
+            if run.first is None:
+                run.first = began
             try:
-                return await self._stream(client, request, headers, started, attempts)
-            except httpx.TimeoutException as exc:
-                raise _Retry(self._fail(request, _timeout_text(exc), started, attempts)) from None
-            except (
-                httpx.ConnectError,
-                httpx.RemoteProtocolError,
-                httpx.ReadError,
-                httpx.WriteError,
-            ) as exc:
-                raise _Retry(
-                    self._fail(request, f"connection failed: {_exc_text(exc)}", started, attempts)
-                ) from None
-            except httpx.TooManyRedirects:
-                return self._fail(
-                    request,
-                    f"more than {self.limits.max_redirects} redirects (a redirect loop?)",
-                    started,
-                    attempts,
-                )
-            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-                return self._fail(request, f"bad URL: {_exc_text(exc)}", started, attempts)
-            except httpx.HTTPError as exc:
-                return self._fail(request, f"HTTP error: {_exc_text(exc)}", started, attempts)
-            except (UnicodeError, ValueError) as exc:
-                return self._fail(request, f"bad response: {_exc_text(exc)}", started, attempts)
+                async with asyncio.timeout(run.left):
+                    return await self._exchange(client, request, headers, run, attempts)
+            finally:
+                run.left -= time.monotonic() - began
+
+    async def _exchange(
+        self,
+        client: httpx.AsyncClient,
+        request: FetchRequest,
+        headers: dict[str, str],
+        run: _Run,
+        attempts: int,
+    ) -> FetchResult:
+        """The request and its response, with faults turned into results (or `_Retry`)."""
+
+        def failed(error: str) -> FetchResult:
+            return self._fail(request, error, run, attempts, final_url=run.redirect)
+
+        try:
+            return await self._stream(client, request, headers, run, attempts)
+        except _Refused as refused:
+            return failed(refused.line(redirected=run.redirect is not None))
+        except httpx.TimeoutException as exc:
+            raise _Retry(failed(_timeout_text(exc))) from None
+        except (
+            httpx.ConnectError,
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+        ) as exc:
+            raise _Retry(failed(f"connection failed: {_exc_text(exc)}")) from None
+        except httpx.TooManyRedirects:
+            return failed(f"more than {self.limits.max_redirects} redirects (a redirect loop?)")
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            return failed(f"bad URL: {_exc_text(exc)}")
+        except httpx.HTTPError as exc:
+            return failed(f"HTTP error: {_exc_text(exc)}")
+        except (UnicodeError, ValueError) as exc:
+            return failed(f"bad response: {_exc_text(exc)}")
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self,
+        client: httpx.AsyncClient,
+        request: FetchRequest,
+        headers: dict[str, str],
+        run: _Run,
+        watchdog: asyncio.Timeout,
+    ) -> AsyncIterator[httpx.Response]:
+        """The response at the end of the redirects, body unread. Each hop gets
+        connect_timeout + read_timeout for its headers; a redirect's body is never read."""
+        lim = self.limits
+        loop = asyncio.get_running_loop()
+        kwargs: dict[str, Any] = {"headers": headers}
+        if request.params:
+            kwargs["params"] = request.params
+        if request.json_body is not None:
+            kwargs["json"] = request.json_body
+        hop = client.build_request(request.method, request.url, **kwargs)
+        history: list[httpx.Response] = []
+        run.redirect = None
+        while True:
+            watchdog.reschedule(loop.time() + lim.connect_timeout + lim.read_timeout)
+            response = await client.send(hop, stream=True)
+            if response.next_request is None:
+                break
+            await response.aclose()
+            history.append(response)
+            if len(history) > lim.max_redirects:
+                raise httpx.TooManyRedirects("too many redirects", request=hop)
+            hop = response.next_request
+            run.redirect = str(hop.url)
+            log.debug(
+                "%s: %s redirects to %s",
+                request.source_id,
+                response.url,
+                hop.url,
+                extra={"source": request.source_id, "action": "fetch_redirect"},
+            )
+        response.history = history
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
     async def _stream(
         self,
         client: httpx.AsyncClient,
         request: FetchRequest,
         headers: dict[str, str],
-        started: float,
+        run: _Run,
         attempts: int,
     ) -> FetchResult:
-        kwargs: dict[str, Any] = {"headers": headers}
-        if request.params:
-            kwargs["params"] = request.params
-        if request.json_body is not None:
-            kwargs["json"] = request.json_body
-        async with client.stream(request.method, request.url, **kwargs) as response:
-            status = response.status_code
-            final_url = str(response.url)
-            moved_to = _permanent_target(response)
-            if status == 304:
-                return FetchResult(
-                    source_id=request.source_id,
-                    url=request.url,
-                    final_url=final_url,
-                    status=304,
-                    not_modified=True,
-                    etag=request.etag,
-                    last_modified=request.last_modified,
-                    elapsed=time.monotonic() - started,
-                    attempts=attempts,
-                    moved_to=moved_to,
+        lim = self.limits
+        loop = asyncio.get_running_loop()
+        reading = False
+        try:
+            async with asyncio.timeout(None) as watchdog:
+                async with self._open(client, request, headers, run, watchdog) as response:
+                    reading = True
+                    watchdog.reschedule(loop.time() + lim.read_timeout)
+                    return await self._read(response, request, run, attempts, watchdog)
+        except TimeoutError:
+            if not watchdog.expired():
+                raise
+            if reading:
+                error = (
+                    f"timed out (the body stalled: less than {_mib(PROGRESS_BYTES)} "
+                    f"in {lim.read_timeout:g}s)"
                 )
-            if status >= 400:
-                blocked = None
-                if status in (403, 429, 503):  # a bot challenge answers with one of these
-                    head = await _first_bytes(response, 16384)
-                    blocked = health.blocked_page(status, response.headers, head)
-                failed = self._fail(
-                    request,
-                    blocked or f"HTTP {status} {response.reason_phrase}".strip(),
-                    started,
-                    attempts,
-                    status=status,
-                    final_url=final_url,
-                )
-                if not blocked and (status == 429 or status >= 500):  # retry, after Retry-After
-                    raise _Retry(failed, _retry_after(response.headers.get("retry-after")))
-                return failed
-            cap = self.limits.max_body
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > cap:
-                return self._fail(
-                    request,
-                    f"response of {int(declared):,} bytes is over the {_mib(cap)} limit",
-                    started,
-                    attempts,
-                    status=status,
-                    final_url=final_url,
-                )
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > cap:
-                    return self._fail(
-                        request,
-                        f"response over the {_mib(cap)} limit (stopped reading)",
-                        started,
-                        attempts,
-                        status=status,
-                        final_url=final_url,
-                    )
-                chunks.append(chunk)
-            content_type = response.headers.get("content-type")
+            else:
+                answer = lim.connect_timeout + lim.read_timeout
+                error = f"timed out (no response headers within {answer:g}s)"
+            raise _Retry(
+                self._fail(request, error, run, attempts, final_url=run.redirect)
+            ) from None
+
+    async def _read(
+        self,
+        response: httpx.Response,
+        request: FetchRequest,
+        run: _Run,
+        attempts: int,
+        watchdog: asyncio.Timeout,
+    ) -> FetchResult:
+        """The response as a result: the body read within the cap, while it makes progress."""
+        status = response.status_code
+        final_url = str(response.url)
+        moved_to = _permanent_target(response)
+        if status == 304:
             return FetchResult(
                 source_id=request.source_id,
                 url=request.url,
                 final_url=final_url,
-                status=status,
-                body=b"".join(chunks),
-                encoding=response.charset_encoding,
-                content_type=content_type,
-                etag=response.headers.get("etag"),
-                last_modified=response.headers.get("last-modified"),
-                elapsed=time.monotonic() - started,
+                status=304,
+                not_modified=True,
+                etag=request.etag,
+                last_modified=request.last_modified,
+                elapsed=run.elapsed(),
                 attempts=attempts,
                 moved_to=moved_to,
             )
+        if status >= 400:
+            blocked = None
+            if status in (403, 429, 503):  # a bot challenge answers with one of these
+                head = await _first_bytes(response, 16384)
+                blocked = health.blocked_page(status, response.headers, head)
+            failed = self._fail(
+                request,
+                blocked or f"HTTP {status} {response.reason_phrase}".strip(),
+                run,
+                attempts,
+                status=status,
+                final_url=final_url,
+            )
+            if not blocked and (status == 429 or status >= 500):  # retry, after Retry-After
+                raise _Retry(failed, _retry_after(response.headers.get("retry-after")))
+            return failed
+        cap = self.limits.max_body
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > cap:
+            return self._fail(
+                request,
+                f"response of {int(declared):,} bytes is over the {_mib(cap)} limit",
+                run,
+                attempts,
+                status=status,
+                final_url=final_url,
+            )
+        loop = asyncio.get_running_loop()
+        chunks: list[bytes] = []
+        size = 0
+        progress = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                return self._fail(
+                    request,
+                    f"response over the {_mib(cap)} limit (stopped reading)",
+                    run,
+                    attempts,
+                    status=status,
+                    final_url=final_url,
+                )
+            chunks.append(chunk)
+            progress += len(chunk)
+            if progress >= PROGRESS_BYTES:  # still moving: another read_timeout to go on
+                progress = 0
+                watchdog.reschedule(loop.time() + self.limits.read_timeout)
+        return FetchResult(
+            source_id=request.source_id,
+            url=request.url,
+            final_url=final_url,
+            status=status,
+            body=b"".join(chunks),
+            encoding=response.charset_encoding,
+            content_type=response.headers.get("content-type"),
+            etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
+            elapsed=run.elapsed(),
+            attempts=attempts,
+            moved_to=moved_to,
+        )
 
     def _fail(
         self,
         request: FetchRequest,
         error: str,
-        started: float,
+        run: _Run,
         attempts: int,
         *,
         status: int = 0,
@@ -356,20 +502,20 @@ class Fetcher:
             final_url=final_url or request.url,
             status=status,
             error=error,
-            elapsed=time.monotonic() - started,
+            elapsed=run.elapsed(),
             attempts=max(attempts, 1),
         )
 
     # ----------------------------------------------------------------- robots.txt
 
-    async def _robots_refusal(self, request: FetchRequest) -> str | None:
+    async def _robots_refusal(self, request: FetchRequest, run: _Run) -> str | None:
         parts = urlsplit(request.url)
         origin = f"{parts.scheme}://{parts.netloc}"
         lock = self._robots_locks.setdefault(origin, asyncio.Lock())
         async with lock:
             cached = self._robots.get(origin)
             if cached is None or time.monotonic() - cached[0] > ROBOTS_TTL:
-                cached = (time.monotonic(), await self._load_robots(request, origin))
+                cached = (time.monotonic(), await self._load_robots(request, origin, run))
                 self._robots[origin] = cached
         rules = cached[1]
         if isinstance(rules, str):
@@ -379,13 +525,15 @@ class Fetcher:
         return None
 
     async def _load_robots(
-        self, request: FetchRequest, origin: str
+        self, request: FetchRequest, origin: str, run: _Run
     ) -> RobotFileParser | str | None:
         robots_request = FetchRequest(source_id=request.source_id, url=f"{origin}/robots.txt")
         try:
-            result = await self._attempt(robots_request, time.monotonic(), 1)
+            result = await self._attempt(robots_request, run, 1)
         except _Retry as retry:
             result = retry.result
+        if result.error and result.error.startswith("refused:"):
+            return result.error
         if result.status in (0,) or result.status >= 500:
             # RFC 9309: an unreachable robots.txt means the whole site is off limits for now.
             return f"robots.txt unreachable ({result.error}); not fetching"
@@ -394,6 +542,198 @@ class Fetcher:
         parser = RobotFileParser()
         parser.parse(result.body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace").splitlines())
         return parser
+
+
+# --------------------------------------------------------------------- the address policy
+
+#: Cloud metadata services, where instance credentials live (AWS and GCP and OpenStack,
+#: AWS ECS, AWS over IPv6, Azure's wireserver, Oracle, Alibaba).
+METADATA = frozenset(
+    ip_address(a)
+    for a in (
+        "169.254.169.254",
+        "169.254.170.2",
+        "fd00:ec2::254",
+        "168.63.129.16",
+        "192.0.0.192",
+        "100.100.100.200",
+    )
+)
+_THIS_NETWORK = ip_network("0.0.0.0/8")
+_SHARED = ip_network("100.64.0.0/10")  # carrier-grade NAT
+_NAT64 = ip_network("64:ff9b::/96")
+_PRIVATE = tuple(
+    ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+#: Kinds no setting allows: no HTTP server answers there.
+NEVER = frozenset({"an unspecified address", "a multicast address"})
+
+
+def address_kind(address: IPAddress) -> str | None:
+    """What `address` is, when it is not a public unicast address ("a loopback address"),
+    else None. IPv6 forms that carry an IPv4 address (mapped ::ffff:a.b.c.d, 6to4 2002::/16,
+    NAT64 64:ff9b::/96) are judged by the IPv4 address they carry.
+
+    Usage::
+
+        address_kind(ip_address("10.0.0.3"))  # "a private address"
+        address_kind(ip_address("::ffff:127.0.0.1"))  # "a loopback address"
+    """
+    if isinstance(address, IPv6Address):
+        carried = address.ipv4_mapped or address.sixtofour
+        if carried is None and address in _NAT64:
+            carried = IPv4Address(int(address) & 0xFFFFFFFF)
+        if carried is not None:
+            return address_kind(carried)
+    if address in METADATA:
+        return "a cloud metadata address"
+    if address.is_unspecified or address in _THIS_NETWORK:
+        return "an unspecified address"
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_multicast:
+        return "a multicast address"
+    if address in _SHARED:
+        return "a shared (carrier-grade NAT) address"
+    if any(address in network for network in _PRIVATE) or (
+        isinstance(address, IPv6Address) and address.is_site_local  # fec0::/10, deprecated
+    ):
+        return "a private address"
+    if not address.is_global or address.is_reserved:  # documentation, benchmarking, broadcast…
+        return "a reserved address"
+    return None
+
+
+class _Refused(Exception):
+    """A connection the address policy refuses; the fetch fails at once (never retried)."""
+
+    def __init__(self, host: str, address: IPAddress, kind: str) -> None:
+        self.host = host
+        self.address = address
+        self.kind = kind
+        super().__init__(self.line())
+
+    def line(self, *, redirected: bool = False) -> str:
+        """One line naming the host and the address, and what to do about it."""
+        if _literal(self.host) is not None:
+            where = f"{self.host}, {self.kind}" if redirected else f"{self.host} is {self.kind}"
+        else:
+            where = f"{self.host} resolves to {self.address}, {self.kind}"
+            if redirected:
+                where = f"{self.host}, which resolves to {self.address}, {self.kind}"
+        if redirected:
+            where = f"redirected to {where}"
+        if self.kind in NEVER:
+            return f"refused: {where} (never fetched, whatever the settings)"
+        return f"refused: {where}; set settings.allow_private_addresses to allow it"
+
+
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+async def _resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address `host` resolves to, in the resolver's order (an IP literal: itself)."""
+    literal = _literal(host)
+    if literal is not None:
+        return [literal]
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses: list[IPAddress] = []
+    for info in infos:
+        address = ip_address(str(info[4][0]))
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, behind the address policy: resolve the name once, check
+    every address, then connect to a checked address (never to the name again)."""
+
+    def __init__(
+        self, *, allow_private: bool, inner: httpcore.AsyncNetworkBackend | None = None
+    ) -> None:
+        self.allow_private = allow_private
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    def check(self, host: str, addresses: Iterable[IPAddress]) -> None:
+        """Raise _Refused for the first address the policy refuses."""
+        for address in addresses:
+            kind = address_kind(address)
+            if kind is not None and (kind in NEVER or not self.allow_private):
+                raise _Refused(host, address, kind)
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                addresses = await _resolve(host, port)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(f"{host}: {exc}") from exc
+        if not addresses:
+            raise httpcore.ConnectError(f"{host} resolves to no address")
+        self.check(host, addresses)
+        failure: Exception | None = None
+        for n, address in enumerate(addresses):
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None:
+                if left <= 0:
+                    break
+                if n < len(addresses) - 1:  # an unreachable address leaves time for the rest
+                    left /= 2
+            try:
+                return await self._inner.connect_tcp(
+                    str(address),
+                    port,
+                    timeout=left,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure or httpcore.ConnectTimeout(f"connecting to {host} timed out")
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("watcher fetches over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport with its connection pool built on `_GuardedBackend` (httpx offers
+    no parameter for the network backend; the pool it builds is replaced, unused)."""
+
+    def __init__(self, limits: httpx.Limits, *, allow_private: bool) -> None:
+        super().__init__(verify=_ssl_context(), limits=limits, trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(allow_private=allow_private),
+        )
 
 
 def _replace(result: FetchResult, **changes: Any) -> FetchResult:
