@@ -96,6 +96,11 @@ def setup(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -
     # Libraries are chatty at INFO; their warnings still show.
     for name in ("httpx", "httpcore", "alembic", "apscheduler"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # apprise's warnings repeat what the delivery worker logs with its own context (it reads
+    # them from apprise's result); its errors (a plugin fault) still show, all of it at debug.
+    logging.getLogger("apprise").setLevel(
+        logging.DEBUG if root.level <= logging.DEBUG else logging.ERROR
+    )
     return _filter
 
 

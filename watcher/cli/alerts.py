@@ -7,7 +7,7 @@ import sys
 import click
 
 from watcher import log as logsetup
-from watcher.cli.base import Context, cli, config_exists, fail, one_line_text, pass_ctx
+from watcher.cli.base import Context, cli, config_exists, fail, one_line_text, pass_ctx, table
 from watcher.types import ChannelStatus, Delivery
 
 
@@ -38,34 +38,32 @@ def alerts_list(ctx: Context, status: str | None, limit: int) -> None:
         outbox = Outbox(store)
         rows = outbox.listing(status, limit)
         down = outbox.channels_down()
-    table = [("ID", "STATUS", "KIND", "STORY", "ROUTE", "CHANNEL", "WHEN", "TRIES", "LAST ERROR")]
-    for d in rows:
-        when = d.sent_at or d.due_at
-        table.append(
-            (
-                str(d.id),
-                d.status,
-                d.kind,
-                str(d.story_id or "-"),
-                d.route,
-                d.channel,
-                f"{when:%Y-%m-%d %H:%M}",
-                str(d.attempts),
-                one_line_text(_why(d, down.get(d.channel)) or d.last_error or "", 100),
-            )
+    shown = [
+        (
+            str(d.id),
+            d.status,
+            d.kind,
+            str(d.story_id or "-"),
+            d.route,
+            d.channel,
+            ctx.when(d.sent_at or d.due_at),
+            str(d.attempts),
+            one_line_text(_why(ctx, d, down.get(d.channel)) or d.last_error or "", 100),
         )
-    widths = [max(len(r[i]) for r in table) for i in range(8)]
-    for row in table:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[8])
+        for d in rows
+    ]
+    header = ("ID", "STATUS", "KIND", "STORY", "ROUTE", "CHANNEL", "WHEN", "TRIES", "LAST ERROR")
+    table(header, shown, empty=f"no {status or ''} deliveries".replace("  ", " "))
 
 
-def _why(d: Delivery, down: ChannelStatus | None) -> str | None:
+def _why(ctx: Context, d: Delivery, down: ChannelStatus | None) -> str | None:
     """Why a pending delivery waits, when its channel is down."""
     if d.status != "pending" or down is None:
         return None
     return (
-        f"waiting: {d.channel} unreachable since {down.down_since:%Y-%m-%d %H:%M}, next try "
-        f"{down.next_try_at:%H:%M:%S} ({down.failures} tries): {down.last_error or ''}"
+        f"waiting: {d.channel} unreachable since {ctx.when(down.down_since)}, next try "
+        f"{ctx.when(down.next_try_at, seconds=True)} ({down.failures} tries): "
+        f"{down.last_error or ''}"
     )
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -30,6 +32,8 @@ class Context:
     db_url: str | None
     log_level: str
     log_format: str
+    #: `--utc`: times in command output in UTC rather than settings.timezone.
+    utc: bool = False
     _loaded: LoadedConfig | None = field(default=None, repr=False)
     _matcher: Any = field(default=None, repr=False)
 
@@ -42,6 +46,21 @@ class Context:
                 fail_config(exc)
             logsetup.add_secrets(self._loaded.secrets)
         return self._loaded
+
+    def timezone(self) -> str:
+        """The zone of times in command output: settings.timezone (UTC with `--utc`, or
+        when there is no sources.yaml)."""
+        if self.utc or not config_exists(self):
+            return "UTC"
+        return self.config().config.settings.timezone
+
+    def when(self, moment: datetime | None, *, seconds: bool = False) -> str:
+        """A time as commands print it, in `timezone()` and saying which:
+        ``2026-12-02 18:14 KST``; ``-`` for none."""
+        if moment is None:
+            return "-"
+        local = moment.astimezone(ZoneInfo(self.timezone()))
+        return local.strftime(f"%Y-%m-%d %H:%M{':%S' if seconds else ''} %Z")
 
     def matcher(self, loaded: LoadedConfig | None = None) -> Any:
         """The compiled rules; exits listing every rule whose examples fail."""
@@ -144,6 +163,11 @@ pass_ctx = click.make_pass_decorator(Context)
     f"{DEFAULT_DATABASE_URL}).",
 )
 @click.option(
+    "--utc",
+    is_flag=True,
+    help="Print times in UTC (default: settings.timezone; times always name their zone).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -158,7 +182,12 @@ pass_ctx = click.make_pass_decorator(Context)
 )
 @click.pass_context
 def cli(
-    ctx: click.Context, config_path: str, db_url: str | None, log_level: str, log_format: str
+    ctx: click.Context,
+    config_path: str,
+    db_url: str | None,
+    utc: bool,
+    log_level: str,
+    log_format: str,
 ) -> None:
     """Watch UN and news sources for forced repatriations of North Korean escapees,
     and alert advocates.
@@ -167,12 +196,29 @@ def cli(
     """
     logsetup.setup(log_level, log_format)
     ctx.obj = Context(
-        config_path=config_path, db_url=db_url, log_level=log_level, log_format=log_format
+        config_path=config_path,
+        db_url=db_url,
+        log_level=log_level,
+        log_format=log_format,
+        utc=utc,
     )
 
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> None:
+    """Rows under a header, columns padded to their widest cell (the last one free);
+    `empty` (one line) when there are no rows."""
+    if not rows:
+        click.echo(empty)
+        return
+    everything = [tuple(header), *(tuple(r) for r in rows)]
+    widths = [max(len(r[i]) for r in everything) for i in range(len(header) - 1)]
+    for row in everything:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
 
 
 def one_line_text(text: str, limit: int = 120) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from watcher.cli.base import Context, cli, config_exists, fail, one_line_text, pass_ctx
+from watcher.cli.base import Context, cli, config_exists, fail, one_line_text, pass_ctx, table
 
 
 @cli.group()
@@ -67,7 +67,7 @@ def silence_add(
             ends_at=now + length,
             created_by=created_by or os.environ.get("USER"),
         )
-    click.echo(f"silence {sid} active until {now + length:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"silence {sid} active until {ctx.when(now + length)}")
 
 
 @silence.command("list")
@@ -81,13 +81,19 @@ def silence_list(ctx: Context, show_all: bool) -> None:
     now = utcnow()
     with ctx.open_store(need_config=config_exists(ctx)) as store:
         rows = Outbox(store).silences(None if show_all else now)
-    for s in rows:
-        state = "active" if s.starts_at <= now < s.ends_at else "expired"
-        matchers = " ".join(f"{k}={v}" for k, v in s.matchers.items())
-        click.echo(
-            f"{s.id}  {state:<7}  until {s.ends_at:%Y-%m-%d %H:%M} UTC  {matchers}  "
-            f"by {s.created_by or '-'}: {one_line_text(s.reason, 80)}"
+    shown = [
+        (
+            str(s.id),
+            "active" if s.starts_at <= now < s.ends_at else "expired",
+            ctx.when(s.ends_at),
+            " ".join(f"{k}={v}" for k, v in s.matchers.items()),
+            s.created_by or "-",
+            one_line_text(s.reason, 80),
         )
+        for s in rows
+    ]
+    header = ("ID", "STATE", "UNTIL", "MATCHERS", "BY", "REASON")
+    table(header, shown, empty="no silences" if show_all else "no active silences")
 
 
 @silence.command("expire")
