@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -10,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from tests.helpers import watcher
+from tests.helpers import ROOT, seed, watcher
 from watcher.store import Store
 from watcher.store.outbox import Outbox
 
@@ -61,3 +65,45 @@ def test_times_follow_the_configured_zone_and_say_which(setup: tuple[Path, str])
     assert f"{ends.astimezone(ZoneInfo('Asia/Seoul')):%Y-%m-%d %H:%M} KST" in local  # UTC+9
     assert f"{ends:%Y-%m-%d %H:%M} UTC" in utc
     assert "KST" not in utc
+
+
+def _export(cfg: Path, db: str, *, terminal: bool) -> tuple[str, str]:
+    """`export items` with stdout to a pipe and stderr to a terminal (a pty) or a pipe."""
+    command = [sys.executable, "-m", "watcher", "--config", str(cfg), "--db", db]
+    command += ["export", "items"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+    if not terminal:
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+        return done.stdout, done.stderr
+    main, other = pty.openpty()
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=other, cwd=ROOT, env=env, text=True
+    ) as proc:
+        os.close(other)
+        out = proc.stdout.read() if proc.stdout else ""
+        proc.wait(timeout=120)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    return out, seen.decode(errors="replace")
+
+
+def test_long_work_shows_progress_on_a_terminal_and_nothing_in_a_pipe(
+    setup: tuple[Path, str],
+) -> None:
+    cfg, db = setup
+    store = Store.open(db)
+    seed(store)
+    store.close()
+    piped_out, piped_err = _export(cfg, db, terminal=False)
+    tty_out, tty_err = _export(cfg, db, terminal=True)
+    assert len(piped_out.splitlines()) == 3 and piped_out == tty_out, "the data is the same"
+    assert "exporting items" not in piped_err
+    assert "exporting items" in tty_err and "3" in tty_err

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
@@ -24,6 +24,8 @@ from watcher.errors import ConfigError, RuleError, StoreError
 from watcher.store import DEFAULT_DATABASE_URL, Store
 
 log = logging.getLogger("watcher")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -219,6 +221,20 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -
     for row in everything:
         cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
         click.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+@contextmanager
+def progress(items: Iterable[T], label: str) -> Iterator[Iterable[T]]:
+    """`items`, with a progress line on stderr while they are consumed when stderr is a
+    terminal (click's bar: count, rate); plain `items` otherwise, so pipes and logs get no
+    control characters."""
+    if not sys.stderr.isatty():
+        yield items
+        return
+    with click.progressbar(
+        items, label=label, file=sys.stderr, show_pos=True, show_eta=False
+    ) as bar:
+        yield bar
 
 
 def one_line_text(text: str, limit: int = 120) -> str:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from watcher.cli.base import Context, cli, config_exists, fail, pass_ctx
+from watcher.cli.base import Context, cli, config_exists, fail, pass_ctx, progress
 
 
 @cli.group()
@@ -57,23 +57,25 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
     if writer:
         writer.writeheader()
     with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
-        for item in store.iter_items(since=since_at, source_id=source_id):
-            row = {
-                "source": item.source_id,
-                "key": item.key,
-                "url": item.url,
-                "title": item.title,
-                "text": item.text,
-                "lang": item.lang,
-                "published_at": item.published_at.isoformat() if item.published_at else None,
-                "published_raw": item.published_raw,
-                "fetched_at": item.fetched_at.isoformat(),
-                "baseline": item.baseline,
-            }
-            if writer:
-                writer.writerow(row)
-            else:
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        found = store.iter_items(since=since_at, source_id=source_id)
+        with progress(found, "exporting items") as shown:
+            for item in shown:
+                row = {
+                    "source": item.source_id,
+                    "key": item.key,
+                    "url": item.url,
+                    "title": item.title,
+                    "text": item.text,
+                    "lang": item.lang,
+                    "published_at": item.published_at.isoformat() if item.published_at else None,
+                    "published_raw": item.published_raw,
+                    "fetched_at": item.fetched_at.isoformat(),
+                    "baseline": item.baseline,
+                }
+                if writer:
+                    writer.writerow(row)
+                else:
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 # --------------------------------------------------------------------------- rules
@@ -90,8 +92,9 @@ def export_alerts(ctx: Context, fmt: str) -> None:
 
     out = sys.stdout
     with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
-        for row in Outbox(store).export():
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        with progress(Outbox(store).export(), "exporting stories") as stories:
+            for row in stories:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 # --------------------------------------------------------------------------- silences
