@@ -6,6 +6,10 @@ The items are the labelled sets in tests/fixtures/rules (title + lead, four lang
 repeated to --items. The large rule set adds 20x the shipped rule count of synthetic rules,
 each with its own concepts built from real words sampled from the same texts (so their terms
 do hit, as a real rule set's would) plus nonsense terms. One core, one process; median of runs.
+
+"dated items" gives each item a publication time (spread over 30 days), so the matched ones
+also have their relative dates resolved ("on Tuesday", 지난 3일, 上周): "cold" clears the
+resolved-phrase cache before each run, "warm" keeps it, as a running process does.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import json
 import random
 import statistics
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
 
+from watcher import extract
 from watcher.config import load_config, load_config_text
 from watcher.rules import compile_rules
 
@@ -55,13 +61,21 @@ def synthetic_rules(shipped_text: str, items: list[dict], count: int) -> str:
     return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
 
 
-def rate(matcher, items: list[dict], runs: int) -> tuple[float, int]:
+def rate(
+    matcher, items: list[dict], runs: int, *, dated: bool = False, cold: bool = False
+) -> tuple[float, int]:
     rates, relevant = [], 0
+    start = datetime(2026, 11, 20, 3, tzinfo=UTC)
+    published = [start - timedelta(days=n % 30) if dated else None for n in range(len(items))]
     for _ in range(runs):
+        if cold:
+            extract._parse.cache_clear()
         started = time.perf_counter()
         relevant = 0
-        for item in items:
-            relevant += matcher.match(item["title"], item["text"], lang=item["lang"]).relevant
+        for item, when in zip(items, published, strict=True):
+            relevant += matcher.match(
+                item["title"], item["text"], lang=item["lang"], published=when
+            ).relevant
         rates.append(len(items) / (time.perf_counter() - started))
     return statistics.median(rates), relevant
 
@@ -89,6 +103,9 @@ def main() -> None:
     )
     base_rate, base_hits = rate(base, items, args.runs)
     big_rate, big_hits = rate(big, items, args.runs)
+    rate(base, items[:50], 1, dated=True)  # dateparser's import and language data, once
+    cold_rate, _ = rate(base, items, args.runs, dated=True, cold=True)
+    warm_rate, _ = rate(base, items, args.runs, dated=True)
     print(
         f"  shipped rules   {base.rule_count:5d} rules: {base_rate:9,.0f} items/s "
         f"({base_hits:,} relevant; compiled in {compile_base * 1000:.0f} ms)"
@@ -96,6 +113,10 @@ def main() -> None:
     print(
         f"  20x rules       {big.rule_count:5d} rules: {big_rate:9,.0f} items/s "
         f"({big_hits:,} relevant; compiled in {compile_big * 1000:.0f} ms)"
+    )
+    print(
+        f"  dated items     {base.rule_count:5d} rules: {cold_rate:9,.0f} items/s cold, "
+        f"{warm_rate:,.0f} warm (relative dates resolved)"
     )
     print(
         f"  slowdown at {big.rule_count / base.rule_count:.0f}x rules: {base_rate / big_rate:.2f}x"

@@ -28,11 +28,13 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import ahocorasick
 
-from watcher.config import GLOSS, NOT_INSIDE, SEVERITIES, Config, Rule
+from watcher.config import DEFAULT_ZONE_BY_LANG, GLOSS, NOT_INSIDE, SEVERITIES, Config, Rule
 from watcher.errors import RuleError
 from watcher.extract import Extracted, extract
 from watcher.items import detect_lang
@@ -252,7 +254,12 @@ class Matcher:
         lang: str | None = None,
         tags: Iterable[str] = (),
         published_year: int | None = None,
+        published: date | None = None,
     ) -> Verdict:
+        """The rules that fire on an item, and for a relevant item what it states: people,
+        places, dates. `published` (an aware time, or a day) dates the item: relative dates
+        ("on Tuesday", 지난 3일, 上周) are resolved against it, and it gives the year of dates
+        written without one (else `published_year` does)."""
         scan = self._scan(title, text, lang)
         hits = scan.hits
         if not hits:
@@ -278,7 +285,13 @@ class Matcher:
                 matched.append(rule)
         if not matched:
             return NOT_RELEVANT
-        extracted = extract(scan.norm, lang=scan.lang, published_year=published_year)
+        day = publication_day(published, scan.lang) if published is not None else None
+        extracted = extract(
+            scan.norm,
+            lang=scan.lang,
+            published_year=day.year if day is not None else published_year,
+            published=day,
+        )
         results = []
         for rule in matched:
             severity = rule.severity
@@ -482,6 +495,17 @@ class Matcher:
             f"{term!r}@{','.join(map(str, pos[:3]))}" for term, pos in list(seen.items())[:4]
         )
         return f"{self._group_names.get(group, '?')}={found}"
+
+
+def publication_day(published: date, lang: str) -> date:
+    """The calendar day an item was published on where it was written: an aware time is read
+    in its language's usual zone (Seoul, Tokyo, Shanghai; else UTC), so a Korean report of
+    08:00 KST on the 20th (23:00 UTC on the 19th) says 어제 of the 19th."""
+    if not isinstance(published, datetime):
+        return published
+    if published.tzinfo is None:
+        return published.date()
+    return published.astimezone(ZoneInfo(DEFAULT_ZONE_BY_LANG.get(lang, "UTC"))).date()
 
 
 def _nearest(positions: list[int], target: int) -> int:

@@ -55,7 +55,8 @@ def match(ctx: Context, file: Any, explain: bool) -> None:
     {"id", "relevant", "events", "rules", "severity", "extracted": {"people", "places",
     "dates"}}; a line that cannot be read gives {"id", "error"} in its place. `lang`,
     `url`, `source` and `published_at` are optional; `source` may be a configured source id
-    or an outlet's domain (its tags then apply to tag-filtered rules).
+    or an outlet's domain (its tags then apply to tag-filtered rules); `published_at` dates
+    the article, so that relative dates ("on Tuesday", 지난 3일, 上周) are resolved.
 
     With --explain each line also has "explain" (per rule that fired: the terms found and
     their positions in the normalised text) and "why" (rule id → the one line alerts show,
@@ -84,7 +85,7 @@ def match(ctx: Context, file: Any, explain: bool) -> None:
                 text,
                 lang=lang or None,
                 tags=tags.get(str(source).removeprefix("www."), ()) if source else (),
-                published_year=when.year if when else None,
+                published=when,
             )
             row = _verdict_json(item_id, verdict)
             if explain:
@@ -153,7 +154,7 @@ def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) ->
                 item.text,
                 lang=item.lang,
                 tags=tags.get(item.source_id, ()),
-                published_year=when.year,
+                published=when,
             )
             before = stored.get(item.key, frozenset())
             after = frozenset(verdict.events)
