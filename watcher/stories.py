@@ -13,15 +13,19 @@ needed, from
 - **date**: both dated, published within `window` of each other (the same event type on the
   same day counts one and a half);
 - **place**: a place (or transit country) both name; a province or country counts half;
-- **count**: the same number of people (within 10 % from 50 people up); one or two count half;
+- **count**: the same number of people (within 20 % from 50 people up: "500" and "600" are
+  estimates of one wave); one or two count half;
 - **title**: near-duplicate titles once numbers are folded (the same headline counts twice);
 - **names**: a rare proper name both name (a person, an organisation, a town off the gazetteer).
 
 Two dated reports further apart than `window` never join; alike titles naming other places do
 not count as alike. A shared event type adds half a signal; counts that disagree, and places that
-disagree (both name places, none the same), each take half away: "600 sent back via Dandong" on
-the day of "60 sent back via Dandong" is the same wave with a new count (an update), while a
-detention of 8 and another of 10 there need more to join.
+disagree, each take half away: "600 sent back via Dandong" on the day of "60 sent back via
+Dandong" is the same wave with a new count (an update), while a detention of 8 and another of
+10 there need more to join. Only counts of three or more disagree (one or two people are often
+part of the larger group another report counts: "two of the five"), and only places that name
+towns both (a province or a transit country is as often a route or background as the scene:
+"caught in Myanmar" and "held in Jilin" can be one case).
 Ties go to the more recently updated story. The decision depends on the reports, never on the
 order of polls within a cycle, except through which report founded a story.
 
@@ -52,9 +56,14 @@ TITLE_SIMILARITY = 82
 TITLE_SAME = 90
 #: Titles this alike (0–100) count as a signal when the two reports share their dates.
 TITLE_ALIKE = 62
-#: From this many people up, counts within PEOPLE_TOLERANCE of each other are the same.
+#: From this many people up, counts within PEOPLE_TOLERANCE of each other are the same event
+#: (large counts are estimates: "500여 명" and "600" are one wave)...
 PEOPLE_EXACT_BELOW = 50
-PEOPLE_TOLERANCE = 0.10
+PEOPLE_TOLERANCE = 0.20
+#: ...but a count that moves by more than this is news: a new revision of the story.
+MATERIAL_CHANGE = 0.10
+#: Counts below this never disagree: one or two people are often part of a larger group.
+DISAGREE_FROM = 3
 #: Evidence a report needs to join a story (each signal counts 1, a shared event type 0.5).
 JOIN_SCORE = 2.0
 #: Reports published this close count as the same day (a stronger date signal).
@@ -190,12 +199,12 @@ def names_in(title: str, text: str = "") -> frozenset[str]:
     return frozenset(out)
 
 
-def same_people(a: int | None, b: int | None) -> bool:
+def same_people(a: int | None, b: int | None, tolerance: float = PEOPLE_TOLERANCE) -> bool:
     if a is None or b is None:
         return False
     if max(a, b) < PEOPLE_EXACT_BELOW:
         return a == b
-    return abs(a - b) <= PEOPLE_TOLERANCE * max(a, b)
+    return abs(a - b) <= tolerance * max(a, b)
 
 
 @lru_cache(maxsize=4096)
@@ -220,7 +229,17 @@ def title_similarity(a: str, b: str) -> float:
 
 
 def counts_disagree(a: Facts, b: Facts) -> bool:
-    return a.people is not None and b.people is not None and not same_people(a.people, b.people)
+    """Both give a count of three or more, and not the same one."""
+    if a.people is None or b.people is None or min(a.people, b.people) < DISAGREE_FROM:
+        return False
+    return not same_people(a.people, b.people)
+
+
+def places_disagree(a: Facts, b: Facts) -> bool:
+    """Both name a town, and the two name no place in common."""
+    if not (set(a.places) - REGIONS and set(b.places) - REGIONS):
+        return False
+    return not set(a.places) & set(b.places)
 
 
 def evidence(report: Facts, other: Facts, window: timedelta) -> tuple[str, ...]:
@@ -266,8 +285,8 @@ def score(report: Facts, other: Facts, window: timedelta) -> float:
         total += 0.5
     if counts_disagree(report, other):
         total -= 0.5
-    if report.places and other.places and not set(report.places) & set(other.places):
-        total -= 0.5  # places that disagree: Shenyang is not Kunming
+    if places_disagree(report, other):
+        total -= 0.5  # Shenyang is not Kunming
     return total
 
 
@@ -303,7 +322,7 @@ def materially_changed(story: Story, facts: Facts) -> bool:
         return True
     if facts.people is None:
         return False
-    return story.people is None or not same_people(facts.people, story.people)
+    return story.people is None or not same_people(facts.people, story.people, MATERIAL_CHANGE)
 
 
 def founded(story_id: int, facts: Facts, now: datetime) -> Story:
