@@ -149,7 +149,9 @@ def test_alerts_list_retry_and_export(setup) -> None:
     server, cfg, db = setup
     routes = "channels: [refusing, dead], group_wait: 0s"
     cfg.write_text(cfg.read_text().replace("channels: [hook], group_wait: 0s", routes))
-    cfg.write_text(cfg.read_text().replace("retries: 0", "retries: 0, delivery_attempts: 1"))
+    # a busy machine may take more than 2 s to answer: a timeout would be "uncertain"
+    settings = "retries: 0, delivery_attempts: 1, delivery_timeout: 30s"
+    cfg.write_text(cfg.read_text().replace("retries: 0, delivery_timeout: 2s", settings))
     run(cfg, db, "run", "--once", "--all")
     server.routes["/feed"].body = rss("China repatriates 60 North Korean defectors")
     run(cfg, db, "run", "--once", "--all")

@@ -82,6 +82,17 @@ class JsonFormatter(logging.Formatter):
 _filter = RedactingFilter()
 
 
+def _only_errors_from(library: str) -> logging.Filter:
+    """Drop a library's records below ERROR (they reach its own handlers still)."""
+
+    class OnlyErrors(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            named = record.name == library or record.name.startswith(library + ".")
+            return not named or record.levelno >= logging.ERROR
+
+    return OnlyErrors()
+
+
 def setup(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -> RedactingFilter:
     """Configure the root logger to write to stderr; return the redacting filter."""
     _filter.add(secrets)
@@ -96,11 +107,13 @@ def setup(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -
     # Libraries are chatty at INFO; their warnings still show.
     for name in ("httpx", "httpcore", "alembic", "apscheduler"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
-    # apprise's warnings repeat what the delivery worker logs with its own context (it reads
-    # them from apprise's result); its errors (a plugin fault) still show, all of it at debug.
-    logging.getLogger("apprise").setLevel(
-        logging.DEBUG if root.level <= logging.DEBUG else logging.ERROR
-    )
+    # apprise reports each send's failure in its result, which it collects from its own log
+    # records: its logger must keep them all. Our handler shows only its errors (a plugin
+    # fault), all of it at debug: its warnings repeat what the delivery worker logs with
+    # context, and its INFO lines ("Notifying 1 service(s).") are chatter.
+    logging.getLogger("apprise").setLevel(logging.DEBUG)
+    if root.level > logging.DEBUG:
+        handler.addFilter(_only_errors_from("apprise"))
     return _filter
 
 
