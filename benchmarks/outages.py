@@ -129,9 +129,13 @@ def daemon(cfg: Path, db: str) -> subprocess.Popen[str]:
     )
 
 
+PLACES = ("Shenyang", "Dandong", "Yanji", "Tumen", "Hunchun", "Kunming", "Beijing", "Shanghai")
+
+
 def title(k: int) -> str:
-    # counts far apart and no place: each report is a story of its own
-    return f"Report {k}: police repatriate {10 * 3**k} North Korean defectors"
+    # counts far apart, places apart: most reports are stories of their own
+    place = PLACES[k % len(PLACES)]
+    return f"Report {k}: police in {place} repatriate {10 * 3**k} North Korean defectors"
 
 
 PUBLISHED: dict[int, list[str]] = {}
@@ -220,7 +224,7 @@ def smtp(args: argparse.Namespace) -> None:
         controller = Controller(Mail(), hostname="127.0.0.1", port=mport)
         controller.start()
         back = time.monotonic()
-        drained = wait(lambda: len(mails) >= 10, 120)
+        drained = wait(lambda: all(any(title(k) in t for _, t in mails) for k in range(10)), 120)
         time.sleep(5)  # anything sent twice arrives by now
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
