@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from watcher.cli.base import Context, cli, config_exists, fail, fail_config, one_line_text, pass_ctx
+from watcher.cli.base import (
+    Context,
+    cli,
+    config_exists,
+    fail,
+    fail_config,
+    one_line_text,
+    pass_ctx,
+    progress,
+)
 from watcher.errors import ConfigError, EvalInputError
 from watcher.evaluate import article_text, json_object
 
@@ -146,45 +155,46 @@ def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) ->
     out = sys.stdout
     with ctx.open_store(need_config=config_exists(ctx)) as store:
         stored = store.matched_events()
-        for item in store.iter_items(since=since_at):
-            counts["items"] += 1
-            when = item.published_at or item.fetched_at
-            verdict = matcher.match(
-                item.title,
-                item.text,
-                lang=item.lang,
-                tags=tags.get(item.source_id, ()),
-                published=when,
-            )
-            before = stored.get(item.key, frozenset())
-            after = frozenset(verdict.events)
-            mark = " " if before == after else "+" if not before else "-" if not after else "~"
-            if mark != " ":
-                marks[mark] += 1
-            if not verdict.relevant and mark == " ":
-                continue
-            counts["matched"] += bool(verdict.relevant)
-            for event in verdict.events:
-                counts[event] += 1
-            if fmt == "jsonl":
-                row = _verdict_json(item.key, verdict) | {
-                    "change": mark.strip() or None,
-                    "source": item.source_id,
-                    "title": item.title,
-                    "url": item.url,
-                    "published_at": when.isoformat(),
-                }
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            else:
-                facts = verdict.extracted
-                extra = ", ".join(
-                    [f"{facts.people} people"] * (facts.people is not None) + list(facts.places)
+        with progress(store.iter_items(since=since_at), "replaying items") as every:
+            for item in every:
+                counts["items"] += 1
+                when = item.published_at or item.fetched_at
+                verdict = matcher.match(
+                    item.title,
+                    item.text,
+                    lang=item.lang,
+                    tags=tags.get(item.source_id, ()),
+                    published=when,
                 )
-                out.write(
-                    f"{mark} {when:%Y-%m-%d %H:%M}  {item.source_id:<16} "
-                    f"{verdict.severity or '-':<8} {','.join(verdict.events) or '(none)'}"
-                    f"{f'  [{extra}]' if extra else ''}  {one_line_text(item.title)}\n"
-                )
+                before = stored.get(item.key, frozenset())
+                after = frozenset(verdict.events)
+                mark = " " if before == after else "+" if not before else "-" if not after else "~"
+                if mark != " ":
+                    marks[mark] += 1
+                if not verdict.relevant and mark == " ":
+                    continue
+                counts["matched"] += bool(verdict.relevant)
+                for event in verdict.events:
+                    counts[event] += 1
+                if fmt == "jsonl":
+                    row = _verdict_json(item.key, verdict) | {
+                        "change": mark.strip() or None,
+                        "source": item.source_id,
+                        "title": item.title,
+                        "url": item.url,
+                        "published_at": when.isoformat(),
+                    }
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                else:
+                    facts = verdict.extracted
+                    extra = ", ".join(
+                        [f"{facts.people} people"] * (facts.people is not None) + list(facts.places)
+                    )
+                    out.write(
+                        f"{mark} {when:%Y-%m-%d %H:%M}  {item.source_id:<16} "
+                        f"{verdict.severity or '-':<8} {','.join(verdict.events) or '(none)'}"
+                        f"{f'  [{extra}]' if extra else ''}  {one_line_text(item.title)}\n"
+                    )
     events = ", ".join(
         f"{k} {n}" for k, n in sorted(counts.items()) if k not in ("items", "matched")
     )
