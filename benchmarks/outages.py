@@ -242,8 +242,9 @@ def smtp(args: argparse.Namespace) -> None:
     texts = [text for _, text in mails]
     lost = [k for k in range(10) if not any(title(k) in text for text in texts)]
     dup = sum(c - 1 for c in Counter(texts).values())
-    # each message names the reports its story holds so far: first appearances in order
-    first = list(dict.fromkeys(k for text in texts for k in range(10) if title(k) in text))
+    # a message shows its story with every report it holds by then; the story's first report
+    # (the lowest k in it) says where the message stood in the queue
+    first = [min(k for k in range(10) if title(k) in text) for text in texts]
     print(
         f"SMTP down {back - down_at:.0f} s (old retry budget: 15 s), 10 reports, "
         f"{len(mails)} messages"
