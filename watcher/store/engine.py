@@ -172,14 +172,19 @@ class StoreBase:
     def schema_is_current(self) -> bool:
         return self.current_revision() == SCHEMA_HEAD
 
-    def upgrade(self) -> tuple[str | None, str | None]:
+    def upgrade(self, *, replay: bool = False) -> tuple[str | None, str | None]:
         """Apply pending migrations; return (revision before, revision after).
 
-        On PostgreSQL this runs under an advisory lock, so replicas starting together
-        do not race.
+        A database with no tables at all is created at the newest schema in one step and
+        stamped with its revision (the tables the migrations would build: tests/
+        test_migrations.py checks they agree); `replay` runs every migration instead. On
+        PostgreSQL this runs under an advisory lock, so replicas starting together do not race.
         """
         from alembic import command
         from alembic.config import Config as AlembicConfig
+        from sqlalchemy import inspect
+
+        from watcher.store.tables import metadata
 
         before = self.current_revision()
         cfg = AlembicConfig()
@@ -190,7 +195,11 @@ class StoreBase:
                 conn.execute(text("SET LOCAL statement_timeout = 0"))
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            if not replay and not inspect(conn).get_table_names():
+                metadata.create_all(conn)
+                command.stamp(cfg, "head")
+            else:
+                command.upgrade(cfg, "head")
         return before, self.current_revision()
 
     def ensure_schema(self) -> None:
