@@ -157,6 +157,20 @@ def wait(condition: Any, seconds: float) -> bool:
     return False
 
 
+def baselined(db: str) -> bool:
+    """Has every source had its first (baseline) poll? Reports before it never alert."""
+    from watcher.store import Store
+
+    store = Store.open(db)
+    try:
+        states = store.fetch_states()
+    except Exception:  # no tables yet
+        return False
+    finally:
+        store.close()
+    return len(states) == FEEDS and all(s.last_success_at for s in states.values())
+
+
 def kill(args: argparse.Namespace) -> None:
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,7 +179,8 @@ def kill(args: argparse.Namespace) -> None:
         cfg = config(directory, port, f"json://127.0.0.1:{port}/hook")
         db = args.db or f"sqlite:///{directory / 'bench.db'}"
         proc = daemon(cfg, db)
-        time.sleep(5)  # baseline polls
+        if not wait(lambda: baselined(db), 120):
+            print("the baseline polls did not finish")
         for k in range(args.kills):
             publish(k, rng)
             time.sleep(rng.uniform(0, 3))
@@ -215,8 +230,10 @@ def smtp(args: argparse.Namespace) -> None:
             url,
             ", delivery_backoff: 1s, delivery_max_backoff: 4s, delivery_attempts: 6",
         )
-        proc = daemon(cfg, f"sqlite:///{directory / 'bench.db'}")
-        time.sleep(5)
+        db = f"sqlite:///{directory / 'bench.db'}"
+        proc = daemon(cfg, db)
+        if not wait(lambda: baselined(db), 120):
+            print("the baseline polls did not finish")
         down_at = time.monotonic()
         for k in range(10):
             publish(k, rng)
