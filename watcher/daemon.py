@@ -22,19 +22,30 @@ import logging
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from watcher import __version__
 from watcher import log as logsetup
 from watcher.clock import utcnow
-from watcher.config import LoadedConfig, Source, load_config
+from watcher.config import LoadedConfig, Source, format_duration, load_config
 from watcher.errors import AlreadyRunning, ConfigError, RuleError
 from watcher.fetch import Fetcher, FetchLimits
 from watcher.outbox import Deliverer
-from watcher.pipeline import Offload, Parsing, check_health, heartbeat_if_due, poll_source
+from watcher.pipeline import (
+    CycleTally,
+    Leases,
+    Offload,
+    Parsing,
+    check_health,
+    heartbeat_if_due,
+    lease_length,
+    poll_source,
+)
 from watcher.routing import Alerting, nobody_hears
 from watcher.rules import compile_rules
 from watcher.store import Store, is_database_error
@@ -46,16 +57,24 @@ log = logging.getLogger("watcher.daemon")
 # --------------------------------------------------------------------------- single instance
 
 
+def sqlite_file(database_url: str) -> Path | None:
+    """The absolute path of a SQLite database file; None for any other database."""
+    if not database_url.startswith("sqlite") or ":///" not in database_url:
+        return None
+    name = database_url.split(":///", 1)[1].split("?", 1)[0]
+    if not name or ":memory:" in name or name.startswith("file:"):
+        return None
+    return Path(os.path.abspath(name))
+
+
 class InstanceLock:
     """An exclusive OS lock next to a SQLite database: it dies with the process, so a kill -9
     leaves nothing stale. PostgreSQL needs none (replicas coordinate in the database)."""
 
     def __init__(self, database_url: str) -> None:
-        self.path: Path | None = None
+        db_file = sqlite_file(database_url)
+        self.path: Path | None = db_file.with_name(db_file.name + ".lock") if db_file else None
         self._fd: int | None = None
-        if database_url.startswith("sqlite") and ":memory:" not in database_url:
-            db_file = database_url.split(":///", 1)[-1].split("?", 1)[0]
-            self.path = Path(db_file + ".lock")
 
     def acquire(self) -> None:
         if self.path is None:
@@ -82,8 +101,59 @@ class InstanceLock:
             self._fd = None
 
 
-def pid_file(state_dir: str) -> Path:
-    return Path(state_dir) / "watcher.pid"
+def pid_file(loaded: LoadedConfig, database_url: str) -> Path:
+    """Where the daemon for this configuration and database keeps its PID, the same from any
+    working directory (so `watcher reload` finds it):
+
+    - `settings.state_dir`/watcher.pid when that is set; a relative state_dir is read from
+      the folder of sources.yaml, like a path written in any file;
+    - else beside the SQLite database: `watcher.db` → `watcher.db.pid` (the lock,
+      `watcher.db.lock`, is always there);
+    - else (PostgreSQL) watcher.pid in the folder of sources.yaml.
+    """
+    settings = loaded.config.settings
+    config_dir = Path(os.path.abspath(loaded.path)).parent
+    if "state_dir" in settings.model_fields_set:
+        folder = config_dir / Path(settings.state_dir).expanduser()
+        return Path(os.path.abspath(folder)) / "watcher.pid"
+    db_file = sqlite_file(database_url)
+    if db_file is not None:
+        return db_file.with_name(db_file.name + ".pid")
+    return config_dir / "watcher.pid"
+
+
+def shown_database(database_url: str) -> str:
+    """The database as logs and the PID file name it: a SQLite file by its absolute path, a
+    server without its credentials."""
+    db_file = sqlite_file(database_url)
+    return f"sqlite:///{db_file}" if db_file else logsetup.redact(database_url)
+
+
+def find_daemon(loaded: LoadedConfig, database_url: str) -> tuple[int, Path] | str:
+    """The PID of the daemon running on this configuration and database, and its PID file;
+    or why there is none, as one line. (The file's second line names the daemon's database,
+    for people; the file's place is what ties it to this configuration.)"""
+    path = pid_file(loaded, database_url)
+    try:
+        lines = path.read_text().splitlines()
+        pid = int(lines[0])
+    except FileNotFoundError:
+        return (
+            f"no running daemon found: {path} does not exist (is `watcher run` running on "
+            f"{shown_database(database_url)}?)"
+        )
+    except (OSError, ValueError, IndexError) as exc:
+        return f"no running daemon found: cannot read {path} ({exc})"
+    try:
+        os.kill(pid, 0)
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except ProcessLookupError:
+        return f"no running daemon found: {path} names pid {pid}, which is not running (stale)"
+    except OSError:  # no /proc (not Linux), or not ours to inspect: trust the file
+        return pid, path
+    if b"watcher" not in command:
+        return f"no running daemon found: {path} names pid {pid}, which is not watcher (stale)"
+    return pid, path
 
 
 # --------------------------------------------------------------------------- metrics
@@ -156,6 +226,15 @@ class Daemon:
     metrics_address: str | None = None
     clock: Callable[[], datetime] = utcnow
     metrics: Metrics = field(default_factory=Metrics)
+    #: The database and PID file as the start-up summary names them.
+    database: str = ""
+    pid_path: Path | None = None
+
+    #: A cycle, for the log: one `cycle:` line per this many seconds (or per shortest source
+    #: interval, if shorter) tells what happened since the line before.
+    CYCLE = 60.0
+    #: A cycle in which nothing new happened is told at most this often (each one at debug).
+    QUIET_EVERY = 600.0
 
     def __post_init__(self) -> None:
         self.stop = asyncio.Event()
@@ -167,6 +246,12 @@ class Daemon:
         self.next_heartbeat_check = 0.0
         #: Sources whose poll the database cut short, with the lease this process holds.
         self.orphaned: dict[str, datetime] = {}
+        #: The claims held on the sources in flight, renewed while their polls run.
+        self.leases = Leases(lease_length(self.loaded.config.settings))
+        #: What happened since the last `cycle:` line, and when that line was written.
+        self.tally = CycleTally()
+        self.told_at = self.cycle_ends = time.monotonic()
+        self._keeper: asyncio.Task[None] | None = None
         self.scheduler: Any = None
         self.fetcher: Fetcher | None = None
         self.deliverer = self._deliverer(self.loaded.config)
@@ -221,18 +306,23 @@ class Daemon:
             )
         self.scheduler.start()
         stalls = asyncio.create_task(self._watch_stalls())
+        self._keeper = asyncio.create_task(
+            self.leases.keep(self.store, self.db, self.clock, self._database_down)
+        )
         self.started = True
-        self.started_at = time.monotonic()
-        for warning in nobody_hears(config):
-            log.warning(warning, extra={"action": "start"})
+        self.started_at = self.told_at = time.monotonic()
+        self.tally = CycleTally()
+        self.cycle_ends = self.told_at + self._cycle_seconds()
         log.info(
-            "watcher running: %d sources, %d rules, %d routes; metrics on %s",
-            sum(1 for s in config.sources if s.enabled),
-            self.matcher.rule_count,
-            len(config.routes),
-            self.metrics_address or "(off)",
+            "watcher %s running (pid %d): %s; pid file %s",
+            __version__,
+            os.getpid(),
+            summary(self.loaded, self.matcher, self.database, self.metrics_address),
+            self.pid_path or "(not written)",
             extra={"action": "start"},
         )
+        for warning in config_warnings(self.loaded, self.matcher):
+            log.warning("%s", warning, extra={"action": "start"})
         try:
             await self.stop.wait()
         finally:
@@ -254,6 +344,11 @@ class Daemon:
         pending = list(self.in_flight.values())
         if pending:
             _, late = await asyncio.wait(pending, timeout=grace)
+            cut = {
+                sid: self.leases.held[sid]
+                for sid, task in self.in_flight.items()
+                if task in late and sid in self.leases.held
+            }
             for task in late:
                 task.cancel()
             if late:
@@ -263,8 +358,14 @@ class Daemon:
                     grace,
                     extra={"action": "stop"},
                 )
+                with contextlib.suppress(Exception):  # else they are due when the lease ends
+                    await self.db(self.store.release_sources, cut, self.clock())
+        if self._keeper is not None:  # the polls are over: nothing left to renew
+            self._keeper.cancel()
         async with self._deliver_lock:  # a send in progress finishes and is recorded
             pass
+        if self.tally.polled or self.tally.sent or self.tally.unsent:
+            await self._tell_cycle(final=True)
         if self.fetcher is not None:
             await self.fetcher.aclose()
         if server is not None:
@@ -281,10 +382,12 @@ class Daemon:
             return
         config = self.loaded.config
         now = self.clock()
+        if time.monotonic() >= self.cycle_ends:
+            await self._tell_cycle()
         candidates = [s.id for s in config.sources if s.enabled and s.id not in self.in_flight]
-        # A poll cannot outlast source_timeout (its whole budget, retries included); the
-        # margin covers parsing and storing. A replica that dies frees its sources then.
-        lease = now + config.settings.source_timeout + timedelta(seconds=15)
+        # Renewed while the poll runs (Leases.keep); a replica that dies frees its sources
+        # when the last renewal ends.
+        lease = now + self.leases.length
         try:
             if self.orphaned:  # polls cut short by an outage: due again now, not at lease end
                 orphaned, self.orphaned = self.orphaned, {}
@@ -303,16 +406,22 @@ class Daemon:
                 if not is_database_error(exc):
                     raise
                 self._database_down(exc)
+        if self.stop.is_set() and claimed:  # stopping meanwhile: give them back, due now
+            with contextlib.suppress(Exception):
+                await self.db(self.store.release_sources, dict.fromkeys(claimed, lease), now)
+            return
         by_id = {s.id: s for s in config.sources}
         for source_id in claimed:
-            task = asyncio.create_task(self._poll(by_id[source_id], lease))
+            self.leases.held[source_id] = lease
+            task = asyncio.create_task(self._poll(by_id[source_id]))
             self.in_flight[source_id] = task
             task.add_done_callback(functools.partial(self._done, source_id))
 
     def _done(self, source_id: str, _task: object) -> None:
         self.in_flight.pop(source_id, None)
+        self.leases.held.pop(source_id, None)
 
-    async def _poll(self, source: Source, lease: datetime) -> None:
+    async def _poll(self, source: Source) -> None:
         config = self.loaded.config
         try:
             state = await self.db(self.store.source_state, source.id)
@@ -333,9 +442,11 @@ class Daemon:
             if not is_database_error(exc):  # poll_source keeps a source's faults its own
                 raise
             self._database_down(exc)
-            self.orphaned[source.id] = lease
+            if source.id in self.leases.held:
+                self.orphaned[source.id] = self.leases.held[source.id]
             return
         self._count(report)
+        self.tally.add(report)
         self.metrics.last_cycle.set(time.time())
         if report.outcome != "failed":
             self.last_ok_poll = time.monotonic()
@@ -361,6 +472,7 @@ class Daemon:
     def _deliverer(self, config: Any) -> Deliverer:
         def attempted(channel: str, outcome: str) -> None:
             self.metrics.deliveries.labels(channel, outcome).inc()
+            self.tally.attempted(outcome)
 
         return Deliverer(self.store, config, clock=self.clock, on_attempt=attempted)
 
@@ -389,6 +501,41 @@ class Daemon:
                 self._database_back()
             except Exception as exc:
                 self._database_down(exc)
+
+    # ------------------------------------------------------------------ the cycle line
+
+    def _cycle_seconds(self) -> float:
+        intervals = [s.interval.total_seconds() for s in self.loaded.config.sources if s.enabled]
+        return max(1.0, min([self.CYCLE, *intervals]))
+
+    async def _tell_cycle(self, *, final: bool = False) -> None:
+        """At the end of a cycle, log what happened since the last `cycle:` line; a quiet
+        cycle only every QUIET_EVERY seconds (or at debug), else it adds up into the next."""
+        now = time.monotonic()
+        self.cycle_ends = now + self._cycle_seconds()
+        tally, since_told = self.tally, now - self.told_at
+        overdue = since_told >= self.QUIET_EVERY
+        if tally.quiet and not (final or overdue or log.isEnabledFor(logging.DEBUG)):
+            return
+        enabled = [
+            s.id for s in self.loaded.config.sources if s.enabled and s.id not in self.in_flight
+        ]
+        try:
+            upcoming = await self.db(self.store.next_poll, enabled)
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            self._database_down(exc)
+            return  # told when the database answers again, with what happened meanwhile
+        self.tally, self.told_at = CycleTally(), now
+        level = logging.DEBUG if tally.quiet and not (final or overdue) else logging.INFO
+        span = format_duration(timedelta(seconds=round(since_told)))
+        log.log(
+            level,
+            "%s",
+            tally.line(upcoming, self.clock(), f"last {span}"),
+            extra={"action": "cycle"},
+        )
 
     def _database_down(self, exc: Exception) -> None:
         if self.database_ok:
@@ -424,6 +571,7 @@ class Daemon:
         logsetup.add_secrets(loaded.secrets)
         await self.db(self.store.sync_sources, loaded.config.sources, self.clock())
         self.loaded, self.matcher = loaded, matcher
+        self.leases.length = lease_length(loaded.config.settings)
         old_parsing, self.parsing = (
             self.parsing,
             Parsing.from_settings(loaded.config.settings, matcher),
@@ -432,13 +580,13 @@ class Daemon:
         self.alerting = Alerting.from_config(loaded.config)
         self.deliverer = self._deliverer(loaded.config)
         log.info(
-            "reloaded %s: %d sources, %d rules, %d routes",
+            "reloaded %s: %s",
             self.config_path,
-            sum(1 for s in loaded.config.sources if s.enabled),
-            matcher.rule_count,
-            len(loaded.config.routes),
+            summary(loaded, matcher, self.database, self.metrics_address),
             extra={"action": "reload"},
         )
+        for warning in config_warnings(loaded, matcher):
+            log.warning("%s", warning, extra={"action": "reload"})
         return True
 
     # ------------------------------------------------------------------ /healthz, /metrics
@@ -516,6 +664,63 @@ class Daemon:
         return None
 
 
+def summary(loaded: LoadedConfig, matcher: Any, database: str, metrics_address: str | None) -> str:
+    """What the daemon runs, in one line: sources by kind and language, rules, where alerts
+    go (route → channels, a channel by its scheme), the ops routes, database and metrics."""
+    config = loaded.config
+    enabled = [s for s in config.sources if s.enabled]
+    kinds = Counter(s.kind for s in enabled)
+    langs = Counter(s.lang or "auto" for s in enabled)
+    disabled = len(config.sources) - len(enabled)
+    sources = "; ".join(
+        part
+        for part in (
+            ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())),
+            ", ".join(f"{k} {n}" for k, n in langs.most_common()),
+            f"{disabled} disabled" if disabled else "",
+        )
+        if part
+    )
+    channels = {c.id: c for c in config.channels}
+
+    def shown(channel_id: str) -> str:
+        channel = channels.get(channel_id)
+        if channel is None:
+            return channel_id
+        scheme = channel.url.split("://", 1)[0] if "://" in channel.url else "?"
+        return f"{channel_id} ({scheme}{'' if channel.enabled else ', disabled'})"
+
+    def routes(ops: bool) -> str:
+        return ", ".join(
+            f"{route.key(i)}{' (digest)' if route.mode == 'digest' else ''} → "
+            + " + ".join(shown(c) for c in route.channels)
+            for i, route in enumerate(config.routes)
+            if route.ops == ops
+        )
+
+    return (
+        f"{_count(len(enabled), 'source')} ({sources or 'none enabled'}), "
+        f"{_count(matcher.rule_count, 'rule')}; "
+        f"alerts: {routes(False) or 'no route (stories are kept, not sent)'}; "
+        f"ops: {routes(True) or 'none (nobody hears of broken sources or failed sends)'}; "
+        f"database {database}; metrics on {metrics_address or '(off)'}"
+    )
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def config_warnings(loaded: LoadedConfig, matcher: Any) -> list[str]:
+    """The warnings `watcher check` prints, for the start-up and reload logs."""
+    no_rules = (
+        []
+        if matcher.rule_count
+        else ["no enabled rule: no story is made, so no alert will be sent (see docs/rules.md)"]
+    )
+    return [*loaded.warnings, *no_rules, *nobody_hears(loaded.config)]
+
+
 def run_daemon(
     config_path: str,
     loaded: LoadedConfig,
@@ -523,14 +728,24 @@ def run_daemon(
     matcher: Any,
     *,
     metrics_address: str | None,
+    database_url: str,
 ) -> None:
     """Write the PID file, run until stopped, clean up (the caller holds the InstanceLock)."""
-    pid = pid_file(loaded.config.settings.state_dir)
+    pid = pid_file(loaded, database_url)
+    database = shown_database(database_url)
+    written: Path | None = pid
     try:
         pid.parent.mkdir(parents=True, exist_ok=True)
-        pid.write_text(f"{os.getpid()}\n")
+        pid.write_text(f"{os.getpid()}\ndatabase {database}\n")
     except OSError as exc:
-        log.warning("cannot write %s: %s (watcher reload will not find this daemon)", pid, exc)
+        written = None
+        log.warning(
+            "cannot write %s: %s (watcher reload will not find this daemon; set "
+            "settings.state_dir to a writable folder)",
+            pid,
+            exc.strerror or exc,
+            extra={"action": "start"},
+        )
     try:
         daemon = Daemon(
             config_path=config_path,
@@ -538,11 +753,13 @@ def run_daemon(
             store=store,
             matcher=matcher,
             metrics_address=metrics_address,
+            database=database,
+            pid_path=written,
         )
         asyncio.run(daemon.run())
     finally:
         try:
-            if pid.read_text().strip() == str(os.getpid()):
+            if pid.read_text().split("\n", 1)[0].strip() == str(os.getpid()):
                 pid.unlink()
         except OSError:
             pass

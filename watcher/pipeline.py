@@ -8,12 +8,14 @@ goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
@@ -555,9 +557,13 @@ def match_items(matcher: Matcher, items: Sequence[Item], tags: Sequence[str]) ->
     """Every rule match of every item, ready to store."""
     records = []
     for item in items:
-        year = item.published_at.year if item.published_at else item.fetched_at.year
+        # the publication time resolves relative dates ("on Tuesday", 지난 3일) in the text
         verdict = matcher.match(
-            item.title, item.text, lang=item.lang, tags=tags, published_year=year
+            item.title,
+            item.text,
+            lang=item.lang,
+            tags=tags,
+            published=item.published_at or item.fetched_at,
         )
         why = matcher.why(item.title, item.text, lang=item.lang) if verdict.relevant else {}
         for m in verdict.matches:
@@ -656,6 +662,143 @@ async def _with_articles(
     return [done.get(i.key, i) for i in items]
 
 
+# --------------------------------------------------------------------------- leases
+
+
+def lease_length(settings: Settings) -> timedelta:
+    """How long a claim on a source lasts unless renewed: a replica that dies mid-poll frees
+    its sources after this. A fetch's own budget is `source_timeout`; the margin covers
+    parsing and storing. Longer polls (a queue for the host's slots, article pages) renew."""
+    return settings.source_timeout + timedelta(seconds=15)
+
+
+#: Seconds between renewals of the claims held (at most a third of a lease).
+RENEW_EVERY = 5.0
+
+
+class Leases:
+    """The claims this process holds on the sources it is polling (source id → lease end).
+
+    A poll's time is not bounded by `source_timeout`: waiting for a per-host slot does not
+    count against it, and article pages are fetched after the feed. So while polls run,
+    `keep()` extends every claim still held by one lease, in the database, at most every
+    third of a lease; a process that dies stops renewing, and its sources are due again
+    within one lease. A renewal only extends a claim that is still the one recorded (compare
+    and set), so it never undoes a poll's outcome.
+
+    Usage::
+
+        leases = Leases(lease_length(settings))
+        leases.held[source_id] = until          # after store.claim_due(..., until)
+        keeper = asyncio.create_task(leases.keep(store, db, clock, on_error))
+        ...                                     # poll; leases.held.pop(source_id) once recorded
+        keeper.cancel()
+    """
+
+    def __init__(self, length: timedelta) -> None:
+        self.length = length
+        #: Claims held now: source id → the lease end recorded in its row.
+        self.held: dict[str, datetime] = {}
+
+    async def renew(self, store: Store, db: Offload, now: datetime) -> None:
+        if not self.held:
+            return
+        until = now + self.length
+        renewed = await db(store.renew_claims, dict(self.held), until)
+        for source_id in renewed:
+            if source_id in self.held:  # else its poll ended meanwhile
+                self.held[source_id] = until
+
+    async def keep(
+        self, store: Store, db: Offload, clock: Clock, on_error: Callable[[Exception], None]
+    ) -> None:
+        """Renew the claims held until cancelled; a database error is given to `on_error`
+        (the next round tries again)."""
+        while True:
+            await asyncio.sleep(min(RENEW_EVERY, self.length.total_seconds() / 3))
+            try:
+                await self.renew(store, db, clock())
+            except Exception as exc:
+                if not is_database_error(exc):
+                    raise
+                on_error(exc)
+
+
+# --------------------------------------------------------------------------- cycles
+
+
+@dataclass
+class CycleTally:
+    """What polls and sends did in one cycle, told as one line: `run --once` tells each of
+    its cycles, the daemon what happened since its last line.
+
+    Usage::
+
+        tally = CycleTally()
+        tally.add(report)                       # each PollReport
+        tally.attempted("sent")                 # each send's outcome
+        log.info(tally.line(next_poll, now, "took 1.2s"))
+    """
+
+    #: Polls by outcome (a 304 counts as unchanged).
+    outcomes: Counter[str] = field(default_factory=Counter)
+    new: int = 0
+    matched: int = 0
+    #: Stories opened, and stories another report joined or revised.
+    opened: set[int] = field(default_factory=set)
+    updated: set[int] = field(default_factory=set)
+    #: Messages sent, and sends that failed (refused, unreachable or uncertain).
+    sent: int = 0
+    unsent: int = 0
+
+    def add(self, report: PollReport) -> None:
+        self.outcomes["unchanged" if report.outcome == "not_modified" else report.outcome] += 1
+        self.new += report.new
+        self.matched += report.matched
+        for change in report.stories:
+            (self.opened if change.change == "new" else self.updated).add(change.story_id)
+
+    def attempted(self, outcome: str) -> None:
+        if outcome == "sent":
+            self.sent += 1
+        else:
+            self.unsent += 1
+
+    @property
+    def polled(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing new: no new item, failed poll, story change or send."""
+        return not (
+            self.new
+            or self.outcomes["failed"]
+            or self.opened
+            or self.updated
+            or self.sent
+            or self.unsent
+        )
+
+    def line(self, next_poll: tuple[str, datetime | None] | None, now: datetime, span: str) -> str:
+        """`cycle: 3 polled (1 failed, 2 ok), 4 new items, 1 matched; stories: 1 opened,
+        0 updated; messages: 1 sent, 0 failed; next poll: feed2 in 4m; took 1.2s`"""
+        outcomes = ", ".join(f"{n} {k}" for k, n in sorted(self.outcomes.items()) if n)
+        upcoming = "none (no enabled source)"
+        if next_poll is not None:
+            source_id, due = next_poll
+            if due is not None and (due - now).total_seconds() >= 1:
+                upcoming = f"{source_id} in {_human(due - now)}"
+            else:
+                upcoming = f"{source_id} now"
+        return (
+            f"cycle: {self.polled} polled ({outcomes or 'none due'}), {self.new} new items, "
+            f"{self.matched} matched; stories: {len(self.opened)} opened, "
+            f"{len(self.updated - self.opened)} updated; messages: {self.sent} sent, "
+            f"{self.unsent} failed; next poll: {upcoming}; {span}"
+        )
+
+
 async def run_cycle(
     sources: Sequence[Source],
     *,
@@ -670,15 +813,24 @@ async def run_cycle(
 ) -> list[PollReport]:
     """Poll every given source (only those due, unless `only_due` is false) concurrently."""
     now = clock()
+    leases = Leases(lease_length(settings))
     if only_due:  # claimed as the daemon claims them, so a cron run and replicas never overlap
-        lease = now + settings.source_timeout + timedelta(seconds=15)
+        lease = now + leases.length
         claimed = set(store.claim_due([s.id for s in sources], now, lease))
         sources = [s for s in sources if s.id in claimed]
+        leases.held = dict.fromkeys(claimed, lease)
     states = store.fetch_states()
     todo = list(sources)
 
     unchanged: list[PollSuccess] = []
     db = Offload()
+
+    async def record_unchanged() -> None:
+        batch = unchanged[:]
+        unchanged.clear()
+        await db(store.record_unchanged, batch)
+        for poll in batch:  # recorded: no longer claimed
+            leases.held.pop(poll.source_id, None)
 
     async def guarded(source: Source) -> PollReport:
         try:
@@ -696,9 +848,7 @@ async def run_cycle(
                 alerting=alerting,
             )
             if len(unchanged) >= 100:
-                batch = unchanged[:]
-                unchanged.clear()
-                await db(store.record_unchanged, batch)
+                await record_unchanged()
             return report
         except Exception as exc:  # a bug or a database fault: say so, keep the cycle going
             log.exception(
@@ -708,10 +858,25 @@ async def run_cycle(
                 extra={"source": source.id, "action": "poll"},
             )
             return PollReport(source_id=source.id, outcome="failed", error=str(exc)[:300])
+        finally:
+            # An unchanged poll waits in the batch: its claim is held until that is recorded.
+            if not any(p.source_id == source.id for p in unchanged):
+                leases.held.pop(source.id, None)
 
+    def renewal_failed(exc: Exception) -> None:
+        log.warning(
+            "cannot renew the claims on the sources being polled: %s",
+            logsetup.one_line(exc),
+            extra={"action": "lease"},
+        )
+
+    keeper = asyncio.create_task(leases.keep(store, db, clock, renewal_failed))
     try:
         return list(await asyncio.gather(*(guarded(s) for s in todo)))
     finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
         try:
             store.record_unchanged(unchanged)
         finally:

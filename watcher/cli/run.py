@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import click
@@ -32,28 +31,36 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
 
     Applies pending migrations first. Exit code 0 when the cycle ran, even if some sources
     failed (see `watcher sources list`); non-zero only when watcher itself could not run.
-    Stop the daemon with Ctrl-C or SIGTERM.
+    Stop the daemon with Ctrl-C or SIGTERM; `watcher reload` (or SIGHUP) re-reads the file.
+
+    The log (stderr) starts with one summary: sources by kind and language, rules, where
+    alerts go (routes -> channels), the ops route or its absence, the database, the metrics
+    address and the PID file. Then one `cycle:` line per cycle (the daemon: one a minute, or
+    per shortest source interval if shorter; `--once`: its one cycle): polls by outcome, new
+    items, matches, stories opened and updated, messages sent and failed, the next poll.
+    Cycles with nothing new are told at most every 10 minutes (each one with
+    `--log-level debug`).
     """
     import asyncio
-    from datetime import timedelta
 
-    from watcher.clock import utcnow
     from watcher.daemon import InstanceLock
-    from watcher.pipeline import Parsing
+    from watcher.pipeline import Parsing, lease_length
     from watcher.store.outbox import Outbox
 
     loaded = ctx.config()
     matcher = ctx.matcher()
-    lock = InstanceLock(ctx.database_url())
+    database_url = ctx.database_url()
+    lock = InstanceLock(database_url)
     try:
         lock.acquire()
     except AlreadyRunning as exc:
         fail(str(exc))
     store = ctx.store()
     if lock.path is not None:  # single instance: claims left by a crash are stale
+        from watcher.clock import utcnow
+
         Outbox(store).release_claims()
-        lease = loaded.config.settings.source_timeout + timedelta(seconds=15)
-        store.release_stale_claims(utcnow(), lease)
+        store.release_stale_claims(utcnow(), lease_length(loaded.config.settings))
     parsing = Parsing.from_settings(loaded.config.settings, matcher)
     try:
         if once:
@@ -72,6 +79,7 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
                     store,
                     matcher,
                     metrics_address=None if address == "off" else address,
+                    database_url=database_url,
                 )
             except OSError as exc:
                 fail(f"cannot serve metrics on {address}: {exc.strerror or exc}")
@@ -84,13 +92,28 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
 async def _once(
     loaded: LoadedConfig, store: Store, *, all_sources: bool, parsing: Any, matcher: Any
 ) -> None:
-    """One cycle, then send what is due (for cron)."""
-    from watcher.outbox import Deliverer
+    """One cycle, then send what is due (for cron); one `cycle:` line tells both."""
+    import time
 
-    await _cycle(loaded, store, only_due=not all_sources, parsing=parsing, matcher=matcher)
-    sent = await Deliverer(store, loaded.config).run_due()
-    if sent:
-        log.info("delivered %d due messages", sent, extra={"action": "deliver"})
+    from watcher.clock import utcnow
+    from watcher.outbox import Deliverer
+    from watcher.pipeline import CycleTally
+
+    started = time.monotonic()
+    tally = CycleTally()
+    reports = await _cycle(
+        loaded, store, only_due=not all_sources, parsing=parsing, matcher=matcher
+    )
+    for report in reports:
+        tally.add(report)
+
+    def attempted(_channel: str, outcome: str) -> None:
+        tally.attempted(outcome)
+
+    await Deliverer(store, loaded.config, on_attempt=attempted).run_due()
+    upcoming = store.next_poll([s.id for s in loaded.config.sources if s.enabled])
+    took = f"took {time.monotonic() - started:.1f}s"
+    log.info("%s", tally.line(upcoming, utcnow(), took), extra={"action": "cycle"})
 
 
 async def _cycle(
@@ -101,8 +124,6 @@ async def _cycle(
     parsing: Any = None,
     matcher: Any = None,
 ) -> list[Any]:
-    import time
-
     from watcher.clock import utcnow
     from watcher.fetch import Fetcher, FetchLimits
     from watcher.pipeline import check_health, heartbeat_if_due, run_cycle
@@ -111,7 +132,6 @@ async def _cycle(
     config = loaded.config
     sources = [s for s in config.sources if s.enabled]
     store.sync_sources(sources, utcnow())
-    started = time.monotonic()
     async with Fetcher(FetchLimits.from_settings(config.settings)) as fetcher:
         reports = await run_cycle(
             sources,
@@ -127,38 +147,34 @@ async def _cycle(
     check_health(store, config, utcnow(), [r.source_id for r in reports])
     if heartbeat_if_due(store, config, utcnow()):
         log.info("daily heartbeat queued", extra={"action": "heartbeat"})
-    outcomes = Counter(r.outcome for r in reports)
-    log.info(
-        "cycle: %d polled (%s), %d new items, %d matched, in %.1fs",
-        len(reports),
-        ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "none due",
-        sum(r.new for r in reports),
-        sum(r.matched for r in reports),
-        time.monotonic() - started,
-        extra={"action": "cycle"},
-    )
     return reports
 
 
 @cli.command()
 @pass_ctx
 def reload(ctx: Context) -> None:
-    """Tell the running daemon to re-read sources.yaml (SIGHUP to the PID in the state
-    directory). An invalid file is refused by the daemon, which keeps its configuration:
-    run `watcher check` first. With replicas, send SIGHUP to each."""
+    """Tell the running daemon to re-read sources.yaml (SIGHUP to the PID in its PID file).
+
+    The PID file is found from the same --config and --db the daemon was given, from any
+    directory: it is in settings.state_dir when that is set (a relative one is read from the
+    folder of sources.yaml), else beside the SQLite database (watcher.db.pid), else (for
+    PostgreSQL) in the folder of sources.yaml. The daemon's start-up log names it. An invalid
+    file is refused by the daemon, which keeps its configuration: run `watcher check` first.
+    With replicas, send SIGHUP to each."""
     import os
     import signal
 
-    from watcher.daemon import pid_file
+    from watcher.daemon import find_daemon
 
-    config = ctx.config().config
-    path = pid_file(config.settings.state_dir)
+    found = find_daemon(ctx.config(), ctx.database_url())
+    if isinstance(found, str):
+        fail(found)
+    pid, path = found
     try:
-        pid = int(path.read_text().strip())
         os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError):
-        fail(f"no running daemon found ({path} is missing or stale)")
-    click.echo(f"sent SIGHUP to watcher (pid {pid})")
+    except OSError as exc:
+        fail(f"cannot signal the daemon (pid {pid}, from {path}): {exc.strerror or exc}")
+    click.echo(f"sent SIGHUP to watcher (pid {pid}, from {path})")
 
 
 # --------------------------------------------------------------------------- sources

@@ -20,10 +20,17 @@ def sources() -> None:
 @pass_ctx
 def sources_list(ctx: Context) -> None:
     """Show every source: kind, interval, health and why, when it last brought a new
-    item, last success, items stored. Health is kept after each poll: failing, blocked (a bot
-    challenge or login page), empty (nothing parsed in `empty_polls` polls), broken (items
-    without titles, links or dates), moved (a permanent redirect: the new address is given),
-    stale (no new item for longer than usual)."""
+    item, last success, next poll, items stored. Health is kept after each poll: failing,
+    blocked (a bot challenge or login page), empty (nothing parsed in `empty_polls` polls),
+    broken (items without titles, links or dates), moved (a permanent redirect: the new
+    address is given), stale (no new item for longer than usual).
+
+    NEXT POLL is when the daemon polls the source next, from the schedule in the database:
+    relative, then the time in settings.timezone ("in 3m (14:05)"; "now" when due). "due 2h
+    ago" means no daemon has polled it since: is `watcher run` running? While a poll runs it
+    shows when that poll's claim ends."""
+    from zoneinfo import ZoneInfo
+
     from watcher.clock import utcnow
     from watcher.config import format_duration
 
@@ -31,7 +38,18 @@ def sources_list(ctx: Context) -> None:
     with ctx.open_store(existing=True) as store:
         states = store.source_states()
     now = utcnow()
-    head = ("ID", "KIND", "EVERY", "HEALTH", "LAST NEW ITEM", "LAST SUCCESS", "ITEMS", "REASON")
+    zone = ZoneInfo(config.settings.timezone)
+    head = (
+        "ID",
+        "KIND",
+        "EVERY",
+        "HEALTH",
+        "LAST NEW ITEM",
+        "LAST SUCCESS",
+        "NEXT POLL",
+        "ITEMS",
+        "REASON",
+    )
     rows = [head]
     for source in config.sources:
         st = states.get(source.id)
@@ -44,6 +62,7 @@ def sources_list(ctx: Context) -> None:
                 shown.status,
                 _ago(st.last_new_at if st else None, now),
                 _ago(st.last_success_at if st else None, now),
+                _next(st.next_due_at if st else None, now, zone) if source.enabled else "-",
                 str(st.items_stored if st else 0),
                 # a reason may quote an address (a redirect's target): never with its secrets
                 redact(shown.reason) if shown.status != "new" else "",
@@ -60,6 +79,7 @@ def sources_list(ctx: Context) -> None:
                     "removed",
                     _ago(st.last_new_at, now),
                     _ago(st.last_success_at, now),
+                    "-",
                     str(st.items_stored),
                     "",
                 )
@@ -78,6 +98,24 @@ def _ago(when: Any, now: Any) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return f"{max(seconds, 0)}s ago"
+
+
+def _next(due: Any, now: Any, zone: Any) -> str:
+    """When a source is polled next: "in 3m (14:05)", "now", or "due 2h ago (12:05)" when
+    overdue by more than a minute (no daemon is polling it)."""
+    if due is None:
+        return "now"
+    local = due.astimezone(zone)
+    at = local.strftime("%H:%M" if local.date() == now.astimezone(zone).date() else "%m-%d %H:%M")
+    seconds = int((due - now).total_seconds())
+    if seconds < -60:
+        return f"due {_ago(due, now)} ({at})"
+    if seconds <= 0:
+        return "now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"in {seconds // size}{unit} ({at})"
+    return f"in {seconds}s ({at})"
 
 
 @sources.command("test")

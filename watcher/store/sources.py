@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +86,39 @@ class SourceQueries(StoreBase):
         )
         with self.engine.begin() as conn:
             return list(conn.execute(statement).scalars())
+
+    def renew_claims(self, leases: Mapping[str, datetime], until: datetime) -> list[str]:
+        """Extend to `until` the claims (source → lease end) this process still holds; a
+        source whose poll has recorded its outcome meanwhile keeps that outcome's next-due
+        time. Returns the sources renewed."""
+        s = t.sources
+        renewed = []
+        with self.engine.begin() as conn:
+            for source_id, lease in leases.items():
+                done = conn.execute(
+                    update(s)
+                    .where((s.c.id == source_id) & (s.c.next_due_at == lease))
+                    .values(next_due_at=until)
+                )
+                if done.rowcount:
+                    renewed.append(source_id)
+        return renewed
+
+    def next_poll(self, source_ids: Sequence[str]) -> tuple[str, datetime | None] | None:
+        """The source among these that is due first and when (None: never polled, due now);
+        None when there is no such source."""
+        if not source_ids:
+            return None
+        s = t.sources
+        query = (
+            select(s.c.id, s.c.next_due_at)
+            .where(s.c.id.in_(list(source_ids)))
+            .order_by(s.c.next_due_at.is_(None).desc(), s.c.next_due_at, s.c.id)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return (row.id, row.next_due_at) if row else None
 
     def release_sources(self, leases: dict[str, datetime], now: datetime) -> None:
         """Make sources due now whose claim (lease) this process still holds."""
