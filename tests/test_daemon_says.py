@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -165,7 +166,11 @@ def test_the_daemon_tells_its_start_and_each_cycle_and_reload_finds_it(
             pid = Path(db_url.removeprefix("sqlite:///") + ".pid")
             assert f"database {db_url};" in start
         else:
-            pid = cfg.parent / "watcher.pid"  # PostgreSQL: beside sources.yaml
+            # PostgreSQL: in the temporary folder, named after the database and the file
+            found = re.search(r"pid file (\S+watcher-[0-9a-f]{12}\.pid)  \[action=start\]", start)
+            assert found is not None, start
+            pid = Path(found.group(1))
+            assert pid.parent == Path(tempfile.gettempdir())
             assert "database postgresql+psycopg://***@127.0.0.1:5432/" in start
         assert start.endswith(f"pid file {pid}  [action=start]")
         assert pid.read_text().splitlines()[0] == str(daemon.proc.pid)

@@ -109,7 +109,9 @@ def pid_file(loaded: LoadedConfig, database_url: str) -> Path:
       the folder of sources.yaml, like a path written in any file;
     - else beside the SQLite database: `watcher.db` → `watcher.db.pid` (the lock,
       `watcher.db.lock`, is always there);
-    - else (PostgreSQL) watcher.pid in the folder of sources.yaml.
+    - else (PostgreSQL) in the system's temporary folder, named after the database and the
+      configuration file (`watcher-3f2a9c1b7d4e.pid`): writable even where sources.yaml is
+      mounted read-only (containers), and the same for every command run on them.
     """
     settings = loaded.config.settings
     config_dir = Path(os.path.abspath(loaded.path)).parent
@@ -119,7 +121,11 @@ def pid_file(loaded: LoadedConfig, database_url: str) -> Path:
     db_file = sqlite_file(database_url)
     if db_file is not None:
         return db_file.with_name(db_file.name + ".pid")
-    return config_dir / "watcher.pid"
+    import hashlib
+    import tempfile
+
+    key = f"{shown_database(database_url)}\n{os.path.abspath(loaded.path)}".encode()
+    return Path(tempfile.gettempdir()) / f"watcher-{hashlib.sha256(key).hexdigest()[:12]}.pid"
 
 
 def shown_database(database_url: str) -> str:
