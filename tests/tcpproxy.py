@@ -6,6 +6,8 @@ Usage::
     url = f"postgresql+psycopg://postgres@127.0.0.1:{proxy.port}/test"
     proxy.cut()       # every connection dropped, new ones refused
     proxy.restore()   # accepting again, on the same port
+    proxy.freeze()    # a black hole: connections stay open, nothing gets through
+    proxy.thaw()      # what was held goes through, as TCP's retransmits would carry it
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ class TcpProxy:
         self.conns: list[socket.socket] = []
         self.lock = threading.Lock()
         self.listener: socket.socket | None = None
+        #: Cleared while frozen: data waits in the proxy instead of being forwarded.
+        self.flowing = threading.Event()
+        self.flowing.set()
         self.restore()
+
+    def freeze(self) -> None:
+        self.flowing.clear()
+
+    def thaw(self) -> None:
+        self.flowing.set()
 
     def restore(self) -> None:
         if self.listener is not None:
@@ -82,10 +93,10 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
+    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
         try:
             while data := a.recv(65536):
+                self.flowing.wait()
                 b.sendall(data)
         except OSError:
             pass

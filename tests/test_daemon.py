@@ -10,10 +10,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ import pytest
 
 from tests.helpers import ROOT, wait_for, watcher
 from tests.httpserver import FeedServer
+from tests.tcpproxy import TcpProxy, free_port
 
 #: Every test here starts a process.
 pytestmark = pytest.mark.e2e
@@ -57,12 +56,6 @@ def rss(*titles: str) -> bytes:
     )
     head = '<?xml version="1.0"?><rss version="2.0"><channel><title>W</title>'
     return f"{head}{items}</channel></rss>".encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(path: Path, server: FeedServer, feeds: int, interval: str = "1s") -> Path:
@@ -197,79 +190,6 @@ def test_a_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path, server: F
         assert third.stop() == 0, third.err
 
 
-class TcpProxy:
-    """Forwards a local port to PostgreSQL; `cut()` drops every connection and refuses new
-    ones, `restore()` accepts again. The shared server itself is never stopped."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = free_port()
-        self.open = threading.Event()
-        self.conns: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.listener: socket.socket | None = None
-        self.restore()
-
-    def restore(self) -> None:
-        deadline = time.monotonic() + 10
-        while True:
-            listener = socket.socket()
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                listener.bind(("127.0.0.1", self.port))
-                break
-            except OSError:  # the old listener is still being torn down
-                listener.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        self.listener = listener
-        self.listener.listen(50)
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        assert self.listener is not None
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
-        except OSError:
-            pass
-        self.listener.close()
-        with self.lock:
-            for conn in self.conns:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                conn.close()
-            self.conns.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            with self.lock:
-                self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-
 @pytest.mark.postgres
 def test_postgres_outage_is_survived_and_nothing_is_lost(
     tmp_path: Path, server: FeedServer, pg_schema_url: str
@@ -369,3 +289,32 @@ def test_unhealthy_and_recovered_sources_alert_the_ops_route(
         "--config", str(cfg), "--db", f"sqlite:///{tmp_path / 'w.db'}", "sources", "list"
     )
     assert " ok " in listing.stdout
+
+
+@pytest.mark.postgres
+def test_a_blackholed_database_is_a_stall_told_once_each_way(
+    tmp_path: Path, server: FeedServer, pg_schema_url: str
+) -> None:
+    """PostgreSQL stops answering without refusing (packets swallowed): readiness fails with
+    the reason while a call hangs, liveness holds, and the log says so once when the stall
+    starts and once when it ends; the daemon then goes on."""
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    db = pg_schema_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
+    daemon = Daemon(cfg, db, metrics=free_port())
+    try:
+        wait_for(lambda: len(server.hits("/f0")) >= 2, 60, "the baseline polls")
+        proxy.freeze()
+        wait_for(lambda: daemon.get("/readyz")[1].startswith("database stalled"), 90, "a stall")
+        assert daemon.get("/healthz") == (200, "ok\n"), "liveness holds through a stall"
+        proxy.thaw()
+        wait_for(lambda: daemon.get("/readyz")[0] == 200, 60, "/readyz to recover")
+        polls = len(server.hits("/f0"))
+        wait_for(lambda: len(server.hits("/f0")) > polls, 60, "polling to go on")
+    finally:
+        proxy.thaw()
+        code = daemon.stop()
+        proxy.cut()
+    assert code == 0, daemon.err
+    assert daemon.err.count("database stalled") == 1, daemon.err[-3000:]
+    assert daemon.err.count("database answers again after a stall") == 1

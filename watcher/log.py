@@ -105,8 +105,11 @@ def setup(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Libraries are chatty at INFO; their warnings still show.
-    for name in ("httpx", "httpcore", "alembic", "apscheduler"):
+    for name in ("httpx", "httpcore", "alembic"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # A one-second job still running skips its next run, with a warning each second: while
+    # the database stalls that is a flood, and the stall is told once by the daemon itself.
+    logging.getLogger("apscheduler").setLevel(max(logging.ERROR, root.level))
     # apprise reports each send's failure in its result, which it collects from its own log
     # records: its logger must keep them all. Our handler shows only its errors (a plugin
     # fault), all of it at debug: its warnings repeat what the delivery worker logs with
