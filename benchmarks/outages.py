@@ -116,15 +116,17 @@ def serve() -> int:
     return int(server.server_address[1])
 
 
-def daemon(cfg: Path, db: str) -> subprocess.Popen[str]:
+def daemon(cfg: Path, db: str, log: Path | None = None) -> subprocess.Popen[str]:
+    """`watcher run`; with `log`, at debug level into that file (to find out why)."""
+    level = "debug" if log else "warning"
     return subprocess.Popen(
         [
             *(sys.executable, "-m", "watcher", "--config", str(cfg), "--db", db),
-            *("--log-level", "warning", "run", "--metrics-address", "off"),
+            *("--log-level", level, "run", "--metrics-address", "off"),
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("w") if log else subprocess.DEVNULL,
         text=True,
     )
 
@@ -171,6 +173,47 @@ def baselined(db: str) -> bool:
     return len(states) == FEEDS and all(s.last_success_at for s in states.values())
 
 
+def delivered(db: str, reports: int) -> set[int]:
+    """The reports whose story reached the channel: stored, in a story, and that story has a
+    sent message (a report that joins a story without changing it materially sends none)."""
+    from watcher.store import Store
+    from watcher.store.outbox import Outbox
+
+    store = Store.open(db)
+    try:
+        out = set()
+        for story in Outbox(store).export():
+            if any(d["status"] == "sent" for d in story["deliveries"]):
+                titles = [i["title"] for i in story["items"]]
+                out |= {k for k in range(reports) if title(k) in titles}
+        return out
+    finally:
+        store.close()
+
+
+def show_lost(db: str, lost: list[int]) -> None:
+    """What the database holds of each lost report (for finding out why)."""
+    from watcher.store import Store
+    from watcher.store.outbox import Outbox
+
+    store = Store.open(db)
+    stories = list(Outbox(store).export())
+    items = {i.title: i for i in store.iter_items()}
+    states = store.fetch_states()
+    store.close()
+    for k in lost:
+        item = items.get(title(k))
+        story = next((st for st in stories if title(k) in [i["title"] for i in st["items"]]), None)
+        print(f"  lost {k}: stored {item is not None}", end="")
+        if item is not None:
+            print(f" (source {item.source_id}, baseline {item.baseline})", end="")
+        if story is not None:
+            print(f", story {story['story']}: {[d['status'] for d in story['deliveries']]}", end="")
+        print()
+    bad = {sid: (s.last_error, s.last_polled_at) for sid, s in states.items() if s.last_error}
+    print(f"  sources with errors: {bad}")
+
+
 def kill(args: argparse.Namespace) -> None:
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,15 +229,14 @@ def kill(args: argparse.Namespace) -> None:
             time.sleep(rng.uniform(0, 3))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            proc = daemon(cfg, db)
-        done = wait(
-            lambda: all(any(title(k) in r for r in Handler.received) for k in range(args.kills)),
-            120,
-        )
+            last = k == args.kills - 1
+            proc = daemon(cfg, db, Path("/tmp/outages-final.log") if args.show and last else None)
+        done = wait(lambda: len(delivered(db, args.kills)) == args.kills, 180)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    seen = {k for r in Handler.received for k in range(args.kills) if title(k) in r}
-    lost = [k for k in range(args.kills) if k not in seen]
+        lost = sorted(set(range(args.kills)) - delivered(db, args.kills))
+        if args.show and lost:
+            show_lost(db, lost)
     # a message is one story revision: the same text twice is one delivery sent twice
     dup = sum(c - 1 for c in Counter(Handler.received).values())
     print(f"kill -9 x {args.kills} ({'sqlite' if not args.db else args.db.split(':')[0]})")
@@ -282,6 +324,7 @@ def main() -> None:
     k = sub.add_parser("kill")
     k.add_argument("--kills", type=int, default=20)
     k.add_argument("--db", default=None, help="a PostgreSQL URL (default: SQLite in a temp dir)")
+    k.add_argument("--show", action="store_true", help="say what the database holds of a loss")
     s = sub.add_parser("smtp")
     s.add_argument("--down", type=float, default=60)
     s.add_argument("--show", action="store_true", help="print the outbox and the messages")

@@ -649,7 +649,12 @@ class Daemon:
             elif told is not None:
                 told = None
                 log.info("database answers again after a stall", extra={"action": "database"})
-            await asyncio.sleep(1)
+            try:
+                await asyncio.wait_for(self.stop.wait(), 1)
+            except TimeoutError:
+                pass
+        if told is not None and self.db.busy_since != told:  # it ended as the daemon stopped
+            log.info("database answers again after a stall", extra={"action": "database"})
 
     def _readiness_problem(self) -> str | None:
         if not self.started:
