@@ -686,3 +686,20 @@ def test_a_send_the_database_could_not_record_is_recorded_not_sent_again(
     (attempts,) = Outbox(store).attempts([d.id]).values()
     assert [a["outcome"] for a in attempts] == ["sent"]
     assert len(hook_messages(feeds)) == 1, "sent once"
+
+
+def test_a_number_no_group_of_people_reaches_stores_and_alerts(
+    store: Store, feeds: FeedServer
+) -> None:
+    """A headline's 11-digit figure is no count of people (and overflows PostgreSQL's integer):
+    the item is stored, matched and alerted on both databases, without a count."""
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    h.poll()
+    title = "China repatriates 11622614670 North Korean defectors"
+    feeds.routes["/yonhap"].body = rss((title, "https://e.org/big", T0))
+    h.clock.advance(minutes=1)
+    reports = {r.source_id: r for r in h.poll()}
+    assert reports["yonhap"].outcome == "ok", reports["yonhap"].error
+    h.deliver()
+    (message,) = hook_messages(feeds)
+    assert "11622614670" in message["message"] and "people" not in message["title"]

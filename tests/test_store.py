@@ -221,3 +221,20 @@ def test_stale_source_claims_are_released_at_start(store: Store) -> None:
         )
     assert store.release_stale_claims(NOW + timedelta(seconds=2), lease) == 1
     assert store.claim_due(["a", "b"], NOW + timedelta(seconds=2), NOW + lease) == ["a"]
+
+
+def test_data_the_database_refuses_is_not_an_outage() -> None:
+    """An outage is retried until the database is back; a statement refused for its data
+    would be refused forever, so it stays one source's failure."""
+    import sqlite3
+
+    from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+
+    from watcher.store import is_database_error
+
+    assert is_database_error(OperationalError("SELECT 1", {}, Exception("connection refused")))
+    assert is_database_error(sqlite3.OperationalError("database is locked"))
+    assert not is_database_error(DataError("INSERT", {}, Exception("integer out of range")))
+    assert not is_database_error(IntegrityError("INSERT", {}, Exception("duplicate key")))
+    assert not is_database_error(sqlite3.IntegrityError("UNIQUE constraint failed"))
+    assert not is_database_error(ValueError("not from the database"))

@@ -308,6 +308,11 @@ def _zh_int(text: str) -> int | None:
     return total + current or None
 
 
+#: A larger "number of people" is a figure of something else (money, a phone number, a
+#: hostile headline): no count of escapees comes near it.
+MAX_PEOPLE = 1_000_000
+
+
 def people(norm: str, lang: str | None = None) -> int | None:
     """The first stated number of people, or None when only vague words are used.
 
@@ -335,6 +340,7 @@ def people(norm: str, lang: str | None = None) -> int | None:
             n = _zh_int(m.group("n"))
             if n:
                 found.append((m.start(), n))
+    found = [(at, n) for at, n in found if n <= MAX_PEOPLE]
     if not found:
         return None
     return min(found)[1]

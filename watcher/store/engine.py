@@ -227,9 +227,15 @@ def _one_line(exc: Exception) -> str:
 
 def is_database_error(exc: BaseException) -> bool:
     """Whether an exception came from the database (an outage, a lock, a full disk) rather than
-    from watcher's handling of a source: only these mean "database unavailable"."""
+    from watcher's handling of a source: only these mean "database unavailable".
+
+    A statement the database refuses because of the data it carries (a number out of range,
+    a constraint) is not an outage: retrying the same data would block that source's poll
+    forever, so it stays that source's failure (told by its health) and the rest go on."""
     import sqlite3
 
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
+    if isinstance(exc, DataError | IntegrityError | sqlite3.DataError | sqlite3.IntegrityError):
+        return False
     return isinstance(exc, SQLAlchemyError | StoreError | sqlite3.Error)
