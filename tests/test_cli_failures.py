@@ -67,3 +67,18 @@ def test_reading_commands_refuse_an_empty_database(cfg: Path, tmp_path: Path) ->
     with sqlite3.connect(path) as conn:
         tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
         assert tables.fetchone() == (0,), "not migrated behind the operator's back"
+
+
+def test_sources_test_without_an_answer_names_the_host(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    cfg = tmp_path / "sources.yaml"
+    source = {"id": "one", "kind": "feed", "url": f"http://127.0.0.1:{port}/feed.xml"}
+    settings = {"allow_private_addresses": True, "retries": 0}
+    cfg.write_text(yaml.safe_dump({"sources": [{**source, "lang": "en"}], "settings": settings}))
+    done = watcher("--config", str(cfg), "sources", "test", "one")
+    assert done.returncode == 1 and done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: one: no answer from 127.0.0.1:{port} after ")
+    assert "HTTP -" not in done.stdout + done.stderr

@@ -128,6 +128,7 @@ def sources_test(ctx: Context, source_id: str) -> None:
     title and URL. Exit code 1 when the fetch or the parse failed.
     """
     import asyncio
+    from urllib.parse import urlsplit
     from zoneinfo import ZoneInfo
 
     from watcher.clock import utcnow
@@ -148,6 +149,9 @@ def sources_test(ctx: Context, source_id: str) -> None:
 
     result = asyncio.run(go())
     address = source.shown_url if result.final_url == source.url else redact(result.final_url)
+    if not result.status:  # no answer at all: say from where, not "HTTP -, 0 bytes"
+        host = redact(urlsplit(result.final_url or source.url).netloc)
+        fail(f"{source.id}: no answer from {host} after {result.elapsed:.1f}s: {result.error}")
     click.echo(
         f"{source.id}: {address} -> HTTP {result.status or '-'}, "
         f"{len(result.body or b'')} bytes in {result.elapsed:.2f}s"
