@@ -218,6 +218,14 @@ def test_eval_json_scores_match_hand_computation(config_path: Path, tmp_path: Pa
     keys = ("pair_precision", "pair_recall", "pair_f1", "ari")
     assert [stories[k] for k in keys] == pytest.approx([1.0, 1 / 3, 0.5, 0.8 / 1.8], abs=1e-4)
 
+    # each half alone: odd holds en-1, en-3, ko-7 (no two of one story); even holds en-2 and
+    # ko-6 of s1 (ko-6 too late to join) and ko-8
+    halves = got["stories_by_half"]
+    assert (halves["odd"]["items"], halves["odd"]["true_pairs"]) == (3, 0)
+    even = halves["even"]
+    assert (even["items"], even["true_pairs"], even["predicted_pairs"]) == (3, 1, 0)
+    assert even["pair_recall"] == 0.0
+
     every = list(_scores(got))
     assert len(every) > 20 and all(0.0 <= v <= 1.0 for v in every)
 

@@ -316,6 +316,13 @@ def format_text(
             f"  ({stories['items']} matched items, {stories['true_pairs']} true pairs,"
             f" {stories['predicted_pairs']} grouped)"
         )
+    halves = result.get("stories_by_half")
+    if isinstance(halves, Mapping):
+        for half, sub in halves.items():
+            lines.append(
+                f"  {half:<5} pairwise P {sub['pair_precision']:.2f} R {sub['pair_recall']:.2f}"
+                f" F1 {sub['pair_f1']:.2f}  ({sub['items']} items, each half replayed alone)"
+            )
     return "\n".join(lines)
 
 
@@ -367,6 +374,15 @@ def evaluate(
         grouping = replay_stories(items, verdicts, window)
         truth = {i.id: i.story for i in items if i.id in grouping.assigned}
         result["stories"] = cluster_scores(truth, grouping.assigned)
+        # Each half replayed on its own, as if it were all there is: a change tuned on one
+        # half is checked on the other.
+        by_half = {}
+        for half in ("odd", "even"):
+            subset = [i for i in items if i.half == half]
+            alone = replay_stories(subset, verdicts, window)
+            truth = {i.id: i.story for i in subset if i.id in alone.assigned}
+            by_half[half] = cluster_scores(truth, alone.assigned)
+        result["stories_by_half"] = by_half
     return result, outcomes, grouping
 
 
