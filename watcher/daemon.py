@@ -244,6 +244,8 @@ class Daemon:
 
     def __post_init__(self) -> None:
         self.stop = asyncio.Event()
+        #: The start (monotonic) of the database call whose stall was told, if one is.
+        self._stall_told: float | None = None
         self.parsing = Parsing.from_settings(self.loaded.config.settings, self.matcher)
         self.db = Offload()
         self.in_flight: dict[str, asyncio.Task[Any]] = {}
@@ -634,27 +636,34 @@ class Daemon:
     STALLED_AFTER = 30.0
 
     async def _watch_stalls(self) -> None:
-        """Log a database stall once when it starts and once when it ends."""
-        told: float | None = None
+        """Tell a database stall once when it starts and once when it ends (readiness checks
+        tell it too, so a stall seen by a probe is never left untold)."""
         while not self.stop.is_set():
-            busy = self.db.busy_since
-            if busy is not None and time.monotonic() - busy > self.STALLED_AFTER:
-                if told != busy:
-                    told = busy
-                    log.warning(
-                        "database stalled: one call has waited %.0fs (readiness fails meanwhile)",
-                        time.monotonic() - busy,
-                        extra={"action": "database"},
-                    )
-            elif told is not None:
-                told = None
-                log.info("database answers again after a stall", extra={"action": "database"})
+            self._stalled()
             try:
                 await asyncio.wait_for(self.stop.wait(), 1)
             except TimeoutError:
                 pass
-        if told is not None and self.db.busy_since != told:  # it ended as the daemon stopped
+        self._stalled()  # one that ended as the daemon stopped is told as well
+
+    def _stalled(self) -> float | None:
+        """How long the database call in progress has waited, when that makes a stall; logs
+        the start and the end of each stall once."""
+        busy = self.db.busy_since
+        waited = time.monotonic() - busy if busy is not None else 0.0
+        if busy is not None and waited > self.STALLED_AFTER:
+            if self._stall_told != busy:
+                self._stall_told = busy
+                log.warning(
+                    "database stalled: one call has waited %.0fs (readiness fails meanwhile)",
+                    waited,
+                    extra={"action": "database"},
+                )
+            return waited
+        if self._stall_told is not None:
+            self._stall_told = None
             log.info("database answers again after a stall", extra={"action": "database"})
+        return None
 
     def _readiness_problem(self) -> str | None:
         if not self.started:
@@ -663,9 +672,9 @@ class Daemon:
             return "stopping"
         if not self.database_ok:
             return "database unavailable"
-        busy = self.db.busy_since
-        if busy is not None and time.monotonic() - busy > self.STALLED_AFTER:
-            return f"database stalled: one call has run for {time.monotonic() - busy:.0f}s"
+        waited = self._stalled()
+        if waited is not None:
+            return f"database stalled: one call has run for {waited:.0f}s"
         intervals = [s.interval for s in self.loaded.config.sources if s.enabled]
         if intervals:
             quiet = time.monotonic() - max(self.started_at, self.last_ok_poll)
