@@ -44,6 +44,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/stories.py
 	$(BIN)/python benchmarks/daemon.py latency
 	$(BIN)/python benchmarks/daemon.py memory --cycles 300
+	$(BIN)/python benchmarks/outages.py kill
+	$(BIN)/python benchmarks/outages.py smtp
+	$(BIN)/python benchmarks/hostile.py
 
 ## configmap: copy sources.yaml into deploy/k8s/configmap.yaml (a test checks they agree)
 configmap: $(STAMP)

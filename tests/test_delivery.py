@@ -347,17 +347,10 @@ def test_silenced_stories_are_recorded_not_sent(store: Store, feeds: FeedServer)
     assert d.last_error == "silenced by #1: test run"
 
 
-def test_mail_server_down_then_up_delivers_everything_in_order(
-    store: Store, feeds: FeedServer, mail: MailServer
-) -> None:
-    h = Harness(
-        store,
-        feeds,
-        [{"id": "mail", "url": mail.apprise_url()}],
-        [{"channels": ["mail"], "group_wait": "0s"}],
-    )
+def _two_stories(h: Harness, feeds: FeedServer) -> None:
+    """Poll a baseline, then two stories (a detention, then a forced repatriation
+    that a Korean outlet reports too)."""
     h.poll()
-    mail.stop()
     titles = [
         "North Korean defectors detained in Shenyang",
         "China repatriates 300 North Korean defectors from Jilin",
@@ -371,6 +364,19 @@ def test_mail_server_down_then_up_delivers_everything_in_order(
     )
     h.clock.advance(minutes=1)
     h.poll()
+
+
+def test_mail_server_down_then_up_delivers_everything_in_order(
+    store: Store, feeds: FeedServer, mail: MailServer
+) -> None:
+    h = Harness(
+        store,
+        feeds,
+        [{"id": "mail", "url": mail.apprise_url()}],
+        [{"channels": ["mail"], "group_wait": "0s"}],
+    )
+    mail.stop()
+    _two_stories(h, feeds)
     h.deliver()
     assert {s for _, _, s in h.statuses()} == {"pending"}
     mail.start()
@@ -459,24 +465,6 @@ def test_digest_route_sends_one_message_with_every_story_at_its_hour(
     (digest,) = hook_messages(feeds)
     assert "Shenyang" in digest["message"] and "Jilin" in digest["message"]
     assert h.statuses() == [("hook", "digest", "sent"), ("hook", "digest", "sent")]
-
-
-def _two_stories(h: Harness, feeds: FeedServer) -> list[str]:
-    """Poll a baseline, then two stories (a detention, then a forced repatriation)."""
-    h.poll()
-    titles = [
-        "North Korean defectors detained in Shenyang",
-        "China repatriates 300 North Korean defectors from Jilin",
-    ]
-    feeds.routes["/yonhap"].body = rss((titles[0], "https://e.org/1", T0))
-    h.clock.advance(minutes=1)
-    h.poll()
-    feeds.routes["/yonhap"].body = rss(
-        (titles[1], "https://e.org/2", T0), (titles[0], "https://e.org/1", T0)
-    )
-    h.clock.advance(minutes=1)
-    h.poll()
-    return titles
 
 
 def test_an_unreachable_channel_waits_past_the_attempt_budget_and_sends_its_queue_in_order(

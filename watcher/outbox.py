@@ -36,7 +36,7 @@ from typing import Any
 
 from watcher import log as logsetup
 from watcher.clock import crash_point, utcnow
-from watcher.config import Config, Route
+from watcher.config import Config, Route, format_duration
 from watcher.routing import ops_targets, silenced_by
 from watcher.store import Store, is_database_error
 from watcher.store.outbox import Outbox
@@ -45,15 +45,6 @@ from watcher.types import ChannelStatus, Delivery, Message
 log = logging.getLogger(__name__)
 
 _SWEEP_EVERY = timedelta(seconds=10)
-
-
-def _span(delta: timedelta) -> str:
-    """3d, 12h, 30m, 45s: the largest whole unit."""
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -218,16 +209,18 @@ class Deliverer:
         self._swept_at = now
         down = await asyncio.to_thread(self.outbox.channels_down)
         expired: list[Delivery] = []
-        default = Route.model_fields["give_up_after"].default
-        for key, route in [*self.routes.items(), (None, None)]:
-            limit = route.give_up_after if route is not None else default
-            why = f"gave up after {_span(limit)}"
+        # Each route's own limit; deliveries of routes no longer configured get the default.
+        limits: list[tuple[str | None, timedelta]] = [
+            (key, route.give_up_after) for key, route in self.routes.items()
+        ]
+        limits.append((None, Route.model_fields["give_up_after"].default))
+        for key, limit in limits:
             expired += await asyncio.to_thread(
                 partial(self.outbox.expire, other_than=list(self.routes)),
                 key,
                 now - limit,
                 now,
-                why,
+                f"gave up after {format_duration(limit)}",
             )
         by_channel: dict[str, list[Delivery]] = defaultdict(list)
         for d in expired:
