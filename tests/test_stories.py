@@ -105,6 +105,66 @@ JOIN_CASES = [
     ),
     ("published later than the window", facts(at=T0 + timedelta(hours=80)), False),
     (
+        "the same count five days later where the story began: a follow-up report",
+        facts(title="N. Korean defectors' fate unknown", at=T0 + timedelta(days=5)),
+        True,
+        timedelta(days=7),
+    ),
+    (
+        "the same count ten days later, nothing else: too far for the date to help",
+        facts(title="Defectors' fate unknown", places=(), at=T0 + timedelta(days=10)),
+        False,
+        timedelta(days=14),
+    ),
+    (
+        "the story's town named only in passing, two days later",
+        facts(
+            title="Defectors held in Kunming",
+            places=("Kunming", "Dandong"),
+            people=None,
+            at=T0 + timedelta(days=2),
+            events=frozenset({"detention"}),
+        ),
+        False,
+    ),
+    (
+        "the story's town named first, two days later",
+        facts(
+            title="Defectors held in Dandong",
+            places=("Dandong", "Kunming"),
+            people=None,
+            at=T0 + timedelta(days=2),
+            events=frozenset({"detention"}),
+        ),
+        True,
+    ),
+    (
+        "the same UN body and the same day, but of another kind of event",
+        facts(
+            title="UNHCR chief visits Seoul",
+            places=(),
+            people=None,
+            events=frozenset({"un_action"}),
+            names=frozenset({"UNHCR"}),
+        ),
+        False,
+        WINDOW,
+        {"names": frozenset({"UNHCR"})},
+    ),
+    (
+        "the same rare name and the same day, of another kind of event",
+        facts(
+            title="Activist Kwon speaks to reporters",
+            places=(),
+            people=None,
+            events=frozenset({"un_action"}),
+            names=frozenset({"kwon"}),
+        ),
+        True,
+        WINDOW,
+        {"names": frozenset({"kwon"})},
+    ),
+    (
         "nothing alike",
         facts(title="Border guards detain family", places=("Hunchun",), people=4),
         False,
@@ -136,9 +196,14 @@ JOIN_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "report", "joins"), JOIN_CASES, ids=[c[0] for c in JOIN_CASES])
-def test_which_reports_join_a_story(name: str, report: Facts, joins: bool) -> None:
-    assert (choose(report, [story()], WINDOW) is not None) == joins
+@pytest.mark.parametrize("case", JOIN_CASES, ids=[c[0] for c in JOIN_CASES])
+def test_which_reports_join_a_story(case: tuple) -> None:
+    """Each case: a report, whether it joins the story `facts()` founded, and optionally the
+    story window and what differs in the founding report."""
+    name, report, joins, *extra = case
+    window, founder = (*extra, *(WINDOW, {})[len(extra) :])
+    founding = story(report=facts(item_key="founder", **founder))
+    assert (choose(report, [founding], window) is not None) == joins, name
 
 
 def test_a_report_polled_ten_days_after_publication_joins_its_story() -> None:
@@ -257,6 +322,35 @@ def test_rare_names_skip_sentence_starts_and_common_words() -> None:
     assert "quintana" in names
     assert "anshan" not in names  # a place: its own signal
     assert not names & {"seven", "human", "rights", "watch", "police"}
+
+
+@pytest.mark.parametrize(
+    ("title", "text", "named", "not_named"),
+    [
+        (  # a Title Case headline capitalises every word: none of them is a name
+            "China Appears to Have Repatriated Defectors Despite Pressure",
+            "the report said on Monday that Pastor Chun was told.",
+            {"chun"},
+            {"appears", "repatriated", "despite", "pressure"},
+        ),
+        (  # a sentence-case headline keeps its names
+            "Seoul asks China about defectors, says Pastor Chun",
+            "",
+            {"chun"},
+            {"seoul", "asks"},
+        ),
+        (  # institutions, capitals and nationalities are in every report of a country
+            "Refugee loses appeal",
+            "the Federal Migration Service in Moscow told Russian media that Svetlana Kim",
+            {"svetlana"},
+            {"federal", "migration", "moscow", "russian"},
+        ),
+    ],
+)
+def test_rare_names_are_names(title: str, text: str, named: set, not_named: set) -> None:
+    names = names_in(title, text)
+    assert named <= names
+    assert not names & not_named
 
 
 def test_a_story_is_compared_through_its_reports_not_an_accumulated_union() -> None:

@@ -10,13 +10,15 @@ scored against each report the story already has (their own facts, never a union
 a later report counts half a signal less than the founding one): two agreeing signals are
 needed, from
 
-- **date**: both dated, published within `window` of each other (the same event type on the
-  same day counts one and a half);
-- **place**: a place (or transit country) both name; a province or country counts half;
+- **date**: both dated, within 72 hours of each other (the same event type on the same day
+  counts one and a half; within a week, half);
+- **place**: a place (or transit country) both name: the first place each names (where it
+  happened) counts 1, a place one of them names only later (the route, the background) half;
 - **count**: the same number of people (within 20 % from 50 people up: "500" and "600" are
   estimates of one wave); one or two count half;
 - **title**: near-duplicate titles once numbers are folded (the same headline counts twice);
-- **names**: a rare proper name both name (a person, an organisation, a town off the gazetteer).
+- **names**: a rare proper name both name (a person, an official, a town off the gazetteer);
+  a body many reports name (UNHCR, a UN committee, Human Rights Watch) counts half.
 
 Two dated reports further apart than `window` never join; alike titles naming other places do
 not count as alike. A shared event type adds half a signal; counts that disagree, and places that
@@ -50,6 +52,24 @@ from watcher.extract import PLACE_WORDS, REGIONS, entities
 from watcher.rules import fold_chinese, is_cjk_text, normalize
 from watcher.types import Item, MatchRecord
 
+#: The bodies of the multilingual list (as opposed to its named officials): many reports
+#: name UNHCR or a UN committee, so sharing one is half a signal.
+BODIES = frozenset(
+    {
+        "UN Committee against Torture",
+        "UN Universal Periodic Review",
+        "UN Third Committee",
+        "UN Human Rights Council",
+        "UN Special Rapporteur",
+        "UNHCR",
+        "OHCHR",
+        "UN Commission of Inquiry",
+        "CEDAW",
+        "Human Rights Watch",
+        "Amnesty International",
+    }
+)
+
 #: Near-duplicate titles: rapidfuzz similarity (0–100) at or above this.
 TITLE_SIMILARITY = 82
 #: Titles this alike (0–100) are the same headline, a copy or a light rewrite: two signals.
@@ -66,8 +86,18 @@ MATERIAL_CHANGE = 0.10
 DISAGREE_FROM = 3
 #: Evidence a report needs to join a story (each signal counts 1, a shared event type 0.5).
 JOIN_SCORE = 2.0
-#: Reports published this close count as the same day (a stronger date signal).
+#: Reports published this close count as the same day (a stronger date signal)...
 SAME_DAY = timedelta(hours=24)
+#: ...this close as close in time (a full signal)...
+CLOSE = timedelta(hours=72)
+#: ...and this close as near (half a signal); further apart, within the story window, the
+#: date says nothing either way.
+NEAR = timedelta(days=7)
+#: What a place shared by two reports counts when it is not the first both name.
+SIDE_PLACE = 0.5
+#: What a shared body (UNHCR, a UN committee) counts, against 1 for a rare proper name.
+BODY_WEIGHT = 0.5
+
 #: A story is compared through its first reports' facts, at most this many.
 REPORTS_COMPARED = 24
 #: Evidence against a later report counts half a signal less than against the founding one,
@@ -175,8 +205,17 @@ COMMON_NAMES = frozenset(
     bloomberg guardian times post herald tribune insider network service province provincial city
     county district prefecture region regional autonomous border river bridge camp centre center
     detention prison police public security bureau embassy consulate church mission christian
-    catholic foundation institute university club world""".split()
+    catholic foundation institute university club world federal federation migration
+    immigration service services law laws act agency ministry's court tribunal moscow hanoi
+    vientiane tokyo washington geneva beijing's russian russians vietnamese lao laotian thai
+    mongolian cambodian burmese myanmar's japanese british european""".split()
 )
+
+
+def _title_case(title: str) -> bool:
+    """Most of the title's longer words are capitalised ("China Appears to Have Repatriated")."""
+    words = [w for w in re.findall(r"[A-Za-z]+", title) if len(w) >= 4]
+    return len(words) >= 3 and sum(w[0].isupper() for w in words) >= 0.7 * len(words)
 
 
 def names_in(title: str, text: str = "") -> frozenset[str]:
@@ -186,7 +225,9 @@ def names_in(title: str, text: str = "") -> frozenset[str]:
     this field's news (countries at its centre, outlets, months, titles)."""
     norm = fold_chinese(normalize(f"{title} {text[:600]}"))
     out: set[str] = set(entities(norm))
-    for part in (title, text[:600]):
+    # A Title Case headline capitalises every word: its capitals say nothing of names.
+    parts = (text[:600],) if _title_case(title) else (title, text[:600])
+    for part in parts:
         for match in _CAPITALISED.finditer(part):
             start = match.start()
             before = part[:start].rstrip()
@@ -247,26 +288,47 @@ def evidence(report: Facts, other: Facts, window: timedelta) -> tuple[str, ...]:
     return tuple(name for name, _ in _signals(report, other, window))
 
 
+def date_weight(report: Facts, other: Facts, window: timedelta) -> float | None:
+    """The date signal of two reports: None when both are dated and further apart than
+    `window` (they cannot be one event); 0 when either is undated or they are more than
+    NEAR apart; otherwise more the closer they are."""
+    if not (report.dated and other.dated):
+        return 0.0
+    gap = abs(report.at - other.at)
+    if gap > window:
+        return None
+    if gap <= SAME_DAY and report.events & other.events:
+        return 1.5  # the same kind of event on the same day
+    if gap <= CLOSE:
+        return 1.0
+    if gap <= NEAR:
+        return 0.5
+    return 0.0
+
+
 def _signals(report: Facts, other: Facts, window: timedelta) -> list[tuple[str, float]]:
     """(signal, weight) for each agreement; [] when the two cannot be one event."""
-    if report.dated and other.dated and abs(report.at - other.at) > window:
+    dated = date_weight(report, other, window)
+    if dated is None:
         return []
     signals: list[tuple[str, float]] = []
-    if report.dated and other.dated:
-        # The same kind of event on the same day says more than in the same week.
-        same_day = abs(report.at - other.at) <= SAME_DAY and bool(report.events & other.events)
-        signals.append(("date", 1.5 if same_day else 1.0))
+    if dated:
+        signals.append(("date", dated))
     shared_places = set(report.places) & set(other.places)
     if shared_places:
-        # A town says more than a province or a country.
-        signals.append(("place", 1.0 if shared_places - REGIONS else 0.5))
+        # The place a report names first is where it happened; the others are often the
+        # route or the background ("caught in Vietnam after crossing from Shenyang").
+        main = report.places[0] == other.places[0]
+        signals.append(("place", 1.0 if main else SIDE_PLACE))
     if same_people(report.people, other.people):
         # "two" or "a refugee" is common; "seven" or "600" is a fingerprint.
         signals.append(("count", 1.0 if (report.people or 0) >= 3 else 0.5))
-    if report.names & other.names:
-        signals.append(("names", 1.0))
+    shared_names = report.names & other.names
+    if shared_names:
+        # A rare name is a fingerprint; a body every report in the field names is not.
+        signals.append(("names", 1.0 if shared_names - BODIES else BODY_WEIGHT))
     # Near-duplicate titles; on the same days, titles that are merely alike will do.
-    needed = TITLE_ALIKE if report.dated and other.dated else TITLE_SIMILARITY
+    needed = TITLE_ALIKE if dated >= 1.0 else TITLE_SIMILARITY
     similarity = title_similarity(report.title, other.title)
     if similarity >= TITLE_SAME and (shared_places or not (report.places and other.places)):
         signals.append(("title", 2.0))  # the same headline: a copy or a rewrite of one report

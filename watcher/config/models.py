@@ -473,7 +473,7 @@ class Settings(Model):
     #: Where the daemon keeps its PID and lock files.
     state_dir: str = "."
     #: Reports of one event this close in time can join one story.
-    story_window: Duration = timedelta(hours=72)
+    story_window: Duration = timedelta(days=7)
     #: Items published longer ago than this never alert (they still make stories).
     max_alert_age: Duration = timedelta(days=7)
     #: A folder of message templates that replace the shipped ones of the same name.
