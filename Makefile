@@ -19,15 +19,22 @@ run: $(STAMP)
 	$(BIN)/watcher db upgrade
 	$(BIN)/watcher run
 
+# The suite runs in WORKERS processes (pytest-xdist), more than the two cores: the tests that
+# start processes spend most of their time waiting on them. Each worker is handed two tests at a
+# time (--maxschedchunk 2), the process-starting ones first (tests/conftest.py), so the long
+# ones spread over the workers instead of piling up in one worker's first batch.
+WORKERS ?= 4
+PYTEST := $(BIN)/python -m pytest -q -n $(WORKERS) --maxschedchunk 2
+
 ## test: install the test extras and run every check and the whole suite
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 ## test-load: the process-starting tests with four CPU-burning processes alongside, three
 ## times over (not in CI: it shows whether the suite depends on the machine's speed)
 test-load: $(STAMP)
 	for run in 1 2 3; do $(BIN)/python -m tests.busy --burners 4 -- \
-	  $(BIN)/python -m pytest -q -p no:randomly -m e2e || exit 1; done
+	  $(PYTEST) -p no:randomly -m e2e || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check watcher tests benchmarks migrations

@@ -1,13 +1,17 @@
 """Helpers the test modules share (no test module imports another): the `watcher` process
-launcher, a polling wait with a deadline, and the web test data.
+launchers (one command to its end, or a daemon in the background), a polling wait with a
+deadline, and the web test data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,16 +33,22 @@ from watcher.types import Item
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def watcher_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The test's environment without any WATCHER_ variable, plus `env`."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+    full_env.update(env or {})
+    return full_env
+
+
 def watcher(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
-    full_env.update(env or {})
+    """Run one `watcher` command to its end (killed and reaped after 120 s)."""
     return subprocess.run(
         [sys.executable, "-m", "watcher", *args],
         capture_output=True,
         text=True,
-        env=full_env,
+        env=watcher_env(env),
         cwd=cwd or ROOT,
         input=stdin,
         timeout=120,
@@ -53,6 +63,118 @@ def wait_for(condition: Callable[[], bool], deadline: float, what: str) -> float
             return time.monotonic() - started
         time.sleep(0.05)
     pytest.fail(f"timed out after {deadline}s waiting for {what}")
+
+
+def listening(port: int) -> bool:
+    """Does something accept connections on 127.0.0.1:`port`?"""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+#: Every process `Started` started; conftest kills and reaps any still running after each test.
+STARTED: list[Started] = []
+
+
+class Started:
+    """A `watcher` process in the background (`run`, `serve`), its stdout and stderr read line
+    by line as they come (a pipe nobody reads would block it once full).
+
+    `wait()` fails at once, with the tail of the log, if the process ends before the
+    condition holds; `stop()` signals it and reaps it (kill -9 after a generous grace)."""
+
+    def __init__(
+        self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "watcher", *args],
+            cwd=cwd or ROOT,
+            env=watcher_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        STARTED.append(self)
+        #: stderr (the log) and stdout, line by line, without their newlines.
+        self.lines: list[str] = []
+        self.out: list[str] = []
+        assert self.proc.stderr is not None and self.proc.stdout is not None
+        self._readers = [
+            threading.Thread(target=_read, args=(self.proc.stderr, self.lines), daemon=True),
+            threading.Thread(target=_read, args=(self.proc.stdout, self.out), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def err(self) -> str:
+        """The log so far, as one text."""
+        return "".join(f"{line}\n" for line in list(self.lines))
+
+    def having(self, text: str) -> list[str]:
+        return [line for line in list(self.lines) if text in line]
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.lines[-lines:])
+
+    def wait(self, condition: Callable[[], object], what: str, deadline: float = 60) -> float:
+        """Until `condition` holds; returns the seconds it took. Fails at the deadline, or as
+        soon as the process has ended, with the tail of its log."""
+        started = time.monotonic()
+        while not condition():
+            ended = self.proc.poll() is not None
+            if ended or time.monotonic() - started > deadline:
+                why = f"it exited with {self.proc.returncode}" if ended else "the deadline"
+                pytest.fail(
+                    f"no {what} after {time.monotonic() - started:.0f}s ({why}); "
+                    f"log:\n{self.tail()}"
+                )
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 60) -> int:
+        """Signal the process (SIGTERM), wait for it to end, reap it; its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self._close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """kill -9, and reap."""
+        self.stop(signal.SIGKILL)
+
+    def _close(self) -> None:
+        for reader in self._readers:
+            reader.join(timeout=10)  # a child it left may hold the pipe: not waited for long
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def _read(pipe: Any, into: list[str]) -> None:
+    try:
+        for line in pipe:
+            into.append(line.rstrip("\n"))
+    except (OSError, ValueError):  # closed under it by a kill
+        pass
+
+
+def reap_started() -> None:
+    """Kill and reap every `Started` process still running (a test that failed before its
+    own `stop()`), and close every pipe."""
+    while STARTED:
+        STARTED.pop().stop(signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------- web data

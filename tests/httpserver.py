@@ -70,7 +70,11 @@ class FeedServer:
         self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for the serving loop to look (0.5 s by default,
+        # paid at the end of every test that starts a server).
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def __enter__(self) -> FeedServer:
         self._thread.start()
@@ -79,6 +83,7 @@ class FeedServer:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        self._thread.join(timeout=30)
 
     def url(self, path: str) -> str:
         return f"http://{self.host}:{self.port}{path}"

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import threading
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from tests.tcpproxy import free_port
 
 
 class _Handler:
@@ -44,9 +45,8 @@ class _Handler:
 
 class MailServer:
     def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        # not an ephemeral port: stopped and started again, it must still be free
+        self.port = free_port()
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.lock = threading.Lock()

@@ -12,15 +12,30 @@ Usage::
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
 
+#: Ports handed out by `free_port`: below Linux's ephemeral range (32768-60999), from which the
+#: kernel picks the local port of every outgoing connection, so that none of the many
+#: connections tests make (in this process, the daemons, other xdist workers) can take a port
+#: between the moment it is found free and the moment a server binds it.
+PORTS = range(20000, 32000)
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free on 127.0.0.1 now, for a server a test starts (a daemon's metrics, a proxy):
+    a random one of `PORTS`, so that concurrent test processes rarely try the same one."""
+    for _ in range(200):
+        port = random.choice(PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use, or lingering after a recent connection
+                continue
+            return port
+    raise RuntimeError(f"no free port found in {PORTS}")
 
 
 class TcpProxy:

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import CONFIG, seed
+from tests.helpers import CONFIG, Started, listening, seed
+from tests.tcpproxy import free_port
 from watcher.store import Store
 
 #: Every test here starts a process.
@@ -43,43 +40,14 @@ def site(tmp_path: Path) -> Iterator[str]:
     store.close()
     cfg = tmp_path / "sources.yaml"
     cfg.write_text(yaml.safe_dump(CONFIG, allow_unicode=True))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "watcher",
-            "--config",
-            str(cfg),
-            "--db",
-            db,
-            "serve",
-            "--address",
-            f"127.0.0.1:{port}",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    port = free_port()
+    server = Started("--config", str(cfg), "--db", db, "serve", "--address", f"127.0.0.1:{port}")
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"watcher serve did not start: {proc.communicate()[1][-2000:]}")
-                time.sleep(0.05)
+        server.wait(lambda: listening(port), "watcher serve to listen")
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.communicate(timeout=20)
+        server.stop()
 
 
 @pytest.fixture

@@ -11,6 +11,10 @@ import pytest
 import yaml
 
 from tests.helpers import watcher
+from tests.tcpproxy import free_port
+
+#: Every test here starts a process.
+pytestmark = pytest.mark.e2e
 
 CONFIG = {
     "sources": [{"id": "one", "kind": "feed", "url": "https://news.example/feed.xml", "lang": "en"}]
@@ -70,9 +74,7 @@ def test_reading_commands_refuse_an_empty_database(cfg: Path, tmp_path: Path) ->
 
 
 def test_sources_test_without_an_answer_names_the_host(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # nothing listens there
     cfg = tmp_path / "sources.yaml"
     source = {"id": "one", "kind": "feed", "url": f"http://127.0.0.1:{port}/feed.xml"}
     settings = {"allow_private_addresses": True, "retries": 0}

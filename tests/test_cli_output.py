@@ -18,6 +18,9 @@ from tests.helpers import ROOT, seed, watcher
 from watcher.store import Store
 from watcher.store.outbox import Outbox
 
+#: Every test here starts a process.
+pytestmark = pytest.mark.e2e
+
 CONFIG = {
     "sources": [
         {"id": "one", "kind": "feed", "url": "https://news.example/feed.xml", "lang": "en"}
@@ -27,12 +30,10 @@ CONFIG = {
 
 
 @pytest.fixture
-def setup(tmp_path: Path, db_url: str) -> tuple[Path, str]:
+def setup(tmp_path: Path, db_url: str, store: Store) -> tuple[Path, str]:
+    """The config, and the URL of a migrated, empty database."""
     cfg = tmp_path / "sources.yaml"
     cfg.write_text(yaml.safe_dump(CONFIG))
-    store = Store.open(db_url)
-    store.upgrade()
-    store.close()
     return cfg, db_url
 
 

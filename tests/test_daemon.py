@@ -10,8 +10,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, wait_for, watcher
+from tests.helpers import Started, watcher
 from tests.httpserver import FeedServer
 from tests.tcpproxy import TcpProxy, free_port
 
@@ -79,50 +77,24 @@ def write_config(path: Path, server: FeedServer, feeds: int, interval: str = "1s
     return path
 
 
-class Daemon:
+class Daemon(Started):
+    """`watcher run` as an operator starts it, with /healthz, /readyz and /metrics on
+    `metrics` (a port) unless None."""
+
     def __init__(self, cfg: Path, db: str, metrics: int | None = None) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
         address = f"127.0.0.1:{metrics}" if metrics else "off"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "watcher",
-                "--config",
-                str(cfg),
-                "--db",
-                db,
-                "run",
-                "--metrics-address",
-                address,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        super().__init__("--config", str(cfg), "--db", db, "run", "--metrics-address", address)
         self.metrics = metrics
-        self.err = ""
 
     def get(self, path: str) -> tuple[int, str]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}{path}", timeout=5) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
+            with exc:
+                return exc.code, exc.read().decode()
         except OSError:
             return 0, ""
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        _, self.err = self.proc.communicate(timeout=30)
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.communicate(timeout=30)
 
 
 @pytest.fixture
@@ -139,9 +111,9 @@ def test_health_metrics_reload_and_sigterm(tmp_path: Path, server: FeedServer, d
     cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
     daemon = Daemon(cfg, db_url, metrics=free_port())
     try:
-        wait_for(lambda: daemon.get("/healthz") == (200, "ok\n"), 20, "/healthz 200")
-        wait_for(lambda: daemon.get("/readyz") == (200, "ok\n"), 20, "/readyz 200")
-        wait_for(lambda: len(server.hits("/f0")) >= 2, 10, "polls every second")
+        daemon.wait(lambda: daemon.get("/healthz") == (200, "ok\n"), "/healthz 200", 60)
+        daemon.wait(lambda: daemon.get("/readyz") == (200, "ok\n"), "/readyz 200", 60)
+        daemon.wait(lambda: len(server.hits("/f0")) >= 2, "polls every second", 60)
         status, metrics = daemon.get("/metrics")
         assert status == 200
         last_cycle = re.search(r"^watcher_last_cycle_timestamp_seconds (\S+)$", metrics, re.M)
@@ -154,15 +126,15 @@ def test_health_metrics_reload_and_sigterm(tmp_path: Path, server: FeedServer, d
         good = cfg.read_text()
         cfg.write_text(good.replace("interval: 1s", "interval: often"))
         assert watcher("--config", str(cfg), "reload").returncode == 2  # check refuses it
-        os.kill(daemon.proc.pid, signal.SIGHUP)
+        os.kill(daemon.pid, signal.SIGHUP)
         polls = len(server.hits("/f0"))
-        wait_for(lambda: len(server.hits("/f0")) > polls + 1, 10, "polling to go on")
+        daemon.wait(lambda: len(server.hits("/f0")) > polls + 1, "polling to go on", 60)
 
         # a valid edit adding a source takes effect without a restart
         write_config(cfg, server, feeds=2)
         reloaded = watcher("--config", str(cfg), "reload")
         assert reloaded.returncode == 0 and "sent SIGHUP" in reloaded.stdout
-        wait_for(lambda: len(server.hits("/f1")) >= 1, 10, "the new source to be polled")
+        daemon.wait(lambda: len(server.hits("/f1")) >= 1, "the new source to be polled", 60)
     finally:
         code = daemon.stop()
     assert code == 0, daemon.err
@@ -175,17 +147,17 @@ def test_a_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path, server: F
     cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
     db = f"sqlite:///{tmp_path / 'w.db'}"
     first = Daemon(cfg, db)
-    wait_for(lambda: len(server.hits("/f0")) >= 1, 20, "the first daemon to poll")
+    first.wait(lambda: len(server.hits("/f0")) >= 1, "the first daemon to poll", 60)
     second = watcher("--config", str(cfg), "--db", db, "run", "--metrics-address", "off")
     assert second.returncode == 1
-    assert f"another `watcher run` (pid {first.proc.pid}) is using this SQLite database" in (
+    assert f"another `watcher run` (pid {first.pid}) is using this SQLite database" in (
         second.stderr
     )
     first.kill()  # kill -9 leaves no stale lock behind
     third = Daemon(cfg, db)
     try:
         polls = len(server.hits("/f0"))
-        wait_for(lambda: len(server.hits("/f0")) > polls, 20, "the restarted daemon to poll")
+        third.wait(lambda: len(server.hits("/f0")) > polls, "the restarted daemon to poll", 60)
     finally:
         assert third.stop() == 0, third.err
 
@@ -199,16 +171,16 @@ def test_postgres_outage_is_survived_and_nothing_is_lost(
     cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
     daemon = Daemon(cfg, db, metrics=free_port())
     try:
-        wait_for(lambda: len(server.hits("/f0")) >= 2, 20, "the baseline polls")
+        daemon.wait(lambda: len(server.hits("/f0")) >= 2, "the baseline polls", 60)
         proxy.cut()
-        wait_for(lambda: daemon.get("/readyz")[0] == 503, 20, "/readyz to report the outage")
+        daemon.wait(lambda: daemon.get("/readyz")[0] == 503, "/readyz to report the outage", 60)
         assert daemon.get("/readyz")[1] == "database unavailable\n"
         assert daemon.get("/healthz") == (200, "ok\n"), "liveness holds through an outage"
         server.routes["/f0"].body = rss("China repatriates 60 North Korean defectors")
         time.sleep(0.1)
         proxy.restore()
-        wait_for(lambda: len(hooks(server)) == 1, 30, "the alert after the database came back")
-        wait_for(lambda: daemon.get("/readyz")[0] == 200, 10, "/readyz to recover")
+        daemon.wait(lambda: len(hooks(server)) == 1, "the alert after the database came back", 60)
+        daemon.wait(lambda: daemon.get("/readyz")[0] == 200, "/readyz to recover", 60)
         metrics = daemon.get("/metrics")[1]
         assert 'watcher_deliveries_total{channel="hook",outcome="sent"} 1.0' in metrics
         assert 'watcher_matches_total{event="forced_repatriation"} 1.0' in metrics
@@ -230,10 +202,10 @@ def test_three_replicas_share_the_sources_and_send_each_alert_once(
     assert watcher("--config", str(cfg), "--db", pg_schema_url, "db", "upgrade").returncode == 0
     replicas = [Daemon(cfg, pg_schema_url) for _ in range(3)]
     try:
-        wait_for(
+        replicas[1].wait(
             lambda: all(len(server.hits(f"/f{n}")) >= 2 for n in range(feeds)),
-            30,
             "every source polled twice (baseline done)",
+            60,
         )
         replicas[0].kill()  # one dies mid-run
         titles = [
@@ -243,7 +215,7 @@ def test_three_replicas_share_the_sources_and_send_each_alert_once(
         for n, title in enumerate(titles):
             server.routes[f"/f{n}"].body = rss(title)
         # the killed replica's claims end after source_timeout + 15 s = 18 s
-        wait_for(lambda: len(hooks(server)) >= feeds, 60, "one alert per story")
+        replicas[1].wait(lambda: len(hooks(server)) >= feeds, "one alert per story", 60)
         time.sleep(2)  # a duplicate, if any, would arrive now
         # no source is polled twice in one interval: hits are at least ~1 s apart
         for n in range(feeds):
@@ -276,12 +248,12 @@ def test_unhealthy_and_recovered_sources_alert_the_ops_route(
     server.routes["/f0"].status = 500
     daemon = Daemon(cfg, f"sqlite:///{tmp_path / 'w.db'}")
     try:
-        wait_for(lambda: len(hooks(server)) >= 1, 20, "the unhealthy-source alert")
+        daemon.wait(lambda: len(hooks(server)) >= 1, "the unhealthy-source alert", 60)
         (first,) = hooks(server)
         assert "source feed0 is unhealthy" in first["title"]
         assert "HTTP 500" in first["message"] and "watcher sources test feed0" in first["message"]
         server.routes["/f0"].status = 200
-        wait_for(lambda: len(hooks(server)) >= 2, 20, "the recovery alert")
+        daemon.wait(lambda: len(hooks(server)) >= 2, "the recovery alert", 60)
         assert "source feed0 recovered" in hooks(server)[1]["title"]
     finally:
         assert daemon.stop() == 0, daemon.err
@@ -303,14 +275,14 @@ def test_a_blackholed_database_is_a_stall_told_once_each_way(
     cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
     daemon = Daemon(cfg, db, metrics=free_port())
     try:
-        wait_for(lambda: len(server.hits("/f0")) >= 2, 60, "the baseline polls")
+        daemon.wait(lambda: len(server.hits("/f0")) >= 2, "the baseline polls", 60)
         proxy.freeze()
-        wait_for(lambda: daemon.get("/readyz")[1].startswith("database stalled"), 90, "a stall")
+        daemon.wait(lambda: daemon.get("/readyz")[1].startswith("database stalled"), "a stall", 90)
         assert daemon.get("/healthz") == (200, "ok\n"), "liveness holds through a stall"
         proxy.thaw()
-        wait_for(lambda: daemon.get("/readyz")[0] == 200, 60, "/readyz to recover")
+        daemon.wait(lambda: daemon.get("/readyz")[0] == 200, "/readyz to recover", 60)
         polls = len(server.hits("/f0"))
-        wait_for(lambda: len(server.hits("/f0")) > polls, 60, "polling to go on")
+        daemon.wait(lambda: len(server.hits("/f0")) > polls, "polling to go on", 60)
     finally:
         proxy.thaw()
         code = daemon.stop()

@@ -12,9 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.helpers import T0, Clock, config_for, feed_source, rss, watcher
+from tests.helpers import T0, Clock, Started, config_for, feed_source, rss, watcher
 from tests.httpserver import FeedServer
 from watcher import pipeline
 from watcher.cli.sources import _next
@@ -67,58 +64,12 @@ def items(*titles: str) -> bytes:
     return rss([(t, f"https://e.org/{t.lower().replace(' ', '-')}") for t in titles], pub=now)
 
 
-class Logged:
-    """A `watcher run` process whose stderr is read line by line as it comes."""
-
-    def __init__(self, *args: str, cwd: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watcher", *args],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def having(self, text: str) -> list[str]:
-        return [line for line in list(self.lines) if text in line]
+class Logged(Started):
+    """A `watcher run` process whose log is read line by line as it comes."""
 
     def cycles(self, level: str = "INFO") -> list[re.Match[str]]:
         found = [CYCLE.search(line) for line in self.having(f"{level} ")]
         return [m for m in found if m]
-
-    def wait(self, condition: Callable[[], object], what: str, deadline: float = 60) -> None:
-        """Until `condition` holds; fails at the deadline (or if the daemon exits) with the
-        tail of its log."""
-        started = time.monotonic()
-        while not condition():
-            if self.proc.poll() is not None or time.monotonic() - started > deadline:
-                tail = "\n".join(self.lines[-30:])
-                pytest.fail(f"no {what} after {time.monotonic() - started:.0f}s; log:\n{tail}")
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        """SIGTERM, then reap (kill -9 after a generous grace)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self._reader.join(timeout=30)
-        assert self.proc.stderr is not None
-        self.proc.stderr.close()
-        return self.proc.returncode
 
 
 @pytest.fixture
@@ -213,7 +164,7 @@ def test_the_daemon_tells_its_start_and_each_cycle_and_reload_finds_it(
         assert len(daemon.having("interval 1s is under 5m")) == 2
     finally:
         code = daemon.stop()
-    assert code == 0, "\n".join(daemon.lines[-30:])
+    assert code == 0, daemon.tail()
     assert not pid.exists()
     # One line per cycle that was told, adding up to every poll and send: the quiet cycles
     # went into the next line (the last one at stop).
@@ -261,7 +212,7 @@ def test_a_relative_state_dir_is_read_from_the_config_folder_and_debug_shows_qui
         assert reloaded.returncode == 0, reloaded.stderr
         daemon.wait(lambda: daemon.having(f"reloaded {'../conf/sources.yaml'}"), "the reload")
     finally:
-        assert daemon.stop() == 0, "\n".join(daemon.lines[-30:])
+        assert daemon.stop() == 0, daemon.tail()
     assert not pid.exists()
     gone = watcher("--config", str(cfg), "reload", cwd=tmp_path)
     assert gone.returncode == 1

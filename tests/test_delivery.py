@@ -467,6 +467,7 @@ def test_digest_route_sends_one_message_with_every_story_at_its_hour(
     assert h.statuses() == [("hook", "digest", "sent"), ("hook", "digest", "sent")]
 
 
+@pytest.mark.e2e  # `watcher alerts list` runs as a process
 def test_an_unreachable_channel_waits_past_the_attempt_budget_and_sends_its_queue_in_order(
     store: Store, feeds: FeedServer, mail: MailServer
 ) -> None:

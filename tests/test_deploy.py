@@ -98,7 +98,7 @@ def test_compose_file_parses_and_every_variable_is_documented() -> None:
 
 
 @pytest.mark.e2e
-def test_systemd_unit_verifies() -> None:
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
     unit = (DEPLOY / "watcher.service").read_text()
     for needed in (
         "Restart=on-failure",
@@ -113,16 +113,13 @@ def test_systemd_unit_verifies() -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed here")
-    copy = Path(sys.prefix) / "watcher-test.service"
+    copy = tmp_path / "watcher-test.service"
     copy.write_text(
         unit.replace("/opt/watcher/bin/watcher", str(Path(sys.prefix) / "bin" / "watcher")).replace(
             "EnvironmentFile=/", "EnvironmentFile=-/"
         )
     )
-    try:
-        result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True)
-    finally:
-        copy.unlink()
+    result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "watcher-test.service" not in result.stderr, result.stderr
 
@@ -173,14 +170,16 @@ def test_the_image_entry_command_runs_from_the_wheel(tmp_path: Path) -> None:
     assert build.returncode == 0, build.stderr
     (wheel,) = dist.glob("watcher-*.whl")
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # no pip of its own (bootstrapping one costs seconds): this pip installs into it
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     # the test venv's packages stand in for the image's dependency layer
     site = next((venv / "lib").glob("python3*/site-packages"))
     deps = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
     (site / "deps.pth").write_text("\n".join(deps) + "\n")
     python = venv / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python)]
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        [*pip, "install", "--no-deps", "--no-index", "-q", str(wheel)],
         capture_output=True,
         text=True,
     )

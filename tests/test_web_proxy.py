@@ -5,10 +5,6 @@ the real server process, where uvicorn must not take the peer from X-Forwarded-F
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -18,7 +14,8 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from tests.helpers import CONFIG, ROOT, wait_for, watcher
+from tests.helpers import CONFIG, Started, listening, watcher
+from tests.tcpproxy import free_port
 from watcher.config import Config, load_config_text
 from watcher.store import Store
 from watcher.web import create_app
@@ -194,47 +191,27 @@ def test_serve_refuses_bad_options_in_one_line(args: list[str], error: str) -> N
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _serving(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """`watcher serve` on 127.0.0.1 as an operator starts it; yields its address."""
-    port = _free_port()
+    port = free_port()
     name = f"w{port}"
     cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(yaml.safe_dump(CONFIG, allow_unicode=True))
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
-    full_env.update(env or {})
-    command = [sys.executable, "-m", "watcher", "--config", str(cfg)]
     db = f"sqlite:///{tmp_path / name}.db"
     made = Store.open(db)  # serve reads an existing database; it never creates one
     made.upgrade()
     made.close()
-    command += ["--db", db, "serve"]
-    command += ["--address", f"127.0.0.1:{port}", *args]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    address = f"127.0.0.1:{port}"
+    server = Started(
+        "--config", str(cfg), "--db", db, "serve", "--address", address, *args, env=env
     )
 
-    def up() -> bool:
-        if proc.poll() is not None:
-            pytest.fail(f"watcher serve did not start: {proc.communicate()[1][-2000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        except OSError:
-            return False
-        return True
-
     try:
-        wait_for(up, 60, "watcher serve to listen")
+        server.wait(lambda: listening(port), "watcher serve to listen")
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.communicate(timeout=20)
+        server.stop()
 
 
 @pytest.mark.e2e
