@@ -2,6 +2,7 @@
 
     python benchmarks/daemon.py latency [--trials 20] [--interval 10]
     python benchmarks/daemon.py memory  [--cycles 1000] [--feeds 200]
+    python benchmarks/daemon.py cpu     [--feeds 200] [--interval 10] [--seconds 60] [--runs 3]
 
 latency: 200 feeds polled every --interval seconds, `group_wait: 0`, a local webhook receiver.
   At random moments a matching item is published into a random feed; the time from
@@ -9,6 +10,11 @@ latency: 200 feeds polled every --interval seconds, `group_wait: 0`, a local web
 memory: --feeds feeds polled every second (conditional GETs, as in production), for --cycles
   cycles; the daemon's RSS is sampled every 10 cycles (start, peak, end, and growth over the
   second half).
+cpu: CPU per poll of the daemon against `watcher run --once --all`, on the same warm database
+  (every feed answers 304). The daemon polls --feeds feeds every --interval seconds; after the
+  baseline polls, its CPU (user+sys from /proc) over --seconds is divided by the polls recorded
+  meanwhile (the sources' `ok_polls`). `--once` is the difference between a cycle of all feeds
+  and a cycle of one, divided by the feeds less one (start-up cancels out). Median of --runs.
 """
 
 from __future__ import annotations
@@ -204,6 +210,62 @@ def memory(args: argparse.Namespace) -> None:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ok_polls(db: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT coalesce(sum(ok_polls), 0) FROM sources").fetchone()[0])
+
+
+def once_cpu(config: Path, directory: Path) -> float:
+    watcher = [sys.executable, "-m", "watcher", "--config", str(config)]
+    watcher += ["--db", f"sqlite:///{directory / 'bench.db'}", "--log-level", "warning"]
+    proc = subprocess.Popen([*watcher, "run", "--once", "--all"], cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"watcher run --once failed ({status})")
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu(args: argparse.Namespace) -> None:
+    daemon_rates, once_rates = [], []
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp)
+            server, config = start(args.feeds, f"{args.interval}s", directory)
+            proc = daemon(config, directory)
+            time.sleep(args.interval * 1.5 + 5)  # every feed's baseline poll, then warm ones
+            cpu0, polls0 = cpu_seconds(proc.pid), ok_polls(directory / "bench.db")
+            time.sleep(args.seconds)
+            cpu1, polls1 = cpu_seconds(proc.pid), ok_polls(directory / "bench.db")
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
+            daemon_rates.append((cpu1 - cpu0) / max(1, polls1 - polls0) * 1000)
+            one = directory / "one.yaml"
+            text = config.read_text().splitlines()
+            keep = [line for line in text if not line.startswith("  - {id: f") or "id: f0," in line]
+            one.write_text("\n".join(keep) + "\n")
+            all_feeds = statistics.median(once_cpu(config, directory) for _ in range(3))
+            single = statistics.median(once_cpu(one, directory) for _ in range(3))
+            once_rates.append((all_feeds - single) / (args.feeds - 1) * 1000)
+            server.shutdown()
+    d, o = statistics.median(daemon_rates), statistics.median(once_rates)
+    print(
+        f"CPU per warm poll (304), {args.feeds} feeds, median of {args.runs}: daemon {d:.2f} ms, "
+        f"--once {o:.2f} ms: {d / o:.2f}x (target <= 1.2x)"
+    )
+    print(
+        f"  daemon runs {', '.join(f'{r:.2f}' for r in daemon_rates)} ms; "
+        f"--once runs {', '.join(f'{r:.2f}' for r in once_rates)} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -213,9 +275,14 @@ def main() -> None:
     mem = sub.add_parser("memory")
     mem.add_argument("--cycles", type=int, default=1000)
     mem.add_argument("--feeds", type=int, default=200)
+    use = sub.add_parser("cpu")
+    use.add_argument("--feeds", type=int, default=200)
+    use.add_argument("--interval", type=int, default=10)
+    use.add_argument("--seconds", type=int, default=60)
+    use.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     os.environ.pop("WATCHER_CRASH_AT", None)
-    latency(args) if args.what == "latency" else memory(args)
+    {"latency": latency, "memory": memory, "cpu": cpu}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,12 @@ repeated to --items. The large rule set adds 20x the shipped rule count of synth
 each with its own concepts built from real words sampled from the same texts (so their terms
 do hit, as a real rule set's would) plus nonsense terms. One core, one process; median of runs.
 
+"long articles" are 1,000-character articles, alternately English and Korean, built from the
+same texts: one in ten opens with an item the shipped rules match, the rest are runs of the
+labelled items they do not match (near misses about North Korea, China and the UN: dozens of
+term hits each, a harder load than general news). Rates there are per CPU second of this
+process (time.process_time), so that other work on a shared machine does not lower them.
+
 "dated items" gives each item a publication time (spread over 30 days), so the matched ones
 also have their relative dates resolved ("on Tuesday", 지난 3일, 上周): "cold" clears the
 resolved-phrase cache before each run, "warm" keeps it, as a running process does.
@@ -59,6 +65,38 @@ def synthetic_rules(shipped_text: str, items: list[dict], count: int) -> str:
             }
         )
     return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+
+
+def long_articles(matcher, items: list[dict], n: int, chars: int = 1000) -> list[dict]:
+    """`n` articles of `chars` characters, English and Korean in turn, one in ten relevant."""
+    rng = random.Random(11)
+    pools: dict[tuple[str, bool], list[dict]] = {}
+    for item in items:
+        if item["lang"] in ("en", "ko"):
+            relevant = matcher.match(item["title"], item["text"], lang=item["lang"]).relevant
+            pools.setdefault((item["lang"], relevant), []).append(item)
+    articles = []
+    for k in range(n):
+        lang = ("en", "ko")[k % 2]
+        first = rng.choice(pools[lang, k % 10 == 0])
+        title, text = first["title"], first["text"]
+        while len(title) + len(text) < chars:
+            other = rng.choice(pools[lang, False])
+            text += f" {other['title']}. {other['text']}"
+        articles.append({"title": title, "text": text[: chars - len(title)], "lang": lang})
+    return articles
+
+
+def cpu_rate(matcher, items: list[dict], runs: int) -> tuple[float, int]:
+    """Items per CPU second (median of runs) and how many were relevant."""
+    rates, relevant = [], 0
+    for _ in range(runs):
+        started = time.process_time()
+        relevant = sum(
+            matcher.match(item["title"], item["text"], lang=item["lang"]).relevant for item in items
+        )
+        rates.append(len(items) / (time.process_time() - started))
+    return statistics.median(rates), relevant
 
 
 def rate(
@@ -117,6 +155,17 @@ def main() -> None:
     print(
         f"  dated items     {base.rule_count:5d} rules: {cold_rate:9,.0f} items/s cold, "
         f"{warm_rate:,.0f} warm (relative dates resolved)"
+    )
+    articles = long_articles(base, load_items(386), args.items // 2)
+    long_base, long_hits = cpu_rate(base, articles, args.runs)
+    long_big, long_big_hits = cpu_rate(big, articles, args.runs)
+    print(
+        f"  long articles   {base.rule_count:5d} rules: {long_base:9,.0f} items/s per CPU second "
+        f"({len(articles):,} of 1,000 characters, en/ko; {long_hits:,} relevant)"
+    )
+    print(
+        f"  long articles   {big.rule_count:5d} rules: {long_big:9,.0f} items/s per CPU second "
+        f"({long_big_hits:,} relevant)"
     )
     print(
         f"  slowdown at {big.rule_count / base.rule_count:.0f}x rules: {base_rate / big_rate:.2f}x"

@@ -7,7 +7,19 @@ their founding facts, and choose. Reports are dated now, a week ago, and undated
 now). Prints the median microseconds per report for each N, and the ratio to the smallest N:
 flat means the lookup does not scan history.
 
+`--what save` times the whole store of one matched report instead (`Store.save_items` with its
+match and the shipped configuration's routes: item, match, story, outbox rows, one
+transaction), dated now and dated a year back, with N stories in the database.
+
+`--what ingest` feeds a fresh database rounds of --round-items fresh items (one save per 30, as
+a feed poll stores them; one in ten matched by the shipped rules, published over the two
+years before), and prints per round the CPU seconds of the whole process and of the saves
+alone, the stories in the database and the RSS at the round's end: flat rounds mean ingest
+does not slow as history grows.
+
     python benchmarks/stories.py [--sizes 100,10000,100000] [--db sqlite|postgres] [--reports 300]
+    python benchmarks/stories.py --what save [--sizes 100,100000] [--db sqlite|postgres]
+    python benchmarks/stories.py --what ingest [--rounds 6] [--round-items 9000] [--db ...]
 """
 
 from __future__ import annotations
@@ -25,9 +37,14 @@ from pathlib import Path
 from sqlalchemy import create_engine, delete, insert, text
 
 from watcher import stories as st
+from watcher.config import load_config
+from watcher.pipeline import match_items
+from watcher.routing import Alerting
+from watcher.rules import compile_rules
 from watcher.store import Store
 from watcher.store import stories as story_queries
 from watcher.store import tables as t
+from watcher.types import Item
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 POSTGRES = os.environ.get(
@@ -96,6 +113,14 @@ def fill(store: Store, n: int, rng: random.Random) -> None:
             conn.execute(insert(t.stories), rows)
             conn.execute(insert(t.items), items)
             conn.execute(insert(t.story_items), links)
+        if store.dialect == "postgresql":  # the ids above were explicit: move the sequences on
+            for table in ("items", "stories"):
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
+                    )
+                )
 
 
 def _item(item_id: int, f: st.Facts) -> dict[str, object]:
@@ -138,11 +163,115 @@ def time_lookups(store: Store, rng: random.Random, reports: int) -> dict[str, fl
     return out
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shipped() -> tuple[object, Alerting]:
+    config = load_config(ROOT / "sources.yaml", env={}).config
+    return compile_rules(config), Alerting.from_config(config)
+
+
+def labelled(matcher: object) -> tuple[list[dict], list[dict]]:
+    """The labelled rule fixtures, split into (matched, not matched) by the shipped rules."""
+    matched, unmatched = [], []
+    for name in ("corpus.jsonl", "heldout.jsonl"):
+        path = ROOT / "tests" / "fixtures" / "rules" / name
+        for line in path.read_text().splitlines():
+            if line.strip():
+                item = json.loads(line)
+                verdict = matcher.match(item["title"], item["text"], lang=item["lang"])  # type: ignore[attr-defined]
+                (matched if verdict.relevant else unmatched).append(item)
+    return matched, unmatched
+
+
+def make_item(raw: dict, key: str, source: str, published: datetime, now: datetime) -> Item:
+    return Item(
+        key=key,
+        source_id=source,
+        url=key,
+        title=raw["title"],
+        text=raw["text"],
+        lang=raw["lang"],
+        published_at=published,
+        published_raw=None,
+        fetched_at=now,
+    )
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def time_saves(store: Store, n: int, reports: int) -> dict[str, float]:
+    """Median ms to store one new matched report, with `n` stories in the database."""
+    matcher, alerting = shipped()
+    matched, _ = labelled(matcher)
+    rng = random.Random(n)
+    out: dict[str, float] = {}
+    for name, back in (("fresh", timedelta(0)), ("a year back", timedelta(days=365))):
+        samples = []
+        for k in range(reports):
+            raw = rng.choice(matched)
+            published = NOW - back - timedelta(hours=rng.random() * 48)
+            item = make_item(raw, f"https://save.example/{n}/{name}/{k}", "bench", published, NOW)
+            records = match_items(matcher, [item], ())  # type: ignore[arg-type]
+            start = time.perf_counter()
+            store.save_items([item], NOW, matches=records, alerting=alerting)
+            samples.append(time.perf_counter() - start)
+        out[name] = statistics.median(samples) * 1000
+    return out
+
+
+def ingest(store: Store, rounds: int, per_round: int) -> None:
+    matcher, alerting = shipped()
+    matched, unmatched = labelled(matcher)
+    rng = random.Random(5)
+    sources = [
+        type("S", (), {"id": f"feed-{k}", "kind": "feed", "url": f"https://f{k}.example/"})
+        for k in range(300)
+    ]
+    store.sync_sources(sources, NOW)  # type: ignore[arg-type]
+    two_years = timedelta(days=730).total_seconds()
+    print(
+        f"ingest: rounds of {per_round:,} fresh items, 30 per save, 1 in 10 matched, "
+        "published over two years"
+    )
+    for r in range(rounds):
+        now = NOW + timedelta(hours=r)
+        cpu0, saving, stored_matches = time.process_time(), 0.0, 0
+        for start in range(0, per_round, 30):
+            batch = []
+            for k in range(start, min(per_round, start + 30)):
+                raw = rng.choice(matched if k % 10 == 0 else unmatched)
+                published = now - timedelta(seconds=rng.random() * two_years)
+                key = f"https://ingest.example/{r}/{k}"
+                batch.append(make_item(raw, key, f"feed-{(start // 30) % 300}", published, now))
+            records = match_items(matcher, batch, ())  # type: ignore[arg-type]
+            s0 = time.process_time()
+            saved = store.save_items(batch, now, matches=records, alerting=alerting)
+            saving += time.process_time() - s0
+            stored_matches += len({m.item_key for m in saved.matches})
+        cpu = time.process_time() - cpu0
+        with store.engine.connect() as conn:
+            stories = conn.execute(text("SELECT count(*) FROM stories")).scalar()
+        print(
+            f"  round {r + 1}: cpu {cpu:6.2f} s (saves {saving:6.2f} s)  "
+            f"{stored_matches:,} matched  {stories:,} stories  RSS {rss_mib():.0f} MiB"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,10000,100000")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--reports", type=int, default=300)
+    parser.add_argument("--what", choices=["lookup", "save", "ingest"], default="lookup")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--round-items", type=int, default=9000)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     schema = f"bench_{os.getpid()}"
@@ -158,8 +287,25 @@ def main() -> None:
         store = Store.open(url)
         store.ensure_schema()
         base: dict[str, float] = {}
-        print(f"{args.db}: median µs to find one report's story ({args.reports} reports each)")
         try:
+            if args.what == "ingest":
+                print(f"{args.db}: ", end="")
+                ingest(store, args.rounds, args.round_items)
+                return
+            if args.what == "save":
+                print(f"{args.db}: median ms to store one matched report ({args.reports} each)")
+                for n in sizes:
+                    fill(store, n, random.Random(n))
+                    if args.db == "postgres":
+                        store.analyze()
+                    got = time_saves(store, n, args.reports)
+                    base = base or got
+                    print(
+                        f"  {n:>7,} stories: "
+                        + "  ".join(f"{k} {v:,.2f} ms ({v / base[k]:.2f}x)" for k, v in got.items())
+                    )
+                return
+            print(f"{args.db}: median µs to find one report's story ({args.reports} reports each)")
             for n in sizes:
                 rng = random.Random(n)
                 fill(store, n, rng)

@@ -2,10 +2,9 @@
 
 Each row of HOSTILE is a source's headline (and lead, outlet name, place, rule text…) trying
 one trick; each is rendered as an alert, a digest and an operator notice in every format of
-`render.CHANNELS`. The checks read the output the way the receiving client does, with a small
-model of each markup written here (CommonMark-style backslash escapes for Discord, Mattermost
-and Slack; fullwidth lookalikes for Teams; HTML tags for email, Telegram and Matrix; nothing for
-plain text), so they do not trust render.py's own escaping to define what is safe:
+`render.CHANNELS`. The checks read the output the way the receiving client does, with the
+small model of each markup in tests/messages.py, so they do not trust render.py's own escaping
+to define what is safe:
 
 - no live mention: every "@" a reader sees is followed by a zero-width space, and no "<" can
   open a <@123>, <!here>, <#chan>, <users/all> or <at> form;
@@ -21,58 +20,44 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from typing import Any
 
 import apprise
 import pytest
 import responses
 from apprise.plugins.slack import NotifySlack
-from bs4 import BeautifulSoup
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.messages import (
+    CHAT,
+    FAMILY,
+    HOSTILE_ALPHABET,
+    OTHER_URL,
+    PLAIN,
+    ZW,
+    Tags,
+    bare_url,
+    expected_hrefs,
+    links,
+    live_mention,
+    seen,
+    shown_title,
+    signature,
+    text_view,
+)
 from watcher import render
-from watcher.types import AlertView, Message, Report
+from watcher.types import AlertView, Message
 
 # apprise's email plugin imports PGP support, which imports the stdlib `imghdr` (deprecated).
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
 
-ZW = "\u200b"
-T0 = datetime(2026, 11, 20, 8, 5, tzinfo=UTC)
-OTHER_URL = "https://www.rfa.org/english/1"
-
-#: How each format's markup is read (the model the checks use).
-FAMILY = {
-    "email": "html",
-    "telegram": "html",
-    "matrix": "html",
-    "slack": "md",
-    "discord": "md",
-    "mattermost": "md",
-    "teams": "teams",
-    "ntfy": "text",
-    "text": "text",
-}
-CHAT = [f for f in FAMILY if f != "email"]  # email has no mentions to defuse
 #: Tags our HTML templates write.
 OUR_TAGS = {
     "email": {"div", "p", "strong", "br", "a", "span", "blockquote", "ul", "li", "h3"},
     "telegram": {"b", "i", "a"},
     "matrix": {"b", "i", "a", "br"},
-}
-#: Unescaped characters that are markup in each non-HTML format (Slack's "|" is markup only
-#: inside <url|label>, where render swaps it; plain text has no markup to add).
-MARKUP_CHARS = {
-    "slack": "*_~`<>[]#",
-    "discord": "*_~`|<>[]#",
-    "mattermost": "*_~`|<>[]#",
-    "teams": "*_~`|<>[]#\\",
-    "ntfy": "",
-    "text": "",
 }
 LOOKALIKES = str.maketrans("＊＿～｀［］＜＞＃｜＼", "*_~`[]<>#|\\")
 
@@ -121,54 +106,14 @@ HOSTILE: dict[str, tuple[str, str]] = {
         "https://matrix.to/#/@admin:matrix.org",
     ),
 }
-PLAIN = "Plain words about the same story"
 LONG = "탈북민 600여명 강제북송 *중국* [단둥](javascript:x) @everyone <@1> & " * 400  # ~20,000
 
 
 # --------------------------------------------------------------------------- building messages
 
 
-def make_view(text: str, url: str, *, others: int = 1, lead: str | None = None) -> AlertView:
-    """An update whose every source-given string is `text` (the other outlet links OTHER_URL)."""
-    first = Report(
-        source_id="src",
-        source_name=text,
-        title=text,
-        url=url,
-        published_at=T0,
-        lang="ko",
-        text=text if lead is None else lead,
-    )
-    rest = tuple(
-        Report(
-            source_id=f"o{i}",
-            source_name=f"{text} {i}",
-            title=f"{i} {text}",
-            url=OTHER_URL,
-            published_at=T0 + timedelta(minutes=i),
-            lang="en",
-            text="",
-        )
-        for i in range(others)
-    )
-    return AlertView(
-        kind="update",
-        story_id=7,
-        revision=2,
-        events=("forced_repatriation",),
-        severity="critical",
-        rules=(text,),
-        people=600,
-        places=(text,),
-        dates=(text,),
-        first=first,
-        others=rest,
-        new_outlets=(text,),
-    )
-
-
 def messages(text: str, url: str, fmt: str) -> dict[str, Message]:
-    view = make_view(text, url)
+    view = text_view(text, url)
     return {
         "alert": render.render_alert(view, fmt, "Asia/Seoul"),
         "digest": render.render_digest([view], text, fmt, "Asia/Seoul"),
@@ -176,151 +121,9 @@ def messages(text: str, url: str, fmt: str) -> dict[str, Message]:
     }
 
 
-def expected_hrefs(fmt: str, urls: list[str]) -> list[str]:
-    """The links a format may hold: safe_url's, with '@' as %40 in chat formats (no URL path
-    can hold "@everyone"), none to matrix.to in Matrix (Element shows those as mention pills)."""
-    out = []
-    for url in urls:
-        safe = render.safe_url(url)
-        if safe is None:
-            continue
-        if fmt == "matrix" and safe.startswith("https://matrix.to/"):
-            continue
-        out.append(safe if fmt == "email" else safe.replace("@", "%40"))
-    return out
-
-
-# --------------------------------------------------------------------------- reading the output
-
-
-class Tags(HTMLParser):
-    def __init__(self, text: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[str] = []
-        self.hrefs: list[str] = []
-        self.stack: list[str] = []
-        self.balanced = True
-        self.feed(text)
-        self.close()
-        self.balanced = self.balanced and not self.stack
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-        self.hrefs += [v or "" for k, v in attrs if k == "href"]
-        if tag != "br":
-            self.stack.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if not self.stack or self.stack.pop() != tag:
-            self.balanced = False
-
-
-# CommonMark (and Discord): a backslash before ASCII punctuation makes it a literal character.
-ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
-# A Markdown link as our templates write it: [label](url) or [label](<url>).
-MD_LINK = re.compile(r"\[([^\[\]]*)\]\((<?)([^()<>\s]*)>?\)")
-
-
-def mask(text: str) -> str:
-    """Escaped characters hidden (same length), so only live markup is left to find."""
-    return ESCAPED.sub("\0\0", text)
-
-
-def links(fmt: str, text: str) -> list[tuple[str, str]]:
-    """(raw label, target) of every live Markdown link."""
-    if FAMILY[fmt] == "html":
-        return []
-    masked = mask(text) if FAMILY[fmt] == "md" else text
-    return [(text[m.start(1) : m.end(1)], m.group(3)) for m in MD_LINK.finditer(masked)]
-
-
-def seen(fmt: str, text: str) -> str:
-    """What a reader sees of `text` (zero-width spaces kept): links shown as their labels,
-    escapes resolved, tags dropped."""
-    family = FAMILY[fmt]
-    if family == "html":
-        return BeautifulSoup(text, "html.parser").get_text()
-    if family == "text":
-        return text
-    masked = mask(text) if family == "md" else text
-    parts, end = [], 0
-    for m in MD_LINK.finditer(masked):
-        parts += [text[end : m.start()], text[m.start(1) : m.end(1)]]
-        end = m.end()
-    shown = "".join([*parts, text[end:]])
-    return ESCAPED.sub(r"\1", shown) if family == "md" else shown
-
-
 def reads(fmt: str, text: str) -> str:
     """`seen` as the words a reader takes in: zero-width spaces gone, lookalikes as ASCII."""
     return seen(fmt, text).replace(ZW, "").translate(LOOKALIKES)
-
-
-def shown_title(fmt: str, title: str) -> str:
-    # Telegram's title goes into its HTML body (escaped); the others are shown as given, in
-    # the body's markup for Discord, Mattermost and Teams.
-    if fmt == "telegram":
-        return html.unescape(title)
-    return seen(fmt, title) if FAMILY[fmt] in ("md", "teams") and fmt != "slack" else title
-
-
-def signature(fmt: str, body: str) -> tuple[object, ...]:
-    """The markup of a body: what plain words and hostile text must share."""
-    family = FAMILY[fmt]
-    lines = body.count("\n") + body.count("<br>")
-    if family == "html":
-        return (lines, tuple(Tags(body).tags))
-    if family == "text":
-        return (lines,)
-    masked = mask(body) if family == "md" else body
-    # Link targets are ours and the same in both; their characters are not markup.
-    masked = MD_LINK.sub(lambda m: "[" + m.group(1) + "](LINK)", masked)
-    chars = Counter(c for c in masked if c in MARKUP_CHARS[fmt])
-    # What starts a list, quote, heading or setext underline when a line begins with it.
-    starts = Counter(re.findall(r"(?m)^([-+=>#]|\d+[.)])", masked))
-    return (lines, sorted(chars.items()), sorted(starts.items()))
-
-
-def live_mention(fmt: str, text: str, *, title: bool = False) -> str | None:
-    """The first mention form a client would act on in `text`, or None: an "@" the reader sees
-    without a zero-width space after it, or a "<" that could open <@1>, <!here>, <#c>, <at>."""
-    family = FAMILY[fmt]
-    shown = shown_title(fmt, text) if title else seen(fmt, text)
-    bare = re.search(r"@(?!\u200b)", shown)
-    if bare:
-        return shown[max(0, bare.start() - 10) : bare.end() + 15]
-    if fmt == "telegram" and title:  # apprise puts it into <b>…</b> as it is
-        return "<" if "<" in text else None
-    if family == "html" or (title and fmt == "slack"):
-        return None  # HTML tags are checked on their own; apprise escapes a Slack title
-    if family == "md":
-        # An unescaped "<" may only wrap one of our link targets: "](<https://…>)".
-        for m in re.finditer("<", mask(text)):
-            if text[m.start() - 2 : m.start()] != "](" or not text.startswith("http", m.end()):
-                return text[m.start() : m.start() + 20]
-    elif family == "teams" and "<" in text:
-        return text[text.index("<") : text.index("<") + 20]
-    elif family == "text":
-        m = re.search(r"<(?!\u200b)\S", text)
-        if m:
-            return text[m.start() : m.start() + 20]
-    return None
-
-
-def bare_url(fmt: str, text: str, ours: list[str]) -> str | None:
-    """A "scheme://" a client would make a link of, outside our own links (`ours`), or None.
-    (Email and plain text also show our links as text, each in an element or a line of its
-    own.)"""
-    family = FAMILY[fmt]
-    if family == "html":
-        nodes = [str(n) for n in BeautifulSoup(text, "html.parser").find_all(string=True)]
-        shown = "\n".join(n for n in nodes if n.strip() not in ours)
-    elif family == "text":
-        shown = "\n".join(line for line in text.split("\n") if line.strip() not in ours)
-    else:
-        shown = MD_LINK.sub("", mask(text) if family == "md" else text)
-    m = re.search(r":(?!\u200b)//", shown)
-    return shown[max(0, m.start() - 20) : m.end() + 20] if m else None
 
 
 # --------------------------------------------------------------------------- limits
@@ -460,7 +263,7 @@ def test_hostile_messages_fit(case: str, fmt: str) -> None:
 @pytest.fixture(scope="module")
 def huge() -> AlertView:
     """A 20,000-character headline and lead, and 40 other outlets with long titles."""
-    view = make_view(LONG, "https://e.org/long?a=1&b=2", others=40, lead=LONG)
+    view = text_view(LONG, "https://e.org/long?a=1&b=2", others=40, lead=LONG)
     assert len(view.first.title) > 19_000 and len(view.others) == 40
     return view
 
@@ -511,17 +314,13 @@ def test_limits_are_used_not_wasted(fmt: str, huge: AlertView) -> None:
 
 # --------------------------------------------------------------------------- any text at all
 
-HOSTILE_ALPHABET = st.sampled_from(
-    [*"@<>[]()*_~`|#!:/\\&;-+=.1 \n\t", "://", "@everyone", "<@", "](", "&#64;", "강제", "a"]
-)
-
 
 @settings(max_examples=80, deadline=None)
 @given(st.lists(HOSTILE_ALPHABET, max_size=40).map("".join))
 def test_no_source_text_ever_becomes_markup_or_a_mention(text: str) -> None:
     for fmt in CHAT:
-        msg = render.render_alert(make_view(text, OTHER_URL), fmt, "UTC")
-        plain = render.render_alert(make_view(PLAIN, OTHER_URL), fmt, "UTC")
+        msg = render.render_alert(text_view(text, OTHER_URL), fmt, "UTC")
+        plain = render.render_alert(text_view(PLAIN, OTHER_URL), fmt, "UTC")
         if render.clean(text) and not render.clean(text).isspace():
             assert signature(fmt, msg.body) == signature(fmt, plain.body), fmt
         assert live_mention(fmt, msg.body) is None, fmt
@@ -589,9 +388,9 @@ def test_an_overriding_template_gets_the_formats_escaping(
 ) -> None:
     (tmp_path / name).write_text("T: {{ first.title }}\nU: {{ first.href }}\n", encoding="utf-8")
     text, url = HOSTILE["emphasis-and-blocks"]
-    view = make_view(text, url)
+    view = text_view(text, url)
     body = render.render_alert(view, fmt, "UTC", templates_dir=str(tmp_path)).body
-    plain = render.render_alert(make_view(PLAIN, url), fmt, "UTC", templates_dir=str(tmp_path))
+    plain = render.render_alert(text_view(PLAIN, url), fmt, "UTC", templates_dir=str(tmp_path))
     assert signature(fmt, body) == signature(fmt, plain.body)
     assert live_mention(fmt, body) is None
     # The link target is written as a URL, not escaped as text.
@@ -666,9 +465,9 @@ FORMAT_OF = {"discord-embed": "discord"}
 def test_what_apprise_posts(name: str, case: str, http: list[Any]) -> None:
     fmt = FORMAT_OF.get(name, name)
     if case == "long":
-        view = make_view(LONG, "https://e.org/long", others=40, lead=LONG)
+        view = text_view(LONG, "https://e.org/long", others=40, lead=LONG)
     else:
-        view = make_view(*HOSTILE[case])
+        view = text_view(*HOSTILE[case])
     msg = render.render_alert(view, fmt, "Asia/Seoul")
     payload, raw = posted(name, msg, http)
     texts = payload_texts(name, payload)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,124 +14,52 @@ from bs4 import BeautifulSoup
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.messages import HOSTILE, HOSTILE_SHOWN, RFA, T0, TELEGRAM_TAGS, Tags
+from tests.messages import report as sample_report
+from tests.messages import view as sample_view
 from watcher import render
 from watcher.types import AlertView, Message, Report
 
-T0 = datetime(2026, 11, 20, 8, 5, tzinfo=UTC)  # 17:05 in Seoul
 CHANNELS = ["email", "telegram", "slack", "text"]
 HTML_CHANNELS = ["email", "telegram"]
 FORMATS = {"email": "html", "telegram": "html", "slack": "markdown", "text": "text"}
-TELEGRAM_TAGS = {"b", "i", "u", "s", "a", "code", "pre"}
 
-HOSTILE = "<b>x</b> *bold* _it_ [link](javascript:alert(1)) @channel <!here> <script>"
 # The same, with a bidi override, a NUL and a newline that must never reach any format.
 HOSTILE_RAW = (
     "<b>x</b>\u202e *bold* _it_\x00 [link](javascript:alert(1))\n@channel <!here> <script>"
 )
-#: How each format shows HOSTILE: literal to a reader, inert to the client. Every format but
-#: email has a zero-width space after "@" (a Telegram @username notifies its member); plain
-#: text, which may reach any service, also after a "<" touching a word and between "](".
-HOSTILE_SHOWN = {
-    "email": "&lt;b&gt;x&lt;/b&gt; *bold* _it_ [link](javascript:alert(1)) @channel "
-    "&lt;!here&gt; &lt;script&gt;",
-    "telegram": "&lt;b&gt;x&lt;/b&gt; *bold* _it_ [link](javascript:alert(1)) @\u200bchannel "
-    "&lt;!here&gt; &lt;script&gt;",
-    "slack": "\\<b\\>x\\</b\\> ＊bold＊ ＿it＿ \\[link\\](javascript:alert(1)) @\u200bchannel "
-    "\\<!here\\> \\<script\\>",
-    "text": "<\u200bb>x<\u200b/b> *bold* _it_ [link]\u200b(javascript:alert(1)) @\u200bchannel "
-    "<\u200b!here> <\u200bscript>",
-}
-
 
 # --------------------------------------------------------------------------- factories
 
 
 @pytest.fixture
 def make_report() -> Callable[..., Report]:
-    def make(**kw: Any) -> Report:
-        values: dict[str, Any] = {
-            "source_id": "yonhap",
-            "source_name": "Yonhap",
-            "title": "중국, 탈북민 600여명 강제북송",
-            "url": "https://www.yna.co.kr/view/1?a=1&b=2",
-            "published_at": T0,
-            "lang": "ko",
-            "text": "중국 당국이 탈북민 600여명을 북송했다.",
-        }
-        values.update(kw)
-        return Report(**values)
-
-    return make
+    return sample_report
 
 
 @pytest.fixture
 def make_view(make_report: Callable[..., Report]) -> Callable[..., AlertView]:
-    def make(**kw: Any) -> AlertView:
-        values: dict[str, Any] = {
-            "kind": "alert",
-            "story_id": 12,
-            "revision": 3,
-            "events": ("forced_repatriation",),
-            "severity": "critical",
-            "rules": ("forced-repatriation", "mass-scale"),
-            "people": 600,
-            "places": ("Dandong", "Tumen"),
-            "dates": ("2026-11-19",),
-            "first": make_report(),
-            "others": (
-                make_report(
-                    source_id="rfa",
-                    source_name="RFA",
-                    title="China repatriates 600 North Koreans",
-                    url="https://www.rfa.org/english/1",
-                    published_at=T0 + timedelta(minutes=95),
-                    lang="en",
-                    text="",
-                ),
-                make_report(
-                    source_id="dailynk",
-                    source_name="Daily NK",
-                    title="Hundreds sent back from Dandong",
-                    url="https://www.dailynk.com/english/2",
-                    published_at=T0 + timedelta(days=1),
-                    lang="en",
-                    text="",
-                ),
-            ),
-        }
-        values.update(kw)
-        return AlertView(**values)
-
-    return make
+    """The sample view, with English rule ids and two other outlets (RFA, Daily NK)."""
+    rfa = make_report(**RFA)
+    others = (
+        replace(
+            rfa,
+            title="China repatriates 600 North Koreans",
+            published_at=T0 + timedelta(minutes=95),
+        ),
+        replace(
+            rfa,
+            source_id="dailynk",
+            source_name="Daily NK",
+            title="Hundreds sent back from Dandong",
+            url="https://www.dailynk.com/english/2",
+            published_at=T0 + timedelta(days=1),
+        ),
+    )
+    return partial(sample_view, rules=("forced-repatriation", "mass-scale"), others=others)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class TagChecker(HTMLParser):
-    """Collects tags and hrefs, and whether every opened tag was closed in order."""
-
-    VOID = frozenset({"br"})
-
-    def __init__(self, html: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
-        self.tags: list[str] = []
-        self.hrefs: list[str] = []
-        self.balanced = True
-        self.feed(html)
-        self.close()
-        self.balanced = self.balanced and not self.stack
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-        self.hrefs += [v or "" for k, v in attrs if k == "href"]
-        if tag not in self.VOID:
-            self.stack.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if not self.stack or self.stack.pop() != tag:
-            self.balanced = False
 
 
 def telegram_length(msg: Message) -> int:
@@ -406,7 +335,7 @@ def test_hostile_html_holds_only_our_markup(channel: str, hostile_view: AlertVie
         assert all(b.get_text() != "x" for b in soup.find_all("b"))
         hrefs = [a["href"] for a in soup.find_all("a")]
         assert hrefs and all(h.startswith(("https://", "http://")) for h in hrefs)
-        checker = TagChecker(msg.body)
+        checker = Tags(msg.body)
         assert checker.balanced
         if channel == "telegram":
             assert set(checker.tags) <= TELEGRAM_TAGS
@@ -529,7 +458,7 @@ def test_no_source_text_ever_becomes_telegram_or_email_markup(text: str) -> None
     )
     for channel in HTML_CHANNELS:
         msg = render.render_alert(view, channel, "UTC")
-        checker = TagChecker(msg.body)
+        checker = Tags(msg.body)
         assert checker.balanced
         assert all(h.startswith(("http://", "https://")) for h in checker.hrefs)
         ours = (
@@ -539,7 +468,7 @@ def test_no_source_text_ever_becomes_telegram_or_email_markup(text: str) -> None
         )
         assert set(checker.tags) <= ours
         if channel == "telegram":  # apprise wraps the title in <b>; an email subject is text
-            assert TagChecker(f"<b>{msg.title}</b>").tags == ["b"]
+            assert Tags(f"<b>{msg.title}</b>").tags == ["b"]
 
 
 @settings(max_examples=150, deadline=None)
@@ -626,7 +555,7 @@ def test_telegram_cap_with_a_20000_character_lead_and_40_outlets(huge_view: Aler
     assert len(huge_view.first.text) > 20_000
     msg = render.render_alert(huge_view, "telegram", "Asia/Seoul")
     assert telegram_length(msg) <= 4096
-    checker = TagChecker(msg.body)
+    checker = Tags(msg.body)
     assert checker.balanced and set(checker.tags) <= TELEGRAM_TAGS
     # The facts survive: headline, first report's link, the others counted.
     assert "<b>CRITICAL</b> · Forced repatriation\n600 people" in msg.body
@@ -673,7 +602,7 @@ def test_a_long_digest_fits_and_says_how_many_were_left_out(
     ]
     msg = render.render_digest(views, "daily", channel, "UTC")
     if channel == "telegram":
-        assert telegram_length(msg) <= 4096 and TagChecker(msg.body).balanced
+        assert telegram_length(msg) <= 4096 and Tags(msg.body).balanced
     else:
         assert len(msg.body) + 4 * msg.body.count("&") + 4 * msg.body.count("\\<") <= 3000
     shown = msg.body.count("Story ")

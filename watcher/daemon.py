@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from watcher import __version__
+from watcher import __version__, recheck
 from watcher import log as logsetup
 from watcher.clock import utcnow
 from watcher.config import LoadedConfig, Source, format_duration, load_config
@@ -37,6 +37,7 @@ from watcher.errors import AlreadyRunning, ConfigError, RuleError
 from watcher.fetch import Fetcher, FetchLimits
 from watcher.outbox import Deliverer
 from watcher.pipeline import (
+    ANALYZE_EVERY,
     CycleTally,
     Leases,
     Offload,
@@ -49,9 +50,12 @@ from watcher.pipeline import (
 from watcher.routing import Alerting, nobody_hears
 from watcher.rules import compile_rules
 from watcher.store import Store, is_database_error
-from watcher.types import HealthChange
+from watcher.types import HealthChange, PollSuccess, SourceState
 
 log = logging.getLogger("watcher.daemon")
+#: Seconds between batches of re-checks at the source (each batch: those due, at most
+#: `recheck.PER_CYCLE`).
+RECHECK_EVERY = 60.0
 
 
 # --------------------------------------------------------------------------- single instance
@@ -268,6 +272,22 @@ class Daemon:
         self.started = False
         self.signals = 0
         self._deliver_lock = asyncio.Lock()
+        #: Polls that changed nothing, and sources whose poll ended, since the last tick: the
+        #: next tick records the first and checks the health of the second in one go, as
+        #: `--once` does, instead of a transaction or two per poll.
+        self.unchanged: list[PollSuccess] = []
+        self.polled: list[str] = []
+        #: Whether polls stored new items since the tables' growth was last checked, and
+        #: when it may be checked next (`Store.analyze_grown`, every ANALYZE_EVERY seconds).
+        self.stored_new = False
+        self.next_analyze = 0.0
+        #: Polls in progress at once (as in `run_cycle`): a tick that claims thousands of
+        #: sources fetches no further ahead than parsing and storing keep up with.
+        self.slots = asyncio.Semaphore(self.loaded.config.settings.concurrency)
+        #: Re-checks of matched items at their source (`watcher.recheck`): one batch at a
+        #: time, at most every RECHECK_EVERY seconds.
+        self.rechecking: asyncio.Task[None] | None = None
+        self.next_recheck = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -368,8 +388,18 @@ class Daemon:
                 )
                 with contextlib.suppress(Exception):  # else they are due when the lease ends
                     await self.db(self.store.release_sources, cut, self.clock())
+        if self.unchanged or self.polled:  # what the next tick would have settled
+            with contextlib.suppress(Exception):  # else those sources are due at lease end
+                await self.db(self.store.record_unchanged, self.unchanged[:])
+                self.unchanged.clear()
+                await self._check_health(self.clock(), self.polled[:])
         if self._keeper is not None:  # the polls are over: nothing left to renew
             self._keeper.cancel()
+        if self.rechecking is not None and not self.rechecking.done():
+            # A check cut short is due again later (`store.checks.due_checks` pushed it on).
+            self.rechecking.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.rechecking
         async with self._deliver_lock:  # a send in progress finishes and is recorded
             pass
         if self.tally.polled or self.tally.sent or self.tally.unsent:
@@ -396,15 +426,31 @@ class Daemon:
         # Renewed while the poll runs (Leases.keep); a replica that dies frees its sources
         # when the last renewal ends.
         lease = now + self.leases.length
+        # Taken together: a poll lists its unchanged mark before its source.
+        unchanged, polled = self.unchanged[:], self.polled[:]
         try:
             if self.orphaned:  # polls cut short by an outage: due again now, not at lease end
                 orphaned, self.orphaned = self.orphaned, {}
                 await self.db(self.store.release_sources, orphaned, now)
-            claimed = await self.db(self.store.claim_due, candidates, now, lease)
+            # Recorded before the claim, in its transaction: an unchanged source is due later.
+            states = await self.db(self.store.settle_and_claim, unchanged, candidates, now, lease)
             self._database_back()
         except Exception as exc:
-            self._database_down(exc)
+            self._database_down(exc)  # the unchanged polls stay listed for the next tick
             return
+        del self.unchanged[: len(unchanged)]
+        claimed = list(states)
+        if polled:
+            await self._check_health(now, polled)
+        if self.stored_new and time.monotonic() >= self.next_analyze:
+            self.stored_new, self.next_analyze = False, time.monotonic() + ANALYZE_EVERY
+            try:
+                await self.db(self.store.analyze_grown)
+            except Exception as exc:
+                if not is_database_error(exc):
+                    raise
+                self._database_down(exc)
+                return
         if config.settings.heartbeat and time.monotonic() >= self.next_heartbeat_check:
             self.next_heartbeat_check = time.monotonic() + 60
             try:
@@ -414,6 +460,11 @@ class Daemon:
                 if not is_database_error(exc):
                     raise
                 self._database_down(exc)
+        if time.monotonic() >= self.next_recheck and (
+            self.rechecking is None or self.rechecking.done()
+        ):
+            self.next_recheck = time.monotonic() + RECHECK_EVERY
+            self.rechecking = asyncio.create_task(self._recheck(now))
         if self.stop.is_set() and claimed:  # stopping meanwhile: give them back, due now
             with contextlib.suppress(Exception):
                 await self.db(self.store.release_sources, dict.fromkeys(claimed, lease), now)
@@ -421,31 +472,56 @@ class Daemon:
         by_id = {s.id: s for s in config.sources}
         for source_id in claimed:
             self.leases.held[source_id] = lease
-            task = asyncio.create_task(self._poll(by_id[source_id]))
+            task = asyncio.create_task(self._poll(by_id[source_id], states[source_id]))
             self.in_flight[source_id] = task
             task.add_done_callback(functools.partial(self._done, source_id))
+
+    async def _recheck(self, now: datetime) -> None:
+        """Fetch the matched items whose re-check is due (removed or changed at source)."""
+        if self.fetcher is None:
+            return
+        try:
+            found = await recheck.run_checks(
+                self.store, self.fetcher, self.loaded.config, now, alerting=self.alerting
+            )
+        except Exception as exc:
+            if is_database_error(exc):
+                self._database_down(exc)
+                return
+            log.exception("re-checks failed", extra={"action": "recheck"})
+            return
+        if found:
+            removed = sum(v.outcome == "removed" for _, v in found)
+            changed = sum(v.outcome == "changed" for _, v in found)
+            log.info(
+                "re-checked %d reports at their source: %d removed, %d changed",
+                len(found),
+                removed,
+                changed,
+                extra={"action": "recheck"},
+            )
 
     def _done(self, source_id: str, _task: object) -> None:
         self.in_flight.pop(source_id, None)
         self.leases.held.pop(source_id, None)
 
-    async def _poll(self, source: Source) -> None:
+    async def _poll(self, source: Source, state: SourceState | None) -> None:
         config = self.loaded.config
         try:
-            state = await self.db(self.store.source_state, source.id)
-            report = await poll_source(
-                source,
-                state,
-                fetcher=self.fetcher,  # type: ignore[arg-type]
-                store=self.store,
-                settings=config.settings,
-                clock=self.clock,
-                parsing=self.parsing,
-                db=self.db,
-                matcher=self.matcher,
-                alerting=self.alerting,
-            )
-            changes = await self.db(check_health, self.store, config, self.clock(), [source.id])
+            async with self.slots:
+                report = await poll_source(
+                    source,
+                    state,
+                    fetcher=self.fetcher,  # type: ignore[arg-type]
+                    store=self.store,
+                    settings=config.settings,
+                    clock=self.clock,
+                    parsing=self.parsing,
+                    db=self.db,
+                    matcher=self.matcher,
+                    alerting=self.alerting,
+                    unchanged=self.unchanged,
+                )
         except Exception as exc:
             if not is_database_error(exc):  # poll_source keeps a source's faults its own
                 raise
@@ -460,6 +536,20 @@ class Daemon:
             self.last_ok_poll = time.monotonic()
         if report.stories and self.scheduler is not None:
             self.scheduler.modify_job("deliver", next_run_time=datetime.now().astimezone())
+        self.polled.append(source.id)
+        self.stored_new = self.stored_new or bool(report.new)
+
+    async def _check_health(self, now: datetime, polled: list[str]) -> None:
+        """The health of the sources polled since the last tick, in one pass."""
+        config = self.loaded.config
+        try:
+            changes = await self.db(check_health, self.store, config, now, sorted(set(polled)))
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            self._database_down(exc)  # checked again after the next tick's polls
+            return
+        del self.polled[: len(polled)]
         for change in changes:
             self._health_metric(change)
         if any(c.subject for c in changes) and self.scheduler is not None:

@@ -484,6 +484,9 @@ class Fetcher:
             elapsed=run.elapsed(),
             attempts=attempts,
             moved_to=moved_to,
+            headers=tuple(
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw
+            ),
         )
 
     def _fail(

@@ -375,6 +375,7 @@ class Deliverer:
             return None
         route = self.routes.get(lead.route)
         tz = (route.timezone if route else None) or self.config.settings.timezone
+        locale = route.locale if route else "en"
         fmt = render.channel_format(channel.url)
         templates = self.config.settings.templates_dir
         active = await asyncio.to_thread(self.outbox.silences, now)
@@ -388,9 +389,13 @@ class Deliverer:
             return await self._send(channel.url, group, message, now, down)
         views = []
         for d in group:
-            found = await asyncio.to_thread(self.outbox.view, d, self.names)
+            found = await asyncio.to_thread(
+                self.outbox.view, d, self.names, self.config.settings.public_url
+            )
             if found is None:
-                await self._not_sent(d, "skipped", "the story no longer exists", now)
+                await self._not_sent(
+                    d, "skipped", "the story no longer exists or was withdrawn", now
+                )
                 continue
             view, labels = found
             labels["tag"] = {
@@ -408,10 +413,12 @@ class Deliverer:
         if lead.kind == "digest":
             name = lead.route
             message = render.render_digest(
-                [v for _, v in views], name, fmt, tz, templates_dir=templates
+                [v for _, v in views], name, fmt, tz, templates_dir=templates, locale=locale
             )
         else:
-            message = render.render_alert(views[0][1], fmt, tz, templates_dir=templates)
+            message = render.render_alert(
+                views[0][1], fmt, tz, templates_dir=templates, locale=locale
+            )
         return await self._send(channel.url, [d for d, _ in views], message, now, down)
 
     async def _send(
@@ -610,17 +617,21 @@ def _superseded(deliveries: Sequence[Delivery]) -> dict[int, list[Delivery]]:
     due one (of the same route) already covers, by that earlier one's id: a message shows
     the story as it is when sent, so after an outage nine queued updates would be nine copies.
 
+    A "removed" message (a report gone at its source) is news of its own: it neither covers
+    nor is covered by an alert, update or reminder, only by an earlier "removed" one (which
+    lists every report removed by the time it is sent).
+
     Usage::
 
         _superseded([alert(story=1), update(story=1), update(story=2)])
         # {alert.id: [update of story 1]}
     """
-    first: dict[tuple[int, str], Delivery] = {}
+    first: dict[tuple[int, str, bool], Delivery] = {}
     later: dict[int, list[Delivery]] = defaultdict(list)
     for d in deliveries:
-        if d.story_id is None or d.kind not in ("alert", "update", "reminder"):
+        if d.story_id is None or d.kind not in ("alert", "update", "reminder", "removed"):
             continue
-        key = (d.story_id, d.route)
+        key = (d.story_id, d.route, d.kind == "removed")
         if key in first:
             later[first[key].id].append(d)
         else:

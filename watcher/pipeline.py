@@ -14,7 +14,7 @@ import logging
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from watcher import health
 from watcher import log as logsetup
 from watcher.clock import crash_point, utcnow
+from watcher.evidence import Capture
 from watcher.fetch import Fetcher, FetchRequest
 from watcher.parsers import ParseResult, parse
 from watcher.routing import last_slot, ops_targets
@@ -386,10 +387,11 @@ async def _poll(
             db,
         )
     baseline = state is None or state.last_success_at is None
+    pages: dict[str, Capture] = {}
     if baseline:
         items = [replace(item, baseline=True) for item in items]
     elif source.fetch_article and items:
-        items = await _with_articles(source, items, fetcher, store, db)
+        items, pages = await _with_articles(source, items, fetcher, store, db, now)
 
     success = PollSuccess(
         source_id=source.id,
@@ -410,7 +412,13 @@ async def _poll(
     else:  # article text replaced the summaries: match what will be stored
         records = match_items(matcher, items, source.tags)
     saved = await db(
-        store.save_items, items, now=now, success=success, matches=records, alerting=alerting
+        store.save_items,
+        items,
+        now=now,
+        success=success,
+        matches=records,
+        alerting=alerting,
+        captures=_captures(result, now, items, pages) if records else None,
     )
     crash_point("after_match")
     if saved.new or saved.updated:
@@ -624,14 +632,22 @@ def _human(delta: timedelta) -> str:
 
 
 async def _with_articles(
-    source: Source, items: list[Item], fetcher: Fetcher, store: Store, db: Offload
-) -> list[Item]:
-    """Replace the summary of up to `max_articles` new items by their page's main text."""
+    source: Source,
+    items: list[Item],
+    fetcher: Fetcher,
+    store: Store,
+    db: Offload,
+    now: datetime,
+) -> tuple[list[Item], dict[str, Capture]]:
+    """Replace the summary of up to `max_articles` new items by their page's main text; the
+    pages fetched, by item key (kept as evidence when the item matches)."""
     known = await db(store.known_keys, [i.key for i in items])
     todo = [i for i in items if i.key not in known and i.url][: source.max_articles]
     if not todo:
-        return items
+        return items, {}
     from watcher.parsers.article import extract
+
+    pages: dict[str, Capture] = {}
 
     async def one(item: Item) -> Item:
         result = await fetcher.fetch(
@@ -645,6 +661,7 @@ async def _with_articles(
                 extra={"source": source.id, "item": item.key, "action": "article"},
             )
             return item
+        pages[item.key] = _capture("article", result, now)
         try:
             text = extract(result)
         except Exception as exc:  # the item keeps its summary; the poll goes on
@@ -659,7 +676,28 @@ async def _with_articles(
         return replace(item, text=text) if text and len(text) > len(item.text) else item
 
     done = {i.key: i for i in await asyncio.gather(*(one(i) for i in todo))}
-    return [done.get(i.key, i) for i in items]
+    return [done.get(i.key, i) for i in items], pages
+
+
+def _capture(kind: str, result: FetchResult, now: datetime) -> Capture:
+    return Capture(
+        kind=kind,
+        url=result.url,
+        final_url=result.final_url,
+        status=result.status,
+        headers=result.headers,
+        fetched_at=now,
+        body=result.body or b"",
+    )
+
+
+def _captures(
+    result: FetchResult, now: datetime, items: Sequence[Item], pages: Mapping[str, Capture]
+) -> dict[str, tuple[Capture, ...]]:
+    """What each item was fetched in (the response, and its page when one was fetched): the
+    store keeps it as evidence for the items that matched."""
+    feed = _capture("feed", result, now)
+    return {i.key: (feed, pages[i.key]) if i.key in pages else (feed,) for i in items}
 
 
 # --------------------------------------------------------------------------- leases
@@ -799,6 +837,25 @@ class CycleTally:
         )
 
 
+#: Seconds between checks, while items are being stored, for tables that grew enough to need
+#: fresh planner statistics (`Store.analyze_grown`; PostgreSQL only).
+ANALYZE_EVERY = 5.0
+
+
+async def keep_statistics(store: Store, db: Offload, every: float = ANALYZE_EVERY) -> None:
+    """Until cancelled: every `every` seconds, ANALYZE the tables that grew by more than a
+    factor since their last ANALYZE, so that a cold first cycle on PostgreSQL leaves the plans
+    made while `items` was empty after a few seconds, not after the whole cycle."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await db(store.analyze_grown)
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            log.debug("cannot refresh statistics: %s", exc, extra={"action": "analyze"})
+
+
 async def run_cycle(
     sources: Sequence[Source],
     *,
@@ -824,6 +881,10 @@ async def run_cycle(
 
     unchanged: list[PollSuccess] = []
     db = Offload()
+    # Polls in progress at once: the fetcher's own limit. More would only fetch ahead of
+    # parsing and storing, holding bodies and items in memory (a cold cycle of 3,000 feeds
+    # fetches in seconds what takes a minute to store).
+    slots = asyncio.Semaphore(settings.concurrency)
 
     async def record_unchanged() -> None:
         batch = unchanged[:]
@@ -834,19 +895,20 @@ async def run_cycle(
 
     async def guarded(source: Source) -> PollReport:
         try:
-            report = await poll_source(
-                source,
-                states.get(source.id),
-                fetcher=fetcher,
-                store=store,
-                settings=settings,
-                clock=clock,
-                parsing=parsing,
-                unchanged=unchanged,
-                db=db,
-                matcher=matcher,
-                alerting=alerting,
-            )
+            async with slots:
+                report = await poll_source(
+                    source,
+                    states.get(source.id),
+                    fetcher=fetcher,
+                    store=store,
+                    settings=settings,
+                    clock=clock,
+                    parsing=parsing,
+                    unchanged=unchanged,
+                    db=db,
+                    matcher=matcher,
+                    alerting=alerting,
+                )
             if len(unchanged) >= 100:
                 await record_unchanged()
             return report
@@ -870,13 +932,16 @@ async def run_cycle(
             extra={"action": "lease"},
         )
 
-    keeper = asyncio.create_task(leases.keep(store, db, clock, renewal_failed))
+    keepers = [asyncio.create_task(leases.keep(store, db, clock, renewal_failed))]
+    if store.dialect == "postgresql":
+        keepers.append(asyncio.create_task(keep_statistics(store, db)))
     try:
         return list(await asyncio.gather(*(guarded(s) for s in todo)))
     finally:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
+        for keeper in keepers:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         try:
             store.record_unchanged(unchanged)
         finally:

@@ -21,8 +21,30 @@ text       text      ``alert.text.j2``            none; the lead cut to 2,000 ch
 ========== ========= ============================ ==========================================
 
 ``text`` is every other apprise service. Kinds are ``alert``, ``digest`` and ``ops`` (operator
-notices and ``watcher notify test``). An operator overrides any template by putting a file of
-the same name in ``templates_dir`` (``alert.md.j2`` serves Discord and Mattermost alike).
+notices and ``watcher notify test``); an ``alert.*`` template writes every message about one
+story, whose ``kind`` is ``alert``, ``update``, ``reminder`` or ``removed``. An operator
+overrides any template by putting a file of the same name in ``templates_dir``
+(``alert.md.j2`` serves Discord and Mattermost alike).
+
+**Locales.** A route's ``locale`` (``en``, ``ko``: the `WORDS` registry) is the language of
+everything watcher writes (labels, event names, severities, counts, dates), never of the
+reports' titles and leads. Its words are in `Words`; its templates in a folder of its own
+(``ko/alert.telegram.html.j2``, same variables), overridable the same way. English uses the
+templates above. A Korean reader needs no English gloss for a Korean term in the why line
+(`Words.why`); glosses of terms in other languages stay.
+
+**Story page.** With ``settings.public_url`` set, a view carries its story's page
+(`AlertView.story_url`) and the templates get it as ``story_href`` (through `safe_url` and the
+dialect's `Dialect.href`, like a report's link): the "story #N, revision R" line of an alert,
+and each digest entry's "story #N", link to it in the format's own link form (plain text: the
+URL on a line of its own). Without it, every message is exactly as it was before.
+
+**Removed at source.** A story's reports whose page a re-check found gone (404/410) are
+`AlertView.removed` ("outlet: title"). A message of kind ``removed`` says so in its title
+("[HIGH] Removed at source · Detention: …") and lists them above the story; any other message
+(alert, update, reminder, each digest entry) of such a story says so in one line ("Removed at
+source: …"). They are cleaned, cut and escaped like report titles. A story with none gives
+exactly the message it gave before.
 
 **Escaping.** Every string that comes from a source (titles, leads, outlet names, places,
 rules' quoted text, servers' error lines) is untrusted. It is first cleaned for every format
@@ -91,7 +113,7 @@ import html
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import cache
@@ -108,6 +130,7 @@ __all__ = [
     "CHANNELS",
     "DIALECTS",
     "EVENT_NAMES",
+    "WORDS",
     "channel_format",
     "clean",
     "cut",
@@ -791,9 +814,11 @@ def _render_template(
     spec: ChannelSpec,
     templates_dir: str | None,
     ctx: AlertContext | DigestContext | OpsContext,
+    folder: str = "",
 ) -> str:
     env = _environment(spec.syntax, templates_dir)
-    template = env.get_template(f"{kind}.{spec.suffix}.j2")
+    # `folder`: a locale's own templates ("ko/alert.telegram.html.j2"), same variables.
+    template = env.get_template(f"{folder}{kind}.{spec.suffix}.j2")
     values = {f.name: getattr(ctx, f.name) for f in fields(ctx)}
     # Untrusted values hold no newline (`clean`), so every one here is the template's.
     body = template.render(**values).strip().replace("\n", spec.line_break)
@@ -845,6 +870,142 @@ def _plain_title(spec: ChannelSpec, head: str, detail: str, sep: str = ": ") -> 
     return title
 
 
+# --------------------------------------------------------------------------- locales
+
+_DAY = re.compile(r"(\d{4})-(\d{2})(?:-(\d{2}))?")
+
+
+def _iso_date_ko(text: str) -> str:
+    """ "2026-11-19" → "2026년 11월 19일" (and each side of a "…/…" range); else as it is."""
+
+    def one(part: str) -> str:
+        m = _DAY.fullmatch(part)
+        if m is None:
+            return part
+        year, month, day = m.group(1), int(m.group(2)), m.group(3)
+        return f"{year}년 {month}월" + (f" {int(day)}일" if day else "")
+
+    return "–".join(one(p) for p in text.split("/"))
+
+
+_HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+# One part of a why line (`rules.Matcher.why`): "term (gloss)", joined by " near " or " + ".
+_WHY_JOIN = re.compile(r"( near | \+ )")
+_GLOSSED = re.compile(r"(.*\S) \(([^()]*)\)")
+
+
+def _why_without(own: re.Pattern[str]) -> Callable[[str], str]:
+    """A why line without the English glosses of terms written in the reader's own script:
+    "return: 북송 (sent back) near 遣返 (repatriation)" → "return: 북송 near 遣返 (repatriation)".
+    A gloss stays wherever the report's language is not the reader's."""
+
+    def why(line: str) -> str:
+        rule, sep, rest = line.partition(": ")
+        if not sep:
+            return line
+        parts = _WHY_JOIN.split(rest)
+        for n in range(0, len(parts), 2):
+            m = _GLOSSED.fullmatch(parts[n])
+            if m is not None and own.search(m.group(1)):
+                parts[n] = m.group(1)
+        return f"{rule}: {''.join(parts)}"
+
+    return why
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Words:
+    """What render.py itself writes into messages, in one locale. The rest of a message's
+    words are in the locale's templates (`folder`); reports keep their own titles."""
+
+    #: Where the locale's templates are, under the template directories ("" or "ko/").
+    folder: str
+    #: Event type → its name.
+    events: Mapping[str, str]
+    #: A severity ("critical") → its label in titles and messages ("CRITICAL").
+    severity: Callable[[str], str]
+    update: str
+    reminder: str
+    #: The title's head of a message about reports removed at source.
+    removed: str
+    #: A story without event types (the title's head).
+    story: str
+    #: The digest group of stories without event types.
+    other: str
+    no_title: str
+    time_unknown: str
+    #: 3 → "revision 3"
+    revision: Callable[[int], str]
+    #: 600 → "600 people"
+    people: Callable[[int], str]
+    #: (year, month, day) → "2026-11-20"
+    day: Callable[[int, int, int], str]
+    #: A date the rules extracted (ISO, or an ISO range "a/b") as the reader reads dates.
+    iso_date: Callable[[str], str]
+    #: 3 → "Digest · 3 stories" (the digest title, before the route's name).
+    digest: Callable[[int], str]
+    #: A why line (rule: terms with glosses) as this reader needs it.
+    why: Callable[[str], str]
+
+
+_SEVERITY_KO = {"critical": "긴급", "high": "중요", "medium": "보통", "low": "낮음"}
+
+#: The words of each locale a route may choose (`config.models.LOCALES`; a test checks that
+#: the two agree and that each locale has every template).
+WORDS: dict[str, Words] = {
+    "en": Words(
+        folder="",
+        events=EVENT_NAMES,
+        severity=str.upper,
+        update="Update",
+        reminder="Reminder",
+        removed="Removed at source",
+        story="Story",
+        other="Other",
+        no_title="(no title)",
+        time_unknown="time unknown",
+        revision=lambda n: f"revision {n}",
+        people=lambda n: "1 person" if n == 1 else f"{n:,} people",
+        day=lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}",
+        iso_date=str,
+        digest=lambda n: f"Digest · {n} {'story' if n == 1 else 'stories'}",
+        why=str,
+    ),
+    "ko": Words(
+        folder="ko/",
+        events={
+            "forced_repatriation": "강제북송",
+            "detention": "구금",
+            "border_reopening": "국경 재개방",
+            "un_action": "유엔 조치",
+            "china_position": "중국 입장",
+            "policy_change": "정책 변화",
+        },
+        severity=lambda s: _SEVERITY_KO.get(s.lower(), s.upper()),
+        update="업데이트",
+        reminder="다시 알림",
+        removed="출처에서 삭제됨",
+        story="사건",
+        other="기타",
+        no_title="(제목 없음)",
+        time_unknown="시각 미상",
+        revision=lambda n: f"{n}차 개정",
+        people=lambda n: f"{n:,}명",
+        day=lambda y, m, d: f"{y}년 {m}월 {d}일",
+        iso_date=_iso_date_ko,
+        digest=lambda n: f"요약 · 사건 {n}건",
+        why=_why_without(_HANGUL),
+    ),
+}
+
+
+def _words(locale: str) -> Words:
+    try:
+        return WORDS[locale]
+    except KeyError:
+        raise ValueError(f"unknown locale {locale!r}; expected one of {', '.join(WORDS)}") from None
+
+
 # --------------------------------------------------------------------------- what templates see
 
 
@@ -869,7 +1030,7 @@ class ReportLine:
 class AlertContext:
     """Variables of the ``alert.*`` templates."""
 
-    #: alert | update | reminder
+    #: alert | update | reminder | removed
     kind: str
     #: The message title, plain (the environment escapes it like any value). apprise shows
     #: it as the subject, Slack title or Telegram's bold first line.
@@ -892,6 +1053,14 @@ class AlertContext:
     rules: tuple[str, ...]
     story_id: int
     revision: int
+    #: The story's web page as a link target in the format's own form (`Dialect.href` of
+    #: `safe_url`), or None (no ``public_url``, or refused): then the line links nothing.
+    story_href: Href | None = None
+    #: Reports removed at source, "outlet: title" (cleaned, cut); a "removed" message lists
+    #: them, any other shows them in one line. Empty for most stories.
+    removed: tuple[str, ...] = ()
+    #: Removed reports left out to fit.
+    more_removed: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -907,6 +1076,11 @@ class DigestEntry:
     more_outlets: int
     story_id: int
     revision: int
+    #: The story's web page, as `AlertContext.story_href`.
+    story_href: Href | None = None
+    #: Reports removed at source and how many more were left out, as in `AlertContext`.
+    removed: tuple[str, ...] = ()
+    more_removed: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -941,28 +1115,31 @@ class OpsContext:
     more_lines: int
 
 
-def _event_name(event: str) -> str:
-    return EVENT_NAMES.get(event) or clean(event).replace("_", " ").capitalize()
+def _event_name(event: str, words: Words) -> str:
+    return words.events.get(event) or clean(event).replace("_", " ").capitalize()
 
 
 def _local(when: datetime, zone: ZoneInfo) -> datetime:
     return when.astimezone(zone)
 
 
-def _fmt_time(when: datetime | None, zone: ZoneInfo, same_day_as: datetime | None = None) -> str:
+def _fmt_time(
+    when: datetime | None, zone: ZoneInfo, words: Words, same_day_as: datetime | None = None
+) -> str:
     if when is None:
-        return "time unknown"
+        return words.time_unknown
     local = _local(when, zone)
     abbr = local.tzname() or ""
     if same_day_as is not None and _local(same_day_as, zone).date() == local.date():
         return f"{local:%H:%M} {abbr}".rstrip()
-    return f"{local:%Y-%m-%d %H:%M} {abbr}".rstrip()
+    return f"{words.day(local.year, local.month, local.day)} {local:%H:%M} {abbr}".rstrip()
 
 
 def _report_line(
     report: Report,
     zone: ZoneInfo,
     dialect: Dialect,
+    words: Words,
     *,
     lead: int,
     title: int,
@@ -971,17 +1148,15 @@ def _report_line(
     return ReportLine(
         outlet=cut(clean(report.source_name) or clean(report.source_id), 80),
         lang=_lang(report.lang),
-        title=cut(clean(report.title), title) or "(no title)",
+        title=cut(clean(report.title), title) or words.no_title,
         href=dialect.href(safe_url(report.url)),
-        time=_fmt_time(report.published_at, zone, first_at),
+        time=_fmt_time(report.published_at, zone, words, first_at),
         lead=cut(clean(report.text), lead) if lead > 0 else "",
     )
 
 
-def _people(n: int | None) -> str:
-    if n is None:
-        return ""
-    return "1 person" if n == 1 else f"{n:,} people"
+def _people(n: int | None, words: Words) -> str:
+    return "" if n is None else words.people(n)
 
 
 def _places(places: Sequence[str], shown: int = 4) -> str:
@@ -992,12 +1167,24 @@ def _places(places: Sequence[str], shown: int = 4) -> str:
     return text
 
 
-def _summary(view: AlertView, *, with_dates: bool) -> str:
-    dates = [cut(d, 40) for d in map(clean, view.dates) if d][:2]
-    parts = [_people(view.people), _places(view.places)]
+def _summary(view: AlertView, words: Words, *, with_dates: bool) -> str:
+    dates = [cut(words.iso_date(d), 40) for d in map(clean, view.dates) if d][:2]
+    parts = [_people(view.people, words), _places(view.places)]
     if with_dates:
         parts.append(", ".join(dates))
     return " · ".join(p for p in parts if p)
+
+
+def _story_href(view: AlertView, dialect: Dialect) -> Href | None:
+    """The story page as this format links it: the path every report link takes."""
+    return dialect.href(safe_url(view.story_url))
+
+
+def _removed(view: AlertView, shown: int, title: int) -> tuple[tuple[str, ...], int]:
+    """The removed reports to show ("outlet: title", each cut like a report's outlet and
+    title), at most `shown`, and how many more were left out."""
+    kept = [x for x in (cut(clean(r), 80 + title) for r in view.removed) if x]
+    return tuple(kept[:shown]), max(0, len(kept) - shown)
 
 
 def _latest(view: AlertView) -> datetime | None:
@@ -1029,15 +1216,17 @@ def _alert_budgets(spec: ChannelSpec) -> Iterator[_AlertBudget]:
         yield _AlertBudget(0, 0, title)
 
 
-def _alert_title(view: AlertView, spec: ChannelSpec) -> str:
-    head = f"[{clean(view.severity).upper()}] "
+def _alert_title(view: AlertView, spec: ChannelSpec, words: Words) -> str:
+    head = f"[{words.severity(clean(view.severity))}] "
     if view.kind == "update":
-        head += "Update · "
+        head += f"{words.update} · "
     elif view.kind == "reminder":
-        head += "Reminder · "
-    head += ", ".join(_event_name(e) for e in view.events) or "Story"
+        head += f"{words.reminder} · "
+    elif view.kind == "removed":
+        head += f"{words.removed} · "
+    head += ", ".join(_event_name(e, words) for e in view.events) or words.story
     # Without people or places, the first headline says what the story is about.
-    detail = _summary(view, with_dates=False) or clean(view.first.title)
+    detail = _summary(view, words, with_dates=False) or clean(view.first.title)
     return _plain_title(spec, head, detail)
 
 
@@ -1047,49 +1236,62 @@ def render_alert(
     tz: str,
     *,
     templates_dir: str | os.PathLike[str] | None = None,
+    locale: str = "en",
 ) -> Message:
-    """The message about one story (first alert, update or reminder) for a channel format.
+    """The message about one story (first alert, update, reminder, or removed at source) for
+    a channel format.
 
     `tz` is an IANA zone name: report times are shown in it ("2026-11-20 17:05 KST").
+    `locale` (the route's, a key of `WORDS`) is the language of everything but the reports.
 
     Usage::
 
         msg = render_alert(view, "telegram", "Asia/Seoul")
         msg.title   # "[CRITICAL] Forced repatriation: 600 people · Dandong, Tumen"
+        render_alert(view, "telegram", "Asia/Seoul", locale="ko").title
+                    # "[긴급] 강제북송: 600명 · Dandong, Tumen"
     """
     spec = _spec(channel)
+    words = _words(locale)
     zone = ZoneInfo(tz)
     folder = os.fspath(templates_dir) if templates_dir else None
     dialect = DIALECTS[spec.syntax]
-    title = _alert_title(view, spec)
+    title = _alert_title(view, spec, words)
     sent_title = spec.title(title)
     first_at = view.first.published_at
     since = _latest(view)
+    story_href = _story_href(view, dialect)
 
     def build(b: _AlertBudget) -> tuple[str, str]:
         others = view.others[: b.others]
+        removed, more_removed = _removed(view, b.others + 1, b.title)
         ctx = AlertContext(
-            kind=view.kind if view.kind in ("update", "reminder") else "alert",
+            kind=view.kind if view.kind in ("update", "reminder", "removed") else "alert",
             title=title,
             severity=clean(view.severity).lower(),
-            severity_label=clean(view.severity).upper(),
-            events=tuple(_event_name(e) for e in view.events),
-            summary=_summary(view, with_dates=True),
-            first=_report_line(view.first, zone, dialect, lead=b.lead, title=b.title),
+            severity_label=words.severity(clean(view.severity)),
+            events=tuple(_event_name(e, words) for e in view.events),
+            summary=_summary(view, words, with_dates=True),
+            first=_report_line(view.first, zone, dialect, words, lead=b.lead, title=b.title),
             others=tuple(
-                _report_line(r, zone, dialect, lead=0, title=b.title, first_at=first_at)
+                _report_line(r, zone, dialect, words, lead=0, title=b.title, first_at=first_at)
                 for r in others
             ),
             more_outlets=len(view.others) - len(others),
             new_outlets=tuple(n for n in (cut(clean(o), 80) for o in view.new_outlets) if n),
             reminder_since=(
-                _fmt_time(since, zone) if since is not None else f"revision {view.revision}"
+                _fmt_time(since, zone, words)
+                if since is not None
+                else words.revision(view.revision)
             ),
-            rules=tuple(r for r in (cut(clean(r), 200) for r in view.rules) if r),
+            rules=tuple(r for r in (cut(words.why(clean(r)), 200) for r in view.rules) if r),
             story_id=view.story_id,
             revision=view.revision,
+            story_href=story_href,
+            removed=removed,
+            more_removed=more_removed,
         )
-        return sent_title, _render_template("alert", spec, folder, ctx)
+        return sent_title, _render_template("alert", spec, folder, ctx, words.folder)
 
     sent, body = _fit(spec, _alert_budgets(spec), build)
     return Message(title=sent, body=body, format=spec.format)
@@ -1125,6 +1327,7 @@ def render_digest(
     tz: str,
     *,
     templates_dir: str | os.PathLike[str] | None = None,
+    locale: str = "en",
 ) -> Message:
     """One message listing several stories, newest first, one or two lines each.
 
@@ -1136,30 +1339,34 @@ def render_digest(
         msg = render_digest(views, "morning", "email", "Europe/Zurich")
     """
     spec = _spec(channel)
+    words = _words(locale)
     zone = ZoneInfo(tz)
     folder = os.fspath(templates_dir) if templates_dir else None
     ordered = sorted(views, key=_newest, reverse=True)
     count = len(ordered)
     route = cut(clean(route_name), 80)
-    noun = "story" if count == 1 else "stories"
     dialect = DIALECTS[spec.syntax]
-    title = _plain_title(spec, f"Digest · {count} {noun}", route, " · ")
+    title = _plain_title(spec, words.digest(count), route, " · ")
     sent_title = spec.title(title)
 
     def build(b: _DigestBudget) -> tuple[str, str]:
         groups: dict[str, list[DigestEntry]] = {}
         for view in ordered[: b.stories]:
-            event = _event_name(view.events[0]) if view.events else "Other"
+            event = _event_name(view.events[0], words) if view.events else words.other
+            removed, more_removed = _removed(view, 3, b.title)
             groups.setdefault(event, []).append(
                 DigestEntry(
                     severity=clean(view.severity).lower(),
-                    severity_label=clean(view.severity).upper(),
-                    events=tuple(_event_name(e) for e in view.events),
-                    summary=_summary(view, with_dates=True),
-                    first=_report_line(view.first, zone, dialect, lead=0, title=b.title),
+                    severity_label=words.severity(clean(view.severity)),
+                    events=tuple(_event_name(e, words) for e in view.events),
+                    summary=_summary(view, words, with_dates=True),
+                    first=_report_line(view.first, zone, dialect, words, lead=0, title=b.title),
                     more_outlets=len(view.others),
                     story_id=view.story_id,
                     revision=view.revision,
+                    story_href=_story_href(view, dialect),
+                    removed=removed,
+                    more_removed=more_removed,
                 )
             )
         ctx = DigestContext(
@@ -1169,7 +1376,7 @@ def render_digest(
             groups=tuple(DigestGroup(event=e, entries=tuple(s)) for e, s in groups.items()),
             more_stories=count - min(count, b.stories),
         )
-        return sent_title, _render_template("digest", spec, folder, ctx)
+        return sent_title, _render_template("digest", spec, folder, ctx, words.folder)
 
     sent, body = _fit(spec, _digest_budgets(count), build)
     return Message(title=sent, body=body, format=spec.format)

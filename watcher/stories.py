@@ -177,6 +177,8 @@ class Story:
     event_at: datetime | None = None
     #: The facts of its reports, founding report first, to compare a new one with.
     reports: tuple[Facts, ...] = ()
+    #: open, or not_relevant when an advocate said so (reports still join it, quietly).
+    status: str = "open"
 
 
 # --------------------------------------------------------------------------- evidence

@@ -42,6 +42,8 @@ class FetchResult:
     attempts: int = 1
     #: Where a permanent redirect (301/308) on the way led, when one did.
     moved_to: str | None = None
+    #: The response's header lines as received, in order (kept as evidence).
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -265,6 +267,9 @@ class StoredStory:
     deliveries: tuple[dict[str, Any], ...] = ()
     #: Why it matched: one line per rule, with the words that fired and their glosses.
     why: tuple[str, ...] = ()
+    #: open | not_relevant | merged (`watcher story`), and the story it was merged into.
+    status: str = "open"
+    merged_into: int | None = None
 
     @property
     def first(self) -> StoredReport | None:
@@ -279,7 +284,8 @@ class StoredStory:
 class AlertView:
     """Everything a message about one story needs; built at send time."""
 
-    #: alert (first message) | update (more outlets, severity or count changed) | reminder
+    #: alert (first message) | update (more outlets, severity or count changed) | reminder |
+    #: removed (a report of the story is gone at its source: a re-check got 404 or 410)
     kind: str
     story_id: int
     revision: int
@@ -294,6 +300,13 @@ class AlertView:
     others: tuple[Report, ...] = ()
     #: For updates: the outlets added since the last message on this channel.
     new_outlets: tuple[str, ...] = ()
+    #: The story's web page (``{settings.public_url}/stories/{story_id}``), or None when no
+    #: `public_url` is set: then messages link no story page.
+    story_url: str | None = None
+    #: The story's reports removed at source ("Daily NK: title", the outlet's name and the
+    #: report's title, in the order of the reports), for every kind: a "removed" message lists
+    #: them, any other says so in one line. Empty: the message is as it was before.
+    removed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -8,10 +8,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from watcher.cli import alerts, check, db, export, rules, run, serve, silences, sources
+from watcher.cli import (
+    alerts,
+    check,
+    db,
+    evidence,
+    export,
+    rules,
+    run,
+    serve,
+    silences,
+    sources,
+    story,
+)
 from watcher.cli.base import cli
 
-COMMAND_MODULES = (check, db, run, sources, export, rules, alerts, silences, serve)
+COMMAND_MODULES = (
+    check,
+    db,
+    run,
+    sources,
+    export,
+    evidence,
+    rules,
+    alerts,
+    silences,
+    story,
+    serve,
+)
 
 
 def main(argv: list[str] | None = None) -> Any:

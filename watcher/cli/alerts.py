@@ -22,7 +22,7 @@ def alerts() -> None:
     type=click.Choice(
         [
             *("pending", "sent", "failed", "uncertain", "expired"),
-            *("superseded", "silenced", "skipped"),
+            *("superseded", "silenced", "skipped", "withdrawn"),
         ]
     ),
     help="Only deliveries in this state.",

@@ -64,6 +64,7 @@ def _check_templates(folder: str) -> str | None:
     """Render a sample of every message with the operator's templates: a broken override is
     found now, not when an alert is due."""
     import os
+    from dataclasses import replace
     from datetime import UTC, datetime
 
     from watcher import render
@@ -86,12 +87,23 @@ def _check_templates(folder: str) -> str | None:
         severity="high",
         rules=("r",),
         first=report,
+        story_url="https://e.org/stories/1",
     )
     for channel in render.CHANNELS:  # every format, so an override breaks none of them
-        try:
-            render.render_alert(view, channel, "UTC", templates_dir=folder)
-            render.render_digest([view], "daily", channel, "UTC", templates_dir=folder)
-            render.render_ops("s", ["l"], channel, templates_dir=folder)
-        except Exception as exc:
-            return f"a template in {folder} does not render for {channel}: {exc}"
+        for locale in render.WORDS:  # and every language a route may ask for
+            try:
+                render.render_alert(view, channel, "UTC", templates_dir=folder, locale=locale)
+                render.render_alert(
+                    replace(view, kind="removed", removed=("Outlet: Sample",)),
+                    channel,
+                    "UTC",
+                    templates_dir=folder,
+                    locale=locale,
+                )
+                render.render_digest(
+                    [view], "daily", channel, "UTC", templates_dir=folder, locale=locale
+                )
+                render.render_ops("s", ["l"], channel, templates_dir=folder)
+            except Exception as exc:
+                return f"a template in {folder} does not render for {channel} ({locale}): {exc}"
     return None

@@ -98,3 +98,34 @@ def export_alerts(ctx: Context, fmt: str) -> None:
 
 
 # --------------------------------------------------------------------------- silences
+
+
+# --------------------------------------------------------------------------- labels
+
+
+@export.command("labels")
+@click.option(
+    "--all-stories",
+    "every_story",
+    is_flag=True,
+    help="Every story's reports, not only those of corrected stories.",
+)
+@pass_ctx
+def export_labels(ctx: Context, every_story: bool) -> None:
+    """The reports of corrected stories as labelled items for `watcher eval`, as JSON Lines
+    (id, url, source, lang, published, title, text, labels, relevant, story).
+
+    A story marked not relevant gives `relevant: false`; the others give the events their
+    reports matched and `story-ID` as the cluster, as merged or split by advocates. So
+    corrections become a test set: `watcher export labels > mine.jsonl && watcher eval
+    mine.jsonl --stories`.
+    """
+    import json
+
+    from watcher.store.corrections import Corrections
+
+    out = sys.stdout
+    with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
+        with progress(Corrections(store).labels(every_story=every_story), "exporting") as rows:
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")

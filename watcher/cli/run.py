@@ -124,6 +124,7 @@ async def _cycle(
     parsing: Any = None,
     matcher: Any = None,
 ) -> list[Any]:
+    from watcher import recheck
     from watcher.clock import utcnow
     from watcher.fetch import Fetcher, FetchLimits
     from watcher.pipeline import check_health, heartbeat_if_due, run_cycle
@@ -132,6 +133,7 @@ async def _cycle(
     config = loaded.config
     sources = [s for s in config.sources if s.enabled]
     store.sync_sources(sources, utcnow())
+    alerting = Alerting.from_config(config)
     async with Fetcher(FetchLimits.from_settings(config.settings)) as fetcher:
         reports = await run_cycle(
             sources,
@@ -141,8 +143,10 @@ async def _cycle(
             only_due=only_due,
             parsing=parsing,
             matcher=matcher,
-            alerting=Alerting.from_config(config),
+            alerting=alerting,
         )
+        # Matched reports due a look at their source (removed or changed since).
+        await recheck.run_checks(store, fetcher, config, utcnow(), alerting=alerting)
     # Health is kept in the database, so that successive `run --once` calls add up.
     check_health(store, config, utcnow(), [r.source_id for r in reports])
     if heartbeat_if_due(store, config, utcnow()):

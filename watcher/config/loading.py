@@ -47,6 +47,7 @@ from pydantic import (
 from watcher.config.models import (
     EVENT_TYPES,
     GLOSS,
+    LOCALES,
     NOT_INSIDE,
     SEVERITIES,
     SOURCE_KINDS,
@@ -282,6 +283,46 @@ def _hint(word: str, known: tuple[str, ...], nouns: str, cutoff: float = 0.6) ->
     return f" ({nouns}: {shown})"
 
 
+#: What operators write for a locale that is not its code: the did-you-mean for them.
+_LOCALE_ALIASES = {
+    **{k: v for k, v in _COUNTRY_FOR_LANG.items() if v in LOCALES},
+    "korean": "ko",
+    "kor": "ko",
+    "한국어": "ko",
+    "english": "en",
+    "eng": "en",
+    "us": "en",
+    "uk": "en",
+    "gb": "en",
+}
+
+
+def locale_problem(value: str) -> str | None:
+    """What is wrong with a route's `locale` (None: nothing).
+
+    Usage::
+
+        locale_problem("ko")      # None
+        locale_problem("kr")      # "unknown locale 'kr' (did you mean 'ko'?)"
+        locale_problem("ko-KR")   # "unknown locale 'ko-KR' (did you mean 'ko'?)"
+        locale_problem("fr")      # "unknown locale 'fr' (alerts can be written in: en, ko)"
+    """
+    if value in LOCALES:
+        return None
+    lowered = value.strip().lower()
+    base = lowered.replace("_", "-").split("-")[0]
+    close = (
+        _LOCALE_ALIASES.get(lowered)
+        or (lowered if lowered in LOCALES else None)
+        or (base if base in LOCALES else None)
+        or _LOCALE_ALIASES.get(base)
+        or next(iter(difflib.get_close_matches(lowered, LOCALES, n=1, cutoff=0.6)), None)
+    )
+    if close:
+        return f"unknown locale {value!r} (did you mean {close!r}?)"
+    return f"unknown locale {value!r} (alerts can be written in: {', '.join(LOCALES)})"
+
+
 def _route_problems(
     config: Config, names: Names
 ) -> list[tuple[tuple[str | int, ...], tuple[str | int, ...], str]]:
@@ -292,7 +333,7 @@ def _route_problems(
         at: tuple[str | int, ...] = ("routes", index)
         if route.ops:
             # ops routes carry operator notices; story filters on them are never consulted
-            for key in ("events", "tags", "langs", "min_severity"):
+            for key in ("events", "tags", "langs", "min_severity", "locale"):
                 if key in route.model_fields_set:
                     out.append(
                         (
@@ -311,6 +352,9 @@ def _route_problems(
             for n, value in enumerate(getattr(route, key)):
                 if value not in known:
                     out.append(((*at, key), (*at, key, n), names.problem(kind, value)))
+        wrong_locale = locale_problem(route.locale)
+        if wrong_locale:
+            out.append(((*at, "locale"), (*at, "locale"), wrong_locale))
         top = names.top_severity
         if top is not None and SEVERITIES.index(route.min_severity) > SEVERITIES.index(top):
             out.append(

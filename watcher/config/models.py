@@ -274,6 +274,10 @@ EVENT_NAMES: dict[str, str] = {
     "policy_change": "Policy change",
 }
 
+#: The languages alerts can be written in (a route's `locale`); `watcher.render` holds each
+#: one's words and templates.
+LOCALES = ("en", "ko")
+
 
 def _check_terms(value: object) -> object:
     """A term group: a concept name, a list of terms, or terms per language."""
@@ -408,6 +412,9 @@ class Route(Model):
     tags: tuple[str, ...] = ()
     #: Only stories with a report in one of these languages.
     langs: tuple[Language, ...] = ()
+    #: The language messages are written in (labels, event names, dates; not the reports'
+    #: titles): one of `LOCALES`. Checked with the route's other names (`loading`).
+    locale: str = "en"
     mode: Literal["immediate", "digest"] = "immediate"
     #: After a story's first report, wait this long to gather more outlets before sending.
     group_wait: Duration = timedelta(minutes=2)
@@ -425,6 +432,9 @@ class Route(Model):
     #: `settings.delivery_max_backoff`) until they are this old; then they expire and the
     #: ops routes hear of it. Distinct from `settings.max_alert_age`, which is about items.
     give_up_after: Duration = timedelta(days=3)
+    #: More occasions for a message: `removed` (a report of a story routed here was found
+    #: removed at its source: a 404 or 410 when it was re-checked, `watcher.recheck`).
+    notify_on: tuple[Literal["removed"], ...] = ()
 
     def key(self, index: int) -> str:
         return self.id or f"route-{index + 1}"

@@ -8,7 +8,7 @@ Alembic migrations in `migrations/`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ log = logging.getLogger("watcher.store")
 
 #: The newest migration; `Store.schema_is_current` compares with one query, so that start-up
 #: imports Alembic only when the database is behind. A test checks it is Alembic's head.
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0011"
 
 DEFAULT_DATABASE_URL = "sqlite:///watcher.db"
 
@@ -86,6 +86,11 @@ def make_engine(url: str) -> Engine:
                 with dbapi_conn.cursor() as cursor:
                     cursor.execute(f"SET statement_timeout = {DB_TIMEOUT * 1000}")
                     cursor.execute(f"SET lock_timeout = {DB_TIMEOUT * 1000}")
+                    # A plan per execution, from the table's size at that moment: a generic
+                    # plan cached while `items` was small (a sequential scan, right then) would
+                    # otherwise serve every key lookup of the connection's life, until an
+                    # ANALYZE. Planning these short statements costs less than one such scan.
+                    cursor.execute("SET plan_cache_mode = force_custom_plan")
                 dbapi_conn.commit()
 
         return engine
@@ -200,7 +205,56 @@ class StoreBase:
                 command.stamp(cfg, "head")
             else:
                 command.upgrade(cfg, "head")
-        return before, self.current_revision()
+        after = self.current_revision()
+        if after != before:
+            self.analyze()
+        return before, after
+
+    def analyze(self, tables: Sequence[str] = ()) -> None:
+        """PostgreSQL: refresh the planner's statistics of `tables` (default: every table of
+        the current schema), and with them every cached plan that reads them. SQLite: nothing
+        (see `analyze_grown`)."""
+        if self.dialect != "postgresql":
+            return
+        with self.engine.begin() as conn:
+            conn.execute(text("SET LOCAL statement_timeout = 0"))
+            if not tables:
+                listed = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                names: Any = conn.execute(text(listed)).scalars()
+                tables = [str(name) for name in names]
+            for table in sorted(tables):
+                quoted = table.replace('"', '""')
+                conn.execute(text(f'ANALYZE "{quoted}"'))
+
+    def analyze_grown(self, factor: float = 2.0, floor: int = 1000) -> list[str]:
+        """ANALYZE the tables (PostgreSQL) that hold more than `factor` times the rows they
+        held at their last ANALYZE (and at least `floor`); returns their names.
+
+        Why: PostgreSQL caches a plan per prepared statement, chosen from the statistics of
+        the moment. A plan made while `items` was empty (a fresh database, the first cycle)
+        scans the whole table for every key lookup and is kept as the table grows, until an
+        ANALYZE invalidates it; autovacuum gets there only a minute or more later. One
+        cheap query per call (the live row counts the server already keeps), so a cycle can
+        call this every few seconds; after a large ingest it costs an ANALYZE of the grown
+        tables, a sample of at most 30,000 rows each.
+
+        SQLite has no cached plans of this kind, and without statistics its planner assumes
+        large tables and uses the indexes: an ANALYZE of a young database would record it as
+        small and steer later queries away from them. Nothing is done there."""
+        if self.dialect != "postgresql":
+            return []
+        query = text(
+            "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+            "WHERE s.schemaname = current_schema() AND s.n_live_tup >= :floor "
+            "AND s.n_live_tup > :factor * greatest(c.reltuples, 0) ORDER BY s.relname"
+        )
+        with self.engine.connect() as conn:
+            found: Any = conn.execute(query, {"floor": floor, "factor": factor}).scalars()
+            grown = [str(name) for name in found]
+        if grown:
+            self.analyze(grown)
+            log.debug("analyzed %s", ", ".join(grown), extra={"action": "analyze"})
+        return grown
 
     def ensure_schema(self) -> None:
         """Upgrade when behind; cheap when current (one query, no Alembic import)."""

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
-from watcher.store import rows
+from watcher.evidence import Capture
+from watcher.store import evidence, rows, search
 from watcher.store import tables as t
 from watcher.store.engine import StoreBase
+from watcher.store.prune import pruned_keys
 from watcher.store.sources import record_success
 from watcher.store.stories import write_stories
 from watcher.types import Item, MatchRecord, PollSuccess, SaveResult
@@ -31,12 +34,15 @@ class ItemQueries(StoreBase):
         success: PollSuccess | None = None,
         matches: Sequence[MatchRecord] = (),
         alerting: Alerting | None = None,
+        captures: Mapping[str, Sequence[Capture]] | None = None,
     ) -> SaveResult:
         """Store items not stored before (by key) and record which source carried each;
         with `success`, record the poll's fetch state in the same transaction; store the
         `matches` of the items that are new or updated (an update replaces its matches).
         With `alerting`, the new matched items are grouped into stories and their deliveries
-        queued last, in the same transaction (`store.stories.write_stories`).
+        queued last, in the same transaction (`store.stories.write_stories`). With
+        `captures` (item key → what was fetched for it), each newly matched item keeps its
+        first-seen evidence (`store.evidence.keep`).
 
         A re-seen key is not stored again; when its title or text changed materially the
         row is updated and the old version kept in `item_revisions`. Concurrent writers are
@@ -52,7 +58,9 @@ class ItemQueries(StoreBase):
         seen_at = now or unique[0].fetched_at
         with self.engine.begin() as conn:
             existing = self._existing(conn, keys)
-            fresh = [item for item in unique if item.key not in existing]
+            # An item `db prune` dropped is not new when a feed still carries it.
+            pruned = pruned_keys(conn, [k for k in keys if k not in existing])
+            fresh = [i for i in unique if i.key not in existing and i.key not in pruned]
             inserted = self._insert_items(conn, fresh) if fresh else {}
             updated = []
             for item in unique:
@@ -75,6 +83,9 @@ class ItemQueries(StoreBase):
                             content_hash=content_hash(item.title, item.text),
                         )
                     )
+                    search.reindex_item(
+                        conn, old.id, (old.title, old.text), (item.title, item.text)
+                    )
                     updated.append(item)
             ids = {k: row.id for k, row in existing.items()} | inserted
             # Keys another writer inserted between our lookup and our insert.
@@ -89,6 +100,9 @@ class ItemQueries(StoreBase):
             self._replace_matches(
                 conn, stored, changed, updated_ids=[ids[i.key] for i in updated], now=seen_at
             )
+            if captures:
+                matched = {m.item_key for m in stored}
+                evidence.keep(conn, [i for i in unique if i.key in matched], changed, captures)
             if success is not None:
                 record_success(conn, success, new=bool(inserted))
             new = tuple(item for item in unique if item.key in inserted)
@@ -187,11 +201,22 @@ class ItemQueries(StoreBase):
             .on_conflict_do_nothing(index_elements=["key"])
             .returning(t.items.c.key, t.items.c.id)
         )
-        return {row.key: row.id for row in conn.execute(stmt, values)}
+        inserted = {row.key: row.id for row in conn.execute(stmt, values)}
+        # The search index and the per-source counts follow in the same transaction.
+        new = [item for item in items if item.key in inserted]
+        search.index_items(conn, [(inserted[i.key], i.title, i.text) for i in new])
+        for source_id, n in Counter(i.source_id for i in new).items():
+            conn.execute(
+                update(t.sources)
+                .where(t.sources.c.id == source_id)
+                .values(item_count=t.sources.c.item_count + n)
+            )
+        return inserted
 
     def known_keys(self, keys: Sequence[str]) -> set[str]:
         with self.engine.connect() as conn:
-            return set(self._existing(conn, keys))
+            known = set(self._existing(conn, keys))
+            return known | pruned_keys(conn, [k for k in keys if k not in known])
 
     def item_sources(self, key: str) -> list[str]:
         """Ids of the sources that carried the item, in the order they first did."""

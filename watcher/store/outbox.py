@@ -160,15 +160,23 @@ class Outbox:
             return int(conn.execute(query).scalar_one())
 
     def view(
-        self, delivery: Delivery, names: Mapping[str, str]
+        self, delivery: Delivery, names: Mapping[str, str], public_url: str | None = None
     ) -> tuple[AlertView, dict[str, set[str]]] | None:
         """What a message about the delivery's story shows, and the labels silences match
-        on; None when the story is gone."""
+        on; None when the story is gone, or was withdrawn (marked not relevant or merged
+        away: `watcher story`) after the message was claimed.
+
+        With `public_url` (``settings.public_url``) the view carries the story page's address,
+        which every message links to (render escapes it per format through `safe_url`).
+        Its `removed` names the story's reports a re-check found gone at their source
+        (``item_checks.removed_at``), whatever the delivery's kind; a "removed" delivery keeps
+        its kind.
+        """
         with self.engine.connect() as conn:
             story = conn.execute(
                 select(t.stories).where(t.stories.c.id == delivery.story_id)
             ).first()
-            if story is None:
+            if story is None or story.status != "open":
                 return None
             stored = story_queries.reports_of(conn, [story.id]).get(story.id, [])
             found = story_queries.matches_of(conn, [r.item_id for r in stored])
@@ -184,9 +192,21 @@ class Outbox:
                     & (t.deliveries.c.status == "sent")
                 )
             ).scalar()
+            # Reports whose page a re-check found gone (404/410): every message says so.
+            c, si = t.item_checks, t.story_items
+            gone: set[int] = set(
+                conn.execute(
+                    select(c.c.item_id)
+                    .join(si, si.c.item_id == c.c.item_id)
+                    .where((si.c.story_id == story.id) & c.c.removed_at.is_not(None))
+                ).scalars()
+            )
         reports = [r.shown(names) for r in stored]
         if not reports:
             return None
+        # The web app's story page (watcher/web/app.py: /stories/{story_id}) under the address
+        # advocates reach it at; the id is the database's integer, never text from a source.
+        story_url = f"{public_url.rstrip('/')}/stories/{int(story.id)}" if public_url else None
         new_outlets: tuple[str, ...] = ()
         if delivery.kind == "update" and last_sent is not None:
             fresh = [r.shown(names) for r in stored if r.added_at > last_sent]
@@ -204,6 +224,12 @@ class Outbox:
             first=reports[0],
             others=tuple(reports[1:]),
             new_outlets=new_outlets,
+            story_url=story_url,
+            removed=tuple(
+                f"{shown.source_name}: {shown.title}"
+                for r, shown in zip(stored, reports, strict=True)
+                if r.item_id in gone
+            ),
         )
         labels = {
             "source": {r.source_id for r in reports},

@@ -73,6 +73,32 @@ class SourceQueries(StoreBase):
         claiming process dies, the source is due again when the lease ends."""
         if not source_ids:
             return []
+        with self.engine.begin() as conn:
+            return self._claim(conn, source_ids, now, lease_until)
+
+    def settle_and_claim(
+        self,
+        unchanged: Sequence[PollSuccess],
+        source_ids: Sequence[str],
+        now: datetime,
+        lease_until: datetime,
+    ) -> dict[str, SourceState]:
+        """The daemon's tick, in one transaction: record the `unchanged` polls that finished
+        since the last tick (as `record_unchanged`), claim the sources among `source_ids`
+        that are due (as `claim_due`), and return the claimed sources' states, which their
+        polls start from. A tick costs one round trip however many polls it settles."""
+        with self.engine.begin() as conn:
+            _record_unchanged(conn, unchanged)
+            claimed = self._claim(conn, source_ids, now, lease_until) if source_ids else []
+            if not claimed:
+                return {}
+            query = select(t.sources).where(t.sources.c.id.in_(claimed))
+            found = {row.id: rows.state(row, 0) for row in conn.execute(query)}
+        return {sid: found[sid] for sid in claimed if sid in found}
+
+    def _claim(
+        self, conn: Connection, source_ids: Sequence[str], now: datetime, lease_until: datetime
+    ) -> list[str]:
         s = t.sources
         due = s.c.id.in_(list(source_ids)) & (s.c.next_due_at.is_(None) | (s.c.next_due_at <= now))
         chosen = select(s.c.id).where(due)
@@ -84,8 +110,7 @@ class SourceQueries(StoreBase):
             .values(next_due_at=lease_until)
             .returning(s.c.id)
         )
-        with self.engine.begin() as conn:
-            return list(conn.execute(statement).scalars())
+        return list(conn.execute(statement).scalars())
 
     def renew_claims(self, leases: Mapping[str, datetime], until: datetime) -> list[str]:
         """Extend to `until` the claims (source → lease end) this process still holds; a
@@ -184,33 +209,8 @@ class SourceQueries(StoreBase):
         cycle of 200 sources is then one round trip instead of 200."""
         if not polls:
             return
-        statement = (
-            update(t.sources)
-            .where(t.sources.c.id == bindparam("sid"))
-            .values(
-                last_polled_at=bindparam("now"),
-                last_success_at=bindparam("now"),
-                consecutive_failures=0,
-                next_due_at=bindparam("due"),
-                etag=bindparam("p_etag"),
-                last_modified=bindparam("lm"),
-                moved_to=bindparam("moved"),
-                ok_polls=t.sources.c.ok_polls + 1,
-            )
-        )
-        params = [
-            {
-                "sid": p.source_id,
-                "now": p.polled_at,
-                "due": p.next_due_at,
-                "p_etag": p.etag,
-                "lm": p.last_modified,
-                "moved": p.moved_to,
-            }
-            for p in polls
-        ]
         with self.engine.begin() as conn:
-            conn.execute(statement, params)
+            _record_unchanged(conn, polls)
 
     def record_failure(
         self, source_id: str, now: datetime, *, error: str, failures: int, next_due_at: datetime
@@ -294,3 +294,35 @@ def record_success(conn: Connection, success: PollSuccess, *, new: bool = False)
     if new:
         values["last_new_at"] = success.polled_at
     conn.execute(update(t.sources).where(t.sources.c.id == success.source_id).values(**values))
+
+
+def _record_unchanged(conn: Connection, polls: Sequence[PollSuccess]) -> None:
+    """Polls that changed nothing (304 or the same body), in one executemany."""
+    if not polls:
+        return
+    statement = (
+        update(t.sources)
+        .where(t.sources.c.id == bindparam("sid"))
+        .values(
+            last_polled_at=bindparam("now"),
+            last_success_at=bindparam("now"),
+            consecutive_failures=0,
+            next_due_at=bindparam("due"),
+            etag=bindparam("p_etag"),
+            last_modified=bindparam("lm"),
+            moved_to=bindparam("moved"),
+            ok_polls=t.sources.c.ok_polls + 1,
+        )
+    )
+    params = [
+        {
+            "sid": p.source_id,
+            "now": p.polled_at,
+            "due": p.next_due_at,
+            "p_etag": p.etag,
+            "lm": p.last_modified,
+            "moved": p.moved_to,
+        }
+        for p in polls
+    ]
+    conn.execute(statement, params)

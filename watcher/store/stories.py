@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Connection, Row
 
 from watcher import routing
@@ -73,7 +73,8 @@ def write_stories(
             )
         )
         queued: list[routing.Planned] = []
-        if kind and policy.alertable(item, now):
+        # A story an advocate marked not relevant keeps gathering its reports, quietly.
+        if kind and story.status == "open" and policy.alertable(item, now):
             tags, langs = _labels(conn, story.id, policy.tags)
             planned = routing.plan(
                 policy.routes,
@@ -106,27 +107,49 @@ def candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.Sto
         select(t.stories)
         .where(t.stories.c.event_at >= at - window)
         .where(t.stories.c.event_at <= at + window)
+        .where(t.stories.c.status != "merged")
         .order_by(t.stories.c.id)
     ).all()
     if not found:
         return []
     reports: dict[int, list[st.Facts]] = defaultdict(list)
     # The same index range again rather than an IN list of ids: one statement shape, however
-    # many stories (a list's length would make a new cached statement each time).
-    query = (
+    # many stories (a list's length would make a new cached statement each time). Only each
+    # story's first REPORTS_COMPARED reports are read, however many it has gathered.
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=t.story_items.c.story_id,
+            order_by=(t.story_items.c.added_at, t.story_items.c.item_id),
+        )
+        .label("rank")
+    )
+    ranked = (
         select(
             t.story_items.c.story_id,
+            t.story_items.c.item_id,
+            t.story_items.c.added_at,
             t.story_items.c.facts,
+            rank,
+        )
+        .join(t.stories, t.stories.c.id == t.story_items.c.story_id)
+        .where(t.stories.c.event_at >= at - window)
+        .where(t.stories.c.event_at <= at + window)
+        .where(t.stories.c.status != "merged")
+        .subquery()
+    )
+    query = (
+        select(
+            ranked.c.story_id,
+            ranked.c.facts,
             t.items.c.key,
             t.items.c.title,
             t.items.c.published_at,
             t.items.c.fetched_at,
         )
-        .join(t.stories, t.stories.c.id == t.story_items.c.story_id)
-        .join(t.items, t.items.c.id == t.story_items.c.item_id)
-        .where(t.stories.c.event_at >= at - window)
-        .where(t.stories.c.event_at <= at + window)
-        .order_by(t.story_items.c.story_id, t.story_items.c.added_at, t.story_items.c.item_id)
+        .join(t.items, t.items.c.id == ranked.c.item_id)
+        .where(ranked.c.rank <= st.REPORTS_COMPARED)
+        .order_by(ranked.c.story_id, ranked.c.added_at, ranked.c.item_id)
     )
     for row in conn.execute(query):
         compared = reports[row.story_id]

@@ -21,14 +21,16 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 
 #: Constraint names fixed by convention, so migrations are the same on both databases.
 NAMING = {
@@ -102,6 +104,8 @@ sources = Table(
     Column("health", String(20)),
     Column("health_reason", Text),
     Column("health_since", UTCDateTime),
+    #: Items it first carried, counted as they are stored (pages show it without counting).
+    Column("item_count", Integer, nullable=False, default=0, server_default="0"),
 )
 
 #: One distinct news item; `key` is its stable identity.
@@ -193,11 +197,35 @@ stories = Table(
     #: The event clock of its founding report (publication, else fetch time): candidates for a
     #: new report are looked up by this, so the cost does not grow with history.
     Column("event_at", UTCDateTime),
+    #: open | not_relevant (an advocate said so: no further alerts) | merged (its reports
+    #: moved to `merged_into`). Corrections are recorded in `story_corrections`.
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("merged_into", ID),
     Index("ix_stories_updated_at", "updated_at"),
     Index("ix_stories_event_at", "event_at"),
 )
 
 #: The reports of a story; an item belongs to at most one story.
+#: What advocates corrected: who, when, why, and what it moved, so that it can be undone.
+story_corrections = Table(
+    "story_corrections",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("story_id", ID, nullable=False),
+    #: not_relevant | merge | split
+    Column("action", String(16), nullable=False),
+    #: merge: the story merged into `story_id`; split: the story the report went to.
+    Column("other_story_id", ID),
+    Column("by", String(100), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    #: What the correction moved and withdrew (item and delivery ids), as JSON: what undo reverts.
+    Column("detail", Text, nullable=False),
+    Column("undone_at", UTCDateTime),
+    Column("undone_by", String(100)),
+    Index("ix_story_corrections_story_id", "story_id"),
+)
+
 story_items = Table(
     "story_items",
     metadata,
@@ -220,11 +248,12 @@ deliveries = Table(
     Column("revision", Integer, nullable=False),
     Column("route", String(100), nullable=False),
     Column("channel", String(100), nullable=False),
-    #: alert | update | reminder | digest | ops
+    #: alert | update | reminder | digest | ops | removed (a report gone from its source)
     Column("kind", String(16), nullable=False),
     #: 0 for the first message of a revision; reminders count up.
     Column("seq", Integer, nullable=False),
-    #: pending | sent | failed | uncertain | silenced | skipped
+    #: pending | sent | failed | uncertain | expired | superseded | silenced | skipped |
+    #: withdrawn (its story was marked not relevant or merged away: `watcher story`)
     Column("status", String(16), nullable=False),
     Column("due_at", UTCDateTime, nullable=False),
     Column("attempts", Integer, nullable=False),
@@ -285,4 +314,82 @@ silences = Table(
     Column("starts_at", UTCDateTime, nullable=False),
     Column("ends_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+def _create_search_index(_target: MetaData, connection: Connection, **_kw: Any) -> None:
+    """A database created in one step (`create_all`) gets the search index that migration 0009
+    builds: it lives outside this metadata (an FTS5 virtual table, a tsvector and GIN index)."""
+    from watcher.store.search import create_index
+
+    create_index(connection)
+
+
+event.listen(metadata, "after_create", _create_search_index)
+
+#: Items `watcher db prune` dropped (unmatched and old), by a hash of their key: a dropped item
+#: seen again in a feed is not new, so it is neither stored nor matched nor alerted on again.
+#: A row costs about 65 bytes on SQLite; the item it replaces about 1.7 KB (`store.prune`).
+pruned_items = Table(
+    "pruned_items",
+    metadata,
+    #: The first 128 bits of SHA-256 of the item's key, in hex (`prune.key_hash`).
+    Column("key_hash", String(32), primary_key=True),
+    Column("pruned_at", UTCDateTime, nullable=False),
+    # The key is the row: no second copy of it in a rowid table (SQLite).
+    sqlite_with_rowid=False,
+)
+
+#: Evidence (`watcher.evidence`): bytes as fetched, content-addressed and compressed, written
+#: once and never changed. A feed response many matched items came in is kept once.
+evidence_blobs = Table(
+    "evidence_blobs",
+    metadata,
+    #: SHA-256 of the uncompressed bytes, hex.
+    Column("sha256", String(64), primary_key=True),
+    Column("size", Integer, nullable=False),
+    #: zlib-compressed.
+    Column("data", LargeBinary, nullable=False),
+)
+
+#: The first-seen record of a matched item: one per item and kind (feed | article).
+evidence = Table(
+    "evidence",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("item_id", ID, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("final_url", Text, nullable=False),
+    Column("status", Integer, nullable=False),
+    #: The response's header lines, as a JSON list of [name, value].
+    Column("headers", Text, nullable=False),
+    Column("fetched_at", UTCDateTime, nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    #: SHA-256 of the text the rules read (`evidence.text_bytes`), also kept as a blob.
+    Column("text_sha256", String(64), nullable=False),
+    UniqueConstraint("item_id", "kind", name="uq_evidence_item_kind"),
+)
+
+#: Re-checks of matched items at their source (`watcher.recheck`): 1, 7 and 30 days after
+#: they were first seen, a 404 or 410 marks the report removed at source, and a changed page
+#: makes a revision. The first-seen evidence is never touched.
+item_checks = Table(
+    "item_checks",
+    metadata,
+    Column("item_id", ID, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    #: When the next check is due; None when all are done (or the report was removed).
+    Column("due_at", UTCDateTime),
+    #: Checks done so far (0 to 3).
+    Column("done", Integer, nullable=False),
+    Column("last_checked_at", UTCDateTime),
+    #: The last check's HTTP status, or 0 when it got no answer.
+    Column("last_status", Integer),
+    Column("removed_at", UTCDateTime),
+    #: The page's main text as the last check read it, and its SHA-256: what a later check
+    #: compares with (a feed item's own text is a summary, not the page).
+    Column("page_sha256", String(64)),
+    Column("page_text", Text),
+    Index("ix_item_checks_due_at", "due_at"),
 )

@@ -1,22 +1,28 @@
-"""Read-only queries behind the web pages, feeds and API: stories with their reports,
-search over items, per-month counts, sources and rules at a glance."""
+"""Read-only queries behind the web pages, feeds and API: stories with their reports (as
+cards: the story, its event time and its first report), story-centred search over the index
+(`store.search`), stories per month by event date, an item with its revisions, sources and
+rules at a glance."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import exists, func, select
+from sqlalchemy.engine import Connection
 
-from watcher.config import SEVERITIES
+from watcher.config import EVENT_TYPES, SEVERITIES
 from watcher.store import Store, rows
+from watcher.store import checks as check_queries
+from watcher.store import evidence as evidence_queries
+from watcher.store import search as index
 from watcher.store import stories as story_queries
 from watcher.store import tables as t
 from watcher.stories import why_lines
-from watcher.types import Item, StoredStory
+from watcher.types import Item, StoredReport, StoredStory
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -34,14 +40,93 @@ class Filters:
     offset: int = 0
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Card:
+    """A story as a card shows it."""
+
+    story: StoredStory
+    #: The event clock: its founding report's publication (else fetch) time.
+    event_at: datetime
+    #: The report published first: the card names its outlet and shows its title.
+    first: StoredReport | None
+    #: Ids of the reports a search matched (highlighted); empty outside a search.
+    hits: tuple[int, ...] = ()
+    #: Report id → (SHA-256 of its first-seen body, when it was fetched): its evidence.
+    evidence: dict[int, tuple[str, datetime]] = field(default_factory=dict)
+    #: Report id → when a re-check found it removed at its source.
+    removed: dict[int, datetime] = field(default_factory=dict)
+    #: Report id → (earlier versions kept, when the latest replaced one).
+    revised: dict[int, tuple[int, datetime]] = field(default_factory=dict)
+
+    @property
+    def main_event(self) -> str:
+        return main_event(self.story.events)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredItem:
+    """One stored item with what the item page shows."""
+
+    id: int
+    item: Item
+    #: The story it belongs to, if any.
+    story_id: int | None = None
+    #: Every source that carried it, in the order they did.
+    sources: tuple[str, ...] = ()
+    #: (changed at, old title, old text) of its earlier versions, oldest first.
+    revisions: tuple[tuple[datetime, str, str], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Result:
+    """One search result: a story with its matching reports, or an item in no story."""
+
+    card: Card | None = None
+    item: StoredItem | None = None
+    #: The text of each matching report (a page shows where it matched).
+    texts: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def hits(self) -> tuple[int, ...]:
+        return self.card.hits if self.card else (self.item.id,) if self.item else ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResultPage:
+    results: tuple[Result, ...]
+    #: Pass as `cursor` for the next page; None on the last.
+    next_cursor: int | None = None
+
+
+def main_event(events: tuple[str, ...] | frozenset[str]) -> str:
+    """The event a story is counted under: the gravest of its types (the order of
+    EVENT_TYPES), else the first named."""
+    for event in EVENT_TYPES:
+        if event in events:
+            return event
+    return sorted(events)[0] if events else ""
+
+
+def first_report(reports: tuple[StoredReport, ...]) -> StoredReport | None:
+    """The report published first (ties: the one that joined first)."""
+    if not reports:
+        return None
+    return min(reports, key=lambda r: r.published_at or r.fetched_at)
+
+
 class Views:
     def __init__(self, store: Store) -> None:
         self.engine = store.engine
         self.store = store
 
-    def stories(self, f: Filters) -> list[StoredStory]:
+    def stories(self, f: Filters) -> list[Card]:
+        """Stories by event time, newest first."""
         s = t.stories
-        query = select(s).order_by(s.c.first_seen_at.desc(), s.c.id.desc())
+        # every story has its event time (migration 0006 gave older ones their first-seen time)
+        when = s.c.event_at
+        # Stories an advocate marked not relevant, or merged into another, leave the timeline
+        # and the feeds (their pages stay, saying so).
+        query = select(s).where(s.c.status == "open").order_by(when.desc(), s.c.id.desc())
         if f.event:
             # events is a JSON list of names: match the quoted name
             query = query.where(s.c.events.like(f'%"{_like(f.event)}"%', escape="\\"))
@@ -49,9 +134,9 @@ class Views:
             allowed = SEVERITIES[SEVERITIES.index(f.severity) :]
             query = query.where(s.c.severity.in_(allowed))
         if f.since:
-            query = query.where(s.c.first_seen_at >= f.since)
+            query = query.where(when >= f.since)
         if f.until:
-            query = query.where(s.c.first_seen_at < f.until)
+            query = query.where(when < f.until)
         if f.source or f.lang:
             conds = [t.story_items.c.story_id == s.c.id, t.items.c.id == t.story_items.c.item_id]
             if f.source:
@@ -61,16 +146,73 @@ class Views:
             query = query.where(exists(select(1).select_from(t.story_items, t.items).where(*conds)))
         query = query.limit(max(1, min(f.limit, 500))).offset(max(0, f.offset))
         with self.engine.connect() as conn:
-            found = conn.execute(query).all()
-            reports = story_queries.reports_of(conn, [r.id for r in found])
-        return [rows.stored_story(r, tuple(reports.get(r.id, ()))) for r in found]
+            return self._cards(conn, conn.execute(query).all())
 
-    def story(self, story_id: int) -> StoredStory | None:
+    def _cards(
+        self,
+        conn: Connection,
+        found: Any,
+        hits: dict[int, tuple[int, ...]] | None = None,
+        *,
+        text: bool = False,
+    ) -> list[Card]:
+        ids = [r.id for r in found]
+        reports = story_queries.reports_of(conn, ids) if text else _reports(conn, ids)
+        out = []
+        for row in found:
+            story = rows.stored_story(row, tuple(reports.get(row.id, ())))
+            out.append(
+                Card(
+                    story=story,
+                    event_at=row.event_at or row.first_seen_at,
+                    first=first_report(story.reports),
+                    hits=(hits or {}).get(row.id, ()),
+                )
+            )
+        return out
+
+    def corrections(self, story_id: int) -> list[Any]:
+        """The corrections of a story (`store.corrections.Correction`), oldest first."""
+        from watcher.store.corrections import Corrections
+
+        return Corrections(self.store).listing(story_id)
+
+    def evidence_warc(self, story_id: int) -> bytes | None:
+        """The story's evidence as a WARC file (gzip per record); None when it has none."""
+        import io
+
+        from watcher.evidence import warc_records
+
+        out = io.BytesIO()
+        with self.engine.connect() as conn:
+            count = warc_records(evidence_queries.records(conn, story_id=story_id), out)
+        return out.getvalue() if count else None
+
+    def story(self, story_id: int) -> Card | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(t.stories).where(t.stories.c.id == story_id)).first()
             if row is None:
                 return None
-            reports = tuple(story_queries.reports_of(conn, [story_id]).get(story_id, ()))
+            (card,) = self._cards(conn, [row], text=True)
+            reports = card.story.reports
+            ids = [r.item_id for r in reports]
+            card = replace(
+                card,
+                evidence=evidence_queries.first_seen(conn, ids),
+                removed=check_queries.removed_items(conn, ids),
+                revised={
+                    r.item_id: (r.n, r.last)
+                    for r in conn.execute(
+                        select(
+                            t.item_revisions.c.item_id,
+                            func.count().label("n"),
+                            func.max(t.item_revisions.c.changed_at).label("last"),
+                        )
+                        .where(t.item_revisions.c.item_id.in_(ids))
+                        .group_by(t.item_revisions.c.item_id)
+                    )
+                },
+            )
             deliveries = conn.execute(
                 select(
                     t.deliveries.c.route,
@@ -83,16 +225,51 @@ class Views:
                 .order_by(t.deliveries.c.id)
             ).all()
             found = story_queries.matches_of(conn, [r.item_id for r in reports])
-        return replace(
-            rows.stored_story(row, reports),
+        story = replace(
+            card.story,
             deliveries=tuple(d._asdict() for d in deliveries),
             why=tuple(why_lines(found, [r.item_id for r in reports])),
         )
+        return replace(card, story=story)
+
+    def item(self, item_id: int) -> StoredItem | None:
+        """One item with its story, the sources that carried it and its earlier versions."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.items).where(t.items.c.id == item_id)).first()
+            if row is None:
+                return None
+            story_id = conn.execute(
+                select(t.story_items.c.story_id).where(t.story_items.c.item_id == item_id)
+            ).scalar()
+            sources: list[str] = list(
+                conn.execute(
+                    select(t.item_sources.c.source_id)
+                    .where(t.item_sources.c.item_id == item_id)
+                    .order_by(t.item_sources.c.first_seen_at, t.item_sources.c.source_id)
+                ).scalars()
+            )
+            revisions = conn.execute(
+                select(
+                    t.item_revisions.c.changed_at,
+                    t.item_revisions.c.old_title,
+                    t.item_revisions.c.old_text,
+                )
+                .where(t.item_revisions.c.item_id == item_id)
+                .order_by(t.item_revisions.c.id)
+            ).all()
+            return StoredItem(
+                id=item_id,
+                item=rows.item(row),
+                story_id=story_id,
+                sources=tuple(sources),
+                revisions=tuple((r[0], r[1], r[2]) for r in revisions),
+            )
 
     def monthly(
         self, months: int = 12, now: datetime | None = None
     ) -> list[tuple[str, Counter[str]]]:
-        """Stories per month by event type, oldest month first (the chart on the timeline)."""
+        """Stories per month by main event, oldest month first (the chart on the timeline):
+        each story counts once, in the month of its event time."""
         from watcher.clock import utcnow
 
         now = now or utcnow()
@@ -104,34 +281,156 @@ class Views:
         keys.reverse()
         start = datetime(int(keys[0][:4]), int(keys[0][5:]), 1, tzinfo=now.tzinfo)
         counts: dict[str, Counter[str]] = {k: Counter() for k in keys}
-        query = select(t.stories.c.first_seen_at, t.stories.c.events).where(
-            t.stories.c.first_seen_at >= start
+        s = t.stories
+        if self.engine.dialect.name == "postgresql":
+            month_of: Any = func.to_char(func.timezone("UTC", s.c.event_at), "YYYY-MM")
+        else:  # stored as 'YYYY-MM-DD HH:MM:SS' in UTC
+            month_of = func.substr(s.c.event_at, 1, 7)
+        query = (
+            select(month_of.label("month"), s.c.events, func.count().label("n"))
+            .where(s.c.event_at >= start)
+            .where(s.c.status == "open")
+            .group_by(month_of, s.c.events)
         )
         with self.engine.connect() as conn:
             for row in conn.execute(query):
-                key = f"{row.first_seen_at:%Y-%m}"
-                if key in counts:
-                    counts[key].update(json.loads(row.events))
+                if row.month in counts:
+                    counts[row.month][main_event(tuple(json.loads(row.events)))] += row.n
         return [(k, counts[k]) for k in keys]
 
-    def search(self, text: str, *, source: str | None = None, limit: int = 50) -> list[Item]:
-        """Items whose title or text contains `text` (two characters or more; Korean words
-        match inside longer words, so 북송 finds 강제북송을)."""
-        text = text.strip()
-        if len(text) < 2:
-            return []
-        pattern = f"%{_like(text)}%"
-        i = t.items
-        query = (
-            select(i)
-            .where(or_(i.c.title.ilike(pattern, escape="\\"), i.c.text.ilike(pattern, escape="\\")))
-            .order_by(i.c.fetched_at.desc(), i.c.id.desc())
-            .limit(max(1, min(limit, 500)))
-        )
-        if source:
-            query = query.where(i.c.source_id == source)
+    def search(
+        self,
+        query: index.Query,
+        where: index.ItemFilter | None = None,
+        *,
+        cursor: int | None = None,
+        size: int = 20,
+    ) -> ResultPage:
+        """Story-centred results, newest matching report first: each story once, at its newest
+        matching report, with every report of it that matches; an item in no story on its own.
+
+        Paging: `cursor` is the id below which this page reads hits (the previous page's
+        `next_cursor`). A story whose newest match is at or above it was shown on an earlier
+        page and is skipped, so every matching item appears on exactly one page."""
+        where = where or index.ItemFilter()
+        chosen: list[tuple[str, int]] = []  # ("story", story id) or ("item", item id)
+        hits: dict[int, tuple[int, ...]] = {}
+        shown: set[int] = set()
+        before = cursor
+        batch = size + 5  # enough for a page when hits are in no story or one each
+        last: int | None = None
+        full = False
         with self.engine.connect() as conn:
-            return [rows.item(r) for r in conn.execute(query)]
+            while not full:
+                ids = index.matching_ids(conn, query, where, before=before, limit=batch)
+                if not ids:
+                    break
+                story_of = _stories_of(conn, ids)
+                fresh = {story_of[i] for i in ids if i in story_of} - shown
+                hits |= self._story_hits(conn, query, where, fresh)
+                for item_id in ids:
+                    last = item_id
+                    story_id = story_of.get(item_id)
+                    if story_id is None:
+                        chosen.append(("item", item_id))
+                    elif story_id not in shown:
+                        shown.add(story_id)
+                        newest = max(hits.get(story_id, (item_id,)))
+                        if cursor is None or newest < cursor:
+                            chosen.append(("story", story_id))
+                    if len(chosen) >= size:
+                        full = True
+                        break
+                if len(ids) < batch:
+                    break
+                before = ids[-1]
+                batch = min(batch * 2, 1000)
+            story_ids = [i for kind, i in chosen if kind == "story"]
+            found = conn.execute(select(t.stories).where(t.stories.c.id.in_(story_ids))).all()
+            cards = {c.story.id: c for c in self._cards(conn, found, hits)}
+            lone = self._items(conn, [i for kind, i in chosen if kind == "item"])
+            shown_hits = [h for i in story_ids for h in hits.get(i, ())]
+            texts: dict[int, str] = {
+                row.id: row.text
+                for row in conn.execute(
+                    select(t.items.c.id, t.items.c.text).where(t.items.c.id.in_(shown_hits))
+                )
+            }
+        results = []
+        for kind, i in chosen:
+            if kind == "story" and i in cards:
+                own = {h: texts[h] for h in cards[i].hits if h in texts}
+                results.append(Result(card=cards[i], texts=own))
+            elif kind == "item" and i in lone:
+                results.append(Result(item=lone[i], texts={i: lone[i].item.text}))
+        return ResultPage(results=tuple(results), next_cursor=last if full else None)
+
+    def _story_hits(
+        self,
+        conn: Connection,
+        query: index.Query,
+        where: index.ItemFilter,
+        story_ids: set[int],
+    ) -> dict[int, tuple[int, ...]]:
+        """Story id → ids of its reports that match, newest first."""
+        if not story_ids:
+            return {}
+        members = conn.execute(
+            select(t.story_items.c.item_id, t.story_items.c.story_id).where(
+                t.story_items.c.story_id.in_(list(story_ids))
+            )
+        ).all()
+        story_of = {r.item_id: r.story_id for r in members}
+        out: dict[int, list[int]] = defaultdict(list)
+        for item_id in index.matching_ids(
+            conn, query, where, among=list(story_of), limit=len(story_of)
+        ):
+            out[story_of[item_id]].append(item_id)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def _items(self, conn: Connection, ids: list[int]) -> dict[int, StoredItem]:
+        if not ids:
+            return {}
+        found = conn.execute(select(t.items).where(t.items.c.id.in_(ids))).all()
+        return {r.id: StoredItem(id=r.id, item=rows.item(r)) for r in found}
+
+    def search_items(
+        self,
+        query: index.Query,
+        where: index.ItemFilter | None = None,
+        *,
+        cursor: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[tuple[StoredItem, int | None]], int | None]:
+        """Matching items (with their story ids), newest first, and the next cursor."""
+        with self.engine.connect() as conn:
+            ids = index.matching_ids(conn, query, where, before=cursor, limit=limit + 1)
+            more = len(ids) > limit
+            ids = ids[:limit]
+            found = self._items(conn, ids)
+            story_of = _stories_of(conn, ids)
+        out = [(found[i], story_of.get(i)) for i in ids if i in found]
+        return out, ids[-1] if more and ids else None
+
+    def version(self) -> tuple[Any, ...]:
+        """What changes whenever a story or an item is stored or changed (two index lookups):
+        a feed made for one version can be served again until it changes."""
+        with self.engine.connect() as conn:
+            return tuple(
+                conn.execute(
+                    select(
+                        select(func.max(t.stories.c.updated_at)).scalar_subquery(),
+                        select(func.max(t.stories.c.id)).scalar_subquery(),
+                        select(func.max(t.items.c.id)).scalar_subquery(),
+                        select(func.max(t.item_revisions.c.id)).scalar_subquery(),
+                    )
+                ).one()
+            )
+
+    def source_counts(self) -> dict[str, int]:
+        """Items each source first carried (kept as items are stored: nothing is counted)."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(t.sources.c.id, t.sources.c.item_count)).all())
 
     def items_per_day(self, days: int = 7, now: datetime | None = None) -> dict[str, float]:
         from watcher.clock import utcnow
@@ -177,3 +476,53 @@ class Views:
 
 def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _stories_of(conn: Connection, item_ids: list[int]) -> dict[int, int]:
+    """Item id → its story's id, for those of the items in a story."""
+    query = select(t.story_items.c.item_id, t.story_items.c.story_id).where(
+        t.story_items.c.item_id.in_(item_ids)
+    )
+    return {row.item_id: row.story_id for row in conn.execute(query)}
+
+
+def _reports(conn: Connection, story_ids: list[int]) -> dict[int, list[StoredReport]]:
+    """The reports of each story without their text (what a card needs), in the order they
+    joined it."""
+    out: dict[int, list[StoredReport]] = defaultdict(list)
+    if not story_ids:
+        return out
+    i, si = t.items, t.story_items
+    query = (
+        select(
+            si.c.story_id,
+            si.c.added_at,
+            i.c.id,
+            i.c.key,
+            i.c.source_id,
+            i.c.title,
+            i.c.url,
+            i.c.lang,
+            i.c.published_at,
+            i.c.fetched_at,
+        )
+        .join(i, i.c.id == si.c.item_id)
+        .where(si.c.story_id.in_(story_ids))
+        .order_by(si.c.story_id, si.c.added_at, i.c.id)
+    )
+    for row in conn.execute(query):
+        # built directly: a timeline or feed converts a few hundred of these per view
+        out[row.story_id].append(
+            StoredReport(
+                item_id=row.id,
+                key=row.key,
+                source_id=row.source_id,
+                title=row.title,
+                url=row.url,
+                lang=row.lang,
+                published_at=row.published_at,
+                fetched_at=row.fetched_at,
+                added_at=row.added_at,
+            )
+        )
+    return out

@@ -11,33 +11,69 @@ from starlette.responses import JSONResponse, Response
 from watcher import __version__
 from watcher.config import EVENT_TYPES, SEVERITIES
 from watcher.log import redact
+from watcher.store.views import Card
 from watcher.types import Item, StoredReport, StoredStory
 from watcher.web.base import WebBase
 
 
 class Api(WebBase):
-    async def api_stories(self, request: Request) -> Response:
+    def api_stories(self, request: Request) -> Response:
         f = self._filters(request, limit=_int(request.query_params.get("limit"), 50))
-        return JSONResponse({"stories": [story_json(s) for s in self.views.stories(f)]})
+        return JSONResponse({"stories": [card_json(c) for c in self.views.stories(f)]})
 
-    async def api_story(self, request: Request) -> Response:
+    def api_story(self, request: Request) -> Response:
         story_id = self._story_id(request)
-        story = self.views.story(story_id) if story_id is not None else None
-        if story is None:
+        card = self.views.story(story_id) if story_id is not None else None
+        if card is None:
             return JSONResponse({"error": "no such story"}, status_code=404)
-        return JSONResponse(story_json(story, deliveries=True))
+        return JSONResponse(card_json(card, deliveries=True))
 
     async def api_items(self, request: Request) -> Response:
-        q = request.query_params
-        results = self.views.search(
-            self._search_text(request),
-            source=q.get("source") or None,
-            limit=_int(q.get("limit"), 50),
-        )
-        return JSONResponse({"items": [_report_json(r) for r in results]})
+        return await self._search_in_thread(self._api_items, request)
 
-    async def api_sources(self, request: Request) -> Response:
-        states = self.views.store.source_states()
+    def _api_items(self, request: Request) -> Response:
+        """Matching items, newest first (the flat view of a search), with their stories."""
+        query = self._query_of(request)
+        where, cursor = self._item_filter(request), self._cursor(request)
+        found, next_cursor = self.views.search_items(
+            query, where, cursor=cursor, limit=_int(request.query_params.get("limit"), 50)
+        )
+        out: dict[str, Any] = {
+            "items": [
+                {**_report_json(i.item), "id": i.id, "story_id": story_id} for i, story_id in found
+            ]
+        }
+        if next_cursor is not None:  # absent on the last page
+            out["next_cursor"] = next_cursor
+        return JSONResponse(out)
+
+    async def api_search(self, request: Request) -> Response:
+        return await self._search_in_thread(self._api_search, request)
+
+    def _api_search(self, request: Request) -> Response:
+        """Story-centred results: each story once, with the ids of its matching reports."""
+        query = self._query_of(request)
+        where, cursor = self._item_filter(request), self._cursor(request)
+        page = self.views.search(
+            query, where, cursor=cursor, size=_int(request.query_params.get("limit"), 20)
+        )
+        return JSONResponse(
+            {
+                "results": [
+                    {
+                        "story": card_json(r.card) if r.card else None,
+                        "item": {**_report_json(r.item.item), "id": r.item.id} if r.item else None,
+                        "hits": list(r.hits),
+                    }
+                    for r in page.results
+                ],
+            }
+            | ({"next_cursor": page.next_cursor} if page.next_cursor is not None else {})
+        )
+
+    def api_sources(self, request: Request) -> Response:
+        states = self.views.store.fetch_states()
+        counts = self.views.source_counts()
         out = []
         for s in self.config.sources:
             st = states.get(s.id)
@@ -56,12 +92,12 @@ class Api(WebBase):
                     if st and st.last_error and st.consecutive_failures
                     else None,
                     "consecutive_failures": st.consecutive_failures if st else 0,
-                    "items_stored": st.items_stored if st else 0,
+                    "items_stored": counts.get(s.id, 0),
                 }
             )
         return JSONResponse({"sources": out})
 
-    async def openapi(self, request: Request) -> Response:
+    def openapi(self, request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
 
@@ -105,6 +141,17 @@ def story_json(s: StoredStory, deliveries: bool = False) -> dict[str, Any]:
     return out
 
 
+def card_json(card: Card, deliveries: bool = False) -> dict[str, Any]:
+    """A story with its event time, main event and first outlet."""
+    first = card.first
+    return {
+        **story_json(card.story, deliveries),
+        "event_at": _iso(card.event_at),
+        "main_event": card.main_event,
+        "first_source": first.source_id if first else None,
+    }
+
+
 _FILTER_PARAMS = [
     {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
     for name, schema, text in [
@@ -112,8 +159,8 @@ _FILTER_PARAMS = [
         ("severity", {"type": "string", "enum": list(SEVERITIES)}, "minimum severity"),
         ("source", {"type": "string"}, "a source id that reported the story"),
         ("lang", {"type": "string"}, "a language of its reports"),
-        ("since", {"type": "string", "format": "date"}, "first seen at or after"),
-        ("until", {"type": "string", "format": "date"}, "first seen before"),
+        ("since", {"type": "string", "format": "date"}, "event time at or after"),
+        ("until", {"type": "string", "format": "date"}, "event time before"),
         ("page", {"type": "integer", "minimum": 1}, "page of 50"),
     ]
 ]
@@ -137,8 +184,35 @@ _STORY = {
         "updated_at": {"type": "string", "format": "date-time"},
         "revision": {"type": "integer"},
         "reports": {"type": "array", "items": _REPORT},
+        "event_at": {"type": "string", "format": "date-time"},
+        "main_event": {"type": "string"},
+        "first_source": {"type": ["string", "null"]},
     },
 }
+_SEARCH_PARAMS = [
+    {
+        "name": "q",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "maxLength": 500},
+        "description": 'words, "quoted phrases", prefix*, -exclusions; places and bodies '
+        "match their spellings in other languages",
+    },
+    *(p for p in _FILTER_PARAMS if p["name"] != "page"),
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer"},
+        "description": "next_cursor of the previous page",
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+    },
+]
 
 
 def _ok(schema: dict[str, Any]) -> dict[str, Any]:
@@ -180,26 +254,50 @@ OPENAPI: dict[str, Any] = {
                 "responses": {**_ok(_STORY), "404": {"description": "No such story"}},
             }
         },
+        "/api/search": {
+            "get": {
+                "summary": "Search: stories (each once, with its matching reports) and items in "
+                "no story, newest matching report first",
+                "parameters": _SEARCH_PARAMS,
+                "responses": _ok(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "results": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "story": {"oneOf": [_STORY, {"type": "null"}]},
+                                        "item": {"oneOf": [_REPORT, {"type": "null"}]},
+                                        "hits": {"type": "array", "items": {"type": "integer"}},
+                                    },
+                                },
+                            },
+                            "next_cursor": {
+                                "type": "integer",
+                                "description": "absent on the last page",
+                            },
+                        },
+                    }
+                ),
+            }
+        },
         "/api/items": {
             "get": {
-                "summary": "Items whose title or text contains q (2+ characters)",
-                "parameters": [
-                    {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
-                    {
-                        "name": "source",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                    },
-                ],
+                "summary": "Items that match q, newest first, with their story ids",
+                "parameters": _SEARCH_PARAMS,
                 "responses": _ok(
-                    {"type": "object", "properties": {"items": {"type": "array", "items": _REPORT}}}
+                    {
+                        "type": "object",
+                        "properties": {
+                            "items": {"type": "array", "items": _REPORT},
+                            "next_cursor": {
+                                "type": "integer",
+                                "description": "absent on the last page",
+                            },
+                        },
+                    }
                 ),
             }
         },
@@ -208,15 +306,15 @@ OPENAPI: dict[str, Any] = {
         },
         "/feed.atom": {
             "get": {
-                "summary": "Atom feed of stories (same filters)",
-                "parameters": _FILTER_PARAMS,
+                "summary": "Atom feed of stories (same filters; q: a saved search)",
+                "parameters": [*_FILTER_PARAMS, {**_SEARCH_PARAMS[0], "required": False}],
                 "responses": {"200": {"description": "Atom 1.0"}},
             }
         },
         "/feed.json": {
             "get": {
-                "summary": "JSON Feed 1.1 of stories (same filters)",
-                "parameters": _FILTER_PARAMS,
+                "summary": "JSON Feed 1.1 of stories (same filters; q: a saved search)",
+                "parameters": [*_FILTER_PARAMS, {**_SEARCH_PARAMS[0], "required": False}],
                 "responses": {"200": {"description": "JSON Feed 1.1"}},
             }
         },

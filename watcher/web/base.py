@@ -3,6 +3,7 @@ and who may see them (the token, the proxy in front)."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import re
@@ -14,7 +15,9 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+import anyio.to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -23,8 +26,9 @@ from watcher import __version__
 from watcher.config import EVENT_NAMES, EVENT_TYPES, SEVERITIES, Config
 from watcher.items import parse_date
 from watcher.log import redact
+from watcher.recheck import diff as word_diff
 from watcher.render import safe_url
-from watcher.store import Store
+from watcher.store import Store, search
 from watcher.store.views import Filters, Views
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "web"
@@ -44,6 +48,8 @@ MAX_PAGE = 10_000
 #: Where links point when neither `settings.public_url` nor the served address is known.
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 MAX_QUERY = 500
+#: Searches run at once (more wait their turn): about the processors of a small server.
+SEARCH_SLOTS = 2
 
 #: The header in which the authenticating proxy names the signed-in user (oauth2-proxy with
 #: --pass-user-headers, Apache and nginx set it with one line).
@@ -141,6 +147,7 @@ class WebBase:
             autoescape=select_autoescape(["html", "j2"]),
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,  # the templates are part of the release: no stat per page
             # the last guard: an environment value (an API key in a redirect target quoted by
             # a source's health) or a URL password is never rendered into a page
             finalize=_redacted,
@@ -152,9 +159,25 @@ class WebBase:
             events=EVENT_TYPES,
             safe_url=safe_url,
             version=__version__,
+            word_diff=word_diff,
         )
+        self.env.filters["mark"] = mark
+        self.env.filters["excerpt"] = excerpt
+        #: Searches that may run at once (made on first use, inside the event loop).
+        self._search_limiter: anyio.CapacityLimiter | None = None
 
     # ------------------------------------------------------------------ helpers
+
+    async def _search_in_thread(
+        self, handler: Callable[[Request], Response], request: Request
+    ) -> Response:
+        """Run a search handler in a worker thread, at most `SEARCH_SLOTS` at once: the others
+        wait in the event loop, holding no thread, so that however many searches come in, the
+        feeds and pages (plain handlers, in Starlette's own pool) still get a thread and the
+        processor."""
+        if self._search_limiter is None:
+            self._search_limiter = anyio.CapacityLimiter(SEARCH_SLOTS)
+        return await anyio.to_thread.run_sync(handler, request, limiter=self._search_limiter)
 
     def _absolute(self, path: str, query: str = "") -> str:
         """An absolute link for feeds: from `settings.public_url`, else the address served
@@ -179,6 +202,38 @@ class WebBase:
         if len(text) > MAX_QUERY:
             raise HTTPException(400, f"a search may be at most {MAX_QUERY} characters")
         return text
+
+    def _query_of(self, request: Request) -> search.Query:
+        """The parsed `q` (400 when too long or too complex)."""
+        try:
+            return search.parse(self._search_text(request))
+        except search.QueryError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    @staticmethod
+    def _cursor(request: Request) -> int | None:
+        """`cursor`: the id a results page continues below (400 when it is not one)."""
+        text = request.query_params.get("cursor", "")
+        if not text:
+            return None
+        if not text.isascii() or not text.isdigit() or len(text) > 18:
+            raise HTTPException(400, "cursor must be the number a previous page gave")
+        return int(text)
+
+    def _item_filter(self, request: Request) -> search.ItemFilter:
+        """The timeline's filters, as they narrow search hits."""
+        f = self._filters(request)
+        severities = None
+        if f.severity in SEVERITIES:
+            severities = tuple(SEVERITIES[SEVERITIES.index(f.severity) :])
+        return search.ItemFilter(
+            event=f.event,
+            severities=severities,
+            source=f.source,
+            lang=f.lang,
+            since=f.since,
+            until=f.until,
+        )
 
     def _tz(self, request: Request) -> ZoneInfo:
         name = request.query_params.get("tz") or self.config.settings.timezone
@@ -223,6 +278,17 @@ class WebBase:
             **context,
         )
         return HTMLResponse(html, status_code=status)
+
+    def csrf(self) -> str | None:
+        """The CSRF value forms carry: derived from the token, so it is valid exactly as long
+        as the token is, and reveals nothing of it."""
+        if not self.token:
+            return None
+        return hmac.new(self.token.encode(), b"watcher-csrf", hashlib.sha256).hexdigest()
+
+    def may_correct(self, request: Request) -> bool:
+        """A token is configured and this request carries it."""
+        return bool(self.token) and self._token_valid(self._offered_token(request))
 
     def _refusal(self, request: Request) -> Refusal | None:
         """None when the request may be served. A valid token always gets in. Behind a proxy,
@@ -269,6 +335,46 @@ class WebBase:
         if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
             peer = peer.ipv4_mapped  # an IPv4 proxy reaching a dual-stack socket
         return any(peer in network for network in self.proxies)
+
+
+def _pattern(spellings: Sequence[str]) -> re.Pattern[str] | None:
+    """What a search matched: each spelling, and for a longer Latin word the words that share
+    its stem-like start (repatriation → repatriates)."""
+    patterns = []
+    for s in spellings:
+        if s.isascii() and len(s) >= 5 and s.isalpha():
+            patterns.append(r"\b" + re.escape(s[: max(4, len(s) - 3)]) + r"\w*")
+        elif s:
+            patterns.append(re.escape(s))
+    return re.compile("|".join(patterns), re.IGNORECASE) if patterns else None
+
+
+def excerpt(text: str, spellings: Sequence[str], width: int = 220) -> Markup:
+    """Where in `text` a search matched: about `width` characters around the first match,
+    marked (the start of the text when nothing is found in it)."""
+    pattern = _pattern(spellings)
+    found = pattern.search(text) if pattern else None
+    start = max(0, found.start() - width // 3) if found else 0
+    end = min(len(text), start + width)
+    piece = ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
+    return mark(piece, spellings)
+
+
+def mark(text: str, spellings: Sequence[str]) -> Markup:
+    """`text`, escaped, with what a search matched wrapped in <mark> (see `_pattern`)."""
+    text = redact(text)
+    pattern = _pattern(spellings)
+    if pattern is None or not text:
+        return escape(text)
+    out, at = [], 0
+    for m in pattern.finditer(text):
+        if m.end() == m.start():
+            continue
+        out.append(escape(text[at : m.start()]))
+        out.append(Markup("<mark>%s</mark>") % m.group())
+        at = m.end()
+    out.append(escape(text[at:]))
+    return Markup("").join(out)
 
 
 def _redacted(value: Any) -> Any:

@@ -1,24 +1,84 @@
-"""The Atom and JSON feeds of stories (same filters as the timeline)."""
+"""The Atom and JSON feeds of stories (same filters as the timeline); with `q`, the stories and
+items of a search, so an advocate can subscribe to a saved search."""
 
 from __future__ import annotations
 
+import threading
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from watcher import __version__
 from watcher.config import EVENT_NAMES
-from watcher.types import StoredStory
-from watcher.web.api import story_json
+from watcher.store.views import Card, StoredItem
+from watcher.web.api import card_json
 from watcher.web.base import WebBase
+
+#: Entries in a feed.
+FEED_SIZE = 100
+#: Entries in the feed of a search (each a story with its matches, or an item).
+SEARCH_FEED_SIZE = 50
+#: Feeds kept, made, per address: feed readers poll the same few addresses over and over.
+CACHED_FEEDS = 64
+
+
+class _FeedCache:
+    """Feed bodies by (address, data version): a feed is made once per change of the stored
+    stories and items, not once per poll. Shared by the handler threads."""
+
+    def __init__(self, size: int = CACHED_FEEDS) -> None:
+        self.size = size
+        self.lock = threading.Lock()
+        self.bodies: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> bytes | None:
+        with self.lock:
+            body = self.bodies.get(key)
+            if body is not None:
+                self.bodies.move_to_end(key)
+            return body
+
+    def put(self, key: tuple[Any, ...], body: bytes) -> None:
+        with self.lock:
+            self.bodies[key] = body
+            self.bodies.move_to_end(key)
+            while len(self.bodies) > self.size:
+                self.bodies.popitem(last=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Entry:
+    link: str
+    title: str
+    summary: str
+    published: datetime
+    updated: datetime
+    tags: tuple[str, ...]
+    card: Card | None = None
 
 
 class Feeds(WebBase):
-    def _story_link(self, request: Request, story: StoredStory) -> str:
-        return self._absolute(f"/stories/{story.id}")
+    _feeds: _FeedCache | None = None
 
-    def _summary(self, story: StoredStory) -> str:
+    def _cached(self, request: Request, make: Callable[[Request], bytes]) -> bytes:
+        """The feed for this address and the data as stored now (made when either changed)."""
+        if self._feeds is None:
+            self._feeds = _FeedCache()
+        key = (request.url.path, self._query(request), self.views.version())
+        body = self._feeds.get(key)
+        if body is None:
+            body = make(request)
+            self._feeds.put(key, body)
+        return body
+
+    def _summary(self, card: Card) -> str:
+        story = card.story
         parts = [", ".join(EVENT_NAMES.get(e, e) for e in story.events), story.severity.upper()]
         if story.people is not None:
             parts.append(f"{story.people} people")
@@ -27,8 +87,51 @@ class Feeds(WebBase):
         outlets = ", ".join(self.names.get(o, o) for o in story.outlets)
         return " · ".join(parts) + (f" — reported by {outlets}" if outlets else "")
 
-    async def atom(self, request: Request) -> Response:
-        stories = self.views.stories(self._filters(request, limit=100))
+    def _entries(self, request: Request) -> list[_Entry]:
+        if not request.query_params.get("q", "").strip():
+            return [self._story_entry(c) for c in self.views.stories(self._filters(request, 100))]
+        query = self._query_of(request)
+        page = self.views.search(
+            query, self._item_filter(request), cursor=self._cursor(request), size=SEARCH_FEED_SIZE
+        )
+        out = []
+        for r in page.results:
+            if r.card is not None:
+                hit = f"?hit={r.card.hits[0]}" if r.card.hits else ""
+                out.append(self._story_entry(r.card, hit))
+            elif r.item is not None:
+                out.append(self._item_entry(r.item))
+        return out
+
+    def _story_entry(self, card: Card, hit: str = "") -> _Entry:
+        s = card.story
+        return _Entry(
+            link=self._absolute(f"/stories/{s.id}{hit}"),
+            title=f"[{s.severity.upper()}] {s.title}",
+            summary=self._summary(card),
+            published=card.event_at,
+            updated=s.updated_at,
+            tags=s.events,
+            card=card,
+        )
+
+    def _item_entry(self, found: StoredItem) -> _Entry:
+        item = found.item
+        return _Entry(
+            link=self._absolute(f"/items/{found.id}"),
+            title=item.title,
+            summary=f"{self.names.get(item.source_id, item.source_id)}: {item.text[:300]}",
+            published=item.published_at or item.fetched_at,
+            updated=item.fetched_at,
+            tags=(),
+        )
+
+    def atom(self, request: Request) -> Response:
+        body = self._cached(request, self._atom)
+        return Response(body, media_type="application/atom+xml; charset=utf-8")
+
+    def _atom(self, request: Request) -> bytes:
+        entries = self._entries(request)
         ns = "http://www.w3.org/2005/Atom"
         ET.register_namespace("", ns)
         feed = ET.Element(f"{{{ns}}}feed")
@@ -37,46 +140,49 @@ class Feeds(WebBase):
         ET.SubElement(feed, f"{{{ns}}}id").text = me
         ET.SubElement(feed, f"{{{ns}}}link", rel="self", href=me)
         ET.SubElement(feed, f"{{{ns}}}link", rel="alternate", href=self._absolute("/"))
-        updated = max((s.updated_at for s in stories), default=None) or self.now()
+        updated = max((e.updated for e in entries), default=None) or self.now()
         ET.SubElement(feed, f"{{{ns}}}updated").text = updated.isoformat()
         author = ET.SubElement(feed, f"{{{ns}}}author")
         ET.SubElement(author, f"{{{ns}}}name").text = "watcher"
         ET.SubElement(feed, f"{{{ns}}}generator", version=__version__).text = "watcher"
-        for story in stories:
+        for e in entries:
             entry = ET.SubElement(feed, f"{{{ns}}}entry")
-            link = self._story_link(request, story)
-            ET.SubElement(entry, f"{{{ns}}}id").text = link
-            ET.SubElement(
-                entry, f"{{{ns}}}title"
-            ).text = f"[{story.severity.upper()}] {story.title}"
-            ET.SubElement(entry, f"{{{ns}}}link", rel="alternate", href=link)
-            ET.SubElement(entry, f"{{{ns}}}updated").text = story.updated_at.isoformat()
-            ET.SubElement(entry, f"{{{ns}}}published").text = story.first_seen_at.isoformat()
-            ET.SubElement(entry, f"{{{ns}}}summary").text = self._summary(story)
-            for event in story.events:
-                ET.SubElement(entry, f"{{{ns}}}category", term=event)
-        body = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
-        return Response(body, media_type="application/atom+xml; charset=utf-8")
+            ET.SubElement(entry, f"{{{ns}}}id").text = e.link
+            ET.SubElement(entry, f"{{{ns}}}title").text = e.title
+            ET.SubElement(entry, f"{{{ns}}}link", rel="alternate", href=e.link)
+            ET.SubElement(entry, f"{{{ns}}}updated").text = e.updated.isoformat()
+            ET.SubElement(entry, f"{{{ns}}}published").text = e.published.isoformat()
+            ET.SubElement(entry, f"{{{ns}}}summary").text = e.summary
+            for tag in e.tags:
+                ET.SubElement(entry, f"{{{ns}}}category", term=tag)
+        body: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+        return body
 
-    async def json_feed(self, request: Request) -> Response:
-        stories = self.views.stories(self._filters(request, limit=100))
+    def json_feed(self, request: Request) -> Response:
+        body = self._cached(request, self._json_feed)
+        return Response(body, media_type="application/feed+json")
+
+    def _json_feed(self, request: Request) -> bytes:
+        entries = self._entries(request)
+        items: list[dict[str, Any]] = []
+        for e in entries:
+            item: dict[str, Any] = {
+                "id": e.link,
+                "url": e.link,
+                "title": e.title,
+                "content_text": e.summary,
+                "date_published": e.published.isoformat(),
+                "date_modified": e.updated.isoformat(),
+                "tags": list(e.tags),
+            }
+            if e.card is not None:
+                item["_watcher"] = card_json(e.card)
+            items.append(item)
         feed = {
             "version": "https://jsonfeed.org/version/1.1",
             "title": "watcher: forced repatriation early warning",
             "home_page_url": self._absolute("/"),
             "feed_url": self._absolute(request.url.path, self._query(request)),
-            "items": [
-                {
-                    "id": self._story_link(request, s),
-                    "url": self._story_link(request, s),
-                    "title": f"[{s.severity.upper()}] {s.title}",
-                    "content_text": self._summary(s),
-                    "date_published": s.first_seen_at.isoformat(),
-                    "date_modified": s.updated_at.isoformat(),
-                    "tags": list(s.events),
-                    "_watcher": story_json(s),
-                }
-                for s in stories
-            ],
+            "items": items,
         }
-        return JSONResponse(feed, media_type="application/feed+json")
+        return bytes(JSONResponse(feed).body)

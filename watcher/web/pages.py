@@ -1,4 +1,7 @@
-"""The HTML pages: stories timeline, story page, search, sources, rules."""
+"""The HTML pages: stories timeline, story page, item page, search, sources, rules.
+
+Handlers are plain functions: Starlette runs them in its thread pool, so a slow query never
+holds the event loop (and the requests behind it)."""
 
 from __future__ import annotations
 
@@ -10,18 +13,21 @@ from starlette.responses import Response
 from watcher import health
 from watcher.web.base import WebBase
 
+#: Results per search page.
+SEARCH_PAGE = 20
+
 
 class Pages(WebBase):
-    async def timeline(self, request: Request) -> Response:
+    def timeline(self, request: Request) -> Response:
         f = self._filters(request)
-        stories = self.views.stories(f)
-        months = self.views.monthly()
+        cards = self.views.stories(f)
+        months = self.views.monthly(now=self.now())
         peak = max((sum(c.values()) for _, c in months), default=0)
         sources = sorted(self.names.items(), key=lambda kv: kv[1].lower())
         return self._page(
             "timeline.html.j2",
             request,
-            stories=stories,
+            cards=cards,
             months=months,
             peak=peak,
             sources=sources,
@@ -30,20 +36,79 @@ class Pages(WebBase):
             next_query=urlencode({**request.query_params, "page": f.offset // f.limit + 2}),
         )
 
-    async def story(self, request: Request) -> Response:
+    def story(self, request: Request) -> Response:
         story_id = self._story_id(request)
-        story = self.views.story(story_id) if story_id is not None else None
-        if story is None:
+        card = self.views.story(story_id) if story_id is not None else None
+        if card is None:
             return self._page("missing.html.j2", request, status=404, what="story")
-        return self._page("story.html.j2", request, story=story)
+        hit = request.query_params.get("hit", "")
+        may_correct = self.may_correct(request)
+        return self._page(
+            "story.html.j2",
+            request,
+            card=card,
+            corrections=self.views.corrections(card.story.id),
+            csrf=self.csrf() if may_correct else None,
+            hit=int(hit) if hit.isascii() and hit.isdigit() and len(hit) < 19 else None,
+        )
+
+    def evidence(self, request: Request) -> Response:
+        """The story's first-seen records as a WARC file (`watcher evidence export --story`)."""
+        story_id = self._story_id(request)
+        data = self.views.evidence_warc(story_id) if story_id is not None else None
+        if data is None:
+            return self._page("missing.html.j2", request, status=404, what="evidence")
+        return Response(
+            data,
+            media_type="application/warc",
+            headers={"Content-Disposition": f'attachment; filename="story-{story_id}.warc.gz"'},
+        )
+
+    def item(self, request: Request) -> Response:
+        text = request.path_params.get("item_id", "")
+        ok = text.isascii() and text.isdigit() and len(text) <= 18
+        found = self.views.item(int(text)) if ok else None
+        if found is None:
+            return self._page("missing.html.j2", request, status=404, what="item")
+        return self._page("item.html.j2", request, found=found)
 
     async def search(self, request: Request) -> Response:
-        text = self._search_text(request)
-        results = self.views.search(text, source=request.query_params.get("source") or None)
-        return self._page("search.html.j2", request, q=text, results=results)
+        return await self._search_in_thread(self._search_page, request)
 
-    async def sources(self, request: Request) -> Response:
-        states = self.views.store.source_states()
+    def _search_page(self, request: Request) -> Response:
+        query = self._query_of(request)
+        cursor = self._cursor(request)
+        where = self._item_filter(request)
+        page = None
+        if len(query.text.strip()) >= 2 and query.searchable:
+            page = self.views.search(query, where, cursor=cursor, size=SEARCH_PAGE)
+        next_query = None
+        if page is not None and page.next_cursor is not None:
+            kept = request.query_params.multi_items()
+            next_query = urlencode(
+                [(k, v) for k, v in kept if k not in ("token", "cursor")]
+                + [("cursor", str(page.next_cursor))]
+            )
+        feed_query = urlencode(
+            [(k, v) for k, v in request.query_params.multi_items() if k not in ("token", "cursor")]
+        )
+        sources = sorted(self.names.items(), key=lambda kv: kv[1].lower())
+        return self._page(
+            "search.html.j2",
+            request,
+            q=query.text,
+            parsed=query,
+            page=page,
+            spellings=query.spellings(),
+            next_query=next_query,
+            feed_query=feed_query,
+            sources=sources,
+            continued=cursor is not None,
+        )
+
+    def sources(self, request: Request) -> Response:
+        states = self.views.store.fetch_states()
+        counts = self.views.source_counts()
         per_day = self.views.items_per_day()
         rows = []
         for source in self.config.sources:
@@ -54,11 +119,12 @@ class Pages(WebBase):
                     "state": st,
                     "health": health.current(st, enabled=source.enabled),
                     "per_day": per_day.get(source.id, 0.0),
+                    "stored": counts.get(source.id, 0),
                 }
             )
         return self._page("sources.html.j2", request, rows=rows)
 
-    async def rules(self, request: Request) -> Response:
+    def rules(self, request: Request) -> Response:
         return self._page(
             "rules.html.j2", request, rules=self.config.rules, recent=self.views.recent_matches()
         )

@@ -1,0 +1,431 @@
+"""Corrections by advocates, on both databases: mark a story not relevant, merge two, split a
+report out, each undoable; what was sent is never sent again, and the corrections export as
+labelled items that `watcher eval` reads."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import select, update
+
+from tests.helpers import watcher
+from watcher.config import EVENT_TYPES, load_config_text
+from watcher.evaluate import evaluate, read_labelled
+from watcher.pipeline import match_items
+from watcher.routing import Alerting
+from watcher.rules import compile_rules
+from watcher.store import Store
+from watcher.store import tables as t
+from watcher.store.corrections import CorrectionError, Corrections
+from watcher.types import Item
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+LATER = T0 + timedelta(hours=1)
+
+CONFIG = {
+    "sources": [
+        {"id": "wire-en", "kind": "feed", "url": "https://e.org/en", "lang": "en"},
+        {"id": "wire-ko", "kind": "feed", "url": "https://e.org/ko", "lang": "ko"},
+    ],
+    "concepts": {
+        "nk_people": {"en": ["north korean*"], "ko": ["탈북민"]},
+        "sent_back": {"en": ["repatriat*"], "ko": ["북송"]},
+        "arrested": {"en": ["detain*"], "ko": ["체포"]},
+    },
+    "channels": [
+        {"id": "hook", "url": "json://127.0.0.1:9/hook"},
+        {"id": "mail", "url": "json://127.0.0.1:9/mail"},
+    ],
+    "routes": [{"id": "everything", "channels": ["hook", "mail"]}],
+    "rules": [
+        {
+            "id": "return",
+            "event": "forced_repatriation",
+            "all_of": ["nk_people", "sent_back"],
+            "severity": "high",
+        },
+        {"id": "arrest", "event": "detention", "all_of": ["nk_people", "arrested"]},
+    ],
+}
+
+#: Two events days apart: a return via Dandong, a detention in Kunming.
+RETURN = ("https://e.org/1", "wire-en", "China repatriates 60 North Koreans via Dandong", 0)
+RETURN_KO = ("https://e.org/2", "wire-ko", "중국, 탈북민 60명 단둥 통해 강제북송", 2)
+DETENTION = ("https://e.org/3", "wire-en", "Police detain 7 North Koreans in Kunming", 100)
+
+
+def item(key: str, source: str, title: str, hours: float) -> Item:
+    return Item(
+        key=key,
+        source_id=source,
+        url=key,
+        title=title,
+        text="",
+        lang="ko" if source.endswith("ko") else "en",
+        published_at=T0 + timedelta(hours=hours),
+        published_raw=None,
+        fetched_at=T0 + timedelta(hours=hours, minutes=5),
+    )
+
+
+@pytest.fixture
+def config():
+    return load_config_text(yaml.safe_dump(CONFIG, allow_unicode=True), "c.yaml", {}).config
+
+
+@pytest.fixture
+def save(store: Store, config):
+    store.sync_sources(config.sources, T0)
+    matcher = compile_rules(config)
+    alerting = Alerting.from_config(config)
+
+    def save(*reports: tuple[str, str, str, float]) -> None:
+        items = [item(*r) for r in reports]
+        store.save_items(
+            items,
+            now=max(i.fetched_at for i in items),
+            matches=match_items(matcher, items, ()),
+            alerting=alerting,
+        )
+
+    return save
+
+
+@pytest.fixture
+def fix(store: Store, config) -> Corrections:
+    return Corrections(store, Alerting.from_config(config))
+
+
+def story_of(store: Store, key: str) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(
+            select(t.story_items.c.story_id)
+            .join(t.items, t.items.c.id == t.story_items.c.item_id)
+            .where(t.items.c.key == key)
+        ).scalar_one()
+
+
+def deliveries(store: Store, story_id: int) -> list[tuple[str, str, int]]:
+    """(kind, status, revision) of the story's messages, in order."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(t.deliveries.c.kind, t.deliveries.c.status, t.deliveries.c.revision)
+            .where(t.deliveries.c.story_id == story_id)
+            .order_by(t.deliveries.c.id)
+        ).all()
+    return [(r.kind, r.status, r.revision) for r in rows]
+
+
+def status(store: Store, story_id: int) -> tuple[str, int, int]:
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(t.stories.c.status, t.stories.c.item_count, t.stories.c.revision).where(
+                t.stories.c.id == story_id
+            )
+        ).one()
+    return row.status, row.item_count, row.revision
+
+
+def mark_sent(store: Store, story_id: int) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(t.deliveries)
+            .where(t.deliveries.c.story_id == story_id)
+            .values(status="sent", sent_at=T0 + timedelta(minutes=30))
+        )
+
+
+def test_a_story_marked_not_relevant_sends_nothing_more_until_undone(
+    store: Store, save, fix: Corrections
+) -> None:
+    save(RETURN)
+    sid = story_of(store, RETURN[0])
+    assert deliveries(store, sid) == [("alert", "pending", 1)] * 2
+    done = fix.mark_not_relevant(sid, by="ana", reason="a drill, not a return", now=LATER)
+    assert deliveries(store, sid) == [("alert", "withdrawn", 1)] * 2
+    assert status(store, sid)[0] == "not_relevant"
+    # A later report of the same event joins it, quietly: no message for it.
+    save(RETURN_KO)
+    assert story_of(store, RETURN_KO[0]) == sid
+    assert deliveries(store, sid) == [("alert", "withdrawn", 1)] * 2
+    with pytest.raises(CorrectionError, match="already marked"):
+        fix.mark_not_relevant(sid, by="ana", reason="again", now=LATER)
+    listed = fix.listing(sid)
+    assert [(c.id, c.by, c.reason, c.undone_at) for c in listed] == [
+        (done.id, "ana", "a drill, not a return", None)
+    ]
+    fix.undo(done.id, by="ben", now=LATER + timedelta(minutes=1))
+    assert status(store, sid)[0] == "open"
+    assert deliveries(store, sid) == [("alert", "pending", 1)] * 2  # back in the queue
+    assert fix.listing(sid)[0].undone_by == "ben"
+    with pytest.raises(CorrectionError, match="already undone"):
+        fix.undo(done.id, by="ben", now=LATER)
+
+
+def test_merging_two_stories_sends_one_update_and_never_resends(
+    store: Store, save, fix: Corrections
+) -> None:
+    save(RETURN)
+    save(DETENTION)
+    a, b = story_of(store, RETURN[0]), story_of(store, DETENTION[0])
+    assert a != b
+    mark_sent(store, a)
+    mark_sent(store, b)
+    done = fix.merge(a, b, by="ana", reason="the detainees are the returnees", now=LATER)
+    assert story_of(store, DETENTION[0]) == a
+    assert status(store, b)[0] == "merged"
+    assert status(store, a) == ("open", 2, 2)
+    # One update per channel for the merged story; nothing sent before is sent again.
+    assert deliveries(store, a) == [("alert", "sent", 1)] * 2 + [("update", "pending", 2)] * 2
+    assert deliveries(store, b) == [("alert", "sent", 1)] * 2
+    with store.engine.connect() as conn:
+        events = json.loads(
+            conn.execute(select(t.stories.c.events).where(t.stories.c.id == a)).scalar_one()
+        )
+    assert set(events) == {"forced_repatriation", "detention"}
+    with pytest.raises(CorrectionError, match="was merged into"):
+        fix.mark_not_relevant(b, by="ana", reason="x", now=LATER)
+    fix.undo(done.id, by="ana", now=LATER + timedelta(minutes=1))
+    assert story_of(store, DETENTION[0]) == b
+    assert status(store, b) == ("open", 1, 1)
+    assert status(store, a)[:2] == ("open", 1)
+    # The update not yet sent is withdrawn with the merge; the alerts stay sent.
+    assert deliveries(store, a) == [("alert", "sent", 1)] * 2 + [("update", "withdrawn", 2)] * 2
+
+
+def test_a_merge_before_any_message_went_out_adds_no_update(
+    store: Store, save, fix: Corrections
+) -> None:
+    save(RETURN)
+    save(DETENTION)
+    a, b = story_of(store, RETURN[0]), story_of(store, DETENTION[0])
+    fix.merge(a, b, by="ana", reason="one event", now=LATER)
+    # The waiting alert will show the merged story when it is sent; B's alert is withdrawn.
+    assert deliveries(store, a) == [("alert", "pending", 1)] * 2
+    assert deliveries(store, b) == [("alert", "withdrawn", 1)] * 2
+
+
+def test_a_split_report_founds_its_own_story_and_undo_puts_it_back(
+    store: Store, save, fix: Corrections
+) -> None:
+    save(RETURN)
+    save(RETURN_KO)
+    sid = story_of(store, RETURN[0])
+    assert story_of(store, RETURN_KO[0]) == sid
+    mark_sent(store, sid)
+    done = fix.split(sid, RETURN_KO[0], by="ana", reason="another group", now=LATER)
+    new = story_of(store, RETURN_KO[0])
+    assert new != sid and done.other_story_id == new
+    assert status(store, sid) == ("open", 1, 1)
+    assert status(store, new) == ("open", 1, 1)
+    assert deliveries(store, new) == [("alert", "pending", 1)] * 2
+    assert deliveries(store, sid) == [("alert", "sent", 1)] * 2  # not sent again
+    fix.undo(done.id, by="ana", now=LATER)
+    assert story_of(store, RETURN_KO[0]) == sid
+    assert status(store, sid)[:2] == ("open", 2)
+    assert status(store, new)[0] == "merged"
+    assert deliveries(store, new) == [("alert", "withdrawn", 1)] * 2
+
+
+@pytest.mark.parametrize(
+    ("attempt", "message"),
+    [
+        (lambda f, a, b: f.merge(a, a, by="x", reason="r", now=LATER), "into itself"),
+        (lambda f, a, b: f.merge(a, 999, by="x", reason="r", now=LATER), "no story 999"),
+        (
+            lambda f, a, b: f.split(a, "https://e.org/1", by="x", reason="r", now=LATER),
+            "only report",
+        ),
+        (lambda f, a, b: f.split(a, "https://nope", by="x", reason="r", now=LATER), "no report"),
+        (lambda f, a, b: f.undo(42, by="x", now=LATER), "no correction 42"),
+    ],
+    ids=["merge-itself", "merge-unknown", "split-only-report", "split-unknown", "undo-unknown"],
+)
+def test_corrections_that_cannot_be_made_say_why_and_change_nothing(
+    store: Store, save, fix: Corrections, attempt, message: str
+) -> None:
+    save(RETURN)
+    save(DETENTION)
+    a, b = story_of(store, RETURN[0]), story_of(store, DETENTION[0])
+    with pytest.raises(CorrectionError, match=message):
+        attempt(fix, a, b)
+    assert status(store, a) == ("open", 1, 1) and status(store, b) == ("open", 1, 1)
+    assert fix.listing() == []
+
+
+def test_a_later_correction_must_be_undone_first(store: Store, save, fix: Corrections) -> None:
+    save(RETURN)
+    save(DETENTION)
+    a, b = story_of(store, RETURN[0]), story_of(store, DETENTION[0])
+    merge = fix.merge(a, b, by="ana", reason="one event", now=LATER)
+    mark = fix.mark_not_relevant(a, by="ben", reason="a drill", now=LATER)
+    with pytest.raises(CorrectionError, match=f"correction {mark.id} changed the same stories"):
+        fix.undo(merge.id, by="ana", now=LATER)
+    fix.undo(mark.id, by="ana", now=LATER)
+    fix.undo(merge.id, by="ana", now=LATER)
+    assert story_of(store, DETENTION[0]) == b
+
+
+def test_corrections_export_as_labels_that_eval_reads(
+    store: Store, save, fix: Corrections, config
+) -> None:
+    save(RETURN)
+    save(RETURN_KO)
+    save(DETENTION)
+    a, b = story_of(store, RETURN[0]), story_of(store, DETENTION[0])
+    fix.mark_not_relevant(b, by="ana", reason="a drill", now=LATER)
+    lines = [json.dumps(row, ensure_ascii=False) for row in fix.labels()]
+    labelled = read_labelled(lines, "labels.jsonl")
+    # Only corrected stories by default: A was never corrected.
+    assert {i.id: (i.relevant, i.story) for i in labelled} == {DETENTION[0]: (False, None)}
+    everything = read_labelled(
+        [json.dumps(r, ensure_ascii=False) for r in fix.labels(every_story=True)], "all"
+    )
+    assert {i.id: i.story for i in everything} == {
+        RETURN[0]: f"story-{a}",
+        RETURN_KO[0]: f"story-{a}",
+        DETENTION[0]: None,
+    }
+    result, _, _ = evaluate(everything, compile_rules(config), EVENT_TYPES, stories=True)
+    # The rules still match the drill: eval shows the advocate's correction as a false positive.
+    assert result["relevance"]["precision"] == pytest.approx(2 / 3, abs=1e-3)
+    assert result["relevance"]["recall"] == 1.0
+    assert result["stories"]["pair_precision"] == 1.0
+
+
+def test_story_commands(tmp_path: Path) -> None:
+    """The CLI: mark, list, undo, and a clear error for a story that does not exist."""
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG, allow_unicode=True), encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    store = Store.open(db)
+    store.upgrade()
+    config = load_config_text(cfg.read_text(encoding="utf-8"), str(cfg), {}).config
+    store.sync_sources(config.sources, T0)
+    items = [item(*RETURN)]
+    store.save_items(
+        items,
+        now=items[0].fetched_at,
+        matches=match_items(compile_rules(config), items, ()),
+        alerting=Alerting.from_config(config),
+    )
+    sid = story_of(store, RETURN[0])
+    store.close()
+    base = ("--config", str(cfg), "--db", db)
+    marked = watcher(
+        *base, "story", "mark", str(sid), "--not-relevant", "--reason", "drill", "--by", "ana"
+    )
+    assert marked.returncode == 0, marked.stderr
+    assert f"story {sid} marked not relevant" in marked.stdout
+    assert "2 messages not yet sent withdrawn" in marked.stdout
+    listed = watcher(*base, "story", "corrections")
+    assert "ana" in listed.stdout and "drill" in listed.stdout
+    undone = watcher(*base, "story", "undo", "1")
+    assert undone.returncode == 0 and "undone" in undone.stdout
+    missing = watcher(*base, "story", "merge", str(sid), "999", "--reason", "x")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == "error: no story 999"
+    # The correction was undone: no corrected story left, but every story on request.
+    assert watcher(*base, "export", "labels").stdout == ""
+    labels = watcher(*base, "export", "labels", "--all-stories")
+    assert labels.returncode == 0
+    assert [json.loads(line)["id"] for line in labels.stdout.splitlines()] == [RETURN[0]]
+
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def csrf_of(page: str) -> str:
+    import re
+
+    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
+    assert found, "the page offers no correction form"
+    return found.group(1)
+
+
+def test_the_story_page_corrects_behind_the_token_with_csrf(store: Store, save, config) -> None:
+    from starlette.testclient import TestClient
+
+    from watcher.web import create_app
+
+    save(RETURN)
+    save(DETENTION)
+    a, b = story_of(store, RETURN[0]), story_of(store, DETENTION[0])
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(store, config, token=TOKEN)) as c:
+        page = c.get(f"/stories/{a}", headers=auth)
+        assert page.status_code == 200 and "Correct this story" in page.text
+        csrf = csrf_of(page.text)
+        form = {"action": "merge", "other": str(b), "reason": "one event", "csrf": csrf}
+        # Without the CSRF value, with a forged one, or without the token: refused, no change.
+        for headers, data in [
+            (auth, {**form, "csrf": ""}),
+            (auth, {**form, "csrf": "0" * 64}),
+            ({}, form),
+        ]:
+            refused = c.post(
+                f"/stories/{a}/corrections", data=data, headers=headers, follow_redirects=False
+            )
+            assert refused.status_code in (401, 403)
+        assert story_of(store, DETENTION[0]) == b
+        done = c.post(f"/stories/{a}/corrections", data=form, headers=auth, follow_redirects=False)
+        assert done.status_code == 303 and done.headers["location"].endswith("#corrections")
+        assert story_of(store, DETENTION[0]) == a
+        listed = c.get(f"/stories/{a}", headers=auth).text
+        assert "merged into story" in listed and "one event" in listed and ">web<" in listed
+        merged = c.get(f"/stories/{b}", headers=auth).text
+        assert f'Merged into <a href="/stories/{a}">' in merged
+        # Undo from the page.
+        (correction,) = Corrections(store).listing(a)
+        undo = {"action": "undo", "correction": str(correction.id), "csrf": csrf}
+        assert (
+            c.post(
+                f"/stories/{a}/corrections", data=undo, headers=auth, follow_redirects=False
+            ).status_code
+            == 303
+        )
+        assert story_of(store, DETENTION[0]) == b
+        # A correction that cannot be made says why.
+        bad = {"action": "merge", "other": str(a), "reason": "x", "csrf": csrf}
+        answer = c.post(f"/stories/{a}/corrections", data=bad, headers=auth)
+        assert answer.status_code == 409 and "into itself" in answer.json()["error"]
+
+
+def test_without_a_token_the_pages_stay_read_only(store: Store, save, config) -> None:
+    from starlette.testclient import TestClient
+
+    from watcher.web import create_app
+
+    save(RETURN)
+    sid = story_of(store, RETURN[0])
+    with TestClient(create_app(store, config)) as c:
+        page = c.get(f"/stories/{sid}")
+        assert "Correct this story" not in page.text and "Read-only" in page.text
+        form = {"action": "not_relevant", "reason": "x", "csrf": "0" * 64}
+        assert c.post(f"/stories/{sid}/corrections", data=form).status_code == 403
+        assert c.post("/stories", data=form).status_code == 405  # no other POST at all
+    assert status(store, sid)[0] == "open"
+
+
+def test_a_story_marked_not_relevant_leaves_the_timeline_and_feeds(
+    store: Store, save, fix: Corrections, config
+) -> None:
+    from starlette.testclient import TestClient
+
+    from watcher.web import create_app
+
+    save(RETURN)
+    save(DETENTION)
+    a, b = story_of(store, RETURN[0]), story_of(store, DETENTION[0])
+    fix.mark_not_relevant(b, by="ana", reason="a drill", now=LATER)
+    with TestClient(create_app(store, config)) as c:
+        timeline = c.get("/").text
+        feed = c.get("/feed.atom").text
+        page = c.get(f"/stories/{b}").text
+    assert f"/stories/{a}" in timeline and f"/stories/{b}" not in timeline
+    assert f"/stories/{a}" in feed and f"/stories/{b}" not in feed
+    assert "Marked not relevant" in page

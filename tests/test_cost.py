@@ -1,0 +1,242 @@
+"""Costs that must not grow with the number of polls or rows: the daemon settles its polls once
+per tick, PostgreSQL plans are refreshed after migrations and growth, and the matcher's fast
+paths say exactly what the plain ones say. Timings are in benchmarks/, not here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event, insert, text
+
+from watcher.config import load_config, load_config_text
+from watcher.daemon import Daemon
+from watcher.fetch import Fetcher, FetchLimits
+from watcher.rules import _CJK, _FOLD, _LATIN_WORD, cased, compile_rules, is_cjk_text
+from watcher.store import Store
+from watcher.store import tables as t
+from watcher.types import PollSuccess
+
+T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- daemon ticks
+
+
+def test_a_tick_records_unchanged_polls_and_claims_in_one_transaction(store: Store) -> None:
+    class Source:
+        def __init__(self, sid: str) -> None:
+            self.id, self.kind, self.url = sid, "feed", f"https://{sid}.example/"
+
+    store.sync_sources([Source(s) for s in "abc"], T0)
+    lease = T0 + timedelta(minutes=5)
+    first = store.settle_and_claim([], ["a", "b"], T0, lease)
+    assert sorted(first) == ["a", "b"] and first["a"].id == "a"
+
+    done = PollSuccess(
+        source_id="a", polled_at=T0, next_due_at=T0 + timedelta(hours=1), etag='"v2"'
+    )
+    began = _count_transactions(store)
+    later = T0 + timedelta(seconds=1)
+    second = store.settle_and_claim([done], ["a", "b", "c"], later, lease)
+    # a: recorded, due in an hour; b: still claimed by the first tick; c: due, claimed now
+    assert list(second) == ["c"]
+    assert began() == 1
+    state = store.fetch_states(["a"])["a"]
+    assert state.etag == '"v2"' and state.consecutive_failures == 0
+    assert state.next_due_at == T0 + timedelta(hours=1)
+
+
+def _count_transactions(store: Store) -> Any:
+    seen = [0]
+
+    def begun(_conn: Any) -> None:
+        seen[0] += 1
+
+    event.listen(store.engine, "begin", begun)
+    return lambda: seen[0]
+
+
+def _feed(n: int) -> bytes:
+    return (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>F</title>'
+        f"<item><title>Weather in city {n}</title><link>https://f{n}.example/1</link>"
+        "<pubDate>Tue, 01 Dec 2026 08:00:00 GMT</pubDate></item></channel></rss>"
+    ).encode()
+
+
+def _daemon(tmp_path: Path, store: Store, feeds: int, now: list[datetime]) -> Daemon:
+    lines = ["settings: {parse_processes: 1, jitter: 0}", "sources:"]
+    lines += [
+        f"  - {{id: f{n}, kind: feed, url: 'https://f{n}.example/rss', interval: 1m}}"
+        for n in range(feeds)
+    ]
+    path = tmp_path / "sources.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    loaded = load_config(path, env={})
+    daemon = Daemon(str(path), loaded, store, matcher=None, clock=lambda: now[0])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        n = int(request.url.host[1:].split(".")[0])
+        if request.headers.get("if-none-match") == '"v1"':
+            return httpx.Response(304, headers={"ETag": '"v1"'})
+        return httpx.Response(200, content=_feed(n), headers={"ETag": '"v1"'})
+
+    limits = FetchLimits.from_settings(loaded.config.settings)
+    daemon.fetcher = Fetcher(limits, transport=httpx.MockTransport(answer))
+    store.sync_sources(loaded.config.sources, now[0])
+    return daemon
+
+
+async def _tick_and_wait(daemon: Daemon) -> None:
+    await daemon.tick()
+    await asyncio.gather(*daemon.in_flight.values())
+
+
+def test_the_daemon_settles_unchanged_polls_once_per_tick(tmp_path: Path, store: Store) -> None:
+    feeds = 6
+    now = [T0]
+    daemon = _daemon(tmp_path, store, feeds, now)
+
+    async def scenario() -> tuple[int, int, list[Any]]:
+        try:
+            await _tick_and_wait(daemon)  # the baseline polls: stored as they end
+            await daemon.tick()  # their health, checked in one pass
+            now[0] += timedelta(minutes=2)
+            await _tick_and_wait(daemon)  # every feed answers 304: listed, not yet recorded
+            waiting = len(daemon.unchanged)
+            before = store.fetch_states()
+            began = _count_transactions(store)
+            now[0] += timedelta(seconds=1)
+            await daemon.tick()  # records them all, checks their health, claims nothing
+            return waiting, began(), [before, store.fetch_states()]
+        finally:
+            if daemon.fetcher is not None:
+                await daemon.fetcher.aclose()
+            daemon.parsing.close()
+            daemon.db.close()
+
+    waiting, transactions, (before, after) = asyncio.run(scenario())
+    assert waiting == feeds
+    assert daemon.unchanged == [] and daemon.polled == []
+    for n in range(feeds):
+        old, new = before[f"f{n}"], after[f"f{n}"]
+        assert new.last_polled_at == T0 + timedelta(minutes=2) != old.last_polled_at
+        assert new.next_due_at is not None and new.next_due_at > now[0]
+    # one for the unchanged marks and the claim, the rest for the health pass: not one each
+    assert transactions < feeds
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@pytest.mark.postgres
+def test_migrations_leave_postgres_with_statistics(pg_schema_url: str) -> None:
+    store = Store.open(pg_schema_url)
+    try:
+        store.upgrade()  # the fresh-create path `watcher db upgrade` and `run` take
+        with store.engine.connect() as conn:
+            tuples = conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = 'items'::regclass")
+            ).scalar()
+        assert tuples == 0  # analyzed (never analyzed reads -1)
+    finally:
+        store.close()
+
+
+def test_grown_tables_are_analyzed_once(store: Store) -> None:
+    rows = [
+        {
+            "id": f"s{n}",
+            "kind": "feed",
+            "url": f"https://s{n}.example/",
+            "consecutive_failures": 0,
+            "created_at": T0,
+        }
+        for n in range(40)
+    ]
+    with store.engine.begin() as conn:
+        conn.execute(insert(t.sources), rows)
+    if store.dialect != "postgresql":
+        assert store.analyze_grown(floor=10) == []  # SQLite: never (its planner needs none)
+        return
+    grown: list[str] = []
+    deadline = time.monotonic() + 10
+    while "sources" not in grown and time.monotonic() < deadline:
+        # the server counts live rows a moment after the commit
+        grown = store.analyze_grown(floor=10)
+        time.sleep(0.1)
+    assert "sources" in grown
+    with store.engine.connect() as conn:
+        tuples = conn.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = 'sources'::regclass")
+        ).scalar()
+    assert tuples == 40
+    assert "sources" not in store.analyze_grown(floor=10)  # not grown since
+
+
+# --------------------------------------------------------------------------- matcher
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "  North\tKorean -- defectors\n\n sent  back ",
+        "탈북민\u3000\u3000강제북송\u2028중국",
+        "U.N.\u2014UNHCR\u00a0/ Dandong_border \u2019quoted\u2018",
+        "\x1c\x85\u1680 edge \u2029",
+        "fullwidth ＵＮ and ｋｏｒｅａ",
+    ],
+)
+def test_cased_folds_as_the_regex_does(text: str) -> None:
+    expected = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'")
+    assert cased(text) == _FOLD.sub(" ", expected).strip()
+
+
+@pytest.mark.parametrize(
+    ("text", "cjk"),
+    [
+        ("plain ascii text", False),
+        ("“curly quotes” and é accents", False),
+        ("북한 탈북민 강제북송", True),
+        ("中国 遣返 脱北者", True),
+        ("mostly english words with one 한 syllable in it", False),
+        ("ᄀᄀ jamo", True),
+    ],
+)
+def test_cjk_detection_with_its_byte_prefilter(text: str, cjk: bool) -> None:
+    assert is_cjk_text(text) is cjk
+    assert (len(_CJK.findall(text)) > len(_LATIN_WORD.findall(text)) / 4) is cjk
+
+
+RULES = """
+sources: [{id: s, kind: feed, url: 'https://s.example/', lang: en}]
+concepts:
+  nk_people: {en: [north korean*, defector*], ko: [탈북민]}
+  sent_back: {en: [repatriat*], ko: [강제북송]}
+rules:
+  - {id: r, event: forced_repatriation, severity: high, all_of: [nk_people, sent_back]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("title", "lang", "relevant"),
+    [
+        ("China repatriated 60 North Korean defectors", "en", True),
+        ("e\uffff t\uffff 이\uffff \uffff", "en", False),  # the automaton's dead ends
+        ("e\uffff China repatriated North Korean\uffff defectors", "en", True),
+        ("탈북민 60명 강제북송 이\uffff", "ko", True),
+    ],
+)
+def test_the_automatons_dead_ends_find_nothing(title: str, lang: str, relevant: bool) -> None:
+    matcher = compile_rules(load_config_text(RULES, "rules.yaml", {}).config)
+    verdict = matcher.match(title, lang=lang)
+    assert verdict.relevant is relevant
+    assert verdict.rules == (("r",) if relevant else ())

@@ -1,0 +1,161 @@
+"""`watcher story`: correct the machine's grouping and judgement, with who, when and why."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from watcher.cli.base import Context, cli, config_exists, fail, one_line_text, pass_ctx, table
+
+_BY = click.option("--by", help="Who made the correction (default: $USER).")
+_REASON = click.option("--reason", required=True, help="Why (kept with the correction).")
+
+
+@cli.group()
+def story() -> None:
+    """Correct stories: mark one not relevant, merge two, split a report out, undo.
+
+    Each correction is recorded with who, when and why (`watcher story corrections`) and
+    can be undone. Messages not yet sent for a story that is marked or merged away are
+    withdrawn; nothing already sent is sent again.
+    """
+
+
+def _run(ctx: Context, action: Callable[[Any, str], Any], by: str | None) -> None:
+    """Open the store and the routes, apply one correction, print what it did."""
+    import os
+
+    from watcher.routing import Alerting
+    from watcher.store.corrections import CorrectionError, Corrections
+
+    who = by or os.environ.get("USER") or "unknown"
+    alerting = Alerting.from_config(ctx.config().config) if config_exists(ctx) else None
+    with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
+        corrections = Corrections(store, alerting)
+        try:
+            done = action(corrections, who)
+        except CorrectionError as exc:
+            fail(str(exc), code=2)
+    queued = len(done.detail.get("queued", []))
+    withdrawn = len(done.detail.get("withdrawn", []))
+    extra = []
+    if withdrawn:
+        extra.append(f"{withdrawn} message{'s' if withdrawn != 1 else ''} not yet sent withdrawn")
+    if queued:
+        extra.append(f"{queued} message{'s' if queued != 1 else ''} queued")
+    tail = f" ({'; '.join(extra)})" if extra else ""
+    click.echo(
+        f"correction {done.id}: {done.describe()}{tail}; undo with `watcher story undo {done.id}`"
+    )
+
+
+@story.command("mark")
+@click.argument("story_id", type=int)
+@click.option(
+    "--not-relevant",
+    "not_relevant",
+    is_flag=True,
+    required=True,
+    help="The story is not what the rules took it for: it sends nothing more.",
+)
+@_REASON
+@_BY
+@pass_ctx
+def story_mark(
+    ctx: Context, story_id: int, not_relevant: bool, reason: str, by: str | None
+) -> None:
+    """Mark STORY_ID not relevant: its messages not yet sent are withdrawn, and reports that
+    join it later are kept, quietly."""
+    from watcher.clock import utcnow
+
+    if not not_relevant:
+        fail("say what the story is: --not-relevant", code=2)
+    _run(ctx, lambda c, who: c.mark_not_relevant(story_id, by=who, reason=reason, now=utcnow()), by)
+
+
+@story.command("merge")
+@click.argument("into_id", type=int)
+@click.argument("other_id", type=int)
+@_REASON
+@_BY
+@pass_ctx
+def story_merge(ctx: Context, into_id: int, other_id: int, reason: str, by: str | None) -> None:
+    """Merge OTHER_ID into INTO_ID: one event reported as two stories. OTHER_ID's reports
+    move to INTO_ID and OTHER_ID is closed; if either had a message sent, one update goes to
+    INTO_ID's routes naming what was added."""
+    from watcher.clock import utcnow
+
+    _run(ctx, lambda c, who: c.merge(into_id, other_id, by=who, reason=reason, now=utcnow()), by)
+
+
+@story.command("split")
+@click.argument("story_id", type=int)
+@click.option(
+    "--item",
+    "item_key",
+    required=True,
+    metavar="KEY",
+    help="The report's key (its URL or id: `watcher export items`, the story page).",
+)
+@_REASON
+@_BY
+@pass_ctx
+def story_split(ctx: Context, story_id: int, item_key: str, reason: str, by: str | None) -> None:
+    """Split the report KEY out of STORY_ID: it founds a story of its own, alerted on its
+    routes like any new story (unless it is older than max_alert_age)."""
+    from watcher.clock import utcnow
+
+    _run(
+        ctx,
+        lambda c, who: c.split(story_id, item_key, by=who, reason=reason, now=utcnow()),
+        by,
+    )
+
+
+@story.command("undo")
+@click.argument("correction_id", type=int)
+@_BY
+@pass_ctx
+def story_undo(ctx: Context, correction_id: int, by: str | None) -> None:
+    """Undo correction CORRECTION_ID (the latest on the same stories first): reports move
+    back and withdrawn messages return to the queue."""
+    import os
+
+    from watcher.clock import utcnow
+    from watcher.store.corrections import CorrectionError, Corrections
+
+    who = by or os.environ.get("USER") or "unknown"
+    with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
+        try:
+            done = Corrections(store).undo(correction_id, by=who, now=utcnow())
+        except CorrectionError as exc:
+            fail(str(exc), code=2)
+    click.echo(f"correction {done.id} undone: {done.describe()}")
+
+
+@story.command("corrections")
+@click.option("--story", "story_id", type=int, help="Only corrections of this story.")
+@pass_ctx
+def story_corrections(ctx: Context, story_id: int | None) -> None:
+    """Every correction: id, when, who, what, why, and whether it was undone."""
+    from watcher.store.corrections import Corrections
+
+    with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
+        found = Corrections(store).listing(story_id)
+    table(
+        ["ID", "WHEN", "BY", "WHAT", "WHY", "UNDONE"],
+        [
+            [
+                str(c.id),
+                ctx.when(c.at),
+                c.by,
+                c.describe(),
+                one_line_text(c.reason, 60),
+                f"{ctx.when(c.undone_at)} by {c.undone_by}" if c.undone_at else "-",
+            ]
+            for c in found
+        ],
+        empty="no corrections",
+    )

@@ -1,0 +1,557 @@
+"""The search index over items: what is indexed, how a query reads, and how matching items
+are found, newest first, on SQLite (FTS5) and PostgreSQL (a tsvector with a GIN index).
+
+Both databases index the same *document*, made here from an item's title and text:
+
+- Korean, Chinese and Japanese runs become overlapping character bigrams (강제북송 → 강제 제북
+  북송), so a two-character query such as 선양 or 북송 finds its substring anywhere;
+- every other word is kept as a word, and the database stems it (SQLite's porter tokenizer,
+  PostgreSQL's English snowball stemmer without stop words), so "repatriation" finds
+  "repatriates".
+
+A query (`parse`) has words, "quoted phrases", a trailing * for a prefix and -exclusions; a
+word or phrase that names a place or body known in several languages (Shenyang, 선양, 沈阳,
+瀋陽) also matches its other spellings, from the tables extraction uses
+(`watcher.extract.GAZETTEER` and `ENTITIES`).
+
+The index lives outside `tables.metadata` (a virtual table on SQLite; a table, a text search
+configuration and a GIN index on PostgreSQL): `create_index` builds it, called by migration
+0009 and by `metadata.create_all` (a listener in tables.py). `INDEX_OBJECTS` names what it
+creates, for schema comparisons.
+
+Usage::
+
+    query = parse('선양 -"border reopening"')
+    ids = matching_ids(conn, query, before=None, limit=50)   # newest first
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    bindparam,
+    column,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+)
+from sqlalchemy import text as sql
+from sqlalchemy.engine import Connection
+
+from watcher.store import tables as t
+
+#: The virtual table (SQLite) or table (PostgreSQL) holding one document per item.
+INDEX = "item_search"
+#: PostgreSQL's text search configuration: English stemming, no stop words.
+PG_CONFIG = "watcher_search"
+#: Tables the index adds beside `tables.metadata` (FTS5 keeps its own shadow tables).
+INDEX_OBJECTS = frozenset(
+    {INDEX, f"{INDEX}_data", f"{INDEX}_idx", f"{INDEX}_config", f"{INDEX}_docsize"}
+)
+
+
+def include_name(name: str | None, type_: str, _parents: Any = None) -> bool:
+    """For Alembic's schema comparisons (`include_name`): the index's tables are not in
+    `tables.metadata`, by design."""
+    return not (type_ == "table" and name in INDEX_OBJECTS)
+
+
+#: Tokens kept per document: PostgreSQL stores positions up to 16,383, and a longer article
+#: says what it is about well before that.
+MAX_TOKENS = 12_000
+#: A longer "word" is noise (base64, a URL run together), and PostgreSQL refuses > 2 kB.
+MAX_TOKEN_CHARS = 60
+#: Clauses a query may have (words, phrases, exclusions); more is refused as too complex.
+MAX_CLAUSES = 16
+
+_CJK_RANGES = (
+    "\u1100-\u11ff"  # Hangul Jamo
+    "\u3040-\u30ff"  # Hiragana, Katakana
+    "\u3130-\u318f"  # Hangul compatibility Jamo
+    "\u31f0-\u31ff"  # Katakana phonetic extensions
+    "\u3400-\u4dbf"  # CJK extension A
+    "\u4e00-\u9fff"  # CJK unified ideographs
+    "\uac00-\ud7af"  # Hangul syllables
+    "\uf900-\ufaff"  # CJK compatibility ideographs
+)
+_TOKEN = re.compile(rf"[{_CJK_RANGES}]+|[^\W_{_CJK_RANGES}]+")
+_CJK = re.compile(rf"[{_CJK_RANGES}]")
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def tokens(text: str) -> list[str]:
+    """The index tokens of a text, in order: bigrams of CJK runs, other words whole.
+
+    Usage::
+
+        tokens("中, 탈북민 60여명 강제북송")
+        # ['中', '탈북', '북민', '60', '여명', '강제', '제북', '북송']
+    """
+    out: list[str] = []
+    for match in _TOKEN.finditer(_fold(text)):
+        run = match.group()
+        if _CJK.match(run):
+            if len(run) == 1:
+                out.append(run)
+            else:
+                out.extend(run[i : i + 2] for i in range(len(run) - 1))
+        elif len(run) <= MAX_TOKEN_CHARS:
+            out.append(run)
+    return out
+
+
+def document(title: str, text: str) -> str:
+    """What is indexed for an item: its tokens, space-separated (the databases split on spaces
+    and stem the words)."""
+    return " ".join(tokens(f"{title}\n{text}")[:MAX_TOKENS])
+
+
+# --------------------------------------------------------------------------- the index
+
+
+def create_index(conn: Connection) -> None:
+    """Build the (empty) index when it is not there: migration 0009 and
+    `metadata.create_all` call this."""
+    if conn.dialect.name == "postgresql":
+        have = conn.execute(
+            sql(
+                "SELECT 1 FROM pg_ts_config WHERE cfgname = :n"
+                " AND cfgnamespace = current_schema()::regnamespace"
+            ),
+            {"n": PG_CONFIG},
+        ).first()
+        if have is None:
+            conn.execute(
+                sql(
+                    f"CREATE TEXT SEARCH DICTIONARY {PG_CONFIG}_stem "
+                    "(TEMPLATE = snowball, LANGUAGE = english)"
+                )
+            )
+            conn.execute(sql(f"CREATE TEXT SEARCH CONFIGURATION {PG_CONFIG} (COPY = english)"))
+            conn.execute(
+                sql(
+                    f"ALTER TEXT SEARCH CONFIGURATION {PG_CONFIG} "
+                    f"ALTER MAPPING REPLACE english_stem WITH {PG_CONFIG}_stem"
+                )
+            )
+        conn.execute(
+            sql(
+                f"CREATE TABLE IF NOT EXISTS {INDEX} (item_id BIGINT PRIMARY KEY "
+                "REFERENCES items (id) ON DELETE CASCADE, doc TSVECTOR NOT NULL)"
+            )
+        )
+        conn.execute(sql(f"CREATE INDEX IF NOT EXISTS ix_{INDEX}_doc ON {INDEX} USING gin (doc)"))
+    else:
+        # Contentless (the document is rebuilt from the item when needed), no column sizes
+        # (results are ordered by recency, not rank): the index stays small.
+        conn.execute(
+            sql(
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS {INDEX} USING fts5(doc, content='', "
+                "columnsize=0, tokenize='porter unicode61 remove_diacritics 2')"
+            )
+        )
+
+
+def drop_index(conn: Connection) -> None:
+    """Remove the index (migration 0009's downgrade)."""
+    conn.execute(sql(f"DROP TABLE IF EXISTS {INDEX}"))
+    if conn.dialect.name == "postgresql":
+        conn.execute(sql(f"DROP TEXT SEARCH CONFIGURATION IF EXISTS {PG_CONFIG}"))
+        conn.execute(sql(f"DROP TEXT SEARCH DICTIONARY IF EXISTS {PG_CONFIG}_stem"))
+
+
+def index_items(conn: Connection, items: Iterable[tuple[int, str, str]]) -> None:
+    """Add new items, as (id, title, text), to the index (in the caller's transaction)."""
+    values = [{"id": i, "doc": document(title, text)} for i, title, text in items]
+    if not values:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sql(
+                f"INSERT INTO {INDEX} (item_id, doc) VALUES "
+                f"(:id, to_tsvector('{PG_CONFIG}', :doc)) "
+                "ON CONFLICT (item_id) DO UPDATE SET doc = excluded.doc"
+            ),
+            values,
+        )
+    else:
+        conn.execute(sql(f"INSERT INTO {INDEX} (rowid, doc) VALUES (:id, :doc)"), values)
+
+
+def reindex_item(
+    conn: Connection, item_id: int, old: tuple[str, str], new: tuple[str, str]
+) -> None:
+    """An edited item: its old (title, text) leave the index, the new ones enter it."""
+    if conn.dialect.name == "sqlite":
+        # A contentless FTS5 table forgets a row by being told what it held.
+        conn.execute(
+            sql(f"INSERT INTO {INDEX} ({INDEX}, rowid, doc) VALUES ('delete', :id, :doc)"),
+            {"id": item_id, "doc": document(*old)},
+        )
+    index_items(conn, [(item_id, *new)])
+
+
+def rebuild(conn: Connection, batch: int = 2000) -> int:
+    """Index every stored item (migration 0009 on an existing database); returns the count."""
+    last, done = 0, 0
+    while True:
+        found = conn.execute(
+            sql("SELECT id, title, text FROM items WHERE id > :last ORDER BY id LIMIT :n"),
+            {"last": last, "n": batch},
+        ).all()
+        if not found:
+            return done
+        index_items(conn, [(r.id, r.title, r.text) for r in found])
+        last, done = found[-1].id, done + len(found)
+
+
+# --------------------------------------------------------------------------- queries
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Clause:
+    """One word or phrase of a query: any of its spellings, as token sequences."""
+
+    #: Each alternative is a phrase (tokens in a row); an alias adds alternatives.
+    alternatives: tuple[tuple[str, ...], ...]
+    #: Written with a trailing * : the last token is a prefix.
+    prefix: bool = False
+    #: Written with a leading - : the item must not contain it.
+    exclude: bool = False
+    #: As the user wrote it (for highlighting and explanations).
+    shown: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Query:
+    """A parsed search: the clauses, and what they were parsed from."""
+
+    clauses: tuple[Clause, ...]
+    text: str = ""
+
+    @property
+    def positive(self) -> tuple[Clause, ...]:
+        return tuple(c for c in self.clauses if not c.exclude)
+
+    @property
+    def searchable(self) -> bool:
+        """At least one clause that must match (an exclusion alone finds nothing)."""
+        return bool(self.positive)
+
+    def spellings(self) -> tuple[str, ...]:
+        """Every spelling a match may show, longest first (what a page highlights)."""
+        found: set[str] = set()
+        for clause in self.positive:
+            found.add(clause.shown)
+            found.update(_aliases().get(_fold(clause.shown), ()))
+        return tuple(sorted((s for s in found if s), key=len, reverse=True))
+
+
+class QueryError(ValueError):
+    """A query that cannot be searched (too many clauses); the message says why."""
+
+
+_PART = re.compile(r'(-?)"([^"]*)"?|(\S+)')
+
+
+def parse(text: str) -> Query:
+    """Words, "quoted phrases", prefix* and -exclusions; aliases of places and bodies added.
+
+    Usage::
+
+        parse('Shenyang -"border reopening"').clauses[0].alternatives
+        # (('shenyang',), ('선양',), ('심양',), ('沈阳',), ('瀋陽',), ('沈陽',))
+    """
+    parts: list[tuple[str, bool, bool]] = []  # (text, quoted, excluded)
+    for m in _PART.finditer(text):
+        if m.group(2) is not None:
+            parts.append((m.group(2), True, m.group(1) == "-"))
+        else:
+            word = m.group(3)
+            excluded = word.startswith("-") and len(word) > 1
+            parts.append((word[1:] if excluded else word, False, excluded))
+    clauses: list[Clause] = []
+    i = 0
+    while i < len(parts):
+        # the longest run of plain words (up to 4) that is a known multi-word spelling
+        span = 1
+        if not parts[i][1]:
+            for n in range(min(4, len(parts) - i), 1, -1):
+                run = parts[i : i + n]
+                if any(quoted or excluded for _, quoted, excluded in run):
+                    continue
+                if _fold(" ".join(p for p, _, _ in run)) in _aliases():
+                    span = n
+                    break
+        words = " ".join(p for p, _, _ in parts[i : i + span])
+        quoted, excluded = parts[i][1], parts[i][2]
+        i += span
+        prefix = not quoted and words.endswith("*") and len(words) > 1
+        core = words.rstrip("*") if prefix else words
+        phrase = tuple(tokens(core))
+        if not phrase:
+            continue
+        if len(phrase) == 1 and len(phrase[0]) == 1 and _CJK.match(phrase[0]):
+            prefix = True  # one character: the bigrams it starts (中 finds 中国)
+        alternatives = [phrase]
+        for spelling in _aliases().get(_fold(core), ()):
+            alt = tuple(tokens(spelling))
+            if alt and alt not in alternatives:
+                alternatives.append(alt)
+        clauses.append(
+            Clause(
+                alternatives=tuple(alternatives),
+                prefix=prefix and len(alternatives) == 1,
+                exclude=excluded,
+                shown=core,
+            )
+        )
+    if len(clauses) > MAX_CLAUSES:
+        raise QueryError(f"a search may have at most {MAX_CLAUSES} words or phrases")
+    return Query(clauses=tuple(clauses), text=text)
+
+
+@cache
+def _aliases() -> dict[str, tuple[str, ...]]:
+    """Folded spelling → every spelling of the same place or body."""
+    from watcher.extract import ENTITIES, GAZETTEER
+
+    out: dict[str, tuple[str, ...]] = {}
+    for names in (GAZETTEER, ENTITIES):
+        for canonical, spellings in names.items():
+            every = tuple(dict.fromkeys((canonical.lower(), *spellings)))
+            for spelling in every:
+                out[_fold(spelling)] = tuple(dict.fromkeys(out.get(_fold(spelling), ()) + every))
+    return out
+
+
+def fts5(query: Query) -> str:
+    """The FTS5 MATCH expression (every token quoted: nothing the user types is syntax)."""
+
+    def phrase(tokens_: tuple[str, ...], prefix: bool) -> str:
+        return '"' + " ".join(tokens_).replace('"', '""') + '"' + ("*" if prefix else "")
+
+    def clause(c: Clause) -> str:
+        alts = [phrase(a, c.prefix) for a in c.alternatives]
+        return alts[0] if len(alts) == 1 else "(" + " OR ".join(alts) + ")"
+
+    expr = " AND ".join(clause(c) for c in query.positive)
+    for c in query.clauses:
+        if c.exclude:
+            expr = f"({expr}) NOT {clause(c)}"
+    return expr
+
+
+def tsquery(query: Query) -> str:
+    """The PostgreSQL tsquery text, for `to_tsquery(PG_CONFIG, …)` (every lexeme quoted)."""
+
+    def lexeme(token: str, prefix: bool) -> str:
+        return "'" + token.replace("\\", "\\\\").replace("'", "''") + "'" + (":*" if prefix else "")
+
+    def phrase(tokens_: tuple[str, ...], prefix: bool) -> str:
+        parts = [lexeme(t, prefix and n == len(tokens_) - 1) for n, t in enumerate(tokens_)]
+        return "(" + " <-> ".join(parts) + ")"
+
+    def clause(c: Clause) -> str:
+        return "(" + " | ".join(phrase(a, c.prefix) for a in c.alternatives) + ")"
+
+    parts = [clause(c) for c in query.positive]
+    parts += ["!" + clause(c) for c in query.clauses if c.exclude]
+    return " & ".join(parts)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ItemFilter:
+    """What hits can be narrowed by besides the text (all optional)."""
+
+    #: An event type: the item's own match, or its story's events.
+    event: str | None = None
+    #: Severities allowed (the story's, or the item's own match's).
+    severities: tuple[str, ...] | None = None
+    #: A source that carried the item.
+    source: str | None = None
+    lang: str | None = None
+    #: Publication (else fetch) time in [since, until).
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def matching_ids(
+    conn: Connection,
+    query: Query,
+    where: ItemFilter | None = None,
+    *,
+    before: int | None = None,
+    among: Sequence[int] | None = None,
+    limit: int = 100,
+) -> list[int]:
+    """Ids of the items that match, newest (highest id) first: below `before` when given,
+    only `among` these when given.
+
+    SQLite: one query; FTS5 walks its postings in descending rowid order and stops at `limit`.
+    PostgreSQL's GIN index has no order, and reading every match of a common word to keep the
+    newest 20 costs as much as the word is common; so a word the planner expects often is
+    tested on the newest documents first (it fills the page there), and only what they did
+    not fill is asked of the GIN index, below them; a rare word goes to the GIN index at once
+    (few matches to read)."""
+    if not query.searchable or (among is not None and not among):
+        return []
+    conds = _item_conditions(where or ItemFilter(), None)
+    if conn.dialect.name != "postgresql":
+        key = _FTS.c.rowid
+        found = select(key.label("id")).where(sql(f"{INDEX} MATCH :q").bindparams(q=fts5(query)))
+        return _run(conn, found, key, conds, before=before, among=among, limit=limit)
+    matches = _PG.c.doc.op("@@")(
+        func.to_tsquery(literal_column(f"'{PG_CONFIG}'"), bindparam("q", tsquery(query)))
+    )
+    if among is not None:
+        found = select(_PG.c.item_id.label("id")).where(matches)
+        return _run(conn, found, _PG.c.item_id, conds, before=before, among=among, limit=limit)
+    below = (_PG.c.item_id + 0) < before if before is not None else None
+    if _estimate(conn, tsquery(query)) > PG_COMMON:
+        # a common word: the newest documents, tested in order, fill the page soonest
+        newest = select(_PG.c.item_id, _PG.c.doc)
+        if before is not None:
+            newest = newest.where(_PG.c.item_id < before)
+        probe = newest.order_by(_PG.c.item_id.desc()).limit(PG_PROBE).subquery("probe")
+        tested = probe.c.doc.op("@@")(
+            func.to_tsquery(literal_column(f"'{PG_CONFIG}'"), bindparam("q", tsquery(query)))
+        )
+        found = select(probe.c.item_id.label("id")).where(tested)
+        ids = _run(conn, found, probe.c.item_id, conds, limit=limit)
+        if len(ids) >= limit:
+            return ids
+        reached = conn.execute(select(func.min(probe.c.item_id), func.count())).one()
+        if reached[1] < PG_PROBE:
+            return ids  # the probe read every document below `before`
+        below = (_PG.c.item_id + 0) < reached[0]
+        limit -= len(ids)
+    else:
+        ids = []
+    # `+ 0`: the GIN index finds these, not a walk down the primary key (slow for a rare word)
+    rest = select(_PG.c.item_id.label("id")).where(matches)
+    if below is not None:
+        rest = rest.where(below)
+    return ids + _run(conn, rest, _PG.c.item_id + 0, conds, limit=limit)
+
+
+#: A word PostgreSQL expects in more documents than this is looked for newest-first
+#: (`PG_PROBE` documents at most), before the GIN index is asked for the rest.
+PG_COMMON = 2000
+PG_PROBE = 20_000
+
+
+def _estimate(conn: Connection, tsq: str) -> float:
+    """The planner's estimate of the documents that match (statistics kept by ANALYZE),
+    remembered ten minutes per database and query (statistics change slowly; a stale one only
+    picks the slower of two ways to the same answer)."""
+    key = (str(conn.engine.url), tsq)
+    known = _ESTIMATES.get(key)
+    if known is not None and known[1] > time.monotonic():
+        return known[0]
+    plan = conn.execute(
+        sql(
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {INDEX}"
+            f" WHERE doc @@ to_tsquery('{PG_CONFIG}', :q)"
+        ),
+        {"q": tsq},
+    ).scalar()
+    if isinstance(plan, str):
+        import json
+
+        plan = json.loads(plan)
+    estimate = float(plan[0]["Plan"]["Plan Rows"]) if plan else 0.0
+    if len(_ESTIMATES) >= 1024:
+        _ESTIMATES.clear()
+    _ESTIMATES[key] = (estimate, time.monotonic() + 600)
+    return estimate
+
+
+#: (engine, tsquery) → (estimated matches, until when it is trusted).
+_ESTIMATES: dict[tuple[str, str], tuple[float, float]] = {}
+
+
+def _run(
+    conn: Connection,
+    found: Any,
+    key: Any,
+    conds: list[Any],
+    *,
+    before: int | None = None,
+    among: Sequence[int] | None = None,
+    limit: int,
+) -> list[int]:
+    if before is not None:
+        found = found.where(key < before)
+    if among is not None:
+        found = found.where(key.in_(list(among)))
+    if conds:
+        found = found.join(t.items, t.items.c.id == key).where(
+            *(c(key) if callable(c) else c for c in conds)
+        )
+    found = found.order_by(key.desc()).limit(limit)
+    return [row.id for row in conn.execute(found)]
+
+
+_FTS = table(INDEX, column("rowid", Integer))
+_PG = table(INDEX, column("item_id", BigInteger), column("doc"))
+
+
+def _item_conditions(where: ItemFilter, _key: None) -> list[Any]:
+    """Conditions on the hit's item row (`items`, joined on the index key); those that need
+    the key itself are functions of it."""
+    i = t.items
+    conds: list[Any] = []
+    if where.source:
+        x = t.item_sources
+        source = where.source
+        conds.append(lambda key: exists().where(x.c.item_id == key, x.c.source_id == source))
+    if where.lang:
+        conds.append(i.c.lang == where.lang)
+    if where.since is not None or where.until is not None:
+        when = func.coalesce(i.c.published_at, i.c.fetched_at, type_=t.UTCDateTime)
+        if where.since is not None:
+            conds.append(when >= where.since)
+        if where.until is not None:
+            conds.append(when < where.until)
+    if not where.event and where.severities is None:
+        return conds
+    m, si, st = t.matches, t.story_items, t.stories
+    # on the item's own id (joined): the index key may be an expression
+    story_of = exists().where(si.c.item_id == i.c.id, st.c.id == si.c.story_id)
+    if where.event:
+        conds.append(
+            or_(
+                exists().where(m.c.item_id == i.c.id, m.c.event == where.event),
+                story_of.where(st.c.events.like(f'%"{_like(where.event)}"%', escape="\\")),
+            )
+        )
+    if where.severities is not None:
+        allowed = list(where.severities)
+        conds.append(
+            or_(
+                exists().where(m.c.item_id == i.c.id, m.c.severity.in_(allowed)),
+                story_of.where(st.c.severity.in_(allowed)),
+            )
+        )
+    return conds
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
