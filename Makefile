@@ -54,6 +54,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/outages.py kill
 	$(BIN)/python benchmarks/outages.py smtp
 	$(BIN)/python benchmarks/hostile.py
+	$(BIN)/python benchmarks/web.py
+	$(BIN)/python benchmarks/evidence.py
+	$(BIN)/python benchmarks/prune.py
 
 ## configmap: copy sources.yaml into deploy/k8s/configmap.yaml (a test checks they agree)
 configmap: $(STAMP)

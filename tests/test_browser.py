@@ -106,8 +106,27 @@ def test_timeline_filter_story_and_korean_search_in_a_browser(site: str, page) -
     page.fill("header input[name=q]", "북송")
     page.press("header input[name=q]", "Enter")
     page.wait_for_url("**/search?q=*")
-    assert "1 item containing “북송”" in page.inner_text("main")
-    assert "강제북송" in page.locator("tbody").inner_text()
+    assert "Stories and items matching “북송”" in page.inner_text("main")
+    hits = page.locator("tr.hit")
+    assert hits.count() == 1
+    assert "中, 탈북민 60여명 강제북송" in hits.inner_text()
+    # The result leads to its story, the matching report marked there.
+    hits.locator("a").click()
+    page.wait_for_url("**/stories/*?hit=*")
+    marked = page.locator("tr.hit")
+    assert marked.count() == 1 and marked.is_visible()
+    assert "데일리NK" in marked.inner_text()
+
+    # English words are stemmed: "repatriation" finds the report that says "repatriates".
+    page.goto(site + "/search?q=repatriation")
+    assert page.locator("tr.hit").count() == 1
+    assert page.locator("tr.hit mark").first.inner_text().lower() == "repatriates"
+    assert page.evaluate("document.querySelectorAll('script').length") == 0
+
+    # The chart's table (behind "The figures as a table") counts the stories shown.
+    page.goto(site + "/")
+    totals = page.locator("#chart-table td[data-total]").all_text_contents()
+    assert sum(int(t) for t in totals) == page.locator("article.story").count() == 2
 
 
 def test_sources_and_rules_pages_in_a_browser(site: str, page) -> None:
