@@ -136,16 +136,12 @@ def record_check(
 def _queue_removed(conn: Connection, item_id: int, alerting: Alerting, now: datetime) -> None:
     """Raise the story's revision and queue a `removed` message on the routes that set
     `notify_on: [removed]` (no other route hears of it)."""
-    from watcher import routing
-    from watcher.store.stories import STORY_LOCK, _insert_deliveries, _labels
+    from watcher.store import stories
 
     routes = tuple(r for r in alerting.routes if "removed" in r.notify_on)
     if not routes:
         return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy import text
-
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": STORY_LOCK})
+    stories.lock(conn)
     row = conn.execute(
         select(t.stories)
         .join(t.story_items, t.story_items.c.story_id == t.stories.c.id)
@@ -160,17 +156,7 @@ def _queue_removed(conn: Connection, item_id: int, alerting: Alerting, now: date
         .values(revision=story.revision + 1, updated_at=now)
     )
     story = rows.story(conn.execute(select(t.stories).where(t.stories.c.id == story.id)).one())
-    tags, langs = _labels(conn, story.id, alerting.tags)
-    planned = routing.plan(
-        routes,
-        story,
-        kind="removed",
-        tags=tags,
-        langs=langs,
-        now=now,
-        default_tz=alerting.timezone,
-    )
-    _insert_deliveries(conn, story, planned, now)
+    stories.queue(conn, story, routes, kind="removed", policy=alerting, now=now)
 
 
 def removed_items(conn: Connection, item_ids: list[int]) -> dict[int, datetime]:

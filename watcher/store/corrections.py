@@ -16,22 +16,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from watcher import routing
 from watcher import stories as st
 from watcher.config import SEVERITIES
 from watcher.errors import WatcherError
 from watcher.routing import Alerting
-from watcher.store import rows
+from watcher.store import rows, stories
 from watcher.store import tables as t
 from watcher.store.engine import StoreBase
-from watcher.store.stories import STORY_LOCK, _insert_deliveries, _labels
 
 ACTIONS = ("not_relevant", "merge", "split")
 
@@ -148,7 +147,7 @@ class Corrections:
             ).first()
             if row is None:
                 raise CorrectionError(f"story {story_id} has no report {item_key!r}")
-            count = conn.execute(
+            count: int = conn.execute(
                 select(t.stories.c.item_count).where(t.stories.c.id == story_id)
             ).scalar_one()
             if count < 2:
@@ -334,8 +333,12 @@ class Corrections:
 
     # ----------------------------------------------------------------------- helpers
 
-    def _locked(self) -> Any:
-        return _LockedTransaction(self.engine)
+    @contextmanager
+    def _locked(self) -> Iterator[Connection]:
+        """A transaction serialised with story assignment (`store.stories.lock`)."""
+        with self.engine.begin() as conn:
+            stories.lock(conn)
+            yield conn
 
     def _story(self, conn: Connection, story_id: int) -> st.Story:
         row = conn.execute(select(t.stories).where(t.stories.c.id == story_id)).first()
@@ -357,17 +360,7 @@ class Corrections:
         """Plan the story's message on the configured routes; the new delivery ids."""
         if self.alerting is None:
             return []
-        tags, langs = _labels(conn, story.id, self.alerting.tags)
-        planned = routing.plan(
-            self.alerting.routes,
-            story,
-            kind=kind,
-            tags=tags,
-            langs=langs,
-            now=now,
-            default_tz=self.alerting.timezone,
-        )
-        _insert_deliveries(conn, story, planned, now)
+        stories.queue(conn, story, self.alerting.routes, kind=kind, policy=self.alerting, now=now)
         return [
             r.id
             for r in conn.execute(
@@ -378,22 +371,6 @@ class Corrections:
                 )
             )
         ]
-
-
-class _LockedTransaction:
-    """A transaction serialised with story assignment (PostgreSQL's advisory lock)."""
-
-    def __init__(self, engine: Any) -> None:
-        self._begin = engine.begin()
-
-    def __enter__(self) -> Connection:
-        conn: Connection = self._begin.__enter__()
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": STORY_LOCK})
-        return conn
-
-    def __exit__(self, *exc: Any) -> Any:
-        return self._begin.__exit__(*exc)
 
 
 def _record(

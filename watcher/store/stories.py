@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Row
 
 from watcher import routing
 from watcher import stories as st
+from watcher.config import Route
 from watcher.routing import Alerting
 from watcher.store import rows
 from watcher.store import tables as t
@@ -45,10 +46,7 @@ def write_stories(
     todo = [i for i in items if i.key in by_item and i.key in ids]
     if not todo:
         return []
-    if conn.dialect.name == "postgresql":
-        # Replicas polling different outlets of one event must not both open a story:
-        # story assignment is serialised across them, for this transaction only.
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": STORY_LOCK})
+    lock(conn)
     # One clock, and an order that does not depend on which source answered first.
     todo.sort(key=lambda i: (st.when(i), i.key))
     changes = []
@@ -75,17 +73,8 @@ def write_stories(
         queued: list[routing.Planned] = []
         # A story an advocate marked not relevant keeps gathering its reports, quietly.
         if kind and story.status == "open" and policy.alertable(item, now):
-            tags, langs = _labels(conn, story.id, policy.tags)
-            planned = routing.plan(
-                policy.routes,
-                story,
-                kind=kind,
-                tags=tags | set(facts.tags),
-                langs=langs | ({facts.lang} if facts.lang else set()),
-                now=now,
-                default_tz=policy.timezone,
-            )
-            queued = _insert_deliveries(conn, story, planned, now)
+            # The report's own tags and language count: its story_items row is in.
+            queued = queue(conn, story, policy.routes, kind=kind, policy=policy, now=now)
         changes.append(
             StoryChange(
                 story_id=story.id,
@@ -97,6 +86,32 @@ def write_stories(
             )
         )
     return changes
+
+
+def lock(conn: Connection) -> None:
+    """Serialise story changes across replicas for this transaction (PostgreSQL): replicas
+    polling different outlets of one event must not both open a story, and a correction or
+    a re-check must not change a story while a poll groups into it."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": STORY_LOCK})
+
+
+def queue(
+    conn: Connection,
+    story: st.Story,
+    routes: Sequence[Route],
+    *,
+    kind: str,
+    policy: Alerting,
+    now: datetime,
+) -> list[routing.Planned]:
+    """Plan a message of `kind` about the story's current revision on `routes` (with the
+    tags and languages of its reports) and queue it; what was queued."""
+    tags, langs = _labels(conn, story.id, policy.tags)
+    planned = routing.plan(
+        routes, story, kind=kind, tags=tags, langs=langs, now=now, default_tz=policy.timezone
+    )
+    return _insert_deliveries(conn, story, planned, now)
 
 
 def candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.Story]:
