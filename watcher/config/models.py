@@ -9,6 +9,7 @@ import re
 import zoneinfo
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Union, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -509,6 +510,18 @@ class Settings(Model):
     def _heartbeat_time(cls, value: str | None) -> str | None:
         if value is not None and not _HHMM.match(value):
             raise ValueError(f"expected a time of day like 08:00, got {value!r}")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _site_address(cls, value: HttpUrl | None) -> HttpUrl | None:
+        # Links are made by appending paths (/stories/12): a query or fragment would end up
+        # in the middle of every one of them.
+        parts = urlsplit(str(value)) if value is not None else None
+        if parts is not None and (parts.query or parts.fragment):
+            raise ValueError(
+                f"expected the site's address without ?query or #fragment, got {str(value)!r}"
+            )
         return value
 
 
