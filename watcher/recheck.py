@@ -17,7 +17,6 @@ changes (`watcher.evidence`).
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -121,10 +120,6 @@ def next_due(check: Due, outcome: str, now: datetime) -> tuple[datetime | None, 
     if done >= len(SCHEDULE):
         return None, done
     return max(check.first_seen_at + SCHEDULE[done], now), done
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def diff(old: str, new: str) -> list[tuple[str, str]]:

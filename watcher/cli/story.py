@@ -70,8 +70,8 @@ def story_mark(
     join it later are kept, quietly."""
     from watcher.clock import utcnow
 
-    if not not_relevant:
-        fail("say what the story is: --not-relevant", code=2)
+    # --not-relevant is required (click refuses the command without it): the one mark so far,
+    # named so that a later kind of mark is a new flag, not a change of meaning.
     _run(ctx, lambda c, who: c.mark_not_relevant(story_id, by=who, reason=reason, now=utcnow()), by)
 
 

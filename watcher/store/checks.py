@@ -10,6 +10,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.engine import Connection
 
 from watcher import recheck
+from watcher.evidence import sha256
 from watcher.store import rows
 from watcher.store import tables as t
 from watcher.types import FetchResult
@@ -110,7 +111,7 @@ def record_check(
     }
     if found.text is not None:
         values["page_text"] = found.text
-        values["page_sha256"] = recheck.sha256(found.text)
+        values["page_sha256"] = sha256(found.text.encode())
     with store.engine.begin() as conn:
         if found.outcome == "removed":
             values["removed_at"] = now
