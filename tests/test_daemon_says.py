@@ -126,6 +126,8 @@ def test_the_daemon_tells_its_start_and_each_cycle_and_reload_finds_it(
         assert start.endswith(f"pid file {pid}  [action=start]")
         assert pid.read_text().splitlines()[0] == str(daemon.proc.pid)
         assert not (started_in / "watcher.pid").exists()
+        # the warnings follow the summary (read from the log as it comes)
+        daemon.wait(lambda: daemon.having("no ops route: nobody hears"), "the start-up warnings")
         assert len(daemon.having("no ops route: nobody hears")) == 1
         assert len(daemon.having("interval 1s is under 5m")) == 1
 

@@ -339,6 +339,12 @@ def test_rare_names_skip_sentence_starts_and_common_words() -> None:
             {"chun"},
             {"seoul", "asks"},
         ),
+        (  # the opening is cut at a word's end: no stem of a common word ("Kore")
+            "Defectors held",
+            ("Officials said that Svetlana Kim was held" + " and more" * 80)[:593] + " in Korea",
+            {"svetlana"},
+            {"kore", "korea", "ko"},
+        ),
         (  # institutions, capitals and nationalities are in every report of a country
             "Refugee loses appeal",
             "the Federal Migration Service in Moscow told Russian media that Svetlana Kim",

@@ -220,15 +220,31 @@ def _title_case(title: str) -> bool:
     return len(words) >= 3 and sum(w[0].isupper() for w in words) >= 0.7 * len(words)
 
 
+#: How much of a report's text is read for names: its opening, where the event is told.
+OPENING = 600
+
+
+def _opening(text: str) -> str:
+    """The first OPENING characters, without a word cut in two at the end ("Kore")."""
+    if len(text) <= OPENING:
+        return text
+    cut = text[:OPENING]
+    if text[OPENING].isalnum() and cut[-1:].isalnum():
+        head, space, _ = cut.rpartition(" ")
+        return head if space else cut
+    return cut
+
+
 def names_in(title: str, text: str = "") -> frozenset[str]:
     """Who a report names: the bodies and officials of the multilingual list (the same in any
     language: 고문방지위 and "Committee against Torture" are one), and rare proper names:
     capitalised words of Latin-script text, not at a sentence start, that are not common in
     this field's news (countries at its centre, outlets, months, titles)."""
-    norm = fold_chinese(normalize(f"{title} {text[:600]}"))
+    opening = _opening(text)
+    norm = fold_chinese(normalize(f"{title} {opening}"))
     out: set[str] = set(entities(norm))
     # A Title Case headline capitalises every word: its capitals say nothing of names.
-    parts = (text[:600],) if _title_case(title) else (title, text[:600])
+    parts = (opening,) if _title_case(title) else (title, opening)
     for part in parts:
         for match in _CAPITALISED.finditer(part):
             start = match.start()
