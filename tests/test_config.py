@@ -82,6 +82,18 @@ def test_short_interval_warns_but_loads() -> None:
     )
 
 
+def test_many_short_intervals_are_one_warning() -> None:
+    sources = "".join(
+        f"  - {{id: s{n}, kind: feed, url: 'https://e.org/{n}', interval: {60 - n}s}}\n"
+        for n in range(5)
+    )
+    loaded = load_config_text(f"sources:\n{sources}", "f.yaml", {})
+    assert loaded.warnings == (
+        "f.yaml:2: sources[0].interval: 5 sources have an interval under 5m (the shortest "
+        "56s; s0, s1, s2 and 2 more): outlets may block frequent polling",
+    )
+
+
 def test_missing_file_is_one_line() -> None:
     with pytest.raises(ConfigError) as info:
         load_config("/nonexistent/sources.yaml")

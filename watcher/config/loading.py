@@ -145,20 +145,48 @@ def load_config_text(
     ]
     if unknown:
         raise ConfigError(unknown)
-    warnings = [
+    warnings = _short_intervals(config, name, lines)
+    return LoadedConfig(
+        config=config, path=name, secrets=frozenset(secrets), warnings=tuple(warnings), lines=lines
+    )
+
+
+#: Sources polled more often than this may be blocked by their outlets: a warning.
+SHORT_INTERVAL = timedelta(minutes=5)
+#: More sources than this with a short interval are told in one line, not one line each.
+SHORT_TOLD_EACH = 3
+
+
+def _short_intervals(
+    config: Config, name: str, lines: Mapping[tuple[str | int, ...], int]
+) -> list[str]:
+    """One warning per source polled more often than every 5 minutes; when there are more
+    than SHORT_TOLD_EACH, one line for all of them (where the first is, how many, which)."""
+    short = [(i, s) for i, s in enumerate(config.sources) if s.interval < SHORT_INTERVAL]
+    if len(short) <= SHORT_TOLD_EACH:
+        return [
+            _fmt(
+                name,
+                lines,
+                ("sources", i, "interval"),
+                f"interval {format_duration(s.interval)} is under 5m: outlets may block "
+                "frequent polling",
+            )
+            for i, s in short
+        ]
+    i = short[0][0]
+    ids = ", ".join(s.id for _, s in short[:SHORT_TOLD_EACH])
+    fastest = min(s.interval for _, s in short)
+    return [
         _fmt(
             name,
             lines,
             ("sources", i, "interval"),
-            f"interval {format_duration(s.interval)} is under 5m: outlets may block frequent "
-            "polling",
+            f"{len(short)} sources have an interval under 5m (the shortest "
+            f"{format_duration(fastest)}; {ids} and {len(short) - SHORT_TOLD_EACH} more): "
+            "outlets may block frequent polling",
         )
-        for i, s in enumerate(config.sources)
-        if s.interval < timedelta(minutes=5)
     ]
-    return LoadedConfig(
-        config=config, path=name, secrets=frozenset(secrets), warnings=tuple(warnings), lines=lines
-    )
 
 
 # --------------------------------------------------------------------------- names
