@@ -4,16 +4,35 @@ and the quality of the shipped rules on the labelled sets."""
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections import Counter
+from dataclasses import replace
+from functools import cache
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import watcher.extract as extraction
+import watcher.rules as rules
 from watcher.config import EVENT_TYPES, load_config, load_config_text
 from watcher.extract import dates, people, places
-from watcher.rules import RuleError, compile_rules, normalize
+from watcher.rules import (
+    _WORD_CHARS,
+    RuleError,
+    _covering,
+    _within,
+    cased,
+    compile_rules,
+    fold_chinese,
+    nfkc,
+    normalize,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "rules.yaml").read_text())
@@ -249,3 +268,186 @@ def test_not_inside_must_name_other_concepts() -> None:
         load_config_text(bad, "r.yaml", {})
     assert "concepts.government.not_inside" in str(info.value.problems[0])
     assert "china_gov" in str(info.value.problems[0])
+
+
+# --------------------------------------------------------------------------- fast paths
+# Each fast path is compared with the plain computation it stands for, on generated text.
+
+#: Characters that NFKC changes or joins (… and the spaces `nfkc` replaces first, compatibility
+#: forms, jamo that compose into syllables, combining marks) among ones it leaves alone.
+_NFKC_ALPHABET = (
+    "…‥\u00a0\u3000 .a가각각\u0301\u0308e한ｱﾞ①ﬁ\u2016·"
+    + "".join(chr(c) for c in range(0x1100, 0x1100 + 19))
+    + "".join(chr(c) for c in range(0x1161, 0x1161 + 21))
+    + "".join(chr(c) for c in range(0x11A8, 0x11A8 + 27))
+)
+
+
+@given(st.text(alphabet=_NFKC_ALPHABET, max_size=40) | st.text(max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_nfkc_is_unicode_nfkc(text: str) -> None:
+    assert nfkc(text) == unicodedata.normalize("NFKC", text)
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 200), min_size=1, max_size=8), min_size=2, max_size=2),
+    st.integers(0, 60),
+)
+@settings(max_examples=300, deadline=None)
+def test_near_two_groups_agrees_with_the_covering_window(
+    positions: list[list[int]], window: int
+) -> None:
+    assert _within(positions, window) is _covering(positions, window)
+
+
+_SCAN_RULES = """
+sources: [{id: s, kind: feed, url: 'https://s.example/', lang: en}]
+concepts:
+  nk: {en: [north korean*, defector*, UN, nk], ko: [탈북민, 탈북], any: [脱北者]}
+  back: {en: [repatriat*, sent back, back], ko: [강제북송, 북송], any: [遣返, 遣返回]}
+  govt: {ko: [정부], not_inside: [china_govt]}
+  china_govt: {ko: [중국 정부]}
+rules:
+  - {id: r, event: forced_repatriation, all_of: [nk, back], near: {words: 5, chars: 12}}
+  - {id: g, event: china_position, all_of: [govt, back]}
+  - {id: c, event: china_position, all_of: [china_govt, [탈북민, back]]}
+"""
+_SCAN_WORDS = [
+    *"north korean koreans defector defectors repatriated repatriate sent back UN un Un nk".split(),
+    *"탈북민 탈북민이 강제북송 북송 정부 중국 정부 脱北者 遣返 遣返回 xback backx".split(),
+]
+
+
+def _reference_hits(matcher: Any, title: str, lang: str) -> dict[int, list[int]]:
+    """The hits of every group found without the automaton: each term looked for at every
+    position with str.startswith, the checks of `_scan`'s general path done for each."""
+    original = cased(title)
+    norm = original.casefold()
+    if lang == "zh":
+        norm = fold_chinese(norm)
+    aligned = original if len(original) == len(norm) else None
+    _, values, _, terms = matcher._automata.get(lang, matcher._automata.get(None))
+    found = []
+    for index, term in enumerate(terms):
+        for start in range(len(norm)):
+            if norm.startswith(term, start):
+                found.append((start + len(term) - 1, -len(term), start, values[index]))
+    hits: dict[int, list[int]] = {}
+    for end, _, start, (_, groups, _, latin) in sorted(found):
+        if not latin:
+            for g in groups:
+                hits.setdefault(g, []).append(start)
+            continue
+        if start > 0 and norm[start - 1] in _WORD_CHARS:
+            continue
+        goes_on = end + 1 < len(norm) and norm[end + 1] in _WORD_CHARS
+        for boundary, entry_groups, exact, _ in latin:
+            if boundary == 2 and goes_on:
+                continue
+            if exact is not None and aligned is not None and aligned[start : end + 1] != exact:
+                continue
+            for g in entry_groups:
+                hits.setdefault(g, []).append(start)
+    return hits
+
+
+@given(
+    st.lists(st.sampled_from(_SCAN_WORDS), max_size=12),
+    st.lists(st.sampled_from([" ", "-", ", ", ". ", ""]), min_size=12, max_size=12),
+    st.sampled_from(["en", "ko", "zh"]),
+    st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_scan_hits_are_every_terms_hits_found_one_by_one(
+    words: list[str], joins: list[str], lang: str, dfa: bool
+) -> None:
+    # automata of many terms are not built as DFAs: both kinds must find the same
+    with mock.patch.object(rules, "_DFA_TERMS", 2000 if dfa else 0):
+        matcher = compile_rules(load_config_text(_SCAN_RULES, "scan.yaml", {}).config)
+    title = "".join(w + j for w, j in zip(words, joins, strict=False))
+    scan = matcher._scan(title, "", lang)
+    expected = _reference_hits(matcher, title, lang)
+    for group, positions in scan.hits.items():  # `not_inside` only removes hits
+        assert set(positions) <= set(expected.get(group, ()))
+    if not matcher._hiding or not any(g in expected for g in matcher._hiding):
+        assert dict(scan.hits) == expected
+
+
+#: The extraction patterns (and the sentence ends) as first written: the module's forms are
+#: rewritten to be looked for faster, and must find the same.
+_PLAIN = {
+    "_EN": r"(?<![\w.,])"
+    + extraction._EN_NUMBER
+    + r" (?:[a-z'\-]+ ){0,3}?"
+    + extraction._EN_PEOPLE
+    + r"\b",
+    "_KO": r"(?<![\d.,])(?P<n>\d[\d,]*)\s?(?P<mult>천|백|만)?\s?여?\s?(?:명|인)(?!\w*(?:년|월))",
+    "_ZH": r"(?:逾|超过|约|近)?(?P<n>\d[\d,]*|["
+    + extraction._ZH_NUM
+    + r"]+)\s?(?:多|余)?\s?(?:名|人)",
+    "_EN_DATE": r"\b(?P<m>"
+    + extraction._MONTH
+    + r")\.? (?P<d>\d{1,2})(?:st|nd|rd|th)?\b(?:,? (?P<y>(?:19|20)\d\d))?",
+    "_EN_DATE_DMY": r"\b(?P<d>\d{1,2}) (?P<m>"
+    + extraction._MONTH
+    + r")\b\.?(?: (?P<y>(?:19|20)\d\d))?",
+    "_CJK_DATE": r"(?:(?P<y>(?:19|20)\d\d)\s?[년年]\s?)?(?P<m>\d{1,2})\s?[월月]\s?(?P<d>\d{1,2})"
+    r"\s?[일日]",
+    "_SENTENCE_END": r"[.!?…]+[\"'”’)]*(?= )|[。！？]|\u2016",
+}
+
+
+def _found(name: str, text: str) -> tuple[list[Any], list[Any]]:
+    """What the module's pattern finds in `text`, and what the plain one does."""
+    module = rules if name == "_SENTENCE_END" else extraction
+    return [
+        [(m.span(), m.groupdict()) for m in pattern.finditer(text)]
+        for pattern in (getattr(module, name), _plain(name))
+    ]
+
+
+#: What the patterns look for, and what stands next to it.
+_PIECES = [
+    *"0 1 2 3 9 12 31 2023 1999 ٣ 1,000 3.5".split(),
+    *"january jan sept sep may march december oct xmay people north koreans refugees".split(),
+    *"ten one twenty-one seventy thousand hundred family of".split(),
+    *"명 인 여 천 백 월 일 년 年 月 日 名 人 多 约 逾 超过 二十 两千".split(),
+    *" , . ! ? … 。 ！ \u2016 \" ' ’ ) - a x".split(" "),
+    " ",
+    "st",
+    "th",
+    # a word, digit, point or comma just before what is looked for
+    *"xmay 3|x12 may|2jan 5|,5명|.5명|55명|a3 people|x10월 3일|약3명|z9 march".split("|"),
+]
+
+
+@cache
+def _plain(name: str) -> re.Pattern[str]:
+    return re.compile(_PLAIN[name])
+
+
+@pytest.mark.parametrize("name", sorted(_PLAIN))
+@given(text=st.lists(st.sampled_from(_PIECES), max_size=16).map("".join))
+@settings(max_examples=300, deadline=None)
+def test_extraction_patterns_find_what_they_were_written_to_find(name: str, text: str) -> None:
+    found, expected = _found(name, text)
+    assert found == expected
+
+
+@pytest.mark.parametrize("name", sorted(_PLAIN))
+def test_extraction_patterns_on_the_labelled_set(name: str) -> None:
+    for case in _load("corpus.jsonl") + _load("heldout.jsonl"):
+        found, expected = _found(name, normalize(f"{case['title']} \u2016 {case['text']}"))
+        assert found == expected
+
+
+def test_match_with_why_is_match_and_why_from_one_scan() -> None:
+    relevant = 0
+    for case in _load("corpus.jsonl") + _load("heldout.jsonl"):
+        title, text, lang = case["title"], case["text"], case["lang"]
+        verdict = SHIPPED.match(title, text, lang=lang, why=True)
+        assert replace(verdict, why=()) == SHIPPED.match(title, text, lang=lang)
+        every = SHIPPED.why(title, text, lang=lang)
+        assert verdict.why == tuple((rule, every[rule]) for rule in verdict.rules)
+        relevant += verdict.relevant
+    assert relevant > 100

@@ -565,15 +565,17 @@ def match_items(matcher: Matcher, items: Sequence[Item], tags: Sequence[str]) ->
     """Every rule match of every item, ready to store."""
     records = []
     for item in items:
-        # the publication time resolves relative dates ("on Tuesday", 지난 3일) in the text
+        # the publication time resolves relative dates ("on Tuesday", 지난 3일) in the text;
+        # why each rule fired comes from the same scan of the text
         verdict = matcher.match(
             item.title,
             item.text,
             lang=item.lang,
             tags=tags,
             published=item.published_at or item.fetched_at,
+            why=True,
         )
-        why = matcher.why(item.title, item.text, lang=item.lang) if verdict.relevant else {}
+        why = dict(verdict.why)
         for m in verdict.matches:
             records.append(
                 MatchRecord(

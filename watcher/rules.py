@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from itertools import accumulate
+from itertools import accumulate, chain, repeat
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import ahocorasick
+import ahocorasick_rs
 
 from watcher.config import DEFAULT_ZONE_BY_LANG, GLOSS, NOT_INSIDE, SEVERITIES, Config, Rule
 from watcher.errors import RuleError
@@ -58,13 +58,31 @@ _FOLD_SPACES: tuple[str, ...] = (
 )
 
 
+#: Characters common in news text that NFKC changes, each with its NFKD. NFKC decomposes them
+#: so, then composes: replacing them first gives the same result, and often text that NFKC's
+#: quick check passes as it is. Otherwise one "…" in a Korean article has every Hangul syllable
+#: decomposed and composed again (40 µs a 1,000-character article, 3 µs with the replacement).
+_DECOMPOSED_FIRST = tuple(
+    (char, unicodedata.normalize("NFKD", char)) for char in "\u2026\u00a0\u3000\u2025"
+)
+
+
+def nfkc(text: str) -> str:
+    """`unicodedata.normalize("NFKC", text)`."""
+    if not text.isascii():
+        for char, decomposed in _DECOMPOSED_FIRST:
+            if char in text:
+                text = text.replace(char, decomposed)
+    return unicodedata.normalize("NFKC", text)
+
+
 def cased(text: str) -> str:
     """NFKC, dashes/underscores/slashes and whitespace runs folded to a space; case kept.
 
     The same as `_FOLD.sub(" ", text).strip()` after NFKC, at a third of its cost: a regular
     expression visits every character, while substring tests find the rare marks and runs.
     """
-    text = unicodedata.normalize("NFKC", text)
+    text = nfkc(text)
     if "\u2019" in text or "\u2018" in text:
         text = text.replace("\u2019", "'").replace("\u2018", "'")
     for mark in _FOLD_MARKS:
@@ -151,6 +169,8 @@ class Verdict:
     relevant: bool
     matches: tuple[RuleMatch, ...] = ()
     extracted: Extracted = field(default_factory=Extracted)
+    #: (rule id, the line `Matcher.why` gives it) for each rule that fired, when asked for.
+    why: tuple[tuple[str, str], ...] = ()
 
     @property
     def events(self) -> tuple[str, ...]:
@@ -198,15 +218,28 @@ class _Rule:
     none_of_set: frozenset[int] = frozenset()
 
 
-#: Where a sentence ends in normalised text: . ! ? … (before a space), 。！？ and the title's end.
 _PLUS_ONE = (1).__add__
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)]*(?= )|[。！？]|\u2016")
+#: Where a sentence ends in normalised text: . ! ? … (before a space), 。！？ and the title's end.
+#: It starts with a class, so it is looked for by scanning for the class (`[.!?…]+` is the first
+#: character and `[.!?…]*`; 。！？ and the title's end match alone).
+_SENTENCE_END = re.compile(r"[.!?…。！？\u2016](?:(?<=[。！？\u2016])|[.!?…]*[\"'”’)]*(?= ))")
 
 
 class _Scan:
     """One item's normalised text and the hits of every term group in it."""
 
-    __slots__ = ("_in_words", "_sentences", "_words", "cjk", "hits", "lang", "norm", "spans")
+    __slots__ = (
+        "_in_words",
+        "_sentences",
+        "_words",
+        "aligned",
+        "cjk",
+        "found",
+        "hits",
+        "lang",
+        "norm",
+        "spans",
+    )
 
     def __init__(self, norm: str, lang: str, hits: dict[int, list[int]]) -> None:
         self.norm = norm
@@ -214,6 +247,10 @@ class _Scan:
         self.hits = hits
         #: Group → (start, length) of each hit; filled only when explaining.
         self.spans: dict[int, list[tuple[int, int]]] = {}
+        #: The text with its case, where positions line up with `norm` (for acronyms).
+        self.aligned: str | None = None
+        #: What the automaton found: (term index, start, end) of every term in the text.
+        self.found: list[tuple[int, int, int]] = []
         self.cjk: bool | None = None
         self._words: list[int] | None = None
         self._in_words: dict[int, list[int]] = {}
@@ -239,7 +276,9 @@ class _Scan:
         found = self._in_words.get(group)
         if found is None:
             starts = self.word_starts()
-            found = self._in_words[group] = [bisect_right(starts, p) for p in self.hits[group]]
+            found = self._in_words[group] = list(
+                map(bisect_right, repeat(starts), self.hits[group])
+            )
         return found
 
     def sentence(self, position: int) -> tuple[int, int]:
@@ -257,7 +296,7 @@ class Matcher:
 
     def __init__(
         self,
-        automata: dict[str | None, Any],
+        automata: dict[str | None, _Automaton],
         rules: tuple[_Rule, ...],
         by_first_group: dict[int, tuple[int, ...]],
         group_names: dict[int, str] | None = None,
@@ -290,20 +329,40 @@ class Matcher:
         tags: Iterable[str] = (),
         published_year: int | None = None,
         published: date | None = None,
+        why: bool = False,
     ) -> Verdict:
         """The rules that fire on an item, and for a relevant item what it states: people,
         places, dates. `published` (an aware time, or a day) dates the item: relative dates
         ("on Tuesday", 지난 3일, 上周) are resolved against it, and it gives the year of dates
-        written without one (else `published_year` does)."""
+        written without one (else `published_year` does).
+
+        With `why`, the verdict also gives the line `why` gives each rule that fired, from the
+        same scan (calling both would normalise the text and run the automaton twice): the
+        spans of the hits are collected again from what the automaton found, for a relevant
+        item only."""
         scan = self._scan(title, text, lang)
+        verdict, matched = self._verdict(scan, tags, published_year, published)
+        if why and matched:
+            spanned = self._with_spans(scan)
+            lines = tuple((rule.id, self._why_line(spanned, rule)) for rule in matched)
+            verdict = replace(verdict, why=lines)
+        return verdict
+
+    def _verdict(
+        self,
+        scan: _Scan,
+        tags: Iterable[str],
+        published_year: int | None,
+        published: date | None,
+    ) -> tuple[Verdict, list[_Rule]]:
+        """The verdict on a scanned item, and the rules that fired."""
         hits = scan.hits
         if not hits:
-            return NOT_RELEVANT
-        candidates: set[int] = set()
-        for group in hits:
-            candidates.update(self._by_first_group.get(group, ()))
+            return NOT_RELEVANT, []
+        by_first = self._by_first_group
+        candidates = set(chain.from_iterable(map(by_first.__getitem__, hits.keys() & by_first)))
         if not candidates:
-            return NOT_RELEVANT
+            return NOT_RELEVANT, []
         tagset = frozenset(tags)
         matched: list[_Rule] = []
         keys = hits.keys()
@@ -319,7 +378,7 @@ class Matcher:
             if self._position_fails(rule, scan) is None:
                 matched.append(rule)
         if not matched:
-            return NOT_RELEVANT
+            return NOT_RELEVANT, []
         day = publication_day(published, scan.lang) if published is not None else None
         extracted = extract(
             scan.norm,
@@ -339,7 +398,7 @@ class Matcher:
                 if hit and SEVERITIES.index(esc.to) > SEVERITIES.index(severity):
                     severity = esc.to
             results.append(RuleMatch(rule_id=rule.id, event=rule.event, severity=severity))
-        return Verdict(relevant=True, matches=tuple(results), extracted=extracted)
+        return Verdict(relevant=True, matches=tuple(results), extracted=extracted), matched
 
     def _fails(self, rule: _Rule, scan: _Scan, tagset: frozenset[str]) -> str | None:
         """None when the rule matches the scanned item, else why not (one short phrase)."""
@@ -412,26 +471,58 @@ class Matcher:
 
     def _scan(self, title: str, text: str, lang: str | None, *, spans: bool = False) -> _Scan:
         original = cased(f"{title}{_SEPARATOR}{text}" if text else title)
-        norm = original.casefold()
+        # ASCII text (and the separator) case-folds as it lowercases, and that is quicker.
+        norm = original.lower() if title.isascii() and text.isascii() else original.casefold()
         lang = (lang or detect_lang(norm) or "en").split("-")[0].lower()
         if lang == "zh":
             norm = fold_chinese(norm)
         # Acronym terms compare case on the original text, when positions line up.
-        aligned = original if len(original) == len(norm) else None
         scan = _Scan(norm, lang, defaultdict(list))
+        scan.aligned = original if len(original) == len(norm) else None
         automaton = self._automata.get(lang, self._automata.get(None))
         if automaton is None:
             return scan
-        hits = scan.hits
-        found = scan.spans
+        scan.found = automaton[0].find_matches_as_indexes(norm, overlapping=True)
+        self._collect(scan, automaton, spans)
+        return scan
+
+    def _with_spans(self, scan: _Scan) -> _Scan:
+        """The scan again with the spans of its hits, from what the automaton found in it."""
+        again = _Scan(scan.norm, scan.lang, defaultdict(list))
+        again.aligned, again.found, again.cjk = scan.aligned, scan.found, scan.cjk
+        automaton = self._automata.get(scan.lang, self._automata.get(None))
+        if automaton is not None:
+            self._collect(again, automaton, True)
+        return again
+
+    def _collect(self, scan: _Scan, automaton: _Automaton, spans: bool) -> None:
+        """The hits of every group, from the terms found (and with `spans` their spans)."""
+        norm, aligned, hits, found = scan.norm, scan.aligned, scan.hits, scan.spans
         covering: list[tuple[int, int, int]] = []  # (start, end, group) of hiding hits
         after_end = len(norm) - 1
         words = _WORD_CHARS
-        # The loop runs once per hit (tens per long article): a term without Latin letters
-        # has its groups merged into one tuple at compile time (`_Term`), so its hit costs
-        # one unpacking and one append per group.
-        for end, (length, groups, hiding, latin) in automaton.iter(norm):
-            start = end - length + 1
+        size = len(norm)
+        _, values, simple, _ = automaton
+        # The loop runs once per hit (tens per long article, all found in one call). Most terms
+        # have no case to compare and no hits to hide (`_Simple`): a hit of one costs a boundary
+        # check, when Latin, and an append per group.
+        for index, start, stop in scan.found:
+            one = simple[index]
+            if one is not None:
+                groups, boundary = one
+                if boundary and (
+                    (start and norm[start - 1] in words)
+                    or (boundary == 2 and stop < size and norm[stop] in words)
+                ):
+                    continue
+                for group in groups:
+                    hits[group].append(start)
+                if spans:
+                    for group in groups:
+                        found.setdefault(group, []).append((start, stop - start))
+                continue
+            length, groups, hiding, latin = values[index]
+            end = stop - 1
             if latin:
                 # Latin: starts a word; and ends one unless a prefix (boundary 1)
                 if start > 0 and norm[start - 1] in words:
@@ -459,7 +550,6 @@ class Matcher:
                     found.setdefault(group, []).append((start, length))
         if covering and self._hiding:
             self._hide(scan, covering)
-        return scan
 
     def _hide(self, scan: _Scan, covering: list[tuple[int, int, int]]) -> None:
         """Drop hits that start inside a longer hit of a concept that hides them
@@ -525,14 +615,18 @@ class Matcher:
                 continue
             if self._fails(rule, scan, frozenset(rule.tags)) is not None:
                 continue
-            parts = []
-            for g in rule.all_of:
-                start, length = scan.spans[g][0]
-                term = _whole_word(scan.norm, start, length)
-                gloss = self._glosses.get(g)
-                parts.append(f"{term} ({gloss})" if gloss and not term.isascii() else term)
-            out[rule.id] = " near ".join(parts) if rule.near_words else " + ".join(parts)
+            out[rule.id] = self._why_line(scan, rule)
         return out
+
+    def _why_line(self, scan: _Scan, rule: _Rule) -> str:
+        """Why a rule fired on a scanned item (scanned with spans): one term of each group."""
+        parts = []
+        for g in rule.all_of:
+            start, length = scan.spans[g][0]
+            term = _whole_word(scan.norm, start, length)
+            gloss = self._glosses.get(g)
+            parts.append(f"{term} ({gloss})" if gloss and not term.isascii() else term)
+        return " near ".join(parts) if rule.near_words else " + ".join(parts)
 
     def _terms(self, scan: _Scan, group: int) -> str:
         seen: dict[str, list[int]] = {}
@@ -586,6 +680,20 @@ def _within(positions: list[list[int]], window: int) -> bool:
     """Is there one position per list with max - min <= window? (a minimum covering window)"""
     if len(positions) < 2:
         return True
+    if len(positions) == 2:  # one position of each list at most `window` apart
+        few, many = sorted(positions, key=len)
+        many = sorted(many)
+        count = len(many)
+        for p in few:
+            k = bisect_left(many, p - window)
+            if k < count and many[k] <= p + window:
+                return True
+        return False
+    return _covering(positions, window)
+
+
+def _covering(positions: list[list[int]], window: int) -> bool:
+    """`_within` for any number of lists: the shortest window holding one of each."""
     merged = sorted((p, k) for k, plist in enumerate(positions) for p in plist)
     need = len(positions)
     counts = [0] * need
@@ -698,7 +806,7 @@ def compile_rules(config: Config, *, check_examples: bool = True) -> Matcher:
     hiding = {gid: tuple(group_of(name) for name in names_) for gid, names_ in hidden_by.items()}
     hiders = frozenset(h for hs in hiding.values() for h in hs)
     languages = {scope for variants in terms.values() for (_, _, scope, _) in variants}
-    automata: dict[str | None, Any] = {}
+    automata: dict[str | None, _Automaton] = {}
     for language in languages | {None}:
         found_terms: dict[str, _Term] = {}
         for term, variants in terms.items():
@@ -745,22 +853,6 @@ _Term = tuple[
     int, tuple[int, ...], tuple[int, ...], tuple[tuple[int, tuple[int, ...], Any, bool], ...]
 ]
 
-#: The characters most often read in English, Korean, Chinese and Japanese text, most frequent
-#: first. pyahocorasick looks up a node's children one by one, in the order they were added;
-#: at the root that is one comparison per term's first character for every character read.
-#: The automaton's first characters are added in this order, and those of these characters
-#: that start no term are added as dead ends (`_DEAD_END`), so reading them from the root
-#: costs a few comparisons instead of one per child.
-_COMMON_CHARS = (
-    " etaoinsrhldcumfpgwybvkxjqz.,'\"0123456789()"
-    "이다의는에을하고가지한로기서사를대나도정리자수인일시국해있어아부으들여적와과상전게주장"
-    "제보경동문면만성위원중것회북했생관소없내세미업비공학그개물후재신조화무연방선마구니요진실"
-    "러발오통행간분당계안민말저된었라히체결"
-    "的是在了不和有人中国这为一上个们对大日年会说"
-    "のにはをたがでてとしれさるいなかも"
-)
-_DEAD_END = "\uffff"
-
 
 def _term(length: int, entries: tuple[tuple[int, tuple[int, ...], Any, bool], ...]) -> _Term:
     if entries[0][0]:  # Latin letters: boundaries and case are checked per entry
@@ -770,27 +862,44 @@ def _term(length: int, entries: tuple[tuple[int, tuple[int, ...], Any, bool], ..
     return (length, groups, hiding, ())
 
 
-def _automaton(terms: dict[str, _Term]) -> Any:
-    """One Aho-Corasick automaton over `terms`, its root's children in `_COMMON_CHARS` order.
+#: A term with no case to compare and no hits to hide: (groups, boundary), the boundary 0 for
+#: a term without Latin letters, 1 for a Latin prefix, 2 for a whole word.
+_Simple = tuple[tuple[int, ...], int]
+#: An automaton over terms; by a term's index its value (`_Term`), its `_Simple` form or None,
+#: and the term itself.
+_Automaton = tuple[
+    ahocorasick_rs.AhoCorasick, tuple[_Term, ...], tuple[_Simple | None, ...], tuple[str, ...]
+]
 
-    The dead ends (a common character followed by U+FFFF) add no hit a text can produce but
-    their own, whose value has no groups: the hits of the terms are exactly the same.
-    """
-    rank = {c: n for n, c in enumerate(_COMMON_CHARS)}
-    by_first: dict[str, list[str]] = defaultdict(list)
-    for term in sorted(terms):
-        by_first[term[0]].append(term)
-    automaton = ahocorasick.Automaton()
-    nothing: _Term = (2, (), (), ())
-    for char in sorted(
-        by_first.keys() | set(_COMMON_CHARS), key=lambda c: (rank.get(c, len(rank)), c)
-    ):
-        for term in by_first.get(char, ()):
-            automaton.add_word(term, terms[term])
-        if char not in by_first:
-            automaton.add_word(char + _DEAD_END, nothing)
-    automaton.make_automaton()
-    return automaton
+
+def _simple(term: _Term) -> _Simple | None:
+    _, groups, hiding, latin = term
+    if not latin:
+        return None if hiding else (groups, 0)
+    if len(latin) == 1:
+        boundary, entry_groups, exact, hides = latin[0]
+        if exact is None and not hides:
+            return (entry_groups, boundary)
+    return None
+
+
+#: Up to this many terms an automaton is built as a DFA: a third quicker to run than the
+#: library's default on the shipped rules' few hundred terms (10 ms to build); with thousands
+#: of terms, as quick as the default once the hits dominate, and ~90 ms to build instead of 10.
+_DFA_TERMS = 2000
+
+
+def _automaton(terms: dict[str, _Term]) -> _Automaton:
+    """One Aho-Corasick automaton over `terms` that returns every hit of a text, overlapping
+    ones too, in one call: in order of their end, the longest first at one end."""
+    ordered = sorted(terms)
+    finder = ahocorasick_rs.AhoCorasick(
+        ordered,
+        store_patterns=False,
+        implementation=ahocorasick_rs.Implementation.DFA if len(ordered) <= _DFA_TERMS else None,
+    )
+    values = tuple(terms[term] for term in ordered)
+    return finder, values, tuple(map(_simple, values)), tuple(ordered)
 
 
 def check_examples_of(
