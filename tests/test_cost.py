@@ -181,6 +181,89 @@ def test_grown_tables_are_analyzed_once(store: Store) -> None:
     assert "sources" not in store.analyze_grown(floor=10)  # not grown since
 
 
+def _statements(store: Store) -> list[tuple[str, Any]]:
+    """The (SQL, parameters) the store's connections send from now on."""
+    sent: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, params: Any, *_rest: Any) -> None:
+        sent.append((statement, params))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    return sent
+
+
+class _Src:
+    def __init__(self, sid: str) -> None:
+        self.id, self.kind, self.url = sid, "feed", f"https://{sid}.example/"
+
+
+def _items(n: int, start: int = 0) -> list[Any]:
+    from watcher.types import Item
+
+    return [
+        Item(
+            key=f"https://e.example/{k}",
+            source_id="s",
+            url=f"https://e.example/{k}",
+            title=f"Story {k}",
+            text="text",
+            lang="en",
+            published_at=T0,
+            published_raw=None,
+            fetched_at=T0,
+        )
+        for k in range(start, start + n)
+    ]
+
+
+@pytest.mark.postgres
+def test_key_lookups_use_the_unique_index_while_statistics_say_empty(pg_schema_url: str) -> None:
+    """A fresh database is analyzed empty; its first large ingest must not make each poll's
+    key lookup read the whole table until the next ANALYZE. The lookup is one statement
+    whatever the number of keys (one array parameter), and it is planned for the table's
+    size of the moment (`plan_cache_mode`), not for what pg_class says: once a scan costs
+    more than the probes (a few thousand rows), its plan uses the unique index."""
+    store = Store.open(pg_schema_url)
+    try:
+        store.upgrade()  # analyzed while empty
+        store.sync_sources([_Src("s")], T0)
+        store.save_items(_items(12_000))  # the first large ingest; no ANALYZE since
+        sent = _statements(store)
+        store.save_items(_items(3, start=11_998))  # a poll: 2 known keys, 1 new
+        store.save_items(_items(30, start=11_990))
+        lookups = [(q, p) for q, p in sent if "FROM items" in q and "keys" in (p or {})]
+        assert len({q for q, _ in lookups}) == 1  # one shape for 3 keys and for 40
+        statement, params = lookups[-1]
+        with store.engine.connect() as conn:  # as the store's connections plan it
+            tuples = conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = 'items'::regclass")
+            ).scalar()
+            plan = "\n".join(
+                str(row[0]) for row in conn.exec_driver_sql(f"EXPLAIN {statement}", params)
+            )
+        assert tuples == 0  # the statistics still say the table is empty
+        assert "uq_items_key" in plan and "Seq Scan" not in plan, plan
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_poll_commits_without_waiting_for_the_flush_and_only_it(pg_schema_url: str) -> None:
+    """save_items commits asynchronously (as SQLite's synchronous=NORMAL); the setting is
+    local to its transaction, so other writes (a delivery marked sent) still wait."""
+    store = Store.open(pg_schema_url)
+    try:
+        store.upgrade()
+        store.sync_sources([_Src("s")], T0)
+        sent = _statements(store)
+        store.save_items(_items(2))
+        assert any("synchronous_commit = off" in q and "LOCAL" in q for q, _ in sent)
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SHOW synchronous_commit")).scalar() == "on"
+    finally:
+        store.close()
+
+
 # --------------------------------------------------------------------------- matcher
 
 

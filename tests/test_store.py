@@ -141,6 +141,45 @@ def test_aware_datetimes_round_trip_in_utc(store: Store) -> None:
     assert stored.published_at == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
+def test_a_poll_of_many_items_round_trips_every_field_in_order(store: Store) -> None:
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import select
+
+    from watcher.store.tables import sources
+
+    store.sync_sources([_Src("src"), _Src("other")], NOW)
+    seoul = ZoneInfo("Asia/Seoul")
+    items = [
+        make_item(
+            f"https://example.org/{n}",
+            source_id="other" if n % 9 == 0 else "src",
+            url=None if n % 2 else f"https://example.org/{n}",
+            lang=None if n % 3 == 0 else "en",
+            published_at=None
+            if n % 4 == 0
+            else datetime(2026, 11, 23, 18, n, tzinfo=seoul).astimezone(UTC),
+            published_raw=None if n % 5 == 0 else f"raw {n}",
+            title=f"제목 {n}: \u2019quoted\u2018",
+            text=f"text {n} with 'quotes' and \"more\", {{braces}}, NULL",
+            baseline=n % 2 == 0,
+        )
+        for n in range(45)
+    ]
+    result = store.save_items(items)
+    assert [i.key for i in result.new] == [i.key for i in items]
+    assert list(store.iter_items()) == items  # every field; ids in the poll's order
+    assert store.item_sources("https://example.org/44") == ["src"]
+    assert store.item_sources("https://example.org/9") == ["other"]
+    again = store.save_items([*items[40:], make_item("https://example.org/new")])
+    assert [i.key for i in again.new] == ["https://example.org/new"] and again.seen == 5
+    with store.engine.connect() as conn:
+        counts = {
+            r.id: r.item_count for r in conn.execute(select(sources.c.id, sources.c.item_count))
+        }
+    assert counts == {"src": 41, "other": 5}
+
+
 def _match(key: str, rule: str, event: str, people: int | None = None) -> MatchRecord:
     return MatchRecord(
         item_key=key,

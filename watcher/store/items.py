@@ -9,8 +9,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import any_, bindparam, func, select, update
+from sqlalchemy import text as sql
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
+from sqlalchemy.types import String
 
 from watcher.evidence import Capture
 from watcher.store import evidence, rows, search
@@ -57,11 +60,18 @@ class ItemQueries(StoreBase):
         keys = [item.key for item in unique]
         seen_at = now or unique[0].fetched_at
         with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Commit without waiting for the WAL flush (as SQLite's synchronous=NORMAL):
+                # a server crash may lose the last fraction of a second of polls, whole (items,
+                # matches, stories, queued messages and the source's validators together), and
+                # the next poll fetches and stores them again. A later synchronous commit (a
+                # delivery marked sent) flushes this one first. Saves ~one fsync per poll.
+                conn.execute(_ASYNC_COMMIT)
             existing = self._existing(conn, keys)
             # An item `db prune` dropped is not new when a feed still carries it.
             pruned = pruned_keys(conn, [k for k in keys if k not in existing])
             fresh = [i for i in unique if i.key not in existing and i.key not in pruned]
-            inserted = self._insert_items(conn, fresh) if fresh else {}
+            inserted = self._insert_items(conn, fresh, seen_at) if fresh else {}
             updated = []
             for item in unique:
                 old = existing.get(item.key)
@@ -90,8 +100,12 @@ class ItemQueries(StoreBase):
             ids = {k: row.id for k, row in existing.items()} | inserted
             # Keys another writer inserted between our lookup and our insert.
             ids |= self._ids(conn, [k for k in keys if k not in ids])
+            # (PostgreSQL links the new items in their INSERT, `_insert_items`)
+            linked = inserted if self.dialect == "postgresql" else {}
             self._link_sources(
-                conn, [(ids[i.key], i.source_id) for i in unique if i.key in ids], seen_at
+                conn,
+                [(ids[i.key], i.source_id) for i in unique if i.key in ids and i.key not in linked],
+                seen_at,
             )
             changed = {k: inserted[k] for k in inserted} | {
                 i.key: ids[i.key] for i in updated if i.key in ids
@@ -163,54 +177,90 @@ class ItemQueries(StoreBase):
             return int(conn.execute(select(func.count()).select_from(t.matches)).scalar_one())
 
     def _existing(self, conn: Connection, keys: Sequence[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        """Key → (id, key, title, text, content_hash) of the stored items among `keys`."""
         table = t.items
-        for chunk in _chunks(keys, 500):
-            query = select(
-                table.c.id, table.c.key, table.c.title, table.c.text, table.c.content_hash
-            ).where(table.c.key.in_(chunk))
-            out.update({row.key: row for row in conn.execute(query)})
-        return out
+        columns = (table.c.id, table.c.key, table.c.title, table.c.text, table.c.content_hash)
+        return {row.key: row for row in self._by_keys(conn, columns, keys)}
 
     def _ids(self, conn: Connection, keys: Sequence[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
+        return {row.key: row.id for row in self._by_keys(conn, (t.items.c.key, t.items.c.id), keys)}
+
+    def _by_keys(self, conn: Connection, columns: Sequence[Any], keys: Sequence[str]) -> list[Any]:
+        """Rows of `items` whose key is among `keys`, by its unique index.
+
+        PostgreSQL: one statement of one shape, `key = ANY(:keys)` with the keys as one array
+        parameter, so it is prepared once per connection and planned for the table's size of
+        the moment (engine.py: `plan_cache_mode`); an IN list would make a statement per
+        length. SQLite: IN lists of at most 500 (its parameter limit), which use the index
+        without statistics."""
+        if not keys:
+            return []
+        if self.dialect == "postgresql":
+            query = select(*columns).where(t.items.c.key == any_(_KEYS))
+            return list(conn.execute(query, {"keys": list(keys)}))
+        found: list[Any] = []
         for chunk in _chunks(keys, 500):
-            query = select(t.items.c.key, t.items.c.id).where(t.items.c.key.in_(chunk))
-            out.update({row.key: row.id for row in conn.execute(query)})
-        return out
+            found.extend(conn.execute(select(*columns).where(t.items.c.key.in_(chunk))))
+        return found
 
     def _link_sources(
         self, conn: Connection, pairs: Sequence[tuple[int, str]], seen_at: datetime
     ) -> None:
         if not pairs:
             return
-        insert = self._insert
+        unique = list(dict.fromkeys(pairs))
+        if self.dialect == "postgresql":
+            # One statement, its rows as arrays: one plan, not one per row.
+            conn.execute(
+                _PG_LINK,
+                {"ids": [i for i, _ in unique], "sources": [s for _, s in unique], "at": seen_at},
+            )
+            return
         links = [
             {"item_id": item_id, "source_id": source_id, "first_seen_at": seen_at}
-            for item_id, source_id in dict.fromkeys(pairs)
+            for item_id, source_id in unique
         ]
         # executemany: compiled once and cached, sent as batched multi-row VALUES.
-        conn.execute(insert(t.item_sources).on_conflict_do_nothing(), links)
+        conn.execute(self._insert(t.item_sources).on_conflict_do_nothing(), links)
 
-    def _insert_items(self, conn: Connection, items: Sequence[Item]) -> dict[str, int]:
-        """Insert new rows; key → id of those this call inserted."""
-        insert = self._insert
+    def _insert_items(
+        self, conn: Connection, items: Sequence[Item], seen_at: datetime
+    ) -> dict[str, int]:
+        """Insert new rows with their search index entries and per-source counts; key → id
+        of those this call inserted. PostgreSQL also records here which source carried each
+        (`_link_sources` does it later for the others)."""
         values = [rows.item_values(item, content_hash(item.title, item.text)) for item in items]
-        stmt = (
-            insert(t.items)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(t.items.c.key, t.items.c.id)
-        )
-        inserted = {row.key: row.id for row in conn.execute(stmt, values)}
-        # The search index and the per-source counts follow in the same transaction.
-        new = [item for item in items if item.key in inserted]
-        search.index_items(conn, [(inserted[i.key], i.title, i.text) for i in new])
-        for source_id, n in Counter(i.source_id for i in new).items():
-            conn.execute(
-                update(t.sources)
-                .where(t.sources.c.id == source_id)
-                .values(item_count=t.sources.c.item_count + n)
+        if self.dialect == "postgresql":
+            # One statement of fixed text whatever the count, each column one array: one
+            # plan, no multi-row VALUES text to build per call, and one round trip for the
+            # rows, the counts and the source links.
+            # every column `rows.item_values` gives has its array (a new one must be added)
+            assert values[0].keys() == _PG_ITEM_COLUMNS.keys(), sorted(values[0])
+            columns = {name: [v[name] for v in values] for name in _PG_ITEM_COLUMNS}
+            inserted = {
+                row.key: row.id
+                for row in conn.execute(
+                    _PG_INSERT_ITEMS,
+                    {**columns, "at": seen_at, "sources": sorted(set(columns["source_id"]))},
+                )
+            }
+            new = [item for item in items if item.key in inserted]
+        else:
+            stmt = (
+                self._insert(t.items)
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(t.items.c.key, t.items.c.id)
             )
+            inserted = {row.key: row.id for row in conn.execute(stmt, values)}
+            new = [item for item in items if item.key in inserted]
+            for source_id, n in Counter(i.source_id for i in new).items():
+                conn.execute(
+                    update(t.sources)
+                    .where(t.sources.c.id == source_id)
+                    .values(item_count=t.sources.c.item_count + n)
+                )
+        # The search index follows in the same transaction.
+        search.index_items(conn, [(inserted[i.key], i.title, i.text) for i in new])
         return inserted
 
     def known_keys(self, keys: Sequence[str]) -> set[str]:
@@ -255,6 +305,47 @@ class ItemQueries(StoreBase):
         with self.engine.connect() as conn:
             for row in conn.execute(query.execution_options(yield_per=500)):
                 yield rows.item(row)
+
+
+#: PostgreSQL's statements of the save path (see `_by_keys`, `_insert_items`).
+_ASYNC_COMMIT = sql("SET LOCAL synchronous_commit = off")
+_KEYS = bindparam("keys", type_=ARRAY(String))
+#: (column, array type) of the items a poll inserts, in `rows.item_values`'s names.
+_PG_ITEM_COLUMNS = {
+    "key": "varchar",
+    "source_id": "varchar",
+    "url": "text",
+    "title": "text",
+    "text": "text",
+    "lang": "varchar",
+    "published_at": "timestamptz",
+    "published_raw": "text",
+    "fetched_at": "timestamptz",
+    "baseline": "boolean",
+    "content_hash": "varchar",
+}
+#: The new rows, then from what was inserted: the sources' item counts and the item–source
+#: links (a data-modifying WITH: one statement, one round trip).
+_PG_INSERT_ITEMS = sql(
+    f"WITH new AS (INSERT INTO items ({', '.join(_PG_ITEM_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _PG_ITEM_COLUMNS.items())
+    + ") ON CONFLICT (key) DO NOTHING RETURNING key, id, source_id), "
+    # (by the primary key: a join with `new` would read every source, `new` being unknown
+    # to the planner)
+    "counted AS (UPDATE sources SET item_count = sources.item_count "
+    "+ (SELECT count(*) FROM new WHERE new.source_id = sources.id) "
+    "WHERE sources.id = ANY(CAST(:sources AS varchar[])) "
+    "AND EXISTS (SELECT 1 FROM new WHERE new.source_id = sources.id)), "
+    "linked AS (INSERT INTO item_sources (item_id, source_id, first_seen_at) "
+    "SELECT id, source_id, CAST(:at AS timestamptz) FROM new ON CONFLICT DO NOTHING) "
+    "SELECT key, id FROM new"
+)
+_PG_LINK = sql(
+    "INSERT INTO item_sources (item_id, source_id, first_seen_at) "
+    "SELECT i, s, CAST(:at AS timestamptz) "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:sources AS varchar[])) AS u(i, s) "
+    "ON CONFLICT DO NOTHING"
+)
 
 
 def content_hash(title: str, text: str) -> str:
