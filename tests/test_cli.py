@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,6 +128,30 @@ def test_every_command_has_help(command: list[str]) -> None:
     result = watcher(*command, "--help")
     assert result.returncode == 0
     assert "Usage: watcher" in result.stdout
+
+
+def test_the_command_registry_names_every_command_and_loads_only_the_one_asked_for() -> None:
+    # In a fresh interpreter: which command modules a command's lookup imports.
+    script = (
+        "import sys, click\n"
+        "from watcher.cli import COMMANDS, cli\n"
+        "ctx = click.Context(cli)\n"
+        "assert cli.get_command(ctx, 'check') is not None\n"
+        "print(sorted(m for m in sys.modules if m.startswith('watcher.cli.')))\n"
+        "for name in cli.list_commands(ctx):\n"
+        "    command = cli.get_command(ctx, name)\n"
+        "    assert command is not None and command.name == name, name\n"
+        "    mod = command.callback.__module__ if command.callback else ''\n"
+        "    assert mod == 'watcher.cli.' + COMMANDS[name] or command.commands, (name, mod)\n"
+        "print(sorted(cli.commands) == sorted(COMMANDS))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    loaded, complete = result.stdout.splitlines()
+    assert loaded == "['watcher.cli.base', 'watcher.cli.check']"
+    assert complete == "True"  # every registered command is in the registry, and back
 
 
 # --------------------------------------------------------------------------- collecting commands

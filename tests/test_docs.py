@@ -38,7 +38,10 @@ def test_source_kinds_agree_everywhere() -> None:
 
 def _leaf_commands(group: click.Group, prefix: str = "watcher") -> set[str]:
     out = set()
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         if isinstance(command, click.Group):
             out |= _leaf_commands(command, f"{prefix} {name}")
         else:

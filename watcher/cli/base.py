@@ -6,6 +6,7 @@ Global options come before the command: ``watcher --config F --db URL run --once
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -143,8 +144,45 @@ def fail_config(exc: ConfigError) -> NoReturn:
 
 pass_ctx = click.make_pass_decorator(Context)
 
+#: The registry of commands: name → the module of `watcher.cli` that defines it. A module is
+#: imported only when one of its commands runs (or `--help` lists them all), so a command
+#: pays for its own imports alone: `watcher run --once` does not load the web pages.
+COMMANDS = {
+    "alerts": "alerts",
+    "check": "check",
+    "db": "db",
+    "eval": "rules",
+    "evidence": "evidence",
+    "export": "export",
+    "match": "rules",
+    "notify": "alerts",
+    "reload": "run",
+    "replay": "rules",
+    "run": "run",
+    "serve": "serve",
+    "silence": "silences",
+    "sources": "sources",
+    "story": "story",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """The top-level group: its commands come from `COMMANDS`, imported when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"watcher.cli.{module}")
+        return self.commands.get(cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="watcher")
 @click.option(
     "--config",
