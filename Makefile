@@ -51,12 +51,14 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/stories.py
 	$(BIN)/python benchmarks/daemon.py latency
 	$(BIN)/python benchmarks/daemon.py memory --cycles 300
+	$(BIN)/python benchmarks/daemon.py cpu
 	$(BIN)/python benchmarks/outages.py kill
 	$(BIN)/python benchmarks/outages.py smtp
 	$(BIN)/python benchmarks/hostile.py
 	$(BIN)/python benchmarks/web.py
 	$(BIN)/python benchmarks/evidence.py
 	$(BIN)/python benchmarks/prune.py
+	$(BIN)/python benchmarks/urlwatch.py
 
 ## configmap: copy sources.yaml into deploy/k8s/configmap.yaml (a test checks they agree)
 configmap: $(STAMP)
