@@ -96,7 +96,7 @@ def _hits(names: _Names, norm: str) -> list[tuple[int, int, str]]:
     in order of their end, the longest first at one end."""
     finder, values = names
     found = []
-    words = _WORD_CHARS
+    words = WORD_CHARS
     after = len(norm)
     for index, start, stop in finder.find_matches_as_indexes(norm, overlapping=True):
         canonical, latin = values[index]
@@ -109,8 +109,9 @@ def _hits(names: _Names, norm: str) -> list[tuple[int, int, str]]:
 
 
 _PLACES = _build(GAZETTEER)
-#: Characters that continue a Latin-script word (text is case-folded: lowercase only).
-_WORD_CHARS = frozenset(
+#: Characters that continue a Latin-script word (text is case-folded: lowercase only); the
+#: rules' word boundaries use them too.
+WORD_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyz0123456789" + "".join(chr(c) for c in range(0xC0, 0x250))
 )
 

@@ -37,6 +37,7 @@ import ahocorasick_rs
 
 from watcher.config import DEFAULT_ZONE_BY_LANG, GLOSS, NOT_INSIDE, SEVERITIES, Config, Rule
 from watcher.errors import RuleError
+from watcher.extract import WORD_CHARS as _WORD_CHARS
 from watcher.extract import Extracted, extract
 from watcher.items import detect_lang
 
@@ -144,12 +145,6 @@ def is_cjk_text(text: str) -> bool:
     cjk = len(_CJK.findall(sample))
     latin = len(_LATIN_WORD.findall(sample))
     return cjk > latin / 4
-
-
-#: Characters that continue a Latin-script word (text is case-folded: lowercase only).
-_WORD_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyz0123456789" + "".join(chr(c) for c in range(0xC0, 0x250))
-)
 
 
 # --------------------------------------------------------------------------- results
