@@ -9,7 +9,8 @@ the project's environment is left alone.
 
 Each tool first runs once to warm up (watcher stores the items and the validators; urlwatch
 keeps each page and its ETag in its cache), then the two warm runs alternate --runs times
-(default 3). Printed per tool: median wall time and CPU time (user+sys of the process and of
+(default 3). Both run as installed: their modules read from bytecode (see
+`poll.INSTALLED`). Printed per tool: median wall time and CPU time (user+sys of the process and of
 every process it waited for: watcher's parse workers included), the HTTP answers the servers
 gave it in the warm runs (304 when a conditional request found the feed unchanged), then
 watcher / urlwatch for wall and CPU against the targets (<= 0.30x wall, <= 0.6x CPU).
@@ -100,7 +101,7 @@ def main() -> None:
         db = poll.fresh_db("sqlite", directory, 0)
         home = directory / "home"  # urlwatch's own files (none expected) stay in here
         home.mkdir()
-        env = {**os.environ, "HOME": str(home)}
+        env = {**poll.INSTALLED, "HOME": str(home)}  # both read their modules' bytecode
         urlwatch = [str(program), *urlwatch_files(directory, urls)]
         poll.run_once(config, db)  # cold: stores the items and the validators
         timed(urlwatch, env)  # first run: every job new, pages and ETags cached
