@@ -224,3 +224,35 @@ def test_each_queued_delivery_is_counted_under_its_route(store: Store, save) -> 
     # urgent takes both channels and stops the walk; no second message to hook from another
     # route: one message per story revision per channel.
     assert change.routes == ("urgent", "urgent") and change.deliveries == 2
+
+
+def test_a_crowded_window_gives_the_nearest_stories_only(store: Store) -> None:
+    """More stories than CANDIDATES within the window: the lookup reads the nearest ones on the
+    event clock, from both sides of the report, never a merged one, so a crowded fortnight
+    costs no more than a quiet one."""
+    from watcher import stories as st
+    from watcher.store.stories import _insert_story, candidates
+
+    offsets = [timedelta(hours=h) for h in range(-30, 30, 2)]  # 30 close stories
+    offsets += [timedelta(days=d) for d in (-6, -5, -4, 4, 5, 6)]  # 6 far in the window
+    with store.engine.begin() as conn:
+        ids = {}
+        for n, offset in enumerate(offsets):
+            facts = st.Facts(
+                item_key=f"k{n}",
+                source_id="wire-en",
+                title=f"Story {n}",
+                at=T0 + offset,
+                events=frozenset({"detention"}),
+                severity="low",
+            )
+            ids[offset] = _insert_story(conn, facts, T0).id
+        merged = ids[timedelta(hours=0)]
+        conn.execute(t.stories.update().where(t.stories.c.id == merged).values(status="merged"))
+        found = candidates(conn, T0, timedelta(days=7))
+    assert len(found) == st.CANDIDATES
+    distances = sorted(abs(o) for o in offsets if o != timedelta(0))
+    assert sorted(abs(s.event_at - T0) for s in found if s.event_at) == distances[: st.CANDIDATES]
+    assert merged not in {s.id for s in found}
+    assert ids[timedelta(days=-4)] in {s.id for s in found}  # 29 close + the two at 4 days
+    assert ids[timedelta(days=5)] not in {s.id for s in found}

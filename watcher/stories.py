@@ -100,6 +100,11 @@ BODY_WEIGHT = 0.5
 
 #: A story is compared through its first reports' facts, at most this many.
 REPORTS_COMPARED = 24
+#: A report is compared with at most this many stories: those founded nearest to it on the
+#: event clock, within the story window. A report's story is founded close to it (the date is
+#: the strongest signal), so a crowded window costs no more than this however long the
+#: history: the 33rd nearest story of a fortnight is not the one a report is about.
+CANDIDATES = 32
 #: Evidence against a later report counts half a signal less than against the founding one,
 #: so a story cannot drift by chaining (A like B, B like C, C nothing like A).
 LATER_REPORT_PENALTY = 0.5
@@ -454,11 +459,15 @@ class Grouping:
 
     def add(self, facts: Facts, now: datetime) -> Story:
         lo, hi = facts.at - self.window, facts.at + self.window
-        candidates = [
-            s
-            for s in self.stories.values()
-            if s.event_at is None or not facts.dated or lo <= s.event_at <= hi
-        ]
+        if facts.dated:
+            # As the database reads them: the CANDIDATES founded nearest within the window.
+            near = [s for s in self.stories.values() if s.event_at and lo <= s.event_at <= hi]
+            near.sort(key=lambda s: (abs((s.event_at or facts.at) - facts.at), s.id))
+            candidates = near[:CANDIDATES]
+        else:
+            # An undated report of a replayed file has no fetch time of its own (the daemon
+            # compares it within the window of when it was fetched): every story is a candidate.
+            candidates = list(self.stories.values())
         story = choose(facts, candidates, self.window)
         if story is None:
             story = founded(len(self.stories) + 1, facts, now)

@@ -116,21 +116,33 @@ def queue(
 
 def candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.Story]:
     """Stories founded within `window` of `at` on the event clock (a report is compared with
-    a story's founding report), with the facts of their first reports: an index range on
-    `event_at`, so the cost stays flat as history grows."""
-    found = conn.execute(
+    a story's founding report), at most `stories.CANDIDATES` of them, those founded nearest to
+    `at`, with the facts of their first reports: two index ranges on `event_at` read from `at`
+    outwards, so the cost stays flat as history grows and however crowded the window is."""
+    open_ = t.stories.c.status != "merged"
+    after = conn.execute(
         select(t.stories)
-        .where(t.stories.c.event_at >= at - window)
-        .where(t.stories.c.event_at <= at + window)
-        .where(t.stories.c.status != "merged")
-        .order_by(t.stories.c.id)
+        .where(t.stories.c.event_at >= at, t.stories.c.event_at <= at + window, open_)
+        .order_by(t.stories.c.event_at, t.stories.c.id)
+        .limit(st.CANDIDATES)
     ).all()
+    before = conn.execute(
+        select(t.stories)
+        .where(t.stories.c.event_at < at, t.stories.c.event_at >= at - window, open_)
+        .order_by(t.stories.c.event_at.desc(), t.stories.c.id.desc())
+        .limit(st.CANDIDATES)
+    ).all()
+    # The nearest of both sides (ties to the earlier founded): at most CANDIDATES stories.
+    nearest = sorted((*after, *before), key=lambda r: (abs(r.event_at - at), r.id))
+    found = sorted(nearest[: st.CANDIDATES], key=lambda r: r.id)
     if not found:
         return []
-    reports: dict[int, list[st.Facts]] = defaultdict(list)
-    # The same index range again rather than an IN list of ids: one statement shape, however
-    # many stories (a list's length would make a new cached statement each time). Only each
-    # story's first REPORTS_COMPARED reports are read, however many it has gathered.
+    reports: dict[int, list[st.Facts]] = {r.id: [] for r in found}
+    lo, hi = min(r.event_at for r in found), max(r.event_at for r in found)
+    # The chosen stories' index range again rather than an IN list of ids: one statement
+    # shape, however many stories (a list's length would make a new cached statement each
+    # time); a story in the range but not chosen (a tie at its edge) is skipped below. Only
+    # each story's first REPORTS_COMPARED reports are read, however many it has gathered.
     rank = (
         func.row_number()
         .over(
@@ -148,9 +160,7 @@ def candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.Sto
             rank,
         )
         .join(t.stories, t.stories.c.id == t.story_items.c.story_id)
-        .where(t.stories.c.event_at >= at - window)
-        .where(t.stories.c.event_at <= at + window)
-        .where(t.stories.c.status != "merged")
+        .where(t.stories.c.event_at >= lo, t.stories.c.event_at <= hi, open_)
         .subquery()
     )
     query = (
@@ -167,8 +177,8 @@ def candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.Sto
         .order_by(ranked.c.story_id, ranked.c.added_at, ranked.c.item_id)
     )
     for row in conn.execute(query):
-        compared = reports[row.story_id]
-        if len(compared) >= st.REPORTS_COMPARED:
+        compared = reports.get(row.story_id)
+        if compared is None or len(compared) >= st.REPORTS_COMPARED:
             continue
         if row.facts:
             compared.append(st.Facts.from_json(json.loads(row.facts), item_key=row.key))
