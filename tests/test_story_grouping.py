@@ -233,8 +233,10 @@ def test_a_crowded_window_gives_the_nearest_stories_only(store: Store) -> None:
     from watcher import stories as st
     from watcher.store.stories import _insert_story, candidates
 
-    offsets = [timedelta(hours=h) for h in range(-30, 30, 2)]  # 30 close stories
-    offsets += [timedelta(days=d) for d in (-6, -5, -4, 4, 5, 6)]  # 6 far in the window
+    # CANDIDATES - 2 close stories (one of them merged), then six far in the window
+    close = st.CANDIDATES - 2
+    offsets = [timedelta(hours=h) for h in range(-close, close, 2)]
+    offsets += [timedelta(days=d) for d in (-6, -5, -4, 4, 5, 6)]
     with store.engine.begin() as conn:
         ids = {}
         for n, offset in enumerate(offsets):
@@ -254,5 +256,44 @@ def test_a_crowded_window_gives_the_nearest_stories_only(store: Store) -> None:
     distances = sorted(abs(o) for o in offsets if o != timedelta(0))
     assert sorted(abs(s.event_at - T0) for s in found if s.event_at) == distances[: st.CANDIDATES]
     assert merged not in {s.id for s in found}
-    assert ids[timedelta(days=-4)] in {s.id for s in found}  # 29 close + the two at 4 days
+    # the close ones, the two at 4 days and one at 5 (the earlier founded of the tie)
+    assert ids[timedelta(days=-4)] in {s.id for s in found}
+    assert ids[timedelta(days=-5)] in {s.id for s in found}
     assert ids[timedelta(days=5)] not in {s.id for s in found}
+
+
+def test_a_report_grouped_before_facts_were_kept_is_compared_by_its_title_and_time(
+    store: Store, save
+) -> None:
+    from watcher.store.stories import candidates
+
+    first = item(
+        "https://e.org/old",
+        "wire-en",
+        "China repatriates 60 North Koreans via Dandong",
+        published=T0,
+        fetched=T0 + timedelta(minutes=5),
+    )
+    save(first)
+    with store.engine.begin() as conn:
+        conn.execute(t.story_items.update().values(facts=None))  # as an old database has it
+        (story,) = candidates(conn, T0 + timedelta(hours=3), timedelta(days=7))
+    (report,) = story.reports
+    assert (report.item_key, report.title, report.at, report.dated) == (
+        first.key,
+        first.title,
+        T0,
+        True,
+    )
+    assert report.events == frozenset() and report.places == ()
+    # and a copy of its headline the same day still joins it
+    save(
+        item(
+            "https://e.org/copy",
+            "wire-en",
+            "China repatriates 60 North Koreans via Dandong",
+            published=T0 + timedelta(hours=3),
+            fetched=T0 + timedelta(hours=3, minutes=5),
+        )
+    )
+    assert len(set(stories_of(store).values())) == 1

@@ -98,13 +98,16 @@ SIDE_PLACE = 0.5
 #: What a shared body (UNHCR, a UN committee) counts, against 1 for a rare proper name.
 BODY_WEIGHT = 0.5
 
-#: A story is compared through its first reports' facts, at most this many.
-REPORTS_COMPARED = 24
+#: A story is compared through its first reports' facts, at most this many: the founding
+#: report and the first outlets that followed it say what the event is; a wave covered by
+#: forty outlets costs no more to join than one covered by eight.
+REPORTS_COMPARED = 8
 #: A report is compared with at most this many stories: those founded nearest to it on the
 #: event clock, within the story window. A report's story is founded close to it (the date is
 #: the strongest signal), so a crowded window costs no more than this however long the
-#: history: the 33rd nearest story of a fortnight is not the one a report is about.
-CANDIDATES = 32
+#: history: the 17th nearest story of a fortnight is not the one a report is about. With
+#: REPORTS_COMPARED, at most 128 comparisons per matched report.
+CANDIDATES = 16
 #: Evidence against a later report counts half a signal less than against the founding one,
 #: so a story cannot drift by chaining (A like B, B like C, C nothing like A).
 LATER_REPORT_PENALTY = 0.5
