@@ -62,13 +62,14 @@ def write_stories(
             _update_story(conn, story)
             change, kind = ("revised", "update") if material else ("joined", "")
         conn.execute(
-            t.story_items.insert().values(
-                story_id=story.id,
-                item_id=ids[item.key],
-                added_at=now,
-                revision=story.revision,
-                facts=json.dumps(facts.as_json(), ensure_ascii=False),
-            )
+            _INSERT_REPORT,
+            {
+                "story_id": story.id,
+                "item_id": ids[item.key],
+                "added_at": now,
+                "revision": story.revision,
+                "facts": json.dumps(facts.as_json(), ensure_ascii=False),
+            },
         )
         queued: list[routing.Planned] = []
         # A story an advocate marked not relevant keeps gathering its reports, quietly.
@@ -174,6 +175,24 @@ def _candidate_statements() -> tuple[Select[Any], Select[Any], Select[Any]]:
 
 _AFTER, _BEFORE, _REPORTS = _candidate_statements()
 
+# The statements run per matched report, built once (see `_candidate_statements`). An insert or
+# update given a dict sets the columns its keys name; `story_id` picks the story to update.
+_INSERT_STORY = t.stories.insert().returning(t.stories.c.id)
+_UPDATE_STORY = update(t.stories).where(t.stories.c.id == bindparam("story_id"))
+_INSERT_REPORT = t.story_items.insert()
+_LABELS = (
+    select(t.items.c.source_id, t.items.c.lang)
+    .join(t.story_items, t.story_items.c.item_id == t.items.c.id)
+    .where(t.story_items.c.story_id == bindparam("story_id"))
+)
+_DELIVERY_EXISTS = select(t.deliveries.c.id).where(
+    t.deliveries.c.story_id == bindparam("story_id_"),
+    t.deliveries.c.revision == bindparam("revision_"),
+    t.deliveries.c.channel == bindparam("channel_"),
+    t.deliveries.c.seq == bindparam("seq_"),
+)
+_INSERT_DELIVERY = t.deliveries.insert()
+
 
 def candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.Story]:
     """Stories founded within `window` of `at` on the event clock (a report is compared with
@@ -229,25 +248,23 @@ def _insert_story(conn: Connection, facts: st.Facts, now: datetime) -> st.Story:
         "item_count": 1,
         "event_at": story.event_at,
     }
-    story_id: int = conn.execute(
-        t.stories.insert().values(**values).returning(t.stories.c.id)
-    ).scalar_one()
+    story_id: int = conn.execute(_INSERT_STORY, values).scalar_one()
     return replace(story, id=story_id)
 
 
 def _update_story(conn: Connection, story: st.Story) -> None:
     conn.execute(
-        update(t.stories)
-        .where(t.stories.c.id == story.id)
-        .values(
-            events=json.dumps(sorted(story.events)),
-            severity=story.severity,
-            people=story.people,
-            places=json.dumps(list(story.places), ensure_ascii=False),
-            updated_at=story.updated_at,
-            revision=story.revision,
-            item_count=story.item_count,
-        )
+        _UPDATE_STORY,
+        {
+            "story_id": story.id,
+            "events": json.dumps(sorted(story.events)),
+            "severity": story.severity,
+            "people": story.people,
+            "places": json.dumps(list(story.places), ensure_ascii=False),
+            "updated_at": story.updated_at,
+            "revision": story.revision,
+            "item_count": story.item_count,
+        },
     )
 
 
@@ -255,14 +272,9 @@ def _labels(
     conn: Connection, story_id: int, tags_by_source: Mapping[str, tuple[str, ...]]
 ) -> tuple[set[str], set[str]]:
     """Tags and languages of the story's reports so far."""
-    query = (
-        select(t.items.c.source_id, t.items.c.lang)
-        .join(t.story_items, t.story_items.c.item_id == t.items.c.id)
-        .where(t.story_items.c.story_id == story_id)
-    )
     tags: set[str] = set()
     langs: set[str] = set()
-    for row in conn.execute(query):
+    for row in conn.execute(_LABELS, {"story_id": story_id}):
         tags.update(tags_by_source.get(row.source_id, ()))
         if row.lang:
             langs.add(row.lang)
@@ -280,29 +292,21 @@ def _insert_deliveries(
         if p.channel in seen:
             continue
         seen.add(p.channel)
-        exists = conn.execute(
-            select(t.deliveries.c.id).where(
-                (t.deliveries.c.story_id == story.id)
-                & (t.deliveries.c.revision == story.revision)
-                & (t.deliveries.c.channel == p.channel)
-                & (t.deliveries.c.seq == p.seq)
-            )
-        ).first()
+        key = {"story_id": story.id, "revision": story.revision, "channel": p.channel, "seq": p.seq}
+        exists = conn.execute(_DELIVERY_EXISTS, {f"{k}_": v for k, v in key.items()}).first()
         if exists:
             continue
         conn.execute(
-            t.deliveries.insert().values(
-                story_id=story.id,
-                revision=story.revision,
-                route=p.route,
-                channel=p.channel,
-                kind=p.kind,
-                seq=p.seq,
-                status="pending",
-                due_at=p.due_at,
-                attempts=0,
-                created_at=now,
-            )
+            _INSERT_DELIVERY,
+            {
+                **key,
+                "route": p.route,
+                "kind": p.kind,
+                "status": "pending",
+                "due_at": p.due_at,
+                "attempts": 0,
+                "created_at": now,
+            },
         )
         queued.append(p)
     return queued
