@@ -14,8 +14,10 @@ from watcher.config import load_config_text
 from watcher.evaluate import (
     PRF,
     EvalInputError,
+    best_link,
     cluster_errors,
     cluster_scores,
+    link_text,
     prf,
     read_labelled,
     report,
@@ -252,7 +254,9 @@ def test_eval_misses_says_why(config_path: Path, tmp_path: Path) -> None:
     assert misses[1].endswith("— no sent_back")
     assert any(line.startswith("ko-8 [ko] +forced_repatriation") for line in misses)
     assert not any(line.startswith(("en-1 ", "en-4 ")) for line in misses)
-    assert "clusters split over several stories:\n  s1: en-1, en-2 | ko-6\n" in text
+    # the split, with the nearest two reports of its parts and why they stayed apart
+    assert "  s1: en-1, en-2 | ko-6\n" in text
+    assert "      en-1 ↔ ko-6: 0 = 18 days apart, beyond the story window (7 days)\n" in text
 
 
 def test_eval_bad_line_exits_2_naming_file_and_line(config_path: Path, tmp_path: Path) -> None:
@@ -315,3 +319,46 @@ def matcher() -> Matcher:
 @pytest.mark.parametrize(("text", "lang", "rules"), CASES)
 def test_rule_language(matcher: Matcher, text: str, lang: str, rules: list[str]) -> None:
     assert list(matcher.match(text, lang=lang).rules) == rules
+
+
+def test_best_link_says_what_joined_two_reports_and_what_kept_two_apart() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from watcher.stories import Facts, Grouping, breakdown, score
+
+    day = datetime(2013, 6, 3, 9, tzinfo=UTC)
+
+    def facts(key: str, at: datetime, **kw: object) -> Facts:
+        base: dict = {"events": frozenset({FR}), "severity": "high", "title": key}
+        return Facts(item_key=key, source_id="s", at=at, **(base | kw))
+
+    grouping = Grouping(window=timedelta(days=7))
+    laos = facts("laos", day, places=("Laos",), people=9)
+    reaction = facts("reaction", day + timedelta(hours=30), places=("Laos",), people=9)
+    later = facts("later", day + timedelta(days=20), places=("Laos",), people=9)
+    other = facts("other", day + timedelta(hours=2), places=("Kunming",), people=12)
+    for f in (laos, other, reaction, later):
+        grouping.add(f, f.at)
+    assert grouping.assigned["reaction"] == grouping.assigned["laos"]
+    assert len(set(grouping.assigned.values())) == 3
+
+    joined = best_link(grouping, ["laos"], ["reaction"])
+    assert joined is not None and joined[2] == score(reaction, laos, grouping.window) == 3.5
+    assert link_text(joined) == (
+        "laos ↔ reaction: 3.5 = date 1, place 1 (Laos), count 1 (9), same event +0.5"
+    )
+    # the nearest of several: the reaction is nearer to the later report than the first is
+    assert best_link(grouping, ["laos", "reaction"], ["later"])[:2] == ("laos", "later")
+    assert link_text(best_link(grouping, ["laos"], ["later"])) == (
+        "laos ↔ later: 0 = 20 days apart, beyond the story window (7 days)"
+    )
+    # what takes evidence away is named too, and the total is `score`'s
+    total, parts = breakdown(other, laos, grouping.window)
+    assert total == score(other, laos, grouping.window) == 1.5
+    assert parts == ("date 1.5", "same event +0.5", "counts disagree (12, 9) -0.5")
+    shenyang = facts("shenyang", day, places=("Shenyang",))
+    assert breakdown(other, shenyang, grouping.window) == (
+        1.5,
+        ("date 1.5", "same event +0.5", "places disagree -0.5"),
+    )
+    assert link_text(None) == "no two reports to compare"

@@ -23,7 +23,7 @@ from typing import Any
 
 from watcher.errors import EvalInputError
 from watcher.rules import Matcher, Verdict
-from watcher.stories import Facts, Grouping, names_in
+from watcher.stories import Facts, Grouping, breakdown, names_in
 
 NOT_RELEVANT = "not_relevant"
 
@@ -271,6 +271,33 @@ def cluster_errors(
         s: g for s, g in sorted(by_story.items()) if len(g) > 1 or ("-" in g and len(g["-"]) > 1)
     }
     return split, mixed
+
+
+def best_link(
+    grouping: Grouping, left: Sequence[str], right: Sequence[str]
+) -> tuple[str, str, float, tuple[str, ...]] | None:
+    """The pair of reports, one from each side, with the highest story score, and what made
+    it (`stories.breakdown`): why two groups were joined, or how near they came to it. The
+    later published of the two is scored against the earlier, as grouping does."""
+    facts = {f.item_key: f for story in grouping.stories.values() for f in story.reports}
+    best: tuple[str, str, float, tuple[str, ...]] | None = None
+    for a in left:
+        for b in right:
+            if a not in facts or b not in facts:
+                continue
+            first, then = sorted((facts[a], facts[b]), key=lambda f: (f.at, f.item_key))
+            total, parts = breakdown(then, first, grouping.window)
+            if best is None or total > best[2]:
+                best = (a, b, total, parts)
+    return best
+
+
+def link_text(link: tuple[str, str, float, tuple[str, ...]] | None) -> str:
+    """ "en-1 ↔ ko-6: 1.5 = count 1 (7), same event +0.5" (JOIN_SCORE or more joins)."""
+    if link is None:
+        return "no two reports to compare"
+    a, b, total, parts = link
+    return f"{a} ↔ {b}: {total:g}" + (f" = {', '.join(parts)}" if parts else " (nothing shared)")
 
 
 def format_text(

@@ -378,6 +378,34 @@ def score(report: Facts, other: Facts, window: timedelta) -> float:
     return total
 
 
+def breakdown(report: Facts, other: Facts, window: timedelta) -> tuple[float, tuple[str, ...]]:
+    """`score` and, in words, what made it: ("date 1.5", "count 1 (9)", "same event +0.5",
+    "places disagree -0.5"), or why the two can never join. For `watcher eval --misses`."""
+    signals = _signals(report, other, window)
+    if not signals:
+        if date_weight(report, other, window) is None:
+            days = abs(report.at - other.at).days
+            return 0.0, (f"{days} days apart, beyond the story window ({window.days} days)",)
+        return 0.0, ()
+    shared_places = [p for p in report.places if p in other.places]
+    detail = {
+        "place": ", ".join(shared_places),
+        "count": str(report.people),
+        "names": ", ".join(sorted(report.names & other.names)),
+    }
+    parts = [
+        f"{name} {weight:g}" + (f" ({detail[name]})" if detail.get(name) else "")
+        for name, weight in signals
+    ]
+    if report.events & other.events:
+        parts.append("same event +0.5")
+    if counts_disagree(report, other):
+        parts.append(f"counts disagree ({report.people}, {other.people}) -0.5")
+    if places_disagree(report, other):
+        parts.append("places disagree -0.5")
+    return score(report, other, window), tuple(parts)
+
+
 def fit(report: Facts, story: Story, window: timedelta) -> float:
     """How well a report fits a story: its score against the founding report, or against a
     later report less a half signal (so a story drifts from its first facts only on strong

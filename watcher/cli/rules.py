@@ -231,11 +231,14 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
 
     from watcher.config import EVENT_TYPES
     from watcher.evaluate import (
+        best_link,
         cluster_errors,
         evaluate,
         format_text,
+        link_text,
         read_labelled,
     )
+    from watcher.stories import JOIN_SCORE
 
     loaded = ctx.config()
     matcher = ctx.matcher()
@@ -281,13 +284,27 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
         truth = {i.id: i.story for i in items if i.id in grouping.assigned}
         split, mixed = cluster_errors(truth, grouping.assigned)
         titles = {i.id: i.title for i in items}
-        out.write("\nclusters split over several stories:\n")
+        out.write(
+            "\nclusters split over several stories (their nearest reports; a report joins the"
+            f" story that fits it best, from {JOIN_SCORE:g}):\n"
+        )
         for slug, groups in split.items():
             out.write(f"  {slug}: {' | '.join(', '.join(g) for g in groups)}\n")
-        out.write("\nstories that mix clusters:\n")
+            for later in groups[1:]:
+                out.write(f"      {link_text(best_link(grouping, groups[0], later))}\n")
+        out.write("\nstories that mix clusters (what joined them):\n")
         for story_id, parts in mixed.items():
             desc = "; ".join(f"{slug}: {', '.join(ids)}" for slug, ids in parts.items())
             out.write(f"  story {story_id}: {desc}\n")
             for ids in parts.values():
                 for i in ids:
                     out.write(f"      {i} {one_line_text(titles[i], 80)}\n")
+            named = list(parts.items())
+            for n, (slug, ids) in enumerate(named):
+                others = [i for other, rest in named[n + 1 :] for i in rest]
+                if others:
+                    link = link_text(best_link(grouping, ids, others))
+                    name = "(no story)" if slug == "-" else slug
+                    out.write(f"      {name} joined by {link}\n")
+                elif slug == "-" and len(ids) > 1:  # unrelated items in one story
+                    out.write(f"      {link_text(best_link(grouping, ids[:1], ids[1:]))}\n")
