@@ -266,6 +266,120 @@ def test_a_poll_commits_without_waiting_for_the_flush_and_only_it(pg_schema_url:
         store.close()
 
 
+def test_postgres_runs_two_database_calls_at_once_and_sqlite_one(store: Store) -> None:
+    """PostgreSQL: two polls' saves in flight at once (each its own transaction); SQLite: one
+    writer, so one call at a time. `busy_since` is the start of the oldest call running."""
+    import threading
+
+    from watcher.pipeline import DB_THREADS, offload_for
+
+    db = offload_for(store)
+    inside, most = [0], [0]
+    meeting = threading.Barrier(2, timeout=60)  # met only when two calls run at once
+    lock = threading.Lock()
+
+    def call() -> float | None:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            if store.dialect == "postgresql":
+                meeting.wait()
+            else:
+                time.sleep(0.05)
+            return db.busy_since
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    async def both() -> list[float | None]:
+        return list(await asyncio.gather(db(call), db(call)))
+
+    try:
+        seen = asyncio.run(both())
+    finally:
+        db.close()
+    assert all(s is not None for s in seen) and db.busy_since is None
+    assert (
+        most[0]
+        == (DB_THREADS if store.dialect == "postgresql" else 1)
+        == 2 - (store.dialect != "postgresql")
+    )
+
+
+@pytest.mark.postgres
+def test_a_save_that_postgres_fails_to_break_a_lock_cycle_runs_again(
+    pg_schema_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two saves in flight at once (the daemon's two database threads on PostgreSQL, or two
+    replicas) carrying the same new items in different orders wait on each other; PostgreSQL
+    fails one. Here a second writer holds item 1 while the save holds item 0 and waits on it,
+    then the writer asks for item 0: a real cycle, and the save (which waits for a cycle
+    sooner) is the one failed. It runs again once the writer is gone, and stores both."""
+    import logging
+    import threading
+
+    caplog.set_level(logging.INFO, logger="watcher.store.items")
+    # the save's sessions look for a cycle after 100 ms, the writer's after 20 s
+    store = Store.open(pg_schema_url + "%20-cdeadlock_timeout%3D100ms")
+    other = Store.open(pg_schema_url)
+    try:
+        store.upgrade()
+        store.sync_sources([_Src("s")], T0)
+        items = _items(2)
+        done: list[Any] = []
+        with other.engine.connect() as writer:
+            writer.execute(text("SET deadlock_timeout = '20s'"))
+            writer.execute(insert(t.items).values(_row(items[1])))  # holds item 1, uncommitted
+            saving = threading.Thread(target=lambda: done.append(store.save_items(items)))
+            saving.start()
+            _wait_for_lock_wait(other)  # the save holds item 0 and waits on item 1
+            writer.execute(
+                text("INSERT INTO items (key, source_id, title, text, fetched_at, baseline, "
+                     "content_hash) VALUES (:k, 's', 't', 't', now(), false, 'h') "
+                     "ON CONFLICT (key) DO NOTHING"),
+                {"k": items[0].key},
+            )  # fmt: skip
+            writer.rollback()  # the writer goes; the save's second try runs alone
+            saving.join(timeout=60)
+        assert done, "the save did not finish"
+        assert {i.key for i in done[0].new} == {i.key for i in items}
+        assert "run again (try 2)" in caplog.text
+        assert store.item_count() == 2
+    finally:
+        store.close()
+        other.close()
+
+
+def _row(item: Any) -> dict[str, Any]:
+    return {
+        "key": item.key,
+        "source_id": item.source_id,
+        "title": item.title,
+        "text": item.text,
+        "fetched_at": item.fetched_at,
+        "baseline": False,
+        "content_hash": "h",
+    }
+
+
+def _wait_for_lock_wait(store: Store, deadline: float = 60.0) -> None:
+    """Until some other session of the database waits on a lock."""
+    ends = time.monotonic() + deadline
+    with store.engine.connect() as conn:
+        while time.monotonic() < ends:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND pid <> pg_backend_pid() AND datname = current_database()"
+                )
+            ).scalar()
+            if waiting:
+                return
+            time.sleep(0.02)
+    raise AssertionError("no session waited on a lock")
+
+
 # --------------------------------------------------------------------------- matcher
 
 

@@ -40,11 +40,11 @@ from watcher.pipeline import (
     ANALYZE_EVERY,
     CycleTally,
     Leases,
-    Offload,
     Parsing,
     check_health,
     heartbeat_if_due,
     lease_length,
+    offload_for,
     poll_source,
 )
 from watcher.routing import Alerting, nobody_hears
@@ -251,7 +251,7 @@ class Daemon:
         #: The start (monotonic) of the database call whose stall was told, if one is.
         self._stall_told: float | None = None
         self.parsing = Parsing.from_settings(self.loaded.config.settings, self.matcher)
-        self.db = Offload()
+        self.db = offload_for(self.store)
         self.in_flight: dict[str, asyncio.Task[Any]] = {}
         self.unhealthy: set[str] = set()
         self.started_at = self.last_ok_poll = time.monotonic()

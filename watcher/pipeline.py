@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import threading
 import time
 import traceback
 from collections import Counter
@@ -53,19 +54,27 @@ T = TypeVar("T")
 
 
 class Offload:
-    """Runs blocking database calls in one worker thread, so that the event loop keeps
-    fetching while PostgreSQL commits (one thread: writes stay serialised, SQLite-safe).
-    Without a pool (`Offload(None)`) calls run inline, for tests and one-off polls."""
+    """Runs blocking database calls in worker threads, so that the event loop keeps fetching
+    while the database commits. One thread by default: writes stay serialised, as SQLite
+    needs. PostgreSQL takes `threads=DB_THREADS`: two polls' saves in flight at once, each
+    in its own transaction, as two replicas' are (a save waits on its round trips; with one
+    thread the cycle waited on every one of them in turn). Without a pool
+    (`Offload(threaded=False)`) calls run inline, for tests and one-off polls."""
 
-    def __init__(self, threaded: bool = True) -> None:
+    def __init__(self, threaded: bool = True, *, threads: int = 1) -> None:
         self._pool: Executor | None = None
         if threaded:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="watcher-db")
-        #: time.monotonic() when the call now running in the thread began (None: idle), so
-        #: readiness can tell a database that hangs from one that answers.
-        self.busy_since: float | None = None
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="watcher-db")
+        #: time.monotonic() when each call now running began, by thread.
+        self._running: dict[int, float] = {}
+
+    @property
+    def busy_since(self) -> float | None:
+        """When the longest-running call now in a thread began (None: idle), so that
+        readiness can tell a database that hangs from one that answers."""
+        return min(self._running.values(), default=None)
 
     async def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         if self._pool is None:
@@ -74,16 +83,26 @@ class Offload:
         return await loop.run_in_executor(self._pool, lambda: self._timed(fn, *args, **kwargs))
 
     def _timed(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        self.busy_since = time.monotonic()
+        thread = threading.get_ident()
+        self._running[thread] = time.monotonic()
         try:
             return fn(*args, **kwargs)
         finally:
-            self.busy_since = None
+            self._running.pop(thread, None)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+#: Database threads for PostgreSQL (see `Offload`); SQLite has one writer, so one thread.
+DB_THREADS = 2
+
+
+def offload_for(store: Store) -> Offload:
+    """The worker threads for this store's database."""
+    return Offload(threads=DB_THREADS if store.dialect == "postgresql" else 1)
 
 
 INLINE = Offload(threaded=False)
@@ -882,7 +901,7 @@ async def run_cycle(
     todo = list(sources)
 
     unchanged: list[PollSuccess] = []
-    db = Offload()
+    db = offload_for(store)
     # Polls in progress at once: the fetcher's own limit. More would only fetch ahead of
     # parsing and storing, holding bodies and items in memory (a cold cycle of 3,000 feeds
     # fetches in seconds what takes a minute to store).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -13,6 +14,7 @@ from sqlalchemy import any_, bindparam, func, select, update
 from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import String
 
 from watcher.evidence import Capture
@@ -56,6 +58,33 @@ class ItemQueries(StoreBase):
                 with self.engine.begin() as conn:
                     record_success(conn, success)
             return SaveResult()
+        for attempt in range(1, SAVE_TRIES + 1):
+            try:
+                return self._save(items, now, success, matches, alerting, captures)
+            except DBAPIError as exc:
+                # Two saves in flight at once (PostgreSQL's two database threads, or two
+                # replicas) that carry some of the same new items in different orders can each
+                # wait on a row the other inserted: PostgreSQL breaks the cycle by failing one.
+                # Its transaction left nothing behind, so it runs again.
+                if attempt == SAVE_TRIES or getattr(exc.orig, "sqlstate", None) != DEADLOCK:
+                    raise
+                log.info(
+                    "a save waited on another in a cycle and is run again (try %d)",
+                    attempt + 1,
+                    extra={"action": "save"},
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _save(
+        self,
+        items: Sequence[Item],
+        now: datetime | None,
+        success: PollSuccess | None,
+        matches: Sequence[MatchRecord],
+        alerting: Alerting | None,
+        captures: Mapping[str, Sequence[Capture]] | None,
+    ) -> SaveResult:
+        """One try of `save_items`, in one transaction."""
         unique = list({item.key: item for item in items}.values())
         keys = [item.key for item in unique]
         seen_at = now or unique[0].fetched_at
@@ -306,6 +335,13 @@ class ItemQueries(StoreBase):
             for row in conn.execute(query.execution_options(yield_per=500)):
                 yield rows.item(row)
 
+
+log = logging.getLogger(__name__)
+
+#: PostgreSQL's SQLSTATE for a transaction it failed to break a cycle of lock waits.
+DEADLOCK = "40P01"
+#: Tries of a save that such a cycle failed (each a fresh transaction).
+SAVE_TRIES = 3
 
 #: PostgreSQL's statements of the save path (see `_by_keys`, `_insert_items`).
 _ASYNC_COMMIT = sql("SET LOCAL synchronous_commit = off")
