@@ -67,14 +67,17 @@ class Offload:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(threads, thread_name_prefix="watcher-db")
-        #: time.monotonic() when each call now running began, by thread.
+        #: time.monotonic() when each call now running began, by thread (the threads write
+        #: it, the event loop reads it: under the lock).
         self._running: dict[int, float] = {}
+        self._lock = threading.Lock()
 
     @property
     def busy_since(self) -> float | None:
         """When the longest-running call now in a thread began (None: idle), so that
         readiness can tell a database that hangs from one that answers."""
-        return min(self._running.values(), default=None)
+        with self._lock:
+            return min(self._running.values(), default=None)
 
     async def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         if self._pool is None:
@@ -84,11 +87,13 @@ class Offload:
 
     def _timed(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         thread = threading.get_ident()
-        self._running[thread] = time.monotonic()
+        with self._lock:
+            self._running[thread] = time.monotonic()
         try:
             return fn(*args, **kwargs)
         finally:
-            self._running.pop(thread, None)
+            with self._lock:
+                self._running.pop(thread, None)
 
     def close(self) -> None:
         if self._pool is not None:
