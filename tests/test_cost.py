@@ -311,14 +311,16 @@ def test_a_save_that_postgres_fails_to_break_a_lock_cycle_runs_again(
     """Two saves in flight at once (the daemon's two database threads on PostgreSQL, or two
     replicas) carrying the same new items in different orders wait on each other; PostgreSQL
     fails one. Here a second writer holds item 1 while the save holds item 0 and waits on it,
-    then the writer asks for item 0: a real cycle, and the save (which waits for a cycle
+    then the writer asks for item 0: a real cycle, and the save (which looks for a cycle
     sooner) is the one failed. It runs again once the writer is gone, and stores both."""
     import logging
     import threading
 
     caplog.set_level(logging.INFO, logger="watcher.store.items")
-    # the save's sessions look for a cycle after 100 ms, the writer's after 20 s
-    store = Store.open(pg_schema_url + "%20-cdeadlock_timeout%3D100ms")
+    # The save's sessions look for a cycle once they have waited 5 s, the writer's after 60 s:
+    # the writer closes the cycle long before the save looks, however loaded the machine.
+    # (Setting deadlock_timeout takes a superuser, as the test database's user is.)
+    store = Store.open(pg_schema_url + "%20-cdeadlock_timeout%3D5s")
     other = Store.open(pg_schema_url)
     try:
         store.upgrade()
@@ -326,7 +328,7 @@ def test_a_save_that_postgres_fails_to_break_a_lock_cycle_runs_again(
         items = _items(2)
         done: list[Any] = []
         with other.engine.connect() as writer:
-            writer.execute(text("SET deadlock_timeout = '20s'"))
+            writer.execute(text("SET deadlock_timeout = '60s'"))
             writer.execute(insert(t.items).values(_row(items[1])))  # holds item 1, uncommitted
             saving = threading.Thread(target=lambda: done.append(store.save_items(items)))
             saving.start()

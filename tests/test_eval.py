@@ -256,7 +256,7 @@ def test_eval_misses_says_why(config_path: Path, tmp_path: Path) -> None:
     assert not any(line.startswith(("en-1 ", "en-4 ")) for line in misses)
     # the split, with the nearest two reports of its parts and why they stayed apart
     assert "  s1: en-1, en-2 | ko-6\n" in text
-    assert "      en-1 ↔ ko-6: 0 = 18 days apart, beyond the story window (7 days)\n" in text
+    assert "      en-2 ↔ ko-6: 0 = 18.5 days apart, beyond the story window (7 days)\n" in text
 
 
 def test_eval_bad_line_exits_2_naming_file_and_line(config_path: Path, tmp_path: Path) -> None:
@@ -347,8 +347,8 @@ def test_best_link_says_what_joined_two_reports_and_what_kept_two_apart() -> Non
     assert link_text(joined) == (
         "laos ↔ reaction: 3.5 = date 1, place 1 (Laos), count 1 (9), same event +0.5"
     )
-    # the nearest of several: the reaction is nearer to the later report than the first is
-    assert best_link(grouping, ["laos", "reaction"], ["later"])[:2] == ("laos", "later")
+    # of pairs that score alike (none can join), the nearest in time
+    assert best_link(grouping, ["laos", "reaction"], ["later"])[:2] == ("reaction", "later")
     assert link_text(best_link(grouping, ["laos"], ["later"])) == (
         "laos ↔ later: 0 = 20 days apart, beyond the story window (7 days)"
     )

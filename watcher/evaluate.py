@@ -281,14 +281,17 @@ def best_link(
     later published of the two is scored against the earlier, as grouping does."""
     facts = {f.item_key: f for story in grouping.stories.values() for f in story.reports}
     best: tuple[str, str, float, tuple[str, ...]] | None = None
+    rank: tuple[float, timedelta] | None = None
     for a in left:
         for b in right:
             if a not in facts or b not in facts:
                 continue
             first, then = sorted((facts[a], facts[b]), key=lambda f: (f.at, f.item_key))
             total, parts = breakdown(then, first, grouping.window)
-            if best is None or total > best[2]:
-                best = (a, b, total, parts)
+            # the highest score; of equal ones, the two nearest in time
+            key = (total, -abs(then.at - first.at))
+            if rank is None or key > rank:
+                best, rank = (a, b, total, parts), key
     return best
 
 

@@ -915,7 +915,11 @@ async def run_cycle(
     async def record_unchanged() -> None:
         batch = unchanged[:]
         unchanged.clear()
-        await db(store.record_unchanged, batch)
+        try:
+            await db(store.record_unchanged, batch)
+        except BaseException:
+            unchanged[:0] = batch  # not recorded: kept for the next batch or the cycle's end
+            raise
         for poll in batch:  # recorded: no longer claimed
             leases.held.pop(poll.source_id, None)
 

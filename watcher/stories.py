@@ -384,8 +384,9 @@ def breakdown(report: Facts, other: Facts, window: timedelta) -> tuple[float, tu
     signals = _signals(report, other, window)
     if not signals:
         if date_weight(report, other, window) is None:
-            days = abs(report.at - other.at).days
-            return 0.0, (f"{days} days apart, beyond the story window ({window.days} days)",)
+            days = round(abs(report.at - other.at) / timedelta(days=1), 1)
+            limit = round(window / timedelta(days=1), 1)
+            return 0.0, (f"{days:g} days apart, beyond the story window ({limit:g} days)",)
         return 0.0, ()
     shared_places = [p for p in report.places if p in other.places]
     detail = {

@@ -1,4 +1,9 @@
-"""Queries on sources: configured sources, who polls what when (leases), poll outcomes."""
+"""Queries on sources: configured sources, who polls what when (leases), poll outcomes.
+
+Lock order: a transaction that updates several sources rows (claim renewals, releases,
+unchanged polls, health) updates them in order of source id, so that two in flight at once
+(PostgreSQL's two database threads, or replicas) never each hold a row the other waits for.
+"""
 
 from __future__ import annotations
 
@@ -119,7 +124,7 @@ class SourceQueries(StoreBase):
         s = t.sources
         renewed = []
         with self.engine.begin() as conn:
-            for source_id, lease in leases.items():
+            for source_id, lease in sorted(leases.items()):  # lock order (module docstring)
                 done = conn.execute(
                     update(s)
                     .where((s.c.id == source_id) & (s.c.next_due_at == lease))
@@ -149,7 +154,7 @@ class SourceQueries(StoreBase):
         """Make sources due now whose claim (lease) this process still holds."""
         s = t.sources
         with self.engine.begin() as conn:
-            for source_id, lease in leases.items():
+            for source_id, lease in sorted(leases.items()):  # lock order (module docstring)
                 conn.execute(
                     update(s)
                     .where((s.c.id == source_id) & (s.c.next_due_at == lease))
@@ -254,7 +259,9 @@ class SourceQueries(StoreBase):
 
         applied = []
         with self.engine.begin() as conn:
-            for change in changes:
+            for change in sorted(
+                changes, key=lambda c: c.source_id
+            ):  # lock order (module docstring)
                 s = t.sources
                 was = s.c.health.is_(None) if change.old is None else s.c.health == change.old
                 values: dict[str, object] = {"health": change.new, "health_reason": change.reason}
@@ -314,7 +321,7 @@ def _record_unchanged(conn: Connection, polls: Sequence[PollSuccess]) -> None:
             ok_polls=t.sources.c.ok_polls + 1,
         )
     )
-    params = [
+    params = [  # lock order (module docstring)
         {
             "sid": p.source_id,
             "now": p.polled_at,
@@ -323,6 +330,6 @@ def _record_unchanged(conn: Connection, polls: Sequence[PollSuccess]) -> None:
             "lm": p.last_modified,
             "moved": p.moved_to,
         }
-        for p in polls
+        for p in sorted(polls, key=lambda p: p.source_id)
     ]
     conn.execute(statement, params)

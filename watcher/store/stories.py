@@ -131,7 +131,7 @@ def _candidate_statements() -> tuple[Select[Any], Select[Any], Select[Any]]:
     before = (
         select(t.stories)
         .where(c.event_at < at, c.event_at >= lo, open_)
-        .order_by(c.event_at.desc(), c.id.desc())
+        .order_by(c.event_at.desc(), c.id)  # ties: the earlier founded, as below
         .limit(st.CANDIDATES)
     )
     rank = (
