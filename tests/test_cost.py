@@ -53,6 +53,30 @@ def test_a_tick_records_unchanged_polls_and_claims_in_one_transaction(store: Sto
     assert state.next_due_at == T0 + timedelta(hours=1)
 
 
+def test_updates_of_many_sources_take_their_rows_in_source_id_order(store: Store) -> None:
+    """Two transactions in flight at once (PostgreSQL's two database threads, or replicas)
+    that update several sources rows cannot deadlock when each takes them in one order."""
+    store.sync_sources([_Src(s) for s in ("m", "z", "a")], T0)
+    lease = T0 + timedelta(minutes=5)
+    polls = [
+        PollSuccess(source_id=s, polled_at=T0, next_due_at=T0 + timedelta(hours=1))
+        for s in ("z", "a", "m")
+    ]
+    sent = _statements(store)
+    store.record_unchanged(polls)
+    store.renew_claims({"z": lease, "a": lease, "m": lease}, lease + timedelta(minutes=5))
+    store.release_sources({"m": lease, "z": lease, "a": lease}, T0)
+    updates = [(q, p) for q, p in sent if q.lstrip().upper().startswith("UPDATE SOURCES")]
+    ids: list[str] = []
+    for _, params in updates:
+        rows_ = params if isinstance(params, list) else [params]
+        for row in rows_:
+            values = row.values() if isinstance(row, dict) else row
+            ids.extend(v for v in values if v in ("a", "m", "z"))
+    # the batch of unchanged polls, then the renewals, then the releases: each a, m, z
+    assert ids == ["a", "m", "z"] * 3, ids
+
+
 def _count_transactions(store: Store) -> Any:
     seen = [0]
 
