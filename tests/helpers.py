@@ -55,6 +55,14 @@ def watcher(
     )
 
 
+def python(script: str) -> subprocess.CompletedProcess[str]:
+    """Run `script` in a fresh interpreter from the project root (what it imports is what a
+    new process imports), to its end: killed and reaped after 120 s."""
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
 def wait_for(condition: Callable[[], bool], deadline: float, what: str) -> float:
     """Poll `condition` until it holds; return the seconds it took, fail at the deadline."""
     started = time.monotonic()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, watcher
+from tests.helpers import ROOT, python, watcher
 from watcher.store import SCHEMA_HEAD
 
 #: Every test here starts a process.
@@ -145,9 +143,7 @@ def test_the_command_registry_names_every_command_and_loads_only_the_one_asked_f
         "    assert mod == 'watcher.cli.' + COMMANDS[name] or command.commands, (name, mod)\n"
         "print(sorted(cli.commands) == sorted(COMMANDS))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
+    result = python(script)
     assert result.returncode == 0, result.stderr
     loaded, complete = result.stdout.splitlines()
     assert loaded == "['watcher.cli.base', 'watcher.cli.check']"

@@ -5,13 +5,11 @@ first part (scripts and styles dropped first), and a parse worker that would out
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import python
 from watcher.config import load_config_text
 from watcher.parsers import html
 from watcher.types import FetchResult
@@ -110,9 +108,7 @@ async def go():
 
 asyncio.run(go())
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
+    done = python(script)
     assert done.returncode == 0, done.stderr
     (big_error, big_items), (small_error, small_titles) = json.loads(done.stdout)
     assert big_error is not None and big_error.endswith(

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, watcher
+from tests.helpers import ROOT, python, watcher
 from watcher.config import load_config
 from watcher.extract import _DAY_FRAMES, _FIRST, _PHRASES, _WEEKDAY_FRAMES, _parse, dates
 from watcher.rules import compile_rules, fold_chinese, normalize, publication_day
@@ -210,9 +208,7 @@ def test_the_library_is_loaded_only_for_a_candidate_span() -> None:
         "dates('on tuesday', lang='en', published=date(2026, 11, 20))\n"
         "assert 'dateparser' in sys.modules\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60
-    )
+    result = python(script)
     assert result.returncode == 0, result.stderr
 
 
