@@ -363,19 +363,25 @@ def _signals(report: Facts, other: Facts, window: timedelta) -> list[tuple[str, 
     return signals
 
 
+def _adjustments(report: Facts, other: Facts) -> list[tuple[str, float]]:
+    """What adds to or takes from the signals: a shared event type, counts and places that
+    disagree."""
+    out = []
+    if report.events & other.events:
+        out.append(("same event", 0.5))
+    if counts_disagree(report, other):
+        out.append((f"counts disagree ({report.people}, {other.people})", -0.5))
+    if places_disagree(report, other):
+        out.append(("places disagree", -0.5))  # Shenyang is not Kunming
+    return out
+
+
 def score(report: Facts, other: Facts, window: timedelta) -> float:
     """The evidence that two reports are one event (JOIN_SCORE or more: they are)."""
     signals = _signals(report, other, window)
     if not signals:
         return 0.0
-    total = sum(weight for _, weight in signals)
-    if report.events & other.events:
-        total += 0.5
-    if counts_disagree(report, other):
-        total -= 0.5
-    if places_disagree(report, other):
-        total -= 0.5  # Shenyang is not Kunming
-    return total
+    return sum(weight for _, weight in (*signals, *_adjustments(report, other)))
 
 
 def breakdown(report: Facts, other: Facts, window: timedelta) -> tuple[float, tuple[str, ...]]:
@@ -398,13 +404,9 @@ def breakdown(report: Facts, other: Facts, window: timedelta) -> tuple[float, tu
         f"{name} {weight:g}" + (f" ({detail[name]})" if detail.get(name) else "")
         for name, weight in signals
     ]
-    if report.events & other.events:
-        parts.append("same event +0.5")
-    if counts_disagree(report, other):
-        parts.append(f"counts disagree ({report.people}, {other.people}) -0.5")
-    if places_disagree(report, other):
-        parts.append("places disagree -0.5")
-    return score(report, other, window), tuple(parts)
+    adjustments = _adjustments(report, other)
+    parts += [f"{name} {weight:+g}" for name, weight in adjustments]
+    return sum(weight for _, weight in (*signals, *adjustments)), tuple(parts)
 
 
 def fit(report: Facts, story: Story, window: timedelta) -> float:
