@@ -59,11 +59,11 @@ class Offload:
     needs. PostgreSQL takes `threads=DB_THREADS`: two polls' saves in flight at once, each
     in its own transaction, as two replicas' are (a save waits on its round trips; with one
     thread the cycle waited on every one of them in turn). Without a pool
-    (`Offload(threaded=False)`) calls run inline, for tests and one-off polls."""
+    (`Offload(threads=0)`) calls run inline, for tests and one-off polls."""
 
-    def __init__(self, threaded: bool = True, *, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1) -> None:
         self._pool: Executor | None = None
-        if threaded:
+        if threads:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(threads, thread_name_prefix="watcher-db")
@@ -110,7 +110,7 @@ def offload_for(store: Store) -> Offload:
     return Offload(threads=DB_THREADS if store.dialect == "postgresql" else 1)
 
 
-INLINE = Offload(threaded=False)
+INLINE = Offload(threads=0)
 
 
 class Parsing:

@@ -212,7 +212,12 @@ def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) ->
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-@click.option("--misses", is_flag=True, help="List every wrong verdict and why (text only).")
+@click.option(
+    "--misses",
+    is_flag=True,
+    help="List every wrong verdict and why (text only); with --stories, also each split or"
+    " mixed story and the reports that kept it apart or joined it.",
+)
 @pass_ctx
 def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool) -> None:
     """Score the rules on labelled articles: precision, recall and F1 for relevance and for
