@@ -19,6 +19,7 @@ from watcher.stories import (
     founded,
     joined,
     names_in,
+    stated_weight,
 )
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -184,6 +185,33 @@ JOIN_CASES = [
         False,
     ),
     (
+        "undated, its text states the story's day, same count: the date and the count agree",
+        facts(
+            title="탈북민 60명 강제북송",
+            dated=False,
+            at=T0 + timedelta(days=9),
+            places=(),
+            stated=("--11-20",),
+        ),
+        True,
+    ),
+    (
+        "undated, same count, no day stated: one signal is not enough",
+        facts(title="탈북민 60명 강제북송", dated=False, at=T0 + timedelta(days=9), places=()),
+        False,
+    ),
+    (
+        "undated, same count, a day stated months from the story's: background, no signal",
+        facts(
+            title="탈북민 60명 강제북송",
+            dated=False,
+            at=T0 + timedelta(days=9),
+            places=(),
+            stated=("2026-08-29",),
+        ),
+        False,
+    ),
+    (
         "another count and another event type: apart",
         facts(
             title="Police detain North Koreans",
@@ -213,6 +241,46 @@ def test_a_report_polled_ten_days_after_publication_joins_its_story() -> None:
     late = facts(item_key="b", title="중국, 탈북민 60명 단둥서 북송", at=T0 + timedelta(hours=6))
     joined_story = grouping.add(late, now=T0 + timedelta(days=10))
     assert joined_story.id == first.id and joined_story.item_count == 2
+
+
+@pytest.mark.parametrize(
+    ("undated", "other", "weight"),
+    [
+        # a day without a year is read in the year nearest the other report's day
+        (("--11-19",), facts(), 1.0),
+        (("--11-14",), facts(), 0.5),
+        (("--11-01",), facts(), 0.0),
+        (("--12-30",), facts(at=datetime(2027, 1, 2, tzinfo=UTC)), 1.0),
+        # a stated year must agree
+        (("2025-11-20",), facts(), 0.0),
+        (("2026-11-21",), facts(), 1.0),
+        # weeks and months say no day
+        (("2026-11-16/2026-11-22", "2026-11"), facts(), 0.0),
+        # two undated reports: a day both state
+        (("--11-20",), facts(dated=False, stated=("2026-11-20",)), 1.0),
+        (("--11-20",), facts(dated=False, stated=("2026-11-21",)), 0.0),
+        (("--11-20",), facts(dated=False), 0.0),
+        # nothing stated
+        ((), facts(), 0.0),
+    ],
+)
+def test_a_day_an_undated_report_states_dates_it(
+    undated: tuple[str, ...], other: Facts, weight: float
+) -> None:
+    report = facts(dated=False, at=T0 + timedelta(days=30), stated=undated)
+    assert stated_weight(report, other) == weight
+    assert stated_weight(other, report) == weight
+
+
+def test_two_dated_reports_are_compared_by_publication_not_by_stated_days() -> None:
+    a, b = facts(stated=("--11-20",)), facts(at=T0 + timedelta(days=20), stated=("--11-20",))
+    assert stated_weight(a, b) == 0.0
+
+
+def test_stated_days_are_kept_with_a_reports_facts() -> None:
+    report = facts(dated=False, stated=("--11-20", "2026-11-19"))
+    again = Facts.from_json(report.as_json(), item_key="k")
+    assert again.stated == report.stated and not again.dated
 
 
 def test_two_undated_reports_of_different_events_stay_apart() -> None:

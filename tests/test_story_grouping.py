@@ -187,6 +187,42 @@ def test_undated_reports_of_different_events_stay_apart(store: Store, save) -> N
     assert got["https://e.org/x"] != got["https://e.org/y"]
 
 
+def test_an_undated_report_joins_the_story_of_the_day_its_text_states(store: Store, save) -> None:
+    """An undated report has only its fetch time, which says nothing of the event's day; a day
+    its text states does, and with the count it makes two signals."""
+    save(
+        item(
+            "https://e.org/dated",
+            "wire-en",
+            "China repatriates 60 North Koreans",
+            published=T0,
+            fetched=T0 + timedelta(minutes=5),
+        )
+    )
+    save(
+        item(
+            "https://e.org/states-the-day",
+            "wire-en",
+            "Activists: 60 North Koreans were repatriated on Nov. 20",
+            published=None,
+            fetched=T0 + timedelta(days=3),
+        ),
+        item(
+            "https://e.org/states-nothing",
+            "wire-en",
+            "Fate of 60 repatriated North Koreans unknown",
+            published=None,
+            fetched=T0 + timedelta(days=3),
+        ),
+    )
+    got = stories_of(store)
+    assert got["https://e.org/dated"] == got["https://e.org/states-the-day"]
+    assert got["https://e.org/states-nothing"] != got["https://e.org/dated"]
+    with store.engine.connect() as conn:
+        stated = [json.loads(f)["stated"] for (f,) in conn.execute(select(t.story_items.c.facts))]
+    assert ["2026-11-20"] in stated  # the year read from when the report was fetched
+
+
 def test_a_report_far_from_any_story_in_time_opens_its_own(store: Store, save) -> None:
     save(
         item(

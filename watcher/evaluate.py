@@ -23,7 +23,7 @@ from typing import Any
 
 from watcher.errors import EvalInputError
 from watcher.rules import Matcher, Verdict
-from watcher.stories import Facts, Grouping, breakdown, names_in
+from watcher.stories import STATED_KEPT, Facts, Grouping, breakdown, names_in
 
 NOT_RELEVANT = "not_relevant"
 
@@ -445,6 +445,7 @@ def replay_stories(
             places=verdict.extracted.places,
             lang=item.lang,
             names=names_in(item.title, item.text),
+            stated=verdict.extracted.dates[:STATED_KEPT],
         )
         grouping.add(facts, at)
     return grouping

@@ -41,7 +41,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -108,6 +108,14 @@ REPORTS_COMPARED = 8
 #: history: the 17th nearest story of a fortnight is not the one a report is about. With
 #: REPORTS_COMPARED, at most 128 comparisons per matched report.
 CANDIDATES = 16
+#: How many of the days its text states a report keeps, in order of mention (the opening,
+#: where the event is told, names them first).
+STATED_KEPT = 6
+#: A stated day this close to the other report's day counts as a full date signal, this far
+#: as half (the days CLOSE and NEAR are, in days).
+STATED_CLOSE_DAYS = 3
+STATED_NEAR_DAYS = 7
+
 #: Evidence against a later report counts half a signal less than against the founding one,
 #: so a story cannot drift by chaining (A like B, B like C, C nothing like A).
 LATER_REPORT_PENALTY = 0.5
@@ -133,6 +141,9 @@ class Facts:
     tags: tuple[str, ...] = ()
     #: Rare proper names in the report (see `names_in`).
     names: frozenset[str] = frozenset()
+    #: The days its text states (`YYYY-MM-DD`, or `--MM-DD` without a year), at most
+    #: STATED_KEPT: what dates an undated report (see `stated_weight`).
+    stated: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, object]:
         """What a story keeps of each report to compare later ones with."""
@@ -144,6 +155,7 @@ class Facts:
             "people": self.people,
             "places": list(self.places),
             "names": sorted(self.names),
+            "stated": list(self.stated),
         }
 
     @classmethod
@@ -151,9 +163,10 @@ class Facts:
         events = data.get("events") or ()
         places = data.get("places") or ()
         names = data.get("names") or ()
+        stated = data.get("stated") or ()
         people = data.get("people")
         assert isinstance(events, list | tuple) and isinstance(places, list | tuple)
-        assert isinstance(names, list | tuple)
+        assert isinstance(names, list | tuple) and isinstance(stated, list | tuple)
         return cls(
             item_key=item_key,
             source_id="",
@@ -165,6 +178,7 @@ class Facts:
             people=people if isinstance(people, int) else None,
             places=tuple(str(p) for p in places),
             names=frozenset(str(n) for n in names),
+            stated=tuple(str(d) for d in stated),
         )
 
 
@@ -332,6 +346,64 @@ def date_weight(report: Facts, other: Facts, window: timedelta) -> float | None:
     return 0.0
 
 
+_DAY = re.compile(r"(\d{4}|-)-(\d\d)-(\d\d)$")
+
+
+def _days(stated: Iterable[str]) -> list[tuple[int | None, int, int]]:
+    """(year or None, month, day) of the whole days among stated dates (not weeks or months)."""
+    out = []
+    for text in stated:
+        found = _DAY.match(text)
+        if found:
+            year = None if found.group(1) == "-" else int(found.group(1))
+            out.append((year, int(found.group(2)), int(found.group(3))))
+    return out
+
+
+def _gap(day: tuple[int | None, int, int], on: date) -> int | None:
+    """Days between a stated day and a date; a day stated without a year is read in the year
+    that puts it nearest (Dec. 30 against 2 January is three days, not a year)."""
+    year, month, number = day
+    gaps = []
+    for y in (year,) if year is not None else (on.year - 1, on.year, on.year + 1):
+        try:
+            gaps.append(abs((date(y, month, number) - on).days))
+        except ValueError:  # 29 February of a common year
+            continue
+    return min(gaps, default=None)
+
+
+def stated_weight(report: Facts, other: Facts) -> float:
+    """The date signal when one of two reports is undated: a day the undated report's text
+    states ("on April 28", 10월 9일) against the other's publication day, or against a day the
+    other states. Within STATED_CLOSE_DAYS it counts 1, within STATED_NEAR_DAYS half. Only
+    agreement counts: a stated day far from the other report's is as often background ("closed
+    since January 2020") as another event."""
+    if report.dated and other.dated:
+        return 0.0
+    gaps: list[int] = []
+    for undated, that in ((report, other), (other, report)):
+        if undated.dated:
+            continue
+        days = _days(undated.stated)
+        if not days:
+            continue
+        if that.dated:
+            on = that.at.date()
+            gaps.extend(g for d in days if (g := _gap(d, on)) is not None)
+        for theirs in _days(that.stated):
+            for mine in days:
+                years = {mine[0], theirs[0]} - {None}
+                if mine[1:] == theirs[1:] and len(years) <= 1:
+                    gaps.append(0)
+    if not gaps:
+        return 0.0
+    nearest = min(gaps)
+    if nearest <= STATED_CLOSE_DAYS:
+        return 1.0
+    return 0.5 if nearest <= STATED_NEAR_DAYS else 0.0
+
+
 def _signals(report: Facts, other: Facts, window: timedelta) -> list[tuple[str, float]]:
     """(signal, weight) for each agreement; [] when the two cannot be one event."""
     dated = date_weight(report, other, window)
@@ -340,6 +412,10 @@ def _signals(report: Facts, other: Facts, window: timedelta) -> list[tuple[str, 
     signals: list[tuple[str, float]] = []
     if dated:
         signals.append(("date", dated))
+    else:
+        dated = stated_weight(report, other)
+        if dated:
+            signals.append(("stated date", dated))
     shared_places = set(report.places) & set(other.places)
     if shared_places:
         # The place a report names first is where it happened; the others are often the
@@ -546,4 +622,5 @@ def facts_of(item: Item, matches: Sequence[MatchRecord], tags: tuple[str, ...]) 
         lang=item.lang,
         tags=tags,
         names=names_in(item.title, item.text),
+        stated=first.dates[:STATED_KEPT],
     )
