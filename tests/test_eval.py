@@ -102,7 +102,9 @@ def run(config_path: Path, *args: str, stdin: str | None = None) -> Result:
         ('{"title": "x", "labels": []}', "'id' is missing"),
         ('{"id": "a-1", "title": "y", "labels": []}', "appears twice"),
         ('{"id": "a-2", "title": "y", "labels": "detention"}', "'labels' must be a list"),
-        ('{"id": "a-3", "title": "y", "published": "last tuesday"}', "not an ISO date"),
+        ('{"id": "a-3", "title": "y", "labels": [], "published": "last tuesday"}', "not an ISO"),
+        ('{"id": "a-4", "title": "an unlabelled item"}', "'labels' is missing"),
+        ('{"id": "a-5", "title": "y", "events": "detention"}', "'events' must be a list"),
     ],
 )
 def test_read_labelled_errors_name_file_and_line(line: str, message: str) -> None:
@@ -111,6 +113,21 @@ def test_read_labelled_errors_name_file_and_line(line: str, message: str) -> Non
         read_labelled(lines, "set.jsonl")
     assert str(info.value).startswith("set.jsonl:3:")
     assert message in str(info.value)
+
+
+def test_the_test_sets_events_field_is_read_as_labels() -> None:
+    """The project's own labelled sets (tests/fixtures/rules) name the field `events`."""
+    lines = [
+        '{"id": "en-1", "title": "x", "events": ["detention"]}',
+        '{"id": "en-2", "title": "y", "events": []}',
+    ]
+    one, two = read_labelled(lines, "corpus.jsonl")
+    assert (one.labels, one.relevant, two.labels, two.relevant) == (
+        {"detention"},
+        True,
+        set(),
+        False,
+    )
 
 
 def test_read_labelled_fields() -> None:

@@ -93,9 +93,16 @@ def read_labelled(lines: Iterable[str], name: str = "-") -> list[Labelled]:
             raise EvalInputError(f"{where}: id {item_id!r} appears twice")
         seen.add(item_id)
         title, text = article_text(data, where)
-        labels = data.get("labels", [])
+        # `events` is the name the project's own test sets give the field (tests/fixtures/rules)
+        field = "labels" if "labels" in data or "events" not in data else "events"
+        if field not in data:
+            raise EvalInputError(
+                f"{where}: 'labels' is missing (expected a list of event types; "
+                f'[] or ["{NOT_RELEVANT}"] for an item that is not relevant)'
+            )
+        labels = data[field]
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-            raise EvalInputError(f"{where}: 'labels' must be a list of event types")
+            raise EvalInputError(f"{where}: {field!r} must be a list of event types")
         events = frozenset(x for x in labels if x != NOT_RELEVANT)
         relevant = data.get("relevant", bool(events))
         if not isinstance(relevant, bool):

@@ -228,6 +228,9 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
        "published": "2023-10-12", "labels": ["forced_repatriation"], "relevant": true,
        "story": "oct2023-wave"}
 
+    `labels` is required ([] or ["not_relevant"] when the item is not relevant; `events` is
+    read the same way).
+
     --stories replays the matched items through the story grouping the daemon uses, in order
     of publication, and scores it against the `story` clusters (pairwise F1 and adjusted Rand
     index). Nothing is stored and nothing is fetched.
