@@ -19,6 +19,7 @@ from watcher.stories import (
     founded,
     joined,
     names_in,
+    stated_days,
     stated_weight,
 )
 
@@ -256,6 +257,8 @@ def test_a_report_polled_ten_days_after_publication_joins_its_story() -> None:
         (("2026-11-21",), facts(), 1.0),
         # weeks and months say no day
         (("2026-11-16/2026-11-22", "2026-11"), facts(), 0.0),
+        # a dated report's own written days never count: background as often as the event
+        (("--10-09",), facts(stated=("2026-10-09",)), 0.0),
         # two undated reports: a day both state
         (("--11-20",), facts(dated=False, stated=("2026-11-20",)), 1.0),
         (("--11-20",), facts(dated=False, stated=("2026-11-21",)), 0.0),
@@ -272,15 +275,43 @@ def test_a_day_an_undated_report_states_dates_it(
     assert stated_weight(other, report) == weight
 
 
+def test_a_stated_day_is_compared_with_the_day_of_publication_where_it_was_published() -> None:
+    """08:30 in Seoul on the 20th is 23:30 UTC on the 19th: the 23rd is three days on."""
+    seoul = facts(at=datetime(2026, 11, 19, 23, 30, tzinfo=UTC), lang="ko")
+    report = facts(dated=False, at=T0 + timedelta(days=30), stated=("--11-23",))
+    assert stated_weight(report, seoul) == 1.0
+    assert stated_weight(report, replace(seoul, lang="en")) == 0.5  # the 19th in UTC
+
+
+@pytest.mark.parametrize(
+    ("title", "text", "days"),
+    [
+        ("60 North Koreans repatriated on Oct. 9", "", ("--10-09",)),
+        ("탈북민 60명 북송", "지난 10월 9일 밤 단둥에서", ("--10-09",)),
+        ("中国遣返脱北者", "2023年10月9日晚", ("2023-10-09",)),
+        # relative dates need the publication time an undated report lacks
+        ("Sixty sent back on Tuesday", "They were caught last week.", ()),
+    ],
+)
+def test_the_days_an_undated_report_writes_out(title: str, text: str, days: tuple) -> None:
+    assert stated_days(title, text) == days
+
+
 def test_two_dated_reports_are_compared_by_publication_not_by_stated_days() -> None:
     a, b = facts(stated=("--11-20",)), facts(at=T0 + timedelta(days=20), stated=("--11-20",))
     assert stated_weight(a, b) == 0.0
 
 
 def test_stated_days_are_kept_with_a_reports_facts() -> None:
-    report = facts(dated=False, stated=("--11-20", "2026-11-19"))
+    report = facts(dated=False, stated=("--11-20", "2026-11-19"), lang="ko")
     again = Facts.from_json(report.as_json(), item_key="k")
-    assert again.stated == report.stated and not again.dated
+    assert (again.stated, again.dated, again.lang) == (report.stated, False, "ko")
+
+
+def test_facts_stored_before_stated_days_were_kept_still_load() -> None:
+    old = {"title": "t", "at": T0.isoformat(), "dated": False, "events": ["detention"]}
+    again = Facts.from_json(old)
+    assert (again.stated, again.lang, again.dated) == ((), None, False)
 
 
 def test_two_undated_reports_of_different_events_stay_apart() -> None:

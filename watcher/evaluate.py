@@ -23,7 +23,7 @@ from typing import Any
 
 from watcher.errors import EvalInputError
 from watcher.rules import Matcher, Verdict
-from watcher.stories import STATED_KEPT, Facts, Grouping, breakdown, names_in
+from watcher.stories import Facts, Grouping, breakdown, names_in, stated_days
 
 NOT_RELEVANT = "not_relevant"
 
@@ -109,7 +109,7 @@ def read_labelled(lines: Iterable[str], name: str = "-") -> list[Labelled]:
             raise EvalInputError(f"{where}: 'relevant' must be true or false")
         if relevant != bool(events):
             raise EvalInputError(
-                f"{where}: 'relevant' is {str(relevant).lower()} but 'labels' "
+                f"{where}: 'relevant' is {str(relevant).lower()} but {field!r} "
                 f"{'name no event' if relevant else 'name events'} (expected them to agree)"
             )
         out.append(
@@ -452,7 +452,7 @@ def replay_stories(
             places=verdict.extracted.places,
             lang=item.lang,
             names=names_in(item.title, item.text),
-            stated=verdict.extracted.dates[:STATED_KEPT],
+            stated=() if item.published else stated_days(item.title, item.text),
         )
         grouping.add(facts, at)
     return grouping

@@ -461,6 +461,13 @@ def _stated(norm: str, published_year: int | None, published: date | None) -> li
     return out
 
 
+def written_days(norm: str) -> tuple[str, ...]:
+    """The days a normalised text writes out (`Oct. 9`, `9 October 2023`, `10월 9일`), in order
+    of mention: `YYYY-MM-DD` where the text gives the year, else `--MM-DD`. Nothing is taken
+    from outside the text: no publication or fetch time, no relative dates ("on Tuesday")."""
+    return tuple(dict.fromkeys(t for _, t in sorted(_stated(norm, None, None))))
+
+
 # Relative dates ("on Tuesday", 지난 3일, 上周, 先月) are found in two steps. A compiled pattern per
 # language finds the few candidate spans in a matched item's text, in microseconds (dateparser's
 # own whole-text search takes ~4.5 ms for a 250-character lead); each span is then resolved

@@ -48,8 +48,8 @@ from typing import Any
 from rapidfuzz import fuzz
 
 from watcher.config import SEVERITIES
-from watcher.extract import PLACE_WORDS, REGIONS, entities
-from watcher.rules import fold_chinese, is_cjk_text, normalize
+from watcher.extract import PLACE_WORDS, REGIONS, entities, written_days
+from watcher.rules import fold_chinese, is_cjk_text, normalize, publication_day
 from watcher.types import Item, MatchRecord
 
 #: The bodies of the multilingual list (as opposed to its named officials): many reports
@@ -108,8 +108,7 @@ REPORTS_COMPARED = 8
 #: history: the 17th nearest story of a fortnight is not the one a report is about. With
 #: REPORTS_COMPARED, at most 128 comparisons per matched report.
 CANDIDATES = 16
-#: How many of the days its text states a report keeps, in order of mention (the opening,
-#: where the event is told, names them first).
+#: How many of the days its opening writes out an undated report keeps, in order of mention.
 STATED_KEPT = 6
 #: A stated day this close to the other report's day counts as a full date signal, this far
 #: as half (the days CLOSE and NEAR are, in days).
@@ -141,8 +140,8 @@ class Facts:
     tags: tuple[str, ...] = ()
     #: Rare proper names in the report (see `names_in`).
     names: frozenset[str] = frozenset()
-    #: The days its text states (`YYYY-MM-DD`, or `--MM-DD` without a year), at most
-    #: STATED_KEPT: what dates an undated report (see `stated_weight`).
+    #: For an undated report, the days its opening writes out (`YYYY-MM-DD`, or `--MM-DD`
+    #: without a year), at most STATED_KEPT: what dates it (see `stated_days`, `stated_weight`).
     stated: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, object]:
@@ -156,6 +155,7 @@ class Facts:
             "places": list(self.places),
             "names": sorted(self.names),
             "stated": list(self.stated),
+            "lang": self.lang,
         }
 
     @classmethod
@@ -165,6 +165,7 @@ class Facts:
         names = data.get("names") or ()
         stated = data.get("stated") or ()
         people = data.get("people")
+        lang = data.get("lang")
         assert isinstance(events, list | tuple) and isinstance(places, list | tuple)
         assert isinstance(names, list | tuple) and isinstance(stated, list | tuple)
         return cls(
@@ -179,6 +180,7 @@ class Facts:
             places=tuple(str(p) for p in places),
             names=frozenset(str(n) for n in names),
             stated=tuple(str(d) for d in stated),
+            lang=lang if isinstance(lang, str) else None,
         )
 
 
@@ -373,26 +375,31 @@ def _gap(day: tuple[int | None, int, int], on: date) -> int | None:
     return min(gaps, default=None)
 
 
+def stated_days(title: str, text: str = "") -> tuple[str, ...]:
+    """The days an undated report's opening writes out ("on April 28", 10월 9일, 10月9日), at
+    most STATED_KEPT: only what the text says, so the daemon and `watcher eval` read the same
+    days (a relative date, "on Tuesday", would need the publication time the report lacks)."""
+    norm = fold_chinese(normalize(f"{title} \u2016 {_opening(text)}"))
+    return written_days(norm)[:STATED_KEPT]
+
+
 def stated_weight(report: Facts, other: Facts) -> float:
-    """The date signal when one of two reports is undated: a day the undated report's text
-    states ("on April 28", 10월 9일) against the other's publication day, or against a day the
-    other states. Within STATED_CLOSE_DAYS it counts 1, within STATED_NEAR_DAYS half. Only
-    agreement counts: a stated day far from the other report's is as often background ("closed
-    since January 2020") as another event."""
+    """The date signal when a report is undated: a day its opening writes out against the
+    other's publication day (the day where it was published), or, when both are undated, a
+    day both write out. Within STATED_CLOSE_DAYS it counts 1, within STATED_NEAR_DAYS half.
+    Only agreement counts: a written day far from the other report's is as often background
+    ("closed since January 2020") as another event. A dated report's own written days never
+    count: they are as often background as the event."""
     if report.dated and other.dated:
         return 0.0
     gaps: list[int] = []
-    for undated, that in ((report, other), (other, report)):
-        if undated.dated:
-            continue
-        days = _days(undated.stated)
-        if not days:
-            continue
-        if that.dated:
-            on = that.at.date()
-            gaps.extend(g for d in days if (g := _gap(d, on)) is not None)
-        for theirs in _days(that.stated):
-            for mine in days:
+    if report.dated or other.dated:
+        undated, that = (other, report) if report.dated else (report, other)
+        on = publication_day(that.at, that.lang or "")
+        gaps.extend(g for d in _days(undated.stated) if (g := _gap(d, on)) is not None)
+    else:
+        for mine in _days(report.stated):
+            for theirs in _days(other.stated):
                 years = {mine[0], theirs[0]} - {None}
                 if mine[1:] == theirs[1:] and len(years) <= 1:
                     gaps.append(0)
@@ -622,5 +629,5 @@ def facts_of(item: Item, matches: Sequence[MatchRecord], tags: tuple[str, ...]) 
         lang=item.lang,
         tags=tags,
         names=names_in(item.title, item.text),
-        stated=first.dates[:STATED_KEPT],
+        stated=() if item.published_at else stated_days(item.title, item.text),
     )
