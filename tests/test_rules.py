@@ -117,9 +117,12 @@ def test_matching_cost_does_not_depend_on_rules_that_cannot_fire() -> None:
         ("about 2,000 North Korean escapees are held", 2000),
         ("nine defectors were arrested", 9),
         ("a family of four was caught", 4),
-        # the people the report is about, named by what they are, before their victims
+        # people named by what they are: the first count of people is theirs
         ("Seoul deports two fugitive fishermen, accused of killing 16 members of the crew", 2),
         ("nine orphans were caught in Laos", 9),
+        # bystanders are not counted: soldiers, students
+        ("China deployed 2,000 police and soldiers to hunt five North Korean escapees", 5),
+        ("300 students saw police arrest 7 North Korean defectors in Yanji", 7),
         ("탈북민 200여 명 북송", 200),
         ("구금 탈북민 2천여명", 2000),
         ("九名朝鲜脱北者被捕", 9),

@@ -272,8 +272,7 @@ _EN_NUMBER = (
 _EN_PEOPLE = (
     r"(?:north koreans?|defectors?|escapees?|refugees?|people|persons|women|men|children|"
     r"girls|boys|detainees|individuals|migrants|family members|members|asylum seekers|"
-    r"nationals|citizens|residents|workers|fishermen|sailors|crew members|soldiers|orphans|"
-    r"teenagers|students|others)"
+    r"nationals|citizens|residents|workers|fishermen|orphans|others)"
 )
 
 
