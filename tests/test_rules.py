@@ -276,6 +276,61 @@ def test_not_inside_must_name_other_concepts() -> None:
     assert "china_gov" in str(info.value.problems[0])
 
 
+INCLUDES_CONFIG = """
+sources: []
+concepts:
+  china_named:
+    ko: [중국 외교부, 린젠]
+  china_gov:
+    includes: [china_named]
+    gloss: Chinese government
+    ko: [외교부 대변인, 린젠]
+  returns:
+    ko: [북송]
+rules:
+  - {id: china, event: china_position, all_of: [china_gov, returns]}
+  - {id: named, event: china_position, all_of: [china_named, returns]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "rules"),
+    [
+        ("중국 외교부, 북송 문제에 답변", ["china", "named"]),  # an included term
+        ("린젠 대변인, 북송 문제에 답변", ["china", "named"]),  # in both lists: once
+        ("외교부 대변인, 북송 문제에 답변", ["china"]),  # the including concept's own term
+    ],
+)
+def test_a_concept_takes_the_terms_of_the_concepts_it_includes(text: str, rules: list) -> None:
+    loaded = load_config_text(INCLUDES_CONFIG, "r.yaml", {}).config
+    assert loaded.concepts["china_gov"]["ko"] == ("외교부 대변인", "린젠", "중국 외교부")
+    matcher = compile_rules(loaded)
+    assert list(matcher.match(text, lang="ko").rules) == rules
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("includes: [china_named]", "includes: [china_nam]"), "concepts.china_gov.includes"),
+        (("includes: [china_named]", "includes: [china_gov]"), "expected a list of other"),
+        (
+            ("  china_named:\n", "  china_named:\n    includes: [china_gov]\n"),
+            "concepts include each other: ",
+        ),
+    ],
+)
+def test_includes_must_name_other_concepts_without_a_cycle(
+    change: tuple[str, str], message: str
+) -> None:
+    from watcher.config import ConfigError
+
+    bad = INCLUDES_CONFIG.replace(*change)
+    assert bad != INCLUDES_CONFIG
+    with pytest.raises(ConfigError) as info:
+        load_config_text(bad, "r.yaml", {})
+    assert message in str(info.value.problems[0])
+
+
 # --------------------------------------------------------------------------- fast paths
 # Each fast path is compared with the plain computation it stands for, on generated text.
 

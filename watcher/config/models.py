@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import re
 import zoneinfo
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Union, get_args
 from urllib.parse import urlsplit
@@ -254,6 +255,9 @@ Severity = Literal["low", "medium", "high", "critical"]
 GLOSS = "gloss"
 #: The key under which a concept names the concepts whose longer terms hide its own.
 NOT_INSIDE = "not_inside"
+#: The key under which a concept names concepts whose terms it takes as its own (resolved when
+#: the file is read: rules and matching see one list per language).
+INCLUDES = "includes"
 
 #: The event types the shipped rules produce (operators may add their own).
 EVENT_TYPES = (
@@ -525,6 +529,25 @@ class Settings(Model):
         return value
 
 
+def _with_included(
+    concepts: dict[str, Any],
+    included: Mapping[str, tuple[str, ...]],
+    name: str,
+    path: tuple[str, ...],
+) -> dict[str, Any]:
+    """A concept's terms with those of the concepts it includes (and they include), per
+    language, each term once; its own gloss and `not_inside` stay its own."""
+    if name in path:
+        cycle = " → ".join((*path[path.index(name) :], name))
+        raise LocatedError(("concepts", path[0], INCLUDES), f"concepts include each other: {cycle}")
+    merged = dict(concepts[name])
+    for other in included.get(name, ()):
+        for lang, terms in _with_included(concepts, included, other, (*path, name)).items():
+            if lang not in (GLOSS, NOT_INSIDE):
+                merged[lang] = list(dict.fromkeys((*merged.get(lang, ()), *terms)))
+    return merged
+
+
 class Config(Model):
     sources: tuple[Source, ...]
     #: Named term groups, per language, that rules refer to by name.
@@ -538,7 +561,21 @@ class Config(Model):
     @classmethod
     def _concept_terms(cls, value: Any) -> Any:
         if isinstance(value, dict):
+            included: dict[str, tuple[str, ...]] = {}
             for name, terms in value.items():
+                if isinstance(terms, dict) and INCLUDES in terms:
+                    others = terms[INCLUDES]
+                    if not isinstance(others, list) or not all(
+                        isinstance(o, str) and o in value and o != name for o in others
+                    ):
+                        known = ", ".join(k for k in value if k != name)
+                        raise LocatedError(
+                            ("concepts", name, INCLUDES),
+                            f"expected a list of other concepts (one of: {known}), "
+                            f"got {short(others)}",
+                        )
+                    included[name] = tuple(others)
+                    terms = value[name] = {k: v for k, v in terms.items() if k != INCLUDES}
                 if isinstance(terms, dict) and "gloss" in terms:
                     gloss = terms["gloss"]
                     if not isinstance(gloss, str) or not gloss.strip():
@@ -571,6 +608,8 @@ class Config(Model):
                     _check_terms(terms)
                 except ValueError as exc:
                     raise LocatedError(("concepts", name), str(exc)) from None
+            for name in included:
+                value[name] = _with_included(value, included, name, ())
         return value
 
     @model_validator(mode="after")
