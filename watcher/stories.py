@@ -259,14 +259,18 @@ def _opening(text: str) -> str:
     return cut
 
 
+def _opening_norm(title: str, text: str) -> str:
+    """The title and opening normalised for matching: what names and stated days are read from."""
+    return fold_chinese(normalize(f"{title} \u2016 {_opening(text)}"))
+
+
 def names_in(title: str, text: str = "") -> frozenset[str]:
     """Who a report names: the bodies and officials of the multilingual list (the same in any
     language: 고문방지위 and "Committee against Torture" are one), and rare proper names:
     capitalised words of Latin-script text, not at a sentence start, that are not common in
     this field's news (countries at its centre, outlets, months, titles)."""
     opening = _opening(text)
-    norm = fold_chinese(normalize(f"{title} {opening}"))
-    out: set[str] = set(entities(norm))
+    out: set[str] = set(entities(_opening_norm(title, text)))
     # A Title Case headline capitalises every word: its capitals say nothing of names.
     parts = (opening,) if _title_case(title) else (title, opening)
     for part in parts:
@@ -352,7 +356,8 @@ _DAY = re.compile(r"(\d{4}|-)-(\d\d)-(\d\d)$")
 
 
 def _days(stated: Iterable[str]) -> list[tuple[int | None, int, int]]:
-    """(year or None, month, day) of the whole days among stated dates (not weeks or months)."""
+    """(year or None, month, day) of stated days, as `stated_days` writes them (`YYYY-MM-DD`,
+    `--MM-DD`); a stored value of any other form is skipped."""
     out = []
     for text in stated:
         found = _DAY.match(text)
@@ -379,8 +384,7 @@ def stated_days(title: str, text: str = "") -> tuple[str, ...]:
     """The days an undated report's opening writes out ("on April 28", 10월 9일, 10月9日), at
     most STATED_KEPT: only what the text says, so the daemon and `watcher eval` read the same
     days (a relative date, "on Tuesday", would need the publication time the report lacks)."""
-    norm = fold_chinese(normalize(f"{title} \u2016 {_opening(text)}"))
-    return written_days(norm)[:STATED_KEPT]
+    return written_days(_opening_norm(title, text))[:STATED_KEPT]
 
 
 def stated_weight(report: Facts, other: Facts) -> float:

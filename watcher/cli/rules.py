@@ -309,7 +309,7 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
                     out.write(f"      {i} {one_line_text(titles[i], 80)}\n")
             named = list(parts.items())
             for n, (slug, ids) in enumerate(named):
-                others = [i for other, rest in named[n + 1 :] for i in rest]
+                others = [i for _, rest in named[n + 1 :] for i in rest]
                 if others:
                     link = link_text(best_link(grouping, ids, others))
                     name = "(no story)" if slug == "-" else slug

@@ -259,9 +259,8 @@ class SourceQueries(StoreBase):
 
         applied = []
         with self.engine.begin() as conn:
-            for change in sorted(
-                changes, key=lambda c: c.source_id
-            ):  # lock order (module docstring)
+            ordered = sorted(changes, key=lambda c: c.source_id)  # lock order (module docstring)
+            for change in ordered:
                 s = t.sources
                 was = s.c.health.is_(None) if change.old is None else s.c.health == change.old
                 values: dict[str, object] = {"health": change.new, "health_reason": change.reason}

@@ -186,10 +186,10 @@ _LABELS = (
     .where(t.story_items.c.story_id == bindparam("story_id"))
 )
 _DELIVERY_EXISTS = select(t.deliveries.c.id).where(
-    t.deliveries.c.story_id == bindparam("story_id_"),
-    t.deliveries.c.revision == bindparam("revision_"),
-    t.deliveries.c.channel == bindparam("channel_"),
-    t.deliveries.c.seq == bindparam("seq_"),
+    t.deliveries.c.story_id == bindparam("story_id"),
+    t.deliveries.c.revision == bindparam("revision"),
+    t.deliveries.c.channel == bindparam("channel"),
+    t.deliveries.c.seq == bindparam("seq"),
 )
 _INSERT_DELIVERY = t.deliveries.insert()
 
@@ -293,7 +293,7 @@ def _insert_deliveries(
             continue
         seen.add(p.channel)
         key = {"story_id": story.id, "revision": story.revision, "channel": p.channel, "seq": p.seq}
-        exists = conn.execute(_DELIVERY_EXISTS, {f"{k}_": v for k, v in key.items()}).first()
+        exists = conn.execute(_DELIVERY_EXISTS, key).first()
         if exists:
             continue
         conn.execute(
