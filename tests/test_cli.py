@@ -150,6 +150,25 @@ def test_the_command_registry_names_every_command_and_loads_only_the_one_asked_f
     assert complete == "True"  # every registered command is in the registry, and back
 
 
+def test_help_loads_no_database_config_or_http_library() -> None:
+    # `watcher --help` lists every command (importing each command module), so a heavy import
+    # at the top of any of them makes the help slow (it took 0.6 s; without them, 0.1 s).
+    script = (
+        "import sys\n"
+        "from watcher.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('sqlalchemy', 'pydantic', 'httpx', 'yaml', 'watcher.rules', 'watcher.store')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    result = python(script)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: watcher" in result.stdout
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
 # --------------------------------------------------------------------------- collecting commands
 
 

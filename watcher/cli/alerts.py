@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from watcher import log as logsetup
 from watcher.cli.base import Context, cli, config_exists, fail, one_line_text, pass_ctx, table
-from watcher.types import ChannelStatus, Delivery
+
+if TYPE_CHECKING:
+    from watcher.types import ChannelStatus, Delivery
 
 
 @cli.group()

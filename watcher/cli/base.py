@@ -13,16 +13,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
 
-from watcher import __version__
+from watcher import DEFAULT_DATABASE_URL, __version__
 from watcher import log as logsetup
-from watcher.config import LoadedConfig, load_config
 from watcher.errors import ConfigError, RuleError, StoreError
-from watcher.store import DEFAULT_DATABASE_URL, Store
+
+if TYPE_CHECKING:  # imported where used: `watcher --help` loads neither pydantic nor SQLAlchemy
+    from watcher.config import LoadedConfig
+    from watcher.store import Store
 
 log = logging.getLogger("watcher")
 
@@ -43,6 +45,8 @@ class Context:
     def config(self) -> LoadedConfig:
         """The validated config; exits with every problem listed when it is invalid."""
         if self._loaded is None:
+            from watcher.config import load_config
+
             try:
                 self._loaded = load_config(self.config_path)
             except ConfigError as exc:
@@ -93,7 +97,7 @@ class Context:
         """Open the database, applying pending migrations (the daemon and most commands).
         With `existing` (commands that only read), a database that holds no watcher data yet
         is an error rather than created."""
-        from watcher.store import missing_file
+        from watcher.store import Store, missing_file
 
         url = self.database_url(need_config=need_config)
         if existing and (path := missing_file(url)):

@@ -19,7 +19,6 @@ from watcher.cli.base import (
     progress,
 )
 from watcher.errors import ConfigError, EvalInputError
-from watcher.evaluate import article_text, json_object
 
 
 def _source_tags(config: Any) -> dict[str, tuple[str, ...]]:
@@ -73,6 +72,7 @@ def match(ctx: Context, file: Any, explain: bool) -> None:
     """
     import json
 
+    from watcher.evaluate import article_text, json_object
     from watcher.items import parse_date
 
     loaded = ctx.config()

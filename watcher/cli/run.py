@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from watcher.cli.base import Context, cli, fail, log, pass_ctx
-from watcher.config import LoadedConfig
 from watcher.errors import AlreadyRunning
-from watcher.store import Store
+
+if TYPE_CHECKING:
+    from watcher.config import LoadedConfig
+    from watcher.store import Store
 
 
 @cli.command()

@@ -6,7 +6,6 @@ from typing import Any
 
 import click
 
-from watcher import health
 from watcher.cli.base import Context, cli, fail, pass_ctx
 from watcher.log import redact
 
@@ -31,6 +30,7 @@ def sources_list(ctx: Context) -> None:
     shows when that poll's claim ends."""
     from zoneinfo import ZoneInfo
 
+    from watcher import health
     from watcher.clock import utcnow
     from watcher.config import format_duration
 

@@ -21,9 +21,9 @@ Usage::
 
 from __future__ import annotations
 
+from watcher import DEFAULT_DATABASE_URL
 from watcher.errors import StoreError
 from watcher.store.engine import (
-    DEFAULT_DATABASE_URL,
     SCHEMA_HEAD,
     StoreBase,
     is_database_error,

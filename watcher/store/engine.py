@@ -25,8 +25,6 @@ log = logging.getLogger("watcher.store")
 #: imports Alembic only when the database is behind. A test checks it is Alembic's head.
 SCHEMA_HEAD = "0011"
 
-DEFAULT_DATABASE_URL = "sqlite:///watcher.db"
-
 #: Seconds a database call may take (connect, statement, lock wait) before it fails: a stalled
 #: database then shows as an error the daemon retries, not as a hang.
 DB_TIMEOUT = 10
