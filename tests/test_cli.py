@@ -38,14 +38,16 @@ def test_check_reports_each_problem_without_traceback(tmp_path: Path) -> None:
         "  - id: tg\n"
         "    url: tgram://${WATCHER_TEST_UNSET_TOKEN}/1\n"
     )
-    # substitution problems are reported first, alone: fix them and validation follows
+    # an unset variable is one problem among the others, in the order of the file
     result = watcher("--config", str(bad), "check")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
+        f"{bad}:5: sources[0].intervl: unknown key (did you mean 'interval'?)",
+        f"{bad}:9: sources[1].interval: expected a duration like 15m, got 'often'",
         f"{bad}:12: channels[0].url: environment variable WATCHER_TEST_UNSET_TOKEN is not set "
         "(set it, or write ${WATCHER_TEST_UNSET_TOKEN:-default})",
-        "1 problem found; nothing was changed.",
+        "3 problems found; nothing was changed.",
     ]
     result = watcher("--config", str(bad), "check", env={"WATCHER_TEST_UNSET_TOKEN": "x" * 20})
     assert result.returncode == 2
@@ -375,3 +377,37 @@ def test_check_renders_the_operators_templates(tmp_path: Path) -> None:
     assert first.startswith(f"{cfg}:2: settings.templates_dir: a template in {folder}")
     (folder / "alert.text.j2").write_text("{{ title }}")
     assert watcher("--config", str(cfg), "check").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["run", "--once", "--metrics-address", "127.0.0.1:99999"],
+            "error: --metrics-address: expected HOST:PORT (a port from 1 to 65535) or off, "
+            "got '127.0.0.1:99999'",
+        ),
+        (
+            ["run", "--metrics-address", "localhost"],
+            "error: --metrics-address: expected HOST:PORT (a port from 1 to 65535) or off, "
+            "got 'localhost'",
+        ),
+    ],
+)
+def test_run_refuses_a_bad_metrics_address_in_one_line(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    result = watcher("--db", db, *args)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [expected]
+
+
+def test_run_with_a_database_in_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "w.db"
+    result = watcher("--db", f"sqlite:///{missing}", "run", "--once")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot create the lock file {missing}.lock: No such file or directory "
+        "(the database's folder must exist)"
+    ]

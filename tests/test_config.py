@@ -164,3 +164,11 @@ def test_the_commented_channel_and_route_example_in_sources_yaml_is_valid() -> N
     config = load_config_text(head + uncommented, "sources.yaml", env).config
     assert [c.id for c in config.channels] == ["advocates-mail", "telegram", "slack", "ops-mail"]
     assert [r.key(i) for i, r in enumerate(config.routes)] == ["ops", "urgent", "daily"]
+
+
+def test_metrics_address_off_unquoted_is_off() -> None:
+    # YAML reads `off` as false; the docs write it so, and it means off
+    text = "sources: []\nsettings:\n  metrics_address: off\n"
+    assert load_config_text(text, "s.yaml", {}).config.settings.metrics_address == "off"
+    text = "sources: []\nsettings:\n  metrics_address: '[::1]:9464'\n"
+    assert load_config_text(text, "s.yaml", {}).config.settings.metrics_address == "[::1]:9464"

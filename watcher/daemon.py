@@ -33,7 +33,7 @@ from watcher import __version__, recheck
 from watcher import log as logsetup
 from watcher.clock import utcnow
 from watcher.config import LoadedConfig, Source, format_duration, load_config
-from watcher.errors import AlreadyRunning, ConfigError, RuleError
+from watcher.errors import AlreadyRunning, ConfigError, RuleError, StoreError
 from watcher.fetch import Fetcher, FetchLimits
 from watcher.outbox import Deliverer
 from watcher.pipeline import (
@@ -85,7 +85,12 @@ class InstanceLock:
             return
         import fcntl
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            hint = " (the database's folder must exist)" if not self.path.parent.is_dir() else ""
+            raise StoreError(f"cannot create the lock file {self.path}: {reason}{hint}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -693,6 +698,7 @@ class Daemon:
         if not self.metrics_address:
             return None
         host, _, port = self.metrics_address.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")  # [::1]:9464
         return await asyncio.start_server(self._http, host or "127.0.0.1", int(port))
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from watcher.cli.base import Context, cli, fail, log, pass_ctx
-from watcher.errors import AlreadyRunning
+from watcher.errors import AlreadyRunning, StoreError
 
 if TYPE_CHECKING:
     from watcher.config import LoadedConfig
@@ -49,13 +49,18 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
     from watcher.pipeline import Parsing, lease_length
     from watcher.store.outbox import Outbox
 
+    if metrics_address is not None:
+        from watcher.config.models import metrics_address_problem
+
+        if problem := metrics_address_problem(metrics_address):
+            fail(f"--metrics-address: {problem}", code=2)
     loaded = ctx.config()
     matcher = ctx.matcher()
     database_url = ctx.database_url()
     lock = InstanceLock(database_url)
     try:
         lock.acquire()
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, StoreError) as exc:
         fail(str(exc))
     store = ctx.store()
     if lock.path is not None:  # single instance: claims left by a crash are stale

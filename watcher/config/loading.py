@@ -112,43 +112,79 @@ def load_config_text(
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError([f"{name}{line}: invalid YAML: {problem}"]) from None
+        raise ConfigError([_yaml_problem(exc, name)]) from None
     finally:
         loader.dispose()
     lines: dict[tuple[str | int, ...], int] = {}
+    #: Plain (unquoted) scalars that YAML read as something other than text: `off` → false,
+    #: `9:30` → 570. Kept so that "expected text" can say to quote them.
+    plain: dict[tuple[str | int, ...], str] = {}
+    duplicates: list[str] = []
     if node is not None:
-        _index_lines(node, (), lines)
+        _index_lines(
+            node, (), lines, plain, lambda p, m: duplicates.append(_fmt(name, lines, p, m))
+        )
+    if duplicates:
+        raise ConfigError(duplicates)
     if not isinstance(data, dict):
         raise ConfigError([f"{name}:1: expected a mapping with a 'sources' list at the top"])
     if rules_only:
         data = {"sources": [], **{k: v for k, v in data.items() if k in ("concepts", "rules")}}
 
-    problems: list[str] = []
+    unset: list[tuple[tuple[str | int, ...], str]] = []
     secrets: set[str] = set()
     written = data
-    data = _substitute(
-        data, (), env, secrets, lambda p, m: problems.append(_fmt(name, lines, p, m))
-    )
-    if problems:
-        raise ConfigError(problems)
+    data = _substitute(data, (), env, secrets, lambda p, m: unset.append((p, m)))
+    # A variable that is not set is one problem; the rest of the file is still checked, so
+    # that one run lists everything (what the empty value would break is not told again).
+    problems = [_fmt(name, lines, p, m) for p, m in unset]
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, name, lines, data)) from None
+        skip = {p for p, _ in unset}
+        problems += _format_validation(exc, name, lines, data, plain, skip)
+    if problems:
+        at = len(name) + 1  # each problem starts "name:line:"
+        problems.sort(key=lambda problem: int(problem[at:].split(":", 1)[0]))
+        raise ConfigError(_redacted(problems, secrets))
     _keep_written_urls(config, written.get("sources"))
     unknown = [
         f"{name}:{_line_for(lines, line_at)}: {_display(shown)}: {message}"
-        for shown, line_at, message in _route_problems(config, Names.of(config))
+        for shown, line_at, message in (
+            *_route_problems(config, Names.of(config)),
+            *_concept_lang_problems(config),
+        )
     ]
     if unknown:
-        raise ConfigError(unknown)
-    warnings = _short_intervals(config, name, lines)
+        raise ConfigError(_redacted(unknown, secrets))
+    warnings = _redacted(_short_intervals(config, name, lines), secrets)
     return LoadedConfig(
         config=config, path=name, secrets=frozenset(secrets), warnings=tuple(warnings), lines=lines
     )
+
+
+def _redacted(problems: list[str], secrets: set[str]) -> list[str]:
+    """Problems with every value that came from the environment shown as `***`: a message
+    quoting a url or a channel must not print the key it carries (as the log never does)."""
+    out = []
+    for problem in problems:
+        for secret in sorted(secrets, key=len, reverse=True):
+            problem = problem.replace(secret, "***")
+        out.append(problem)
+    return out
+
+
+def _yaml_problem(exc: yaml.YAMLError, name: str) -> str:
+    """One line for a file YAML cannot read: where it noticed, what, and where the construct
+    it was reading began when that is elsewhere (an unclosed quote is noticed lines later)."""
+    mark = getattr(exc, "problem_mark", None)
+    line = f":{mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    start = getattr(exc, "context_mark", None)
+    context = getattr(exc, "context", None)
+    if start is not None and context and (mark is None or start.line != mark.line):
+        problem += f" ({context} that starts at line {start.line + 1}: an unclosed quote?)"
+    return f"{name}{line}: invalid YAML: {problem}"
 
 
 #: Sources polled more often than this may be blocked by their outlets: a warning.
@@ -351,6 +387,41 @@ def locale_problem(value: str) -> str | None:
     return f"unknown locale {value!r} (alerts can be written in: {', '.join(LOCALES)})"
 
 
+def _concept_lang_problems(
+    config: Config,
+) -> list[tuple[tuple[str | int, ...], tuple[str | int, ...], str]]:
+    """A concept's terms under a language no item can have (`kr:` for `ko:`) are never looked
+    for: an error, with a did-you-mean. Not checked for a rules-only file (no sources)."""
+    if not config.sources:
+        return []
+    known = set(DETECTED_LANGS)
+    for source in config.sources:
+        if source.lang:
+            known.update((source.lang, source.lang.split("-")[0].lower()))
+    for rule in config.rules:
+        known.update(rule.langs)
+    not_langs = {GLOSS, NOT_INSIDE, "any"}
+    out: list[tuple[tuple[str | int, ...], tuple[str | int, ...], str]] = []
+    for name, terms in config.concepts.items():
+        for key in terms:
+            if key in not_langs or key in known:
+                continue
+            country = _COUNTRY_FOR_LANG.get(key.lower())
+            close = country if country in known else None
+            close = close or next(iter(difflib.get_close_matches(key, sorted(known), 1, 0.5)), None)
+            hint = f" (did you mean {close!r}?)" if close else ""
+            at: tuple[str | int, ...] = ("concepts", name, key)
+            out.append(
+                (
+                    at,
+                    at,
+                    f"no source has language {key!r} and watcher does not detect it: these "
+                    f"terms are never looked for{hint}",
+                )
+            )
+    return out
+
+
 def _route_problems(
     config: Config, names: Names
 ) -> list[tuple[tuple[str | int, ...], tuple[str | int, ...], str]]:
@@ -420,16 +491,43 @@ def _covers(first: Route, later: Route) -> bool:
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _index_lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[Any, int]) -> None:
+def _index_lines(
+    node: yaml.Node,
+    path: tuple[str | int, ...],
+    out: dict[Any, int],
+    plain: dict[Any, str],
+    duplicate: typing.Callable[[tuple[str | int, ...], str], None],
+) -> None:
+    """The line of every key and item; the plain scalars YAML did not read as text; and
+    every key written twice in one mapping (YAML keeps the last one silently: a second
+    `sources:` would drop every source above it)."""
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
         for key, value in node.value:
             child = (*path, key.value)
-            _index_lines(value, child, out)
-            out[child] = key.start_mark.line + 1
+            line = key.start_mark.line + 1
+            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                if key.value in seen:
+                    out[child] = line
+                    duplicate(
+                        child,
+                        f"key written twice (first at line {seen[key.value]}): YAML would keep "
+                        "only this one",
+                    )
+                    continue
+                seen[key.value] = line
+            _index_lines(value, child, out, plain, duplicate)
+            out[child] = line
     elif isinstance(node, yaml.SequenceNode):
         for index, value in enumerate(node.value):
-            _index_lines(value, (*path, index), out)
+            _index_lines(value, (*path, index), out, plain, duplicate)
+    elif (
+        isinstance(node, yaml.ScalarNode)
+        and not node.style  # plain: None from PyYAML, "" from its C loader
+        and node.tag != "tag:yaml.org,2002:str"
+    ):
+        plain[path] = node.value
 
 
 def _line_for(lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, ...]) -> int:
@@ -500,8 +598,14 @@ def _keep_written_urls(config: Config, written: Any) -> None:
 
 
 def _format_validation(
-    exc: ValidationError, name: str, lines: Mapping[Any, int], data: Any
+    exc: ValidationError,
+    name: str,
+    lines: Mapping[Any, int],
+    data: Any,
+    plain: Mapping[Any, str] | None = None,
+    skip: set[tuple[str | int, ...]] | None = None,
 ) -> list[str]:
+    """One line per problem pydantic found; none under `skip` (values already reported)."""
     problems = []
     errors = exc.errors()
     # "at least 1 item" on a list whose item is itself invalid says nothing new: skip it.
@@ -513,7 +617,12 @@ def _format_validation(
         if isinstance(ctx_error, LocatedError):
             loc = ctx_error.loc
         path = _data_path(loc, data)
+        if skip and any(path[: len(p)] == p for p in skip):
+            continue
         message = _message(error, loc, path, data)
+        if plain and path in plain and error["type"] == "string_type":
+            written = plain[path]
+            message += f' (YAML reads {written} without quotes as that: write "{written}")'
         rule_id = _rule_id(path, data)
         if rule_id and not message.startswith("rule "):
             message = f"rule {rule_id!r}: {message}"
@@ -562,6 +671,10 @@ def _message(error: Any, loc: tuple[Any, ...], path: tuple[Any, ...], data: Any)
         return f"unknown kind {got.get('kind')!r} (expected one of: {', '.join(SOURCE_KINDS)})"
     if kind == "union_tag_not_found":
         return f"'kind' is missing (expected one of: {', '.join(SOURCE_KINDS)})"
+    if kind == "string_pattern_mismatch" and path and path[-1] == "lang":
+        alias = _LOCALE_ALIASES.get(str(got).lower()) or _COUNTRY_FOR_LANG.get(str(got).lower())
+        hint = f" (did you mean {alias!r}?)" if alias else ""
+        return f"expected a language code like en, ko or zh-TW, got {short(got)}{hint}"
     if kind == "literal_error":
         return f"expected {msg.removeprefix('Input should be ')}, got {got!r}"
     if kind in {

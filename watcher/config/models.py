@@ -445,6 +445,18 @@ class Route(Model):
         return self.id or f"route-{index + 1}"
 
 
+def metrics_address_problem(value: str) -> str | None:
+    """What is wrong with a metrics address (`HOST:PORT`, `:PORT` or `off`); None if nothing."""
+    if value == "off":
+        return None
+    host, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"expected HOST:PORT (a port from 1 to 65535) or off, got {value!r}"
+    if host.startswith("[") != host.endswith("]"):
+        return f"expected HOST:PORT with an IPv6 host in brackets, got {value!r}"
+    return None
+
+
 class Settings(Model):
     #: Database URL; `--db` and WATCHER_DATABASE_URL take precedence.
     database_url: str | None = None
@@ -514,6 +526,18 @@ class Settings(Model):
     def _heartbeat_time(cls, value: str | None) -> str | None:
         if value is not None and not _HHMM.match(value):
             raise ValueError(f"expected a time of day like 08:00, got {value!r}")
+        return value
+
+    @field_validator("metrics_address", mode="before")
+    @classmethod
+    def _metrics_address(cls, value: Any) -> Any:
+        # `metrics_address: off` unquoted is YAML's false: it means off all the same.
+        if value is False:
+            return "off"
+        if isinstance(value, str):
+            problem = metrics_address_problem(value)
+            if problem:
+                raise ValueError(problem)
         return value
 
     @field_validator("public_url")
