@@ -411,3 +411,48 @@ def test_run_with_a_database_in_a_missing_folder_is_one_line(tmp_path: Path) -> 
         f"error: cannot create the lock file {missing}.lock: No such file or directory "
         "(the database's folder must exist)"
     ]
+
+
+def test_check_refuses_channels_apprise_cannot_read_without_showing_them(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "sources:\n"
+        "  - {id: a, kind: feed, url: 'https://example.org/f'}\n"
+        "channels:\n"
+        "  - {id: mail, url: 'mailtoz://bob:${WATCHER_T_SMTP}@example.org'}\n"
+        "  - {id: bad, url: 'mailto//nope'}\n"
+        "  - {id: ok, url: 'json://localhost:8080/x'}\n"
+        "  - {id: tg, url: 'tgram://'}\n"
+        "  - {id: unused, url: 'nosuch://x', enabled: false}\n"
+    )
+    result = watcher("--config", str(cfg), "check", env={"WATCHER_T_SMTP": "sekrit-pass"})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{cfg}:4: channels[0].url: apprise knows no scheme 'mailtoz' (did you mean 'mailto'?)",
+        f"{cfg}:5: channels[1].url: not an apprise URL: expected SCHEME://… (mailto://, "
+        "slack://, tgram://, json://…)",
+        f"{cfg}:7: channels[3].url: apprise cannot read this tgram:// URL (see apprise's page "
+        "for tgram:// on what it needs)",
+        "3 problems found; nothing was changed.",
+    ]
+    assert "sekrit-pass" not in result.stdout + result.stderr
+
+
+def test_run_once_logs_the_warnings_check_gives(tmp_path: Path) -> None:
+    # a cron job's log is all its operator reads: a channel that cannot work is said there
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "sources:\n"
+        "  - {id: a, kind: feed, url: 'https://example.org/f', enabled: false}\n"
+        "channels:\n"
+        "  - {id: tg, url: 'tgram://'}\n"
+    )
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    result = watcher("--config", str(cfg), "--db", db, "run", "--once")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if " WARNING " in line]
+    assert any(
+        "channel 'tg': apprise cannot read this tgram:// URL" in w and "alerts will fail" in w
+        for w in warnings
+    ), result.stderr
+    assert any("no ops route" in w for w in warnings), result.stderr

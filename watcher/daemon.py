@@ -35,7 +35,7 @@ from watcher.clock import utcnow
 from watcher.config import LoadedConfig, Source, format_duration, load_config
 from watcher.errors import AlreadyRunning, ConfigError, RuleError, StoreError
 from watcher.fetch import Fetcher, FetchLimits
-from watcher.outbox import Deliverer
+from watcher.outbox import Deliverer, unreadable_channels
 from watcher.pipeline import (
     ANALYZE_EVERY,
     CycleTally,
@@ -834,7 +834,12 @@ def config_warnings(loaded: LoadedConfig, matcher: Any) -> list[str]:
         if matcher.rule_count
         else ["no enabled rule: no story is made, so no alert will be sent (see docs/rules.md)"]
     )
-    return [*loaded.warnings, *no_rules, *nobody_hears(loaded.config)]
+    channels = loaded.config.channels
+    unreadable = [
+        f"channel {channels[i].id!r}: {what}: its alerts will fail"
+        for i, what in unreadable_channels(loaded.config)
+    ]
+    return [*loaded.warnings, *no_rules, *unreadable, *nobody_hears(loaded.config)]
 
 
 def run_daemon(

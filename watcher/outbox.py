@@ -23,6 +23,7 @@ ends one of four ways:
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import random
 import re
@@ -66,6 +67,48 @@ def _with_read_timeout(url: str, timeout: float) -> str:
     if "rto=" in url:
         return url
     return f"{url}{'&' if '?' in url else '?'}rto={timeout + 5:g}"
+
+
+def unreadable_channels(config: Config) -> list[tuple[int, str]]:
+    """(index, what is wrong) for each enabled channel whose URL apprise cannot read (an
+    unknown scheme, `mailto//` for `mailto://`): found when the file is checked, not when the
+    first alert fails. Nothing is sent; the URL is not shown (it may carry a secret)."""
+    import apprise
+
+    channels = [(i, c) for i, c in enumerate(config.channels) if c.enabled]
+    if not channels:
+        return []
+    known = set(apprise.NotificationManager().schemas())
+    out = []
+    apprise_log = logging.getLogger("apprise")
+    level = apprise_log.level
+    apprise_log.setLevel(logging.CRITICAL)  # its own complaint would be a second, vaguer line
+    try:
+        for index, channel in channels:
+            scheme, sep, _ = channel.url.partition("://")
+            if not sep:
+                out.append(
+                    (
+                        index,
+                        "not an apprise URL: expected SCHEME://… (mailto://, "
+                        "slack://, tgram://, json://…)",
+                    )
+                )
+            elif scheme.lower() not in known:
+                close = difflib.get_close_matches(scheme.lower(), sorted(known), 1, 0.6)
+                hint = f"did you mean {close[0]!r}?" if close else "see apprise's list of services"
+                out.append((index, f"apprise knows no scheme {scheme!r} ({hint})"))
+            elif not apprise.Apprise().add(channel.url):
+                out.append(
+                    (
+                        index,
+                        f"apprise cannot read this {scheme}:// URL (see apprise's "
+                        f"page for {scheme}:// on what it needs)",
+                    )
+                )
+    finally:
+        apprise_log.setLevel(level)
+    return out
 
 
 def apprise_send(url: str, message: Message, timeout: float) -> SendResult:

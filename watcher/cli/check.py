@@ -28,6 +28,16 @@ def check(ctx: Context) -> None:
         problem = _check_templates(config.settings.templates_dir)
         if problem:
             fail_config(ConfigError([loaded.problem(("settings", "templates_dir"), problem)]))
+    if config.channels:
+        from watcher.outbox import unreadable_channels
+
+        unreadable = unreadable_channels(config)
+        if unreadable:
+            fail_config(
+                ConfigError(
+                    [loaded.problem(("channels", i, "url"), what) for i, what in unreadable]
+                )
+            )
     from watcher.routing import nobody_hears
 
     no_rules = (

@@ -41,7 +41,8 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
     per shortest source interval if shorter; `--once`: its one cycle): polls by outcome, new
     items, matches, stories opened and updated, messages sent and failed, the next poll.
     Cycles with nothing new are told at most every 10 minutes (each one with
-    `--log-level debug`).
+    `--log-level debug`). With --once the log holds the warnings `watcher check` gives (no
+    route, no ops route, a channel apprise cannot read), then the one `cycle:` line.
     """
     import asyncio
 
@@ -103,9 +104,13 @@ async def _once(
     import time
 
     from watcher.clock import utcnow
+    from watcher.daemon import config_warnings
     from watcher.outbox import Deliverer
     from watcher.pipeline import CycleTally
 
+    # A cron job's log is all its operator sees: the warnings `watcher check` gives come first.
+    for warning in config_warnings(loaded, matcher):
+        log.warning("%s", warning, extra={"action": "start"})
     started = time.monotonic()
     tally = CycleTally()
     reports = await _cycle(

@@ -390,33 +390,28 @@ def locale_problem(value: str) -> str | None:
 def _concept_lang_problems(
     config: Config,
 ) -> list[tuple[tuple[str | int, ...], tuple[str | int, ...], str]]:
-    """A concept's terms under a language no item can have (`kr:` for `ko:`) are never looked
-    for: an error, with a did-you-mean. Not checked for a rules-only file (no sources)."""
-    if not config.sources:
-        return []
+    """A concept's terms under a country code (`kr:` for `ko:`, `jp:`, `cn:`) are never looked
+    for when no source has that code as its language: an error, with the language meant. Other
+    codes (`ru:`) are taken as written: a source of that language may be added."""
     known = set(DETECTED_LANGS)
     for source in config.sources:
         if source.lang:
             known.update((source.lang, source.lang.split("-")[0].lower()))
     for rule in config.rules:
         known.update(rule.langs)
-    not_langs = {GLOSS, NOT_INSIDE, "any"}
     out: list[tuple[tuple[str | int, ...], tuple[str | int, ...], str]] = []
     for name, terms in config.concepts.items():
         for key in terms:
-            if key in not_langs or key in known:
+            meant = _COUNTRY_FOR_LANG.get(key.lower())
+            if key in known or meant is None:
                 continue
-            country = _COUNTRY_FOR_LANG.get(key.lower())
-            close = country if country in known else None
-            close = close or next(iter(difflib.get_close_matches(key, sorted(known), 1, 0.5)), None)
-            hint = f" (did you mean {close!r}?)" if close else ""
             at: tuple[str | int, ...] = ("concepts", name, key)
             out.append(
                 (
                     at,
                     at,
-                    f"no source has language {key!r} and watcher does not detect it: these "
-                    f"terms are never looked for{hint}",
+                    f"{key!r} is a country code, not a language: no item has it, so these terms "
+                    f"are never looked for (did you mean {meant!r}?)",
                 )
             )
     return out
