@@ -78,7 +78,7 @@ def unreadable_channels(config: Config) -> list[tuple[int, str]]:
     channels = [(i, c) for i, c in enumerate(config.channels) if c.enabled]
     if not channels:
         return []
-    known = set(apprise.NotificationManager().schemas())
+    known = set(apprise.NotificationManager().schemas())  # type: ignore[no-untyped-call]
     out = []
     apprise_log = logging.getLogger("apprise")
     level = apprise_log.level
