@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -214,7 +215,8 @@ def test_run_once_then_list_and_export(tmp_path: Path, db_url: str) -> None:
         good = next(line for line in lines if line.startswith("good"))
         broken = next(line for line in lines if line.startswith("broken"))
         assert " ok " in good and good.split()[-1] == "1"
-        assert "failing (1)" in broken and broken.endswith("HTTP 500 Internal Server Error")
+        # one failure, below failure_threshold (3): retrying, not yet failing
+        assert "retrying (1)" in broken and broken.endswith("HTTP 500 Internal Server Error")
 
         exported = watcher("--config", str(cfg), "--db", db_url, "export", "items")
         assert exported.returncode == 0, exported.stderr
@@ -348,6 +350,7 @@ def test_run_stores_matches_and_replay_compares_other_rules(tmp_path: Path, db_u
     assert (
         line.startswith("  ") and "forced_repatriation" in line and "중국, 탈북민 강제북송" in line
     )
+    assert re.match(r"  \d{4}-\d\d-\d\d \d\d:\d\d UTC  good ", line), line  # the zone named
     assert "1 items, 1 match (forced_repatriation 1); changed against stored matches: +0 -0 ~0" in (
         replay.stderr
     )

@@ -190,7 +190,7 @@ def test_the_daemon_tells_its_start_and_each_cycle_and_reload_finds_it(
     assert "  NEXT POLL  " in head
     hourly = next(row for row in rows if row.startswith("hourly"))
     # 1h + jitter; the date is shown too when the next poll falls on another day
-    assert re.search(r"  in (5\dm|1h) \((\d\d-\d\d )?\d\d:\d\d\)  ", hourly), hourly
+    assert re.search(r"  in (5\dm|1h) \((\d\d-\d\d )?\d\d:\d\d UTC\)  ", hourly), hourly
 
 
 @pytest.mark.e2e
@@ -364,10 +364,10 @@ def test_the_cycle_line(reports, sends, upcoming, line: str, quiet: bool) -> Non
     [
         (None, "now"),
         (T0 - timedelta(seconds=30), "now"),
-        (T0 + timedelta(minutes=3, seconds=10), "in 3m (18:03)"),
-        (T0 + timedelta(seconds=42), "in 42s (18:00)"),
-        (T0 + timedelta(days=1, hours=2), "in 1d (11-24 20:00)"),
-        (T0 - timedelta(hours=2), "due 2h ago (16:00)"),
+        (T0 + timedelta(minutes=3, seconds=10), "in 3m (18:03 KST)"),
+        (T0 + timedelta(seconds=42), "in 42s (18:00 KST)"),
+        (T0 + timedelta(days=1, hours=2), "in 1d (11-24 20:00 KST)"),
+        (T0 - timedelta(hours=2), "due 2h ago (16:00 KST)"),
     ],
 )
 def test_the_next_poll_column(due: datetime | None, shown: str) -> None:

@@ -78,8 +78,9 @@ def current(state: SourceState | None, *, enabled: bool) -> Health:
     if state.health:
         return stored(state)
     if state.consecutive_failures:
+        # Below failure_threshold: not yet unhealthy (the ops routes have heard nothing).
         return Health(
-            status=f"failing ({state.consecutive_failures})", reason=state.last_error or ""
+            status=f"retrying ({state.consecutive_failures})", reason=state.last_error or ""
         )
     return OK
 

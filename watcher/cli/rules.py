@@ -191,7 +191,7 @@ def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) ->
                         [f"{facts.people} people"] * (facts.people is not None) + list(facts.places)
                     )
                     out.write(
-                        f"{mark} {when:%Y-%m-%d %H:%M}  {item.source_id:<16} "
+                        f"{mark} {ctx.when(when)}  {item.source_id:<16} "
                         f"{verdict.severity or '-':<8} {','.join(verdict.events) or '(none)'}"
                         f"{f'  [{extra}]' if extra else ''}  {one_line_text(item.title)}\n"
                     )

@@ -19,15 +19,16 @@ def sources() -> None:
 @pass_ctx
 def sources_list(ctx: Context) -> None:
     """Show every source: kind, interval, health and why, when it last brought a new
-    item, last success, next poll, items stored. Health is kept after each poll: failing,
-    blocked (a bot challenge or login page), empty (nothing parsed in `empty_polls` polls),
-    broken (items without titles, links or dates), moved (a permanent redirect: the new
-    address is given), stale (no new item for longer than usual).
+    item, last success, next poll, items stored. Health is kept after each poll: retrying (N)
+    (N failures in a row, below failure_threshold), failing, blocked (a bot challenge or login
+    page), empty (nothing parsed in `empty_polls` polls), broken (items without titles, links
+    or dates), moved (a permanent redirect: the new address is given), stale (no new item for
+    longer than usual).
 
     NEXT POLL is when the daemon polls the source next, from the schedule in the database:
-    relative, then the time in settings.timezone ("in 3m (14:05)"; "now" when due). "due 2h
-    ago" means no daemon has polled it since: is `watcher run` running? While a poll runs it
-    shows when that poll's claim ends."""
+    relative, then the time in settings.timezone, or UTC with --utc ("in 3m (14:05 KST)";
+    "now" when due). "due 2h ago" means no daemon has polled it since: is `watcher run`
+    running? While a poll runs it shows when that poll's claim ends."""
     from zoneinfo import ZoneInfo
 
     from watcher import health
@@ -38,7 +39,7 @@ def sources_list(ctx: Context) -> None:
     with ctx.open_store(existing=True) as store:
         states = store.source_states()
     now = utcnow()
-    zone = ZoneInfo(config.settings.timezone)
+    zone = ZoneInfo(ctx.timezone())  # settings.timezone, or UTC with --utc
     head = (
         "ID",
         "KIND",
@@ -106,7 +107,8 @@ def _next(due: Any, now: Any, zone: Any) -> str:
     if due is None:
         return "now"
     local = due.astimezone(zone)
-    at = local.strftime("%H:%M" if local.date() == now.astimezone(zone).date() else "%m-%d %H:%M")
+    day = "" if local.date() == now.astimezone(zone).date() else "%m-%d "
+    at = local.strftime(f"{day}%H:%M %Z")  # the zone named, as every time commands print
     seconds = int((due - now).total_seconds())
     if seconds < -60:
         return f"due {_ago(due, now)} ({at})"
