@@ -459,3 +459,36 @@ def test_run_once_logs_the_warnings_check_gives(tmp_path: Path) -> None:
         for w in warnings
     ), result.stderr
     assert any("no ops route" in w for w in warnings), result.stderr
+
+
+def test_reload_reads_only_where_the_daemon_keeps_its_pid(tmp_path: Path) -> None:
+    # The daemon's secrets live in its own environment (systemd, a container): reload, run
+    # from an operator's shell without them, must still find the PID file.
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text(
+        "sources:\n"
+        "  - {id: a, kind: feed, url: 'https://example.org/f?key=${WATCHER_T_FEED_KEY}'}\n"
+        "settings:\n"
+        "  state_dir: ${WATCHER_T_STATE:-state}\n"
+    )
+    result = watcher("--config", str(cfg), "reload")
+    assert result.returncode == 1
+    told, line = result.stderr.strip().splitlines()
+    assert told == "not set in this shell (the daemon checks them): WATCHER_T_FEED_KEY"
+    assert line.startswith(
+        f"error: no running daemon found: {tmp_path / 'state' / 'watcher.pid'} does not exist"
+    )
+
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "watcher.pid").write_text("999999999\n")
+    result = watcher("--config", str(cfg), "reload")
+    assert "names pid 999999999, which is not running (stale)" in result.stderr
+
+    cfg.write_text(cfg.read_text() + "  database_url: ${WATCHER_T_DB}\n")
+    result = watcher("--config", str(cfg), "reload")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[1:] == [
+        f"{cfg}:5: settings.database_url: environment variable WATCHER_T_DB is not set "
+        "(set it, or write ${WATCHER_T_DB:-default})",
+        "1 problem found; nothing was changed.",
+    ]

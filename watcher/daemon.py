@@ -111,6 +111,13 @@ class InstanceLock:
 
 
 def pid_file(loaded: LoadedConfig, database_url: str) -> Path:
+    """Where the daemon for this configuration and database keeps its PID (`pid_path`)."""
+    settings = loaded.config.settings
+    state_dir = settings.state_dir if "state_dir" in settings.model_fields_set else None
+    return pid_path(loaded.path, state_dir, database_url)
+
+
+def pid_path(config_path: str, state_dir: str | None, database_url: str) -> Path:
     """Where the daemon for this configuration and database keeps its PID, the same from any
     working directory (so `watcher reload` finds it):
 
@@ -122,10 +129,9 @@ def pid_file(loaded: LoadedConfig, database_url: str) -> Path:
       configuration file (`watcher-3f2a9c1b7d4e.pid`): writable even where sources.yaml is
       mounted read-only (containers), and the same for every command run on them.
     """
-    settings = loaded.config.settings
-    config_dir = Path(os.path.abspath(loaded.path)).parent
-    if "state_dir" in settings.model_fields_set:
-        folder = config_dir / Path(settings.state_dir).expanduser()
+    config_dir = Path(os.path.abspath(config_path)).parent
+    if state_dir is not None:
+        folder = config_dir / Path(state_dir).expanduser()
         return Path(os.path.abspath(folder)) / "watcher.pid"
     db_file = sqlite_file(database_url)
     if db_file is not None:
@@ -133,7 +139,7 @@ def pid_file(loaded: LoadedConfig, database_url: str) -> Path:
     import hashlib
     import tempfile
 
-    key = f"{shown_database(database_url)}\n{os.path.abspath(loaded.path)}".encode()
+    key = f"{shown_database(database_url)}\n{os.path.abspath(config_path)}".encode()
     return Path(tempfile.gettempdir()) / f"watcher-{hashlib.sha256(key).hexdigest()[:12]}.pid"
 
 
@@ -144,11 +150,10 @@ def shown_database(database_url: str) -> str:
     return f"sqlite:///{db_file}" if db_file else logsetup.redact(database_url)
 
 
-def find_daemon(loaded: LoadedConfig, database_url: str) -> tuple[int, Path] | str:
-    """The PID of the daemon running on this configuration and database, and its PID file;
-    or why there is none, as one line. (The file's second line names the daemon's database,
-    for people; the file's place is what ties it to this configuration.)"""
-    path = pid_file(loaded, database_url)
+def find_daemon(path: Path, database_url: str) -> tuple[int, Path] | str:
+    """The PID of the daemon whose PID file is `path` (`pid_path`), and the file; or why there
+    is none, as one line. (The file's second line names the daemon's database, for people;
+    the file's place is what ties it to this configuration.)"""
     try:
         lines = path.read_text().splitlines()
         pid = int(lines[0])

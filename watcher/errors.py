@@ -25,9 +25,16 @@ class WatcherError(Exception):
 class ConfigError(WatcherError):
     """The configuration is invalid. `problems` holds one line per problem, already formatted."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], *, unset: Sequence[str] = ()) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+        #: The environment variables found unset. When every problem is one of them, the file
+        #: is valid wherever they are set (`watcher reload` relies on the daemon's own).
+        self.unset = tuple(unset)
+
+    @property
+    def only_unset(self) -> bool:
+        return bool(self.unset) and len(self.unset) == len(self.problems)
 
 
 class RuleError(WatcherError):

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from watcher.cli.base import Context, cli, fail, log, pass_ctx
+from watcher.cli.base import Context, cli, fail, fail_config, log, pass_ctx
 from watcher.errors import AlreadyRunning, StoreError
 
 if TYPE_CHECKING:
@@ -174,15 +174,36 @@ def reload(ctx: Context) -> None:
     The PID file is found from the same --config and --db the daemon was given, from any
     directory: it is in settings.state_dir when that is set (a relative one is read from the
     folder of sources.yaml), else beside the SQLite database (watcher.db.pid), else (for
-    PostgreSQL) in the folder of sources.yaml. The daemon's start-up log names it. An invalid
-    file is refused by the daemon, which keeps its configuration: run `watcher check` first.
-    With replicas, send SIGHUP to each."""
+    PostgreSQL) in the system's temporary folder, named after the database and the file. The
+    daemon's start-up log names it. Only settings.state_dir and settings.database_url are read
+    here, so the daemon's other ${VAR}s need not be set in this shell. A file with other
+    problems is refused here (exit 2) and would be refused by the daemon, which keeps its
+    configuration. With replicas, send SIGHUP to each."""
     import os
     import signal
 
-    from watcher.daemon import find_daemon
+    from watcher import DEFAULT_DATABASE_URL
+    from watcher.config import load_config
+    from watcher.config.loading import daemon_settings
+    from watcher.daemon import find_daemon, pid_path
+    from watcher.errors import ConfigError
 
-    found = find_daemon(ctx.config(), ctx.database_url())
+    try:
+        load_config(ctx.config_path)  # a file the daemon would refuse is refused here
+    except ConfigError as exc:
+        # ...but its ${VAR}s may be set only in the daemon's environment (systemd's
+        # EnvironmentFile, a container's secrets): the daemon checks those itself.
+        if not exc.only_unset:
+            fail_config(exc)
+        names = sorted({m.split()[2] for m in exc.unset})
+        click.echo(f"not set in this shell (the daemon checks them): {', '.join(names)}", err=True)
+    # Where the daemon keeps its PID needs settings.state_dir and .database_url alone.
+    try:
+        state_dir, database_url = daemon_settings(ctx.config_path)
+    except ConfigError as exc:
+        fail_config(exc)
+    url = ctx.db_url or database_url or DEFAULT_DATABASE_URL
+    found = find_daemon(pid_path(ctx.config_path, state_dir, url), url)
     if isinstance(found, str):
         fail(found)
     pid, path = found

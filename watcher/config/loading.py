@@ -146,7 +146,7 @@ def load_config_text(
     if problems:
         at = len(name) + 1  # each problem starts "name:line:"
         problems.sort(key=lambda problem: int(problem[at:].split(":", 1)[0]))
-        raise ConfigError(_redacted(problems, secrets))
+        raise ConfigError(_redacted(problems, secrets), unset=[m for _, m in unset])
     _keep_written_urls(config, written.get("sources"))
     unknown = [
         f"{name}:{_line_for(lines, line_at)}: {_display(shown)}: {message}"
@@ -185,6 +185,55 @@ def _yaml_problem(exc: yaml.YAMLError, name: str) -> str:
     if start is not None and context and (mark is None or start.line != mark.line):
         problem += f" ({context} that starts at line {start.line + 1}: an unclosed quote?)"
     return f"{name}{line}: invalid YAML: {problem}"
+
+
+def daemon_settings(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> tuple[str | None, str | None]:
+    """(settings.state_dir, settings.database_url) as the file writes them, `${VAR}`s
+    expanded; None for each it does not set. The rest of the file is not read: `watcher
+    reload` needs only where the daemon keeps its PID, and the daemon's other variables (API
+    keys, passwords) are often set in its environment alone."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{name}: no such file (give another with --config)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{name}: cannot read: {exc}"]) from None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(exc, name)]) from None
+    finally:
+        loader.dispose()
+    lines: dict[tuple[str | int, ...], int] = {}
+    if node is not None:
+        _index_lines(node, (), lines, {}, lambda _path, _message: None)
+    settings = data.get("settings") if isinstance(data, dict) else None
+    if not isinstance(settings, dict):
+        return None, None
+    problems: list[str] = []
+    found: list[str | None] = []
+    for key in ("state_dir", "database_url"):
+        value = settings.get(key)
+        if value is not None and not isinstance(value, str):
+            problems.append(_fmt(name, lines, ("settings", key), f"expected text, got {value!r}"))
+            value = None
+        if value is not None:
+            value = _substitute(
+                value,
+                ("settings", key),
+                os.environ if env is None else env,
+                set(),
+                lambda p, m: problems.append(_fmt(name, lines, p, m)),
+            )
+        found.append(value)
+    if problems:
+        raise ConfigError(problems)
+    return found[0], found[1]
 
 
 #: Sources polled more often than this may be blocked by their outlets: a warning.
