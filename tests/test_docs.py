@@ -91,3 +91,20 @@ def test_the_documented_event_types_are_the_shipped_ones() -> None:
         r.event for r in config_module.load_config(ROOT / "sources.yaml", env={}).config.rules
     }
     assert documented == set(config_module.EVENT_TYPES) == shipped
+
+
+def test_the_readme_example_configuration_is_valid() -> None:
+    # The first file a new operator copies: `watcher check` must accept it as printed.
+    from watcher.config import load_config_text
+    from watcher.rules import compile_rules
+
+    block = README.split("```yaml\n", 1)[1].split("```", 1)[0]
+    env = {
+        "SMTP_USER": "user",
+        "SMTP_PASSWORD": "password",
+        "TELEGRAM_BOT_TOKEN": "123456789:abcdefghij",
+        "TELEGRAM_CHAT_ID": "12345",
+    }
+    loaded = load_config_text(block, "README.md", env)
+    assert {r.event for r in loaded.config.rules} >= {"forced_repatriation", "detention"}
+    assert compile_rules(loaded.config).rule_count == len(loaded.config.rules)

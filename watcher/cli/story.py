@@ -116,7 +116,7 @@ def story_split(ctx: Context, story_id: int, item_key: str, reason: str, by: str
 
 @story.command("undo")
 @click.argument("correction_id", type=int)
-@_BY
+@click.option("--by", help="Who undid it (default: $USER).")
 @pass_ctx
 def story_undo(ctx: Context, correction_id: int, by: str | None) -> None:
     """Undo correction CORRECTION_ID (the latest on the same stories first): reports move
