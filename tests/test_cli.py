@@ -492,3 +492,23 @@ def test_reload_reads_only_where_the_daemon_keeps_its_pid(tmp_path: Path) -> Non
         "(set it, or write ${WATCHER_T_DB:-default})",
         "1 problem found; nothing was changed.",
     ]
+
+
+def test_check_refuses_a_selector_that_is_not_css(tmp_path: Path) -> None:
+    cfg = tmp_path / "h.yaml"
+    cfg.write_text(
+        "sources:\n"
+        "  - id: a\n"
+        "    kind: html\n"
+        "    url: https://example.org/\n"
+        "    selectors:\n"
+        "      item: li.news\n"
+        "      title: 'h3[class'\n"
+    )
+    result = watcher("--config", str(cfg), "check")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{cfg}:7: sources[0].selectors.title: not a CSS selector: Malformed attribute "
+        "selector at position 2 in 'h3[class'",
+        "1 problem found; nothing was changed.",
+    ]

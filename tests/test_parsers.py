@@ -199,3 +199,24 @@ def test_worker_processes_match_exactly_like_the_main_process() -> None:
     matched = [m for r in inline for m in (r.matches or ())]
     assert len({m.item_key for m in matched}) >= 10  # the recorded bodies carry on-topic items
     assert {m.event for m in matched} >= {"forced_repatriation", "detention"}
+
+
+def test_a_selector_check_refuses_fails_its_poll_in_one_line() -> None:
+    # `watcher check` refuses it; a file loaded without check still must not log three lines
+    source = load_config_text(
+        "sources:\n  - {id: h, kind: html, url: 'https://example.org/', "
+        "selectors: {item: li, title: 'h3[class'}}\n",
+        "h.yaml",
+        {},
+    ).config.sources[0]
+    result = FetchResult(
+        source_id="h",
+        url="https://example.org/",
+        final_url="https://example.org/",
+        status=200,
+        body=b"<ul><li><a href='/a'><h3 class='x'>A</h3></a></li></ul>",
+        content_type="text/html",
+    )
+    parsed = parse(source, result, FETCHED_AT)
+    assert parsed.error is not None and parsed.error.startswith("parser failed: ")
+    assert "\n" not in parsed.error and "h3[class" in parsed.error

@@ -16,7 +16,9 @@ def check(ctx: Context) -> None:
     """Validate sources.yaml and print a one-screen summary.
 
     Every problem is printed as FILE:LINE: PATH: what is wrong; the exit code is 2 when
-    there are problems, 0 otherwise. Routes are checked against what exists: an event no
+    there are problems, 0 otherwise. Beyond the file's own rules it checks that each html
+    source's selectors are CSS and that apprise can read each enabled channel's URL (nothing
+    is fetched or sent). Routes are checked against what exists: an event no
     rule reports, a tag no source carries or an unknown language is a problem (with a
     did-you-mean), as is a route that can never fire. Warnings (no rules, no channels or
     routes: no alert will be sent) are printed and do not change the exit code.
@@ -28,6 +30,17 @@ def check(ctx: Context) -> None:
         problem = _check_templates(config.settings.templates_dir)
         if problem:
             fail_config(ConfigError([loaded.problem(("settings", "templates_dir"), problem)]))
+    html = [(i, s) for i, s in enumerate(config.sources) if s.kind == "html"]
+    if html:
+        from watcher.parsers.html import selector_problems
+
+        bad = [
+            loaded.problem(("sources", i, "selectors", key), what)
+            for i, source in html
+            for key, what in selector_problems(source.selectors)
+        ]
+        if bad:
+            fail_config(ConfigError(bad))
     if config.channels:
         from watcher.outbox import unreadable_channels
 

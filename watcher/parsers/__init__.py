@@ -59,7 +59,9 @@ def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult
         size = len(result.body or b"")
         return ParseResult(error=f"parsing this {size} byte body needs more memory than allowed")
     except Exception as exc:  # a parser bug must not stop the cycle; say what happened
-        return ParseResult(error=f"parser failed: {type(exc).__name__}: {exc}"[:300])
+        # one line: some libraries explain on several (a selector, then a caret under it)
+        told = " ".join(str(exc).split())
+        return ParseResult(error=f"parser failed: {type(exc).__name__}: {told}"[:300])
 
 
 def parser_for(kind: str) -> Parser:
