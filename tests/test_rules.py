@@ -132,6 +132,13 @@ def test_matching_cost_does_not_depend_on_rules_that_cannot_fire() -> None:
         ("dozens of North Koreans", None),
         ("수십 명의 탈북민", None),
         ("In 2023 North Koreans were sent back", None),
+        # an age is one person's, not a count ("26-year-old": hyphens fold to spaces)
+        ("a 26-year-old defector was caught with 3 others", 3),
+        ("police held a 30 year old North Korean woman", None),
+        # a decimal is no count; 数十 and 几百 are some tens and hundreds, no stated number
+        ("平均生育1.37名子女", None),
+        ("数十名难民被抓，其中41名", 41),
+        ("几百人", None),
     ],
 )
 def test_people(text: str, expected: int | None) -> None:
@@ -149,6 +156,15 @@ def test_people(text: str, expected: int | None) -> None:
         ("丹东、图们江、延边", ["Dandong", "Tumen River", "Yanbian"]),
         ("瀋陽と丹東", ["Shenyang", "Dandong"]),
         ("Jilinese food in Dandongtown", []),
+        # a dateline names where the report was filed, not where its event happened
+        ("BANGKOK (Reuters) - Laos deported nine to China", ["Laos"]),
+        ("SHENYANG, Nov. 18 (UPI) -- nine held in Dandong", ["Dandong"]),
+        ("(단둥=연합뉴스) 신의주에서 버스", ["Sinuiju"]),
+        ("【瀋陽聯合ニュース】丹東から列車", ["Dandong"]),
+        ("新华社丹东3月1日电 图们", ["Tumen"]),
+        # ...but the same city named as the event's place counts
+        ("BANGKOK (Reuters) - police in Bangkok held 12", ["Bangkok"]),
+        ("Police in Bangkok (Thailand) raided a house", ["Bangkok", "Thailand"]),
     ],
 )
 def test_places(text: str, expected: list[str]) -> None:
@@ -439,11 +455,12 @@ def test_scan_hits_are_every_terms_hits_found_one_by_one(
 _PLAIN = {
     "_EN": r"(?<![\w.,])"
     + extraction._EN_NUMBER
+    + r"(?! (?:years?|months?) old\b)"
     + r" (?:[a-z'\-]+ ){0,3}?"
     + extraction._EN_PEOPLE
     + r"\b",
     "_KO": r"(?<![\d.,])(?P<n>\d[\d,]*)\s?(?P<mult>천|백|만)?\s?여?\s?(?:명|인)(?!\w*(?:년|월))",
-    "_ZH": r"(?:逾|超过|约|近)?(?P<n>\d[\d,]*|["
+    "_ZH": r"(?:逾|超过|约|近)?(?P<n>(?<![\d.])\d[\d,]*|(?<![数几數幾])["
     + extraction._ZH_NUM
     + r"]+)\s?(?:多|余)?\s?(?:名|人)",
     "_EN_DATE": r"\b(?P<m>"
@@ -472,7 +489,8 @@ _PIECES = [
     *"0 1 2 3 9 12 31 2023 1999 ٣ 1,000 3.5".split(),
     *"january jan sept sep may march december oct xmay people north koreans refugees".split(),
     *"ten one twenty-one seventy thousand hundred family of".split(),
-    *"명 인 여 천 백 월 일 년 年 月 日 名 人 多 约 逾 超过 二十 两千".split(),
+    *"명 인 여 천 백 월 일 년 年 月 日 名 人 多 约 逾 超过 二十 两千 数 几 十".split(),
+    *" year old| years old| month old|-year-old".split("|"),
     *" , . ! ? … 。 ！ \u2016 \" ' ’ ) - a x".split(" "),
     " ",
     "st",

@@ -116,14 +116,38 @@ WORD_CHARS = frozenset(
 )
 
 
+#: What follows a city named only as where a report was filed, not where its event happened:
+#: a wire credit ("bangkok (reuters)", "beijing, nov. 18 (upi)"), a Korean byline
+#: ("단둥=연합뉴스", "(서울=뉴스1)") or an agency in brackets ("【瀋陽聯合ニュース】").
+_DATELINE_AFTER = re.compile(
+    r"(?:,? [a-z]{3,9}\.? \d{1,2})?,? \((?:reuters|ap|afp|upi|yonhap|xinhua|kyodo|dpa|efe|"
+    r"rfa|voa|nk news|daily nk|cnn|bbc)\)"
+    r"|\s?=\s?[가-힣a-z0-9]*(?:뉴스|news|일보|신문|통신)"
+    r"|\s?(?:聯合|联合|共同|時事|时事)(?:ニュース|通信|新闻|社)"
+)
+#: ...and what precedes one: a Chinese agency's dateline ("新华社丹东3月1日电").
+_DATELINE_BEFORE = re.compile(r"(?:新华社|新華社|中新社|中新網|中新网)\s?$")
+
+
+def _dateline(norm: str, start: int, end: int) -> bool:
+    """Is the place at [start, end] the city a report was filed from (a dateline)?"""
+    return bool(
+        _DATELINE_AFTER.match(norm, end + 1, end + 40)
+        or _DATELINE_BEFORE.search(norm, max(0, start - 4), start)
+    )
+
+
 def places(norm: str) -> tuple[str, ...]:
     """Canonical names in order of first mention; a longer name hides the one inside it
-    (Tumen River is not also Tumen; 图们江 is not also 图们)."""
+    (Tumen River is not also Tumen; 图们江 is not also 图们). A city named only in a dateline
+    ("BANGKOK (Reuters) -", "단둥=연합뉴스", "【瀋陽聯合ニュース】") is where the report was
+    filed, not where its event happened: that mention does not count."""
     spans = _hits(_PLACES, norm)
     kept = sorted(
         (start, end, name)
         for start, end, name in spans
         if not any(s2 <= start and end <= e2 and e2 - s2 > end - start for s2, e2, _ in spans)
+        and not _dateline(norm, start, end)
     )
     return tuple(dict.fromkeys(c for _, _, c in kept))
 
@@ -285,7 +309,9 @@ def _starting(first: str, pattern: str) -> re.Pattern[str]:
 
 _EN = _starting(
     r"\d" + "".join(sorted({word[0] for word in _EN_UNITS})),
-    r"(?<![\w.,])" + _EN_NUMBER + r" (?:[a-z'\-]+ ){0,3}?" + _EN_PEOPLE + r"\b",
+    # not an age: "a 26-year-old defector" (hyphens are folded to spaces) is one person
+    r"(?<![\w.,])" + _EN_NUMBER + r"(?! (?:years?|months?) old\b)"
+    r" (?:[a-z'\-]+ ){0,3}?" + _EN_PEOPLE + r"\b",
 )
 _EN_FAMILY = re.compile(r"\bfamily of (?P<n>\w+)\b")
 #: After a digit not preceded by a digit, point or comma (a pattern that starts with a class
@@ -296,7 +322,11 @@ _KO = re.compile(
 _ZH_NUM = "零〇一二两三四五六七八九十百千万"
 _ZH = _starting(
     r"逾超约近\d" + _ZH_NUM,
-    r"(?:逾|超过|约|近)?(?P<n>\d[\d,]*|[" + _ZH_NUM + r"]+)\s?(?:多|余)?\s?(?:名|人)",
+    # digits not inside a decimal (1.37名 is no count; a comma is also 、's and ，'s NFKC
+    # form, so it may precede a count) and numerals not after 数 or 几
+    # ("数十名", "几百人": some tens, some hundreds: no stated number)
+    r"(?:逾|超过|约|近)?(?P<n>\d(?<![\d.]\d)[\d,]*|(?<![数几數幾])[" + _ZH_NUM + r"]+)"
+    r"\s?(?:多|余)?\s?(?:名|人)",
 )
 
 
