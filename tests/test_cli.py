@@ -512,3 +512,34 @@ def test_check_refuses_a_selector_that_is_not_css(tmp_path: Path) -> None:
         "selector at position 2 in 'h3[class'",
         "1 problem found; nothing was changed.",
     ]
+
+
+def test_a_path_given_for_a_database_url_says_what_is_expected(tmp_path: Path) -> None:
+    result = watcher("--db", str(tmp_path / "w.db"), "db", "current")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: bad database URL '{tmp_path / 'w.db'}': Could not parse SQLAlchemy URL from "
+        "given URL string (expected sqlite:///PATH, e.g. sqlite:///watcher.db, or a "
+        "postgresql+psycopg:// URL)"
+    ]
+    shown = watcher("--db", "user:pa55word@host/db", "db", "current")
+    assert "pa55word" not in shown.stderr and "'***@host/db'" in shown.stderr
+
+
+def test_one_line_errors_name_the_option(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    assert watcher("--db", db, "db", "upgrade").returncode == 0
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("sources:\n  - {id: dailynk, kind: feed, url: 'https://example.org/f'}\n")
+    assert watcher("--config", str(cfg), "--db", db, "sources", "list").returncode == 0
+    export = watcher("--config", str(cfg), "--db", db, "export", "items", "--source", "dailyn")
+    assert export.returncode == 1
+    assert export.stderr.strip() == (
+        "error: --source: no source 'dailyn' (did you mean 'dailynk'?)"
+    )
+    silence = watcher(
+        "--config", str(cfg), "--db", db, "silence", "add", "--match", "source=dailynk",
+        "--for", "6 hours", "--reason", "test",
+    )  # fmt: skip
+    assert silence.returncode == 2
+    assert silence.stderr.strip() == "error: --for: expected a duration like 15m, got '6 hours'"

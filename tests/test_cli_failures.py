@@ -84,3 +84,15 @@ def test_sources_test_without_an_answer_names_the_host(tmp_path: Path) -> None:
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"error: one: no answer from 127.0.0.1:{port} after ")
     assert "HTTP -" not in done.stdout + done.stderr
+
+
+def test_sources_test_refused_by_the_address_policy_says_so(tmp_path: Path) -> None:
+    # not "no answer after 0.0s": watcher itself did not ask, and says why
+    cfg = tmp_path / "sources.yaml"
+    source = {"id": "one", "kind": "feed", "url": "http://127.0.0.1:9/feed.xml", "lang": "en"}
+    cfg.write_text(yaml.safe_dump({"sources": [source], "settings": {"retries": 0}}))
+    done = watcher("--config", str(cfg), "sources", "test", "one")
+    assert done.returncode == 1 and done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: one: not fetched: refused: ")
+    assert line.endswith("set settings.allow_private_addresses to allow it")

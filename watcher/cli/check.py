@@ -68,7 +68,7 @@ def check(ctx: Context) -> None:
         f"  {plural(len(config.sources), 'source')} ({kinds_text}"
         f"{f'; {disabled} disabled' if disabled else ''})"
     )
-    langs = Counter(s.lang or "?" for s in config.sources if s.enabled)
+    langs = Counter(s.lang or "auto" for s in config.sources if s.enabled)  # as run says
     click.echo("  languages: " + ", ".join(f"{k} {n}" for k, n in langs.most_common()))
     examples = sum(len(r.examples.match) + len(r.examples.no_match) for r in config.rules)
     events = Counter(r.event for r in config.rules if r.enabled)

@@ -57,6 +57,18 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
     if writer:
         writer.writeheader()
     with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
+        if source_id is not None:
+            # the file's sources, and those only the database still knows (removed ones)
+            configured = (
+                {s.id for s in ctx.config().config.sources} if config_exists(ctx) else set()
+            )
+            known = sorted(configured | set(store.source_states()))
+            if source_id not in known:
+                import difflib
+
+                close = difflib.get_close_matches(source_id, known, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"sources: {', '.join(known)}"
+                fail(f"--source: no source {source_id!r} ({hint})")
         found = store.iter_items(since=since_at, source_id=source_id)
         with progress(found, "exporting items") as shown:
             for item in shown:

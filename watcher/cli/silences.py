@@ -45,9 +45,12 @@ def silence_add(
 
     try:
         parsed = parse_matchers(matchers)
-        length = parse_duration(duration)
     except ValueError as exc:
         fail(str(exc), code=2)
+    try:
+        length = parse_duration(duration)
+    except ValueError as exc:
+        fail(f"--for: {exc}", code=2)
     if config_exists(ctx):
         problems = silence_problems(parsed, ctx.config().names)
         for problem in problems:

@@ -151,6 +151,8 @@ def sources_test(ctx: Context, source_id: str) -> None:
 
     result = asyncio.run(go())
     address = source.shown_url if result.final_url == source.url else redact(result.final_url)
+    if not result.status and (result.error or "").startswith("refused:"):
+        fail(f"{source.id}: not fetched: {result.error}")  # watcher's own address policy
     if not result.status:  # no answer at all: say from where, not "HTTP -, 0 bytes"
         host = redact(urlsplit(result.final_url or source.url).netloc)
         fail(f"{source.id}: no answer from {host} after {result.elapsed:.1f}s: {result.error}")

@@ -8,6 +8,7 @@ Alembic migrations in `migrations/`.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,7 +94,10 @@ def make_engine(url: str) -> Engine:
 
         return engine
     except Exception as exc:  # a malformed URL or a missing driver
-        raise StoreError(f"bad database URL {redact_url(url)!r}: {exc}") from None
+        raise StoreError(
+            f"bad database URL {redact_url(url)!r}: {exc} (expected sqlite:///PATH, e.g. "
+            "sqlite:///watcher.db, or a postgresql+psycopg:// URL)"
+        ) from None
 
 
 def missing_file(url: str) -> str | None:
@@ -121,7 +125,9 @@ def redact_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
-        return "<unparsable database URL>"
+        # shown as written (a path given for a URL is the usual mistake), but for what could
+        # be a user:password@ part
+        return re.sub(r"^([^/]*//)?[^/@]*@", lambda m: f"{m.group(1) or ''}***@", url)
 
 
 class StoreBase:
