@@ -139,6 +139,14 @@ def test_matching_cost_does_not_depend_on_rules_that_cannot_fire() -> None:
         ("平均生育1.37名子女", None),
         ("数十名难民被抓，其中41名", 41),
         ("几百人", None),
+        # a count the text marks as the whole group's wins over a part named first...
+        ("two women were dragged out. the two were among a group of five asylum seekers", 5),
+        ("one defector held a passport. 10 defectors in total were detained", 10),
+        ("탈북민 2명이 먼저 체포됐고 일행 7명 모두 구금", 7),
+        ("先抓捕2名，共41名脱北者被抓", 41),
+        # ...but a group of bystanders is not the group, and the headline's count stands
+        ("a group of 20 activists said 7 north koreans were held", 7),
+        ("Vietnam deported nine North Koreans ‖ a group of eight reached the border", 9),
     ],
 )
 def test_people(text: str, expected: int | None) -> None:

@@ -369,37 +369,56 @@ def _zh_int(text: str) -> int | None:
 MAX_PEOPLE = 1_000_000
 
 
+#: Where the title ends in the text the rules read (`rules._SEPARATOR`, normalised).
+TITLE_END = " \u2016 "
+#: Words that make a count the whole group's: "a group of five", "a total of 10", "10
+#: defectors in total", 총 7명, 모두 7명, 일행 7명, 共41名, 一行9人, 計9人. A report often names a
+#: part first ("two women were dragged out... the two were among a group of five").
+_TOTAL_BEFORE = re.compile(
+    r"(?:\bgroup of|\btotal of|총|모두|일행|전체|共|一共|总共|總共|一行|計|合計|合わせて)\s?$"
+)
+_TOTAL_AFTER = re.compile(r" (?:in total|in all|altogether)\b")
+
+
 def people(norm: str, lang: str | None = None) -> int | None:
-    """The first stated number of people, or None when only vague words are used.
+    """The stated number of people: the headline's; else the first one the text marks as the
+    whole group's ("a group of five", "10 defectors in total", 총 7명, 共41名); else the first
+    one. None when only vague words are used.
 
     `lang` only saves time: the patterns of other scripts are skipped when it is given."""
-    found: list[tuple[int, int]] = []
+    found: list[tuple[int, int, int]] = []  # (start, end, number)
     latin = lang not in ("ko", "zh", "ja")
     if latin or lang is None:
         for m in _EN.finditer(norm):
             n = _to_int(m.group("n"))
             if n and not (1900 <= n <= 2100 and "," not in m.group("n")):
-                found.append((m.start(), n))
+                found.append((m.start(), m.end(), n))
         if "family of" in norm:
             for m in _EN_FAMILY.finditer(norm):
                 n = _to_int(m.group("n"))
                 if n:
-                    found.append((m.start(), n))
+                    found.append((m.start(), m.end(), n))
     if lang in ("ko", None) and ("명" in norm or "인" in norm):
         for m in _KO.finditer(norm):
             n = _to_int(m.group("n"))
             if n:
                 n *= {"천": 1000, "백": 100, "만": 10000}.get(m.group("mult") or "", 1)
-                found.append((m.start(), n))
+                found.append((m.start(), m.end(), n))
     if lang in ("zh", "ja", None) and ("名" in norm or "人" in norm):
         for m in _ZH.finditer(norm):
             n = _zh_int(m.group("n"))
             if n:
-                found.append((m.start(), n))
-    found = [(at, n) for at, n in found if n <= MAX_PEOPLE]
+                found.append((m.start(), m.end(), n))
+    found = sorted((at, end, n) for at, end, n in found if n <= MAX_PEOPLE)
     if not found:
         return None
-    return min(found)[1]
+    title_end = norm.find(TITLE_END)
+    if 0 <= found[0][0] < title_end:
+        return found[0][2]  # the headline's count is the report's
+    for start, end, n in found:
+        if _TOTAL_BEFORE.search(norm, max(0, start - 10), start) or _TOTAL_AFTER.match(norm, end):
+            return n
+    return found[0][2]
 
 
 # --------------------------------------------------------------------------- dates
