@@ -139,6 +139,8 @@ def test_matching_cost_does_not_depend_on_rules_that_cannot_fire() -> None:
         ("平均生育1.37名子女", None),
         ("数十名难民被抓，其中41名", 41),
         ("几百人", None),
+        ("数十万名脱北者。昨天3名被捕", 3),
+        ("遣返人数二十名", 20),
         # a count the text marks as the whole group's wins over a part named first...
         ("two women were dragged out. the two were among a group of five asylum seekers", 5),
         ("one defector held a passport. 10 defectors in total were detained", 10),
@@ -173,6 +175,11 @@ def test_people(text: str, expected: int | None) -> None:
         # ...but the same city named as the event's place counts
         ("BANGKOK (Reuters) - police in Bangkok held 12", ["Bangkok"]),
         ("Police in Bangkok (Thailand) raided a house", ["Bangkok", "Thailand"]),
+        # a wire credit counts as a dateline only where a dateline stands: opening the text
+        ("title \u2016 DANDONG, China (Reuters) - nine held in Yanji", ["Yanji"]),
+        ("Five defectors were arrested in Dandong (AP) and sent back", ["Dandong"]),
+        ("China detains 5 North Koreans in Shenyang (Yonhap)", ["Shenyang"]),
+        ("沈阳联合社区 抓捕脱北者", ["Shenyang"]),
     ],
 )
 def test_places(text: str, expected: list[str]) -> None:
@@ -468,7 +475,9 @@ _PLAIN = {
     + extraction._EN_PEOPLE
     + r"\b",
     "_KO": r"(?<![\d.,])(?P<n>\d[\d,]*)\s?(?P<mult>천|백|만)?\s?여?\s?(?:명|인)(?!\w*(?:년|월))",
-    "_ZH": r"(?:逾|超过|约|近)?(?P<n>(?<![\d.])\d[\d,]*|(?<![数几數幾])["
+    "_ZH": r"(?:逾|超过|约|近)?(?P<n>(?<![\d.])\d[\d,]*|(?<![几幾"
+    + extraction._ZH_NUM
+    + r"])(?<!(?<!人)[数數])["
     + extraction._ZH_NUM
     + r"]+)\s?(?:多|余)?\s?(?:名|人)",
     "_EN_DATE": r"\b(?P<m>"
@@ -497,7 +506,7 @@ _PIECES = [
     *"0 1 2 3 9 12 31 2023 1999 ٣ 1,000 3.5".split(),
     *"january jan sept sep may march december oct xmay people north koreans refugees".split(),
     *"ten one twenty-one seventy thousand hundred family of".split(),
-    *"명 인 여 천 백 월 일 년 年 月 日 名 人 多 约 逾 超过 二十 两千 数 几 十".split(),
+    *"명 인 여 천 백 월 일 년 年 月 日 名 人 多 约 逾 超过 二十 两千 数 几 十 人数".split(),
     *" year old| years old| month old|-year-old".split("|"),
     *" , . ! ? … 。 ！ \u2016 \" ' ’ ) - a x".split(" "),
     " ",

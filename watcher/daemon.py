@@ -49,7 +49,7 @@ from watcher.pipeline import (
 )
 from watcher.routing import Alerting, nobody_hears
 from watcher.rules import compile_rules
-from watcher.store import Store, is_database_error
+from watcher.store import Store, is_database_error, server_key
 from watcher.types import HealthChange, PollSuccess, SourceState
 
 log = logging.getLogger("watcher.daemon")
@@ -139,7 +139,7 @@ def pid_path(config_path: str, state_dir: str | None, database_url: str) -> Path
     import hashlib
     import tempfile
 
-    key = f"{shown_database(database_url)}\n{os.path.abspath(config_path)}".encode()
+    key = f"{server_key(database_url)}\n{os.path.abspath(config_path)}".encode()
     return Path(tempfile.gettempdir()) / f"watcher-{hashlib.sha256(key).hexdigest()[:12]}.pid"
 
 

@@ -116,32 +116,41 @@ WORD_CHARS = frozenset(
 )
 
 
-#: What follows a city named only as where a report was filed, not where its event happened:
-#: a wire credit ("bangkok (reuters)", "beijing, nov. 18 (upi)"), a Korean byline
-#: ("단둥=연합뉴스", "(서울=뉴스1)") or an agency in brackets ("【瀋陽聯合ニュース】").
-_DATELINE_AFTER = re.compile(
-    r"(?:,? [a-z]{3,9}\.? \d{1,2})?,? \((?:reuters|ap|afp|upi|yonhap|xinhua|kyodo|dpa|efe|"
-    r"rfa|voa|nk news|daily nk|cnn|bbc)\)"
-    r"|\s?=\s?[가-힣a-z0-9]*(?:뉴스|news|일보|신문|통신)"
-    r"|\s?(?:聯合|联合|共同|時事|时事)(?:ニュース|通信|新闻|社)"
+#: Where a report was filed, not where its event happened. A wire dateline opens the text or
+#: the title: "bangkok (reuters)", "dandong, china (reuters)", "shenyang, china, nov. 18 (ap)";
+#: "seoul, dec. 30 (yonhap)".
+_WIRE_DATELINE = re.compile(
+    r"(?:, [a-z]+(?: [a-z]+)?)?(?:,? [a-z]{3,9}\.? \d{1,2})?,? \((?:reuters|ap|afp|upi|"
+    r"yonhap|xinhua|kyodo|dpa|efe|rfa|voa|nk news|daily nk|cnn|bbc)\)"
 )
-#: ...and what precedes one: a Chinese agency's dateline ("新华社丹东3月1日电").
+#: A Korean byline, wherever it stands ("(단둥=연합뉴스)", "단둥=연합뉴스" under a photo).
+_BYLINE_KO = re.compile(r"\s?=\s?[가-힣a-z0-9]*(?:뉴스|news|일보|신문|통신)")
+#: An agency after a city in 【】 ("【瀋陽聯合ニュース】").
+_AGENCY_CJK = re.compile(r"(?:聯合|联合|共同|時事|时事)(?:ニュース|通信|新闻|社)(?!区)")
+#: A Chinese agency's dateline before the city ("新华社丹东3月1日电").
 _DATELINE_BEFORE = re.compile(r"(?:新华社|新華社|中新社|中新網|中新网)\s?$")
+#: Where the title ends in the text the rules read (`rules._SEPARATOR`, normalised).
+TITLE_END = " \u2016 "
 
 
 def _dateline(norm: str, start: int, end: int) -> bool:
     """Is the place at [start, end] the city a report was filed from (a dateline)?"""
-    return bool(
-        _DATELINE_AFTER.match(norm, end + 1, end + 40)
-        or _DATELINE_BEFORE.search(norm, max(0, start - 4), start)
-    )
+    after = end + 1
+    if _BYLINE_KO.match(norm, after, after + 30):
+        return True
+    if norm[start - 1 : start] == "【" and _AGENCY_CJK.match(norm, after, after + 12):
+        return True
+    if _DATELINE_BEFORE.search(norm, max(0, start - 4), start):
+        return True
+    opens = start == 0 or norm.startswith(TITLE_END, start - len(TITLE_END))
+    return opens and bool(_WIRE_DATELINE.match(norm, after, after + 48))
 
 
 def places(norm: str) -> tuple[str, ...]:
     """Canonical names in order of first mention; a longer name hides the one inside it
     (Tumen River is not also Tumen; 图们江 is not also 图们). A city named only in a dateline
     ("BANGKOK (Reuters) -", "단둥=연합뉴스", "【瀋陽聯合ニュース】") is where the report was
-    filed, not where its event happened: that mention does not count."""
+    filed, not where its event happened: that mention does not count (`_dateline`)."""
     spans = _hits(_PLACES, norm)
     kept = sorted(
         (start, end, name)
@@ -323,9 +332,11 @@ _ZH_NUM = "零〇一二两三四五六七八九十百千万"
 _ZH = _starting(
     r"逾超约近\d" + _ZH_NUM,
     # digits not inside a decimal (1.37名 is no count; a comma is also 、's and ，'s NFKC
-    # form, so it may precede a count) and numerals not after 数 or 几
-    # ("数十名", "几百人": some tens, some hundreds: no stated number)
-    r"(?:逾|超过|约|近)?(?P<n>\d(?<![\d.]\d)[\d,]*|(?<![数几數幾])[" + _ZH_NUM + r"]+)"
+    # form, so it may precede a count) and numerals from their first: not from the middle of
+    # one (二十名 is no 十名), not after 几 or 数 ("数十名", "几百人": some tens, some hundreds,
+    # no stated number), except the 数 of 人数 (the number of people: 人数二十名 is 20)
+    r"(?:逾|超过|约|近)?(?P<n>\d(?<![\d.]\d)[\d,]*"
+    r"|(?<![几幾" + _ZH_NUM + r"])(?<!(?<!人)[数數])[" + _ZH_NUM + r"]+)"
     r"\s?(?:多|余)?\s?(?:名|人)",
 )
 
@@ -369,8 +380,6 @@ def _zh_int(text: str) -> int | None:
 MAX_PEOPLE = 1_000_000
 
 
-#: Where the title ends in the text the rules read (`rules._SEPARATOR`, normalised).
-TITLE_END = " \u2016 "
 #: Words that make a count the whole group's: "a group of five", "a total of 10", "10
 #: defectors in total", 총 7명, 모두 7명, 일행 7명, 共41名, 一行9人, 計9人. A report often names a
 #: part first ("two women were dragged out... the two were among a group of five").

@@ -27,6 +27,7 @@ import difflib
 import logging
 import random
 import re
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -80,9 +81,11 @@ def unreadable_channels(config: Config) -> list[tuple[int, str]]:
 
     known = set(apprise.NotificationManager().schemas())  # type: ignore[no-untyped-call]
     out = []
+    # apprise's own complaint would be a second, vaguer line: dropped, for this thread only (a
+    # send in another thread reads its errors from the same logger)
     apprise_log = logging.getLogger("apprise")
-    level = apprise_log.level
-    apprise_log.setLevel(logging.CRITICAL)  # its own complaint would be a second, vaguer line
+    quiet = _ThisThreadOnly()
+    apprise_log.addFilter(quiet)
     try:
         for index, channel in channels:
             scheme, sep, _ = channel.url.partition("://")
@@ -107,8 +110,19 @@ def unreadable_channels(config: Config) -> list[tuple[int, str]]:
                     )
                 )
     finally:
-        apprise_log.setLevel(level)
+        apprise_log.removeFilter(quiet)
     return out
+
+
+class _ThisThreadOnly(logging.Filter):
+    """Drops the records logged by the thread that made it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread
 
 
 def apprise_send(url: str, message: Message, timeout: float) -> SendResult:

@@ -192,16 +192,26 @@ def reload(ctx: Context) -> None:
         load_config(ctx.config_path)  # a file the daemon would refuse is refused here
     except ConfigError as exc:
         # ...but its ${VAR}s may be set only in the daemon's environment (systemd's
-        # EnvironmentFile, a container's secrets): the daemon checks those itself.
+        # EnvironmentFile, a container's secrets). Without them the file is checked only in
+        # part here (what depends on them cannot be): the daemon checks all of it.
         if not exc.only_unset:
             fail_config(exc)
-        names = sorted({m.split()[2] for m in exc.unset})
-        click.echo(f"not set in this shell (the daemon checks them): {', '.join(names)}", err=True)
+        names = ", ".join(sorted(set(exc.unset)))
+        click.echo(
+            f"not set in this shell: {names}; the file is checked in part here, and in full by "
+            "the daemon (its log says `reload refused` if it is invalid)",
+            err=True,
+        )
     # Where the daemon keeps its PID needs settings.state_dir and .database_url alone.
     try:
-        state_dir, database_url = daemon_settings(ctx.config_path)
+        state_dir, database_url, unset = daemon_settings(ctx.config_path)
     except ConfigError as exc:
         fail_config(exc)
+    if unset and not ctx.db_url and (database_url == "" or state_dir == ""):
+        fail(
+            f"where the daemon keeps its PID depends on {', '.join(unset)}, not set in this "
+            "shell: set it, or give the daemon's database with --db"
+        )
     url = ctx.db_url or database_url or DEFAULT_DATABASE_URL
     found = find_daemon(pid_path(ctx.config_path, state_dir, url), url)
     if isinstance(found, str):

@@ -107,23 +107,27 @@ def load_rules(path: str | os.PathLike[str], env: Mapping[str, str] | None = Non
 def load_config_text(
     text: str, name: str, env: Mapping[str, str], *, rules_only: bool = False
 ) -> LoadedConfig:
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        raise ConfigError([_yaml_problem(exc, name)]) from None
-    finally:
-        loader.dispose()
     lines: dict[tuple[str | int, ...], int] = {}
     #: Plain (unquoted) scalars that YAML read as something other than text: `off` → false,
     #: `9:30` → 570. Kept so that "expected text" can say to quote them.
     plain: dict[tuple[str | int, ...], str] = {}
     duplicates: list[str] = []
-    if node is not None:
-        _index_lines(
-            node, (), lines, plain, lambda p, m: duplicates.append(_fmt(name, lines, p, m))
-        )
+
+    def duplicate(path: tuple[str | int, ...], message: str) -> None:
+        duplicates.append(_fmt(name, lines, path, message))
+
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            # before construction, which folds `<<: *anchor` merges into the mapping (a key
+            # that overrides a merged one would look written twice)
+            _index_lines(node, (), lines, plain, duplicate)
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(exc, name)]) from None
+    finally:
+        loader.dispose()
     if duplicates:
         raise ConfigError(duplicates)
     if not isinstance(data, dict):
@@ -146,7 +150,7 @@ def load_config_text(
     if problems:
         at = len(name) + 1  # each problem starts "name:line:"
         problems.sort(key=lambda problem: int(problem[at:].split(":", 1)[0]))
-        raise ConfigError(_redacted(problems, secrets), unset=[m for _, m in unset])
+        raise ConfigError(_redacted(problems, secrets), unset=[m.split()[2] for _, m in unset])
     _keep_written_urls(config, written.get("sources"))
     unknown = [
         f"{name}:{_line_for(lines, line_at)}: {_display(shown)}: {message}"
@@ -170,6 +174,12 @@ def _redacted(problems: list[str], secrets: set[str]) -> list[str]:
     for problem in problems:
         for secret in sorted(secrets, key=len, reverse=True):
             problem = problem.replace(secret, "***")
+            if len(secret) > 20 and "..." in problem:
+                # a long value is shown cut short (`short`): its beginning is secret too
+                for cut in range(len(secret) - 1, 19, -1):
+                    if secret[:cut] + "..." in problem:
+                        problem = problem.replace(secret[:cut] + "...", "***")
+                        break
         out.append(problem)
     return out
 
@@ -183,17 +193,20 @@ def _yaml_problem(exc: yaml.YAMLError, name: str) -> str:
     start = getattr(exc, "context_mark", None)
     context = getattr(exc, "context", None)
     if start is not None and context and (mark is None or start.line != mark.line):
-        problem += f" ({context} that starts at line {start.line + 1}: an unclosed quote?)"
+        hint = ": an unclosed quote?" if "quoted scalar" in context else ""
+        problem += f" ({context} that starts at line {start.line + 1}{hint})"
     return f"{name}{line}: invalid YAML: {problem}"
 
 
 def daemon_settings(
     path: str | os.PathLike[str], env: Mapping[str, str] | None = None
-) -> tuple[str | None, str | None]:
-    """(settings.state_dir, settings.database_url) as the file writes them, `${VAR}`s
-    expanded; None for each it does not set. The rest of the file is not read: `watcher
-    reload` needs only where the daemon keeps its PID, and the daemon's other variables (API
-    keys, passwords) are often set in its environment alone."""
+) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """(settings.state_dir, settings.database_url, the variables in them that are not set),
+    as the file writes them with `${VAR}`s expanded (an unset one as empty); None for a key it
+    does not set. The rest of the file is not read: `watcher reload` needs only where the
+    daemon keeps its PID, and the daemon's variables (passwords, API keys) are often set in its
+    environment alone. A PostgreSQL PID file is named without the password, so an unset
+    password still finds it."""
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -209,31 +222,23 @@ def daemon_settings(
         raise ConfigError([_yaml_problem(exc, name)]) from None
     finally:
         loader.dispose()
-    lines: dict[tuple[str | int, ...], int] = {}
-    if node is not None:
-        _index_lines(node, (), lines, {}, lambda _path, _message: None)
     settings = data.get("settings") if isinstance(data, dict) else None
     if not isinstance(settings, dict):
-        return None, None
-    problems: list[str] = []
+        return None, None, ()
+    unset: list[str] = []
     found: list[str | None] = []
     for key in ("state_dir", "database_url"):
         value = settings.get(key)
-        if value is not None and not isinstance(value, str):
-            problems.append(_fmt(name, lines, ("settings", key), f"expected text, got {value!r}"))
-            value = None
-        if value is not None:
+        if isinstance(value, str):
             value = _substitute(
                 value,
                 ("settings", key),
                 os.environ if env is None else env,
                 set(),
-                lambda p, m: problems.append(_fmt(name, lines, p, m)),
+                lambda _path, message: unset.append(message.split()[2]),
             )
-        found.append(value)
-    if problems:
-        raise ConfigError(problems)
-    return found[0], found[1]
+        found.append(value if isinstance(value, str) else None)
+    return found[0], found[1], tuple(unset)
 
 
 #: Sources polled more often than this may be blocked by their outlets: a warning.
@@ -569,7 +574,7 @@ def _index_lines(
     elif (
         isinstance(node, yaml.ScalarNode)
         and not node.style  # plain: None from PyYAML, "" from its C loader
-        and node.tag != "tag:yaml.org,2002:str"
+        and node.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:null")
     ):
         plain[path] = node.value
 

@@ -31,6 +31,7 @@ from watcher.store.engine import (
     migrations_dir,
     missing_file,
     redact_url,
+    server_key,
 )
 from watcher.store.items import ItemQueries, content_hash
 from watcher.store.sources import SourceQueries
@@ -60,4 +61,5 @@ __all__ = [
     "migrations_dir",
     "missing_file",
     "redact_url",
+    "server_key",
 ]

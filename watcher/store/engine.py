@@ -8,7 +8,6 @@ Alembic migrations in `migrations/`.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,6 +117,20 @@ def missing_file(url: str) -> str | None:
     return None if Path(parsed.database).exists() else parsed.database
 
 
+def server_key(database_url: str) -> str:
+    """A server database as the daemon's PID file is named after: where it is and whose,
+    never its password, so that `watcher reload` from a shell without the daemon's password
+    (or with other secrets registered) names the daemon's file."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(database_url)
+    except Exception:  # the daemon could not have started on it: any stable key will do
+        return database_url.rpartition("@")[2]
+    query = sorted((k, str(v)) for k, v in url.query.items() if k != "password")
+    return f"{url.get_backend_name()}|{url.username}|{url.host}|{url.port}|{url.database}|{query}"
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced, for messages."""
     from sqlalchemy.engine import make_url
@@ -125,9 +138,13 @@ def redact_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
-        # shown as written (a path given for a URL is the usual mistake), but for what could
-        # be a user:password@ part
-        return re.sub(r"^([^/]*//)?[^/@]*@", lambda m: f"{m.group(1) or ''}***@", url)
+        # shown as written (a path given for a URL is the usual mistake), but for everything
+        # before the last @ after the scheme: a password may hold any character, / and @ too
+        head, at, tail = url.rpartition("@")
+        if not at:
+            return url
+        scheme, sep, _ = head.partition("://")
+        return f"{scheme}{sep}***@{tail}" if sep and "/" not in scheme else f"***@{tail}"
 
 
 class StoreBase:
