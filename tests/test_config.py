@@ -172,3 +172,50 @@ def test_metrics_address_off_unquoted_is_off() -> None:
     assert load_config_text(text, "s.yaml", {}).config.settings.metrics_address == "off"
     text = "sources: []\nsettings:\n  metrics_address: '[::1]:9464'\n"
     assert load_config_text(text, "s.yaml", {}).config.settings.metrics_address == "[::1]:9464"
+
+
+#: Lines an operator's file is made of, right and wrong: keys twice, merges, unset and set
+#: variables, unquoted YAML booleans and times, bad indentation and quotes.
+_LINES = [
+    "sources:",
+    "  - id: a",
+    "  - &s {id: b, kind: feed, url: 'https://example.org/b'}",
+    "  - <<: *s",
+    "    id: c",
+    "    kind: feed",
+    "    kind: html",
+    "    url: https://example.org/${WATCHER_T_SET}",
+    "    url: https://example.org/${WATCHER_T_UNSET}",
+    "    interval: often",
+    "    interval: 9:30",
+    "    lang: kr",
+    '    name: "unclosed',
+    "settings:",
+    "  metrics_address: off",
+    "  metrics_address: localhost",
+    "  heartbeat:",
+    "  timezone: Asia/Seoul",
+    "concepts:",
+    "  x: {kr: [탈북민], en: [defector*]}",
+    "rules:",
+    "  - {id: r, event: detention, all_of: [x]}",
+    "   bad: indent",
+    "? [complex, key]",
+    "",
+]
+
+
+@given(st.lists(st.sampled_from(_LINES), max_size=14))
+def test_any_mix_of_lines_gives_located_problems_or_a_config(lines: list[str]) -> None:
+    text = "\n".join(lines) + "\n"
+    env = {"WATCHER_T_SET": "a-secret-value"}
+    try:
+        loaded = load_config_text(text, "s.yaml", env)
+    except ConfigError as exc:
+        assert exc.problems
+        for problem in exc.problems:
+            assert problem.startswith("s.yaml:"), problem
+            assert problem.split(":", 2)[1].isdigit(), problem
+            assert "a-secret-value" not in problem and "\n" not in problem
+    else:
+        assert all(source.id for source in loaded.config.sources)

@@ -554,9 +554,11 @@ def _index_lines(
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue  # a list or mapping as a key: YAML refuses it when it builds the data
             child = (*path, key.value)
             line = key.start_mark.line + 1
-            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+            if key.value != "<<":
                 if key.value in seen:
                     out[child] = line
                     duplicate(
