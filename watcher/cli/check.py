@@ -32,7 +32,7 @@ def check(ctx: Context) -> None:
             fail_config(ConfigError([loaded.problem(("settings", "templates_dir"), problem)]))
     html = [(i, s) for i, s in enumerate(config.sources) if s.kind == "html"]
     if html:
-        from watcher.parsers.html import selector_problems
+        from watcher.parsers import selector_problems
 
         bad = [
             loaded.problem(("sources", i, "selectors", key), what)

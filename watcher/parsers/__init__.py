@@ -64,6 +64,29 @@ def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult
         return ParseResult(error=f"parser failed: {type(exc).__name__}: {told}"[:300])
 
 
+#: The selectors of `HtmlSelectors` that are CSS (date_attr names an attribute).
+SELECTOR_KEYS = ("item", "title", "link", "date", "summary")
+
+
+def selector_problems(selectors: Any) -> list[tuple[str, str]]:
+    """(key, what is wrong) for each selector of an html source that is not CSS soupsieve (bs4's
+    selector engine) can read: found by `watcher check`, not as a failed poll. Here rather than
+    in `parsers.html`, so that checking does not load BeautifulSoup and lxml."""
+    import soupsieve
+
+    out = []
+    for key in SELECTOR_KEYS:
+        value = getattr(selectors, key, None)
+        if not value:
+            continue
+        try:
+            soupsieve.compile(value)
+        except soupsieve.SelectorSyntaxError as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else "malformed"
+            out.append((key, f"not a CSS selector: {reason} in {value!r}"))
+    return out
+
+
 def parser_for(kind: str) -> Parser:
     """The parse function of a source kind (KeyError for a kind with no parser)."""
     parser: Parser = importlib.import_module(PARSERS[kind]).parse

@@ -23,28 +23,6 @@ MAX_PARSED = 2 * 1024 * 1024
 log = logging.getLogger(__name__)
 
 
-#: The selectors of `HtmlSelectors` that are CSS (date_attr names an attribute).
-SELECTOR_KEYS = ("item", "title", "link", "date", "summary")
-
-
-def selector_problems(selectors: Any) -> list[tuple[str, str]]:
-    """(key, what is wrong) for each selector that is not CSS soupsieve can read: found by
-    `watcher check`, not as a failed poll."""
-    import soupsieve
-
-    out = []
-    for key in SELECTOR_KEYS:
-        value = getattr(selectors, key, None)
-        if not value:
-            continue
-        try:
-            soupsieve.compile(value)
-        except soupsieve.SelectorSyntaxError as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else "malformed"
-            out.append((key, f"not a CSS selector: {reason} in {value!r}"))
-    return out
-
-
 def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult:
     decoded = decode_body(result.body or b"", result.encoding)
     text = decoded.text
