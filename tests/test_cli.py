@@ -533,7 +533,10 @@ def test_one_line_errors_name_the_option(tmp_path: Path) -> None:
     cfg.write_text("sources:\n  - {id: dailynk, kind: feed, url: 'https://example.org/f'}\n")
     assert watcher("--config", str(cfg), "--db", db, "sources", "list").returncode == 0
     export = watcher("--config", str(cfg), "--db", db, "export", "items", "--source", "dailyn")
-    assert export.returncode == 1
+    assert export.returncode == 2  # a bad option value, as click's own usage errors
+    since = watcher("--config", str(cfg), "--db", db, "export", "items", "--since", "soon")
+    assert since.returncode == 2
+    assert since.stderr.strip() == "error: --since: expected a date like 2026-11-01, got 'soon'"
     assert export.stderr.strip() == (
         "error: --source: no source 'dailyn' (did you mean 'dailynk'?)"
     )

@@ -39,7 +39,7 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
     if since:
         since_at = parse_date(since, "UTC")
         if since_at is None:
-            fail(f"--since: expected a date like 2026-11-01, got {since!r}")
+            fail(f"--since: expected a date like 2026-11-01, got {since!r}", code=2)
     fields = [
         "source",
         "key",
@@ -68,7 +68,7 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
 
                 close = difflib.get_close_matches(source_id, known, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"sources: {', '.join(known)}"
-                fail(f"--source: no source {source_id!r} ({hint})")
+                fail(f"--source: no source {source_id!r} ({hint})", code=2)
         found = store.iter_items(since=since_at, source_id=source_id)
         with progress(found, "exporting items") as shown:
             for item in shown:

@@ -140,7 +140,7 @@ def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) ->
     if since:
         since_at = parse_date(since, "UTC")
         if since_at is None:
-            fail(f"--since: expected a date like 2026-11-01, got {since!r}")
+            fail(f"--since: expected a date like 2026-11-01, got {since!r}", code=2)
     if rules_path:
         try:
             rules_loaded = load_rules(rules_path)
