@@ -255,6 +255,47 @@ def test_outlets_gathered_during_group_wait_make_one_message(
     assert "Yonhap" in posted["message"] and "VOA Korean" in posted["message"]
 
 
+def test_a_critical_story_is_sent_as_apprise_failure_type_a_routine_one_as_info(
+    store: Store, feeds: FeedServer
+) -> None:
+    # services that can (Slack, Discord, ntfy…) show a critical alert louder than a routine one
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("North Korean defectors detained in Shenyang", "https://e.org/1", T0),
+        ("China repatriates 300 North Korean defectors from Jilin", "https://e.org/2", T0),
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    assert h.deliver() == 2
+    types = {p["title"].split("]")[0].lstrip("["): p["type"] for p in hook_messages(feeds)}
+    assert types == {"CRITICAL": "failure", "MEDIUM": "info"}, types
+
+
+def test_the_first_report_an_alert_names_is_the_one_published_first(
+    store: Store, feeds: FeedServer
+) -> None:
+    # VOA's report, published an hour before Yonhap's, is found a poll later: the alert
+    # (like the story page) names it first, whatever order the sources were polled in
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "2m"}])
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("China repatriates 60 North Korean defectors via Dandong", "https://e.org/1", T0)
+    )
+    h.clock.advance(seconds=30)
+    h.poll()
+    feeds.routes["/voa"].body = rss(
+        ("中, 탈북민 60여명 단둥서 강제북송", "https://voa.example/2", T0 - timedelta(hours=1))
+    )
+    h.clock.advance(seconds=60)
+    h.poll()
+    h.clock.advance(seconds=60)
+    assert h.deliver() == 1
+    (posted,) = hook_messages(feeds)
+    message = posted["message"]
+    assert message.index("VOA Korean") < message.index("Yonhap"), message
+
+
 def test_a_material_change_sends_an_update_naming_the_new_outlets(
     store: Store, feeds: FeedServer
 ) -> None:
@@ -465,6 +506,38 @@ def test_digest_route_sends_one_message_with_every_story_at_its_hour(
     (digest,) = hook_messages(feeds)
     assert "Shenyang" in digest["message"] and "Jilin" in digest["message"]
     assert h.statuses() == [("hook", "digest", "sent"), ("hook", "digest", "sent")]
+
+
+def test_a_digest_lists_a_story_once_however_many_revisions_queued(
+    store: Store, feeds: FeedServer
+) -> None:
+    # each revision of a story queues a digest delivery; the digest shows the story as it is
+    # when sent, so the others are recorded as superseded, not listed again
+    h = Harness(
+        store,
+        feeds,
+        [hook_channel(feeds)],
+        [{"id": "daily", "channels": ["hook"], "mode": "digest", "digest": {"at": "10:00"}}],
+    )
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("North Korean defectors detained in Shenyang", "https://e.org/1", T0)
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("North Korean defectors detained in Shenyang", "https://e.org/1", T0),
+        ("China detains 30 North Korean defectors in Shenyang", "https://e.org/2", T0),
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    assert len(h.statuses()) == 2, "a second revision queued a second digest delivery"
+    h.clock.advance(minutes=58)
+    assert h.deliver() == 2
+    (digest,) = hook_messages(feeds)
+    assert digest["message"].count("story #1") == 1, digest["message"]
+    assert "1 stor" in digest["title"], digest["title"]
+    assert sorted(h.statuses()) == [("hook", "digest", "sent"), ("hook", "digest", "superseded")]
 
 
 @pytest.mark.e2e  # `watcher alerts list` runs as a process

@@ -770,3 +770,21 @@ def test_an_overriding_template_gets_the_same_escaping(
     view = make_view(first=make_report(title=HOSTILE))
     body = render.render_alert(view, channel, "UTC", templates_dir=str(tmp_path)).body
     assert body.startswith(expected)
+
+
+def test_more_outlets_counts_outlets_not_reports(
+    make_view: Callable[..., AlertView], make_report: Callable[..., Report]
+) -> None:
+    # three reports from the first report's own outlet and one from another: "+1 outlet"
+    first = make_report(source_id="yna", source_name="Yonhap", title="first")
+    others = (
+        make_report(source_id="yna", source_name="Yonhap", title="second"),
+        make_report(source_id="yna", source_name="Yonhap", title="third"),
+        make_report(source_id="dnk", source_name="Daily NK", title="fourth"),
+    )
+    view = make_view(first=first, others=others)
+    body = render.render_digest([view], "morning", "text", "UTC").body
+    assert " +1 outlet · story #" in body, body
+    only_own = make_view(first=first, others=others[:2])
+    body = render.render_digest([only_own], "morning", "text", "UTC").body
+    assert " outlet" not in body, body

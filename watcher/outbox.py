@@ -125,6 +125,11 @@ class _ThisThreadOnly(logging.Filter):
         return record.thread != self.thread
 
 
+#: apprise's notification type by a message's severity: services that show it (Slack and
+#: Discord colours, ntfy tags, Pushover and Gotify icons) tell a critical story from a routine one.
+NOTIFY_TYPES = {"critical": "failure", "high": "warning", "medium": "info", "low": "info"}
+
+
 def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
     """Send one message to one channel; apprise 2.x reports per target. A send that timed
     out is *uncertain*: it may have arrived."""
@@ -137,7 +142,11 @@ def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
         return SendResult(outcome="failed", error="not a valid apprise URL")
     try:
         result = app.notify(
-            title=message.title, body=message.body, body_format=message.format, timeout=timeout
+            title=message.title,
+            body=message.body,
+            body_format=message.format,
+            notify_type=NOTIFY_TYPES.get(message.severity or "", "info"),
+            timeout=timeout,
         )
     except Exception as exc:  # a plugin bug: a failed attempt, not a crash
         return SendResult(
@@ -468,6 +477,19 @@ class Deliverer:
         if not views:
             return None
         if lead.kind == "digest":
+            # Each revision of a story queues its own digest delivery, and each view shows the
+            # story as it is now: one entry per story, the others recorded as superseded.
+            kept: dict[int, tuple[Delivery, Any]] = {}
+            for d, view in views:
+                if view.story_id in kept:
+                    why = (
+                        f"superseded: delivery {kept[view.story_id][0].id} carries the story "
+                        "in this digest"
+                    )
+                    await self._not_sent(d, "superseded", why, now)
+                else:
+                    kept[view.story_id] = (d, view)
+            views = list(kept.values())
             name = lead.route
             message = render.render_digest(
                 [v for _, v in views], name, fmt, tz, templates_dir=templates, locale=locale

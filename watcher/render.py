@@ -123,7 +123,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from watcher.config import EVENT_NAMES
+from watcher.config import EVENT_NAMES, SEVERITIES
 from watcher.types import AlertView, Message, Report
 
 __all__ = [
@@ -1277,7 +1277,7 @@ def render_alert(
                 _report_line(r, zone, dialect, words, lead=0, title=b.title, first_at=first_at)
                 for r in others
             ),
-            more_outlets=len(view.others) - len(others),
+            more_outlets=_other_outlets(view.first, view.others, shown=others),
             new_outlets=tuple(n for n in (cut(clean(o), 80) for o in view.new_outlets) if n),
             reminder_since=(
                 _fmt_time(since, zone, words)
@@ -1294,7 +1294,7 @@ def render_alert(
         return sent_title, _render_template("alert", spec, folder, ctx, words.folder)
 
     sent, body = _fit(spec, _alert_budgets(spec), build)
-    return Message(title=sent, body=body, format=spec.format)
+    return Message(title=sent, body=body, format=spec.format, severity=view.severity)
 
 
 # --------------------------------------------------------------------------- digests
@@ -1318,6 +1318,19 @@ def _digest_budgets(count: int) -> Iterator[_DigestBudget]:
 def _newest(view: AlertView) -> tuple[datetime, int]:
     latest = _latest(view)
     return (latest or datetime.min.replace(tzinfo=UTC), view.story_id)
+
+
+def _other_outlets(first: Any, others: Sequence[Any], *, shown: Sequence[Any] = ()) -> int:
+    """How many outlets the story's reports name beyond the first report's (and beyond those
+    of the reports listed): "+2 outlets" counts outlets, not a third report from one."""
+    listed = {first.source_name, *(r.source_name for r in shown)}
+    return len({r.source_name for r in others} - listed)
+
+
+def _loudest(views: Sequence[AlertView]) -> str | None:
+    """The highest severity among a digest's stories."""
+    known = [v.severity for v in views if v.severity in SEVERITIES]
+    return max(known, key=SEVERITIES.index) if known else None
 
 
 def render_digest(
@@ -1361,7 +1374,7 @@ def render_digest(
                     events=tuple(_event_name(e, words) for e in view.events),
                     summary=_summary(view, words, with_dates=True),
                     first=_report_line(view.first, zone, dialect, words, lead=0, title=b.title),
-                    more_outlets=len(view.others),
+                    more_outlets=_other_outlets(view.first, view.others),
                     story_id=view.story_id,
                     revision=view.revision,
                     story_href=_story_href(view, dialect),
@@ -1379,7 +1392,7 @@ def render_digest(
         return sent_title, _render_template("digest", spec, folder, ctx, words.folder)
 
     sent, body = _fit(spec, _digest_budgets(count), build)
-    return Message(title=sent, body=body, format=spec.format)
+    return Message(title=sent, body=body, format=spec.format, severity=_loudest(views))
 
 
 # --------------------------------------------------------------------------- operator notices

@@ -316,6 +316,9 @@ class Message:
     title: str
     body: str
     format: str
+    #: The highest severity it tells of (None: an operator notice), which sets how loudly
+    #: services that can show it do (colour, priority): `outbox.NOTIFY_TYPES`.
+    severity: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

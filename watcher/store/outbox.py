@@ -179,6 +179,11 @@ class Outbox:
             if story is None or story.status != "open":
                 return None
             stored = story_queries.reports_of(conn, [story.id]).get(story.id, [])
+            # "First" is the report published first, as on the web page and in the feeds (the
+            # order of joining follows the order sources were polled in)
+            first = story_queries.first_report(stored)
+            if first is not None:
+                stored = [first, *(r for r in stored if r is not first)]
             found = story_queries.matches_of(conn, [r.item_id for r in stored])
             rules = why_lines(found, [r.item_id for r in stored])
             first_id = stored[0].item_id if stored else None
@@ -209,8 +214,12 @@ class Outbox:
         story_url = f"{public_url.rstrip('/')}/stories/{int(story.id)}" if public_url else None
         new_outlets: tuple[str, ...] = ()
         if delivery.kind == "update" and last_sent is not None:
+            # outlets that joined since the last message and were not in the story before
+            told = {r.shown(names).source_name for r in stored if r.added_at <= last_sent}
             fresh = [r.shown(names) for r in stored if r.added_at > last_sent]
-            new_outlets = tuple(dict.fromkeys(r.source_name for r in fresh))
+            new_outlets = tuple(
+                dict.fromkeys(r.source_name for r in fresh if r.source_name not in told)
+            )
         view = AlertView(
             kind=delivery.kind if delivery.kind != "digest" else "alert",
             story_id=story.id,

@@ -349,3 +349,11 @@ def matches_of(conn: Connection, item_ids: Sequence[int]) -> Sequence[Row[Any]]:
             t.matches.c.item_id.in_(list(item_ids))
         )
     ).all()
+
+
+def first_report(reports: Sequence[StoredReport]) -> StoredReport | None:
+    """The report published first (ties: the one that joined first): what every view (the
+    messages, the web page, the feeds) names as a story's first report."""
+    if not reports:
+        return None
+    return min(reports, key=lambda r: r.published_at or r.fetched_at)

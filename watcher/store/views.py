@@ -107,13 +107,6 @@ def main_event(events: tuple[str, ...] | frozenset[str]) -> str:
     return sorted(events)[0] if events else ""
 
 
-def first_report(reports: tuple[StoredReport, ...]) -> StoredReport | None:
-    """The report published first (ties: the one that joined first)."""
-    if not reports:
-        return None
-    return min(reports, key=lambda r: r.published_at or r.fetched_at)
-
-
 class Views:
     def __init__(self, store: Store) -> None:
         self.engine = store.engine
@@ -165,7 +158,7 @@ class Views:
                 Card(
                     story=story,
                     event_at=row.event_at or row.first_seen_at,
-                    first=first_report(story.reports),
+                    first=story_queries.first_report(story.reports),
                     hits=(hits or {}).get(row.id, ()),
                 )
             )
