@@ -279,6 +279,22 @@ def test_a_critical_story_is_sent_as_apprise_failure_type_a_routine_one_as_info(
     assert types == {"CRITICAL": "failure", "MEDIUM": "info"}, types
 
 
+def test_a_story_of_several_events_is_titled_by_the_gravest(
+    store: Store, feeds: FeedServer
+) -> None:
+    # not by the name that sorts first: "Detention, Forced repatriation" buried the return
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("China repatriates 30 North Korean defectors detained in Jilin", "https://e.org/1", T0)
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    assert h.deliver() == 1
+    (posted,) = hook_messages(feeds)
+    assert "] Forced repatriation, Detention" in posted["title"], posted["title"]
+
+
 def test_a_material_change_sends_an_update_naming_the_new_outlets(
     store: Store, feeds: FeedServer
 ) -> None:
