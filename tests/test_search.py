@@ -269,7 +269,13 @@ def test_the_feeds_carry_a_saved_search(client: TestClient, store: Store) -> Non
     assert f"http://127.0.0.1:8080/items/{item_id(store, 'https://e.org/6')}" in links
     story = story_of(store, "https://d.org/5")
     assert any(link.startswith(f"http://127.0.0.1:8080/stories/{story}?hit=") for link in links)
+    # the link points at the report that matched; the entry's id is the story's, which stays
+    # the same as reports join (or a reader would show the story again)
+    ids = [e.id for e in atom.entries]
+    assert f"http://127.0.0.1:8080/stories/{story}" in ids
+    assert not any("?hit=" in i for i in ids)
     feed = client.get("/feed.json", params={"q": "repatriation"}).json()
+    assert all("?hit=" not in i["id"] for i in feed["items"])
     assert [i["_watcher"]["id"] for i in feed["items"]] == [story_of(store, "https://e.org/1")]
 
 

@@ -61,6 +61,14 @@ class _Entry:
     updated: datetime
     tags: tuple[str, ...]
     card: Card | None = None
+    #: The entry's permanent id; default: its link. A search feed's link points at the report
+    #: that matched (`?hit=`), which changes as reports join: the id must not, or a reader
+    #: shows the story again.
+    key: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.key or self.link
 
 
 class Feeds(WebBase):
@@ -106,6 +114,7 @@ class Feeds(WebBase):
     def _story_entry(self, card: Card, hit: str = "") -> _Entry:
         s = card.story
         return _Entry(
+            key=self._absolute(f"/stories/{s.id}"),
             link=self._absolute(f"/stories/{s.id}{hit}"),
             title=f"[{s.severity.upper()}] {s.title}",
             summary=self._summary(card),
@@ -147,7 +156,7 @@ class Feeds(WebBase):
         ET.SubElement(feed, f"{{{ns}}}generator", version=__version__).text = "watcher"
         for e in entries:
             entry = ET.SubElement(feed, f"{{{ns}}}entry")
-            ET.SubElement(entry, f"{{{ns}}}id").text = e.link
+            ET.SubElement(entry, f"{{{ns}}}id").text = e.id
             ET.SubElement(entry, f"{{{ns}}}title").text = e.title
             ET.SubElement(entry, f"{{{ns}}}link", rel="alternate", href=e.link)
             ET.SubElement(entry, f"{{{ns}}}updated").text = e.updated.isoformat()
@@ -167,7 +176,7 @@ class Feeds(WebBase):
         items: list[dict[str, Any]] = []
         for e in entries:
             item: dict[str, Any] = {
-                "id": e.link,
+                "id": e.id,
                 "url": e.link,
                 "title": e.title,
                 "content_text": e.summary,
