@@ -207,3 +207,28 @@ def test_source_urls_are_served_without_their_secrets(store: Store) -> None:
         served = c.get("/api/sources").text
     assert "k3y-abcdef-123" not in served and "pa55" not in served
     assert "key=***" in served and "https://***@feeds.example.org/x" in served
+
+
+def test_the_rules_page_shows_inline_terms_as_lists_not_python(store: Store) -> None:
+    from watcher.web import create_app
+
+    doc = {
+        **CONFIG,
+        "rules": [
+            {
+                "id": "return",
+                "event": "forced_repatriation",
+                "all_of": ["nk_people", ["repatriat*", "sent back"]],
+                "none_of": [{"en": [f"term{i}" for i in range(10)], "ko": ["미얀마"]}],
+            }
+        ],
+    }
+    config = load_config_text(yaml.safe_dump(doc, allow_unicode=True), "w.yaml", {}).config
+    store.sync_sources(config.sources, NOW)
+    with TestClient(create_app(store, config)) as c:
+        page = soup(c.get("/rules"))
+    text = page.select_one('section[data-rule="return"]').get_text(" ", strip=True)
+    assert "all of: nk_people · [repatriat*, sent back]" in text, text
+    shown = "none of: [en: term0, term1, term2, term3, term4, term5, term6, term7 …; ko: 미얀마]"
+    assert shown in text, text
+    assert "(" not in text and "'" not in text  # no tuple or dict repr

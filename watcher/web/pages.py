@@ -5,6 +5,7 @@ holds the event loop (and the requests behind it)."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -126,5 +127,29 @@ class Pages(WebBase):
 
     def rules(self, request: Request) -> Response:
         return self._page(
-            "rules.html.j2", request, rules=self.config.rules, recent=self.views.recent_matches()
+            "rules.html.j2",
+            request,
+            rules=self.config.rules,
+            recent=self.views.recent_matches(),
+            group=_group_text,
         )
+
+
+#: At most this many of an inline group's terms are shown on the rules page.
+_SHOWN_TERMS = 8
+
+
+def _group_text(group: Any) -> str:
+    """A rule's term group as a reader sees it: a concept by its name, inline terms as a
+    list (`[rohingya, myanmar, …]`), per-language terms by language; never Python's repr."""
+    if isinstance(group, str):
+        return group
+
+    def terms(values: Any) -> str:
+        words = [str(v) for v in values]
+        more = " …" if len(words) > _SHOWN_TERMS else ""
+        return ", ".join(words[:_SHOWN_TERMS]) + more
+
+    if isinstance(group, dict):
+        return "[" + "; ".join(f"{lang}: {terms(v)}" for lang, v in group.items()) + "]"
+    return f"[{terms(group)}]"
