@@ -500,6 +500,27 @@ def test_people_appearing_where_there_were_none_is_material() -> None:
     assert joined(story(people=None), facts(people=40), T0)[1] is True
 
 
+@pytest.mark.parametrize(
+    ("story_events", "report_events", "material"),
+    [
+        # the detained were sent back: the gravest news, whatever the severity and count say
+        ({"detention"}, {"detention", "forced_repatriation"}, True),
+        ({"border_reopening"}, {"detention"}, True),
+        # a Chinese statement about a repatriation is less grave than the repatriation itself
+        ({"forced_repatriation"}, {"china_position"}, False),
+        ({"detention"}, {"detention"}, False),
+        # an operator's own event types never make a change material by themselves
+        ({"detention"}, {"detention", "my_watchlist"}, False),
+    ],
+)
+def test_a_graver_event_joining_is_material(
+    story_events: set[str], report_events: set[str], material: bool
+) -> None:
+    founder = facts(item_key="founder", events=frozenset(story_events))
+    report = facts(events=frozenset(report_events))
+    assert joined(story(report=founder), report, T0)[1] is material
+
+
 # --------------------------------------------------------------------------- routing
 
 ROUTES = load_config_text(

@@ -32,8 +32,9 @@ Ties go to the more recently updated story. The decision depends on the reports,
 order of polls within a cycle, except through which report founded a story.
 
 A joined report raises the story's revision (and so a new message) only when the severity
-rises or the number of people changes materially; otherwise it is attached and shows up in
-messages not yet sent, in digests and on the web page.
+rises, a graver event joins (forced repatriation added to a detention) or the number of people
+changes materially; otherwise it is attached and shows up in messages not yet sent, in digests
+and on the web page.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from watcher.config import SEVERITIES
+from watcher.config import EVENT_TYPES, SEVERITIES
 from watcher.extract import PLACE_WORDS, REGIONS, entities, written_days
 from watcher.rules import fold_chinese, is_cjk_text, normalize, publication_day
 from watcher.types import Item, MatchRecord
@@ -523,12 +524,22 @@ def choose(facts: Facts, candidates: Iterable[Story], window: timedelta) -> Stor
 
 
 def materially_changed(story: Story, facts: Facts) -> bool:
-    """Does this report warrant a new message: higher severity, or a different count?"""
+    """Does this report warrant a new message: higher severity, a graver event (the detained
+    were sent back: forced repatriation joins a detention story), or a different count?"""
     if SEVERITIES.index(facts.severity) > SEVERITIES.index(story.severity):
+        return True
+    if _gravest(facts.events) < _gravest(story.events):
         return True
     if facts.people is None:
         return False
     return story.people is None or not same_people(facts.people, story.people, MATERIAL_CHANGE)
+
+
+def _gravest(events: Iterable[str]) -> int:
+    """The rank of the gravest shipped event type among `events` (0: forced repatriation, the
+    order of EVENT_TYPES); past the last one when none is shipped (an operator's own events
+    never make a change material by themselves)."""
+    return min((EVENT_TYPES.index(e) for e in events if e in EVENT_TYPES), default=len(EVENT_TYPES))
 
 
 def founded(story_id: int, facts: Facts, now: datetime) -> Story:
