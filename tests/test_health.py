@@ -433,3 +433,27 @@ def test_every_code_path_a_shipped_source_uses_imports_and_runs() -> None:
     )
     text = extract(result)
     assert text and "illegal migrants" in text and "menu" not in text
+
+
+@pytest.mark.parametrize(
+    ("last_error", "reason"),
+    [
+        # the poll stored the error with its count and backoff: said once, not twice
+        (
+            "HTTP 404 Not Found (3 failures in a row; backing off, next try in 20m)",
+            "3 failures in a row; last: HTTP 404 Not Found",
+        ),
+        # an error's own parenthesis stays
+        ("refused (policy)", "3 failures in a row; last: refused (policy)"),
+    ],
+)
+def test_a_failing_reason_says_the_count_once(last_error: str, reason: str) -> None:
+    got = assess(state(consecutive_failures=3, last_error=last_error))
+    assert (got.status, got.reason) == ("failing", reason)
+
+
+def test_an_ops_title_says_watcher_once() -> None:
+    from watcher import render
+
+    message = render.render_ops("watcher: source dnk is unhealthy (failing)", ["x"], "text")
+    assert message.title == "[watcher] source dnk is unhealthy (failing)"

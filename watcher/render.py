@@ -1432,7 +1432,9 @@ def render_ops(
     folder = os.fspath(templates_dir) if templates_dir else None
     # Never an empty body: apprise (and Telegram) refuse one.
     kept = [line for line in (clean(x) for x in lines) if line] or [clean(subject) or "notice"]
-    title = _plain_title(spec, "[watcher]", clean(subject) or "notice", " ")
+    # "[watcher] source dnk is unhealthy", not "[watcher] watcher: source dnk …"
+    told = clean(subject).removeprefix("watcher: ")
+    title = _plain_title(spec, "[watcher]", told or "notice", " ")
     sent_title = spec.title(title)
 
     def build(b: _OpsBudget) -> tuple[str, str]:
