@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from watcher import __version__
 from watcher.config import EVENT_TYPES, SEVERITIES
 from watcher.log import redact
+from watcher.render import safe_url
 from watcher.store.views import Card
 from watcher.types import Item, StoredReport, StoredStory
 from watcher.web.base import WebBase
@@ -116,7 +117,9 @@ def _report_json(r: StoredReport | Item) -> dict[str, Any]:
     return {
         "source": r.source_id,
         "title": r.title,
-        "url": r.url,
+        # the one link check every output makes (`render.safe_url`): a link with credentials
+        # ("https://news.example@evil.example/") or another scheme is given as null
+        "url": safe_url(r.url),
         "lang": r.lang,
         "published_at": _iso(r.published_at),
         "fetched_at": _iso(r.fetched_at),
