@@ -277,3 +277,27 @@ def test_data_the_database_refuses_is_not_an_outage() -> None:
     assert not is_database_error(IntegrityError("INSERT", {}, Exception("duplicate key")))
     assert not is_database_error(sqlite3.IntegrityError("UNIQUE constraint failed"))
     assert not is_database_error(ValueError("not from the database"))
+
+
+def test_two_replicas_adding_the_same_new_source_at_once_both_go_on(store: Store) -> None:
+    # Replica A reads the known sources; replica B adds the same new source and commits before
+    # A inserts it. A's insert must be a no-op (it was an IntegrityError that stopped A's
+    # daemon when three replicas started together on PostgreSQL).
+    from sqlalchemy import event
+
+    other = Store.open(store.engine.url.render_as_string(hide_password=False))
+    raced = []
+
+    def after(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if not raced and statement.lstrip().upper().startswith("SELECT") and "sources" in statement:
+            raced.append(True)
+            other.sync_sources([_Src("new")], NOW)  # B wins the race, committed
+
+    event.listen(store.engine, "after_cursor_execute", after)
+    try:
+        store.sync_sources([_Src("new"), _Src("also-new")], NOW)
+    finally:
+        event.remove(store.engine, "after_cursor_execute", after)
+        other.close()
+    assert raced, "the race was staged"
+    assert set(store.source_states()) == {"new", "also-new"}

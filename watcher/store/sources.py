@@ -40,14 +40,18 @@ class SourceQueries(StoreBase):
                 # (getattr: callers may pass any object with id, kind and url)
                 written = getattr(source, "written_url", source.url)
                 if row is None:
+                    # replicas starting together on PostgreSQL insert the same new sources:
+                    # the second insert is a no-op, not an error that stops its daemon
                     conn.execute(
-                        t.sources.insert().values(
+                        self._insert(t.sources)
+                        .values(
                             id=source.id,
                             kind=source.kind,
                             url=written,
                             consecutive_failures=0,
                             created_at=now,
                         )
+                        .on_conflict_do_nothing(index_elements=["id"])
                     )
                 elif row.kind != source.kind or row.url not in (written, source.url):
                     # A new address: its validators and body hash no longer apply.
