@@ -234,3 +234,28 @@ def test_the_rules_page_shows_inline_terms_as_lists_not_python(store: Store) -> 
     shown = "none of: [en: term0, term1, term2, term3, term4, term5, term6, term7 …; ko: 미얀마]"
     assert shown in text, text
     assert "(" not in text and "'" not in text  # no tuple or dict repr
+
+
+def test_the_timeline_says_which_sources_are_not_working(client: TestClient, store: Store) -> None:
+    # a broken source's silence looks like no news: advocates read on the timeline that it is
+    # not working, not only operators on /sources
+    from sqlalchemy import update
+
+    from watcher.store import tables as t
+
+    assert soup(client.get("/")).select_one("[data-silent]") is None
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(t.sources)
+            .where(t.sources.c.id == "yonhap")
+            .values(
+                health="failing",
+                health_reason="3 failures in a row; last: HTTP 500",
+                last_polled_at=NOW,
+            )
+        )
+    notice = soup(client.get("/")).select_one("[data-silent]")
+    assert notice is not None and notice["data-silent"] == "1"
+    text = notice.get_text(" ", strip=True)
+    assert text.startswith("1 source is not working") and "Yonhap (failing)" in text, text
+    assert notice.select_one('a[href="/sources"]') is not None

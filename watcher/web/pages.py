@@ -28,6 +28,7 @@ class Pages(WebBase):
         return self._page(
             "timeline.html.j2",
             request,
+            silent=self._silent_sources(),
             cards=cards,
             months=months,
             peak=peak,
@@ -36,6 +37,19 @@ class Pages(WebBase):
             page=f.offset // f.limit + 1,
             next_query=urlencode({**request.query_params, "page": f.offset // f.limit + 2}),
         )
+
+    def _silent_sources(self) -> list[tuple[str, str]]:
+        """(name, health) of each enabled source that is not working now (failing, blocked,
+        empty, broken, moved, stale): the timeline says so, because a broken source's silence
+        looks like no news."""
+        states = self.views.store.fetch_states()
+        out = []
+        for source in self.config.sources:
+            if source.enabled:
+                shown = health.current(states.get(source.id), enabled=True)
+                if shown.problem:
+                    out.append((self.names.get(source.id, source.id), shown.status))
+        return out
 
     def story(self, request: Request) -> Response:
         story_id = self._story_id(request)
