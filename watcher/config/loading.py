@@ -84,24 +84,24 @@ class LoadedConfig:
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read and validate a sources.yaml; raise ConfigError with every problem found."""
-    name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{name}: no such file (give another with --config)"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{name}: cannot read: {exc}"]) from None
-    return load_config_text(text, name, os.environ if env is None else env)
+    return load_config_text(_read(path), str(path), os.environ if env is None else env)
 
 
 def load_rules(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> LoadedConfig:
     """A file with `concepts` and `rules` (its `sources`, if any, are ignored)."""
-    name = str(path)
+    env = os.environ if env is None else env
+    return load_config_text(_read(path, "--rules"), str(path), env, rules_only=True)
+
+
+def _read(path: str | os.PathLike[str], option: str = "--config") -> str:
+    """The file's text; a ConfigError of one line when it cannot be read (a missing file
+    names the option that gives another)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file (give another with {option})"]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{name}: cannot read: {exc}"]) from None
-    return load_config_text(text, name, os.environ if env is None else env, rules_only=True)
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
 
 
 def load_config_text(
@@ -135,13 +135,21 @@ def load_config_text(
     if rules_only:
         data = {"sources": [], **{k: v for k, v in data.items() if k in ("concepts", "rules")}}
 
-    unset: list[tuple[tuple[str | int, ...], str]] = []
+    unset: list[tuple[tuple[str | int, ...], str]] = []  # (path, variable)
     secrets: set[str] = set()
     written = data
-    data = _substitute(data, (), env, secrets, lambda p, m: unset.append((p, m)))
+    data = _substitute(data, (), env, secrets, lambda p, var: unset.append((p, var)))
     # A variable that is not set is one problem; the rest of the file is still checked, so
     # that one run lists everything (what the empty value would break is not told again).
-    problems = [_fmt(name, lines, p, m) for p, m in unset]
+    problems = [
+        _fmt(
+            name,
+            lines,
+            p,
+            f"environment variable {var} is not set (set it, or write ${{{var}:-default}})",
+        )
+        for p, var in unset
+    ]
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -150,7 +158,7 @@ def load_config_text(
     if problems:
         at = len(name) + 1  # each problem starts "name:line:"
         problems.sort(key=lambda problem: int(problem[at:].split(":", 1)[0]))
-        raise ConfigError(_redacted(problems, secrets), unset=[m.split()[2] for _, m in unset])
+        raise ConfigError(_redacted(problems, secrets), unset=[var for _, var in unset])
     _keep_written_urls(config, written.get("sources"))
     unknown = [
         f"{name}:{_line_for(lines, line_at)}: {_display(shown)}: {message}"
@@ -207,21 +215,10 @@ def daemon_settings(
     daemon keeps its PID, and the daemon's variables (passwords, API keys) are often set in its
     environment alone. A PostgreSQL PID file is named without the password, so an unset
     password still finds it."""
-    name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{name}: no such file (give another with --config)"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{name}: cannot read: {exc}"]) from None
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        data = yaml.load(_read(path), Loader=_Loader)  # _Loader: (C)SafeLoader
     except yaml.YAMLError as exc:
-        raise ConfigError([_yaml_problem(exc, name)]) from None
-    finally:
-        loader.dispose()
+        raise ConfigError([_yaml_problem(exc, str(path))]) from None
     settings = data.get("settings") if isinstance(data, dict) else None
     if not isinstance(settings, dict):
         return None, None, ()
@@ -235,7 +232,7 @@ def daemon_settings(
                 ("settings", key),
                 os.environ if env is None else env,
                 set(),
-                lambda _path, message: unset.append(message.split()[2]),
+                lambda _path, var: unset.append(var),
             )
         found.append(value if isinstance(value, str) else None)
     return found[0], found[1], tuple(unset)
@@ -611,6 +608,9 @@ def _substitute(
     secrets: set[str],
     report: typing.Callable[[tuple[Any, ...], str], None],
 ) -> Any:
+    """`value` with `${VAR}`s expanded (values from `env` are added to `secrets`); each
+    variable that is not set and has no default is given to `report` (its path, its name)
+    and expands to nothing."""
     if isinstance(value, dict):
         return {k: _substitute(v, (*path, k), env, secrets, report) for k, v in value.items()}
     if isinstance(value, list):
@@ -628,9 +628,7 @@ def _substitute(
             return env[var]
         if default is not None:
             return default
-        report(
-            path, f"environment variable {var} is not set (set it, or write ${{{var}:-default}})"
-        )
+        report(path, var)
         return ""
 
     return _VAR.sub(replace, value)
