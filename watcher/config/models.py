@@ -553,6 +553,21 @@ class Settings(Model):
         return value
 
 
+def _other_concepts(concepts: Mapping[str, Any], name: str, key: str) -> tuple[str, ...]:
+    """The other concepts a concept's `key` (`includes`, `not_inside`) names; a located error
+    when it is not a list of them."""
+    others = concepts[name][key]
+    if not isinstance(others, list) or not all(
+        isinstance(o, str) and o in concepts and o != name for o in others
+    ):
+        known = ", ".join(k for k in concepts if k != name)
+        raise LocatedError(
+            ("concepts", name, key),
+            f"expected a list of other concepts (one of: {known}), got {short(others)}",
+        )
+    return tuple(others)
+
+
 def _with_included(
     concepts: dict[str, Any],
     included: Mapping[str, tuple[str, ...]],
@@ -588,17 +603,7 @@ class Config(Model):
             included: dict[str, tuple[str, ...]] = {}
             for name, terms in value.items():
                 if isinstance(terms, dict) and INCLUDES in terms:
-                    others = terms[INCLUDES]
-                    if not isinstance(others, list) or not all(
-                        isinstance(o, str) and o in value and o != name for o in others
-                    ):
-                        known = ", ".join(k for k in value if k != name)
-                        raise LocatedError(
-                            ("concepts", name, INCLUDES),
-                            f"expected a list of other concepts (one of: {known}), "
-                            f"got {short(others)}",
-                        )
-                    included[name] = tuple(others)
+                    included[name] = _other_concepts(value, name, INCLUDES)
                     terms = value[name] = {k: v for k, v in terms.items() if k != INCLUDES}
                 if isinstance(terms, dict) and "gloss" in terms:
                     gloss = terms["gloss"]
@@ -610,18 +615,9 @@ class Config(Model):
                     terms = {k: v for k, v in terms.items() if k != "gloss"}
                     value[name] = {**terms, GLOSS: (gloss.strip(),)}
                 if isinstance(terms, dict) and NOT_INSIDE in terms:
-                    hiders = terms[NOT_INSIDE]
-                    if not isinstance(hiders, list) or not all(
-                        isinstance(h, str) and h in value and h != name for h in hiders
-                    ):
-                        known = ", ".join(k for k in value if k != name)
-                        raise LocatedError(
-                            ("concepts", name, NOT_INSIDE),
-                            f"expected a list of other concepts (one of: {known}), "
-                            f"got {short(hiders)}",
-                        )
+                    hiders = _other_concepts(value, name, NOT_INSIDE)
                     terms = {k: v for k, v in terms.items() if k != NOT_INSIDE}
-                    value[name] = {**value[name], NOT_INSIDE: tuple(hiders)}
+                    value[name] = {**value[name], NOT_INSIDE: hiders}
                 if not isinstance(terms, dict):
                     raise LocatedError(
                         ("concepts", name),
