@@ -129,7 +129,8 @@ _BYLINE_KO = re.compile(r"\s?=\s?[가-힣a-z0-9]*(?:뉴스|news|일보|신문|�
 _AGENCY_CJK = re.compile(r"(?:聯合|联合|共同|時事|时事)(?:ニュース|通信|新闻|社)(?!区)")
 #: A Chinese agency's dateline before the city ("新华社丹东3月1日电").
 _DATELINE_BEFORE = re.compile(r"(?:新华社|新華社|中新社|中新網|中新网)\s?$")
-#: Where the title ends in the text the rules read (`rules._SEPARATOR`, normalised).
+#: Between title and text in the text the rules read (`rules` joins them with it; the
+#: normalising leaves it as it is), so that extraction knows what the headline says.
 TITLE_END = " \u2016 "
 
 

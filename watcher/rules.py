@@ -37,8 +37,8 @@ import ahocorasick_rs
 
 from watcher.config import DEFAULT_ZONE_BY_LANG, GLOSS, NOT_INSIDE, SEVERITIES, Config, Rule
 from watcher.errors import RuleError
+from watcher.extract import TITLE_END, Extracted, extract
 from watcher.extract import WORD_CHARS as _WORD_CHARS
-from watcher.extract import Extracted, extract
 from watcher.items import detect_lang
 
 _FOLD = re.compile(r"[\s\-\u2010-\u2015\u2212\u00b7\u30fb_/]+")
@@ -46,8 +46,8 @@ _CJK = re.compile(
     r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]"
 )
 _LATIN_WORD = re.compile(r"[0-9A-Za-z\u00c0-\u024f]")
-#: Joins title and text: no term spans it.
-_SEPARATOR = " \u2016 "
+#: Joins title and text: no term spans it (extraction finds the title's end by it).
+_SEPARATOR = TITLE_END
 
 
 #: What `_FOLD` folds besides whitespace; and the whitespace NFKC leaves as it is (every

@@ -49,7 +49,7 @@ from typing import Any
 from rapidfuzz import fuzz
 
 from watcher.config import EVENT_TYPES, SEVERITIES
-from watcher.extract import PLACE_WORDS, REGIONS, entities, written_days
+from watcher.extract import PLACE_WORDS, REGIONS, TITLE_END, entities, written_days
 from watcher.rules import fold_chinese, is_cjk_text, normalize, publication_day
 from watcher.types import Item, MatchRecord
 
@@ -262,7 +262,7 @@ def _opening(text: str) -> str:
 
 def _opening_norm(title: str, text: str) -> str:
     """The title and opening normalised for matching: what names and stated days are read from."""
-    return fold_chinese(normalize(f"{title} \u2016 {_opening(text)}"))
+    return fold_chinese(normalize(f"{title}{TITLE_END}{_opening(text)}"))
 
 
 def names_in(title: str, text: str = "") -> frozenset[str]:
