@@ -103,12 +103,9 @@ def assess(
     if state.consecutive_failures and error.startswith(BLOCKED):
         return Health(status="blocked", reason=error.removeprefix(BLOCKED).strip())
     if state.consecutive_failures >= failure_threshold:
-        # the stored error may already carry the count and the backoff (`pipeline._failed`)
-        head, _, tail = error.rpartition(" (")
-        last = head if head and tail.startswith(f"{state.consecutive_failures} failures") else error
         return Health(
             status="failing",
-            reason=f"{state.consecutive_failures} failures in a row; last: {last}",
+            reason=f"{state.consecutive_failures} failures in a row; last: {error}",
         )
     if state.items_seen_at is None and state.ok_polls >= empty_polls:
         return Health(

@@ -638,9 +638,9 @@ async def _failed(
     if failures >= settings.failure_threshold:
         wait = _human(due - now)
         message = f"{error} ({failures} failures in a row; backing off, next try in {wait})"
-    await db(
-        store.record_failure, source.id, now, error=message, failures=failures, next_due_at=due
-    )
+    # The error as it is: the count is kept beside it (the health reason says it), and the
+    # next try is the source's next-due time (NEXT POLL); only the log line says all three.
+    await db(store.record_failure, source.id, now, error=error, failures=failures, next_due_at=due)
     log.warning("%s: %s", source.id, message, extra={"source": source.id, "action": "poll"})
     return PollReport(
         source_id=source.id,
