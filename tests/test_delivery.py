@@ -483,15 +483,20 @@ def test_a_timeout_is_uncertain_retried_once_then_left_alone(
     assert len(feeds.hits("/slow")) == 2  # the receiver may hold it twice: the window we accept
 
 
-def test_digest_route_sends_one_message_with_every_story_at_its_hour(
-    store: Store, feeds: FeedServer
-) -> None:
-    h = Harness(
+def _daily_digest(store: Store, feeds: FeedServer) -> Harness:
+    """A harness whose one route is a digest to the hook at 10:00 (the clock starts at 09:00)."""
+    return Harness(
         store,
         feeds,
         [hook_channel(feeds)],
         [{"id": "daily", "channels": ["hook"], "mode": "digest", "digest": {"at": "10:00"}}],
     )
+
+
+def test_digest_route_sends_one_message_with_every_story_at_its_hour(
+    store: Store, feeds: FeedServer
+) -> None:
+    h = _daily_digest(store, feeds)
     h.poll()
     feeds.routes["/yonhap"].body = rss(
         ("North Korean defectors detained in Shenyang", "https://e.org/1", T0),
@@ -512,12 +517,7 @@ def test_a_digest_lists_a_story_once_however_many_revisions_queued(
 ) -> None:
     # each revision of a story queues a digest delivery; the digest shows the story as it is
     # when sent, so the others are recorded as superseded, not listed again
-    h = Harness(
-        store,
-        feeds,
-        [hook_channel(feeds)],
-        [{"id": "daily", "channels": ["hook"], "mode": "digest", "digest": {"at": "10:00"}}],
-    )
+    h = _daily_digest(store, feeds)
     h.poll()
     feeds.routes["/yonhap"].body = rss(
         ("North Korean defectors detained in Shenyang", "https://e.org/1", T0)
