@@ -353,13 +353,20 @@ class Deliverer:
         for delivery in deliveries:  # in the order they were queued
             if delivery.id in done:
                 continue
-            group = [delivery]
+            group, covered = [delivery], []
             if delivery.kind == "digest":  # every due story of this digest, in one message
                 group = [d for d in deliveries if d.kind == "digest" and d.route == delivery.route]
-            done.update(d.id for d in group)
+                # each revision of a story queued its own line; the digest shows the story as
+                # it is when sent, so one line per story and the others are covered by it
+                first: dict[int | None, Delivery] = {}
+                for d in group:
+                    first.setdefault(d.story_id, d)
+                covered = [d for d in group if first[d.story_id] is not d]
+                group = list(first.values())
+            done.update(d.id for d in (*group, *covered))
             try:
                 outcome = await self._deliver(channel_id, group, down)
-                await self._supersede(delivery, later.get(delivery.id, ()), outcome)
+                await self._supersede(delivery, [*later.get(delivery.id, ()), *covered], outcome)
             except Exception as exc:
                 if is_database_error(exc):  # nothing was sent: the claim lapses, and it is due
                     log.warning(
@@ -371,7 +378,7 @@ class Deliverer:
                     break
                 await self._internal_error(delivery, group, exc)
                 outcome = None
-            handled += len(group)
+            handled += len(group) + len(covered)  # a digest's covered lines are settled too
             if outcome in ("unreachable", "uncertain"):
                 rest = [d.id for d in deliveries if d.id not in done]
                 if rest:
@@ -477,19 +484,6 @@ class Deliverer:
         if not views:
             return None
         if lead.kind == "digest":
-            # Each revision of a story queues its own digest delivery, and each view shows the
-            # story as it is now: one entry per story, the others recorded as superseded.
-            kept: dict[int, tuple[Delivery, Any]] = {}
-            for d, view in views:
-                if view.story_id in kept:
-                    why = (
-                        f"superseded: delivery {kept[view.story_id][0].id} carries the story "
-                        "in this digest"
-                    )
-                    await self._not_sent(d, "superseded", why, now)
-                else:
-                    kept[view.story_id] = (d, view)
-            views = list(kept.values())
             name = lead.route
             message = render.render_digest(
                 [v for _, v in views], name, fmt, tz, templates_dir=templates, locale=locale
