@@ -48,7 +48,7 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from watcher.config import EVENT_TYPES, SEVERITIES
+from watcher.config import EVENT_TYPES, SEVERITIES, event_rank
 from watcher.extract import PLACE_WORDS, REGIONS, TITLE_END, entities, written_days
 from watcher.rules import fold_chinese, is_cjk_text, normalize, publication_day
 from watcher.types import Item, MatchRecord
@@ -536,10 +536,10 @@ def materially_changed(story: Story, facts: Facts) -> bool:
 
 
 def _gravest(events: Iterable[str]) -> int:
-    """The rank of the gravest shipped event type among `events` (0: forced repatriation, the
-    order of EVENT_TYPES); past the last one when none is shipped (an operator's own events
-    never make a change material by themselves)."""
-    return min((EVENT_TYPES.index(e) for e in events if e in EVENT_TYPES), default=len(EVENT_TYPES))
+    """The rank of the gravest shipped event type among `events` (`event_rank`: 0 is forced
+    repatriation); past the last one when none is shipped (an operator's own events never
+    make a change material by themselves)."""
+    return min((event_rank(e)[0] for e in events), default=len(EVENT_TYPES))
 
 
 def founded(story_id: int, facts: Facts, now: datetime) -> Story:

@@ -269,6 +269,15 @@ EVENT_TYPES = (
     "policy_change",
 )
 
+
+def event_rank(event: str) -> tuple[int, str]:
+    """Sort key of event types, gravest first: the shipped ones in the order of EVENT_TYPES,
+    an operator's own after them, by name. What a story is counted and titled under."""
+    if event in EVENT_TYPES:
+        return EVENT_TYPES.index(event), ""
+    return len(EVENT_TYPES), event
+
+
 #: How the shipped event types are named to readers (alerts, web pages, feeds).
 EVENT_NAMES: dict[str, str] = {
     "forced_repatriation": "Forced repatriation",

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Connection
 
-from watcher.config import EVENT_TYPES
+from watcher.config import event_rank
 from watcher.store import Store, rows
 from watcher.store import stories as story_queries
 from watcher.store import tables as t
@@ -227,7 +227,7 @@ class Outbox:
             revision=story.revision,
             # gravest first (the order of EVENT_TYPES): a message's title and a digest's
             # group lead with the forced repatriation, not with what sorts first by name
-            events=tuple(sorted(json.loads(story.events), key=_gravity)),
+            events=tuple(sorted(json.loads(story.events), key=event_rank)),
             severity=story.severity,
             rules=tuple(rules),
             people=story.people,
@@ -623,8 +623,3 @@ def queue_ops(
             subject=subject,
             body=body,
         )
-
-
-def _gravity(event: str) -> tuple[int, str]:
-    """Sort key of event types: the shipped ones gravest first, an operator's own after."""
-    return (EVENT_TYPES.index(event), "") if event in EVENT_TYPES else (len(EVENT_TYPES), event)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import exists, func, select
 from sqlalchemy.engine import Connection
 
-from watcher.config import EVENT_TYPES, SEVERITIES
+from watcher.config import SEVERITIES, event_rank
 from watcher.store import Store, rows
 from watcher.store import checks as check_queries
 from watcher.store import evidence as evidence_queries
@@ -101,10 +101,7 @@ class ResultPage:
 def main_event(events: tuple[str, ...] | frozenset[str]) -> str:
     """The event a story is counted under: the gravest of its types (the order of
     EVENT_TYPES), else the first named."""
-    for event in EVENT_TYPES:
-        if event in events:
-            return event
-    return sorted(events)[0] if events else ""
+    return min(events, key=event_rank) if events else ""
 
 
 class Views:
