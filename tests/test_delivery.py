@@ -314,6 +314,42 @@ def test_a_material_change_sends_an_update_naming_the_new_outlets(
     _, update = hook_messages(feeds)
     assert "VOA Korean" in update["message"] and "600" in update["title"] + update["message"]
     assert h.statuses() == [("hook", "alert", "sent"), ("hook", "update", "sent")]
+    # it says what changed since the last message: the count the first one gave
+    changed = "Update · 60 → 600 people · HIGH → CRITICAL · +1 outlet: VOA Korean\n"
+    assert changed in update["message"]
+
+
+def test_each_update_says_what_changed_since_the_message_before_it(
+    store: Store, feeds: FeedServer
+) -> None:
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("Chinese police detain 20 North Korean defectors", "https://e.org/1", T0)
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.deliver()
+    feeds.routes["/voa"].body = rss(
+        ("China repatriates 20 North Korean defectors via Dandong", "https://voa.example/2", T0)
+    )
+    h.clock.advance(minutes=5)
+    h.poll()
+    h.deliver()
+    feeds.routes["/yonhap"].body = rss(
+        ("Chinese police detain 20 North Korean defectors", "https://e.org/1", T0),
+        ("China repatriates 60 North Korean defectors via Dandong", "https://e.org/3", T0),
+    )
+    h.clock.advance(minutes=5)
+    h.poll()
+    h.deliver()
+    first, second, third = (m["message"].splitlines()[0] for m in hook_messages(feeds))
+    assert not first.startswith("Update")
+    assert second.startswith(
+        "Update · MEDIUM → HIGH · now also Forced repatriation · now also in Dandong"
+    )
+    # against the second message, not the first: the return and Dandong are not news again
+    assert third == "Update · 20 → 60 people"  # Yonhap's second report: no new outlet
 
 
 def test_failing_channel_retries_with_backoff_and_does_not_hold_the_others(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from tests.messages import HOSTILE, HOSTILE_SHOWN, RFA, T0, TELEGRAM_TAGS, Tags
 from tests.messages import report as sample_report
 from tests.messages import view as sample_view
 from watcher import render
-from watcher.types import AlertView, Message, Report
+from watcher.types import AlertView, Message, Report, Told
 
 CHANNELS = ["email", "telegram", "slack", "text"]
 HTML_CHANNELS = ["email", "telegram"]
@@ -238,6 +239,102 @@ def test_an_update_without_new_outlets_still_says_it_is_one(
 ) -> None:
     body = render.render_alert(make_view(kind="update"), channel, "UTC").body
     assert "Update" in body and "(revision 3)" in body and "outlets:" not in body
+
+
+def _plain(body: str) -> str:
+    """A message's words without its markup: tags, bold marks and entities."""
+    return html.unescape(re.sub(r"<[^>]+>", "", body)).replace("**", "").replace("*", "")
+
+
+#: What the last message on the channel said: 60 held in Dandong, a detention, high.
+BEFORE = Told(severity="high", events=("detention",), people=60, places=("Dandong",))
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "line"),
+    [
+        # the count, the severity, a graver event and a new place: gravest news first
+        (
+            BEFORE,
+            {"events": ("forced_repatriation", "detention")},
+            "60 → 600 people · HIGH → CRITICAL · now also Forced repatriation · "
+            "now also in Tumen · +2 outlets: VOA Korean, Daily NK",
+        ),
+        # a count where the last message had none
+        (
+            replace(BEFORE, people=None, severity="critical"),
+            {"events": ("detention",), "places": ("Dandong",)},
+            "600 people (first count) · +2 outlets: VOA Korean, Daily NK",
+        ),
+        # one person is a person
+        (
+            replace(BEFORE, people=2, severity="critical"),
+            {"people": 1, "events": ("detention",), "places": ("Dandong",)},
+            "2 → 1 person · +2 outlets",
+        ),
+        # nothing it showed changed (the news went in a message this channel did not get)
+        (
+            replace(BEFORE, people=600, severity="critical"),
+            {"events": ("detention",), "places": ("Dandong",)},
+            "Update · +2 outlets: VOA Korean, Daily NK",
+        ),
+    ],
+)
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_an_update_says_what_changed_since_the_last_message(
+    channel: str,
+    before: Told,
+    now: dict[str, Any],
+    line: str,
+    make_view: Callable[..., AlertView],
+) -> None:
+    view = make_view(kind="update", before=before, new_outlets=("VOA Korean", "Daily NK"), **now)
+    body = render.render_alert(view, channel, "UTC").body
+    assert line in _plain(body)
+    if "now also" not in line:
+        assert "now also" not in body
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_an_update_without_a_known_last_message_names_no_change(
+    channel: str, make_view: Callable[..., AlertView]
+) -> None:
+    # sent before watcher kept what messages said, or never sent on this channel
+    body = render.render_alert(make_view(kind="update", before=None), channel, "UTC").body
+    assert "→" not in body and "now also" not in body and "(revision 3)" in body
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_an_update_in_korean_says_what_changed_in_korean(
+    channel: str, make_view: Callable[..., AlertView]
+) -> None:
+    view = make_view(kind="update", before=BEFORE, events=("forced_repatriation", "detention"))
+    body = _plain(render.render_alert(view, channel, "UTC", locale="ko").body)
+    assert "60명 → 600명 · 중요 → 긴급 · 강제북송 추가 · 장소 추가: Tumen" in body
+
+
+#: A hostile name short enough to be shown whole as a place (60) and as an event type.
+HOSTILE_NAME = "<b>x</b> [link](javascript:alert(1)) @channel <script>"
+HOSTILE_NAME_SHOWN = {
+    "email": "&lt;b&gt;x&lt;/b&gt; [link](javascript:alert(1)) @channel &lt;script&gt;",
+    "telegram": "&lt;b&gt;x&lt;/b&gt; [link](javascript:alert(1)) @\u200bchannel &lt;script&gt;",
+    "slack": "\\<b\\>x\\</b\\> \\[link\\](javascript:alert(1)) @\u200bchannel \\<script\\>",
+    "text": "<\u200bb>x<\u200b/b> [link]\u200b(javascript:alert(1)) @\u200bchannel <\u200bscript>",
+}
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_what_changed_is_escaped_like_any_source_text(
+    channel: str, make_view: Callable[..., AlertView]
+) -> None:
+    # a place or event name is the rules' word, but the stored row is read back as data
+    view = make_view(
+        kind="update", before=BEFORE, places=("Dandong", HOSTILE_NAME), events=(HOSTILE_NAME,)
+    )
+    body = render.render_alert(view, channel, "UTC").body
+    (line,) = [x for x in body.splitlines() if "now also in" in x]
+    shown = HOSTILE_NAME_SHOWN[channel]
+    assert f"now also {shown} · now also in {shown}" in line
 
 
 @pytest.mark.parametrize("channel", CHANNELS)

@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -42,7 +42,7 @@ from watcher.config import Config, Route, format_duration
 from watcher.routing import ops_targets, silenced_by
 from watcher.store import Store, is_database_error
 from watcher.store.outbox import Outbox
-from watcher.types import ChannelStatus, Delivery, Message
+from watcher.types import ChannelStatus, Delivery, Message, Told
 
 log = logging.getLogger(__name__)
 
@@ -492,7 +492,8 @@ class Deliverer:
             message = render.render_alert(
                 views[0][1], fmt, tz, templates_dir=templates, locale=locale
             )
-        return await self._send(channel.url, [d for d, _ in views], message, now, down)
+        told = {d.id: view.told for d, view in views}
+        return await self._send(channel.url, [d for d, _ in views], message, now, down, told)
 
     async def _send(
         self,
@@ -501,7 +502,10 @@ class Deliverer:
         message: Message,
         now: datetime,
         down: ChannelStatus | None,
+        told: Mapping[int, Told] | None = None,
     ) -> str:
+        """Send one message for the group and record the outcome of each delivery; `told`
+        is what the message said of each delivery's story (kept once sent)."""
         timeout = self.config.settings.delivery_timeout.total_seconds()
         try:
             result = await asyncio.wait_for(
@@ -545,6 +549,7 @@ class Deliverer:
                 due_at=due,
                 channel=still_down,
                 channel_up=result.outcome == "sent",
+                told=(told or {}).get(d.id),
             )
             try:
                 was = await asyncio.to_thread(record)

@@ -938,6 +938,15 @@ class Words:
     revision: Callable[[int], str]
     #: 600 → "600 people"
     people: Callable[[int], str]
+    #: What an update says changed since the last message on the channel:
+    #: (60, 600) → "60 → 600 people"
+    count_changed: Callable[[int, int], str]
+    #: "600 people" → "600 people (first count)": the last message gave no number
+    first_count: Callable[[str], str]
+    #: "Forced repatriation" → "now also Forced repatriation": event types new to the story
+    now_also: Callable[[str], str]
+    #: "Dandong, Tumen" → "now also in Dandong, Tumen": places new to the story
+    also_in: Callable[[str], str]
     #: (year, month, day) → "2026-11-20"
     day: Callable[[int, int, int], str]
     #: A date the rules extracted (ISO, or an ISO range "a/b") as the reader reads dates.
@@ -966,6 +975,10 @@ WORDS: dict[str, Words] = {
         time_unknown="time unknown",
         revision=lambda n: f"revision {n}",
         people=lambda n: "1 person" if n == 1 else f"{n:,} people",
+        count_changed=lambda a, b: f"{a:,} → {b:,} {'person' if b == 1 else 'people'}",
+        first_count=lambda people: f"{people} (first count)",
+        now_also=lambda events: f"now also {events}",
+        also_in=lambda places: f"now also in {places}",
         day=lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}",
         iso_date=str,
         digest=lambda n: f"Digest · {n} {'story' if n == 1 else 'stories'}",
@@ -991,6 +1004,10 @@ WORDS: dict[str, Words] = {
         time_unknown="시각 미상",
         revision=lambda n: f"{n}차 개정",
         people=lambda n: f"{n:,}명",
+        count_changed=lambda a, b: f"{a:,}명 → {b:,}명",
+        first_count=lambda people: f"{people} (첫 집계)",
+        now_also=lambda events: f"{events} 추가",
+        also_in=lambda places: f"장소 추가: {places}",
         day=lambda y, m, d: f"{y}년 {m}월 {d}일",
         iso_date=_iso_date_ko,
         digest=lambda n: f"요약 · 사건 {n}건",
@@ -1048,6 +1065,10 @@ class AlertContext:
     more_outlets: int
     #: For updates: outlets new since the last message.
     new_outlets: tuple[str, ...]
+    #: For updates: what changed since the last message on the channel, worded and plain
+    #: (the environment escapes them): ("60 → 600 people", "HIGH → CRITICAL",
+    #: "now also Forced repatriation", "now also in Dandong"); () when nothing is known.
+    changes: tuple[str, ...]
     #: For reminders: "2026-11-20 17:05 KST" (the latest report) or "revision 3".
     reminder_since: str
     rules: tuple[str, ...]
@@ -1175,6 +1196,31 @@ def _summary(view: AlertView, words: Words, *, with_dates: bool) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def _changes(view: AlertView, words: Words) -> tuple[str, ...]:
+    """What an update says changed since the last message on its channel (`view.before`),
+    gravest news first: the count, the severity, event types and places new to the story.
+    () when that message is not known."""
+    before = view.before
+    if before is None:
+        return ()
+    out = []
+    if view.people is not None and view.people != before.people:
+        if before.people is None:
+            out.append(words.first_count(words.people(view.people)))
+        else:
+            out.append(words.count_changed(before.people, view.people))
+    was, now = clean(before.severity), clean(view.severity)
+    if was.lower() != now.lower():
+        out.append(f"{words.severity(was)} → {words.severity(now)}")
+    events = [_event_name(e, words) for e in view.events if e not in before.events]
+    if events:
+        out.append(words.now_also(", ".join(events)))
+    places = _places([p for p in view.places if p not in before.places])
+    if places:
+        out.append(words.also_in(places))
+    return tuple(out)
+
+
 def _story_href(view: AlertView, dialect: Dialect) -> Href | None:
     """The story page as this format links it: the path every report link takes."""
     return dialect.href(safe_url(view.story_url))
@@ -1279,6 +1325,7 @@ def render_alert(
             ),
             more_outlets=_other_outlets(view.first, view.others, shown=others),
             new_outlets=tuple(n for n in (cut(clean(o), 80) for o in view.new_outlets) if n),
+            changes=_changes(view, words) if view.kind == "update" else (),
             reminder_since=(
                 _fmt_time(since, zone, words)
                 if since is not None

@@ -281,6 +281,41 @@ class StoredStory:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Told:
+    """What a sent message said of its story: what the next update on the same channel
+    says changed ("60 → 600 people"). Stored with the delivery as JSON (`as_json`)."""
+
+    severity: str
+    events: tuple[str, ...] = ()
+    people: int | None = None
+    places: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "events": list(self.events),
+            "people": self.people,
+            "places": list(self.places),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Told | None:
+        """The value `as_json` wrote; None for anything else (a row written by hand, or
+        by a later version with another shape): then an update names no change."""
+        if not isinstance(data, dict) or not isinstance(data.get("severity"), str):
+            return None
+        events, places, people = data.get("events"), data.get("places"), data.get("people")
+        if not isinstance(events, list) or not isinstance(places, list):
+            return None
+        return cls(
+            severity=data["severity"],
+            events=tuple(str(e) for e in events),
+            people=people if isinstance(people, int) and not isinstance(people, bool) else None,
+            places=tuple(str(p) for p in places),
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AlertView:
     """Everything a message about one story needs; built at send time."""
 
@@ -300,6 +335,10 @@ class AlertView:
     others: tuple[Report, ...] = ()
     #: For updates: the outlets added since the last message on this channel.
     new_outlets: tuple[str, ...] = ()
+    #: For updates: what the last message on this channel said of the story (None: no
+    #: message was sent there, or it was sent before watcher kept this). What changed since
+    #: is `told` against it.
+    before: Told | None = None
     #: The story's web page (``{settings.public_url}/stories/{story_id}``), or None when no
     #: `public_url` is set: then messages link no story page.
     story_url: str | None = None
@@ -307,6 +346,13 @@ class AlertView:
     #: report's title, in the order of the reports), for every kind: a "removed" message lists
     #: them, any other says so in one line. Empty: the message is as it was before.
     removed: tuple[str, ...] = ()
+
+    @property
+    def told(self) -> Told:
+        """What a message rendered from this view says of the story."""
+        return Told(
+            severity=self.severity, events=self.events, people=self.people, places=self.places
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -341,6 +387,8 @@ class Delivery:
     body: str | None
     created_at: datetime
     claimed_until: datetime | None = None
+    #: Once sent: what the message said of its story, as `Told.as_json` (JSON text).
+    told: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -16,7 +16,7 @@ from watcher.store import Store, rows
 from watcher.store import stories as story_queries
 from watcher.store import tables as t
 from watcher.stories import why_lines
-from watcher.types import AlertView, ChannelStatus, Delivery, Silence
+from watcher.types import AlertView, ChannelStatus, Delivery, Silence, Told
 
 #: The PostgreSQL advisory lock under which once-only ops notices are queued.
 _OPS_ONCE_LOCK = 0x57A7C4E6
@@ -191,13 +191,19 @@ class Outbox:
             dates: list[str] = next(
                 (json.loads(m.dates) for m in found if m.item_id == first_id), []
             )
-            last_sent = conn.execute(
-                select(func.max(t.deliveries.c.sent_at)).where(
-                    (t.deliveries.c.story_id == story.id)
-                    & (t.deliveries.c.channel == delivery.channel)
-                    & (t.deliveries.c.status == "sent")
+            d = t.deliveries
+            # The last message sent on this channel about the story: what it said, and when.
+            last = conn.execute(
+                select(d.c.sent_at, d.c.told)
+                .where(
+                    (d.c.story_id == story.id)
+                    & (d.c.channel == delivery.channel)
+                    & (d.c.status == "sent")
                 )
-            ).scalar()
+                .order_by(d.c.sent_at.desc(), d.c.id.desc())
+                .limit(1)
+            ).first()
+            last_sent = last.sent_at if last is not None else None
             # Reports whose page a re-check found gone (404/410): every message says so.
             c, si = t.item_checks, t.story_items
             gone: set[int] = set(
@@ -214,6 +220,9 @@ class Outbox:
         # advocates reach it at; the id is the database's integer, never text from a source.
         story_url = f"{public_url.rstrip('/')}/stories/{int(story.id)}" if public_url else None
         new_outlets: tuple[str, ...] = ()
+        before = None
+        if delivery.kind == "update" and last is not None and last.told:
+            before = Told.from_json(_json_or_none(last.told))
         if delivery.kind == "update" and last_sent is not None:
             # outlets that joined since the last message and were not in the story before
             told = {r.shown(names).source_name for r in stored if r.added_at <= last_sent}
@@ -236,6 +245,7 @@ class Outbox:
             first=reports[0],
             others=tuple(reports[1:]),
             new_outlets=new_outlets,
+            before=before,
             story_url=story_url,
             removed=tuple(
                 f"{shown.source_name}: {shown.title}"
@@ -270,10 +280,12 @@ class Outbox:
         counts: bool = True,
         channel: ChannelStatus | None = None,
         channel_up: bool = False,
+        told: Told | None = None,
     ) -> ChannelStatus | None:
         """One attempt and the delivery's new state, in one transaction; with `channel`, the
         channel is (still) down as given; with `channel_up`, it is up again: its status row
-        goes, and is returned when there was one."""
+        goes, and is returned when there was one. `told` is what the message said of its
+        story, kept once it is sent (the next update says what changed since)."""
         was: ChannelStatus | None = None
         with self.engine.begin() as conn:
             conn.execute(
@@ -292,6 +304,8 @@ class Outbox:
                 values["attempts"] = t.deliveries.c.attempts + 1
             if status == "sent":
                 values["sent_at"] = now
+                if told is not None:
+                    values["told"] = json.dumps(told.as_json(), ensure_ascii=False)
             if due_at is not None:
                 values["due_at"] = due_at
             conn.execute(
@@ -623,3 +637,11 @@ def queue_ops(
             subject=subject,
             body=body,
         )
+
+
+def _json_or_none(text: str) -> Any:
+    """The JSON value of a stored column, or None when it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

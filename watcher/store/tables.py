@@ -265,6 +265,9 @@ deliveries = Table(
     Column("created_at", UTCDateTime, nullable=False),
     #: A sending process holds the delivery until then (replicas skip it; a crash frees it).
     Column("claimed_until", UTCDateTime),
+    #: Once sent, what the message said of its story (severity, events, people, places) as
+    #: JSON: what the next update on the channel says changed ("60 → 600 people").
+    Column("told", Text),
     UniqueConstraint(
         "story_id", "revision", "route", "channel", "seq", name="uq_deliveries_story_id"
     ),
