@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.items import canonical_url, clean_text, detect_lang, make_item, parse_date, stable_key
+from watcher.items import (
+    canonical_url,
+    clean_text,
+    detect_lang,
+    make_item,
+    parse_date,
+    stable_key,
+    without_feed_footer,
+)
 from watcher.parsers import decode, looks_like_html
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -188,3 +196,69 @@ def test_decode(body: bytes, header: str | None, expected_text: str, expected_co
 )
 def test_looks_like_html(text: str, expected: bool) -> None:
     assert looks_like_html(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # WordPress's feed footer (Yoast SEO), on English and Korean sites alike
+        (
+            "Sixty were sent back at dawn. The post Sixty sent back from Dandong appeared "
+            "first on Daily NK English.",
+            "Sixty were sent back at dawn.",
+        ),
+        (
+            "새벽 강제북송. The post [단독] 中 단둥서 탈북민 60여 명 새벽 강제북송 appeared "
+            "first on 데일리NK.",
+            "새벽 강제북송.",
+        ),
+        # an item that is only the footer (a feed without excerpts) keeps nothing
+        ("The post A title appeared first on NK News.", ""),
+        # an excerpt's continuation mark is a plain ellipsis
+        (
+            "must immediately halt the forced return [&hellip;]",
+            "must immediately halt the forced return…",
+        ),
+        ("must press China to end [...]", "must press China to end…"),
+        ("says Amnesty […] The post X appeared first on Amnesty International.", "says Amnesty…"),
+        # the same words inside a report, or far from its end, stay
+        (
+            "The post appeared first on the bulletin board, police said, and 20 were held.",
+            "The post appeared first on the bulletin board, police said, and 20 were held.",
+        ),
+        (
+            "He wrote the post. It appeared first on Monday",
+            "He wrote the post. It appeared first on Monday",
+        ),
+        ("an outpost appeared first on the ridge.", "an outpost appeared first on the ridge."),
+        ("", ""),
+    ],
+)
+def test_without_feed_footer(text: str, expected: str) -> None:
+    assert without_feed_footer(text) == expected
+
+
+@given(st.text(alphabet="The post apeardfirston .[]…", max_size=300))
+def test_without_feed_footer_only_shortens_and_is_idempotent(text: str) -> None:
+    once = without_feed_footer(text)
+    assert len(once) <= len(text.rstrip()) + 1  # "[…]" becomes "…"
+    assert without_feed_footer(once) == once
+
+
+def test_a_hostile_text_full_of_footers_is_cut_in_linear_time() -> None:
+    # many "The post … appeared first on" runs: only the last, at the end, is a footer
+    text = "The post x appeared first on y. " * 5000 + "The post T appeared first on Site."
+    assert without_feed_footer(text).endswith("appeared first on y.")
+
+
+def test_feed_items_lose_the_wordpress_footer() -> None:
+    item = make_item(
+        source_id="dailynk-ko",
+        title="단둥서 탈북민 60여 명 강제북송",
+        link="https://www.dailynk.com/20261120-4/",
+        summary="<p>단둥에서 탈북민 60여 명이 새벽에 북송됐다.</p><p>The post <a href="
+        '"https://www.dailynk.com/20261120-4/">단둥서 탈북민 60여 명 강제북송</a> appeared first '
+        'on <a href="https://www.dailynk.com">데일리NK</a>.</p>',
+        fetched_at=NOW,
+    )
+    assert item.text == "단둥에서 탈북민 60여 명이 새벽에 북송됐다."

@@ -70,6 +70,20 @@ def test_material_edit_updates_item_and_keeps_old_version(store: Store) -> None:
     assert store.item_revisions("https://example.org/a") == [("중국, 탈북민 강제북송", "text")]
 
 
+def test_an_item_stored_with_the_wordpress_footer_is_not_edited_when_it_is_dropped(
+    store: Store,
+) -> None:
+    # stored by a version that kept the footer; polled again, the parser gives it without
+    footer = " The post 중국, 탈북민 강제북송 appeared first on 데일리NK."
+    store.sync_sources([_Src("src")], NOW)
+    store.save_items([make_item(text="단둥에서 60여 명 북송." + footer)])
+    result = store.save_items([make_item(text="단둥에서 60여 명 북송.")])
+    assert result.updated == () and store.item_revisions("https://example.org/a") == []
+    # a real edit still is one
+    result = store.save_items([make_item(text="단둥에서 600여 명 북송.")])
+    assert [i.key for i in result.updated] == ["https://example.org/a"]
+
+
 def test_item_carried_by_two_sources_is_stored_once(store: Store) -> None:
     store.sync_sources([_Src("a"), _Src("b")], NOW)
     assert len(store.save_items([make_item(source_id="a")]).new) == 1

@@ -110,6 +110,33 @@ def clean_text(value: Any, limit: int = MAX_TEXT) -> str:
     return text[:limit].rstrip()
 
 
+#: What WordPress sites (Daily NK, NK News, Amnesty…) append to every feed item (Yoast SEO's
+#: feed footer, in English whatever the site's language): "The post <title> appeared first on
+#: <site>." It is not the report: it would stand in every alert's lead.
+_POST_FOOTER = " appeared first on "
+#: How far before the footer's "appeared first on" its "The post " may stand (a title).
+_FOOTER_TITLE = 600
+#: An excerpt's continuation mark ("…the forced return [&#8230;]"): shown as a plain "…".
+_MORE = ("[…]", "[...]", "[&hellip;]")
+
+
+def without_feed_footer(text: str) -> str:
+    """`text` without the WordPress feed footer at its end, and with an excerpt's "[…]" as
+    "…". Only at the end: the same words inside a report stay. Linear in the text's length
+    (a hostile feed cannot make it backtrack)."""
+    out = text.rstrip()
+    at = out.rfind(_POST_FOOTER)
+    if at != -1 and len(out) - at <= 200 + len(_POST_FOOTER):
+        start = out.rfind("The post ", max(0, at - _FOOTER_TITLE), at)
+        if start != -1 and (start == 0 or out[start - 1] == " "):
+            out = out[:start].rstrip()
+    for mark in _MORE:
+        if out.endswith(mark):
+            out = out[: -len(mark)].rstrip() + "…"
+            break
+    return out
+
+
 def _strip_html(markup: str) -> str:
     from lxml import html as lxml_html
     from lxml.etree import ParserError
@@ -271,7 +298,7 @@ def make_item(
     entries of the page share it), so it cannot identify the item. `canonical`: the parser
     already canonicalised the link."""
     clean_title = clean_text(title, MAX_TITLE)
-    text = clean_text(summary)
+    text = without_feed_footer(clean_text(summary))
     url = link if canonical else canonical_url(link, base_url)
     when = parse_date(date_raw, zone) or published_at
     if when is not None and when.tzinfo is not None:

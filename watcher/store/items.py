@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import String
 
 from watcher.evidence import Capture
+from watcher.items import without_feed_footer
 from watcher.store import evidence, rows, search
 from watcher.store import tables as t
 from watcher.store.engine import StoreBase
@@ -392,7 +393,9 @@ _WORDS = re.compile(r"\W+")
 
 
 def _normalised(title: str, text: str) -> str:
-    return _WORDS.sub(" ", f"{title} {text}".lower()).strip()
+    # A text stored before watcher dropped the WordPress feed footer is not edited at source
+    # because the footer is gone from what the parser gives now.
+    return _WORDS.sub(" ", f"{title} {without_feed_footer(text)}".lower()).strip()
 
 
 def _materially_changed(old_title: str, old_text: str, item: Item) -> bool:
