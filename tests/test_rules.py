@@ -149,6 +149,18 @@ def test_matching_cost_does_not_depend_on_rules_that_cannot_fire() -> None:
         # ...but a group of bystanders is not the group, and the headline's count stands
         ("a group of 20 activists said 7 north koreans were held", 7),
         ("Vietnam deported nine North Koreans ‖ a group of eight reached the border", 9),
+        # an earlier wave the text recalls ("last October", "October last year") is not the
+        # report's count; a later count is, and a headline's count stands
+        (
+            "Seoul voices concern ‖ it follows the return of 600 North Koreans in October last "
+            "year",
+            None,
+        ),
+        ("about 200 were sent back last october. seven defectors were arrested in shenyang", 7),
+        ("a year ago 50 defectors were held; this week police held 3 north koreans", 3),
+        ("china sent back 600 north koreans last october ‖ activists protest", 600),
+        ("access to 48 north korean asylum seekers held since last saturday", 48),
+        ("지난해 10월 탈북민 600여 명 강제북송", 600),
     ],
 )
 def test_people(text: str, expected: int | None) -> None:

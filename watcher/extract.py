@@ -390,6 +390,30 @@ _TOTAL_BEFORE = re.compile(
 _TOTAL_AFTER = re.compile(r" (?:in total|in all|altogether)\b")
 
 
+_MONTH_NAMES = (
+    "january|february|march|april|may|june|july|august|september|october|november|december"
+)
+#: An English clause that dates what it counts to an earlier year or month ("some 200 sent
+#: back last October", "600 in October last year", "a year ago"): the count is an earlier
+#: wave a report recalls, not its event. Relative words only: an absolute year ("in 2023") is
+#: the event in a report of that year, and a verdict never depends on the publication date.
+_EARLIER = re.compile(
+    r"\b(?:last year|a year ago|years ago|the previous year|the year before"
+    r"|last (?:" + _MONTH_NAMES + r")|(?:" + _MONTH_NAMES + r") (?:of )?last year)\b"
+)
+
+
+_CLAUSE_ENDS = (". ", "; ", TITLE_END)
+
+
+def _clause(norm: str, start: int, end: int) -> str:
+    """The sentence or clause around norm[start:end]: from the nearest ". ", "; " or title end
+    before it to the nearest after it."""
+    lo = max(norm.rfind(mark, 0, start) for mark in _CLAUSE_ENDS)
+    ends = [i for i in (norm.find(mark, end) for mark in _CLAUSE_ENDS) if i != -1]
+    return norm[lo + 1 : min(ends, default=len(norm))]
+
+
 def people(norm: str, lang: str | None = None) -> int | None:
     """The stated number of people: the headline's; else the first one the text marks as the
     whole group's ("a group of five", "10 defectors in total", 총 7명, 共41名); else the first
@@ -425,6 +449,10 @@ def people(norm: str, lang: str | None = None) -> int | None:
     title_end = norm.find(TITLE_END)
     if 0 <= found[0][0] < title_end:
         return found[0][2]  # the headline's count is the report's
+    if latin:  # an earlier wave the text recalls is not the report's count
+        found = [f for f in found if not _EARLIER.search(_clause(norm, f[0], f[1]))]
+        if not found:
+            return None
     for start, end, n in found:
         if _TOTAL_BEFORE.search(norm, max(0, start - 10), start) or _TOTAL_AFTER.match(norm, end):
             return n
