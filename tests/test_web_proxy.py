@@ -5,6 +5,8 @@ the real server process, where uvicorn must not take the peer from X-Forwarded-F
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -241,3 +243,41 @@ def test_the_real_server_trusts_the_socket_peer_not_forwarded_headers(tmp_path: 
             assert http.get(f"{direct}/", headers=spoofed).status_code == 401
             bearer = {"Authorization": f"Bearer {TOKEN}"}
             assert http.get(f"{direct}/api/sources", headers=bearer).status_code == 200
+
+
+@pytest.mark.e2e
+def test_serve_rereads_sources_yaml_on_sighup_and_refuses_an_invalid_one(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG, allow_unicode=True))
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    made = Store.open(db)
+    made.upgrade()
+    made.close()
+    server = Started("--config", str(cfg), "--db", db, "serve", "--address", f"127.0.0.1:{port}")
+    url = f"http://127.0.0.1:{port}/sources"
+    try:
+        server.wait(lambda: listening(port), "watcher serve to listen")
+        with httpx.Client(timeout=10) as http:
+            assert "NK Pro Wire" not in http.get(url).text
+            added = {"id": "nkpro", "name": "NK Pro Wire", "kind": "feed", "url": "https://e.org/n"}
+            cfg.write_text(
+                yaml.safe_dump(
+                    {**CONFIG, "sources": [*CONFIG["sources"], added]}, allow_unicode=True
+                )
+            )
+            os.kill(server.pid, signal.SIGHUP)
+            server.wait(lambda: "NK Pro Wire" in http.get(url).text, "the new source's name")
+            assert server.having("reloaded") and not server.having("Traceback")
+            # a broken file is refused in one line; what is served stays
+            cfg.write_text(cfg.read_text().replace("kind: feed", "kind: fede", 1))
+            os.kill(server.pid, signal.SIGHUP)
+            server.wait(lambda: server.having("reload refused"), "the refusal")
+            (refused,) = server.having("reload refused")
+            assert "fede" in refused and str(cfg) in refused
+            page = http.get(url)
+            assert page.status_code == 200 and "NK Pro Wire" in page.text
+    finally:
+        server.stop()

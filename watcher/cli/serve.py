@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from watcher import log as logsetup
@@ -46,7 +48,10 @@ def serve(
     proxy_user_header: str | None,
 ) -> None:
     """Serve the web pages (stories timeline, story pages, search, sources, rules), the
-    Atom and JSON feeds (/feed.atom, /feed.json) and the read-only API (/openapi.json)."""
+    Atom and JSON feeds (/feed.atom, /feed.json) and the read-only API (/openapi.json).
+
+    SIGHUP (kill -HUP PID) re-reads sources.yaml; an invalid file is refused in the log and
+    the pages go on as they were."""
     import errno
     import ipaddress
     import os
@@ -123,4 +128,38 @@ def serve(
             else ""
         )
         log.info("serving on %s%s", base_url, behind, extra={"action": "serve"})
+        _reload_on_sighup(ctx, app.state.web)
         web.serve(app, sock)
+
+
+def _reload_on_sighup(ctx: Context, site: Any) -> None:
+    """SIGHUP re-reads sources.yaml, as the daemon's does (`kill -HUP PID`, or systemd's
+    `ExecReload`): the pages show a source added since by its name. An invalid file is refused
+    in one log line per problem, and the running configuration stays. The file is read in a
+    thread: a signal handler must not hold the server's loop."""
+    import signal
+    import threading
+
+    def reload() -> None:
+        from watcher.config import load_config
+        from watcher.errors import ConfigError
+
+        try:
+            loaded = load_config(ctx.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload refused: %s", problem, extra={"action": "reload"})
+            return
+        except Exception as exc:  # never let a reload take the server down
+            log.error("reload refused: %s", logsetup.one_line(exc), extra={"action": "reload"})
+            return
+        logsetup.add_secrets(loaded.secrets)
+        site.reload(loaded.config)
+        log.info(
+            "reloaded %s: %d sources",
+            ctx.config_path,
+            len(loaded.config.sources),
+            extra={"action": "reload"},
+        )
+
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, daemon=True).start())

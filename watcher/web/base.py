@@ -132,6 +132,8 @@ class WebBase:
     ) -> None:
         #: The clock: an empty feed is up to date as of now.
         self.now = now
+        #: The address served on: absolute links start with it when no public_url is set.
+        self._served_url = base_url
         #: Absolute links in feeds start with this (settings.public_url wins).
         self.base_url = (config.settings.public_url or base_url).rstrip("/")
         self.views = Views(store)
@@ -165,6 +167,14 @@ class WebBase:
         self.env.filters["excerpt"] = excerpt
         #: Searches that may run at once (made on first use, inside the event loop).
         self._search_limiter: anyio.CapacityLimiter | None = None
+
+    def reload(self, config: Config) -> None:
+        """Serve with a re-read sources.yaml (SIGHUP to `watcher serve`): outlets' names, the
+        sources and rules pages, the zone, `public_url`. A request being answered finishes
+        with what it started with; each value is swapped whole."""
+        self.names = {s.id: s.display_name for s in config.sources}
+        self.base_url = (config.settings.public_url or self._served_url).rstrip("/")
+        self.config = config
 
     # ------------------------------------------------------------------ helpers
 
