@@ -593,3 +593,35 @@ def test_reload_with_db_given_needs_no_database_variable(tmp_path: Path) -> None
         "error: where the daemon keeps its PID depends on WATCHER_T_DATABASE_URL, not set in "
         "this shell: set it, or give the daemon's database with --db"
     )
+
+
+def test_who_is_the_account_running_the_command_when_no_variable_names_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+    import pwd
+
+    from watcher.cli.base import who
+
+    assert who("  ana ") == "ana"
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    # a container or a cron job sets no variable: the system's record of the account
+    assert who(None) == pwd.getpwuid(os.getuid()).pw_name
+    assert who("") == who(None)
+    monkeypatch.setenv("USER", "min")
+    assert who(None) == "min"
+
+
+def test_who_is_unknown_for_an_account_the_system_has_no_record_of(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import getpass
+
+    from watcher.cli.base import who
+
+    def no_account() -> str:
+        raise OSError("No username set in the environment")
+
+    monkeypatch.setattr(getpass, "getuser", no_account)
+    assert who(None) == "unknown" and who("ana") == "ana"

@@ -287,6 +287,20 @@ def one_line_text(text: str, limit: int = 120) -> str:
 # --------------------------------------------------------------------------- alerts
 
 
+def who(by: str | None) -> str:
+    """Who a correction, an undo or a silence is recorded as: `--by`, else the account running
+    the command ($LOGNAME, $USER, then the system's own record of the account: a container or a
+    cron job often sets neither variable), else "unknown"."""
+    import getpass
+
+    if by and by.strip():
+        return by.strip()
+    try:
+        return getpass.getuser() or "unknown"
+    except (OSError, KeyError):  # no variable and no passwd entry (an arbitrary container uid)
+        return "unknown"
+
+
 def config_exists(ctx: Context) -> bool:
     import os
 

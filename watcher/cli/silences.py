@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from watcher.cli.base import Context, cli, config_exists, fail, one_line_text, pass_ctx, table
+from watcher.cli.base import who as who_made
 
 
 @cli.group()
@@ -25,7 +26,7 @@ def silence() -> None:
 )
 @click.option("--for", "duration", required=True, metavar="DURATION", help="e.g. 6h, 2d.")
 @click.option("--reason", required=True, help="Why (shown in `silence list` and the log).")
-@click.option("--by", "created_by", help="Who (default: $USER).")
+@click.option("--by", "created_by", help="Who (default: the account running the command).")
 @pass_ctx
 def silence_add(
     ctx: Context, matchers: tuple[str, ...], duration: str, reason: str, created_by: str | None
@@ -35,7 +36,6 @@ def silence_add(
     A matcher that matches nothing sources.yaml names (source=nosuch, a wildcard that
     matches no source) is refused, with exit code 2.
     """
-    import os
     import sys
 
     from watcher.clock import utcnow
@@ -68,7 +68,7 @@ def silence_add(
             reason=reason,
             starts_at=now,
             ends_at=now + length,
-            created_by=created_by or os.environ.get("USER"),
+            created_by=who_made(created_by),
         )
     click.echo(f"silence {sid} active until {ctx.when(now + length)}")
 

@@ -8,8 +8,11 @@ from typing import Any
 import click
 
 from watcher.cli.base import Context, cli, config_exists, fail, one_line_text, pass_ctx, table
+from watcher.cli.base import who as who_made
 
-_BY = click.option("--by", help="Who made the correction (default: $USER).")
+_BY = click.option(
+    "--by", help="Who made the correction (default: the account running the command)."
+)
 _REASON = click.option("--reason", required=True, help="Why (kept with the correction).")
 
 
@@ -25,12 +28,11 @@ def story() -> None:
 
 def _run(ctx: Context, action: Callable[[Any, str], Any], by: str | None) -> None:
     """Open the store and the routes, apply one correction, print what it did."""
-    import os
 
     from watcher.routing import Alerting
     from watcher.store.corrections import CorrectionError, Corrections
 
-    who = by or os.environ.get("USER") or "unknown"
+    who = who_made(by)
     alerting = Alerting.from_config(ctx.config().config) if config_exists(ctx) else None
     with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
         corrections = Corrections(store, alerting)
@@ -116,17 +118,16 @@ def story_split(ctx: Context, story_id: int, item_key: str, reason: str, by: str
 
 @story.command("undo")
 @click.argument("correction_id", type=int)
-@click.option("--by", help="Who undid it (default: $USER).")
+@click.option("--by", help="Who undid it (default: the account running the command).")
 @pass_ctx
 def story_undo(ctx: Context, correction_id: int, by: str | None) -> None:
     """Undo correction CORRECTION_ID (the latest on the same stories first): reports move
     back and withdrawn messages return to the queue."""
-    import os
 
     from watcher.clock import utcnow
     from watcher.store.corrections import CorrectionError, Corrections
 
-    who = by or os.environ.get("USER") or "unknown"
+    who = who_made(by)
     with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
         try:
             done = Corrections(store).undo(correction_id, by=who, now=utcnow())
