@@ -346,10 +346,47 @@ def test_each_update_says_what_changed_since_the_message_before_it(
     first, second, third = (m["message"].splitlines()[0] for m in hook_messages(feeds))
     assert not first.startswith("Update")
     assert second.startswith(
-        "Update · MEDIUM → HIGH · now also Forced repatriation · now also in Dandong"
+        "Update · MEDIUM → HIGH · now also: Forced repatriation · now also in Dandong"
     )
     # against the second message, not the first: the return and Dandong are not news again
     assert third == "Update · 20 → 60 people"  # Yonhap's second report: no new outlet
+
+
+def test_a_reminder_sent_in_an_updates_place_says_what_changed(
+    store: Store, feeds: FeedServer
+) -> None:
+    # the channel is down when the count changes; when it is back, the reminder (queued when
+    # the alert went out, so first in the queue) carries the story and the update waits
+    # behind it: the message must still say what changed, and the next update not repeat it
+    h = Harness(
+        store,
+        feeds,
+        [hook_channel(feeds)],
+        [{"channels": ["hook"], "group_wait": "0s", "repeat_interval": "1h"}],
+    )
+    h.poll()
+    first = ("China repatriates 60 North Korean defectors via Dandong", "https://e.org/1", T0)
+    feeds.routes["/yonhap"].body = rss(first)
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.deliver()
+    feeds.routes["/hook"].status = 503
+    feeds.routes["/voa"].body = rss(("단둥서 탈북민 600여명 강제북송", "https://voa.example/2", T0))
+    h.clock.advance(minutes=10)
+    h.poll()
+    h.deliver()
+    feeds.routes["/hook"].status = 200
+    h.clock.advance(hours=2)
+    h.deliver()
+    back = hook_messages(feeds)[-1]  # (the one before it is the attempt the 503 refused)
+    assert back["message"].startswith("Update · 60 → 600 people · HIGH → CRITICAL · +1 outlet")
+    assert ("hook", "reminder", "sent") in h.statuses()
+    later = ("China repatriated 900 North Korean defectors via Dandong", "https://e.org/3", T0)
+    feeds.routes["/yonhap"].body = rss(first, later)
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.deliver()
+    assert hook_messages(feeds)[-1]["message"].splitlines()[0] == "Update · 600 → 900 people"
 
 
 def test_failing_channel_retries_with_backoff_and_does_not_hold_the_others(

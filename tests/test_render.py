@@ -257,7 +257,7 @@ BEFORE = Told(severity="high", events=("detention",), people=60, places=("Dandon
         (
             BEFORE,
             {"events": ("forced_repatriation", "detention")},
-            "60 → 600 people · HIGH → CRITICAL · now also Forced repatriation · "
+            "60 → 600 people · HIGH → CRITICAL · now also: Forced repatriation · "
             "now also in Tumen · +2 outlets: VOA Korean, Daily NK",
         ),
         # a count where the last message had none
@@ -310,7 +310,7 @@ def test_an_update_in_korean_says_what_changed_in_korean(
 ) -> None:
     view = make_view(kind="update", before=BEFORE, events=("forced_repatriation", "detention"))
     body = _plain(render.render_alert(view, channel, "UTC", locale="ko").body)
-    assert "60명 → 600명 · 중요 → 긴급 · 강제북송 추가 · 장소 추가: Tumen" in body
+    assert "60명 → 600명 · 중요 → 긴급 · 사건 유형 추가: 강제북송 · 장소 추가: Tumen" in body
 
 
 #: A hostile name short enough to be shown whole as a place (60) and as an event type.
@@ -334,7 +334,7 @@ def test_what_changed_is_escaped_like_any_source_text(
     body = render.render_alert(view, channel, "UTC").body
     (line,) = [x for x in body.splitlines() if "now also in" in x]
     shown = HOSTILE_NAME_SHOWN[channel]
-    assert f"now also {shown} · now also in {shown}" in line
+    assert f"now also: {shown} · now also in {shown}" in line
 
 
 @pytest.mark.parametrize("channel", CHANNELS)
@@ -705,6 +705,9 @@ def test_a_long_digest_fits_and_says_how_many_were_left_out(
     shown = msg.body.count("Story ")
     hidden = int(msg.body.rsplit("+", 1)[1].split(" more stories")[0])
     assert shown + hidden == 60 and hidden > 0
+    # the message names the stories it shows: only they count as told to the channel
+    assert len(msg.stories) == shown
+    assert all(f"Story {i} " in msg.body for i in msg.stories)
 
 
 # --------------------------------------------------------------------------- digests

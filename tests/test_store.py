@@ -79,6 +79,8 @@ def test_an_item_stored_with_the_wordpress_footer_is_not_edited_when_it_is_dropp
     store.save_items([make_item(text="단둥에서 60여 명 북송." + footer)])
     result = store.save_items([make_item(text="단둥에서 60여 명 북송.")])
     assert result.updated == () and store.item_revisions("https://example.org/a") == []
+    (stored,) = list(store.iter_items())  # the stored text loses it too, quietly
+    assert stored.text == "단둥에서 60여 명 북송."
     # a real edit still is one
     result = store.save_items([make_item(text="단둥에서 600여 명 북송.")])
     assert [i.key for i in result.updated] == ["https://example.org/a"]

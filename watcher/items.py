@@ -114,27 +114,59 @@ def clean_text(value: Any, limit: int = MAX_TEXT) -> str:
 #: feed footer, in English whatever the site's language): "The post <title> appeared first on
 #: <site>." It is not the report: it would stand in every alert's lead.
 _POST_FOOTER = " appeared first on "
-#: How far before the footer's "appeared first on" its "The post " may stand (a title).
+#: How far before "appeared first on" the footer's "The post " may stand (a title)...
 _FOOTER_TITLE = 600
+#: ...and how long the site's name after it may be: one name, not a sentence going on.
+_FOOTER_SITE = 100
+#: What ends the sentence before the footer (the footer starts one).
+_SENTENCE_END = ".!?…\"”'’)]"
 #: An excerpt's continuation mark ("…the forced return [&#8230;]"): shown as a plain "…".
 _MORE = ("[…]", "[...]", "[&hellip;]")
 
 
+def _footer_start(text: str, end: int) -> int | None:
+    """Where the WordPress footer that ends `text[:end]` starts, or None when it ends
+    otherwise: "The post <title> appeared first on <site>." at a sentence start, the site's
+    name (up to _FOOTER_SITE, no sentence in it) and nothing after. A report's own "The post
+    by a netizen appeared first on Douyin late Tuesday; it said…" goes on, and stays."""
+    at = text.rfind(_POST_FOOTER, max(0, end - _FOOTER_SITE - len(_POST_FOOTER) - 1), end)
+    if at == -1:
+        return None
+    site = text[at + len(_POST_FOOTER) : end].removesuffix(".")
+    if not site or len(site) > _FOOTER_SITE or ". " in site or any(c in site for c in ";!?"):
+        return None
+    lowest, start = max(0, at - _FOOTER_TITLE), at
+    # the latest "The post " that starts a sentence: a title may hold "the post" itself
+    while (start := text.rfind("The post ", lowest, start)) != -1:
+        stop = _rstripped(text, start)
+        if stop == 0 or text[stop - 1] in _SENTENCE_END:
+            return start
+    return None
+
+
+def _rstripped(text: str, end: int) -> int:
+    """Where `text[:end]` ends without its trailing whitespace."""
+    while end > 0 and text[end - 1].isspace():
+        end -= 1
+    return end
+
+
 def without_feed_footer(text: str) -> str:
-    """`text` without the WordPress feed footer at its end, and with an excerpt's "[…]" as
-    "…". Only at the end: the same words inside a report stay. Linear in the text's length
-    (a hostile feed cannot make it backtrack)."""
-    out = text.rstrip()
-    at = out.rfind(_POST_FOOTER)
-    if at != -1 and len(out) - at <= 200 + len(_POST_FOOTER):
-        start = out.rfind("The post ", max(0, at - _FOOTER_TITLE), at)
-        if start != -1 and (start == 0 or out[start - 1] == " "):
-            out = out[:start].rstrip()
+    """`text` without the WordPress feed footers at its end, and with an excerpt's "[…]" as
+    "…". Only at the end, and only the footer's shape: the same words inside a report stay.
+    Linear: each footer found moves the end back, and each look spans a bounded window."""
+
+    def footers_off(end: int) -> int:
+        while (start := _footer_start(text, end)) is not None:
+            end = _rstripped(text, start)
+        return end
+
+    end = footers_off(_rstripped(text, len(text)))
     for mark in _MORE:
-        if out.endswith(mark):
-            out = out[: -len(mark)].rstrip() + "…"
-            break
-    return out
+        if text.endswith(mark, 0, end):
+            # a footer can stand before the mark too
+            return text[: footers_off(_rstripped(text, end - len(mark)))] + "…"
+    return text[:end]
 
 
 def _strip_html(markup: str) -> str:

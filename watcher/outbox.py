@@ -492,7 +492,9 @@ class Deliverer:
             message = render.render_alert(
                 views[0][1], fmt, tz, templates_dir=templates, locale=locale
             )
-        told = {d.id: view.told for d, view in views}
+        # what the channel was told of each story it was shown (a digest cut to fit shows
+        # fewer): the next update on it compares with that
+        told = {d.id: view.told for d, view in views if view.story_id in message.stories}
         return await self._send(channel.url, [d for d, _ in views], message, now, down, told)
 
     async def _send(

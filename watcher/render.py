@@ -943,7 +943,7 @@ class Words:
     count_changed: Callable[[int, int], str]
     #: "600 people" → "600 people (first count)": the last message gave no number
     first_count: Callable[[str], str]
-    #: "Forced repatriation" → "now also Forced repatriation": event types new to the story
+    #: "Forced repatriation" → "now also: Forced repatriation": event types new to the story
     now_also: Callable[[str], str]
     #: "Dandong, Tumen" → "now also in Dandong, Tumen": places new to the story
     also_in: Callable[[str], str]
@@ -977,7 +977,7 @@ WORDS: dict[str, Words] = {
         people=lambda n: "1 person" if n == 1 else f"{n:,} people",
         count_changed=lambda a, b: f"{a:,} → {b:,} {'person' if b == 1 else 'people'}",
         first_count=lambda people: f"{people} (first count)",
-        now_also=lambda events: f"now also {events}",
+        now_also=lambda events: f"now also: {events}",
         also_in=lambda places: f"now also in {places}",
         day=lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}",
         iso_date=str,
@@ -1006,7 +1006,7 @@ WORDS: dict[str, Words] = {
         people=lambda n: f"{n:,}명",
         count_changed=lambda a, b: f"{a:,}명 → {b:,}명",
         first_count=lambda people: f"{people} (첫 집계)",
-        now_also=lambda events: f"{events} 추가",
+        now_also=lambda events: f"사건 유형 추가: {events}",
         also_in=lambda places: f"장소 추가: {places}",
         day=lambda y, m, d: f"{y}년 {m}월 {d}일",
         iso_date=_iso_date_ko,
@@ -1067,7 +1067,7 @@ class AlertContext:
     new_outlets: tuple[str, ...]
     #: For updates: what changed since the last message on the channel, worded and plain
     #: (the environment escapes them): ("60 → 600 people", "HIGH → CRITICAL",
-    #: "now also Forced repatriation", "now also in Dandong"); () when nothing is known.
+    #: "now also: Forced repatriation", "now also in Dandong"); () when nothing is known.
     changes: tuple[str, ...]
     #: For reminders: "2026-11-20 17:05 KST" (the latest report) or "revision 3".
     reminder_since: str
@@ -1341,7 +1341,13 @@ def render_alert(
         return sent_title, _render_template("alert", spec, folder, ctx, words.folder)
 
     sent, body = _fit(spec, _alert_budgets(spec), build)
-    return Message(title=sent, body=body, format=spec.format, severity=view.severity)
+    return Message(
+        title=sent,
+        body=body,
+        format=spec.format,
+        severity=view.severity,
+        stories=(view.story_id,),
+    )
 
 
 # --------------------------------------------------------------------------- digests
@@ -1409,8 +1415,11 @@ def render_digest(
     title = _plain_title(spec, words.digest(count), route, " · ")
     sent_title = spec.title(title)
 
+    shown: list[int] = []
+
     def build(b: _DigestBudget) -> tuple[str, str]:
         groups: dict[str, list[DigestEntry]] = {}
+        shown[:] = [view.story_id for view in ordered[: b.stories]]
         for view in ordered[: b.stories]:
             event = _event_name(view.events[0], words) if view.events else words.other
             removed, more_removed = _removed(view, 3, b.title)
@@ -1438,8 +1447,14 @@ def render_digest(
         )
         return sent_title, _render_template("digest", spec, folder, ctx, words.folder)
 
-    sent, body = _fit(spec, _digest_budgets(count), build)
-    return Message(title=sent, body=body, format=spec.format, severity=_loudest(views))
+    sent, body = _fit(spec, _digest_budgets(count), build)  # `shown`: of the budget that fit
+    return Message(
+        title=sent,
+        body=body,
+        format=spec.format,
+        severity=_loudest(views),
+        stories=tuple(shown),
+    )
 
 
 # --------------------------------------------------------------------------- operator notices

@@ -365,6 +365,9 @@ class Message:
     #: The highest severity it tells of (None: an operator notice), which sets how loudly
     #: services that can show it do (colour, priority): `outbox.NOTIFY_TYPES`.
     severity: str | None = None
+    #: The stories it shows (a digest cut to fit the channel leaves some out): what the
+    #: channel was told about, for the next update to compare with.
+    stories: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -127,6 +127,15 @@ class ItemQueries(StoreBase):
                         conn, old.id, (old.title, old.text), (item.title, item.text)
                     )
                     updated.append(item)
+                elif old is not None and old.text != item.text == without_feed_footer(old.text):
+                    # stored with the WordPress footer by an older version: the text loses it
+                    # quietly (no revision: the source did not edit the report)
+                    conn.execute(
+                        update(t.items)
+                        .where(t.items.c.id == old.id)
+                        .values(text=item.text, content_hash=content_hash(old.title, item.text))
+                    )
+                    search.reindex_item(conn, old.id, (old.title, old.text), (old.title, item.text))
             ids = {k: row.id for k, row in existing.items()} | inserted
             # Keys another writer inserted between our lookup and our insert.
             ids |= self._ids(conn, [k for k in keys if k not in ids])

@@ -219,11 +219,19 @@ class Outbox:
         # The web app's story page (watcher/web/app.py: /stories/{story_id}) under the address
         # advocates reach it at; the id is the database's integer, never text from a source.
         story_url = f"{public_url.rstrip('/')}/stories/{int(story.id)}" if public_url else None
-        new_outlets: tuple[str, ...] = ()
+        events = tuple(sorted(json.loads(story.events), key=event_rank))
+        places = tuple(json.loads(story.places))
+        now_told = Told(severity=story.severity, events=events, people=story.people, places=places)
+        kind = delivery.kind if delivery.kind != "digest" else "alert"
         before = None
-        if delivery.kind == "update" and last is not None and last.told:
+        if kind in ("update", "reminder") and last is not None and last.told:
             before = Told.from_json(_json_or_none(last.told))
-        if delivery.kind == "update" and last_sent is not None:
+        if kind == "reminder" and before is not None and before != now_told:
+            # A reminder that went out in an update's place (the update waited behind it:
+            # a channel that was down, a long group_wait) says what changed: it is an update.
+            kind = "update"
+        new_outlets: tuple[str, ...] = ()
+        if kind == "update" and last_sent is not None:
             # outlets that joined since the last message and were not in the story before
             told = {r.shown(names).source_name for r in stored if r.added_at <= last_sent}
             fresh = [r.shown(names) for r in stored if r.added_at > last_sent]
@@ -231,16 +239,16 @@ class Outbox:
                 dict.fromkeys(r.source_name for r in fresh if r.source_name not in told)
             )
         view = AlertView(
-            kind=delivery.kind if delivery.kind != "digest" else "alert",
+            kind=kind,
             story_id=story.id,
             revision=story.revision,
             # gravest first (the order of EVENT_TYPES): a message's title and a digest's
             # group lead with the forced repatriation, not with what sorts first by name
-            events=tuple(sorted(json.loads(story.events), key=event_rank)),
+            events=events,
             severity=story.severity,
             rules=tuple(rules),
             people=story.people,
-            places=tuple(json.loads(story.places)),
+            places=places,
             dates=tuple(dates),
             first=reports[0],
             others=tuple(reports[1:]),
