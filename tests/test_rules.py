@@ -161,6 +161,15 @@ def test_matching_cost_does_not_depend_on_rules_that_cannot_fire() -> None:
         ("china sent back 600 north koreans last october ‖ activists protest", 600),
         ("access to 48 north korean asylum seekers held since last saturday", 48),
         ("지난해 10월 탈북민 600여 명 강제북송", 600),
+        # a count given as where a number went, the people named before it
+        ("north korean defectors detained in shenyang rise to 60", 60),
+        ("number of defectors held has risen from 20 to about 60", 60),
+        ("the detainees now number 60", 60),
+        ("north koreans held: total 41", 41),
+        # ...but not a price, a share or another thing's number
+        ("the rice price rose to 60 won", None),
+        ("defectors say the share rose to 60%", None),
+        ("china sent back 20 north koreans; exports rose to 600 tons", 20),
     ],
 )
 def test_people(text: str, expected: int | None) -> None:

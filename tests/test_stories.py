@@ -213,6 +213,22 @@ JOIN_CASES = [
         False,
     ),
     (
+        "a count many times the story's, the same day, a shared province only: another event",
+        facts(
+            title="China sent back about 600 North Koreans from Jilin and Liaoning",
+            places=("Jilin", "Liaoning"),
+            people=600,
+        ),
+        False,
+        WINDOW,
+        {
+            "title": "Chinese police hold 20 North Koreans in Shenyang",
+            "places": ("Shenyang", "Liaoning"),
+            "people": 20,
+            "events": frozenset({"detention", "forced_repatriation"}),
+        },
+    ),
+    (
         "another count and another event type: apart",
         facts(
             title="Police detain North Koreans",

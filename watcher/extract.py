@@ -324,6 +324,21 @@ _EN = _starting(
     r" (?:[a-z'\-]+ ){0,3}?" + _EN_PEOPLE + r"\b",
 )
 _EN_FAMILY = re.compile(r"\bfamily of (?P<n>\w+)\b")
+#: A count a report gives as where a number went ("detained defectors rise to 60", "the number
+#: held has risen from 20 to about 60", "the detainees now number 60"): the people are named
+#: before the number (`_EN_RISEN_SUBJECT`), so `_EN`, which wants them after it, misses it.
+_EN_RISEN = re.compile(
+    r"\b(?:(?:rises?|rose|risen|rising|climbs?|climbed|climbing|increased?|increases|grows?|"
+    r"grew|grown|jumps?|jumped|swell(?:s|ed)?|reach(?:es|ed)?) (?:from [\d,]+ )?to|"
+    r"(?:now )?numbers?|totall?(?:s|ed|ing)?) "
+    r"(?:about |around |some |roughly |at least |more than |over |nearly |almost |up to )?"
+    + _EN_NUMBER
+    + r"(?!\w)(?! ?(?:%|percent|per cent|years?|months?|days?|hours?|km|kilometers?|miles?|"
+    r"times|tons?|dollars?|won|yuan|\.\d))"
+)
+_EN_PEOPLE_WORD = re.compile(r"\b" + _EN_PEOPLE + r"\b|\bdetained\b|\bheld\b|\barrested\b")
+#: How far before "rise to 60" the people it counts are looked for (in the same clause).
+_RISEN_SUBJECT = 100
 #: After a digit not preceded by a digit, point or comma (a pattern that starts with a class
 #: is looked for by scanning for the class, several times faster than trying it everywhere).
 _KO = re.compile(
@@ -432,6 +447,11 @@ def people(norm: str, lang: str | None = None) -> int | None:
                 n = _to_int(m.group("n"))
                 if n:
                     found.append((m.start(), m.end(), n))
+        for m in _EN_RISEN.finditer(norm):
+            clause = _clause(norm, max(0, m.start() - _RISEN_SUBJECT), m.start())
+            n = _to_int(m.group("n"))
+            if n and _EN_PEOPLE_WORD.search(clause[-_RISEN_SUBJECT:]):
+                found.append((m.start("n"), m.end(), n))
     if lang in ("ko", None) and ("명" in norm or "인" in norm):
         for m in _KO.finditer(norm):
             n = _to_int(m.group("n"))

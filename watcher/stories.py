@@ -22,12 +22,14 @@ needed, from
 
 Two dated reports further apart than `window` never join; alike titles naming other places do
 not count as alike. A shared event type adds half a signal; counts that disagree, and places that
-disagree, each take half away: "600 sent back via Dandong" on the day of "60 sent back via
-Dandong" is the same wave with a new count (an update), while a detention of 8 and another of
-10 there need more to join. Only counts of three or more disagree (one or two people are often
-part of the larger group another report counts: "two of the five"), and only places that name
-towns both (a province or a transit country is as often a route or background as the scene:
-"caught in Myanmar" and "held in Jilin" can be one case).
+disagree, each take half away (counts COUNTS_APART times apart, a whole one): "600 sent back via
+Dandong" on the day of "60 sent back via Dandong" is the same wave with a new count (an update),
+while a detention of 8 and another of 10 there need more to join, and "600 sent back from Jilin
+and Liaoning" does not join "20 held in Shenyang" on a shared province alone. Only counts of
+three or more disagree (one or two people are often part of the larger group another report
+counts: "two of the five"), and only places that name towns both (a province or a transit
+country is as often a route or background as the scene: "caught in Myanmar" and "held in
+Jilin" can be one case).
 Ties go to the more recently updated story. The decision depends on the reports, never on the
 order of polls within a cycle, except through which report founded a story.
 
@@ -85,6 +87,10 @@ PEOPLE_TOLERANCE = 0.20
 MATERIAL_CHANGE = 0.10
 #: Counts below this never disagree: one or two people are often part of a larger group.
 DISAGREE_FROM = 3
+#: Counts this many times apart (20 and 600) disagree twice as much: an estimate or a rising
+#: toll moves a count, rarely by this much in one day (60 and 600 of one wave still join when
+#: date, place and event agree).
+COUNTS_APART = 5
 #: Evidence a report needs to join a story (each signal counts 1, a shared event type 0.5).
 JOIN_SCORE = 2.0
 #: Reports published this close count as the same day (a stronger date signal)...
@@ -458,7 +464,9 @@ def _adjustments(report: Facts, other: Facts) -> list[tuple[str, float]]:
     if report.events & other.events:
         out.append(("same event", 0.5))
     if counts_disagree(report, other):
-        out.append((f"counts disagree ({report.people}, {other.people})", -0.5))
+        low, high = sorted((report.people or 0, other.people or 0))
+        weight = -1.0 if high >= COUNTS_APART * low else -0.5
+        out.append((f"counts disagree ({report.people}, {other.people})", weight))
     if places_disagree(report, other):
         out.append(("places disagree", -0.5))  # Shenyang is not Kunming
     return out
