@@ -352,6 +352,30 @@ def test_each_update_says_what_changed_since_the_message_before_it(
     assert third == "Update · 20 → 60 people"  # Yonhap's second report: no new outlet
 
 
+def test_a_channel_that_never_heard_of_a_story_gets_its_alert_not_an_update(
+    store: Store, feeds: FeedServer
+) -> None:
+    # the route takes critical stories only: the story's first revision (60, high) went
+    # nowhere; when the count makes it critical, the channel's first message is the alert
+    routes = [{"channels": ["hook"], "group_wait": "0s", "min_severity": "critical"}]
+    h = Harness(store, feeds, [hook_channel(feeds)], routes)
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("China repatriates 60 North Korean defectors via Dandong", "https://e.org/1", T0)
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    assert h.deliver() == 0
+    feeds.routes["/voa"].body = rss(("단둥서 탈북민 600여명 강제북송", "https://voa.example/2", T0))
+    h.clock.advance(minutes=5)
+    assert h.poll()[-1].stories[0].change == "revised"
+    assert h.deliver() == 1
+    (message,) = hook_messages(feeds)
+    assert message["title"].startswith("[CRITICAL] Forced repatriation"), message["title"]
+    assert "Update" not in message["title"] + message["message"]
+    assert h.statuses() == [("hook", "alert", "sent")]
+
+
 def test_a_reminder_sent_in_an_updates_place_says_what_changed(
     store: Store, feeds: FeedServer
 ) -> None:

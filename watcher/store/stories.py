@@ -192,6 +192,15 @@ _DELIVERY_EXISTS = select(t.deliveries.c.id).where(
     t.deliveries.c.seq == bindparam("seq"),
 )
 _INSERT_DELIVERY = t.deliveries.insert()
+#: Whether the channel was ever queued a message about the story.
+_CHANNEL_HEARD = (
+    select(t.deliveries.c.id)
+    .where(
+        t.deliveries.c.story_id == bindparam("story_id"),
+        t.deliveries.c.channel == bindparam("channel"),
+    )
+    .limit(1)
+)
 
 
 def candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.Story]:
@@ -296,6 +305,11 @@ def _insert_deliveries(
         exists = conn.execute(_DELIVERY_EXISTS, key).first()
         if exists:
             continue
+        heard = {"story_id": story.id, "channel": p.channel}
+        if p.kind == "update" and not conn.execute(_CHANNEL_HEARD, heard).first():
+            # The channel never heard of the story (its first reports were too old to alert,
+            # or were in a language this route does not take): its first message is the alert.
+            p = replace(p, kind="alert")
         conn.execute(
             _INSERT_DELIVERY,
             {
