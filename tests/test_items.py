@@ -49,6 +49,9 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
             "https://news.un.org/en/story/2026/10/1168559",
         ),
         ("https://e.org", None, "https://e.org/"),
+        # credentials are never part of an article's identity
+        ("https://user:secret@E.org/a", None, "https://e.org/a"),
+        ("https://user@e.org:8443/a", None, "https://e.org:8443/a"),
         ("javascript:alert(1)", None, None),
         ("mailto:a@b.org", None, None),
         ("", None, None),

@@ -52,7 +52,8 @@ URL_REWRITES = ((re.compile(r"^https://news\.un\.org/feed/view/"), "https://news
 
 
 def canonical_url(url: str | None, base: str | None = None) -> str | None:
-    """Absolute URL with scheme/host lowercased, default port, fragment and trackers removed.
+    """Absolute URL with scheme/host lowercased, default port, credentials, fragment and
+    trackers removed.
 
     Returns None for an empty or non-http(s) link. Idempotent.
     """
@@ -72,8 +73,8 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
     host = parts.hostname.lower()
     if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
         host = f"{host}:{port}"
-    if parts.username:
-        host = f"{parts.username}@{host}"
+    # A user or password in a link is never part of which article it is (and may be a
+    # secret): the key, the stored link and every export leave it out.
     query = [
         (k, v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
