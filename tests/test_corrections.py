@@ -4,6 +4,7 @@ labelled items that `watcher eval` reads."""
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -327,8 +328,11 @@ def test_story_commands(tmp_path: Path) -> None:
     undone = watcher(*base, "story", "undo", "1")
     assert undone.returncode == 0 and "undone" in undone.stdout
     missing = watcher(*base, "story", "merge", str(sid), "999", "--reason", "x")
-    assert missing.returncode == 2
+    assert missing.returncode == 1  # nothing found (the README's convention)
     assert missing.stderr.strip().splitlines()[-1] == "error: no story 999"
+    itself = watcher(*base, "story", "merge", str(sid), str(sid), "--reason", "x")
+    assert itself.returncode == 2  # asked for what cannot be done
+    assert "cannot be merged into itself" in itself.stderr
     # The correction was undone: no corrected story left, but every story on request.
     assert watcher(*base, "export", "labels").stdout == ""
     labels = watcher(*base, "export", "labels", "--all-stories")
@@ -389,10 +393,28 @@ def test_the_story_page_corrects_behind_the_token_with_csrf(store: Store, save, 
             == 303
         )
         assert story_of(store, DETENTION[0]) == b
-        # A correction that cannot be made says why.
-        bad = {"action": "merge", "other": str(a), "reason": "x", "csrf": csrf}
-        answer = c.post(f"/stories/{a}/corrections", data=bad, headers=auth)
-        assert answer.status_code == 409 and "into itself" in answer.json()["error"]
+        # A correction that cannot be made says why, on the story's page, as a page (the
+        # form's answer), with a status that says what kind of refusal it is.
+        for fields, code, why in [
+            ({"action": "merge", "other": str(a), "reason": "x"}, 409, "into itself"),
+            ({"action": "merge", "other": "99999", "reason": "x"}, 404, "no story 99999"),
+            ({"action": "merge", "other": "two", "reason": "x"}, 400, "other: expected a number"),
+            ({"action": "merge", "other": str(b), "reason": " "}, 400, "say why"),
+            (
+                {"action": "split", "item": "https://nowhere.example/", "reason": "x"},
+                404,
+                "no report",
+            ),
+        ]:
+            answer = c.post(
+                f"/stories/{a}/corrections", data={**fields, "csrf": csrf}, headers=auth
+            )
+            assert answer.status_code == code, (fields, answer.status_code)
+            assert answer.headers["content-type"].startswith("text/html")
+            shown = html.unescape(answer.text)
+            assert "Not done: " in shown and why in shown.split("Not done: ", 1)[1].split("<")[0]
+            assert "Correct this story" in answer.text  # the form is there to try again
+        assert story_of(store, DETENTION[0]) == b  # nothing changed
 
 
 def test_without_a_token_the_pages_stay_read_only(store: Store, save, config) -> None:

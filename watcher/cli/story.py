@@ -30,7 +30,7 @@ def _run(ctx: Context, action: Callable[[Any, str], Any], by: str | None) -> Non
     """Open the store and the routes, apply one correction, print what it did."""
 
     from watcher.routing import Alerting
-    from watcher.store.corrections import CorrectionError, Corrections
+    from watcher.store.corrections import CorrectionError, Corrections, NotFound
 
     who = who_made(by)
     alerting = Alerting.from_config(ctx.config().config) if config_exists(ctx) else None
@@ -38,8 +38,10 @@ def _run(ctx: Context, action: Callable[[Any, str], Any], by: str | None) -> Non
         corrections = Corrections(store, alerting)
         try:
             done = action(corrections, who)
+        except NotFound as exc:
+            fail(str(exc), code=1)  # nothing found
         except CorrectionError as exc:
-            fail(str(exc), code=2)
+            fail(str(exc), code=2)  # asked for what cannot be done
     queued = len(done.detail.get("queued", []))
     withdrawn = len(done.detail.get("withdrawn", []))
     extra = []
@@ -125,12 +127,14 @@ def story_undo(ctx: Context, correction_id: int, by: str | None) -> None:
     back and withdrawn messages return to the queue."""
 
     from watcher.clock import utcnow
-    from watcher.store.corrections import CorrectionError, Corrections
+    from watcher.store.corrections import CorrectionError, Corrections, NotFound
 
     who = who_made(by)
     with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
         try:
             done = Corrections(store).undo(correction_id, by=who, now=utcnow())
+        except NotFound as exc:
+            fail(str(exc), code=1)  # nothing found
         except CorrectionError as exc:
             fail(str(exc), code=2)
     click.echo(f"correction {done.id} undone: {done.describe()}")

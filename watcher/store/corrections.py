@@ -36,7 +36,11 @@ ACTIONS = ("not_relevant", "merge", "split")
 
 
 class CorrectionError(WatcherError):
-    """A correction that cannot be made as asked (no such story, already merged…)."""
+    """A correction that cannot be made as asked (merged into itself, already merged…)."""
+
+
+class NotFound(CorrectionError):
+    """What a correction names does not exist (no such story, report or correction)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -146,7 +150,7 @@ class Corrections:
                 .where((t.items.c.key == item_key) & (t.story_items.c.story_id == story_id))
             ).first()
             if row is None:
-                raise CorrectionError(f"story {story_id} has no report {item_key!r}")
+                raise NotFound(f"story {story_id} has no report {item_key!r}")
             count: int = conn.execute(
                 select(t.stories.c.item_count).where(t.stories.c.id == story_id)
             ).scalar_one()
@@ -343,7 +347,7 @@ class Corrections:
     def _story(self, conn: Connection, story_id: int) -> st.Story:
         row = conn.execute(select(t.stories).where(t.stories.c.id == story_id)).first()
         if row is None:
-            raise CorrectionError(f"no story {story_id}")
+            raise NotFound(f"no story {story_id}")
         if row.status == "merged":
             raise CorrectionError(f"story {story_id} was merged into story {row.merged_into}")
         return rows.story(row)
@@ -353,7 +357,7 @@ class Corrections:
             select(t.story_corrections).where(t.story_corrections.c.id == correction_id)
         ).first()
         if row is None:
-            raise CorrectionError(f"no correction {correction_id}")
+            raise NotFound(f"no correction {correction_id}")
         return _correction(row)
 
     def _queue(self, conn: Connection, story: st.Story, kind: str, now: datetime) -> list[int]:

@@ -31,7 +31,7 @@ class Corrections(WebBase):
         correction (undo)."""
         from watcher.clock import utcnow
         from watcher.routing import Alerting
-        from watcher.store.corrections import CorrectionError
+        from watcher.store.corrections import CorrectionError, NotFound
         from watcher.store.corrections import Corrections as Store
 
         if not self.may_correct(request):
@@ -48,7 +48,8 @@ class Corrections(WebBase):
         reason = fields.get("reason", "").strip()
         action = fields.get("action", "")
         if action != "undo" and not reason:
-            return JSONResponse({"error": "say why (reason)"}, status_code=400)
+            why = "say why (the reason is kept with the correction)"
+            return await self._refused(request, story_id, why, 400)
         who = request.headers.get(self.proxy_user_header, "").strip()[:100] or "web"
         store = Store(self.views.store, Alerting.from_config(self.config))
         now = utcnow()
@@ -56,7 +57,7 @@ class Corrections(WebBase):
         def number(name: str) -> int:
             text = fields.get(name, "")
             if not (text.isascii() and text.isdigit() and len(text) <= 18):
-                raise CorrectionError(f"{name}: expected a number")
+                raise _BadForm(f"{name}: expected a number, got {text[:40]!r}")
             return int(text)
 
         def run() -> Any:
@@ -69,14 +70,43 @@ class Corrections(WebBase):
                 return store.split(story_id, key, by=who, reason=reason, now=now)
             if action == "undo":
                 return store.undo(number("correction"), by=who, now=now)
-            raise CorrectionError(f"unknown action {action!r}")
+            raise _BadForm(f"unknown action {action[:40]!r}")
 
         try:
             await run_in_threadpool(run)
+        except _BadForm as exc:
+            return await self._refused(request, story_id, str(exc), 400)
+        except NotFound as exc:
+            return await self._refused(request, story_id, str(exc), 404)
         except CorrectionError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=409)
+            return await self._refused(request, story_id, str(exc), 409)
         # Post/redirect/get: a reload does not post twice.
         return RedirectResponse(f"/stories/{story_id}#corrections", status_code=303)
+
+    async def _refused(self, request: Request, story_id: int, why: str, status: int) -> Response:
+        """The story page again, saying why the correction was not made, with `status` (a
+        form's answer is a page, not JSON); the not-found page when the story is gone."""
+
+        def page() -> Response:
+            card = self.views.story(story_id)
+            if card is None:
+                return self._page("missing.html.j2", request, status=404, what="story")
+            return self._page(
+                "story.html.j2",
+                request,
+                status=status,
+                card=card,
+                corrections=self.views.corrections(card.story.id),
+                csrf=self.csrf(),
+                hit=None,
+                correction_error=why,
+            )
+
+        return await run_in_threadpool(page)
+
+
+class _BadForm(ValueError):
+    """A form field that is not what the form sends (a number that is not one, no action)."""
 
 
 async def _form(request: Request) -> dict[str, str] | None:
