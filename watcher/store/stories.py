@@ -370,4 +370,14 @@ def first_report(reports: Sequence[StoredReport]) -> StoredReport | None:
     messages, the web page, the feeds) names as a story's first report."""
     if not reports:
         return None
-    return min(reports, key=lambda r: r.published_at or r.fetched_at)
+    return min(reports, key=_reported_at)
+
+
+def by_time(reports: Sequence[StoredReport]) -> tuple[StoredReport, ...]:
+    """The reports by publication time (an undated one by its fetch time), earliest first;
+    ties in the order they joined, so the first is `first_report`'s."""
+    return tuple(sorted(reports, key=_reported_at))
+
+
+def _reported_at(report: StoredReport) -> datetime:
+    return report.published_at or report.fetched_at

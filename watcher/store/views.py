@@ -49,6 +49,9 @@ class Card:
     event_at: datetime
     #: The report published first: the card names its outlet and shows its title.
     first: StoredReport | None
+    #: The event time is a report's publication time; False when it is a fetch (or first-seen)
+    #: time because no outlet gave one, which a page must not show as a date.
+    dated: bool = True
     #: Ids of the reports a search matched (highlighted); empty outside a search.
     hits: tuple[int, ...] = ()
     #: Report id → (SHA-256 of its first-seen body, when it was fetched): its evidence.
@@ -150,12 +153,15 @@ class Views:
         reports = story_queries.reports_of(conn, ids) if text else _reports(conn, ids)
         out = []
         for row in found:
-            story = rows.stored_story(row, tuple(reports.get(row.id, ())))
+            # by time, not in the order they joined (which follows the order of polling)
+            story = rows.stored_story(row, story_queries.by_time(reports.get(row.id, ())))
+            event_at = row.event_at or row.first_seen_at
             out.append(
                 Card(
                     story=story,
-                    event_at=row.event_at or row.first_seen_at,
+                    event_at=event_at,
                     first=story_queries.first_report(story.reports),
+                    dated=any(r.published_at == event_at for r in story.reports),
                     hits=(hits or {}).get(row.id, ()),
                 )
             )
