@@ -4,7 +4,8 @@ feeds (the Atom feed read back by feedparser), the OpenAPI document, and the tok
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import feedparser
 import pytest
@@ -15,6 +16,7 @@ from starlette.testclient import TestClient
 from tests.helpers import CONFIG, NOW, seed
 from watcher.config import load_config_text
 from watcher.store import Store
+from watcher.types import Item
 
 
 @pytest.fixture
@@ -259,3 +261,248 @@ def test_the_timeline_says_which_sources_are_not_working(client: TestClient, sto
     text = notice.get_text(" ", strip=True)
     assert text.startswith("1 source is not working") and "Yonhap (failing)" in text, text
     assert notice.select_one('a[href="/sources"]') is not None
+
+
+# ------------------------------------------------------------------ filters, links, display
+
+KST = ZoneInfo("Asia/Seoul")
+
+
+def report(key: str, title: str, published: datetime | None, fetched: datetime, **kw) -> Item:
+    fields = {"source_id": "yonhap", "lang": "en", "url": key, "text": f"Lead of {title}"}
+    return Item(
+        key=key,
+        title=title,
+        published_at=published,
+        published_raw=None,
+        fetched_at=fetched,
+        **(fields | kw),
+    )
+
+
+def saved(store: Store, *polls: Item):
+    """Store each item as one poll (matched and grouped as the daemon does); the config."""
+    from watcher.pipeline import match_items
+    from watcher.routing import Alerting
+    from watcher.rules import compile_rules
+
+    config = load_config_text(yaml.safe_dump(CONFIG, allow_unicode=True), "w.yaml", {}).config
+    store.sync_sources(config.sources, NOW)
+    matcher, alerting = compile_rules(config), Alerting.from_config(config)
+    for one in polls:
+        found = match_items(matcher, [one], config.source(one.source_id).tags)
+        store.save_items([one], now=one.fetched_at, matches=found, alerting=alerting)
+    return config
+
+
+#: A detention at 23:30 KST on 2 December and a repatriation at 00:30 KST on 3 December: both
+#: on 2 December in UTC (14:30 and 15:30).
+LATE = datetime(2026, 12, 2, 23, 30, tzinfo=KST).astimezone(UTC)
+EARLY = datetime(2026, 12, 3, 0, 30, tzinfo=KST).astimezone(UTC)
+
+
+@pytest.fixture
+def two_days(store: Store):
+    from watcher.web import create_app
+
+    config = saved(
+        store,
+        report("https://e.org/late", "Police detain 5 North Korean defectors", LATE, LATE),
+        report("https://e.org/early", "China repatriates 9 North Korean defectors", EARLY, EARLY),
+    )
+    with TestClient(create_app(store, config)) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ("since=2026-12-02&until=2026-12-02", ["late"]),  # one day, in KST (the settings')
+        ("since=2026-12-03&until=2026-12-03", ["early"]),
+        ("until=2026-12-02", ["late"]),  # until takes in the whole day
+        ("since=2026-12-03", ["early"]),
+        ("since=2026-12-02&until=2026-12-02&tz=UTC", ["early", "late"]),  # the page's zone
+        ("since=2026-12-03&until=2026-12-03&tz=UTC", []),
+        ("since=2026-12-02T14:00:00%2B00:00&until=2026-12-02T15:00:00Z", ["late"]),  # a time
+    ],
+)
+@pytest.mark.parametrize("path", ["/", "/feed.atom", "/feed.json", "/api/stories"])
+def test_dates_are_days_in_the_pages_zone_both_included(
+    two_days: TestClient, path: str, query: str, found: list[str]
+) -> None:
+    response = two_days.get(f"{path}?{query}")
+    assert response.status_code == 200, response.text
+    words = {"late": "detain", "early": "repatriates"}
+    text = response.text
+    assert [k for k in ("early", "late") if words[k] in text] == found
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("event=forced_repatriaton", "event: unknown event 'forced_repatriaton' (did you mean"),
+        ("severity=bogus", "severity: unknown severity 'bogus' (severities: low, medium"),
+        ("severity=hihg", "(did you mean 'high'?)"),
+        ("source=yonap", "source: unknown source 'yonap' (did you mean 'yonhap'?)"),
+        ("lang=kr", "lang: unknown language 'kr' (did you mean 'ko'?)"),
+        ("since=garbage", "since: expected a date like 2026-12-02"),
+        ("until=2026-13-01", "until: expected a date like 2026-12-02"),
+        ("until=9999-12-31", "until: expected a date"),  # no day after it
+        ("page=abc", "page: expected a number from 1, got 'abc'"),
+        ("page=-1", "page: expected a number from 1"),
+        ("page=0", "page: expected a number from 1"),
+        ("page=" + "9" * 5000, "page must be at most 10,000"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/", "/feed.atom", "/feed.json", "/api/stories", "/search?q=x"])
+def test_a_filter_that_is_not_one_is_refused_naming_it(
+    client: TestClient, path: str, query: str, says: str
+) -> None:
+    if path.startswith("/search") and query.startswith("page="):
+        return  # search pages go by cursor
+    response = client.get(path + ("&" if "?" in path else "?") + query)
+    assert response.status_code == 400, response.text
+    assert says in response.text and "\n" not in response.text.strip()
+
+
+def test_a_limit_that_is_not_a_number_is_refused(client: TestClient) -> None:
+    assert client.get("/api/stories?limit=abc").status_code == 400
+    assert client.get("/api/items?q=kunming&limit=0").status_code == 400
+    assert len(client.get("/api/stories?limit=9999").json()["stories"]) == 2  # at most 500
+
+
+def test_story_reports_are_listed_by_publication_time(store: Store) -> None:
+    """Reports join in the order sources are polled; the page lists them as they were
+    published (an undated one at its fetch time), the first report first."""
+    from watcher.web import create_app
+
+    at = NOW - timedelta(hours=10)
+    config = saved(
+        store,
+        report("https://e.org/a", "China repatriates 60 North Korean defectors", at, at),
+        report(
+            "https://d.org/b",
+            "中, 탈북민 60여명 강제북송",
+            at - timedelta(hours=3),
+            at + timedelta(hours=1),
+            source_id="dailynk-ko",
+            lang="ko",
+        ),
+        report(
+            "https://e.org/c",
+            "60 North Korean defectors repatriated",
+            None,
+            at - timedelta(hours=1) + timedelta(hours=2),
+        ),
+        report(
+            "https://e.org/d",
+            "Repatriation of 60 North Korean defectors confirmed",
+            at - timedelta(hours=2),
+            at + timedelta(hours=3),
+        ),
+    )
+    with TestClient(create_app(store, config)) as c:
+        (story,) = c.get("/api/stories").json()["stories"]
+        page = soup(c.get(f"/stories/{story['id']}"))
+        one = c.get(f"/api/stories/{story['id']}").json()
+    order = [r["url"] for r in one["reports"]]
+    assert order == ["https://d.org/b", "https://e.org/d", "https://e.org/a", "https://e.org/c"]
+    assert story["first_source"] == "dailynk-ko"
+    assert [r["url"] for r in story["reports"]] == order  # the timeline's cards alike
+    titles = [tr.select("td")[1].get_text(" ", strip=True) for tr in page.select("tr[id^=report-]")]
+    assert titles[0].startswith("中") and titles[-1].startswith("60 North Korean")
+
+
+def test_the_chosen_zone_is_kept_on_links_between_pages(client: TestClient) -> None:
+    timeline = soup(client.get("/?tz=Europe/Zurich"))
+    link = timeline.select_one("article h3 a")["href"]
+    assert link.endswith("?tz=Europe%2FZurich")
+    story = soup(client.get(link))
+    assert "Times in Europe/Zurich" in story.get_text() and "CET" in story.get_text()
+    item = story.select_one("a[href^='/items/']")["href"]
+    assert item.endswith("?tz=Europe%2FZurich")
+    back = soup(client.get(item)).select_one("a[href^='/stories/']")["href"]
+    assert "?hit=" in back and back.split("#")[0].endswith("&tz=Europe%2FZurich")
+    assert (
+        soup(client.get("/search?q=kunming&tz=Europe/Zurich")).select_one("header input[name=tz]")[
+            "value"
+        ]
+        == "Europe/Zurich"
+    )
+    # an unknown zone is ignored, and not carried on
+    timeline = soup(client.get("/?tz=Mars/Olympus&token=x"))
+    assert timeline.select_one("article h3 a")["href"].isascii()
+    assert "tz=" not in timeline.select_one("article h3 a")["href"]
+    assert not timeline.select("header input[name=tz]")
+
+
+def test_a_very_long_headline_is_cut_on_pages_and_kept_whole_on_its_item_page(
+    store: Store,
+) -> None:
+    from watcher.web import create_app
+
+    title = "China repatriates 60 North Korean defectors " + "and more words " * 400
+    config = saved(store, report("https://e.org/long", title, NOW, NOW))
+    with TestClient(create_app(store, config)) as c:
+        shown = soup(c.get("/")).select_one("article h3 a").get_text()
+        story_link = soup(c.get("/")).select_one("article h3 a")["href"]
+        story = soup(c.get(story_link))
+        feed = feedparser.parse(c.get("/feed.atom").content)
+        item = soup(c.get(story.select_one("a[href^='/items/']")["href"]))
+    assert len(title) > 6000 and len(shown) <= 300 and shown.endswith("…")
+    assert len(story.select_one("title").get_text()) < 320
+    assert max(len(td.get_text()) for td in story.select("tr[id^=report-] td a")) <= 300
+    assert len(feed.entries[0].title) < 320
+    assert item.select_one("h1").get_text().strip() == title.strip()
+
+
+@pytest.mark.parametrize(
+    ("query", "title"),
+    [
+        ("", "watcher: forced repatriation early warning"),
+        ("q=선양", "watcher: forced repatriation early warning — search “선양”"),
+        (
+            'q=<b>defectors</b> %26 "x"&event=detention&severity=high&source=yonhap',
+            '— search “<b>defectors</b> & "x"” · Detention · severity ≥ high · from Yonhap',
+        ),
+        (
+            "lang=ko&since=2026-12-01&until=2026-12-02",
+            "in ko · since 2026-12-01 · until 2026-12-02",
+        ),
+    ],
+)
+def test_a_feeds_title_says_what_it_holds(client: TestClient, query: str, title: str) -> None:
+    atom = client.get(f"/feed.atom?{query}")
+    parsed = feedparser.parse(atom.content)
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    assert parsed.feed.title.endswith(title) or parsed.feed.title == title, parsed.feed.title
+    assert "<b>" not in atom.text  # escaped in the XML
+    assert client.get(f"/feed.json?{query}").json()["title"] == parsed.feed.title
+
+
+def test_an_undated_report_is_never_shown_with_a_publication_date(store: Store) -> None:
+    """An advocate must not cite a date the outlet never gave: the page says "undated" and
+    gives the fetch time as such; the feeds leave the publication date out."""
+    from watcher.web import create_app
+
+    fetched = datetime(2026, 12, 3, 8, 4, tzinfo=UTC)
+    config = saved(
+        store,
+        report("https://e.org/u", "China repatriates 60 North Korean defectors", None, fetched),
+        report("https://e.org/v", "Cold wave in Shenyang", None, fetched),  # in no story
+    )
+    with TestClient(create_app(store, config)) as c:
+        card = soup(c.get("/")).select_one("article .meta").get_text(" ", strip=True)
+        story = soup(c.get(soup(c.get("/")).select_one("article h3 a")["href"]))
+        atom = c.get("/feed.atom")
+        json_feed = c.get("/feed.json").json()
+        search = c.get("/feed.atom?q=shenyang")
+    assert "Event undated (fetched 2026-12-03 17:04 KST)" in card
+    (row,) = story.select("tr[id^=report-]")
+    assert row.select("td")[0].get_text(strip=True) == "undated (fetched 2026-12-03 17:04 KST)"
+    for body in (atom, search):
+        parsed = feedparser.parse(body.content)
+        assert not parsed.bozo and len(parsed.entries) == 1
+        assert "<published>" not in body.text and "<updated>" in body.text
+    (entry,) = json_feed["items"]
+    assert "date_published" not in entry and entry["date_modified"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -103,10 +104,12 @@ class Api(WebBase):
 
 
 def _int(value: str | None, default: int) -> int:
-    try:
-        return max(1, min(int(value), 500)) if value else default
-    except ValueError:
+    """`limit`: at most 500 (more is served as 500); 400 when it is not a number from 1."""
+    if not value:
         return default
+    if not value.isascii() or not value.isdigit() or not value.lstrip("0"):
+        raise HTTPException(400, f"limit: expected a number from 1 to 500, got {value[:100]!r}")
+    return min(int(value), 500) if len(value) <= 4 else 500
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -162,8 +165,9 @@ _FILTER_PARAMS = [
         ("severity", {"type": "string", "enum": list(SEVERITIES)}, "minimum severity"),
         ("source", {"type": "string"}, "a source id that reported the story"),
         ("lang", {"type": "string"}, "a language of its reports"),
-        ("since", {"type": "string", "format": "date"}, "event time at or after"),
-        ("until", {"type": "string", "format": "date"}, "event time before"),
+        ("since", {"type": "string", "format": "date"}, "event time on or after this day (in tz)"),
+        ("until", {"type": "string", "format": "date"}, "event time on or before this day (in tz)"),
+        ("tz", {"type": "string"}, "IANA time zone of since and until (default: the configured)"),
         ("page", {"type": "integer", "minimum": 1}, "page of 50"),
     ]
 ]

@@ -9,7 +9,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -24,10 +24,10 @@ from starlette.responses import HTMLResponse, Response
 
 from watcher import __version__
 from watcher.config import EVENT_NAMES, EVENT_TYPES, SEVERITIES, Config
-from watcher.items import parse_date
+from watcher.config.loading import Names
 from watcher.log import redact
 from watcher.recheck import diff as word_diff
-from watcher.render import safe_url
+from watcher.render import cut, safe_url
 from watcher.store import Store, search
 from watcher.store.views import Filters, Views
 
@@ -48,6 +48,9 @@ MAX_PAGE = 10_000
 #: Where links point when neither `settings.public_url` nor the served address is known.
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 MAX_QUERY = 500
+#: Headlines are shown cut to this many characters (as in the alerts); the item page, which is
+#: the record, shows them whole.
+SHOWN_TITLE = 300
 #: Searches run at once (more wait their turn): about the processors of a small server.
 SEARCH_SLOTS = 2
 
@@ -144,6 +147,8 @@ class WebBase:
         #: The header in which the proxy names the user; a proxied request without it is 401.
         self.proxy_user_header = proxy_user_header
         self.names = {s.id: s.display_name for s in config.sources}
+        #: What the filters may name (events, sources, languages), with the CLI's hints.
+        self.known = Names.of(config)
         self.env = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html", "j2"]),
@@ -165,6 +170,7 @@ class WebBase:
         )
         self.env.filters["mark"] = mark
         self.env.filters["excerpt"] = excerpt
+        self.env.filters["cut"] = lambda text, limit=SHOWN_TITLE: cut(text, limit)
         #: Searches that may run at once (made on first use, inside the event loop).
         self._search_limiter: anyio.CapacityLimiter | None = None
 
@@ -173,6 +179,7 @@ class WebBase:
         sources and rules pages, the zone, `public_url`. A request being answered finishes
         with what it started with; each value is swapped whole."""
         self.names = {s.id: s.display_name for s in config.sources}
+        self.known = Names.of(config)
         self.base_url = (config.settings.public_url or self._served_url).rstrip("/")
         self.config = config
 
@@ -197,6 +204,16 @@ class WebBase:
     def _query(self, request: Request) -> str:
         """The request's query without the token (a link must never carry a secret)."""
         return urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
+
+    def _kept(self, request: Request, *dropped: str) -> list[tuple[str, str]]:
+        """The request's parameters for a link to the next page: without the token (a link
+        must never carry a secret), nor `dropped`, nor a `tz` that names no zone."""
+        bad_tz = self._given_tz(request) is None
+        return [
+            (k, v)
+            for k, v in request.query_params.multi_items()
+            if k != "token" and k not in dropped and not (k == "tz" and bad_tz)
+        ]
 
     @staticmethod
     def _story_id(request: Request) -> int | None:
@@ -246,32 +263,63 @@ class WebBase:
         )
 
     def _tz(self, request: Request) -> ZoneInfo:
-        name = request.query_params.get("tz") or self.config.settings.timezone
+        return self._given_tz(request) or ZoneInfo(self.config.settings.timezone)
+
+    @staticmethod
+    def _given_tz(request: Request) -> ZoneInfo | None:
+        """`?tz=`, when it names a zone (an unknown one is ignored)."""
+        name = request.query_params.get("tz")
+        if not name:
+            return None
         try:
             return ZoneInfo(name)
         except (ValueError, KeyError, OSError):
-            return ZoneInfo(self.config.settings.timezone)
+            return None
 
     def _filters(self, request: Request, limit: int = 50) -> Filters:
+        """The timeline's filters (also the feeds', the API's and, but for `page`, the
+        search's); one that is not one is refused with 400 naming it, never ignored.
+        Dates are days in the page's zone, both included."""
         q = request.query_params
-        since = parse_date(q["since"], "UTC") if q.get("since") else None
-        until = parse_date(q["until"], "UTC") if q.get("until") else None
-        try:
-            page = max(1, int(q.get("page", "1")))
-        except ValueError:
-            page = 1
+        tz = self._tz(request)
+        text = q.get("page", "1")
+        if not text.isascii() or not text.isdigit() or not text.lstrip("0"):
+            raise HTTPException(400, f"page: expected a number from 1, got {text[:100]!r}")
+        page = int(text) if len(text) <= len(str(MAX_PAGE)) else MAX_PAGE + 1
         if page > MAX_PAGE:
             raise HTTPException(400, f"page must be at most {MAX_PAGE:,}")
         return Filters(
-            event=q.get("event") or None,
-            severity=q.get("severity") or None,
-            source=q.get("source") or None,
-            lang=q.get("lang") or None,
-            since=since,
-            until=until,
+            event=self._known("event", q.get("event"), (*EVENT_TYPES, *self.known.events)),
+            severity=self._known("severity", q.get("severity"), SEVERITIES),
+            source=self._known("source", q.get("source"), self.known.sources),
+            lang=self._known("lang", q.get("lang"), self.known.langs),
+            since=_day_or_time("since", q.get("since"), tz),
+            until=_day_or_time("until", q.get("until"), tz, end=True),
             limit=limit,
             offset=(page - 1) * limit,
         )
+
+    def _known(self, kind: str, value: str | None, known: Sequence[str]) -> str | None:
+        """`value` when it is one of `known` (None when not given); else 400 with the CLI's
+        hint: "event: unknown event 'forced_repatriaton' (did you mean …?)"."""
+        if not value:
+            return None
+        if value not in known:
+            raise HTTPException(400, f"{kind}: {self.known.problem(kind, value[:100])}")
+        return value
+
+    def _links(self, request: Request) -> Callable[[str], str]:
+        """`href(path)` in templates: the address of another page, with this page's `?tz=`
+        when it names a zone, so that a link followed keeps the zone the reader chose."""
+        if self._given_tz(request) is None:
+            return lambda path: path
+        kept = urlencode({"tz": request.query_params["tz"]})
+
+        def link(path: str) -> str:
+            path, hash_, fragment = path.partition("#")
+            return f"{path}{'&' if '?' in path else '?'}{kept}{hash_}{fragment}"
+
+        return link
 
     def _page(self, name: str, request: Request, status: int = 200, **context: Any) -> Response:
         tz = self._tz(request)
@@ -279,10 +327,20 @@ class WebBase:
         def when(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
             return f"{value.astimezone(tz):{fmt}} {value.astimezone(tz).tzname()}" if value else ""
 
+        def published(value: datetime | None, fetched: datetime) -> str:
+            """A report's publication time; a report its outlet gave none is "undated": its
+            fetch time is never shown as if the outlet had given it."""
+            return when(value) if value else f"undated (fetched {when(fetched)})"
+
+        given = self._given_tz(request)
         html = self.env.get_template(name).render(
             request=request,
             when=when,
+            published=published,
+            href=self._links(request),
             tz=tz.key,
+            #: The zone the reader chose (`?tz=`), which forms carry on.
+            given_tz=given.key if given else None,
             names=self.names,
             query=dict(request.query_params),
             **context,
@@ -345,6 +403,27 @@ class WebBase:
         if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
             peer = peer.ipv4_mapped  # an IPv4 proxy reaching a dual-stack socket
         return any(peer in network for network in self.proxies)
+
+
+def _day_or_time(name: str, text: str | None, tz: ZoneInfo, end: bool = False) -> datetime | None:
+    """`since`/`until`: a day (2026-12-02) in the page's zone, from its start, or to its end
+    when `end` (the bound is then the next day's start, which the queries exclude); or an ISO
+    8601 time (read in the zone when it names no offset). 400 for anything else."""
+    if not text:
+        return None
+    try:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        else:
+            at = datetime.combine(day + timedelta(days=1) if end else day, time())
+        return (at if at.tzinfo else at.replace(tzinfo=tz)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise HTTPException(
+            400,
+            f"{name}: expected a date like 2026-12-02 (or an ISO 8601 time), got {text[:100]!r}",
+        ) from None
 
 
 def _pattern(spellings: Sequence[str]) -> re.Pattern[str] | None:

@@ -81,7 +81,8 @@ class Corrections(WebBase):
         except CorrectionError as exc:
             return await self._refused(request, story_id, str(exc), 409)
         # Post/redirect/get: a reload does not post twice.
-        return RedirectResponse(f"/stories/{story_id}#corrections", status_code=303)
+        link = self._links(request)
+        return RedirectResponse(link(f"/stories/{story_id}#corrections"), status_code=303)
 
     async def _refused(self, request: Request, story_id: int, why: str, status: int) -> Response:
         """The story page again, saying why the correction was not made, with `status` (a

@@ -16,9 +16,10 @@ from starlette.responses import JSONResponse, Response
 
 from watcher import __version__
 from watcher.config import EVENT_NAMES
+from watcher.render import cut
 from watcher.store.views import Card, StoredItem
 from watcher.web.api import card_json
-from watcher.web.base import WebBase
+from watcher.web.base import SHOWN_TITLE, WebBase
 
 #: Entries in a feed.
 FEED_SIZE = 100
@@ -26,6 +27,8 @@ FEED_SIZE = 100
 SEARCH_FEED_SIZE = 50
 #: Feeds kept, made, per address: feed readers poll the same few addresses over and over.
 CACHED_FEEDS = 64
+#: A feed's title; a filtered feed or a saved search says what it holds after it.
+FEED_TITLE = "watcher: forced repatriation early warning"
 
 
 class _FeedCache:
@@ -57,7 +60,8 @@ class _Entry:
     link: str
     title: str
     summary: str
-    published: datetime
+    #: None when no outlet dated it: a reader must not show a fetch time as a publication date.
+    published: datetime | None
     updated: datetime
     tags: tuple[str, ...]
     card: Card | None = None
@@ -95,6 +99,28 @@ class Feeds(WebBase):
         outlets = ", ".join(self.names.get(o, o) for o in story.outlets)
         return " · ".join(parts) + (f" — reported by {outlets}" if outlets else "")
 
+    def _title(self, request: Request) -> str:
+        """The feed's title, with what it is narrowed to: a reader subscribed to several saved
+        searches tells them apart ("… — search “선양” · Detention · from Yonhap")."""
+        f = self._filters(request)
+        q = request.query_params
+        parts = []
+        if q.get("q", "").strip():
+            parts.append(f"search “{cut(q['q'].strip(), 100)}”")
+        if f.event:
+            parts.append(EVENT_NAMES.get(f.event, f.event))
+        if f.severity:
+            parts.append(f"severity ≥ {f.severity}")
+        if f.source:
+            parts.append(f"from {self.names.get(f.source, f.source)}")
+        if f.lang:
+            parts.append(f"in {f.lang}")
+        if f.since:
+            parts.append(f"since {q['since']}")
+        if f.until:
+            parts.append(f"until {q['until']}")
+        return FEED_TITLE + (" — " + " · ".join(parts) if parts else "")
+
     def _entries(self, request: Request) -> list[_Entry]:
         if not request.query_params.get("q", "").strip():
             return [self._story_entry(c) for c in self.views.stories(self._filters(request, 100))]
@@ -116,9 +142,9 @@ class Feeds(WebBase):
         return _Entry(
             key=self._absolute(f"/stories/{s.id}"),
             link=self._absolute(f"/stories/{s.id}{hit}"),
-            title=f"[{s.severity.upper()}] {s.title}",
+            title=f"[{s.severity.upper()}] {cut(s.title, SHOWN_TITLE)}",
             summary=self._summary(card),
-            published=card.event_at,
+            published=card.event_at if card.dated else None,
             updated=s.updated_at,
             tags=s.events,
             card=card,
@@ -128,9 +154,9 @@ class Feeds(WebBase):
         item = found.item
         return _Entry(
             link=self._absolute(f"/items/{found.id}"),
-            title=item.title,
+            title=cut(item.title, SHOWN_TITLE),
             summary=f"{self.names.get(item.source_id, item.source_id)}: {item.text[:300]}",
-            published=item.published_at or item.fetched_at,
+            published=item.published_at,
             updated=item.fetched_at,
             tags=(),
         )
@@ -144,7 +170,7 @@ class Feeds(WebBase):
         ns = "http://www.w3.org/2005/Atom"
         ET.register_namespace("", ns)
         feed = ET.Element(f"{{{ns}}}feed")
-        ET.SubElement(feed, f"{{{ns}}}title").text = "watcher: forced repatriation early warning"
+        ET.SubElement(feed, f"{{{ns}}}title").text = self._title(request)
         me = self._absolute(request.url.path, self._query(request))
         ET.SubElement(feed, f"{{{ns}}}id").text = me
         ET.SubElement(feed, f"{{{ns}}}link", rel="self", href=me)
@@ -160,7 +186,8 @@ class Feeds(WebBase):
             ET.SubElement(entry, f"{{{ns}}}title").text = e.title
             ET.SubElement(entry, f"{{{ns}}}link", rel="alternate", href=e.link)
             ET.SubElement(entry, f"{{{ns}}}updated").text = e.updated.isoformat()
-            ET.SubElement(entry, f"{{{ns}}}published").text = e.published.isoformat()
+            if e.published is not None:  # <updated> is required and stays
+                ET.SubElement(entry, f"{{{ns}}}published").text = e.published.isoformat()
             ET.SubElement(entry, f"{{{ns}}}summary").text = e.summary
             for tag in e.tags:
                 ET.SubElement(entry, f"{{{ns}}}category", term=tag)
@@ -180,16 +207,17 @@ class Feeds(WebBase):
                 "url": e.link,
                 "title": e.title,
                 "content_text": e.summary,
-                "date_published": e.published.isoformat(),
                 "date_modified": e.updated.isoformat(),
                 "tags": list(e.tags),
             }
+            if e.published is not None:
+                item["date_published"] = e.published.isoformat()
             if e.card is not None:
                 item["_watcher"] = card_json(e.card)
             items.append(item)
         feed = {
             "version": "https://jsonfeed.org/version/1.1",
-            "title": "watcher: forced repatriation early warning",
+            "title": self._title(request),
             "home_page_url": self._absolute("/"),
             "feed_url": self._absolute(request.url.path, self._query(request)),
             "items": items,

@@ -35,7 +35,9 @@ class Pages(WebBase):
             sources=sources,
             filters=f,
             page=f.offset // f.limit + 1,
-            next_query=urlencode({**request.query_params, "page": f.offset // f.limit + 2}),
+            next_query=urlencode(
+                [*self._kept(request, "page"), ("page", str(f.offset // f.limit + 2))]
+            ),
         )
 
     def _silent_sources(self) -> list[tuple[str, str]]:
@@ -99,14 +101,10 @@ class Pages(WebBase):
             page = self.views.search(query, where, cursor=cursor, size=SEARCH_PAGE)
         next_query = None
         if page is not None and page.next_cursor is not None:
-            kept = request.query_params.multi_items()
             next_query = urlencode(
-                [(k, v) for k, v in kept if k not in ("token", "cursor")]
-                + [("cursor", str(page.next_cursor))]
+                [*self._kept(request, "cursor"), ("cursor", str(page.next_cursor))]
             )
-        feed_query = urlencode(
-            [(k, v) for k, v in request.query_params.multi_items() if k not in ("token", "cursor")]
-        )
+        feed_query = urlencode(self._kept(request, "cursor"))
         sources = sorted(self.names.items(), key=lambda kv: kv[1].lower())
         return self._page(
             "search.html.j2",
