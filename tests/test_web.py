@@ -4,6 +4,7 @@ feeds (the Atom feed read back by feedparser), the OpenAPI document, and the tok
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -506,3 +507,54 @@ def test_an_undated_report_is_never_shown_with_a_publication_date(store: Store) 
         assert "<published>" not in body.text and "<updated>" in body.text
     (entry,) = json_feed["items"]
     assert "date_published" not in entry and entry["date_modified"]
+
+
+def test_an_edited_report_shows_first_as_it_was_found_then_as_it_reads_now(
+    store: Store,
+) -> None:
+    from watcher.web import create_app
+
+    first = report("https://e.org/e", "China detains 20 North Korean defectors", NOW, NOW)
+    edited = replace(
+        first,
+        title="China repatriates 20 North Korean defectors",
+        text="Chinese police sent the 20 back across the Tumen.",
+        fetched_at=NOW + timedelta(hours=2),
+    )
+    config = saved(store, first, edited)
+    with TestClient(create_app(store, config)) as c:
+        story = soup(c.get(soup(c.get("/")).select_one("article h3 a")["href"]))
+        page = soup(c.get(story.select_one("a[href^='/items/']")["href"]))
+    text = page.get_text(" ", strip=True)
+    # the record an advocate cites comes first, labelled with when it was found
+    assert "Edited at source since it was found: 1 change" in text
+    found_at = page.select_one("#first-found")
+    assert found_at is not None and "As first found" in found_at.get_text()
+    assert text.index("China detains 20") < text.index("As it reads now")
+    assert text.index("Lead of China detains 20") < text.index("sent the 20 back across the Tumen")
+    assert "China repatriates 20" in page.select_one("#now").find_next("p").get_text()
+
+
+def test_an_item_never_edited_shows_no_versions(store: Store) -> None:
+    from watcher.web import create_app
+
+    item = report("https://e.org/u", "China repatriates 20 North Korean defectors", NOW, NOW)
+    config = saved(store, item)
+    with TestClient(create_app(store, config)) as c:
+        story = soup(c.get(soup(c.get("/")).select_one("article h3 a")["href"]))
+        page = soup(c.get(story.select_one("a[href^='/items/']")["href"]))
+    assert "Edited at source" not in page.get_text() and page.select_one("#first-found") is None
+    assert "Lead of China repatriates 20" in page.get_text()
+
+
+@pytest.mark.parametrize("path", ["/feed.atom", "/feed.json", "/feed.atom?event=detention"])
+def test_a_feed_reader_that_has_the_feed_gets_304(client: TestClient, path: str) -> None:
+    first = client.get(path)
+    tag = first.headers["etag"]
+    assert first.status_code == 200 and tag.startswith('"') and first.content
+    again = client.get(path, headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
+    # a reader holding other bytes (an older feed, another filter) gets the feed
+    stale = client.get(path, headers={"If-None-Match": '"0000", W/"1111"'})
+    assert stale.status_code == 200 and stale.content == first.content
+    assert client.get(path, headers={"If-None-Match": f'"x", W/{tag}'}).status_code == 304

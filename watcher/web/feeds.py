@@ -3,6 +3,7 @@ items of a search, so an advocate can subscribe to a saved search."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
@@ -163,7 +164,7 @@ class Feeds(WebBase):
 
     def atom(self, request: Request) -> Response:
         body = self._cached(request, self._atom)
-        return Response(body, media_type="application/atom+xml; charset=utf-8")
+        return _conditional(request, body, "application/atom+xml; charset=utf-8")
 
     def _atom(self, request: Request) -> bytes:
         entries = self._entries(request)
@@ -196,7 +197,7 @@ class Feeds(WebBase):
 
     def json_feed(self, request: Request) -> Response:
         body = self._cached(request, self._json_feed)
-        return Response(body, media_type="application/feed+json")
+        return _conditional(request, body, "application/feed+json")
 
     def _json_feed(self, request: Request) -> bytes:
         entries = self._entries(request)
@@ -223,3 +224,14 @@ class Feeds(WebBase):
             "items": items,
         }
         return bytes(JSONResponse(feed).body)
+
+
+def _conditional(request: Request, body: bytes, media_type: str) -> Response:
+    """The feed with an ETag (a digest of its bytes); 304 without a body when the reader
+    already has these bytes (If-None-Match), as feed readers ask every few minutes."""
+    tag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    asked = request.headers.get("if-none-match", "")
+    if tag in (t.strip().removeprefix("W/") for t in asked.split(",")) or asked.strip() == "*":
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
