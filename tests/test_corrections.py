@@ -230,6 +230,21 @@ def test_a_split_report_founds_its_own_story_and_undo_puts_it_back(
     assert status(store, sid)[:2] == ("open", 2)
     assert status(store, new)[0] == "merged"
     assert deliveries(store, new) == [("alert", "withdrawn", 1)] * 2
+    # its page says what happened: a split undone, not a merge
+    from bs4 import BeautifulSoup
+    from starlette.testclient import TestClient
+
+    from watcher.config import load_config_text
+    from watcher.web import create_app
+
+    config = load_config_text(yaml.safe_dump(CONFIG, allow_unicode=True), "c.yaml", {}).config
+    with TestClient(create_app(store, config)) as c:
+        notice = BeautifulSoup(c.get(f"/stories/{new}").text, "html.parser").select_one(".notice")
+    assert notice is not None
+    assert notice.get_text(" ", strip=True) == (
+        f"Split out of a story, then undone (correction {done.id}): its report is back in "
+        f"story {sid} ."
+    )
 
 
 @pytest.mark.parametrize(
@@ -415,6 +430,29 @@ def test_the_story_page_corrects_behind_the_token_with_csrf(store: Store, save, 
             assert "Not done: " in shown and why in shown.split("Not done: ", 1)[1].split("<")[0]
             assert "Correct this story" in answer.text  # the form is there to try again
         assert story_of(store, DETENTION[0]) == b  # nothing changed
+
+
+def test_a_split_reads_the_reports_it_leaves_as_their_outlets_now_tell_them(
+    store: Store, save, fix: Corrections
+) -> None:
+    # the founding report was edited at source (60 → 600, and it is re-matched); a split
+    # recomputes the story from what its reports say now: severity and count from one reading
+    save(RETURN, RETURN_KO)
+    sid = story_of(store, RETURN[0])
+    edited = ("https://e.org/1", "wire-en", "China repatriates 600 North Koreans via Dandong", 0)
+    save(edited)
+    fix.split(sid, RETURN_KO[0], by="ana", reason="another group", now=LATER)
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(t.stories.c.people, t.stories.c.severity).where(t.stories.c.id == sid)
+        ).one()
+        (match,) = conn.execute(
+            select(t.matches.c.people, t.matches.c.severity)
+            .join(t.items, t.items.c.id == t.matches.c.item_id)
+            .where(t.items.c.key == RETURN[0])
+        ).all()
+    assert match.people == 600
+    assert (row.people, row.severity) == (match.people, match.severity)
 
 
 def test_without_a_token_the_pages_stay_read_only(store: Store, save, config) -> None:

@@ -465,17 +465,27 @@ def _was_sent(conn: Connection, story_id: int) -> bool:
 
 
 def _facts(conn: Connection, row: Any) -> st.Facts:
-    """A report's facts as grouping keeps them, with its events and severity from its matches."""
+    """A report's facts as grouping keeps them, with what its matches say now (events,
+    severity, people, places: all from the same reading of the report, the last one when its
+    outlet edited it, as `stories.facts_of` takes them)."""
+    m = t.matches.c
     found = conn.execute(
-        select(t.matches.c.event, t.matches.c.severity).where(t.matches.c.item_id == row.id)
+        select(m.event, m.severity, m.people, m.places).where(m.item_id == row.id).order_by(m.id)
     ).all()
-    events = frozenset(m.event for m in found)
-    severity = max((m.severity for m in found), key=SEVERITIES.index, default="low")
+    events = frozenset(f.event for f in found)
+    severity = max((f.severity for f in found), key=SEVERITIES.index, default="low")
     at = row.published_at or row.fetched_at
     if row.facts:
         kept = st.Facts.from_json(json.loads(row.facts), item_key=row.key)
+        if not found:
+            return replace(kept, source_id=row.source_id, severity=severity)
         return replace(
-            kept, source_id=row.source_id, events=events or kept.events, severity=severity
+            kept,
+            source_id=row.source_id,
+            events=events,
+            severity=severity,
+            people=found[0].people,
+            places=tuple(json.loads(found[0].places or "[]")),
         )
     return st.Facts(
         item_key=row.key,
