@@ -148,6 +148,9 @@ def test_matched_items_keep_their_first_seen_bytes_and_export_as_warc(
     assert response[2].get_header("X-Test") == "kept"
     meta = json.loads(found[3][3])
     assert meta["item"] == "https://e.org/1" and meta["body_sha256"] == sha256(body)
+    # the outlet's own date, and as it wrote it: what an advocate cites beside the text
+    assert meta["published"] == "2026-11-22T23:00:00+00:00"
+    assert meta["published_as_written"] == "Mon, 23 Nov 2026 08:00:00 +0900"
     with out.open("rb") as stream:
         assert verify(stream).problems == ()
     ok = watcher("evidence", "verify", str(out))
@@ -228,6 +231,18 @@ def test_verify_finds_a_flipped_byte_in_a_compressed_file(tmp_path: Path) -> Non
     with bad.open("rb") as stream:
         assert verify(stream).problems
     assert watcher("evidence", "verify", str(bad)).returncode == 1
+
+
+def test_an_undated_report_has_no_publication_time_in_its_metadata() -> None:
+    out = io.BytesIO()
+    warc_records([capture()], out, gzip=False)
+    (meta,) = [
+        json.loads(r.content_stream().read())
+        for r in ArchiveIterator(io.BytesIO(out.getvalue()))
+        if r.rec_type == "metadata"
+    ]
+    assert meta["published"] is None and meta["published_as_written"] is None
+    assert meta["fetched_at"] == T0.isoformat()
 
 
 def test_verify_finds_edited_text_and_unreadable_files(tmp_path: Path) -> None:

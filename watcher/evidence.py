@@ -63,6 +63,10 @@ class Record:
     text: str
     body_sha256: str
     text_sha256: str
+    #: When the outlet says it published the report (None: it gave no date), and the date as
+    #: it wrote it.
+    published_at: datetime | None = None
+    published_raw: str | None = None
 
 
 def sha256(data: bytes) -> str:
@@ -163,6 +167,11 @@ def warc_records(records: Iterable[Record], out: IO[bytes], *, gzip: bool = True
             "kind": capture.kind,
             "requested_url": capture.url,
             "fetched_at": capture.fetched_at.astimezone(UTC).isoformat(),
+            # the outlet's own date (null: it gave none; never the fetch time in its place)
+            "published": (
+                record.published_at.astimezone(UTC).isoformat() if record.published_at else None
+            ),
+            "published_as_written": record.published_raw,
             "body_sha256": record.body_sha256,
             "text_sha256": record.text_sha256,
             "title": record.title,

@@ -98,6 +98,8 @@ def records(
             t.items.c.url.label("item_url"),
             t.items.c.title,
             t.items.c.source_id,
+            t.items.c.published_at,
+            t.items.c.published_raw,
             t.story_items.c.story_id,
         )
         .join(t.items, t.items.c.id == t.evidence.c.item_id)
@@ -133,6 +135,8 @@ def records(
             text=text,
             body_sha256=row.body_sha256,
             text_sha256=row.text_sha256,
+            published_at=row.published_at,
+            published_raw=row.published_raw,
         )
 
 
