@@ -507,6 +507,31 @@ def test_an_undated_report_is_never_shown_with_a_publication_date(store: Store) 
         assert "<published>" not in body.text and "<updated>" in body.text
     (entry,) = json_feed["items"]
     assert "date_published" not in entry and entry["date_modified"]
+    assert entry["_watcher"]["event_dated"] is False
+
+
+def test_a_story_founded_undated_shows_the_date_an_outlet_gave_since(store: Store) -> None:
+    from watcher.web import create_app
+
+    fetched = datetime(2026, 12, 3, 8, 4, tzinfo=UTC)
+    published = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
+    config = saved(
+        store,
+        report("https://e.org/u", "China repatriates 60 North Korean defectors", None, fetched),
+        report(
+            "https://e.org/w",
+            "China repatriates 60 North Korean defectors via Dandong",
+            published,
+            fetched + timedelta(minutes=30),
+            source_id="dailynk-ko",
+        ),
+    )
+    with TestClient(create_app(store, config)) as c:
+        (story,) = c.get("/api/stories").json()["stories"]
+        card = soup(c.get("/")).select_one("article .meta").get_text(" ", strip=True)
+    assert len(story["reports"]) == 2  # one story
+    assert story["event_dated"] is True and story["event_at"] == published.isoformat()
+    assert "undated" not in card and "2026-12-03 15:00 KST" in card
 
 
 def test_an_edited_report_shows_first_as_it_was_found_then_as_it_reads_now(

@@ -45,7 +45,8 @@ class Card:
     """A story as a card shows it."""
 
     story: StoredStory
-    #: The event clock: its founding report's publication (else fetch) time.
+    #: When the event happened, as shown: its founding report's publication time, else the
+    #: earliest one an outlet gave, else (undated: `dated` is False) a fetch time.
     event_at: datetime
     #: The report published first: the card names its outlet and shows its title.
     first: StoredReport | None
@@ -156,12 +157,18 @@ class Views:
             # by time, not in the order they joined (which follows the order of polling)
             story = rows.stored_story(row, story_queries.by_time(reports.get(row.id, ())))
             event_at = row.event_at or row.first_seen_at
+            dated = any(r.published_at == event_at for r in story.reports)
+            published = [r.published_at for r in story.reports if r.published_at is not None]
+            if not dated and published:
+                # founded by an undated report, and an outlet has dated the event since: the
+                # card shows the earliest date an outlet gave (grouping keeps its own clock)
+                event_at, dated = min(published), True
             out.append(
                 Card(
                     story=story,
                     event_at=event_at,
                     first=story_queries.first_report(story.reports),
-                    dated=any(r.published_at == event_at for r in story.reports),
+                    dated=dated,
                     hits=(hits or {}).get(row.id, ()),
                 )
             )

@@ -153,6 +153,8 @@ def card_json(card: Card, deliveries: bool = False) -> dict[str, Any]:
     return {
         **story_json(card.story, deliveries),
         "event_at": _iso(card.event_at),
+        # False: no outlet dated it, and event_at is when watcher first fetched a report
+        "event_dated": card.dated,
         "main_event": card.main_event,
         "first_source": first.source_id if first else None,
     }
@@ -192,6 +194,7 @@ _STORY = {
         "revision": {"type": "integer"},
         "reports": {"type": "array", "items": _REPORT},
         "event_at": {"type": "string", "format": "date-time"},
+        "event_dated": {"type": "boolean"},
         "main_event": {"type": "string"},
         "first_source": {"type": ["string", "null"]},
     },
