@@ -450,3 +450,42 @@ def test_the_migration_indexes_the_items_already_stored(db_url: str) -> None:
         count = conn.execute(select(t.sources.c.item_count).where(t.sources.c.id == "old"))
         assert count.scalar() == 2
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("q", "found"),
+    [
+        ("repatriat*", ["https://p.org/1", "https://p.org/2"]),
+        ("repatria*", ["https://p.org/1", "https://p.org/2"]),
+        ("repatri*", ["https://p.org/1", "https://p.org/2"]),
+        ("authorit*", ["https://p.org/3"]),
+        ("detent*", ["https://p.org/3"]),
+        ("deten*", ["https://p.org/3"]),
+        ("chinese authorit*", ["https://p.org/3"]),
+        ("authorit* -detention", []),
+        ("강제북*", ["https://p.org/2"]),
+        ("강*", ["https://p.org/2"]),
+        ("沈*", ["https://p.org/3"]),
+        ("repatriatio*", ["https://p.org/1", "https://p.org/2"]),
+        ("repatriating*", ["https://p.org/1", "https://p.org/2"]),  # as "repatriating" does
+        ("xrepatriat*", []),
+    ],
+)
+def test_a_prefix_finds_the_words_it_starts_whatever_their_stem(
+    store: Store, q: str, found: list[str]
+) -> None:
+    """The index holds stems (repatriation → repatri, authorities → author), which may be
+    shorter than what a user types before the *."""
+    seed(store)
+    store.save_items(
+        [
+            item("https://p.org/1", "yonhap", "UN urges an end to repatriation", "en", 3, None),
+            item("https://p.org/2", "yonhap", "Repatriating escapees: 강제북송", "en", 2, None),
+            item("https://p.org/3", "yonhap", "Chinese authorities' detention 沈阳", "en", 1, None),
+        ],
+        now=NOW,
+    )
+    with store.engine.connect() as conn:
+        ids = index.matching_ids(conn, index.parse(q))
+    keys = {item_id(store, f"https://p.org/{n}"): f"https://p.org/{n}" for n in (1, 2, 3)}
+    assert sorted(keys[i] for i in ids if i in keys) == found

@@ -232,6 +232,9 @@ class Clause:
     alternatives: tuple[tuple[str, ...], ...]
     #: Written with a trailing * : the last token is a prefix.
     prefix: bool = False
+    #: For an English prefix: whole words it starts (repatriat → repatriation), which the
+    #: database stems as it stemmed the index, for a stem shorter than the prefix (repatri).
+    words: tuple[tuple[str, ...], ...] = ()
     #: Written with a leading - : the item must not contain it.
     exclude: bool = False
     #: As the user wrote it (for highlighting and explanations).
@@ -314,10 +317,12 @@ def parse(text: str) -> Query:
             alt = tuple(tokens(spelling))
             if alt and alt not in alternatives:
                 alternatives.append(alt)
+        prefix = prefix and len(alternatives) == 1
         clauses.append(
             Clause(
                 alternatives=tuple(alternatives),
-                prefix=prefix and len(alternatives) == 1,
+                prefix=prefix,
+                words=_words_of_prefix(phrase) if prefix else (),
                 exclude=excluded,
                 shown=core,
             )
@@ -325,6 +330,26 @@ def parse(text: str) -> Query:
     if len(clauses) > MAX_CLAUSES:
         raise QueryError(f"a search may have at most {MAX_CLAUSES} words or phrases")
     return Query(clauses=tuple(clauses), text=text)
+
+
+#: Endings that make a word of an English prefix; the database stems each such word to the
+#: stem its index holds, which may be shorter than the prefix (repatriat|ion → repatri,
+#: authorit|y → author), so the prefix alone would miss it.
+SUFFIXES = (
+    "e", "s", "es", "ed", "ing", "y", "ies", "ion", "ions", "ation", "ity", "ities", "ive",
+    "al", "ally", "ly", "ment", "ness", "er", "ers", "ate", "ated", "ates", "ating",
+    "te", "ted", "tes", "ting", "tion", "tive", "ty", "ties", "n", "ns",
+)  # fmt: skip
+_ENGLISH = re.compile(r"[a-z]{4,}")
+
+
+def _words_of_prefix(phrase: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """The phrase with its last token (a prefix) completed by each of `SUFFIXES`, when it is
+    an English word of four letters or more (shorter prefixes are not cut by stemming)."""
+    *head, last = phrase
+    if not _ENGLISH.fullmatch(last):
+        return ()
+    return tuple((*head, last + ending) for ending in ("", *SUFFIXES))
 
 
 @cache
@@ -349,6 +374,7 @@ def fts5(query: Query) -> str:
 
     def clause(c: Clause) -> str:
         alts = [phrase(a, c.prefix) for a in c.alternatives]
+        alts += [phrase(w, False) for w in c.words]
         return alts[0] if len(alts) == 1 else "(" + " OR ".join(alts) + ")"
 
     expr = " AND ".join(clause(c) for c in query.positive)
@@ -369,7 +395,9 @@ def tsquery(query: Query) -> str:
         return "(" + " <-> ".join(parts) + ")"
 
     def clause(c: Clause) -> str:
-        return "(" + " | ".join(phrase(a, c.prefix) for a in c.alternatives) + ")"
+        alts = [phrase(a, c.prefix) for a in c.alternatives]
+        alts += [phrase(w, False) for w in c.words]
+        return "(" + " | ".join(alts) + ")"
 
     parts = [clause(c) for c in query.positive]
     parts += ["!" + clause(c) for c in query.clauses if c.exclude]
