@@ -4,6 +4,7 @@ hostile input, the chart that counts stories by event date, and handlers off the
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from collections import Counter
@@ -80,7 +81,7 @@ KEYS = {"中, 탈북민 60여명 강제북송": "https://d.org/2"}
 
 def test_an_english_word_finds_its_other_forms(client: TestClient) -> None:
     assert found_keys(client, "repatriation") == ["https://e.org/1"]  # "repatriates"
-    assert found_keys(client, "detaining") == ["https://e.org/4", "https://e.org/3"]
+    assert found_keys(client, "detaining") == ["https://e.org/3", "https://e.org/4"]
     assert found_keys(client, "repatri*") == ["https://e.org/1"]
 
 
@@ -104,8 +105,8 @@ def test_two_korean_characters_find_their_substring(client: TestClient) -> None:
 
 def test_phrases_exclusions_and_filters(client: TestClient, store: Store) -> None:
     assert found_keys(client, '"north korean defectors"') == [
-        "https://e.org/4",
         "https://e.org/3",
+        "https://e.org/4",
         "https://e.org/1",
     ]
     assert found_keys(client, '"defectors north korean"') == []
@@ -113,8 +114,8 @@ def test_phrases_exclusions_and_filters(client: TestClient, store: Store) -> Non
     assert found_keys(client, "Shenyang", lang="ko") == ["https://d.org/5"]
     assert found_keys(client, "Shenyang", source="dailynk-ko") == ["https://d.org/5"]
     assert found_keys(client, "defectors", event="detention") == [
-        "https://e.org/4",
         "https://e.org/3",
+        "https://e.org/4",
     ]
     since = (NOW - timedelta(hours=4, minutes=30)).isoformat()
     assert found_keys(client, "Shenyang", since=since) == ["https://e.org/6", "https://d.org/5"]
@@ -206,9 +207,11 @@ def _many(store: Store) -> tuple[set[int], dict[int, int]]:
 def test_paging_returns_every_hit_exactly_once(
     client: TestClient, store: Store, limit: int, probe: int | None, monkeypatch
 ) -> None:
-    if probe is not None:  # PostgreSQL's way for a common word: newest documents first
+    if probe is not None:  # the way for a common word: newest documents first
         monkeypatch.setattr(index, "PG_COMMON", -1)
         monkeypatch.setattr(index, "PG_PROBE", probe)
+        monkeypatch.setattr(index, "SQLITE_COMMON", 0)
+        monkeypatch.setattr(index, "SQLITE_PROBE", probe)
     famine, stories = _many(store)
     seen_hits: list[int] = []
     seen_stories: list[int] = []
@@ -489,3 +492,35 @@ def test_a_prefix_finds_the_words_it_starts_whatever_their_stem(
         ids = index.matching_ids(conn, index.parse(q))
     keys = {item_id(store, f"https://p.org/{n}"): f"https://p.org/{n}" for n in (1, 2, 3)}
     assert sorted(keys[i] for i in ids if i in keys) == found
+
+
+@pytest.mark.parametrize("probe", [None, 2], ids=["by-index", "newest-first"])
+def test_results_are_newest_first_by_publication_not_storage(
+    store: Store, probe: int | None, monkeypatch
+) -> None:
+    """A backlog stored after this week's report (a new source's first poll, late-found
+    articles) comes after it; an undated item is placed by its fetch time; paging one by one
+    gives each once, in the same order."""
+    if probe is not None:  # the way for a common word: the newest items first
+        for name in ("PG_COMMON", "SQLITE_COMMON"):
+            monkeypatch.setattr(index, name, -1 if name.startswith("PG") else 0)
+        for name in ("PG_PROBE", "SQLITE_PROBE"):
+            monkeypatch.setattr(index, name, probe)
+    seed(store)
+    now = item("https://s.org/now", "yonhap", "Detained in Shenyang this week", "en", 1, None)
+    store.save_items([now], now=NOW)
+    backlog = [
+        item(f"https://s.org/{days}", "yonhap", f"Shenyang report {days}", "en", 24 * days, None)
+        for days in (400, 30, 200)
+    ]
+    undated = item("https://s.org/undated", "yonhap", "Shenyang undated", "en", 0.5, None)
+    undated = dataclasses.replace(undated, published_at=None, fetched_at=NOW - timedelta(hours=10))
+    store.save_items([*backlog, undated], now=NOW)
+    expected = [item_id(store, f"https://s.org/{k}") for k in ("now", "undated", 30, 200, 400)]
+    with store.engine.connect() as conn:
+        q = index.parse("선양")
+        assert index.matching_ids(conn, q) == expected
+        paged: list[int] = []
+        while ids := index.matching_ids(conn, q, before=paged[-1] if paged else None, limit=1):
+            paged += ids
+    assert paged == expected

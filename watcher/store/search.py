@@ -22,7 +22,7 @@ creates, for schema comparisons.
 Usage::
 
     query = parse('선양 -"border reopening"')
-    ids = matching_ids(conn, query, before=None, limit=50)   # newest first
+    ids = matching_ids(conn, query, before=None, limit=50)   # newest published first
 """
 
 from __future__ import annotations
@@ -43,10 +43,12 @@ from sqlalchemy import (
     column,
     exists,
     func,
+    literal,
     literal_column,
     or_,
     select,
     table,
+    tuple_,
 )
 from sqlalchemy import text as sql
 from sqlalchemy.engine import Connection
@@ -66,7 +68,7 @@ INDEX_OBJECTS = frozenset(
 def include_name(name: str | None, type_: str, _parents: Any = None) -> bool:
     """For Alembic's schema comparisons (`include_name`): the index's tables are not in
     `tables.metadata`, by design."""
-    return not (type_ == "table" and name in INDEX_OBJECTS)
+    return not (type_ == "table" and name in INDEX_OBJECTS) and name != ORDER_INDEX
 
 
 #: Tokens kept per document: PostgreSQL stores positions up to 16,383, and a longer article
@@ -157,6 +159,7 @@ def create_index(conn: Connection) -> None:
             )
         )
         conn.execute(sql(f"CREATE INDEX IF NOT EXISTS ix_{INDEX}_doc ON {INDEX} USING gin (doc)"))
+        create_order_index(conn)
     else:
         # Contentless (the document is rebuilt from the item when needed), no column sizes
         # (results are ordered by recency, not rank): the index stays small.
@@ -166,11 +169,23 @@ def create_index(conn: Connection) -> None:
                 "columnsize=0, tokenize='porter unicode61 remove_diacritics 2')"
             )
         )
+        create_order_index(conn)
+
+
+def create_order_index(conn: Connection) -> None:
+    """The items in the order of results, newest first (`ORDER_INDEX`; migration 0013)."""
+    conn.execute(
+        sql(
+            f"CREATE INDEX IF NOT EXISTS {ORDER_INDEX} "
+            "ON items (coalesce(published_at, fetched_at), id)"
+        )
+    )
 
 
 def drop_index(conn: Connection) -> None:
     """Remove the index (migration 0009's downgrade)."""
     conn.execute(sql(f"DROP TABLE IF EXISTS {INDEX}"))
+    conn.execute(sql(f"DROP INDEX IF EXISTS {ORDER_INDEX}"))
     if conn.dialect.name == "postgresql":
         conn.execute(sql(f"DROP TEXT SEARCH CONFIGURATION IF EXISTS {PG_CONFIG}"))
         conn.execute(sql(f"DROP TEXT SEARCH DICTIONARY IF EXISTS {PG_CONFIG}_stem"))
@@ -429,60 +444,87 @@ def matching_ids(
     among: Sequence[int] | None = None,
     limit: int = 100,
 ) -> list[int]:
-    """Ids of the items that match, newest (highest id) first: below `before` when given,
-    only `among` these when given.
+    """Ids of the items that match, newest first (by publication time, else fetch time; ties
+    by id): after the item `before` in that order when given, only `among` these when given.
 
-    SQLite: one query; FTS5 walks its postings in descending rowid order and stops at `limit`.
-    PostgreSQL's GIN index has no order, and reading every match of a common word to keep the
-    newest 20 costs as much as the word is common; so a word the planner expects often is
-    tested on the newest documents first (it fills the page there), and only what they did
-    not fill is asked of the GIN index, below them; a rare word goes to the GIN index at once
-    (few matches to read)."""
+    An item's times never change, so `before` (an id a page ended with) keeps its place while
+    items arrive, late-found ones included. The index has no time order: a word that matches
+    few items is read whole and its matches sorted; a common word (the planner's estimate on
+    PostgreSQL, a count stopped at `SQLITE_COMMON` on SQLite) is tested on the newest items,
+    walking `ORDER_INDEX`, which fills the page soonest; only what the newest `PROBE` items
+    did not fill is asked of the index, below them."""
     if not query.searchable or (among is not None and not among):
         return []
-    conds = _item_conditions(where or ItemFilter(), None)
-    if conn.dialect.name != "postgresql":
-        key = _FTS.c.rowid
-        found = select(key.label("id")).where(sql(f"{INDEX} MATCH :q").bindparams(q=fts5(query)))
-        return _run(conn, found, key, conds, before=before, among=among, limit=limit)
-    matches = _PG.c.doc.op("@@")(
-        func.to_tsquery(literal_column(f"'{PG_CONFIG}'"), bindparam("q", tsquery(query)))
-    )
-    if among is not None:
-        found = select(_PG.c.item_id.label("id")).where(matches)
-        return _run(conn, found, _PG.c.item_id, conds, before=before, among=among, limit=limit)
-    below = (_PG.c.item_id + 0) < before if before is not None else None
-    if _estimate(conn, tsquery(query)) > PG_COMMON:
-        # a common word: the newest documents, tested in order, fill the page soonest
-        newest = select(_PG.c.item_id, _PG.c.doc)
-        if before is not None:
-            newest = newest.where(_PG.c.item_id < before)
-        probe = newest.order_by(_PG.c.item_id.desc()).limit(PG_PROBE).subquery("probe")
-        tested = probe.c.doc.op("@@")(
+    i = t.items
+    placed = [_after(before)] if before is not None else []
+    conds = [c(i.c.id) if callable(c) else c for c in _item_conditions(where or ItemFilter())]
+    conds += placed
+    if conn.dialect.name == "postgresql":
+        tested = _PG.c.doc.op("@@")(
             func.to_tsquery(literal_column(f"'{PG_CONFIG}'"), bindparam("q", tsquery(query)))
         )
-        found = select(probe.c.item_id.label("id")).where(tested)
-        ids = _run(conn, found, probe.c.item_id, conds, limit=limit)
-        if len(ids) >= limit:
-            return ids
-        reached = conn.execute(select(func.min(probe.c.item_id), func.count())).one()
-        if reached[1] < PG_PROBE:
-            return ids  # the probe read every document below `before`
-        below = (_PG.c.item_id + 0) < reached[0]
-        limit -= len(ids)
+        found = select(_PG.c.item_id).where(tested)
+        if among is not None:
+            found = found.where(_PG.c.item_id.in_(list(among)))
+        common = among is None and _estimate(conn, tsquery(query)) > PG_COMMON
+        # joined, the newest items are tested one by one (a semi-join would read every match)
+        probe = select(i.c.id).join(_PG, _PG.c.item_id == i.c.id).where(tested)
     else:
-        ids = []
-    # `+ 0`: the GIN index finds these, not a walk down the primary key (slow for a rare word)
-    rest = select(_PG.c.item_id.label("id")).where(matches)
-    if below is not None:
-        rest = rest.where(below)
-    return ids + _run(conn, rest, _PG.c.item_id + 0, conds, limit=limit)
+        found = select(_FTS.c.rowid).where(sql(f"{INDEX} MATCH :q").bindparams(q=fts5(query)))
+        if among is not None:
+            found = found.where(_FTS.c.rowid.in_(list(among)))
+        common = among is None and _count(conn, found, SQLITE_COMMON) >= SQLITE_COMMON
+        probe = select(i.c.id).where(exists(found.where(_FTS.c.rowid == i.c.id)))
+    ids: list[int] = []
+    if common:
+        size = PG_PROBE if conn.dialect.name == "postgresql" else SQLITE_PROBE
+        # the last of the newest `size` items, whatever they say (the index alone)
+        newest = _newest_first(select(i.c.id).where(*placed))
+        last = conn.execute(newest.offset(size - 1).limit(1)).scalar()
+        if last is not None:
+            probe = probe.where(~_after(last))
+        ids = [r.id for r in conn.execute(_newest_first(probe.where(*conds)).limit(limit))]
+        if len(ids) >= limit or last is None:
+            return ids
+        conds = [*conds, _after(last)]
+        limit -= len(ids)
+    rest = select(i.c.id).where(i.c.id.in_(found), *conds)
+    return ids + [r.id for r in conn.execute(_newest_first(rest).limit(limit))]
 
 
-#: A word PostgreSQL expects in more documents than this is looked for newest-first
-#: (`PG_PROBE` documents at most), before the GIN index is asked for the rest.
+#: A word PostgreSQL expects in more documents than this, or SQLite finds in as many, is
+#: looked for on the newest items first (`PG_PROBE`, `SQLITE_PROBE` of them at most), before
+#: the index is asked for the rest.
 PG_COMMON = 2000
 PG_PROBE = 20_000
+SQLITE_COMMON = 2000
+SQLITE_PROBE = 5000
+#: The items in the order results take (created beside the search index, outside
+#: `tables.metadata`: SQLAlchemy's schema comparison does not read expression indexes).
+ORDER_INDEX = "ix_items_search_order"
+
+
+def _when(items: Any = t.items) -> Any:
+    """When an item is placed among results: its publication time, else its fetch time."""
+    return func.coalesce(items.c.published_at, items.c.fetched_at, type_=t.UTCDateTime)
+
+
+def _newest_first(found: Any) -> Any:
+    return found.order_by(_when().desc(), t.items.c.id.desc())
+
+
+def _after(item_id: int) -> Any:
+    """Items after `item_id` in the results' order (its time read from its row, as stored)."""
+    other = t.items.alias("placed")
+    at = select(_when(other)).where(other.c.id == item_id).scalar_subquery()
+    return tuple_(_when(), t.items.c.id) < tuple_(at, literal(item_id, BigInteger))
+
+
+def _count(conn: Connection, found: Any, most: int) -> int:
+    """How many rows `found` has, counting no further than `most`."""
+    return int(
+        conn.execute(select(func.count()).select_from(found.limit(most).subquery())).scalar_one()
+    )
 
 
 def _estimate(conn: Connection, tsq: str) -> float:
@@ -515,33 +557,11 @@ def _estimate(conn: Connection, tsq: str) -> float:
 _ESTIMATES: dict[tuple[str, str], tuple[float, float]] = {}
 
 
-def _run(
-    conn: Connection,
-    found: Any,
-    key: Any,
-    conds: list[Any],
-    *,
-    before: int | None = None,
-    among: Sequence[int] | None = None,
-    limit: int,
-) -> list[int]:
-    if before is not None:
-        found = found.where(key < before)
-    if among is not None:
-        found = found.where(key.in_(list(among)))
-    if conds:
-        found = found.join(t.items, t.items.c.id == key).where(
-            *(c(key) if callable(c) else c for c in conds)
-        )
-    found = found.order_by(key.desc()).limit(limit)
-    return [row.id for row in conn.execute(found)]
-
-
 _FTS = table(INDEX, column("rowid", Integer))
 _PG = table(INDEX, column("item_id", BigInteger), column("doc"))
 
 
-def _item_conditions(where: ItemFilter, _key: None) -> list[Any]:
+def _item_conditions(where: ItemFilter) -> list[Any]:
     """Conditions on the hit's item row (`items`, joined on the index key); those that need
     the key itself are functions of it."""
     i = t.items

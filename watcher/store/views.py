@@ -312,8 +312,8 @@ class Views:
         """Story-centred results, newest matching report first: each story once, at its newest
         matching report, with every report of it that matches; an item in no story on its own.
 
-        Paging: `cursor` is the id below which this page reads hits (the previous page's
-        `next_cursor`). A story whose newest match is at or above it was shown on an earlier
+        Paging: `cursor` is the hit after which this page reads hits (the previous page's
+        `next_cursor`). A story whose newest match comes before it was shown on an earlier
         page and is skipped, so every matching item appears on exactly one page."""
         where = where or index.ItemFilter()
         chosen: list[tuple[str, int]] = []  # ("story", story id) or ("item", item id)
@@ -338,8 +338,8 @@ class Views:
                         chosen.append(("item", item_id))
                     elif story_id not in shown:
                         shown.add(story_id)
-                        newest = max(hits.get(story_id, (item_id,)))
-                        if cursor is None or newest < cursor:
+                        # its newest hit: shown at it on an earlier page if above the cursor
+                        if hits.get(story_id, (item_id,))[0] == item_id:
                             chosen.append(("story", story_id))
                     if len(chosen) >= size:
                         full = True
