@@ -236,13 +236,15 @@ def test_paging_returns_every_hit_exactly_once(
     assert "cursor=" in more and client.get(more).status_code == 200
 
 
-def test_postgres_newest_first_finds_what_the_index_finds(
+def test_newest_first_finds_what_the_index_finds(
     client: TestClient, store: Store, monkeypatch
 ) -> None:
     expected = {q: found_keys(client, q) for q in ("defectors", "선양", "detaining -kunming")}
     filtered = found_keys(client, "Shenyang", lang="en")
     monkeypatch.setattr(index, "PG_COMMON", -1)
     monkeypatch.setattr(index, "PG_PROBE", 2)
+    monkeypatch.setattr(index, "SQLITE_COMMON", 0)
+    monkeypatch.setattr(index, "SQLITE_PROBE", 2)
     assert {q: found_keys(client, q) for q in expected} == expected
     assert (
         found_keys(client, "Shenyang", lang="en")

@@ -457,8 +457,18 @@ def matching_ids(
         return []
     i = t.items
     placed = [_after(before)] if before is not None else []
-    conds = [c(i.c.id) if callable(c) else c for c in _item_conditions(where or ItemFilter())]
-    conds += placed
+    filters = [c(i.c.id) if callable(c) else c for c in _item_conditions(where or ItemFilter())]
+    conds = filters + placed
+    # the newest items (`ORDER_INDEX` alone), for a common word to be tested on in turn
+    newest = _newest_first(select(i.c.id, _when().label("at")).where(*placed))
+    size = PG_PROBE if conn.dialect.name == "postgresql" else SQLITE_PROBE
+    edge: list[Any] = []  # the last of the newest `size` (None: fewer), once read
+
+    def last_of_newest() -> Any:
+        if not edge:
+            edge.append(conn.execute(newest.offset(size - 1).limit(1)).first())
+        return edge[0]
+
     if conn.dialect.name == "postgresql":
         tested = _PG.c.doc.op("@@")(
             func.to_tsquery(literal_column(f"'{PG_CONFIG}'"), bindparam("q", tsquery(query)))
@@ -467,29 +477,38 @@ def matching_ids(
         if among is not None:
             found = found.where(_PG.c.item_id.in_(list(among)))
         common = among is None and _estimate(conn, tsquery(query)) > PG_COMMON
-        # joined, the newest items are tested one by one (a semi-join would read every match)
-        probe = select(i.c.id).join(_PG, _PG.c.item_id == i.c.id).where(tested)
+        if common:
+            # joined, each is tested in turn (a semi-join would read every match); the
+            # planner keeps the subquery's order
+            probe = newest.limit(size).subquery("newest")
+            tried = select(probe.c.id).join(_PG, _PG.c.item_id == probe.c.id).where(tested)
+            if filters:
+                tried = tried.join(i, i.c.id == probe.c.id).where(*filters)
+            tried = tried.order_by(probe.c.at.desc(), probe.c.id.desc())
     else:
         found = select(_FTS.c.rowid).where(sql(f"{INDEX} MATCH :q").bindparams(q=fts5(query)))
         if among is not None:
             found = found.where(_FTS.c.rowid.in_(list(among)))
         common = among is None and _count(conn, found, SQLITE_COMMON) >= SQLITE_COMMON
-        probe = select(i.c.id).where(exists(found.where(_FTS.c.rowid == i.c.id)))
+        if common:
+            # SQLite sorts what a subquery gives: the walk is bounded by its last item instead
+            last = last_of_newest()
+            tried = select(i.c.id).where(exists(found.where(_FTS.c.rowid == i.c.id)), *conds)
+            if last is not None:
+                tried = tried.where(~_after(last.id))
+            tried = _newest_first(tried)
     ids: list[int] = []
     if common:
-        size = PG_PROBE if conn.dialect.name == "postgresql" else SQLITE_PROBE
-        # the last of the newest `size` items, whatever they say (the index alone)
-        newest = _newest_first(select(i.c.id).where(*placed))
-        last = conn.execute(newest.offset(size - 1).limit(1)).scalar()
-        if last is not None:
-            probe = probe.where(~_after(last))
-        ids = [r.id for r in conn.execute(_newest_first(probe.where(*conds)).limit(limit))]
-        if len(ids) >= limit or last is None:
+        ids = [r.id for r in conn.execute(tried.limit(limit))]
+        if len(ids) >= limit:
             return ids
-        conds = [*conds, _after(last)]
+        last = last_of_newest()
+        if last is None:
+            return ids  # the newest were every item there is (after `before`)
+        conds.append(_after(last.id))
         limit -= len(ids)
     rest = select(i.c.id).where(i.c.id.in_(found), *conds)
-    return ids + [r.id for r in conn.execute(_newest_first(rest).limit(limit))]
+    return ids + [r.id for r in conn.execute(_newest_first(rest, walk=False).limit(limit))]
 
 
 #: A word PostgreSQL expects in more documents than this, or SQLite finds in as many, is
@@ -509,8 +528,13 @@ def _when(items: Any = t.items) -> Any:
     return func.coalesce(items.c.published_at, items.c.fetched_at, type_=t.UTCDateTime)
 
 
-def _newest_first(found: Any) -> Any:
-    return found.order_by(_when().desc(), t.items.c.id.desc())
+def _newest_first(found: Any, *, walk: bool = True) -> Any:
+    """`found` in the results' order; `walk=False` for few matches: the same order by an
+    expression `ORDER_INDEX` does not hold, so they are sorted (PostgreSQL walked the index
+    testing every item for a rare word)."""
+    i = t.items
+    when = _when() if walk else func.coalesce(i.c.published_at, i.c.fetched_at, i.c.fetched_at)
+    return found.order_by(when.desc(), i.c.id.desc())
 
 
 def _after(item_id: int) -> Any:
