@@ -376,6 +376,33 @@ def test_a_channel_that_never_heard_of_a_story_gets_its_alert_not_an_update(
     assert h.statuses() == [("hook", "alert", "sent")]
 
 
+def test_a_change_while_the_alert_waits_out_group_wait_goes_in_the_alert(
+    store: Store, feeds: FeedServer
+) -> None:
+    # the alert waits 5 minutes for more outlets; a graver report a minute later makes a new
+    # revision: no update overtakes the alert, which goes out once, showing both
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "5m"}])
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("Chinese police detain 20 North Korean defectors", "https://e.org/1", T0)
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    assert h.deliver() == 0
+    feeds.routes["/voa"].body = rss(
+        ("China repatriates 20 North Korean defectors via Dandong", "https://voa.example/2", T0)
+    )
+    h.clock.advance(minutes=1)
+    assert h.poll()[-1].stories[0].change == "revised"
+    assert h.deliver() == 0  # nothing overtakes the waiting alert
+    h.clock.advance(minutes=10)
+    assert h.deliver() == 1
+    (message,) = hook_messages(feeds)
+    assert "Update" not in message["title"] + message["message"]
+    assert "Forced repatriation" in message["title"] and "VOA Korean" in message["message"]
+    assert h.statuses() == [("hook", "alert", "sent")]
+
+
 def test_a_reminder_sent_in_an_updates_place_says_what_changed(
     store: Store, feeds: FeedServer
 ) -> None:

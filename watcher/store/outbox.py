@@ -223,6 +223,8 @@ class Outbox:
         places = tuple(json.loads(story.places))
         now_told = Told(severity=story.severity, events=events, people=story.people, places=places)
         kind = delivery.kind if delivery.kind != "digest" else "alert"
+        if kind == "update" and last is None:
+            kind = "alert"  # nothing about the story reached this channel yet: this is its alert
         before = None
         if kind in ("update", "reminder") and last is not None and last.told:
             before = Told.from_json(_json_or_none(last.told))

@@ -192,14 +192,16 @@ _DELIVERY_EXISTS = select(t.deliveries.c.id).where(
     t.deliveries.c.seq == bindparam("seq"),
 )
 _INSERT_DELIVERY = t.deliveries.insert()
-#: Whether the channel was ever queued a message about the story.
-_CHANNEL_HEARD = (
-    select(t.deliveries.c.id)
-    .where(
-        t.deliveries.c.story_id == bindparam("story_id"),
-        t.deliveries.c.channel == bindparam("channel"),
-    )
-    .limit(1)
+#: What the channel got or is about to get about the story: a message sent (or that may have
+#: arrived), and a first message still waiting (an alert in its group_wait, a digest line).
+_CHANNEL_HEARD = select(
+    func.count().filter(t.deliveries.c.status.in_(("sent", "uncertain"))).label("told"),
+    func.count()
+    .filter((t.deliveries.c.status == "pending") & t.deliveries.c.kind.in_(("alert", "digest")))
+    .label("waiting"),
+).where(
+    t.deliveries.c.story_id == bindparam("story_id"),
+    t.deliveries.c.channel == bindparam("channel"),
 )
 
 
@@ -305,11 +307,18 @@ def _insert_deliveries(
         exists = conn.execute(_DELIVERY_EXISTS, key).first()
         if exists:
             continue
-        heard = {"story_id": story.id, "channel": p.channel}
-        if p.kind == "update" and not conn.execute(_CHANNEL_HEARD, heard).first():
-            # The channel never heard of the story (its first reports were too old to alert,
-            # or were in a language this route does not take): its first message is the alert.
-            p = replace(p, kind="alert")
+        if p.kind == "update":
+            heard = conn.execute(_CHANNEL_HEARD, {"story_id": story.id, "channel": p.channel})
+            told, waiting = heard.one()
+            if not told and waiting:
+                # its first message is still waiting (group_wait): sent, it shows the story
+                # as it is then, this change included; an update now would come before it
+                continue
+            if not told:
+                # The channel never got a message about the story (its first reports were too
+                # old to alert, below the route's severity, in another language; or what was
+                # queued was silenced, skipped or failed): its first message is the alert.
+                p = replace(p, kind="alert")
         conn.execute(
             _INSERT_DELIVERY,
             {
