@@ -166,8 +166,15 @@ def test_matching_cost_does_not_depend_on_rules_that_cannot_fire() -> None:
         ("number of defectors held has risen from 20 to about 60", 60),
         ("the detainees now number 60", 60),
         ("north koreans held: total 41", 41),
-        # ...but not a price, a share or another thing's number
-        ("the rice price rose to 60 won", None),
+        ("the number of north korean defectors detained by police in jilin has risen to 45", 45),
+        # ...but not a price, a rate, a sum, a measure or a year, though people are named
+        ("police detained defectors in shenyang. the price of rice rose to 60 this month", None),
+        ("defectors held in shenyang say the exchange rate has risen to 8,000 won", None),
+        ("defectors say the price of corn climbed to 3,500", None),
+        ("the bribe for detained defectors rose to 60 million", None),
+        ("detained defectors say the temperature rose to 30 degrees", None),
+        ("missile launches by north korea rose to 12, defectors said", None),
+        ("the total 2023 for detained defectors", None),
         ("defectors say the share rose to 60%", None),
         ("china sent back 20 north koreans; exports rose to 600 tons", 20),
     ],
@@ -568,3 +575,14 @@ def test_match_with_why_is_match_and_why_from_one_scan() -> None:
         assert verdict.why == tuple((rule, every[rule]) for rule in verdict.rules)
         relevant += verdict.relevant
     assert relevant > 100
+
+
+def test_only_the_first_counts_of_a_text_are_weighed() -> None:
+    # a report gives its count early; a text of thousands of numbers (hostile, or a table)
+    # costs no more than a long report: the group total after MAX_COUNTS others is not read
+    from watcher.extract import MAX_COUNTS
+
+    parts = [f"{n + 2} defectors were seen." for n in range(MAX_COUNTS)]
+    text = " ".join([*parts, "a group of 99 north koreans was held."])
+    assert people(normalize(text)) == 2
+    assert people(normalize(" ".join([*parts[:10], "a group of 99 north koreans."]))) == 99

@@ -6,6 +6,7 @@ it runs only for items that matched a rule, on the string the matcher already bu
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -326,19 +327,36 @@ _EN = _starting(
 _EN_FAMILY = re.compile(r"\bfamily of (?P<n>\w+)\b")
 #: A count a report gives as where a number went ("detained defectors rise to 60", "the number
 #: held has risen from 20 to about 60", "the detainees now number 60"): the people are named
-#: before the number (`_EN_RISEN_SUBJECT`), so `_EN`, which wants them after it, misses it.
-_EN_RISEN = re.compile(
+#: before the number, in the same sentence (`_RISEN_SUBJECT`), so `_EN`, which wants them
+#: after it, misses it. Not a price, a rate, a sum, a share or a measure: the number may not
+#: be followed by a unit, nor cut short to dodge one ("8,000 won" is not 8).
+_EN_RISEN = _starting(
+    "rcigjsnt",  # the first letters of the verbs below
     r"\b(?:(?:rises?|rose|risen|rising|climbs?|climbed|climbing|increased?|increases|grows?|"
     r"grew|grown|jumps?|jumped|swell(?:s|ed)?|reach(?:es|ed)?) (?:from [\d,]+ )?to|"
     r"(?:now )?numbers?|totall?(?:s|ed|ing)?) "
     r"(?:about |around |some |roughly |at least |more than |over |nearly |almost |up to )?"
     + _EN_NUMBER
-    + r"(?!\w)(?! ?(?:%|percent|per cent|years?|months?|days?|hours?|km|kilometers?|miles?|"
-    r"times|tons?|dollars?|won|yuan|\.\d))"
+    + r"(?![\w.,]?\d)(?!\w)(?! ?[%°$])(?! ?(?:percent|per ?cent|years?|months?|weeks?|days?|"
+    r"hours?|minutes?|km|kilomet(?:er|re)s?|miles?|met(?:er|re)s?|times|tons?|tonnes?|kg|"
+    r"degrees?|million|billion|trillion|thousand|hundred|dollars?|usd|won|yuan|rmb|yen|euros?|"
+    r"points?|votes?|seats?|cases?|launch(?:es)?)\b)",
 )
+#: Who a "rise to 60" counts: people (escapees, detainees...) or those held, named before it.
 _EN_PEOPLE_WORD = re.compile(r"\b" + _EN_PEOPLE + r"\b|\bdetained\b|\bheld\b|\barrested\b")
-#: How far before "rise to 60" the people it counts are looked for (in the same clause).
+#: How far before "rise to 60" the people it counts are looked for (in the same sentence),
+#: and in how many words before the verb ("defectors held in Shenyang rise", not "defectors
+#: say the price of corn climbed").
 _RISEN_SUBJECT = 100
+_SUBJECT_WORDS = 5
+#: ...or the sentence says whose number it is: "the number of North Korean defectors detained
+#: by Chinese police in Jilin has risen to 45".
+_NUMBER_OF = re.compile(
+    r"\b(?:number|total|toll|count) of (?:[a-z'\-]+ ){0,3}?" + _EN_PEOPLE + r"\b"
+)
+#: At most this many counts of a text are weighed: the first ones (a report gives its count
+#: early), and a hostile text of thousands of numbers costs no more than a long report.
+MAX_COUNTS = 50
 #: After a digit not preceded by a digit, point or comma (a pattern that starts with a class
 #: is looked for by scanning for the class, several times faster than trying it everywhere).
 _KO = re.compile(
@@ -447,10 +465,15 @@ def people(norm: str, lang: str | None = None) -> int | None:
                 n = _to_int(m.group("n"))
                 if n:
                     found.append((m.start(), m.end(), n))
-        for m in _EN_RISEN.finditer(norm):
-            clause = _clause(norm, max(0, m.start() - _RISEN_SUBJECT), m.start())
+        for m in itertools.islice(_EN_RISEN.finditer(norm), MAX_COUNTS):
             n = _to_int(m.group("n"))
-            if n and _EN_PEOPLE_WORD.search(clause[-_RISEN_SUBJECT:]):
+            if not n or (1900 <= n <= 2100 and "," not in m.group("n")):
+                continue  # a year
+            # the people it counts: its subject, just before the verb in its own sentence
+            lo = max(0, m.start() - _RISEN_SUBJECT)
+            lo = max(lo, *(norm.rfind(mark, lo, m.start()) + 1 for mark in _CLAUSE_ENDS))
+            subject = " ".join(norm[lo : m.start()].split()[-_SUBJECT_WORDS:])
+            if _EN_PEOPLE_WORD.search(subject) or _NUMBER_OF.search(norm, lo, m.start()):
                 found.append((m.start("n"), m.end(), n))
     if lang in ("ko", None) and ("명" in norm or "인" in norm):
         for m in _KO.finditer(norm):
@@ -463,7 +486,7 @@ def people(norm: str, lang: str | None = None) -> int | None:
             n = _zh_int(m.group("n"))
             if n:
                 found.append((m.start(), m.end(), n))
-    found = sorted((at, end, n) for at, end, n in found if n <= MAX_PEOPLE)
+    found = sorted((at, end, n) for at, end, n in found if n <= MAX_PEOPLE)[:MAX_COUNTS]
     if not found:
         return None
     title_end = norm.find(TITLE_END)
