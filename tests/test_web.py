@@ -4,6 +4,7 @@ feeds (the Atom feed read back by feedparser), the OpenAPI document, and the tok
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -349,6 +350,8 @@ def test_dates_are_days_in_the_pages_zone_both_included(
         ("since=garbage", "since: expected a date like 2026-12-02"),
         ("until=2026-13-01", "until: expected a date like 2026-12-02"),
         ("until=9999-12-31", "until: expected a date"),  # no day after it
+        ("since=2026-12-02T09:00:00+09:00", "a + in an address is a space: write it %2B"),
+        ("source=gone-source", "source: unknown source 'gone-source'"),
         ("page=abc", "page: expected a number from 1, got 'abc'"),
         ("page=-1", "page: expected a number from 1"),
         ("page=0", "page: expected a number from 1"),
@@ -364,6 +367,20 @@ def test_a_filter_that_is_not_one_is_refused_naming_it(
     response = client.get(path + ("&" if "?" in path else "?") + query)
     assert response.status_code == 400, response.text
     assert says in response.text and "\n" not in response.text.strip()
+
+
+def test_a_source_taken_out_of_the_configuration_can_still_be_filtered_on(
+    store: Store,
+) -> None:
+    from watcher.web import create_app
+
+    config = saved(store, report("https://e.org/g", "China repatriates 60 North Koreans", NOW, NOW))
+    # yonhap leaves sources.yaml; its stories and items stay, and so do feeds subscribed to it
+    without = config.model_copy(update={"sources": [s for s in config.sources if s.id != "yonhap"]})
+    with TestClient(create_app(store, without)) as c:
+        kept = c.get("/feed.atom?source=yonhap")
+        assert kept.status_code == 200 and "China repatriates 60" in kept.text
+        assert c.get("/feed.atom?source=yonhapp").status_code == 400
 
 
 def test_a_limit_that_is_not_a_number_is_refused(client: TestClient) -> None:
@@ -470,6 +487,8 @@ def test_a_very_long_headline_is_cut_on_pages_and_kept_whole_on_its_item_page(
             "lang=ko&since=2026-12-01&until=2026-12-02",
             "in ko · since 2026-12-01 · until 2026-12-02",
         ),
+        # characters XML forbids never reach the title (the feed would not parse)
+        ("q=defectors%0B%01%1B%0A", "— search “defectors”"),
     ],
 )
 def test_a_feeds_title_says_what_it_holds(client: TestClient, query: str, title: str) -> None:
@@ -478,7 +497,29 @@ def test_a_feeds_title_says_what_it_holds(client: TestClient, query: str, title:
     assert not parsed.bozo, parsed.get("bozo_exception")
     assert parsed.feed.title.endswith(title) or parsed.feed.title == title, parsed.feed.title
     assert "<b>" not in atom.text  # escaped in the XML
+    ET.fromstring(atom.content)  # well-formed XML, strictly
     assert client.get(f"/feed.json?{query}").json()["title"] == parsed.feed.title
+
+
+def test_feeds_follow_a_reload_of_the_configuration(store: Store) -> None:
+    from watcher.web import create_app
+
+    config = saved(store, report("https://e.org/r", "China repatriates 60 North Koreans", NOW, NOW))
+    app = create_app(store, config)
+    with TestClient(app) as c:
+        before = c.get("/feed.atom?source=yonhap")
+        renamed = config.model_copy(
+            update={
+                "sources": [
+                    s.model_copy(update={"name": "Yonhap News Agency"}) if s.id == "yonhap" else s
+                    for s in config.sources
+                ]
+            }
+        )
+        app.state.web.reload(renamed)
+        after = c.get("/feed.atom?source=yonhap")
+    assert "from Yonhap News Agency" in after.text and "from Yonhap News Agency" not in before.text
+    assert after.headers["etag"] != before.headers["etag"]
 
 
 def test_an_undated_report_is_never_shown_with_a_publication_date(store: Store) -> None:

@@ -415,6 +415,13 @@ class Views:
         out = [(found[i], story_of.get(i)) for i in ids if i in found]
         return out, ids[-1] if more and ids else None
 
+    def stored_source(self, source_id: str) -> bool:
+        """Whether the database knows the source (a source taken out of sources.yaml keeps its
+        row and its items: its history can still be filtered on)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(t.sources.c.id).where(t.sources.c.id == source_id))
+            return found.first() is not None
+
     def version(self) -> tuple[Any, ...]:
         """What changes whenever a story or an item is stored or changed (two index lookups):
         a feed made for one version can be served again until it changes."""

@@ -147,6 +147,8 @@ class WebBase:
         #: The header in which the proxy names the user; a proxied request without it is 401.
         self.proxy_user_header = proxy_user_header
         self.names = {s.id: s.display_name for s in config.sources}
+        #: Raised by each reload: what was made from the old configuration is made again.
+        self.generation = 0
         #: What the filters may name (events, sources, languages), with the CLI's hints.
         self.known = Names.of(config)
         self.env = Environment(
@@ -182,6 +184,7 @@ class WebBase:
         self.known = Names.of(config)
         self.base_url = (config.settings.public_url or self._served_url).rstrip("/")
         self.config = config
+        self.generation += 1
 
     # ------------------------------------------------------------------ helpers
 
@@ -291,7 +294,7 @@ class WebBase:
         return Filters(
             event=self._known("event", q.get("event"), (*EVENT_TYPES, *self.known.events)),
             severity=self._known("severity", q.get("severity"), SEVERITIES),
-            source=self._known("source", q.get("source"), self.known.sources),
+            source=self._source(q.get("source")),
             lang=self._known("lang", q.get("lang"), self.known.langs),
             since=_day_or_time("since", q.get("since"), tz),
             until=_day_or_time("until", q.get("until"), tz, end=True),
@@ -307,6 +310,13 @@ class WebBase:
         if value not in known:
             raise HTTPException(400, f"{kind}: {self.known.problem(kind, value[:100])}")
         return value
+
+    def _source(self, value: str | None) -> str | None:
+        """A configured source, or one taken out of sources.yaml since whose items are still
+        stored (a feed subscribed to it goes on); else 400 with the CLI's hint."""
+        if value and value not in self.known.sources and self.views.stored_source(value[:100]):
+            return value
+        return self._known("source", value, self.known.sources)
 
     def _links(self, request: Request) -> Callable[[str], str]:
         """`href(path)` in templates: the address of another page, with this page's `?tz=`
@@ -420,9 +430,12 @@ def _day_or_time(name: str, text: str | None, tz: ZoneInfo, end: bool = False) -
             at = datetime.combine(day + timedelta(days=1) if end else day, time())
         return (at if at.tzinfo else at.replace(tzinfo=tz)).astimezone(UTC)
     except (ValueError, OverflowError):
+        # "+09:00" in an address unescaped arrives as " 09:00" (a + is a space in a query)
+        plus = " (a + in an address is a space: write it %2B, or give the time in UTC with Z)"
         raise HTTPException(
             400,
-            f"{name}: expected a date like 2026-12-02 (or an ISO 8601 time), got {text[:100]!r}",
+            f"{name}: expected a date like 2026-12-02 (or an ISO 8601 time), got {text[:100]!r}"
+            + (plus if re.search(r"\d \d\d:?\d\d$", text) else ""),
         ) from None
 
 

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from watcher import __version__
 from watcher.config import EVENT_NAMES
-from watcher.render import cut
+from watcher.render import clean, cut
 from watcher.store.views import Card, StoredItem
 from watcher.web.api import card_json
 from watcher.web.base import SHOWN_TITLE, WebBase
@@ -83,7 +83,8 @@ class Feeds(WebBase):
         """The feed for this address and the data as stored now (made when either changed)."""
         if self._feeds is None:
             self._feeds = _FeedCache()
-        key = (request.url.path, self._query(request), self.views.version())
+        # a reload (SIGHUP) changes names, zone and titles: a new generation of feeds
+        key = (request.url.path, self._query(request), self.views.version(), self.generation)
         body = self._feeds.get(key)
         if body is None:
             body = make(request)
@@ -107,7 +108,8 @@ class Feeds(WebBase):
         q = request.query_params
         parts = []
         if q.get("q", "").strip():
-            parts.append(f"search “{cut(q['q'].strip(), 100)}”")
+            # clean: no control character (XML forbids most) reaches the feed's title
+            parts.append(f"search “{cut(clean(q['q']), 100)}”")
         if f.event:
             parts.append(EVENT_NAMES.get(f.event, f.event))
         if f.severity:
