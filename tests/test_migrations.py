@@ -78,3 +78,54 @@ def test_sqlite_runs_in_wal_mode(tmp_path) -> None:
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     store.close()
+
+
+def test_keys_stored_with_a_user_name_lose_it_and_stay_one_item(store: Store) -> None:
+    """Migration 0014: a link's user name was kept in its key; watcher drops it now, so an
+    item stored that way would come back as new (and could alert again)."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import insert, select
+
+    from watcher.items import make_item
+    from watcher.store import tables as t
+
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    store.sync_sources([_Source("s")], now)
+    keys = {
+        "https://user@e.org/a": "https://e.org/a",  # re-keyed
+        "https://e.org/b?mail=a@b.org": "https://e.org/b?mail=a@b.org",  # an @ in the query
+        "https://ann@e.org/c": "https://ann@e.org/c",  # stored again since: both kept
+        "https://e.org/c": "https://e.org/c",
+    }
+    with store.engine.begin() as conn:
+        for n, key in enumerate(keys):
+            conn.execute(
+                insert(t.items).values(
+                    key=key, source_id="s", url=key, title=f"t{n}", text="", fetched_at=now,
+                    baseline=False, content_hash=str(n),
+                )
+            )  # fmt: skip
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(migrations_dir()))
+        cfg.attributes["connection"] = conn
+        command.stamp(cfg, "0013")
+    assert store.upgrade() == ("0013", SCHEMA_HEAD)
+    with store.engine.connect() as conn:
+        stored = dict(conn.execute(select(t.items.c.title, t.items.c.key)).all())
+    assert [stored[f"t{n}"] for n in range(4)] == list(keys.values())
+    # and the item, polled again, is the one stored
+    again = make_item(
+        source_id="s",
+        title="t0",
+        link="https://user@e.org/a",
+        summary="",
+        fetched_at=now,
+    )
+    assert again.key == "https://e.org/a" and store.save_items([again]).new == ()
+
+
+class _Source:
+    def __init__(self, source_id: str) -> None:
+        self.id, self.kind, self.url = source_id, "feed", "https://e.org/feed"
