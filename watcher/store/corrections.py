@@ -465,9 +465,10 @@ def _was_sent(conn: Connection, story_id: int) -> bool:
 
 
 def _facts(conn: Connection, row: Any) -> st.Facts:
-    """A report's facts as grouping keeps them, with what its matches say now (events,
-    severity, people, places: all from the same reading of the report, the last one when its
-    outlet edited it, as `stories.facts_of` takes them)."""
+    """A report's facts as grouping keeps them (its title, names and stated days as they were
+    when it joined), with what its matches say now: events, severity, people and places all
+    from one reading, the last one when its outlet edited it (`stories.facts_of` takes them
+    so). A report that no longer matches any rule keeps the events it joined with."""
     m = t.matches.c
     found = conn.execute(
         select(m.event, m.severity, m.people, m.places).where(m.item_id == row.id).order_by(m.id)
