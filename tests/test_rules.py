@@ -167,6 +167,13 @@ def test_matching_cost_does_not_depend_on_rules_that_cannot_fire() -> None:
         ("the detainees now number 60", 60),
         ("north koreans held: total 41", 41),
         ("the number of north korean defectors detained by police in jilin has risen to 45", 45),
+        # a long subject, and a year-like number the sentence says is a number of people
+        ("north korean escapees held in chinese detention centres have risen to about 600", 600),
+        (
+            "north korean defectors detained in china since the border reopened have risen to 600",
+            600,
+        ),
+        ("the number of north korean defectors held in china rose to 2000", 2000),
         # ...but not a price, a rate, a sum, a measure or a year, though people are named
         ("police detained defectors in shenyang. the price of rice rose to 60 this month", None),
         ("defectors held in shenyang say the exchange rate has risen to 8,000 won", None),

@@ -526,3 +526,30 @@ def test_results_are_newest_first_by_publication_not_storage(
         while ids := index.matching_ids(conn, q, before=paged[-1] if paged else None, limit=1):
             paged += ids
     assert paged == expected
+
+
+def test_a_cursor_whose_item_is_gone_is_refused_not_an_empty_page(
+    client: TestClient, store: Store
+) -> None:
+    # the page ended on an item `db prune` removed since (or a cursor made up): "More results"
+    # must not silently show nothing
+    first = client.get("/api/items", params={"q": "north", "limit": "1"}).json()
+    assert first["items"] and first.get("next_cursor")
+    with store.engine.begin() as conn:
+        conn.execute(t.items.delete().where(t.items.c.id == int(first["next_cursor"])))
+    for path in ("/api/items", "/api/search", "/search"):
+        gone = client.get(path, params={"q": "north", "cursor": first["next_cursor"]})
+        assert gone.status_code == 400, (path, gone.status_code)
+        assert "search again" in gone.text
+    assert client.get("/api/items", params={"q": "north", "cursor": "987654321"}).status_code == 400
+
+
+def test_prefix_completion_is_bounded_however_the_query_is_written() -> None:
+    # a completion repeats its phrase once per ending: only short phrases, a few per query
+    one = index.parse("repatriat*")
+    assert len(one.clauses[0].words) == len(index.SUFFIXES) + 1
+    hyphens = index.parse("-".join(["ab"] * 200) + "-abcd*")
+    assert hyphens.clauses[0].prefix and hyphens.clauses[0].words == ()
+    many = index.parse(" ".join(f"word{chr(97 + n)}x*" for n in range(10)))
+    assert sum(bool(c.words) for c in many.clauses) == index.MAX_EXPANDED
+    assert len(index.tsquery(many)) < 20_000 and len(index.fts5(many)) < 20_000

@@ -344,11 +344,15 @@ _EN_RISEN = _starting(
 )
 #: Who a "rise to 60" counts: people (escapees, detainees...) or those held, named before it.
 _EN_PEOPLE_WORD = re.compile(r"\b" + _EN_PEOPLE + r"\b|\bdetained\b|\bheld\b|\barrested\b")
-#: How far before "rise to 60" the people it counts are looked for (in the same sentence),
-#: and in how many words before the verb ("defectors held in Shenyang rise", not "defectors
-#: say the price of corn climbed").
-_RISEN_SUBJECT = 100
-_SUBJECT_WORDS = 5
+#: How far before "rise to 60" its subject is looked for (in the same sentence).
+_RISEN_SUBJECT = 160
+#: What a number that rose counts when it stands after the people in the subject: "defectors
+#: say the price of corn climbed to 3,500" counts corn's price, not defectors.
+_MEASURE = re.compile(
+    r"\b(?:prices?|rates?|costs?|fees?|bribes?|values?|wages?|salar(?:y|ies)|temperatures?|"
+    r"exchange|shares?|percentages?|levels?|amounts?|sums?|budgets?|exports?|imports?|trade|"
+    r"launch(?:es)?|tests?|cases?|votes?|index|gdp|output)\b"
+)
 #: ...or the sentence says whose number it is: "the number of North Korean defectors detained
 #: by Chinese police in Jilin has risen to 45".
 _NUMBER_OF = re.compile(
@@ -439,6 +443,21 @@ _EARLIER = re.compile(
 _CLAUSE_ENDS = (". ", "; ", TITLE_END)
 
 
+def _counts_people(norm: str, verb: int, n: int, written: str) -> bool:
+    """Whether the number a "rise to N" at `verb` gives counts people: the subject of its
+    sentence names them (or "the number of … defectors"), and no measure stands between them
+    and the verb (a price, a rate, launches). A year-like number counts only with "the number
+    of …" ("rose to 2000"), never after a subject alone ("… rose to 2023")."""
+    lo = max(0, verb - _RISEN_SUBJECT)
+    lo = max(lo, *(norm.rfind(mark, lo, verb) + 1 for mark in _CLAUSE_ENDS))
+    if _NUMBER_OF.search(norm, lo, verb):
+        return True
+    if 1900 <= n <= 2100 and "," not in written:
+        return False
+    people_end = max((m.end() for m in _EN_PEOPLE_WORD.finditer(norm, lo, verb)), default=-1)
+    return people_end >= 0 and not _MEASURE.search(norm, people_end, verb)
+
+
 def _clause(norm: str, start: int, end: int) -> str:
     """The sentence or clause around norm[start:end]: from the nearest ". ", "; " or title end
     before it to the nearest after it."""
@@ -467,13 +486,7 @@ def people(norm: str, lang: str | None = None) -> int | None:
                     found.append((m.start(), m.end(), n))
         for m in itertools.islice(_EN_RISEN.finditer(norm), MAX_COUNTS):
             n = _to_int(m.group("n"))
-            if not n or (1900 <= n <= 2100 and "," not in m.group("n")):
-                continue  # a year
-            # the people it counts: its subject, just before the verb in its own sentence
-            lo = max(0, m.start() - _RISEN_SUBJECT)
-            lo = max(lo, *(norm.rfind(mark, lo, m.start()) + 1 for mark in _CLAUSE_ENDS))
-            subject = " ".join(norm[lo : m.start()].split()[-_SUBJECT_WORDS:])
-            if _EN_PEOPLE_WORD.search(subject) or _NUMBER_OF.search(norm, lo, m.start()):
+            if n and _counts_people(norm, m.start(), n, m.group("n")):
                 found.append((m.start("n"), m.end(), n))
     if lang in ("ko", None) and ("명" in norm or "인" in norm):
         for m in _KO.finditer(norm):

@@ -305,6 +305,7 @@ def parse(text: str) -> Query:
             excluded = word.startswith("-") and len(word) > 1
             parts.append((word[1:] if excluded else word, False, excluded))
     clauses: list[Clause] = []
+    expanded = 0  # prefixes completed with English endings so far (`MAX_EXPANDED`)
     i = 0
     while i < len(parts):
         # the longest run of plain words (up to 4) that is a known multi-word spelling
@@ -333,11 +334,16 @@ def parse(text: str) -> Query:
             if alt and alt not in alternatives:
                 alternatives.append(alt)
         prefix = prefix and len(alternatives) == 1
+        # completed with English endings: a short phrase, a few times a query (each completion
+        # repeats the phrase; a hostile query of long hyphenated prefixes would cost 30x)
+        complete = prefix and len(phrase) <= MAX_PREFIX_TOKENS and expanded < MAX_EXPANDED
+        completed = _words_of_prefix(phrase) if complete else ()
+        expanded += bool(completed)
         clauses.append(
             Clause(
                 alternatives=tuple(alternatives),
                 prefix=prefix,
-                words=_words_of_prefix(phrase) if prefix else (),
+                words=completed,
                 exclude=excluded,
                 shown=core,
             )
@@ -347,6 +353,10 @@ def parse(text: str) -> Query:
     return Query(clauses=tuple(clauses), text=text)
 
 
+#: A prefix is completed with English endings only in a phrase of at most this many tokens,
+#: and in at most this many clauses of a query; beyond, it is matched as a prefix alone.
+MAX_PREFIX_TOKENS = 3
+MAX_EXPANDED = 4
 #: Endings that make a word of an English prefix; the database stems each such word to the
 #: stem its index holds, which may be shorter than the prefix (repatriat|ion → repatri,
 #: authorit|y → author), so the prefix alone would miss it.
@@ -456,6 +466,11 @@ def matching_ids(
     if not query.searchable or (among is not None and not among):
         return []
     i = t.items
+    if before is not None and conn.execute(select(i.c.id).where(i.c.id == before)).first() is None:
+        # the page ended on an item since pruned (or a cursor made up): its place is unknown
+        raise QueryError(
+            "these results have changed since (the cursor's item is gone): search again"
+        )
     placed = [_after(before)] if before is not None else []
     filters = [c(i.c.id) if callable(c) else c for c in _item_conditions(where or ItemFilter())]
     conds = filters + placed
@@ -538,7 +553,8 @@ def _newest_first(found: Any, *, walk: bool = True) -> Any:
 
 
 def _after(item_id: int) -> Any:
-    """Items after `item_id` in the results' order (its time read from its row, as stored)."""
+    """Items after `item_id` in the results' order (its time read from its row, as stored;
+    `matching_ids` refuses a cursor whose item is gone)."""
     other = t.items.alias("placed")
     at = select(_when(other)).where(other.c.id == item_id).scalar_subquery()
     return tuple_(_when(), t.items.c.id) < tuple_(at, literal(item_id, BigInteger))

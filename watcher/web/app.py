@@ -11,12 +11,12 @@ from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watcher.config import Config
-from watcher.store import Store
+from watcher.store import Store, search
 from watcher.web.api import Api
 from watcher.web.base import DEFAULT_BASE_URL, DEFAULT_PROXY_USER_HEADER, Network
 from watcher.web.corrections import Corrections
@@ -135,9 +135,16 @@ def create_app(
             Route("/openapi.json", web.openapi),
         ],
         middleware=[Middleware(_Security)],
+        # a search that cannot go on (its cursor's item was pruned) is the client's to redo
+        exception_handlers={search.QueryError: _query_refused},
     )
     app.state.web = web
     return app
+
+
+async def _query_refused(request: Request, exc: Exception) -> Response:
+    """400 with the one line that says why, as the other refused parameters get."""
+    return PlainTextResponse(str(exc), status_code=400)
 
 
 def listen(host: str, port: int) -> socket.socket:
