@@ -448,8 +448,7 @@ def _counts_people(norm: str, verb: int, n: int, written: str) -> bool:
     sentence names them (or "the number of … defectors"), and no measure stands between them
     and the verb (a price, a rate, launches). A year-like number counts only with "the number
     of …" ("rose to 2000"), never after a subject alone ("… rose to 2023")."""
-    lo = max(0, verb - _RISEN_SUBJECT)
-    lo = max(lo, *(norm.rfind(mark, lo, verb) + 1 for mark in _CLAUSE_ENDS))
+    lo = _clause_start(norm, verb, max(0, verb - _RISEN_SUBJECT))
     if _NUMBER_OF.search(norm, lo, verb):
         return True
     if 1900 <= n <= 2100 and "," not in written:
@@ -466,12 +465,17 @@ _RISEN_STEMS = (
 )
 
 
+def _clause_start(norm: str, at: int, lowest: int = 0) -> int:
+    """Where the sentence or clause holding `at` starts: after the nearest ". ", "; " or title
+    end before it, looking no further back than `lowest`."""
+    return max(lowest, *(norm.rfind(mark, lowest, at) + 1 for mark in _CLAUSE_ENDS))
+
+
 def _clause(norm: str, start: int, end: int) -> str:
     """The sentence or clause around norm[start:end]: from the nearest ". ", "; " or title end
     before it to the nearest after it."""
-    lo = max(norm.rfind(mark, 0, start) for mark in _CLAUSE_ENDS)
     ends = [i for i in (norm.find(mark, end) for mark in _CLAUSE_ENDS) if i != -1]
-    return norm[lo + 1 : min(ends, default=len(norm))]
+    return norm[_clause_start(norm, start) : min(ends, default=len(norm))]
 
 
 def people(norm: str, lang: str | None = None) -> int | None:

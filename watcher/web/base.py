@@ -318,6 +318,31 @@ class WebBase:
             return value
         return self._known("source", value, self.known.sources)
 
+    def _story_page(
+        self,
+        request: Request,
+        story_id: int | None,
+        *,
+        hit: int | None = None,
+        status: int = 200,
+        correction_error: str | None = None,
+    ) -> Response:
+        """A story's page (the not-found page when there is no such story), with the
+        corrections form when this request may correct, and why a correction was refused."""
+        card = self.views.story(story_id) if story_id is not None else None
+        if card is None:
+            return self._page("missing.html.j2", request, status=404, what="story")
+        return self._page(
+            "story.html.j2",
+            request,
+            status=status,
+            card=card,
+            corrections=self.views.corrections(card.story.id),
+            csrf=self.csrf() if self.may_correct(request) else None,
+            hit=hit,
+            correction_error=correction_error,
+        )
+
     def _links(self, request: Request) -> Callable[[str], str]:
         """`href(path)` in templates: the address of another page, with this page's `?tz=`
         when it names a zone, so that a link followed keeps the zone the reader chose."""

@@ -86,24 +86,10 @@ class Corrections(WebBase):
 
     async def _refused(self, request: Request, story_id: int, why: str, status: int) -> Response:
         """The story page again, saying why the correction was not made, with `status` (a
-        form's answer is a page, not JSON); the not-found page when the story is gone."""
-
-        def page() -> Response:
-            card = self.views.story(story_id)
-            if card is None:
-                return self._page("missing.html.j2", request, status=404, what="story")
-            return self._page(
-                "story.html.j2",
-                request,
-                status=status,
-                card=card,
-                corrections=self.views.corrections(card.story.id),
-                csrf=self.csrf(),
-                hit=None,
-                correction_error=why,
-            )
-
-        return await run_in_threadpool(page)
+        form's answer is a page, not JSON)."""
+        return await run_in_threadpool(
+            lambda: self._story_page(request, story_id, status=status, correction_error=why)
+        )
 
 
 class _BadForm(ValueError):

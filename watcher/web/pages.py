@@ -54,18 +54,10 @@ class Pages(WebBase):
         return out
 
     def story(self, request: Request) -> Response:
-        story_id = self._story_id(request)
-        card = self.views.story(story_id) if story_id is not None else None
-        if card is None:
-            return self._page("missing.html.j2", request, status=404, what="story")
         hit = request.query_params.get("hit", "")
-        may_correct = self.may_correct(request)
-        return self._page(
-            "story.html.j2",
+        return self._story_page(
             request,
-            card=card,
-            corrections=self.views.corrections(card.story.id),
-            csrf=self.csrf() if may_correct else None,
+            self._story_id(request),
             hit=int(hit) if hit.isascii() and hit.isdigit() and len(hit) < 19 else None,
         )
 
