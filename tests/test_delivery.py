@@ -124,6 +124,12 @@ class Harness:
         feeds.route("/yonhap", body=rss())
         feeds.route("/voa", body=rss())
 
+    def publish(self, path: str, *entries: tuple[str, str, datetime], minutes: int) -> list[Any]:
+        """The feed at `path` now carries `entries`; `minutes` later, one poll: its reports."""
+        self.feeds.routes[path].body = rss(*entries)
+        self.clock.advance(minutes=minutes)
+        return self.poll()
+
     def poll(self) -> list[Any]:
         async def go() -> list[Any]:
             async with Fetcher(FetchLimits.from_settings(self.config.settings)) as fetcher:
@@ -324,24 +330,24 @@ def test_each_update_says_what_changed_since_the_message_before_it(
 ) -> None:
     h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
     h.poll()
-    feeds.routes["/yonhap"].body = rss(
-        ("Chinese police detain 20 North Korean defectors", "https://e.org/1", T0)
+    h.publish(
+        "/yonhap",
+        ("Chinese police detain 20 North Korean defectors", "https://e.org/1", T0),
+        minutes=1,
     )
-    h.clock.advance(minutes=1)
-    h.poll()
     h.deliver()
-    feeds.routes["/voa"].body = rss(
-        ("China repatriates 20 North Korean defectors via Dandong", "https://voa.example/2", T0)
+    h.publish(
+        "/voa",
+        ("China repatriates 20 North Korean defectors via Dandong", "https://voa.example/2", T0),
+        minutes=5,
     )
-    h.clock.advance(minutes=5)
-    h.poll()
     h.deliver()
-    feeds.routes["/yonhap"].body = rss(
+    h.publish(
+        "/yonhap",
         ("Chinese police detain 20 North Korean defectors", "https://e.org/1", T0),
         ("China repatriates 60 North Korean defectors via Dandong", "https://e.org/3", T0),
+        minutes=5,
     )
-    h.clock.advance(minutes=5)
-    h.poll()
     h.deliver()
     first, second, third = (m["message"].splitlines()[0] for m in hook_messages(feeds))
     assert not first.startswith("Update")
@@ -360,15 +366,20 @@ def test_a_channel_that_never_heard_of_a_story_gets_its_alert_not_an_update(
     routes = [{"channels": ["hook"], "group_wait": "0s", "min_severity": "critical"}]
     h = Harness(store, feeds, [hook_channel(feeds)], routes)
     h.poll()
-    feeds.routes["/yonhap"].body = rss(
-        ("China repatriates 60 North Korean defectors via Dandong", "https://e.org/1", T0)
+    h.publish(
+        "/yonhap",
+        ("China repatriates 60 North Korean defectors via Dandong", "https://e.org/1", T0),
+        minutes=1,
     )
-    h.clock.advance(minutes=1)
-    h.poll()
     assert h.deliver() == 0
-    feeds.routes["/voa"].body = rss(("단둥서 탈북민 600여명 강제북송", "https://voa.example/2", T0))
-    h.clock.advance(minutes=5)
-    assert h.poll()[-1].stories[0].change == "revised"
+    assert (
+        h.publish(
+            "/voa", ("단둥서 탈북민 600여명 강제북송", "https://voa.example/2", T0), minutes=5
+        )[-1]
+        .stories[0]
+        .change
+        == "revised"
+    )
     assert h.deliver() == 1
     (message,) = hook_messages(feeds)
     assert message["title"].startswith("[CRITICAL] Forced repatriation"), message["title"]
@@ -383,17 +394,26 @@ def test_a_change_while_the_alert_waits_out_group_wait_goes_in_the_alert(
     # revision: no update overtakes the alert, which goes out once, showing both
     h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "5m"}])
     h.poll()
-    feeds.routes["/yonhap"].body = rss(
-        ("Chinese police detain 20 North Korean defectors", "https://e.org/1", T0)
+    h.publish(
+        "/yonhap",
+        ("Chinese police detain 20 North Korean defectors", "https://e.org/1", T0),
+        minutes=1,
     )
-    h.clock.advance(minutes=1)
-    h.poll()
     assert h.deliver() == 0
-    feeds.routes["/voa"].body = rss(
-        ("China repatriates 20 North Korean defectors via Dandong", "https://voa.example/2", T0)
+    assert (
+        h.publish(
+            "/voa",
+            (
+                "China repatriates 20 North Korean defectors via Dandong",
+                "https://voa.example/2",
+                T0,
+            ),
+            minutes=1,
+        )[-1]
+        .stories[0]
+        .change
+        == "revised"
     )
-    h.clock.advance(minutes=1)
-    assert h.poll()[-1].stories[0].change == "revised"
     assert h.deliver() == 0  # nothing overtakes the waiting alert
     h.clock.advance(minutes=10)
     assert h.deliver() == 1
@@ -417,14 +437,10 @@ def test_a_reminder_sent_in_an_updates_place_says_what_changed(
     )
     h.poll()
     first = ("China repatriates 60 North Korean defectors via Dandong", "https://e.org/1", T0)
-    feeds.routes["/yonhap"].body = rss(first)
-    h.clock.advance(minutes=1)
-    h.poll()
+    h.publish("/yonhap", first, minutes=1)
     h.deliver()
     feeds.routes["/hook"].status = 503
-    feeds.routes["/voa"].body = rss(("단둥서 탈북민 600여명 강제북송", "https://voa.example/2", T0))
-    h.clock.advance(minutes=10)
-    h.poll()
+    h.publish("/voa", ("단둥서 탈북민 600여명 강제북송", "https://voa.example/2", T0), minutes=10)
     h.deliver()
     feeds.routes["/hook"].status = 200
     h.clock.advance(hours=2)
@@ -433,9 +449,7 @@ def test_a_reminder_sent_in_an_updates_place_says_what_changed(
     assert back["message"].startswith("Update · 60 → 600 people · HIGH → CRITICAL · +1 outlet")
     assert ("hook", "reminder", "sent") in h.statuses()
     later = ("China repatriated 900 North Korean defectors via Dandong", "https://e.org/3", T0)
-    feeds.routes["/yonhap"].body = rss(first, later)
-    h.clock.advance(minutes=1)
-    h.poll()
+    h.publish("/yonhap", first, later, minutes=1)
     h.deliver()
     assert hook_messages(feeds)[-1]["message"].splitlines()[0] == "Update · 600 → 900 people"
 
