@@ -366,7 +366,30 @@ def test_a_filter_that_is_not_one_is_refused_naming_it(
         return  # search pages go by cursor
     response = client.get(path + ("&" if "?" in path else "?") + query)
     assert response.status_code == 400, response.text
-    assert says in response.text and "\n" not in response.text.strip()
+    if path.startswith("/api/"):  # the API's answers are JSON, its refusals too
+        assert response.headers["content-type"] == "application/json"
+        assert says in response.json()["error"] and "\n" not in response.json()["error"]
+    else:
+        assert response.headers["content-type"].startswith("text/plain")
+        assert says in response.text and "\n" not in response.text.strip()
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/items?q=kunming&cursor=abc", 400),
+        ("/api/search?q=" + "x" * 5000, 400),
+        ("/api/stories?limit=0", 400),
+        ("/api/nothing-here", 404),
+    ],
+)
+def test_the_api_refuses_in_json_as_it_answers(client: TestClient, path: str, status: int) -> None:
+    """A client of the API reads every answer as JSON: a refusal is `{"error": one line}`."""
+    response = client.get(path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error and "\n" not in error
 
 
 def test_a_source_taken_out_of_the_configuration_can_still_be_filtered_on(

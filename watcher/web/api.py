@@ -229,6 +229,19 @@ def _ok(schema: dict[str, Any]) -> dict[str, Any]:
     return {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}}
 
 
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string", "description": "what was refused, in one line"}},
+}
+#: A refused parameter (a source or event not known, a limit or cursor that is not one).
+_REFUSED = {
+    "400": {
+        "description": "A parameter is not one; `error` names it",
+        "content": {"application/json": {"schema": _ERROR}},
+    }
+}
+
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -261,7 +274,13 @@ OPENAPI: dict[str, Any] = {
                         "schema": {"type": "integer"},
                     }
                 ],
-                "responses": {**_ok(_STORY), "404": {"description": "No such story"}},
+                "responses": {
+                    **_ok(_STORY),
+                    "404": {
+                        "description": "No such story",
+                        "content": {"application/json": {"schema": _ERROR}},
+                    },
+                },
             }
         },
         "/api/search": {
@@ -330,3 +349,6 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+for _path, _spec in OPENAPI["paths"].items():
+    if any(p["in"] == "query" for p in _spec["get"].get("parameters", ())):
+        _spec["get"]["responses"].update(_REFUSED)

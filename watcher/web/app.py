@@ -6,9 +6,11 @@ import re
 import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -136,15 +138,35 @@ def create_app(
         ],
         middleware=[Middleware(_Security)],
         # a search that cannot go on (its cursor's item was pruned) is the client's to redo
-        exception_handlers={search.QueryError: _query_refused},
+        exception_handlers={HTTPException: _http_refused, search.QueryError: _query_refused},
     )
     app.state.web = web
     return app
 
 
+#: Paths whose answers are JSON: their refusals are JSON too (`{"error": "..."}`), as the
+#: API's 404 is, so a client reads every answer the same way.
+_JSON_PATHS = ("/api/", "/openapi.json")
+
+
+def _refused(request: Request, status: int, why: str, headers: Any = None) -> Response:
+    """The refusal in the path's own format: JSON under /api/, one line of text elsewhere."""
+    if status in (204, 304):  # no body by definition
+        return Response(status_code=status, headers=headers)
+    if request.url.path.startswith(_JSON_PATHS):
+        return JSONResponse({"error": why}, status_code=status, headers=headers)
+    return PlainTextResponse(why, status_code=status, headers=headers)
+
+
+async def _http_refused(request: Request, exc: Exception) -> Response:
+    """A refused request (a bad parameter, an unknown path): its one line, in its format."""
+    assert isinstance(exc, HTTPException)
+    return _refused(request, exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+
 async def _query_refused(request: Request, exc: Exception) -> Response:
     """400 with the one line that says why, as the other refused parameters get."""
-    return PlainTextResponse(str(exc), status_code=400)
+    return _refused(request, 400, str(exc))
 
 
 def listen(host: str, port: int) -> socket.socket:
