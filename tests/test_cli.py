@@ -382,6 +382,31 @@ def test_check_renders_the_operators_templates(tmp_path: Path) -> None:
     assert watcher("--config", str(cfg), "check").returncode == 0
 
 
+def test_check_warns_of_an_alert_template_whose_updates_say_nothing_changed(
+    tmp_path: Path,
+) -> None:
+    """An override written before updates said what changed names only new outlets: check
+    says which file and what to copy, and goes on (a warning; the exit code stays 0)."""
+    shipped = Path(__file__).parent.parent / "watcher" / "templates"
+    folder = tmp_path / "templates"
+    (folder / "ko").mkdir(parents=True)
+    old = "{{ title }}{% if kind == 'update' %} +{{ new_outlets|join(', ') }}{% endif %}"
+    (folder / "alert.slack.md.j2").write_text(old)
+    # copies of the shipped templates do say it
+    (folder / "alert.text.j2").write_text((shipped / "alert.text.j2").read_text())
+    (folder / "ko" / "alert.text.j2").write_text((shipped / "ko" / "alert.text.j2").read_text())
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text(f"sources: []\nsettings: {{templates_dir: '{folder}'}}\n")
+    result = watcher("--config", str(cfg), "check")
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "does not show `changes`" in line]
+    assert warned == [
+        f"warning: {folder / 'alert.slack.md.j2'} does not show `changes`: an update sent with "
+        'it names only new outlets, not what changed ("60 → 600 people"); copy the update '
+        "line of the shipped watcher/templates/alert.slack.md.j2 (docs/alerts.md)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

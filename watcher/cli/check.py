@@ -21,15 +21,18 @@ def check(ctx: Context) -> None:
     is fetched or sent). Routes are checked against what exists: an event no
     rule reports, a tag no source carries or an unknown language is a problem (with a
     did-you-mean), as is a route that can never fire. Warnings (no rules, no channels or
-    routes: no alert will be sent) are printed and do not change the exit code.
+    routes: no alert will be sent; an overridden alert template whose updates do not say
+    what changed) are printed and do not change the exit code.
     """
     loaded = ctx.config()
     config = loaded.config
     matcher = ctx.matcher()
+    template_warnings: list[str] = []
     if config.settings.templates_dir:
         problem = _check_templates(config.settings.templates_dir)
         if problem:
             fail_config(ConfigError([loaded.problem(("settings", "templates_dir"), problem)]))
+        template_warnings = _templates_without_changes(config.settings.templates_dir)
     html = [(i, s) for i, s in enumerate(config.sources) if s.kind == "html"]
     if html:
         from watcher.parsers import selector_problems
@@ -58,7 +61,7 @@ def check(ctx: Context) -> None:
         if any(r.enabled for r in config.rules)
         else ["no enabled rule: no story is made, so no alert will be sent (see docs/rules.md)"]
     )
-    for warning in [*loaded.warnings, *no_rules, *nobody_hears(config)]:
+    for warning in [*loaded.warnings, *no_rules, *nobody_hears(config), *template_warnings]:
         click.echo(f"warning: {warning}", err=True)
     kinds = Counter(s.kind for s in config.sources)
     disabled = sum(1 for s in config.sources if not s.enabled)
@@ -130,3 +133,47 @@ def _check_templates(folder: str) -> str | None:
             except Exception as exc:
                 return f"a template in {folder} does not render for {channel} ({locale}): {exc}"
     return None
+
+
+def _templates_without_changes(folder: str) -> list[str]:
+    """A warning for each alert template overridden in `folder` whose update does not say what
+    changed ("60 → 600 people"): written before updates said so, it names only new outlets."""
+    import os
+    from datetime import UTC, datetime
+
+    from watcher import render
+    from watcher.types import AlertView, Report, Told
+
+    report = Report(
+        source_id="s",
+        source_name="Outlet",
+        title="Sample",
+        url="https://e.org/",
+        published_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    update = AlertView(
+        kind="update",
+        story_id=1,
+        revision=2,
+        events=("detention",),
+        severity="high",
+        rules=("r",),
+        people=600,
+        first=report,
+        story_url="https://e.org/stories/1",
+        before=Told(severity="high", events=("detention",), people=60),
+    )
+    out = []
+    for channel, spec in render.CHANNELS.items():
+        for locale, words in render.WORDS.items():
+            name = f"{words.folder}alert.{spec.suffix}.j2"
+            if not os.path.isfile(os.path.join(folder, name)):
+                continue  # the shipped template, which says it
+            body = render.render_alert(update, channel, "UTC", templates_dir=folder, locale=locale)
+            if words.count_changed(60, 600) not in f"{body.title}\n{body.body}":
+                out.append(
+                    f"{os.path.join(folder, name)} does not show `changes`: an update sent with "
+                    f'it names only new outlets, not what changed ("60 → 600 people"); copy '
+                    f"the update line of the shipped watcher/templates/{name} (docs/alerts.md)"
+                )
+    return out
