@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import click
 
 from watcher.cli.base import Context, cli, fail_config, pass_ctx, plural
 from watcher.errors import ConfigError
+
+if TYPE_CHECKING:
+    from watcher.types import AlertView
 
 
 @cli.command()
@@ -86,18 +90,12 @@ def check(ctx: Context) -> None:
     )
 
 
-def _check_templates(folder: str) -> str | None:
-    """Render a sample of every message with the operator's templates: a broken override is
-    found now, not when an alert is due."""
-    import os
-    from dataclasses import replace
+def _sample_alert() -> AlertView:
+    """A story's first alert, to render the operator's templates with."""
     from datetime import UTC, datetime
 
-    from watcher import render
     from watcher.types import AlertView, Report
 
-    if not os.path.isdir(folder):
-        return f"no such folder {folder!r}"
     report = Report(
         source_id="s",
         source_name="Outlet",
@@ -105,7 +103,7 @@ def _check_templates(folder: str) -> str | None:
         url="https://e.org/",
         published_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
-    view = AlertView(
+    return AlertView(
         kind="alert",
         story_id=1,
         revision=1,
@@ -115,6 +113,19 @@ def _check_templates(folder: str) -> str | None:
         first=report,
         story_url="https://e.org/stories/1",
     )
+
+
+def _check_templates(folder: str) -> str | None:
+    """Render a sample of every message with the operator's templates: a broken override is
+    found now, not when an alert is due."""
+    import os
+    from dataclasses import replace
+
+    from watcher import render
+
+    if not os.path.isdir(folder):
+        return f"no such folder {folder!r}"
+    view = _sample_alert()
     for channel in render.CHANNELS:  # every format, so an override breaks none of them
         for locale in render.WORDS:  # and every language a route may ask for
             try:
@@ -139,28 +150,16 @@ def _templates_without_changes(folder: str) -> list[str]:
     """A warning for each alert template overridden in `folder` whose update does not say what
     changed ("60 → 600 people"): written before updates said so, it names only new outlets."""
     import os
-    from datetime import UTC, datetime
+    from dataclasses import replace
 
     from watcher import render
-    from watcher.types import AlertView, Report, Told
+    from watcher.types import Told
 
-    report = Report(
-        source_id="s",
-        source_name="Outlet",
-        title="Sample",
-        url="https://e.org/",
-        published_at=datetime(2026, 1, 1, tzinfo=UTC),
-    )
-    update = AlertView(
+    update = replace(
+        _sample_alert(),
         kind="update",
-        story_id=1,
         revision=2,
-        events=("detention",),
-        severity="high",
-        rules=("r",),
         people=600,
-        first=report,
-        story_url="https://e.org/stories/1",
         before=Told(severity="high", events=("detention",), people=60),
     )
     out = []
