@@ -113,6 +113,26 @@ def test_atom_feed_is_valid_and_filterable(client: TestClient) -> None:
     assert "Yonhap, 데일리NK" in entry.summary
 
 
+@pytest.mark.parametrize("q", ["", "&q=repatriat*"])
+def test_a_feed_subscribed_in_a_zone_links_its_pages_in_that_zone(
+    client: TestClient, q: str
+) -> None:
+    """A reader in Seoul subscribes with ?tz=Asia/Seoul: each entry opens its page in Seoul
+    time, while the entry's id is the same in every zone (no entry is shown twice)."""
+    seoul = feedparser.parse(client.get(f"/feed.atom?tz=Asia/Seoul{q}").content).entries
+    utc = feedparser.parse(client.get(f"/feed.atom?{q.lstrip('&')}").content).entries
+    assert seoul and [e.id for e in seoul] == [e.id for e in utc]
+    assert all(e.link.endswith("tz=Asia%2FSeoul") for e in seoul)
+    assert all("tz=" not in e.link for e in utc)
+    page = client.get(seoul[0].link.removeprefix("http://127.0.0.1:8080")).text
+    assert " KST" in page
+    items = client.get(f"/feed.json?tz=Asia/Seoul{q}").json()["items"]
+    assert items and all(i["url"].endswith("tz=Asia%2FSeoul") for i in items)
+    # a zone that is none is not carried on
+    bad = feedparser.parse(client.get(f"/feed.atom?tz=Mars/Olympus{q}").content).entries
+    assert bad and all("tz=" not in e.link for e in bad)
+
+
 def test_json_feed(client: TestClient) -> None:
     feed = client.get("/feed.json").json()
     assert feed["version"] == "https://jsonfeed.org/version/1.1"

@@ -125,8 +125,12 @@ class Feeds(WebBase):
         return FEED_TITLE + (" — " + " · ".join(parts) if parts else "")
 
     def _entries(self, request: Request) -> list[_Entry]:
+        # An entry's link keeps the feed's `?tz=`: the page it opens shows times in the zone
+        # the subscriber chose (its id stays the same in every zone).
+        href = self._links(request)
         if not request.query_params.get("q", "").strip():
-            return [self._story_entry(c) for c in self.views.stories(self._filters(request, 100))]
+            stories = self.views.stories(self._filters(request, 100))
+            return [self._story_entry(c, href) for c in stories]
         query = self._query_of(request)
         page = self.views.search(
             query, self._item_filter(request), cursor=self._cursor(request), size=SEARCH_FEED_SIZE
@@ -135,16 +139,16 @@ class Feeds(WebBase):
         for r in page.results:
             if r.card is not None:
                 hit = f"?hit={r.card.hits[0]}" if r.card.hits else ""
-                out.append(self._story_entry(r.card, hit))
+                out.append(self._story_entry(r.card, href, hit))
             elif r.item is not None:
-                out.append(self._item_entry(r.item))
+                out.append(self._item_entry(r.item, href))
         return out
 
-    def _story_entry(self, card: Card, hit: str = "") -> _Entry:
+    def _story_entry(self, card: Card, href: Callable[[str], str], hit: str = "") -> _Entry:
         s = card.story
         return _Entry(
             key=self._absolute(f"/stories/{s.id}"),
-            link=self._absolute(f"/stories/{s.id}{hit}"),
+            link=self._absolute(href(f"/stories/{s.id}{hit}")),
             title=f"[{s.severity.upper()}] {cut(s.title, SHOWN_TITLE)}",
             summary=self._summary(card),
             published=card.event_at if card.dated else None,
@@ -153,10 +157,11 @@ class Feeds(WebBase):
             card=card,
         )
 
-    def _item_entry(self, found: StoredItem) -> _Entry:
+    def _item_entry(self, found: StoredItem, href: Callable[[str], str]) -> _Entry:
         item = found.item
         return _Entry(
-            link=self._absolute(f"/items/{found.id}"),
+            key=self._absolute(f"/items/{found.id}"),
+            link=self._absolute(href(f"/items/{found.id}")),
             title=cut(item.title, SHOWN_TITLE),
             summary=f"{self.names.get(item.source_id, item.source_id)}: {item.text[:300]}",
             published=item.published_at,
