@@ -382,6 +382,37 @@ def test_check_renders_the_operators_templates(tmp_path: Path) -> None:
     assert watcher("--config", str(cfg), "check").returncode == 0
 
 
+def test_check_lists_every_problem_in_one_run(tmp_path: Path) -> None:
+    """What only check looks at (CSS selectors, apprise URLs) comes with the route and concept
+    problems, in file order: an operator fixes them all from one run."""
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text(
+        "sources:\n"
+        "  - id: h\n"
+        "    kind: html\n"
+        "    url: https://e.org/a\n"
+        "    selectors: {item: 'h3[class', title: a, link: a}\n"
+        "concepts:\n"
+        "  nk: {kr: [탈북민], en: [defector]}\n"
+        "rules:\n"
+        "  - {id: r, event: detention, all_of: [nk]}\n"
+        "channels:\n"
+        "  - {id: ch, url: 'mailto//x'}\n"
+        "routes:\n"
+        "  - {channels: [ch], events: [detension]}\n"
+    )
+    result = watcher("--config", str(cfg), "check")
+    assert result.returncode == 2
+    where = [line.split(": ", 2)[:2] for line in result.stderr.splitlines()[:-1]]
+    assert where == [
+        [f"{cfg}:5", "sources[0].selectors.item"],
+        [f"{cfg}:7", "concepts.nk.kr"],
+        [f"{cfg}:11", "channels[0].url"],
+        [f"{cfg}:13", "routes[0].events"],
+    ]
+    assert result.stderr.splitlines()[-1] == "4 problems found; nothing was changed."
+
+
 def test_check_warns_of_an_alert_template_whose_updates_say_nothing_changed(
     tmp_path: Path,
 ) -> None:

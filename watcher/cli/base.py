@@ -24,6 +24,7 @@ from watcher.errors import ConfigError, RuleError, StoreError
 
 if TYPE_CHECKING:  # imported where used: `watcher --help` loads neither pydantic nor SQLAlchemy
     from watcher.config import LoadedConfig
+    from watcher.config.loading import Checks
     from watcher.store import Store
 
 log = logging.getLogger("watcher")
@@ -42,13 +43,14 @@ class Context:
     _loaded: LoadedConfig | None = field(default=None, repr=False)
     _matcher: Any = field(default=None, repr=False)
 
-    def config(self) -> LoadedConfig:
-        """The validated config; exits with every problem listed when it is invalid."""
+    def config(self, checks: Checks | None = None) -> LoadedConfig:
+        """The validated config; exits with every problem listed when it is invalid (those of
+        `checks` too, on the first call: `watcher check` passes its costlier ones)."""
         if self._loaded is None:
             from watcher.config import load_config
 
             try:
-                self._loaded = load_config(self.config_path)
+                self._loaded = load_config(self.config_path, checks=checks)
             except ConfigError as exc:
                 fail_config(exc)
             logsetup.add_secrets(self._loaded.secrets)

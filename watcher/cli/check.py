@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from watcher.cli.base import Context, cli, fail_config, pass_ctx, plural
-from watcher.errors import ConfigError
+from watcher.cli.base import Context, cli, pass_ctx, plural
 
 if TYPE_CHECKING:
+    from watcher.config import Config
     from watcher.types import AlertView
 
 
@@ -28,36 +28,14 @@ def check(ctx: Context) -> None:
     routes: no alert will be sent; an overridden alert template whose updates do not say
     what changed) are printed and do not change the exit code.
     """
-    loaded = ctx.config()
+    loaded = ctx.config(checks=_deeper_problems)
     config = loaded.config
     matcher = ctx.matcher()
-    template_warnings: list[str] = []
-    if config.settings.templates_dir:
-        problem = _check_templates(config.settings.templates_dir)
-        if problem:
-            fail_config(ConfigError([loaded.problem(("settings", "templates_dir"), problem)]))
-        template_warnings = _templates_without_changes(config.settings.templates_dir)
-    html = [(i, s) for i, s in enumerate(config.sources) if s.kind == "html"]
-    if html:
-        from watcher.parsers import selector_problems
-
-        bad = [
-            loaded.problem(("sources", i, "selectors", key), what)
-            for i, source in html
-            for key, what in selector_problems(source.selectors)
-        ]
-        if bad:
-            fail_config(ConfigError(bad))
-    if config.channels:
-        from watcher.outbox import unreadable_channels
-
-        unreadable = unreadable_channels(config)
-        if unreadable:
-            fail_config(
-                ConfigError(
-                    [loaded.problem(("channels", i, "url"), what) for i, what in unreadable]
-                )
-            )
+    template_warnings = (
+        _templates_without_changes(config.settings.templates_dir)
+        if config.settings.templates_dir
+        else []
+    )
     from watcher.routing import nobody_hears
 
     no_rules = (
@@ -88,6 +66,31 @@ def check(ctx: Context) -> None:
     click.echo(
         f"  {plural(len(config.channels), 'channel')}, {plural(len(config.routes), 'route')}"
     )
+
+
+def _deeper_problems(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
+    """What only `check` looks at (it costs imports a run does not need): each html source's
+    selectors are CSS, apprise can read each enabled channel's URL, the operator's templates
+    render. Listed with the file's other problems, in one run."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    html = [(i, s) for i, s in enumerate(config.sources) if s.kind == "html"]
+    if html:
+        from watcher.parsers import selector_problems
+
+        out += [
+            (("sources", i, "selectors", key), what)
+            for i, source in html
+            for key, what in selector_problems(source.selectors)
+        ]
+    if config.channels:
+        from watcher.outbox import unreadable_channels
+
+        out += [(("channels", i, "url"), what) for i, what in unreadable_channels(config)]
+    if config.settings.templates_dir:
+        problem = _check_templates(config.settings.templates_dir)
+        if problem:
+            out.append((("settings", "templates_dir"), problem))
+    return out
 
 
 def _sample_alert() -> AlertView:

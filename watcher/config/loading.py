@@ -32,7 +32,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -53,8 +53,10 @@ from watcher.config.models import (
     SOURCE_KINDS,
     Config,
     LocatedError,
+    ReferenceProblem,
     Route,
     format_duration,
+    reference_problems,
     short,
 )
 from watcher.errors import ConfigError
@@ -82,9 +84,21 @@ class LoadedConfig:
         return Names.of(self.config)
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> LoadedConfig:
+#: Further checks of a valid config, run with the loader's own last ones so that one run lists
+#: every problem: (path, message) each (`watcher check` passes the costly ones: CSS selectors,
+#: apprise URLs, the operator's templates).
+Checks = Callable[[Config], list[tuple[tuple[str | int, ...], str]]]
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    checks: Checks | None = None,
+) -> LoadedConfig:
     """Read and validate a sources.yaml; raise ConfigError with every problem found."""
-    return load_config_text(_read(path), str(path), os.environ if env is None else env)
+    env = os.environ if env is None else env
+    return load_config_text(_read(path), str(path), env, checks=checks)
 
 
 def load_rules(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> LoadedConfig:
@@ -105,7 +119,12 @@ def _read(path: str | os.PathLike[str], option: str = "--config") -> str:
 
 
 def load_config_text(
-    text: str, name: str, env: Mapping[str, str], *, rules_only: bool = False
+    text: str,
+    name: str,
+    env: Mapping[str, str],
+    *,
+    rules_only: bool = False,
+    checks: Checks | None = None,
 ) -> LoadedConfig:
     lines: dict[tuple[str | int, ...], int] = {}
     #: Plain (unquoted) scalars that YAML read as something other than text: `off` → false,
@@ -150,25 +169,37 @@ def load_config_text(
         )
         for p, var in unset
     ]
+    skip = {p for p, _ in unset}
+    # Between sections (a rule's unknown concept, a route's unknown channel, a duplicate id):
+    # found in the data as written, so that they are listed with the fields' own problems
+    # (which stop pydantic before the model's checks run).
+    problems += [
+        _fmt(name, lines, path, message)
+        for path, message in reference_problems(data)
+        if not any(path[: len(p)] == p for p in skip)
+    ]
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        skip = {p for p, _ in unset}
         problems += _format_validation(exc, name, lines, data, plain, skip)
     if problems:
         at = len(name) + 1  # each problem starts "name:line:"
         problems.sort(key=lambda problem: int(problem[at:].split(":", 1)[0]))
         raise ConfigError(_redacted(problems, secrets), unset=[var for _, var in unset])
     _keep_written_urls(config, written.get("sources"))
-    unknown = [
-        f"{name}:{_line_for(lines, line_at)}: {_display(shown)}: {message}"
-        for shown, line_at, message in (
-            *_route_problems(config, Names.of(config)),
-            *_concept_lang_problems(config),
+    found = [*_route_problems(config, Names.of(config)), *_concept_lang_problems(config)]
+    found += [(path, path, message) for path, message in (checks(config) if checks else ())]
+    if found:
+        found.sort(key=lambda problem: _line_for(lines, problem[1]))
+        raise ConfigError(
+            _redacted(
+                [
+                    f"{name}:{_line_for(lines, line_at)}: {_display(shown)}: {message}"
+                    for shown, line_at, message in found
+                ],
+                secrets,
+            )
         )
-    ]
-    if unknown:
-        raise ConfigError(_redacted(unknown, secrets))
     warnings = _redacted(_short_intervals(config, name, lines), secrets)
     return LoadedConfig(
         config=config, path=name, secrets=frozenset(secrets), warnings=tuple(warnings), lines=lines
@@ -662,6 +693,8 @@ def _format_validation(
     errors = [e for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in bad_items)]
     for error in errors:
         ctx_error = (error.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, ReferenceProblem):
+            continue  # listed with the others, from the data (`reference_problems`)
         loc = tuple(error["loc"])
         if isinstance(ctx_error, LocatedError):
             loc = ctx_error.loc

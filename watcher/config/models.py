@@ -642,76 +642,10 @@ class Config(Model):
         return value
 
     @model_validator(mode="after")
-    def _rules_refer_to_known_concepts(self) -> Config:
-        seen: set[str] = set()
-        for index, rule in enumerate(self.rules):
-            if rule.id in seen:
-                raise LocatedError(
-                    ("rules", index, "id"),
-                    f"rule {rule.id!r}: duplicate id (rule ids must be unique)",
-                )
-            seen.add(rule.id)
-            groups: list[tuple[str | tuple[str | int, ...], int, Any]]
-            groups = [("all_of", i, g) for i, g in enumerate(rule.all_of)]
-            groups += [("none_of", i, g) for i, g in enumerate(rule.none_of)]
-            groups += [("none_in_sentence", i, g) for i, g in enumerate(rule.none_in_sentence)]
-            groups += [("context", i, g) for i, g in enumerate(rule.context)]
-            for e, esc in enumerate(rule.escalate):
-                groups += [(("escalate", e, "any_of"), i, g) for i, g in enumerate(esc.any_of)]
-            for key, i, group in groups:
-                if isinstance(group, str) and group not in self.concepts:
-                    close = difflib.get_close_matches(group, list(self.concepts), n=1, cutoff=0.6)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    where = key if isinstance(key, tuple) else (key,)
-                    raise LocatedError(
-                        ("rules", index, *where, i),
-                        f"rule {rule.id!r}: unknown concept {group!r}{hint}",
-                    )
-            if rule.near is not None and len(rule.all_of) < 2:
-                raise LocatedError(
-                    ("rules", index, "near"),
-                    f"rule {rule.id!r}: near needs at least two all_of groups",
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _routes_name_known_channels(self) -> Config:
-        channels = [c.id for c in self.channels]
-        seen: set[str] = set()
-        for index, route in enumerate(self.routes):
-            key = route.key(index)
-            if key in seen:
-                raise LocatedError(("routes", index, "id"), f"duplicate route id {key!r}")
-            seen.add(key)
-            for n, channel in enumerate(route.channels):
-                if channel not in channels:
-                    close = difflib.get_close_matches(channel, channels, n=1, cutoff=0.6)
-                    hint = (
-                        f" (did you mean {close[0]!r}?)"
-                        if close
-                        else (
-                            f" (channels: {', '.join(channels)})" if channels else " (no channels)"
-                        )
-                    )
-                    raise LocatedError(
-                        ("routes", index, "channels", n), f"unknown channel {channel!r}{hint}"
-                    )
-            if route.mode == "immediate" and route.digest is not None:
-                raise LocatedError(
-                    ("routes", index, "digest"), "a digest schedule needs mode: digest"
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> Config:
-        for section in ("sources", "channels"):
-            seen: set[str] = set()
-            for index, entry in enumerate(getattr(self, section)):
-                if entry.id in seen:
-                    raise LocatedError(
-                        (section, index, "id"), f"duplicate id {entry.id!r} (ids must be unique)"
-                    )
-                seen.add(entry.id)
+    def _references_hold(self) -> Config:
+        problems = reference_problems(self)
+        if problems:
+            raise ReferenceProblem(*problems[0])
         return self
 
     def source(self, source_id: str) -> Source:
@@ -727,6 +661,100 @@ class LocatedError(ValueError):
     def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
         super().__init__(message)
         self.loc = loc
+
+
+class ReferenceProblem(LocatedError):
+    """The first of `reference_problems`, raised by a valid-looking model (the loader reports
+    them all itself, from the file's data, whatever else is wrong)."""
+
+
+def _get(entry: Any, key: str) -> Any:
+    """`key` of a mapping as written in the file, or the attribute of a model."""
+    if isinstance(entry, Mapping):
+        return entry.get(key)
+    return getattr(entry, key, None)
+
+
+def _entries(value: Any) -> list[tuple[int, Any]]:
+    return list(enumerate(value)) if isinstance(value, list | tuple) else []
+
+
+def reference_problems(config: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """(path, message) for every reference between sections that does not hold: a duplicate
+    id, a rule naming a concept that is not defined or a route a channel that is not, `near`
+    with one group, a digest schedule on an immediate route. `config` is the file's data as
+    written (mappings and lists, any of them malformed: what is not there is skipped) or a
+    `Config`: the loader lists them all in one run with the fields' own problems, which stop
+    pydantic before its model validators run."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    for section in ("sources", "channels"):
+        seen: set[str] = set()
+        for index, entry in _entries(_get(config, section)):
+            entry_id = _get(entry, "id")
+            if not isinstance(entry_id, str):
+                continue
+            if entry_id in seen:
+                out.append(
+                    ((section, index, "id"), f"duplicate id {entry_id!r} (ids must be unique)")
+                )
+            seen.add(entry_id)
+    concepts = _get(config, "concepts")
+    names = [str(n) for n in concepts] if isinstance(concepts, Mapping) else []
+    seen = set()
+    for index, rule in _entries(_get(config, "rules")):
+        rule_id = _get(rule, "id")
+        if isinstance(rule_id, str):
+            if rule_id in seen:
+                out.append(
+                    (
+                        ("rules", index, "id"),
+                        f"rule {rule_id!r}: duplicate id (rule ids must be unique)",
+                    )
+                )
+            seen.add(rule_id)
+        groups: list[tuple[tuple[str | int, ...], int, Any]] = []
+        for key in ("all_of", "none_of", "none_in_sentence", "context"):
+            groups += [((key,), i, g) for i, g in _entries(_get(rule, key))]
+        for e, esc in _entries(_get(rule, "escalate")):
+            groups += [(("escalate", e, "any_of"), i, g) for i, g in _entries(_get(esc, "any_of"))]
+        for where, i, group in groups:
+            if isinstance(group, str) and group and group not in names:
+                close = difflib.get_close_matches(group, names, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                out.append(
+                    (
+                        ("rules", index, *where, i),
+                        f"rule {rule_id!r}: unknown concept {group!r}{hint}",
+                    )
+                )
+        if _get(rule, "near") is not None and len(_entries(_get(rule, "all_of"))) < 2:
+            out.append(
+                (
+                    ("rules", index, "near"),
+                    f"rule {rule_id!r}: near needs at least two all_of groups",
+                )
+            )
+    channels = [
+        c for _, e in _entries(_get(config, "channels")) if isinstance(c := _get(e, "id"), str)
+    ]
+    seen = set()
+    for index, route in _entries(_get(config, "routes")):
+        route_id = _get(route, "id")
+        key = route_id if isinstance(route_id, str) and route_id else f"route-{index + 1}"
+        if key in seen:
+            out.append((("routes", index, "id"), f"duplicate route id {key!r}"))
+        seen.add(key)
+        for n, channel in _entries(_get(route, "channels")):
+            if isinstance(channel, str) and channel not in channels:
+                close = difflib.get_close_matches(channel, channels, n=1, cutoff=0.6)
+                if close:
+                    hint = f" (did you mean {close[0]!r}?)"
+                else:
+                    hint = f" (channels: {', '.join(channels)})" if channels else " (no channels)"
+                out.append((("routes", index, "channels", n), f"unknown channel {channel!r}{hint}"))
+        if _get(route, "mode") in (None, "immediate") and _get(route, "digest") is not None:
+            out.append((("routes", index, "digest"), "a digest schedule needs mode: digest"))
+    return out
 
 
 def short(value: Any) -> str:
