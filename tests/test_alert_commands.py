@@ -199,6 +199,8 @@ def test_silence_commands(setup) -> None:
     assert added.returncode == 0 and added.stdout.startswith("silence 1 active until")
     bad = run(cfg, db, "silence", "add", "--match", "colour=red", "--for", "6h", "--reason", "x")
     assert bad.returncode == 2 and "unknown key 'colour'" in bad.stderr
+    over = run(cfg, db, "silence", "add", "--match", "source=wire", "--for", "0s", "--reason", "x")
+    assert over.returncode == 2 and "--for: must be at least 1m, got '0s'" in over.stderr
     run(cfg, db, "run", "--once", "--all")
     server.routes["/feed"].body = rss("China repatriates 60 North Korean defectors")
     run(cfg, db, "run", "--once", "--all")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 
 from watcher.cli.base import Context, cli, config_exists, fail, one_line_text, pass_ctx, table
@@ -51,6 +53,8 @@ def silence_add(
         length = parse_duration(duration)
     except ValueError as exc:
         fail(f"--for: {exc}", code=2)
+    if length < timedelta(minutes=1):  # 0s would be over before it began
+        fail(f"--for: must be at least 1m, got {duration!r}", code=2)
     if config_exists(ctx):
         problems = silence_problems(parsed, ctx.config().names)
         for problem in problems:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -101,6 +102,23 @@ def _check_url(value: object) -> str:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+
+
+def at_least(minimum: timedelta) -> AfterValidator:
+    """A duration's lower bound: `repeat_interval: 0s` would remind advocates every second, a
+    zero timeout fails every fetch."""
+
+    def check(value: timedelta) -> timedelta:
+        if value < minimum:
+            raise ValueError(
+                f"must be at least {format_duration(minimum)}, got {format_duration(value)}"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+_SECOND, _MINUTE, _HOUR = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1)
 Size = Annotated[int, BeforeValidator(parse_size)]
 TimeZone = Annotated[str, BeforeValidator(_check_timezone)]
 HttpUrl = Annotated[str, BeforeValidator(_check_url)]
@@ -149,7 +167,7 @@ class SourceBase(Model):
     robots: bool = True
     #: Unhealthy ("stale") after this long without a new item; default: from the source's own
     #: history (10 times its usual gap, at least 3 days; 14 days until it has some history).
-    stale_after: Duration | None = None
+    stale_after: Annotated[Duration, at_least(_MINUTE)] | None = None
     #: `url` as sources.yaml writes it, `${VAR}` unexpanded; set by the loader when the two
     #: differ (a private attribute: the file cannot set it).
     _written_url: str | None = None
@@ -433,7 +451,7 @@ class Route(Model):
     #: After a story's first report, wait this long to gather more outlets before sending.
     group_wait: Duration = timedelta(minutes=2)
     #: Re-send an unchanged story this often, labelled as a reminder; default never.
-    repeat_interval: Duration | None = None
+    repeat_interval: Annotated[Duration, at_least(_MINUTE)] | None = None
     #: The schedule of a digest route (default: daily at 08:00).
     digest: Digest | None = None
     #: Time zone of times in messages and of the digest schedule; default settings.timezone.
@@ -445,7 +463,7 @@ class Route(Model):
     #: While a channel is unreachable its messages wait and are retried (backing off up to
     #: `settings.delivery_max_backoff`) until they are this old; then they expire and the
     #: ops routes hear of it. Distinct from `settings.max_alert_age`, which is about items.
-    give_up_after: Duration = timedelta(days=3)
+    give_up_after: Annotated[Duration, at_least(_MINUTE)] = timedelta(days=3)
     #: More occasions for a message: `removed` (a report of a story routed here was found
     #: removed at its source: a 404 or 410 when it was re-checked, `watcher.recheck`).
     notify_on: tuple[Literal["removed"], ...] = ()
@@ -476,17 +494,19 @@ class Settings(Model):
     #: Concurrent fetches in all, and per host.
     concurrency: int = Field(default=100, ge=1, le=1000)
     per_host: int = Field(default=2, ge=1, le=20)
-    connect_timeout: Duration = timedelta(seconds=5)
-    read_timeout: Duration = timedelta(seconds=15)
+    connect_timeout: Annotated[Duration, at_least(timedelta(milliseconds=100))] = timedelta(
+        seconds=5
+    )
+    read_timeout: Annotated[Duration, at_least(timedelta(milliseconds=100))] = timedelta(seconds=15)
     #: Total time budget of one source per poll, retries included.
-    source_timeout: Duration = timedelta(seconds=45)
+    source_timeout: Annotated[Duration, at_least(_SECOND)] = timedelta(seconds=45)
     retries: int = Field(default=2, ge=0, le=10)
     max_body: Size = 10 * 1024 * 1024
     max_redirects: int = Field(default=5, ge=0, le=30)
     #: After this many consecutive failures a source is polled less often...
     failure_threshold: int = Field(default=3, ge=1)
     #: ...its interval doubling per further failure, up to this.
-    max_backoff: Duration = timedelta(hours=6)
+    max_backoff: Annotated[Duration, at_least(_SECOND)] = timedelta(hours=6)
     #: A source that has yielded no item in this many successful polls is unhealthy ("empty").
     empty_polls: int = Field(default=3, ge=1)
     #: The address advocates reach the web pages at (https://watcher.example.org): absolute
@@ -509,22 +529,22 @@ class Settings(Model):
     #: Where the daemon keeps its PID and lock files.
     state_dir: str = "."
     #: Reports of one event this close in time can join one story.
-    story_window: Duration = timedelta(days=7)
+    story_window: Annotated[Duration, at_least(_HOUR)] = timedelta(days=7)
     #: Items published longer ago than this never alert (they still make stories).
-    max_alert_age: Duration = timedelta(days=7)
+    max_alert_age: Annotated[Duration, at_least(_HOUR)] = timedelta(days=7)
     #: A folder of message templates that replace the shipped ones of the same name.
     templates_dir: str | None = None
     #: Refused sends (the service answered and said no) before a delivery is marked failed
     #: and the ops routes told. An unreachable channel is retried until `give_up_after`.
     delivery_attempts: int = Field(default=6, ge=1, le=50)
     #: First retry delay; it doubles per attempt (with jitter) up to `delivery_max_backoff`.
-    delivery_backoff: Duration = timedelta(seconds=30)
-    delivery_max_backoff: Duration = timedelta(hours=1)
+    delivery_backoff: Annotated[Duration, at_least(_SECOND)] = timedelta(seconds=30)
+    delivery_max_backoff: Annotated[Duration, at_least(_SECOND)] = timedelta(hours=1)
     #: Time allowed for one send through apprise.
-    delivery_timeout: Duration = timedelta(seconds=30)
+    delivery_timeout: Annotated[Duration, at_least(_SECOND)] = timedelta(seconds=30)
     #: A message still waiting this long after it was due is late: the ops routes hear of it
     #: once per channel outage (and again when the channel is back).
-    delivery_late_after: Duration = timedelta(minutes=15)
+    delivery_late_after: Annotated[Duration, at_least(_MINUTE)] = timedelta(minutes=15)
     #: Fetch from loopback, private, link-local and metadata addresses (configured URLs,
     #: redirects, article pages). Off by default: a feed cannot redirect watcher into the
     #: operator's network. Turn on for intranet sources and local test setups.
