@@ -45,6 +45,7 @@ from pydantic import (
 )
 
 from watcher.config.models import (
+    COUNTRY_FOR_LANG,
     EVENT_TYPES,
     GLOSS,
     LOCALES,
@@ -313,8 +314,6 @@ def _short_intervals(
 #: and Latin text from a source without a language is en (`watcher.items.detect_lang`).
 DETECTED_LANGS = ("en", "ja", "ko", "zh")
 
-#: Country codes often written for a language: the did-you-mean for them.
-_COUNTRY_FOR_LANG = {"kr": "ko", "kp": "ko", "jp": "ja", "cn": "zh", "tw": "zh", "hk": "zh"}
 
 #: How each kind of name is called in messages.
 _NOUNS = {
@@ -410,10 +409,8 @@ class Names:
         known = self.values(kind)
         if kind == "event" and self.rule_events and value in EVENT_TYPES:
             return f"no rule reports event {value!r}{_hint(value, known, nouns)}"
-        if kind == "lang" and _COUNTRY_FOR_LANG.get(value.lower()) in known:
-            return (
-                f"unknown language {value!r} (did you mean {_COUNTRY_FOR_LANG[value.lower()]!r}?)"
-            )
+        if kind == "lang" and COUNTRY_FOR_LANG.get(value.lower()) in known:
+            return f"unknown language {value!r} (did you mean {COUNTRY_FOR_LANG[value.lower()]!r}?)"
         # two-letter codes differ by one letter at best: a lower bar finds kr → ko
         cutoff = 0.5 if kind == "lang" else 0.6
         return f"unknown {noun} {value!r}{_hint(value, known, nouns, cutoff)}"
@@ -431,7 +428,7 @@ def _hint(word: str, known: tuple[str, ...], nouns: str, cutoff: float = 0.6) ->
 
 #: What operators write for a locale that is not its code: the did-you-mean for them.
 _LOCALE_ALIASES = {
-    **{k: v for k, v in _COUNTRY_FOR_LANG.items() if v in LOCALES},
+    **{k: v for k, v in COUNTRY_FOR_LANG.items() if v in LOCALES},
     "korean": "ko",
     "kor": "ko",
     "한국어": "ko",
@@ -484,7 +481,7 @@ def _concept_lang_problems(
     out: list[tuple[tuple[str | int, ...], tuple[str | int, ...], str]] = []
     for name, terms in config.concepts.items():
         for key in terms:
-            meant = _COUNTRY_FOR_LANG.get(key.lower())
+            meant = COUNTRY_FOR_LANG.get(key.lower())
             if key in known or meant is None:
                 continue
             at: tuple[str | int, ...] = ("concepts", name, key)
@@ -754,7 +751,7 @@ def _message(error: Any, loc: tuple[Any, ...], path: tuple[Any, ...], data: Any)
     if kind == "union_tag_not_found":
         return f"'kind' is missing (expected one of: {', '.join(SOURCE_KINDS)})"
     if kind == "string_pattern_mismatch" and path and path[-1] == "lang":
-        alias = _LOCALE_ALIASES.get(str(got).lower()) or _COUNTRY_FOR_LANG.get(str(got).lower())
+        alias = _LOCALE_ALIASES.get(str(got).lower()) or COUNTRY_FOR_LANG.get(str(got).lower())
         hint = f" (did you mean {alias!r}?)" if alias else ""
         return f"expected a language code like en, ko or zh-TW, got {short(got)}{hint}"
     if kind == "literal_error":

@@ -125,6 +125,21 @@ HttpUrl = Annotated[str, BeforeValidator(_check_url)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
 Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
 
+#: Country codes often written for a language: the did-you-mean for them.
+COUNTRY_FOR_LANG = {"kr": "ko", "kp": "ko", "jp": "ja", "cn": "zh", "tw": "zh", "hk": "zh"}
+
+
+def _not_a_country(value: str) -> str:
+    meant = COUNTRY_FOR_LANG.get(value.split("-")[0])
+    if meant:
+        raise ValueError(f"{value!r} is a country code, not a language (did you mean {meant!r}?)")
+    return value
+
+
+#: A language a source or rule declares: items are read as it (a country code such as `kr`
+#: would make them a language no term list has).
+DeclaredLanguage = Annotated[Language, AfterValidator(_not_a_country)]
+
 
 class Model(BaseModel):
     """Base of every config model: unknown keys are errors, values are frozen."""
@@ -152,7 +167,7 @@ class SourceBase(Model):
     #: How often to poll.
     interval: Duration = timedelta(minutes=15)
     #: Language of the source's items (en, ko, zh, ja…); detected per item when absent.
-    lang: Language | None = None
+    lang: DeclaredLanguage | None = None
     tags: tuple[str, ...] = ()
     enabled: bool = True
     #: Time zone for dates that carry none (default: by language, else UTC).
@@ -396,7 +411,7 @@ class Rule(Model):
     #: Only items from sources with one of these tags.
     tags: tuple[str, ...] = ()
     #: Only items in these languages.
-    langs: tuple[Language, ...] = ()
+    langs: tuple[DeclaredLanguage, ...] = ()
     examples: RuleExamples = RuleExamples()
     enabled: bool = True
     #: A line for operators (shown by `watcher check` and the web page).
