@@ -166,6 +166,21 @@ def test_the_commented_channel_and_route_example_in_sources_yaml_is_valid() -> N
     assert [r.key(i) for i, r in enumerate(config.routes)] == ["ops", "urgent", "daily"]
 
 
+@pytest.mark.parametrize(
+    ("written", "read"), [('"9:30"', "09:30"), ('"09:30"', "09:30"), ("'23:05'", "23:05")]
+)
+def test_a_time_of_day_may_drop_its_leading_zero(written: str, read: str) -> None:
+    """check tells an operator who wrote 9:30 unquoted to write "9:30": that is then taken."""
+    text = f"sources: []\nsettings: {{heartbeat: {written}}}\nroutes: []\n"
+    assert load_config_text(text, "s.yaml", {}).config.settings.heartbeat == read
+    digest = (
+        "sources: []\nchannels: [{id: c, url: 'json://x'}]\n"
+        f"routes: [{{channels: [c], mode: digest, digest: {{at: {written}}}}}]\n"
+    )
+    route = load_config_text(digest, "s.yaml", {}).config.routes[0]
+    assert route.digest is not None and route.digest.at == read
+
+
 def test_metrics_address_off_unquoted_is_off() -> None:
     # YAML reads `off` as false; the docs write it so, and it means off
     text = "sources: []\nsettings:\n  metrics_address: off\n"

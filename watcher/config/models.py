@@ -426,7 +426,17 @@ class Channel(Model):
     enabled: bool = True
 
 
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def time_of_day(value: str) -> str:
+    """`HH:MM` (24-hour) from `HH:MM` or `H:MM` (`9:30` is 09:30); a ValueError otherwise."""
+    found = _HHMM.match(value.strip())
+    if not found:
+        raise ValueError(f"expected a time of day like 08:00, got {value!r}")
+    return f"{int(found.group(1)):02d}:{found.group(2)}"
+
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -441,9 +451,7 @@ class Digest(Model):
     @field_validator("at")
     @classmethod
     def _time_of_day(cls, value: str) -> str:
-        if not _HHMM.match(value):
-            raise ValueError(f"expected a time of day like 08:00, got {value!r}")
-        return value
+        return time_of_day(value)
 
 
 class Route(Model):
@@ -568,9 +576,7 @@ class Settings(Model):
     @field_validator("heartbeat")
     @classmethod
     def _heartbeat_time(cls, value: str | None) -> str | None:
-        if value is not None and not _HHMM.match(value):
-            raise ValueError(f"expected a time of day like 08:00, got {value!r}")
-        return value
+        return None if value is None else time_of_day(value)
 
     @field_validator("metrics_address", mode="before")
     @classmethod
