@@ -746,6 +746,8 @@ def _message(error: Any, loc: tuple[Any, ...], path: tuple[Any, ...], data: Any)
         return f"unknown key ({hint})"
     if kind == "missing":
         return "required key is missing"
+    if kind == "string_too_short" and got == "":
+        return "empty: give it a value, or remove the key"
     if kind == "union_tag_invalid":
         return f"unknown kind {got.get('kind')!r} (expected one of: {', '.join(SOURCE_KINDS)})"
     if kind == "union_tag_not_found":

@@ -227,17 +227,21 @@ class FeedSource(SourceBase):
     kind: Literal["feed"]
 
 
+#: Text that must say something: an empty selector or attribute name is a slip, not "none".
+Written = Annotated[str, Field(min_length=1)]
+
+
 class HtmlSelectors(Model):
     #: CSS selector of one item's container on the listing page.
-    item: str
+    item: Written
     #: Selector (inside the item) of the title; default: the link's text.
-    title: str | None = None
+    title: Written | None = None
     #: Selector of the link (an element with href); default: the first `a[href]`.
-    link: str = "a[href]"
-    date: str | None = None
+    link: Written = "a[href]"
+    date: Written | None = None
     #: Attribute holding the date (e.g. datetime); default: the element's text.
-    date_attr: str | None = None
-    summary: str | None = None
+    date_attr: Written | None = None
+    summary: Written | None = None
 
 
 class HtmlSource(SourceBase):
@@ -495,6 +499,10 @@ class Route(Model):
         return self.id or f"route-{index + 1}"
 
 
+#: What a contact may be: a web address or an e-mail address (mailto: optional).
+_CONTACT = re.compile(r"^(https?://[^\s/]+\.[^\s]+|(mailto:)?[^\s@]+@[^\s@]+\.[^\s@]+)$")
+
+
 def metrics_address_problem(value: str) -> str | None:
     """What is wrong with a metrics address (`HOST:PORT`, `:PORT` or `off`); None if nothing."""
     if value == "off":
@@ -572,6 +580,28 @@ class Settings(Model):
     #: redirects, article pages). Off by default: a feed cannot redirect watcher into the
     #: operator's network. Turn on for intranet sources and local test setups.
     allow_private_addresses: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        # only the scheme is quoted back: the rest may hold a password
+        if value is not None and not value.startswith(("sqlite:///", "postgresql")):
+            scheme = value.partition("://")[0][:30] if "://" in value else "no scheme"
+            raise ValueError(
+                "expected sqlite:///PATH (sqlite:///watcher.db) or a postgresql+psycopg:// "
+                f"URL, got {scheme}"
+            )
+        return value
+
+    @field_validator("contact")
+    @classmethod
+    def _contact(cls, value: str) -> str:
+        # sent in the User-Agent so that an outlet can reach the operator: it must be one
+        if not _CONTACT.match(value):
+            raise ValueError(
+                f"expected an https:// address or an e-mail address, got {short(value)}"
+            )
+        return value
 
     @field_validator("heartbeat")
     @classmethod
