@@ -248,6 +248,14 @@ def test_check_warns_that_no_alert_will_be_sent(tmp_path: Path) -> None:
         "warning: no ops route: nobody hears when a source breaks or goes quiet, or a delivery "
         "fails (add a route with `ops: true`)",
     ]
+    # with every source disabled (or none), nothing is polled: that is said first
+    cfg.write_text("sources:\n  - {id: a, kind: feed, url: 'https://e.org/f', enabled: false}\n")
+    quiet = watcher("--config", str(cfg), "check")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr.splitlines()[0] == (
+        "warning: no enabled source: nothing will be polled (see docs/sources.md)"
+    )
+    assert "  1 source (1 feed; 1 disabled)\n  languages: -\n" in quiet.stdout
 
 
 # --------------------------------------------------------------------------- no alert

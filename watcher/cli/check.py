@@ -43,18 +43,22 @@ def check(ctx: Context) -> None:
         if any(r.enabled for r in config.rules)
         else ["no enabled rule: no story is made, so no alert will be sent (see docs/rules.md)"]
     )
-    for warning in [*loaded.warnings, *no_rules, *nobody_hears(config), *template_warnings]:
+    no_sources = (
+        []
+        if any(s.enabled for s in config.sources)
+        else ["no enabled source: nothing will be polled (see docs/sources.md)"]
+    )
+    warnings = [*loaded.warnings, *no_sources, *no_rules, *nobody_hears(config)]
+    for warning in [*warnings, *template_warnings]:
         click.echo(f"warning: {warning}", err=True)
     kinds = Counter(s.kind for s in config.sources)
     disabled = sum(1 for s in config.sources if not s.enabled)
     kinds_text = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     click.echo(f"{loaded.path}: OK")
-    click.echo(
-        f"  {plural(len(config.sources), 'source')} ({kinds_text}"
-        f"{f'; {disabled} disabled' if disabled else ''})"
-    )
+    details = "; ".join(x for x in (kinds_text, f"{disabled} disabled" if disabled else "") if x)
+    click.echo(f"  {plural(len(config.sources), 'source')}" + (f" ({details})" if details else ""))
     langs = Counter(s.lang or "auto" for s in config.sources if s.enabled)  # as run says
-    click.echo("  languages: " + ", ".join(f"{k} {n}" for k, n in langs.most_common()))
+    click.echo("  languages: " + (", ".join(f"{k} {n}" for k, n in langs.most_common()) or "-"))
     examples = sum(len(r.examples.match) + len(r.examples.no_match) for r in config.rules)
     events = Counter(r.event for r in config.rules if r.enabled)
     click.echo(
