@@ -155,6 +155,26 @@ def test_health_metrics_reload_and_sigterm(tmp_path: Path, server: FeedServer, d
     assert not (tmp_path / "watcher.pid").exists()
 
 
+def test_a_restart_reports_the_last_poll_before_it(
+    tmp_path: Path, server: FeedServer, db_url: str
+) -> None:
+    """After a restart with nothing due, /metrics gives the last poll an earlier run made:
+    an alert on the gauge's age must not fire because the process is new."""
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=1, interval="1h")
+    assert watcher("--config", str(cfg), "--db", db_url, "run", "--once").returncode == 0
+    polled_by_once = time.time()
+    daemon = Daemon(cfg, db_url, metrics=free_port())
+    try:
+        daemon.wait(lambda: daemon.get("/readyz") == (200, "ok\n"), "/readyz 200", 60)
+        metrics = daemon.get("/metrics")[1]
+    finally:
+        assert daemon.stop() == 0, daemon.err
+    assert len(server.hits("/f0")) == 1, "nothing was due: the daemon polled nothing"
+    last_cycle = re.search(r"^watcher_last_cycle_timestamp_seconds (\S+)$", metrics, re.M)
+    assert last_cycle is not None
+    assert polled_by_once - 120 < float(last_cycle.group(1)) <= polled_by_once
+
+
 def test_a_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path, server: FeedServer) -> None:
     cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
     db = f"sqlite:///{tmp_path / 'w.db'}"

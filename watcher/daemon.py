@@ -324,6 +324,11 @@ class Daemon:
                 if self.stop.is_set():
                     return
                 await asyncio.sleep(1)
+        # The last poll an earlier run completed: a restart does not read as "no poll since
+        # 1970" (an alert on the gauge's age would fire on every restart).
+        polled = [s.last_polled_at for s in states.values() if s.last_polled_at is not None]
+        if polled:
+            self.metrics.last_cycle.set(max(polled).timestamp())
         for state in states.values():
             if state.health:  # what earlier runs found still holds until a poll says otherwise
                 self._health_metric(
