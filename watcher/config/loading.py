@@ -232,9 +232,22 @@ def _yaml_problem(exc: yaml.YAMLError, name: str) -> str:
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     start = getattr(exc, "context_mark", None)
     context = getattr(exc, "context", None)
+    if (
+        start is not None
+        and context
+        and "quoted scalar" in context
+        and (mark is None or start.line != mark.line)
+    ):
+        # Noticed lines later (often past the last line): the line to fix is where it opens.
+        noticed = (
+            "YAML read to the end of the file for its closing quote"
+            if "end of stream" in problem
+            else f"YAML noticed at line {mark.line + 1 if mark else '?'}: {problem}"
+        )
+        opens = "a quoted value opens here and is not closed"
+        return f"{name}:{start.line + 1}: invalid YAML: {opens} ({noticed})"
     if start is not None and context and (mark is None or start.line != mark.line):
-        hint = ": an unclosed quote?" if "quoted scalar" in context else ""
-        problem += f" ({context} that starts at line {start.line + 1}{hint})"
+        problem += f" ({context} that starts at line {start.line + 1})"
     return f"{name}{line}: invalid YAML: {problem}"
 
 
