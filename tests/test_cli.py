@@ -572,7 +572,7 @@ def test_check_refuses_a_selector_that_is_not_css(tmp_path: Path) -> None:
 
 def test_a_path_given_for_a_database_url_says_what_is_expected(tmp_path: Path) -> None:
     result = watcher("--db", str(tmp_path / "w.db"), "db", "current")
-    assert result.returncode == 1
+    assert result.returncode == 2, "the option is wrong, not the database"
     assert result.stderr.strip().splitlines() == [
         f"error: bad database URL '{tmp_path / 'w.db'}': Could not parse SQLAlchemy URL from "
         "given URL string (expected sqlite:///PATH, e.g. sqlite:///watcher.db, or a "
@@ -580,6 +580,7 @@ def test_a_path_given_for_a_database_url_says_what_is_expected(tmp_path: Path) -
     ]
     shown = watcher("--db", "user:pa55word@host/db", "db", "current")
     assert "pa55word" not in shown.stderr and "'***@host/db'" in shown.stderr
+    assert shown.returncode == 2
 
 
 def test_one_line_errors_name_the_option(tmp_path: Path) -> None:

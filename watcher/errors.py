@@ -49,6 +49,11 @@ class StoreError(WatcherError):
     """The database cannot be used (unreachable, wrong URL, schema too new)."""
 
 
+class BadDatabaseURL(StoreError):
+    """The database URL itself is wrong (no driver for it, malformed): the option or setting
+    that gave it is to be fixed, not the database."""
+
+
 class AlreadyRunning(WatcherError):
     """Another process holds this database's instance lock."""
 

@@ -20,7 +20,7 @@ import click
 
 from watcher import DEFAULT_DATABASE_URL, __version__
 from watcher import log as logsetup
-from watcher.errors import ConfigError, RuleError, StoreError
+from watcher.errors import BadDatabaseURL, ConfigError, RuleError, StoreError
 
 if TYPE_CHECKING:  # imported where used: `watcher --help` loads neither pydantic nor SQLAlchemy
     from watcher.config import LoadedConfig
@@ -117,6 +117,8 @@ class Context:
                 )
             if migrate:
                 store.ensure_schema()
+        except BadDatabaseURL as exc:  # the option or setting is wrong, not the database
+            fail(str(exc), code=2)
         except StoreError as exc:
             fail(str(exc))
         except Exception as exc:  # driver errors: unreachable server, bad credentials

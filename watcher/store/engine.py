@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from watcher.errors import StoreError
+from watcher.errors import BadDatabaseURL, StoreError
 
 log = logging.getLogger("watcher.store")
 
@@ -93,7 +93,7 @@ def make_engine(url: str) -> Engine:
 
         return engine
     except Exception as exc:  # a malformed URL or a missing driver
-        raise StoreError(
+        raise BadDatabaseURL(
             f"bad database URL {redact_url(url)!r}: {exc} (expected sqlite:///PATH, e.g. "
             "sqlite:///watcher.db, or a postgresql+psycopg:// URL)"
         ) from None
