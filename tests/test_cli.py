@@ -451,9 +451,26 @@ def test_check_warns_of_an_alert_template_whose_updates_say_nothing_changed(
             "error: --metrics-address: expected HOST:PORT (a port from 1 to 65535) or off, "
             "got 'localhost'",
         ),
+        # serve's --address is checked by the same function (off is no address to serve on)
+        (
+            ["serve", "--address", "127.0.0.1:99999"],
+            "error: --address: expected HOST:PORT (a port from 1 to 65535), got '127.0.0.1:99999'",
+        ),
+        (
+            ["serve", "--address", "127.0.0.1:0"],
+            "error: --address: expected HOST:PORT (a port from 1 to 65535), got '127.0.0.1:0'",
+        ),
+        (
+            ["serve", "--address", "off"],
+            "error: --address: expected HOST:PORT (a port from 1 to 65535), got 'off'",
+        ),
+        (
+            ["serve", "--address", "[::1:8080"],
+            "error: --address: expected HOST:PORT with an IPv6 host in brackets, got '[::1:8080'",
+        ),
     ],
 )
-def test_run_refuses_a_bad_metrics_address_in_one_line(
+def test_bad_listening_addresses_are_refused_in_one_line(
     tmp_path: Path, args: list[str], expected: str
 ) -> None:
     db = f"sqlite:///{tmp_path / 'w.db'}"

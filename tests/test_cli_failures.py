@@ -45,7 +45,7 @@ def test_serve_on_a_taken_port_says_so_and_never_announces(cfg: Path, tmp_path: 
 @pytest.mark.parametrize(
     "command",
     [
-        ("serve", "--address", "127.0.0.1:0"),
+        ("serve", "--address", "127.0.0.1:PORT"),  # a free port, found when the test runs
         ("sources", "list"),
         ("alerts", "list"),
         ("export", "alerts"),
@@ -56,6 +56,7 @@ def test_reading_commands_refuse_a_database_that_does_not_exist(
 ) -> None:
     path = tmp_path / "nowhere" / "w.db"
     path.parent.mkdir()
+    command = tuple(arg.replace("PORT", str(free_port())) for arg in command)
     done = watcher("--config", str(cfg), "--db", f"sqlite:///{path}", *command)
     assert done.returncode == 1, done.stdout
     assert done.stderr.startswith(f"error: no database at {path}: `watcher run` creates it")

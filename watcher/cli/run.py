@@ -51,9 +51,9 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
     from watcher.store.outbox import Outbox
 
     if metrics_address is not None:
-        from watcher.config.models import metrics_address_problem
+        from watcher.config.models import address_problem
 
-        if problem := metrics_address_problem(metrics_address):
+        if problem := address_problem(metrics_address, off=True):
             fail(f"--metrics-address: {problem}", code=2)
     loaded = ctx.config()
     matcher = ctx.matcher()

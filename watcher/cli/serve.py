@@ -57,6 +57,7 @@ def serve(
     import os
 
     from watcher import web
+    from watcher.config.models import address_problem
     from watcher.web.base import (
         DEFAULT_PROXY_USER_HEADER,
         Network,
@@ -64,6 +65,8 @@ def serve(
         parse_proxies,
     )
 
+    if problem := address_problem(address):
+        fail(f"--address: {problem}", code=2)
     host, _, port = address.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     proxies: tuple[Network, ...] = ()
@@ -97,10 +100,7 @@ def serve(
         )
     config = ctx.config().config
     try:
-        port_number = int(port)
-        sock = web.listen(host, port_number)
-    except ValueError:
-        fail(f"--address {address}: expected HOST:PORT with a port number", code=2)
+        sock = web.listen(host, int(port))
     except OSError as exc:
         why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
         fail(f"cannot serve on {address}: {why}")

@@ -503,13 +503,16 @@ class Route(Model):
 _CONTACT = re.compile(r"^(https?://[^\s/]+\.[^\s]+|(mailto:)?[^\s@]+@[^\s@]+\.[^\s@]+)$")
 
 
-def metrics_address_problem(value: str) -> str | None:
-    """What is wrong with a metrics address (`HOST:PORT`, `:PORT` or `off`); None if nothing."""
-    if value == "off":
+def address_problem(value: str, *, off: bool = False) -> str | None:
+    """What is wrong with an address to listen on (`HOST:PORT` or `:PORT`, and `off` when
+    `off` is allowed); None if nothing. The one check behind `serve --address`,
+    `run --metrics-address` and settings.metrics_address."""
+    if off and value == "off":
         return None
     host, colon, port = value.rpartition(":")
     if not colon or not port.isdigit() or not 1 <= int(port) <= 65535:
-        return f"expected HOST:PORT (a port from 1 to 65535) or off, got {value!r}"
+        either = " or off" if off else ""
+        return f"expected HOST:PORT (a port from 1 to 65535){either}, got {value!r}"
     if host.startswith("[") != host.endswith("]"):
         return f"expected HOST:PORT with an IPv6 host in brackets, got {value!r}"
     return None
@@ -615,7 +618,7 @@ class Settings(Model):
         if value is False:
             return "off"
         if isinstance(value, str):
-            problem = metrics_address_problem(value)
+            problem = address_problem(value, off=True)
             if problem:
                 raise ValueError(problem)
         return value
