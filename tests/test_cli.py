@@ -451,6 +451,11 @@ def test_check_warns_of_an_alert_template_whose_updates_say_nothing_changed(
             "error: --metrics-address: expected HOST:PORT (a port from 1 to 65535) or off, "
             "got 'localhost'",
         ),
+        # --all chooses the sources of the one cycle: the daemon has none to choose
+        (
+            ["run", "--all"],
+            "error: --all goes with --once (the daemon polls each source when it is due)",
+        ),
         # serve's --address is checked by the same function (off is no address to serve on)
         (
             ["serve", "--address", "127.0.0.1:99999"],
@@ -470,7 +475,7 @@ def test_check_warns_of_an_alert_template_whose_updates_say_nothing_changed(
         ),
     ],
 )
-def test_bad_listening_addresses_are_refused_in_one_line(
+def test_run_and_serve_refuse_bad_options_in_one_line(
     tmp_path: Path, args: list[str], expected: str
 ) -> None:
     db = f"sqlite:///{tmp_path / 'w.db'}"

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     "--once", is_flag=True, help="Run one poll cycle of the sources that are due, then exit."
 )
 @click.option(
-    "--all", "all_sources", is_flag=True, help="With --once: poll every enabled source, due or not."
+    "--all",
+    "all_sources",
+    is_flag=True,
+    help="With --once (only): poll every enabled source, due or not.",
 )
 @click.option(
     "--metrics-address",
@@ -50,6 +53,8 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
     from watcher.pipeline import Parsing, lease_length
     from watcher.store.outbox import Outbox
 
+    if all_sources and not once:
+        fail("--all goes with --once (the daemon polls each source when it is due)", code=2)
     if metrics_address is not None:
         from watcher.config.models import address_problem
 
