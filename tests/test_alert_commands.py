@@ -165,6 +165,15 @@ def test_alerts_list_retry_and_export(setup) -> None:
     (waiting,) = run(cfg, db, "alerts", "list", "--status", "pending").stdout.splitlines()[1:]
     assert waiting.split()[1:6] == ["pending", "alert", "1", "route-1", "dead"]
     assert "waiting: dead unreachable since" in waiting
+    # --limit 1 shows the newest delivery alone; 0 or fewer is refused, not "no deliveries"
+    everything = run(cfg, db, "alerts", "list").stdout.splitlines()
+    assert len(everything) >= 3  # the header and two deliveries
+    (newest,) = run(cfg, db, "alerts", "list", "--limit", "1").stdout.splitlines()[1:]
+    assert newest.split()[:6] == everything[1].split()[:6]
+    for limit in ("0", "-5"):
+        refused = run(cfg, db, "alerts", "list", "--limit", limit)
+        assert refused.returncode == 2 and refused.stdout == ""
+        assert f"Invalid value for '--limit': {limit} is not in the range x>=1" in refused.stderr
 
     retried = run(cfg, db, "alerts", "retry", delivery_id)
     assert retried.returncode == 0 and "queued again (was failed)" in retried.stdout

@@ -30,7 +30,13 @@ def alerts() -> None:
     ),
     help="Only deliveries in this state.",
 )
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Show at most this many (the newest).",
+)
 @pass_ctx
 def alerts_list(ctx: Context, status: str | None, limit: int) -> None:
     """Deliveries, newest first: id, status, kind, story, route, channel, due or sent time,
