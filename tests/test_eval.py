@@ -142,7 +142,20 @@ def test_prf_by_hand() -> None:
     assert got == PRF(tp=2, fp=1, fn=1)
     assert got.precision == pytest.approx(2 / 3) and got.recall == pytest.approx(2 / 3)
     assert PRF(1, 3, 0).f1 == pytest.approx(2 * 0.25 * 1 / 1.25)
-    assert PRF(0, 0, 0).precision == 1.0 and PRF(0, 2, 2).f1 == 0.0
+    assert PRF(0, 2, 2).f1 == 0.0
+
+
+@pytest.mark.parametrize(
+    ("counts", "want"),
+    [
+        ((0, 0, 0), (None, None, None)),  # nothing labelled, nothing predicted
+        ((0, 2, 0), (0.0, None, 0.0)),  # predicted, none labelled: no recall to measure
+        ((0, 0, 2), (None, 0.0, 0.0)),  # labelled, none predicted: no precision to measure
+    ],
+)
+def test_prf_of_nothing_is_none_not_perfect(counts: tuple[int, int, int], want: tuple) -> None:
+    got = PRF(*counts)
+    assert (got.precision, got.recall, got.f1) == want
 
 
 # Predicted events per id, and what report() must say, computed by hand.
@@ -197,7 +210,9 @@ def by_id(labels: str) -> dict:
     ("truth", "predicted", "want"),
     [
         ("xx-", "112", (1.0, 1.0, 1.0, 1.0)),  # perfect
-        ("xxyy", "1234", (1.0, 0.0, 0.0, 0.0)),  # all singletons: no pair found
+        ("xxyy", "1234", (None, 0.0, 0.0, 0.0)),  # all singletons: no pair found
+        ("x--", "123", (None, None, None, None)),  # no pair on either side: nothing to score
+        ("xx", "11", (1.0, 1.0, 1.0, 1.0)),  # one cluster, one story
         # 3 true pairs, 2 grouped, 1 right; ARI: expected 3*2/6 = 1, max 2.5 → 0 / 1.5
         ("xxxy", "1122", (0.5, 1 / 3, 0.4, 0.0)),
         # 2 true pairs, 3 grouped, 1 right; ARI: expected 2*3/10 = .6, max 2.5 → .4 / 1.9
@@ -208,6 +223,12 @@ def test_cluster_scores(truth: str, predicted: str, want: tuple) -> None:
     got = cluster_scores(by_id(truth), by_id(predicted))
     keys = ("pair_precision", "pair_recall", "pair_f1", "ari")
     assert tuple(got[k] for k in keys) == pytest.approx(want, abs=1e-4)
+
+
+def test_cluster_scores_without_story_labels_are_none() -> None:
+    got = cluster_scores(by_id("---"), by_id("112"), labelled=False)
+    keys = ("pair_precision", "pair_recall", "pair_f1", "ari")
+    assert [got[k] for k in keys] == [None] * 4 and got["predicted_pairs"] == 1
 
 
 def test_cluster_errors() -> None:
@@ -246,7 +267,11 @@ def test_eval_json_scores_match_hand_computation(config_path: Path, tmp_path: Pa
     assert even["pair_recall"] == 0.0
 
     every = list(_scores(got))
-    assert len(every) > 20 and all(0.0 <= v <= 1.0 for v in every)
+    assert len(every) > 20 and all(v is None or 0.0 <= v <= 1.0 for v in every)
+    # events no item is labelled with and no rule reported: nothing measured, not 1.0
+    assert got["events"]["un_action"] == {
+        "precision": None, "recall": None, "f1": None, "support": 0
+    }  # fmt: skip
 
 
 def _scores(node: object) -> Iterator[float]:
@@ -283,6 +308,101 @@ def test_eval_bad_line_exits_2_naming_file_and_line(config_path: Path, tmp_path:
     assert result.exit_code == 2
     assert f"{labelled}:2: not JSON" in result.stderr
     assert result.stdout == ""
+
+
+# A label is an event the rules report (CONFIG's rules, plus a custom one) or a shipped type.
+@pytest.mark.parametrize(
+    ("labels", "refused"),
+    [
+        ([FR], None),
+        (["un_action"], None),  # shipped, though no rule here reports it
+        (["tunnel_collapse"], None),  # reported by a rule of the configuration only
+        (["forced_repatriaton"], "unknown event 'forced_repatriaton' (did you mean "
+         "'forced_repatriation'?)"),
+        (["tunnel_colapse"], "unknown event 'tunnel_colapse' (did you mean 'tunnel_collapse'?)"),
+        ([DET, "un_acton"], "unknown event 'un_acton' (did you mean 'un_action'?)"),
+        (["flood"], "unknown event 'flood' (events: border_reopening, china_position, detention, "
+         "forced_repatriation, policy_change, tunnel_collapse, un_action)"),
+    ],
+)  # fmt: skip
+def test_eval_refuses_a_label_that_names_no_known_event(
+    config_path: Path, tmp_path: Path, labels: list[str], refused: str | None
+) -> None:
+    extra = "  - {id: tunnel, event: tunnel_collapse, all_of: [nk_people, arrested]}\n"
+    config_path.write_text(CONFIG + extra, encoding="utf-8")
+    labelled = tmp_path / "set.jsonl"
+    line = json.dumps({"id": "a-1", "title": "North Korean defectors sent back", "labels": labels})
+    labelled.write_text(labelled_lines()[0] + "\n" + line + "\n", encoding="utf-8")
+    result = run(config_path, "eval", str(labelled))
+    if refused is None:
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: {labelled}:2: {refused}"]
+    assert result.stdout == ""
+
+
+# Scores over nothing are "-" in text and null in JSON, never a perfect 1.00.
+EN_1 = {
+    "id": "en-1",
+    "lang": "en",
+    "title": "China repatriated North Korean defectors",
+    "labels": [FR],
+    "story": "s1",
+}
+NOTHING_TO_SCORE = [
+    pytest.param(
+        # ids without a number: both halves are empty
+        [{**EN_1, "id": "first"}, {**EN_1, "id": "second", "story": "s2"}], [],
+        ["  odd   n=0    relevance F1 - (P - R -)  macro-F1 -",
+         "  even  n=0    relevance F1 - (P - R -)  macro-F1 -"],
+        {("halves", "odd", "relevance", "f1"), ("halves", "even", "macro_f1")}, False,
+        id="halves-without-ids-ending-in-a-number",
+    ),
+    pytest.param(
+        # no item has a story: nothing to compare the grouping with
+        [{**EN_1, "story": None}, {**EN_1, "id": "en-2", "story": None}], ["--stories"],
+        ["stories: pairwise P - R - F1 -  ARI -  (2 matched items, 0 true pairs, 1 grouped)"],
+        {("stories", "pair_precision"), ("stories", "ari"), ("stories_by_half", "odd", "ari")},
+        True,
+        id="stories-without-story-labels",
+    ),
+    pytest.param(
+        # nothing labelled relevant and nothing matched
+        [{"id": "x-1", "title": "Weather in Seoul", "labels": []}], [],
+        ["  relevance              -  (none labelled, none predicted)",
+         "  event macro-F1         -",
+         "  detention              -  (none labelled, none predicted)"],
+        {("relevance", "precision"), ("macro_f1",), ("events", "detention", "f1")}, False,
+        id="nothing-relevant",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("rows", "args", "lines", "nulls", "warns"), NOTHING_TO_SCORE)
+def test_eval_scores_over_nothing_are_not_perfect(
+    config_path: Path,
+    tmp_path: Path,
+    rows: list[dict],
+    args: list[str],
+    lines: list[str],
+    nulls: set[tuple[str, ...]],
+    warns: bool,
+) -> None:
+    labelled = tmp_path / "set.jsonl"
+    labelled.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    text = run(config_path, "eval", str(labelled), *args)
+    assert text.exit_code == 0, text.output
+    for line in lines:
+        assert line in text.stdout.splitlines()
+    warning = f"warning: no story labels in {labelled}: story scores need them"
+    assert text.stderr.count(warning) == warns  # once, and only when there are none
+    got = json.loads(run(config_path, "eval", str(labelled), "--format", "json", *args).stdout)
+    for path in nulls:
+        node = got
+        for key in path:
+            node = node[key]
+        assert node is None, path
 
 
 def test_match_explain_gives_terms_and_glosses(config_path: Path) -> None:

@@ -8,6 +8,10 @@ A labelled line has the fields of the development set: ``id``, ``url``, ``source
 and ``story`` (a cluster slug or null). Only ``id``, ``title`` or ``text``, and ``labels`` or
 ``relevant`` are required. Ids ending in a number are split into odd and even halves, so that a
 rule tuned on one half can be checked on the other.
+
+A score with nothing to measure is None (null in JSON, "-" in text), never a perfect 1: the
+precision of nothing predicted, the recall of nothing labelled, the F1 of neither, a half
+without items, the story scores of a file without any `story` label.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from math import comb
@@ -76,8 +80,22 @@ def article_text(data: Mapping[str, Any], where: str) -> tuple[str, str]:
     return title, text
 
 
-def read_labelled(lines: Iterable[str], name: str = "-") -> list[Labelled]:
-    """Parse labelled JSON Lines; EvalInputError names the file and line of the first bad one."""
+def read_labelled(
+    lines: Iterable[str],
+    name: str = "-",
+    *,
+    event_problem: Callable[[str], str | None] | None = None,
+) -> list[Labelled]:
+    """Parse labelled JSON Lines; EvalInputError names the file and line of the first bad one.
+
+    `event_problem` says what is wrong with a label that names no known event (None when it
+    is known): a misspelt label would otherwise be scored as an event no rule reports.
+
+    Usage::
+
+        read_labelled(open("dev.jsonl"), "dev.jsonl",
+                      event_problem=lambda e: None if e in known else f"unknown event {e!r}")
+    """
     out: list[Labelled] = []
     seen: set[str] = set()
     for number, line in enumerate(lines, start=1):
@@ -104,6 +122,9 @@ def read_labelled(lines: Iterable[str], name: str = "-") -> list[Labelled]:
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise EvalInputError(f"{where}: {field!r} must be a list of event types")
         events = frozenset(x for x in labels if x != NOT_RELEVANT)
+        problems = [event_problem(e) for e in sorted(events)] if event_problem else []
+        if first := next((p for p in problems if p), None):
+            raise EvalInputError(f"{where}: {first}")
         relevant = data.get("relevant", bool(events))
         if not isinstance(relevant, bool):
             raise EvalInputError(f"{where}: 'relevant' must be true or false")
@@ -149,25 +170,32 @@ class PRF:
     fn: int
 
     @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+    def precision(self) -> float | None:
+        """None when nothing was predicted."""
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else None
 
     @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+    def recall(self) -> float | None:
+        """None when nothing was labelled."""
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
 
     @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
+    def f1(self) -> float | None:
+        """None when nothing was labelled or predicted; 0 when one of them is empty."""
+        counted = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / counted if counted else None
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | None]:
         return {
-            "precision": round(self.precision, 4),
-            "recall": round(self.recall, 4),
-            "f1": round(self.f1, 4),
+            "precision": _rounded(self.precision),
+            "recall": _rounded(self.recall),
+            "f1": _rounded(self.f1),
             "support": self.tp + self.fn,
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def prf(truth: Sequence[bool], predicted: Sequence[bool]) -> PRF:
@@ -183,15 +211,16 @@ class Scores:
     events: Mapping[str, PRF]
 
     @property
-    def macro_f1(self) -> float:
-        """Mean F1 over the event types that occur in the labels or the predictions."""
-        present = [s for s in self.events.values() if s.tp + s.fn + s.fp]
-        return sum(s.f1 for s in present) / len(present) if present else 1.0
+    def macro_f1(self) -> float | None:
+        """Mean F1 over the event types that occur in the labels or the predictions (None when
+        none does)."""
+        present = [s.f1 for s in self.events.values() if s.f1 is not None]
+        return sum(present) / len(present) if present else None
 
     def as_dict(self) -> dict[str, object]:
         return {
             "relevance": self.relevance.as_dict(),
-            "macro_f1": round(self.macro_f1, 4),
+            "macro_f1": _rounded(self.macro_f1),
             "events": {e: s.as_dict() for e, s in sorted(self.events.items())},
         }
 
@@ -231,12 +260,14 @@ def report(
 
 
 def cluster_scores(
-    truth: Mapping[str, str | None], predicted: Mapping[str, int]
-) -> dict[str, float]:
+    truth: Mapping[str, str | None], predicted: Mapping[str, int], *, labelled: bool = True
+) -> dict[str, float | int | None]:
     """Pairwise precision/recall/F1 and the adjusted Rand index of a grouping.
 
     `truth` maps item id → cluster slug (None: an item alone); `predicted` maps the same ids
     → story id. A pair counts when both items are in one cluster (truth) or story (predicted).
+    Without `labelled` (a file with no `story` label at all: no truth to compare with) the
+    four scores are None, as is each that has nothing to measure (no pair on either side).
     """
     ids = sorted(truth)
     true_labels = [truth[i] if truth[i] is not None else f"\0{i}" for i in ids]
@@ -249,12 +280,19 @@ def cluster_scores(
     total = comb(len(ids), 2)
     expected = true_pairs * pred_pairs / total if total else 0.0
     maximum = (true_pairs + pred_pairs) / 2
-    ari = (both - expected) / (maximum - expected) if maximum != expected else 1.0
+    ari: float | None
+    if not (true_pairs or pred_pairs):
+        ari = None  # all alone on both sides: nothing to agree on
+    elif maximum == expected:
+        ari = 1.0  # one cluster and one story, of every item
+    else:
+        ari = (both - expected) / (maximum - expected)
+    measured = pairs.as_dict() if labelled else {}
     return {
-        "pair_precision": round(pairs.precision, 4),
-        "pair_recall": round(pairs.recall, 4),
-        "pair_f1": round(pairs.f1, 4),
-        "ari": round(ari, 4),
+        "pair_precision": measured.get("precision"),
+        "pair_recall": measured.get("recall"),
+        "pair_f1": measured.get("f1"),
+        "ari": _rounded(ari) if labelled else None,
         "items": len(ids),
         "true_pairs": true_pairs,
         "predicted_pairs": pred_pairs,
@@ -316,11 +354,15 @@ def format_text(
     """The human-readable form of a `report` (plus `stories` when present)."""
     lines: list[str] = []
 
+    def num(value: object) -> str:
+        """A score as printed: "-" when there was nothing to measure."""
+        return "-" if value is None else f"{value:.2f}"
+
     def row(name: str, s: Mapping[str, object]) -> str:
-        if not s["support"] and s["precision"] == 1.0:
+        if s["f1"] is None:
             return f"  {name:<22} -  (none labelled, none predicted)"
         return (
-            f"  {name:<22} P {s['precision']:.2f}  R {s['recall']:.2f}  F1 {s['f1']:.2f}"
+            f"  {name:<22} P {num(s['precision'])}  R {num(s['recall'])}  F1 {num(s['f1'])}"
             f"  (n={s['support']})"
         )
 
@@ -328,7 +370,7 @@ def format_text(
     assert isinstance(rel, Mapping)
     lines.append(f"{result['items']} items")
     lines.append(row("relevance", rel))
-    lines.append(f"  {'event macro-F1':<22} {result['macro_f1']:.2f}")
+    lines.append(f"  {'event macro-F1':<22} {num(result['macro_f1'])}")
     events = result["events"]
     assert isinstance(events, Mapping)
     for name, s in events.items():
@@ -341,15 +383,17 @@ def format_text(
         for key, sub in part.items():
             r = sub["relevance"]
             lines.append(
-                f"  {key:<5} n={sub['items']:<4} relevance F1 {r['f1']:.2f}"
-                f" (P {r['precision']:.2f} R {r['recall']:.2f})  macro-F1 {sub['macro_f1']:.2f}"
+                f"  {key:<5} n={sub['items']:<4} relevance F1 {num(r['f1'])}"
+                f" (P {num(r['precision'])} R {num(r['recall'])})"
+                f"  macro-F1 {num(sub['macro_f1'])}"
             )
     stories = result.get("stories")
     if isinstance(stories, Mapping):
         lines.append("")
         lines.append(
-            f"stories: pairwise P {stories['pair_precision']:.2f} R {stories['pair_recall']:.2f}"
-            f" F1 {stories['pair_f1']:.2f}  ARI {stories['ari']:.2f}"
+            f"stories: pairwise P {num(stories['pair_precision'])}"
+            f" R {num(stories['pair_recall'])} F1 {num(stories['pair_f1'])}"
+            f"  ARI {num(stories['ari'])}"
             f"  ({stories['items']} matched items, {stories['true_pairs']} true pairs,"
             f" {stories['predicted_pairs']} grouped)"
         )
@@ -357,8 +401,9 @@ def format_text(
     if isinstance(halves, Mapping):
         for half, sub in halves.items():
             lines.append(
-                f"  {half:<5} pairwise P {sub['pair_precision']:.2f} R {sub['pair_recall']:.2f}"
-                f" F1 {sub['pair_f1']:.2f}  ({sub['items']} items, each half replayed alone)"
+                f"  {half:<5} pairwise P {num(sub['pair_precision'])}"
+                f" R {num(sub['pair_recall'])} F1 {num(sub['pair_f1'])}"
+                f"  ({sub['items']} items, each half replayed alone)"
             )
     return "\n".join(lines)
 
@@ -408,9 +453,10 @@ def evaluate(
     result = report(items, {o.item.id: o.events for o in outcomes}, event_types)
     grouping = None
     if stories:
+        labelled = any(i.story for i in items)
         grouping = replay_stories(items, verdicts, window)
         truth = {i.id: i.story for i in items if i.id in grouping.assigned}
-        result["stories"] = cluster_scores(truth, grouping.assigned)
+        result["stories"] = cluster_scores(truth, grouping.assigned, labelled=labelled)
         # Each half replayed on its own, as if it were all there is: a change tuned on one
         # half is checked on the other.
         by_half = {}
@@ -418,7 +464,7 @@ def evaluate(
             subset = [i for i in items if i.half == half]
             alone = replay_stories(subset, verdicts, window)
             truth = {i.id: i.story for i in subset if i.id in alone.assigned}
-            by_half[half] = cluster_scores(truth, alone.assigned)
+            by_half[half] = cluster_scores(truth, alone.assigned, labelled=labelled)
         result["stories_by_half"] = by_half
     return result, outcomes, grouping
 

@@ -229,15 +229,20 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
        "story": "oct2023-wave"}
 
     `labels` is required ([] or ["not_relevant"] when the item is not relevant; `events` is
-    read the same way).
+    read the same way) and names events the rules report or the shipped event types: another
+    name is refused as a typo.
 
     --stories replays the matched items through the story grouping the daemon uses, in order
     of publication, and scores it against the `story` clusters (pairwise F1 and adjusted Rand
     index). Nothing is stored and nothing is fetched.
+
+    A score with nothing to measure (no item labelled or predicted, a half without items,
+    story scores without `story` labels) is "-" (null in JSON), not 1.00.
     """
     import json
 
     from watcher.config import EVENT_TYPES
+    from watcher.config.loading import Names
     from watcher.evaluate import (
         best_link,
         cluster_errors,
@@ -250,17 +255,28 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
 
     loaded = ctx.config()
     matcher = ctx.matcher()
+    name = getattr(file, "name", "-")
+    names = Names.of(loaded.config)
+    # the events a label may name: those the rules report, and the shipped vocabulary
+    known = tuple(sorted({*EVENT_TYPES, *names.rule_events}))
+
+    def event_problem(event: str) -> str | None:
+        return None if event in known else names.problem("event", event, known)
+
     try:
-        items = read_labelled(file, getattr(file, "name", "-"))
+        items = read_labelled(file, name, event_problem=event_problem)
     except EvalInputError as exc:
         fail(str(exc), code=2)
     if not items:
-        fail(f"{getattr(file, 'name', '-')}: no labelled items", code=2)
+        fail(f"{name}: no labelled items", code=2)
     click.echo(f"scoring {len(items)} items…", err=True)
+    labelled_stories = any(i.story for i in items)
+    if stories and not labelled_stories:
+        click.echo(f"warning: no story labels in {name}: story scores need them", err=True)
     result, outcomes, grouping = evaluate(
         items,
         matcher,
-        EVENT_TYPES,
+        known,
         tags=_source_tags(loaded.config),
         stories=stories,
         window=loaded.config.settings.story_window,
@@ -288,7 +304,7 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
             )
             for line in lines:
                 out.write(f"    {line}\n")
-    if grouping is not None and misses:
+    if grouping is not None and misses and labelled_stories:
         truth = {i.id: i.story for i in items if i.id in grouping.assigned}
         split, mixed = cluster_errors(truth, grouping.assigned)
         titles = {i.id: i.title for i in items}

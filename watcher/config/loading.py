@@ -32,7 +32,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -416,17 +416,18 @@ class Names:
             return self.events
         return tuple(getattr(self, {"source": "sources", "lang": "langs"}.get(kind, kind + "s")))
 
-    def problem(self, kind: str, value: str) -> str:
-        """What to say about a name of `kind` that is not among `values(kind)`."""
+    def problem(self, kind: str, value: str, known: Sequence[str] | None = None) -> str:
+        """What to say about a name of `kind` that is not among `known` (default:
+        `values(kind)`), with the nearest of them as a hint."""
         noun, nouns = _NOUNS[kind]
-        known = self.values(kind)
+        names = tuple(known) if known is not None else self.values(kind)
         if kind == "event" and self.rule_events and value in EVENT_TYPES:
-            return f"no rule reports event {value!r}{_hint(value, known, nouns)}"
-        if kind == "lang" and COUNTRY_FOR_LANG.get(value.lower()) in known:
+            return f"no rule reports event {value!r}{_hint(value, names, nouns)}"
+        if kind == "lang" and COUNTRY_FOR_LANG.get(value.lower()) in names:
             return f"unknown language {value!r} (did you mean {COUNTRY_FOR_LANG[value.lower()]!r}?)"
         # two-letter codes differ by one letter at best: a lower bar finds kr → ko
         cutoff = 0.5 if kind == "lang" else 0.6
-        return f"unknown {noun} {value!r}{_hint(value, known, nouns, cutoff)}"
+        return f"unknown {noun} {value!r}{_hint(value, names, nouns, cutoff)}"
 
 
 def _hint(word: str, known: tuple[str, ...], nouns: str, cutoff: float = 0.6) -> str:
