@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,15 @@ def run(config_path: Path, *args: str, stdin: str | None = None) -> Result:
         ('{"id": "a-3", "title": "y", "labels": [], "published": "last tuesday"}', "not an ISO"),
         ('{"id": "a-4", "title": "an unlabelled item"}', "'labels' is missing"),
         ('{"id": "a-5", "title": "y", "events": "detention"}', "'events' must be a list"),
+        (
+            '{"id": "a-6", "title": "y", "labels": [], "published_at": "soon"}',
+            "'published_at' is not an ISO date: 'soon'",
+        ),
+        (
+            '{"id": "a-7", "title": "y", "labels": [], "published": "2024-03-01", '
+            '"published_at": "2024-03-02"}',
+            "'published' and 'published_at' differ",
+        ),
     ],
 )
 def test_read_labelled_errors_name_file_and_line(line: str, message: str) -> None:
@@ -128,6 +138,18 @@ def test_the_test_sets_events_field_is_read_as_labels() -> None:
         set(),
         False,
     )
+
+
+def test_read_labelled_takes_published_at_for_published() -> None:
+    """`watcher match` (and `replay --format jsonl`) name the date `published_at`."""
+    lines = [
+        '{"id": "a-1", "title": "x", "labels": [], "published_at": "2024-03-01T10:00Z"}',
+        '{"id": "a-2", "title": "x", "labels": [], "published": "2024-03-01T10:00Z"}',
+        '{"id": "a-3", "title": "x", "labels": [], "published": "2024-03-01T10:00Z", '
+        '"published_at": "2024-03-01T10:00Z"}',
+    ]
+    dates = {i.published for i in read_labelled(lines, "x")}
+    assert dates == {datetime(2024, 3, 1, 10, tzinfo=UTC)}
 
 
 def test_read_labelled_fields() -> None:
@@ -403,6 +425,28 @@ def test_eval_scores_over_nothing_are_not_perfect(
         for key in path:
             node = node[key]
         assert node is None, path
+
+
+# One article under each name of its date (the relative "Tuesday" resolves against it), with
+# blank lines between and after them: one verdict per article, no error for a blank line.
+TUESDAY = "China repatriated North Korean defectors on Tuesday"
+DATED = [
+    ({"published_at": "2024-03-07"}, ["2024-03-05"]),
+    ({"published": "2024-03-07"}, ["2024-03-05"]),
+    ({"published": "2024-03-07", "published_at": "2024-03-07"}, ["2024-03-05"]),
+    ({}, []),
+]
+
+
+def test_match_takes_either_name_of_the_date_and_skips_blank_lines(config_path: Path) -> None:
+    rows = [json.dumps({"id": n, "title": TUESDAY, "lang": "en", **d}) for n, (d, _) in
+            enumerate(DATED)]  # fmt: skip
+    result = run(config_path, "match", "-", stdin="\n\n".join(rows) + "\n\n  \n")
+    assert result.exit_code == 0, result.output
+    got = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(row["id"], row["extracted"]["dates"]) for row in got] == [
+        (n, dates) for n, (_, dates) in enumerate(DATED)
+    ]
 
 
 def test_match_explain_gives_terms_and_glosses(config_path: Path) -> None:

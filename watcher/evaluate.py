@@ -4,10 +4,11 @@
     matched [Labelled] ──stories.replay()──▶ story ids ──cluster_scores()──▶ pairwise P/R/F1, ARI
 
 A labelled line has the fields of the development set: ``id``, ``url``, ``source``, ``lang``,
-``published``, ``title``, ``text``, ``labels`` (event types, or ``not_relevant``), ``relevant``
-and ``story`` (a cluster slug or null). Only ``id``, ``title`` or ``text``, and ``labels`` or
-``relevant`` are required. Ids ending in a number are split into odd and even halves, so that a
-rule tuned on one half can be checked on the other.
+``published`` (or ``published_at``, as `watcher match` names it), ``title``, ``text``,
+``labels`` (event types, or ``not_relevant``), ``relevant`` and ``story`` (a cluster slug or
+null). Only ``id``, ``title`` or ``text``, and ``labels`` or ``relevant`` are required. Ids
+ending in a number are split into odd and even halves, so that a rule tuned on one half can be
+checked on the other.
 
 A score with nothing to measure is None (null in JSON, "-" in text), never a perfect 1: the
 precision of nothing predicted, the recall of nothing labelled, the F1 of neither, a half
@@ -80,6 +81,22 @@ def article_text(data: Mapping[str, Any], where: str) -> tuple[str, str]:
     return title, text
 
 
+#: The names an article's publication date goes by, meaning the same: `eval`'s `published` and
+#: `published_at`, the name `watcher match` and `replay --format jsonl` use.
+PUBLISHED = ("published", "published_at")
+
+
+def published(data: Mapping[str, Any], where: str) -> tuple[str, str] | None:
+    """(name, value) of an article's publication date under either name of `PUBLISHED`; None
+    when neither is given. EvalInputError when the two are given and differ."""
+    given = {key: data[key] for key in PUBLISHED if data.get(key)}
+    if len(set(given.values())) > 1:
+        raise EvalInputError(
+            f"{where}: 'published' and 'published_at' differ (they are one field: give one)"
+        )
+    return next(iter(given.items()), None)
+
+
 def read_labelled(
     lines: Iterable[str],
     name: str = "-",
@@ -141,7 +158,7 @@ def read_labelled(
                 lang=(data.get("lang") or None),
                 source=data.get("source") or None,
                 url=data.get("url") or None,
-                published=_date(data.get("published"), where),
+                published=_date(published(data, where), where),
                 labels=events,
                 relevant=relevant,
                 story=data.get("story") or None,
@@ -150,13 +167,14 @@ def read_labelled(
     return out
 
 
-def _date(value: str | None, where: str) -> datetime | None:
-    if not value:
+def _date(field: tuple[str, str] | None, where: str) -> datetime | None:
+    if field is None:
         return None
+    key, value = field
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise EvalInputError(f"{where}: 'published' is not an ISO date: {value!r}") from None
+        raise EvalInputError(f"{where}: {key!r} is not an ISO date: {value!r}") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 

@@ -59,12 +59,13 @@ def match(ctx: Context, file: Any, explain: bool) -> None:
     \b
       {"id": 1, "title": "...", "text": "...", "lang": "ko", "url": "...", "source": "..."}
 
-    One JSON line is written per input line, in the same order:
+    One JSON line is written per input line, in the same order (blank lines are skipped):
     {"id", "relevant", "events", "rules", "severity", "extracted": {"people", "places",
     "dates"}}; a line that cannot be read gives {"id", "error"} in its place. `lang`,
     `url`, `source` and `published_at` are optional; `source` may be a configured source id
-    or an outlet's domain (its tags then apply to tag-filtered rules); `published_at` dates
-    the article, so that relative dates ("on Tuesday", 지난 3일, 上周) are resolved.
+    or an outlet's domain (its tags then apply to tag-filtered rules); `published_at` (or
+    `published`, as `watcher eval` names it) dates the article, so that relative dates ("on
+    Tuesday", 지난 3일, 上周) are resolved.
 
     With --explain each line also has "explain" (per rule that fired: the terms found and
     their positions in the normalised text) and "why" (rule id → the one line alerts show,
@@ -72,7 +73,7 @@ def match(ctx: Context, file: Any, explain: bool) -> None:
     """
     import json
 
-    from watcher.evaluate import article_text, json_object
+    from watcher.evaluate import article_text, json_object, published
     from watcher.items import parse_date
 
     loaded = ctx.config()
@@ -80,6 +81,8 @@ def match(ctx: Context, file: Any, explain: bool) -> None:
     tags = _source_tags(loaded.config)
     out = sys.stdout
     for number, line in enumerate(file, start=1):
+        if not line.strip():
+            continue
         item_id: Any = None
         try:
             data = json_object(line, f"line {number}")
@@ -87,8 +90,8 @@ def match(ctx: Context, file: Any, explain: bool) -> None:
             title, text = article_text(data, f"line {number}")
             lang = data.get("lang")
             source = data.get("source")
-            published = data.get("published_at")
-            when = parse_date(published, "UTC") if isinstance(published, str) else None
+            dated = published(data, f"line {number}")
+            when = parse_date(dated[1], "UTC") if dated else None
             verdict = matcher.match(
                 title,
                 text,
@@ -230,7 +233,8 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
 
     `labels` is required ([] or ["not_relevant"] when the item is not relevant; `events` is
     read the same way) and names events the rules report or the shipped event types: another
-    name is refused as a typo.
+    name is refused as a typo. `published_at` is read as `published`; blank lines are
+    skipped.
 
     --stories replays the matched items through the story grouping the daemon uses, in order
     of publication, and scores it against the `story` clusters (pairwise F1 and adjusted Rand
