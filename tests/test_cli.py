@@ -153,6 +153,26 @@ def test_the_command_registry_names_every_command_and_loads_only_the_one_asked_f
     assert complete == "True"  # every registered command is in the registry, and back
 
 
+def test_every_option_says_what_it_does() -> None:
+    # `watcher --help` and each command's: an option without a help text is a bare name
+    script = (
+        "import click\n"
+        "from watcher.cli import cli\n"
+        "ctx = click.Context(cli)\n"
+        "def walk(command, path):\n"
+        "    for p in command.params:\n"
+        "        if isinstance(p, click.Option) and not (p.help or '').strip():\n"
+        "            print(' '.join([*path, p.opts[0]]))\n"
+        "    for name in getattr(command, 'list_commands', lambda ctx: [])(ctx):\n"
+        "        walk(command.get_command(ctx, name), [*path, name])\n"
+        "walk(cli, ['watcher'])\n"
+    )
+    result = python(script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == []
+    assert "The lowest level of log line" in watcher("--help").stdout
+
+
 def test_help_loads_no_database_config_or_http_library() -> None:
     # `watcher --help` lists every command (importing each command module), so a heavy import
     # at the top of any of them makes the help slow (it took 0.6 s; without them, 0.1 s).

@@ -112,7 +112,7 @@ def test_the_daemon_tells_its_start_and_each_cycle_and_reload_finds_it(
         assert f"running (pid {daemon.proc.pid}): 2 sources (feed 2; en 1, ko 1), 1 rule;" in start
         assert "alerts: urgent → hook (json);" in start
         assert "ops: none (nobody hears of broken sources or failed sends);" in start
-        assert "metrics on (off)" in start and "[action=start]" in start
+        assert "; metrics off; pid file " in start and "[action=start]" in start
         if db_url.startswith("sqlite"):
             pid = Path(db_url.removeprefix("sqlite:///") + ".pid")
             assert f"database {db_url};" in start

@@ -829,7 +829,8 @@ def summary(loaded: LoadedConfig, matcher: Any, database: str, metrics_address: 
         f"{_count(matcher.rule_count, 'rule')}; "
         f"alerts: {routes(False) or 'no route (stories are kept, not sent)'}; "
         f"ops: {routes(True) or 'none (nobody hears of broken sources or failed sends)'}; "
-        f"database {database}; metrics on {metrics_address or '(off)'}"
+        f"database {database}; "
+        + (f"metrics on {metrics_address}" if metrics_address else "metrics off")
     )
 
 

@@ -220,6 +220,7 @@ class LazyGroup(click.Group):
     default="info",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="The lowest level of log line written to stderr; debug also logs every quiet cycle.",
 )
 @click.option(
     "--log-format",

@@ -25,7 +25,12 @@ def export() -> None:
     "--source", "source_id", metavar="ID", help="Only items first carried by this source."
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default="jsonl",
+    show_default=True,
+    help="One JSON object per line, or CSV with a header row.",
 )
 @pass_ctx
 def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: str) -> None:
@@ -94,7 +99,14 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
 
 
 @export.command("alerts")
-@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl"]),
+    default="jsonl",
+    show_default=True,
+    help="One JSON object per story, a line each.",
+)
 @pass_ctx
 def export_alerts(ctx: Context, fmt: str) -> None:
     """Every story with its items, routes, deliveries and their attempts, as JSON Lines."""

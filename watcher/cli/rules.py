@@ -123,7 +123,13 @@ def match(ctx: Context, file: Any, explain: bool) -> None:
     help="Rules (concepts and rules) to try instead of those in the configuration.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "jsonl"]),
+    default="text",
+    show_default=True,
+    help="A line per item to read, or a JSON object per item: `match`'s fields, plus change, "
+    "source, title, url and published_at.",
 )
 @pass_ctx
 def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) -> None:
@@ -213,7 +219,12 @@ def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) ->
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @click.option("--stories", is_flag=True, help="Also replay the matched items into stories.")
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Scores to read, or one JSON document (its shape: docs/rules.md).",
 )
 @click.option(
     "--misses",
