@@ -83,7 +83,7 @@ def db_prune(ctx: Context, older_than: str, dry_run: bool, vacuum: bool) -> None
     from watcher.store.prune import prune
 
     try:
-        age = parse_duration(older_than)
+        age = parse_duration(older_than, example="180d")
     except ValueError as exc:
         fail(f"--older-than: {exc}", code=2)
     if age < _MIN_AGE:

@@ -29,8 +29,9 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_duration(value: object) -> timedelta:
-    """`30s`, `15m`, `2h`, `1d`, `1h30m` (or `0`) → timedelta; anything else is a ValueError."""
+def parse_duration(value: object, *, example: str = "15m") -> timedelta:
+    """`30s`, `15m`, `2h`, `1d`, `1h30m` (or `0`) → timedelta; anything else is a ValueError,
+    whose hint shows `example` (a value the caller accepts: `db prune` takes a day at least)."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int) and not isinstance(value, bool) and value == 0:
@@ -42,7 +43,7 @@ def parse_duration(value: object) -> timedelta:
         parts = _DURATION_PART.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
             return timedelta(seconds=sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
-    raise ValueError(f"expected a duration like 15m, got {value!r}")
+    raise ValueError(f"expected a duration like {example}, got {value!r}")
 
 
 def format_duration(value: timedelta) -> str:
