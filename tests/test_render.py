@@ -710,6 +710,52 @@ def test_a_long_digest_fits_and_says_how_many_were_left_out(
     assert all(f"Story {i} " in msg.body for i in msg.stories)
 
 
+#: Every channel format with a length limit: a message over it is refused or cut.
+LIMITED = [name for name, spec in render.CHANNELS.items() if spec.limit is not None]
+
+
+@pytest.mark.parametrize("channel", LIMITED)
+@pytest.mark.parametrize("length", [1_200, 4_500, 20_000])
+def test_a_report_with_a_very_long_address_still_fits_the_channel(
+    channel: str,
+    length: int,
+    make_view: Callable[..., AlertView],
+    make_report: Callable[..., Report],
+) -> None:
+    # Tracking parameters and session blobs make addresses of thousands of characters; one
+    # used to push a Telegram, Slack or Discord alert over the limit, and the alert was refused.
+    long_url = "https://news.example/article?id=" + "a" * length
+    others = tuple(
+        make_report(source_id=f"s{i}", source_name=f"Outlet {i}", url=f"{long_url}&n={i}")
+        for i in range(5)
+    )
+    view = make_view(first=make_report(title="China sends back 600", url=long_url), others=others)
+    spec = render.CHANNELS[channel]
+    assert spec.limit is not None
+    for msg in every_message(view, channel):
+        assert spec.cost(msg.title, msg.body) <= spec.limit, (channel, len(msg.body))
+        assert "China sends back 600" in msg.body  # the report is told, its title unlinked
+        assert "a" * 2001 not in msg.body
+
+
+@pytest.mark.parametrize("channel", LIMITED)
+def test_an_ordinary_long_address_keeps_its_link(
+    channel: str, make_view: Callable[..., AlertView], make_report: Callable[..., Report]
+) -> None:
+    url = "https://news.example/article?id=" + "a" * 400
+    msg = render.render_alert(make_view(first=make_report(url=url)), channel, "UTC")
+    assert "a" * 400 in msg.body
+
+
+def test_telegram_alert_with_a_4500_character_address_fits_as_apprise_sends_it(
+    make_view: Callable[..., AlertView], make_report: Callable[..., Report]
+) -> None:
+    long_url = "https://news.example/article?id=" + "a" * 4_500
+    msg = render.render_alert(make_view(first=make_report(url=long_url)), "telegram", "UTC")
+    assert telegram_length(msg) <= 4096
+    assert Tags(msg.body).balanced and "news.example" not in msg.body
+
+
 # --------------------------------------------------------------------------- digests
 
 

@@ -98,8 +98,10 @@ for HTML), so an overriding template gets the same protection. Links come only f
   Markdown escaping of the text.
 
 **Length.** Never by slicing rendered markup: the untrusted inputs are shortened (the lead,
-then report titles, then other outlets beyond N become "+K more outlets", then the lead goes)
-and the message is rendered again until it fits (`_alert_budgets`).
+then report titles, then other outlets beyond N become "+K more outlets", then the lead goes,
+last the report links) and the message is rendered again until it fits (`_alert_budgets`). A
+report link longer than 2,000 characters (`MAX_LINK`, or half the channel's limit) is never
+written: its title is shown unlinked.
 
 Usage::
 
@@ -1164,13 +1166,14 @@ def _report_line(
     *,
     lead: int,
     title: int,
+    link: int,
     first_at: datetime | None = None,
 ) -> ReportLine:
     return ReportLine(
         outlet=cut(clean(report.source_name) or clean(report.source_id), 80),
         lang=_lang(report.lang),
         title=cut(clean(report.title), title) or words.no_title,
-        href=dialect.href(safe_url(report.url)),
+        href=_report_href(report.url, dialect, link),
         time=_fmt_time(report.published_at, zone, words, first_at),
         lead=cut(clean(report.text), lead) if lead > 0 else "",
     )
@@ -1221,6 +1224,24 @@ def _changes(view: AlertView, words: Words) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: The longest report link a message writes (characters, as written): a longer one is no
+#: link anyone follows from a chat, and would leave no room for the message around it.
+MAX_LINK = 2000
+
+
+def _link_cap(spec: ChannelSpec) -> int:
+    """The longest report link a message of this format writes while anything else fits:
+    `MAX_LINK`, or half the channel's limit where that is less (Discord: 1,000)."""
+    return MAX_LINK if spec.limit is None else min(MAX_LINK, spec.limit // 2)
+
+
+def _report_href(url: str | None, dialect: Dialect, link: int) -> Href | None:
+    """A report's link as the format writes it; None (the title unlinked) when it is longer
+    than `link` characters (0: the last budgets, which write no report link at all)."""
+    href = dialect.href(safe_url(url))
+    return href if href is not None and len(href) <= link else None
+
+
 def _story_href(view: AlertView, dialect: Dialect) -> Href | None:
     """The story page as this format links it: the path every report link takes."""
     return dialect.href(safe_url(view.story_url))
@@ -1246,20 +1267,26 @@ class _AlertBudget:
     lead: int
     others: int
     title: int
+    #: The longest report link written (`_report_href`).
+    link: int
 
 
 def _alert_budgets(spec: ChannelSpec) -> Iterator[_AlertBudget]:
     """Largest first: shorter leads, then shorter report titles, then fewer other outlets
-    (a list of twenty outlets with short titles beats five with long ones), then no lead."""
-    yield _AlertBudget(spec.lead, spec.others, 300)
-    yield _AlertBudget(min(500, spec.lead), spec.others, 300)
-    yield _AlertBudget(min(250, spec.lead), spec.others, 120)
+    (a list of twenty outlets with short titles beats five with long ones), then no lead,
+    and last the report's title without its link (an address of thousands of characters).
+    A link longer than `_link_cap` is never written."""
+    link = _link_cap(spec)
+    yield _AlertBudget(spec.lead, spec.others, 300, link)
+    yield _AlertBudget(min(500, spec.lead), spec.others, 300, link)
+    yield _AlertBudget(min(250, spec.lead), spec.others, 120, link)
     for n in (20, 15, 12, 10, 8, 6, 5):
-        yield _AlertBudget(min(250, spec.lead), min(n, spec.others), 120)
+        yield _AlertBudget(min(250, spec.lead), min(n, spec.others), 120, link)
     for n in (5, 3, 1, 0):
-        yield _AlertBudget(0, n, 120)
+        yield _AlertBudget(0, n, 120, link)
     for title in (80, 40):
-        yield _AlertBudget(0, 0, title)
+        yield _AlertBudget(0, 0, title, link)
+    yield _AlertBudget(0, 0, 40, 0)
 
 
 def _alert_title(view: AlertView, spec: ChannelSpec, words: Words) -> str:
@@ -1318,9 +1345,13 @@ def render_alert(
             severity_label=words.severity(clean(view.severity)),
             events=tuple(_event_name(e, words) for e in view.events),
             summary=_summary(view, words, with_dates=True),
-            first=_report_line(view.first, zone, dialect, words, lead=b.lead, title=b.title),
+            first=_report_line(
+                view.first, zone, dialect, words, lead=b.lead, title=b.title, link=b.link
+            ),
             others=tuple(
-                _report_line(r, zone, dialect, words, lead=0, title=b.title, first_at=first_at)
+                _report_line(
+                    r, zone, dialect, words, lead=0, title=b.title, link=b.link, first_at=first_at
+                )
                 for r in others
             ),
             more_outlets=_other_outlets(view.first, view.others, shown=others),
@@ -1357,15 +1388,19 @@ def render_alert(
 class _DigestBudget:
     stories: int
     title: int
+    #: The longest report link written (`_report_href`).
+    link: int
 
 
-def _digest_budgets(count: int) -> Iterator[_DigestBudget]:
+def _digest_budgets(spec: ChannelSpec, count: int) -> Iterator[_DigestBudget]:
+    link = _link_cap(spec)
     for title in (300, 150):
-        yield _DigestBudget(count, title)
+        yield _DigestBudget(count, title, link)
     for n in (30, 20, 10, 5, 3, 1):
         if n < count:
-            yield _DigestBudget(n, 80)
-    yield _DigestBudget(1, 40)
+            yield _DigestBudget(n, 80, link)
+    yield _DigestBudget(1, 40, link)
+    yield _DigestBudget(1, 40, 0)
 
 
 def _newest(view: AlertView) -> tuple[datetime, int]:
@@ -1429,7 +1464,9 @@ def render_digest(
                     severity_label=words.severity(clean(view.severity)),
                     events=tuple(_event_name(e, words) for e in view.events),
                     summary=_summary(view, words, with_dates=True),
-                    first=_report_line(view.first, zone, dialect, words, lead=0, title=b.title),
+                    first=_report_line(
+                        view.first, zone, dialect, words, lead=0, title=b.title, link=b.link
+                    ),
                     more_outlets=_other_outlets(view.first, view.others),
                     story_id=view.story_id,
                     revision=view.revision,
@@ -1447,7 +1484,7 @@ def render_digest(
         )
         return sent_title, _render_template("digest", spec, folder, ctx, words.folder)
 
-    sent, body = _fit(spec, _digest_budgets(count), build)  # `shown`: of the budget that fit
+    sent, body = _fit(spec, _digest_budgets(spec, count), build)  # `shown`: of the budget that fit
     return Message(
         title=sent,
         body=body,
