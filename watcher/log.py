@@ -2,7 +2,8 @@
 
 Records may carry `extra={"action": ..., "source": ..., "item": ..., "alert": ...}`; both formats
 show those fields. The redacting filter removes every value that came from the environment
-through `${VAR}` and the credentials part of any URL (`scheme://user:pass@host`).
+through `${VAR}` (whole, cut short, or split where a URL parser splits it) and the credentials
+part of any URL (`scheme://user:pass@host`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from urllib.parse import quote, quote_plus
 
 #: Fields of `extra` shown in log lines, in this order.
 CONTEXT_FIELDS = ("action", "source", "item", "alert", "channel", "route")
@@ -20,8 +22,37 @@ CONTEXT_FIELDS = ("action", "source", "item", "alert", "channel", "route")
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<cred>[^/\s@]+@)")
 
 
+#: The shortest piece of a secret redacted where a URL parser shows it apart from the rest.
+_SHORTEST_PIECE = 4
+#: The shortest beginning of a secret redacted where it is shown cut short ("abc..."): fewer
+#: characters tell next to nothing of it.
+_SHORTEST_CUT = 3
+
+
+def secret_forms(secret: str) -> set[str]:
+    """What a log line may show of `secret`: itself, percent-encoded, and the pieces a URL
+    parser makes of it when it holds an ``@`` (a password ``p@ss/w:rd`` in
+    ``mailto://user:p@ss/w:rd@host`` is read as password ``p``, host ``ss`` and path
+    ``/w:rd@host``; apprise then logs ``mailto://user:p...p@ss/w...t``).
+
+    Usage::
+
+        sorted(secret_forms("hunter@2secret/x"))
+        # ['2secret', '2secret/x', 'hunter', 'hunter%402secret%2Fx', 'hunter%402secret/x',
+        #  'hunter@2secret/x']
+    """
+    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    if "@" in secret:
+        for head, tail in (secret.split("@", 1), secret.rsplit("@", 1)):
+            forms |= {head, tail, re.split(r"[/?#:]", tail, maxsplit=1)[0]}
+    return {f for f in forms if len(f) >= min(_SHORTEST_PIECE, len(secret))}
+
+
 class RedactingFilter(logging.Filter):
-    """Replace secrets in the final message (and exception text) with `***`."""
+    """Replace secrets in the final message (and exception text) with `***`: every value
+    from the environment, whole, percent-encoded, in the pieces a URL parser splits it into
+    (`secret_forms`) and cut short ("…" or "..." after its first characters, as apprise and
+    watcher's own messages shorten long values)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
@@ -29,10 +60,13 @@ class RedactingFilter(logging.Filter):
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
-        merged = set(self.secrets) | {s for s in secrets if s}
+        merged = set(self.secrets) | {f for s in secrets if s for f in secret_forms(s)}
         self.secrets = sorted(merged, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
+        if "..." in text or "…" in text:  # first: a piece of a cut value is a form too
+            for secret in self.secrets:
+                text = _redact_cut(text, secret)
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
@@ -44,6 +78,17 @@ class RedactingFilter(logging.Filter):
             record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
+
+
+def _redact_cut(text: str, secret: str) -> str:
+    """`text` with each beginning of `secret` that is followed by an ellipsis (a value shown
+    cut short) replaced by `***`, longest first."""
+    for cut in range(len(secret) - 1, _SHORTEST_CUT - 1, -1):
+        for mark in ("...", "…"):
+            shown = secret[:cut] + mark
+            if shown in text:
+                text = text.replace(shown, "***")
+    return text
 
 
 class TextFormatter(logging.Formatter):
