@@ -179,3 +179,74 @@ def test_a_redirect_that_carries_the_key_is_stored_and_told_without_it(store: St
         row = conn.execute(select(t.sources).where(t.sources.c.id == "moved")).one()
     assert row.moved_to == server.url("/new?key=***")
     assert KEY not in (row.health_reason or "") and "/new?key=***" in (row.health_reason or "")
+
+
+# --------------------------------------------------------------------------- redirects
+
+API_KEY = "ak-5f0e9b71c2d8"
+
+
+async def _fetch(source: Any) -> Any:
+    from watcher.fetch import Fetcher, FetchLimits
+    from watcher.pipeline import request_for
+
+    async with Fetcher(FetchLimits(allow_private=True, retries=0)) as fetcher:
+        return await fetcher.fetch(request_for(source, None))
+
+
+async def test_a_sources_headers_go_only_to_its_own_site_when_it_redirects() -> None:
+    with FeedServer() as site, FeedServer() as elsewhere:
+        elsewhere.route("/feed", body=rss([("Moved report", "https://e.org/1")]))
+        site.route("/old", status=302, headers={"Location": "/feed"})  # same origin
+        site.route("/feed", status=302, headers={"Location": elsewhere.url("/feed")})
+        (source,) = load(
+            [
+                {
+                    "id": "keyed",
+                    "kind": "feed",
+                    "url": site.url("/old"),
+                    "headers": {"X-Api-Key": "${API_KEY}", "Referer": "https://e.org/"},
+                }
+            ],
+            {"API_KEY": API_KEY},
+        ).config.sources
+        result = await _fetch(source)
+        assert result.error is None and result.final_url == elsewhere.url("/feed")
+        assert [hit.headers.get("X-Api-Key") for hit in site.requests] == [API_KEY, API_KEY]
+        (hit,) = elsewhere.requests
+    assert API_KEY not in repr(hit.headers) and "Referer" not in hit.headers
+    assert hit.headers["User-Agent"].startswith("watcher/")
+
+
+@pytest.mark.parametrize("status", [307, 308])
+async def test_a_post_body_is_never_sent_to_another_site(status: int) -> None:
+    with FeedServer() as site, FeedServer() as elsewhere:
+        elsewhere.route("/api", body=b'{"data": []}', content_type="application/json")
+        site.route("/api", status=status, headers={"Location": elsewhere.url("/api")})
+        site.route("/v1", status=status, headers={"Location": "/api2"})  # same origin
+        site.route("/api2", body=b'{"data": []}', content_type="application/json")
+        api = {
+            "kind": "json",
+            "method": "POST",
+            "items": "data",
+            "fields": {"title": "t", "url": "u"},
+        }
+        body = {"appname": "${APPNAME}"}
+        away, home = load(
+            [
+                {"id": "away", "url": site.url("/api"), "body": body, **api},
+                {"id": "home", "url": site.url("/v1"), "body": body, **api},
+            ],
+            {"APPNAME": API_KEY},
+        ).config.sources
+        refused = await _fetch(away)
+        kept = await _fetch(home)
+        assert elsewhere.requests == []
+        sent = site.hits("/api2")
+    assert refused.error == (
+        f"refused: a {status} redirect to another site ({elsewhere.url('')}) would send the "
+        "POST body there; set the source's url to where it leads if that site should get it"
+    )
+    assert kept.error is None and [hit.body for hit in sent] == [
+        f'{{"appname":"{API_KEY}"}}'.encode()
+    ]

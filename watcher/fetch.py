@@ -14,7 +14,8 @@ that trickles bytes cannot hold a host's slots for the whole budget):
     the body     at least PROGRESS_BYTES (or the rest of it) every read_timeout
 
 Safety: a body cap enforced while streaming, a redirect limit (redirects are followed here, one
-hop at a time, and a redirect's own body is never read), and the address policy: every
+hop at a time, and a redirect's own body is never read; a hop to another origin carries none of
+the source's own headers and no request body), and the address policy: every
 connection, to a configured URL, a redirect's target, an article page or robots.txt, is made
 by `_GuardedBackend`, which resolves the name once, refuses the connection when any address is
 loopback, private, link-local, a cloud metadata service or otherwise not public (unless
@@ -304,6 +305,8 @@ class Fetcher:
             return await self._stream(client, request, headers, run, attempts)
         except _Refused as refused:
             return failed(refused.line(redirected=run.redirect is not None))
+        except _BodyElsewhere as refused:
+            return failed(str(refused))
         except httpx.TimeoutException as exc:
             raise _Retry(failed(_timeout_text(exc))) from None
         except (
@@ -352,7 +355,7 @@ class Fetcher:
             history.append(response)
             if len(history) > lim.max_redirects:
                 raise httpx.TooManyRedirects("too many redirects", request=hop)
-            hop = response.next_request
+            hop = _next_hop(response, hop, headers, self.user_agent)
             run.redirect = str(hop.url)
             log.debug(
                 "%s: %s redirects to %s",
@@ -737,6 +740,41 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=_GuardedBackend(allow_private=allow_private),
         )
+
+
+class _BodyElsewhere(Exception):
+    """A 307/308 redirect that would send a request's body to another origin (never sent)."""
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _next_hop(
+    response: httpx.Response, sent: httpx.Request, own: dict[str, str], user_agent: str
+) -> httpx.Request:
+    """The request a redirect asks for. To another origin (scheme, host or port) it carries
+    none of the source's own headers (an API key in `headers:`, the conditional validators):
+    httpx strips only Authorization and Cookie. A body is never sent there: a 307/308 that
+    keeps the method and body is refused (`_BodyElsewhere`)."""
+    hop = response.next_request
+    assert hop is not None
+    if _origin(hop.url) == _origin(sent.url):
+        return hop
+    if "content-length" in hop.headers or "transfer-encoding" in hop.headers:
+        target = f"{hop.url.scheme}://{hop.url.netloc.decode('ascii')}"
+        raise _BodyElsewhere(
+            f"refused: a {response.status_code} redirect to another site ({target}) would "
+            f"send the {hop.method} body there; set the source's url to where it leads if "
+            "that site should get it"
+        )
+    for name in own:
+        hop.headers.pop(name, None)
+    hop.headers.setdefault("User-Agent", user_agent)
+    return hop
 
 
 def _replace(result: FetchResult, **changes: Any) -> FetchResult:
