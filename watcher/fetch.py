@@ -13,9 +13,10 @@ that trickles bytes cannot hold a host's slots for the whole budget):
     per hop      the response headers within connect_timeout + read_timeout
     the body     at least PROGRESS_BYTES (or the rest of it) every read_timeout
 
-Safety: a body cap enforced while streaming, a redirect limit (redirects are followed here, one
-hop at a time, and a redirect's own body is never read; a hop to another origin carries none of
-the source's own headers and no request body), and the address policy: every
+Safety: a body cap enforced while streaming (on the decoded bytes, inflated in bounded steps: a
+gzip bomb is refused at the cap, never inflated whole), a redirect limit (redirects are followed
+here, one hop at a time, and a redirect's own body is never read; a hop to another origin
+carries none of the source's own headers and no request body), and the address policy: every
 connection, to a configured URL, a redirect's target, an article page or robots.txt, is made
 by `_GuardedBackend`, which resolves the name once, refuses the connection when any address is
 loopback, private, link-local, a cloud metadata service or otherwise not public (unless
@@ -39,7 +40,8 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable
+import zlib
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from itertools import pairwise
@@ -210,7 +212,7 @@ class Fetcher:
                     pool=None,
                 ),
                 follow_redirects=False,  # _open follows them, one checked hop at a time
-                headers={"User-Agent": self.user_agent},
+                headers={"User-Agent": self.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
                 trust_env=False,
             )
             self._clients[host] = client
@@ -458,19 +460,21 @@ class Fetcher:
         chunks: list[bytes] = []
         size = 0
         progress = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > cap:
-                return self._fail(
-                    request,
-                    f"response over the {_mib(cap)} limit (stopped reading)",
-                    run,
-                    attempts,
-                    status=status,
-                    final_url=final_url,
-                )
-            chunks.append(chunk)
-            progress += len(chunk)
+        body = _Decoded(response)
+        async for raw in response.aiter_raw():
+            for piece in body.feed(raw):
+                size += len(piece)
+                if size > cap:  # checked per bounded piece: a gzip bomb never inflates whole
+                    return self._fail(
+                        request,
+                        f"response over the {_mib(cap)} limit (stopped reading)",
+                        run,
+                        attempts,
+                        status=status,
+                        final_url=final_url,
+                    )
+                chunks.append(piece)
+            progress += len(raw)
             if progress >= PROGRESS_BYTES:  # still moving: another read_timeout to go on
                 progress = 0
                 watchdog.reschedule(loop.time() + self.limits.read_timeout)
@@ -796,11 +800,78 @@ def _permanent_target(response: httpx.Response) -> str | None:
 async def _first_bytes(response: httpx.Response, limit: int) -> bytes:
     """Up to `limit` bytes of the body (an error page's start, to recognise a challenge)."""
     head = b""
-    async for chunk in response.aiter_bytes():
-        head += chunk
-        if len(head) >= limit:
-            break
+    body = _Decoded(response)
+    async for raw in response.aiter_raw():
+        for piece in body.feed(raw):
+            head += piece
+            if len(head) >= limit:
+                return head[:limit]
     return head[:limit]
+
+
+#: What the client says it can decode (httpx would add br and zstd when their packages happen
+#: to be installed; `_Decoded` inflates these two only).
+ACCEPT_ENCODING = "gzip, deflate"
+#: The most bytes one step of inflating yields: all a compressed chunk grows to at once.
+INFLATE_STEP = 256 * 1024
+
+
+class _Inflate:
+    """One gzip or deflate layer, inflated in steps of at most INFLATE_STEP bytes."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        # gzip: its header required; deflate: zlib-wrapped, or raw as some servers send it
+        # (tried when the first bytes are not zlib's), as httpx decodes them.
+        wbits = zlib.MAX_WBITS | 16 if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS
+        self._inflater = zlib.decompressobj(wbits)
+        self._first = True
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while True:
+            try:
+                out = self._inflater.decompress(data, INFLATE_STEP)
+            except zlib.error as exc:
+                if self._first and self.encoding == "deflate":
+                    self._first = False
+                    self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise httpx.DecodingError(f"{self.encoding}: {exc}") from None
+            self._first = False
+            data = self._inflater.unconsumed_tail
+            if out:
+                yield out
+            # a full step may leave output inside zlib: ask again until a short one
+            if not data and len(out) < INFLATE_STEP:
+                return
+
+
+class _Decoded:
+    """A response's body decoded from its raw bytes by its Content-Encoding (gzip, deflate;
+    several in the order applied; identity and unknown ones as they are, as httpx does), each
+    raw chunk yielded in bounded pieces: httpx's own decoding inflates a whole network chunk
+    at once, 64 MB from 64 KB of a gzip bomb, before any cap can look at it."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        encodings = [
+            value.strip().lower()
+            for value in response.headers.get_list("content-encoding", split_commas=True)
+        ]
+        # applied in the order listed: undone last first
+        self._layers = [
+            _Inflate(e) for e in reversed(encodings) if e in ("gzip", "x-gzip", "deflate")
+        ]
+
+    def feed(self, raw: bytes) -> Iterator[bytes]:
+        return self._through(raw, 0)
+
+    def _through(self, data: bytes, layer: int) -> Iterator[bytes]:
+        if layer == len(self._layers):
+            if data:
+                yield data
+            return
+        for piece in self._layers[layer].feed(data):
+            yield from self._through(piece, layer + 1)
 
 
 def _retry_after(value: str | None) -> float | None:
