@@ -264,3 +264,91 @@ def test_the_wire_encoding_headers_are_kept_under_other_names() -> None:
     assert response.http_headers.get_header("X-Archive-Orig-Content-Encoding") == "gzip"
     assert response.http_headers.get_header("Content-Length") == str(len(capture().capture.body))
     assert response.content_stream().read() == capture().capture.body
+
+
+def warc_text(data: bytes) -> bytes:
+    """Every record of a WARC file as it reads: WARC headers (WARC-Target-URI), HTTP headers
+    (a request's line), payload (the metadata's requested_url)."""
+    out = b""
+    for r in ArchiveIterator(io.BytesIO(data)):
+        out += r.rec_headers.to_str().encode()
+        if r.http_headers is not None:
+            out += r.http_headers.to_str().encode()
+        out += r.content_stream().read()
+    return out
+
+
+FEED_KEY = "fk-7a1c93e05b"
+APPNAME = "app-secret-4d2e81"
+
+
+def test_keys_in_a_sources_url_or_params_are_never_kept_or_exported(
+    store: Store, server: FeedServer, tmp_path: Path
+) -> None:
+    from starlette.testclient import TestClient
+
+    from watcher import log
+    from watcher.web import create_app
+
+    server.route(
+        "/feed",
+        body=feed(("China repatriates 60 North Koreans", "https://e.org/1")),
+        content_type="application/rss+xml; charset=ISO-8859-1",
+    )
+    report = {"t": "North Korean defectors repatriated, API says", "u": "https://e.org/2"}
+    server.route(
+        "/api", body=json.dumps({"data": [report]}).encode(), content_type="application/json"
+    )
+    doc = {
+        "sources": [
+            {"id": "keyed", "kind": "feed", "url": server.url("/feed") + "?key=${FEED_KEY}"},
+            {
+                "id": "api",
+                "kind": "json",
+                "url": server.url("/api"),
+                "params": {"appname": "${APPNAME}", "page": 1},
+                "items": "data",
+                "fields": {"title": "t", "url": "u"},
+            },
+        ],
+        "settings": {"retries": 1, "jitter": 0, "allow_private_addresses": True},
+        **RULES,
+    }
+    env = {"FEED_KEY": FEED_KEY, "APPNAME": APPNAME}
+    loaded = load_config_text(yaml.safe_dump(doc), "e.yaml", env)
+    log.add_secrets(loaded.secrets)  # as `watcher run` does when it loads the file
+    run(loaded.config, store, Clock(T0))
+    assert {hit.path for hit in server.requests} == {
+        f"/feed?key={FEED_KEY}",
+        f"/api?appname={APPNAME}&page=1",
+    }  # fetched with the keys
+
+    with store.engine.connect() as conn:
+        rows = {r.kind + ":" + r.url: r.final_url for r in conn.execute(select(t.evidence))}
+        every = repr([tuple(r) for r in conn.execute(select(t.evidence))])
+    assert rows == {
+        "feed:" + server.url("/feed?key=${FEED_KEY}"): server.url("/feed?key=***"),
+        "feed:" + server.url("/api"): server.url("/api?appname=***&page=1"),
+    }
+    assert FEED_KEY not in every and APPNAME not in every
+
+    out = tmp_path / "e.warc.gz"
+    url = str(store.engine.url.render_as_string(hide_password=False))
+    done = watcher(
+        "--config", "/nonexistent.yaml", "--db", url, "evidence", "export", "-o", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    exported = warc_text(out.read_bytes())
+    assert b"key=${FEED_KEY}" in exported and b"appname=***" in exported
+    assert FEED_KEY.encode() not in exported and APPNAME.encode() not in exported
+
+    with store.engine.connect() as conn:
+        stories = sorted({r.story_id for r in records(conn)})
+    served = b""
+    with TestClient(create_app(store, loaded.config)) as client:  # any reader of the pages
+        for story in stories:
+            download = client.get(f"/stories/{story}/evidence.warc.gz")
+            assert download.status_code == 200
+            served += warc_text(download.content)
+    assert b"key=${FEED_KEY}" in served and b"appname=***" in served
+    assert FEED_KEY.encode() not in served and APPNAME.encode() not in served

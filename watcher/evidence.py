@@ -23,8 +23,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from io import BytesIO
 from typing import IO, Any
@@ -97,11 +97,19 @@ def _digest_value(header: str) -> tuple[str, bytes] | None:
 # --------------------------------------------------------------------------- writing
 
 
-def warc_records(records: Iterable[Record], out: IO[bytes], *, gzip: bool = True) -> int:
+def warc_records(
+    records: Iterable[Record],
+    out: IO[bytes],
+    *,
+    gzip: bool = True,
+    redact: Callable[[str], str] | None = None,
+) -> int:
     """Write the records to `out` as WARC 1.1; the number of reports written.
 
     One response record (with its request) per distinct capture, and one metadata record per
-    report that refers to it: many reports of one feed share one response."""
+    report that refers to it: many reports of one feed share one response. `redact` is
+    applied to each capture's addresses and header values (the log's redaction: evidence
+    kept before keys were redacted when stored must not publish them either)."""
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.utils import Digester
     from warcio.warcwriter import WARCWriter
@@ -124,6 +132,13 @@ def warc_records(records: Iterable[Record], out: IO[bytes], *, gzip: bool = True
     count = 0
     for record in records:
         capture = record.capture
+        if redact is not None:
+            capture = replace(
+                capture,
+                url=redact(capture.url),
+                final_url=redact(capture.final_url),
+                headers=tuple((k, redact(v)) for k, v in capture.headers),
+            )
         key = (capture.final_url, record.body_sha256)
         date = _warc_date(capture.fetched_at)
         if key not in responses:

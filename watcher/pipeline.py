@@ -442,7 +442,7 @@ async def _poll(
         success=success,
         matches=records,
         alerting=alerting,
-        captures=_captures(result, now, items, pages) if records else None,
+        captures=_captures(source, result, now, items, pages) if records else None,
     )
     crash_point("after_match")
     if saved.new or saved.updated:
@@ -687,7 +687,7 @@ async def _with_articles(
                 extra={"source": source.id, "item": item.key, "action": "article"},
             )
             return item
-        pages[item.key] = _capture("article", result, now)
+        pages[item.key] = _capture("article", result, now, logsetup.redact(result.url))
         try:
             text = extract(result)
         except Exception as exc:  # the item keeps its summary; the poll goes on
@@ -705,24 +705,32 @@ async def _with_articles(
     return [done.get(i.key, i) for i in items], pages
 
 
-def _capture(kind: str, result: FetchResult, now: datetime) -> Capture:
+def _capture(kind: str, result: FetchResult, now: datetime, url: str) -> Capture:
+    """A response as evidence keeps it: requested at `url` (as sources.yaml writes it, for
+    a source), and every key from the environment that the address it came from or a header
+    line carries (a `${VAR}` in the url or in a JSON source's params, a redirect that carried
+    it over) replaced by `***`: the evidence is exported to anyone who reads the web pages."""
     return Capture(
         kind=kind,
-        url=result.url,
-        final_url=result.final_url,
+        url=url,
+        final_url=logsetup.redact(result.final_url),
         status=result.status,
-        headers=result.headers,
+        headers=tuple((k, logsetup.redact(v)) for k, v in result.headers),
         fetched_at=now,
         body=result.body or b"",
     )
 
 
 def _captures(
-    result: FetchResult, now: datetime, items: Sequence[Item], pages: Mapping[str, Capture]
+    source: Source,
+    result: FetchResult,
+    now: datetime,
+    items: Sequence[Item],
+    pages: Mapping[str, Capture],
 ) -> dict[str, tuple[Capture, ...]]:
     """What each item was fetched in (the response, and its page when one was fetched): the
     store keeps it as evidence for the items that matched."""
-    feed = _capture("feed", result, now)
+    feed = _capture("feed", result, now, source.written_url)
     return {i.key: (feed, pages[i.key]) if i.key in pages else (feed,) for i in items}
 
 

@@ -40,6 +40,7 @@ def evidence_export(ctx: Context, story_id: int | None, since: str | None, outpu
     """Write the evidence as a WARC 1.1 file: a request and response record per capture
     (payload digests in SHA-256) and a metadata record per report (item, story, fetch time,
     the text the rules read and its SHA-256)."""
+    from watcher import log as logsetup
     from watcher.evidence import warc_records
     from watcher.items import parse_date
     from watcher.store.evidence import records
@@ -54,7 +55,9 @@ def evidence_export(ctx: Context, story_id: int | None, since: str | None, outpu
         with store.engine.connect() as conn, partial.open("wb") as out:
             found = records(conn, story_id=story_id, since=since_at)
             with progress(found, "exporting evidence") as shown:
-                count = warc_records(shown, out, gzip=not output.name.endswith(".warc"))
+                count = warc_records(
+                    shown, out, gzip=not output.name.endswith(".warc"), redact=logsetup.redact
+                )
     if not count:
         partial.unlink()
         what = f"story {story_id}" if story_id is not None else "the database"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -180,15 +181,20 @@ class Views:
 
         return Corrections(self.store).listing(story_id)
 
-    def evidence_warc(self, story_id: int) -> bytes | None:
-        """The story's evidence as a WARC file (gzip per record); None when it has none."""
+    def evidence_warc(
+        self, story_id: int, redact: Callable[[str], str] | None = None
+    ) -> bytes | None:
+        """The story's evidence as a WARC file (gzip per record); None when it has none.
+        `redact`: see `warc_records`."""
         import io
 
         from watcher.evidence import warc_records
 
         out = io.BytesIO()
         with self.engine.connect() as conn:
-            count = warc_records(evidence_queries.records(conn, story_id=story_id), out)
+            count = warc_records(
+                evidence_queries.records(conn, story_id=story_id), out, redact=redact
+            )
         return out.getvalue() if count else None
 
     def story(self, story_id: int) -> Card | None:
