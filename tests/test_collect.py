@@ -3,6 +3,7 @@ conditional GET, faults recorded per source, baseline, stored once, backoff."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -313,3 +314,47 @@ def test_fetch_article_for_new_items_only_and_bounded(store: Store, server: Feed
     texts = {i.title: i.text for i in store.iter_items()}
     assert "sentence 11 of a long report" in texts["New 1"]
     assert texts["New 3"] == "New 3 lead"
+
+
+#: One entry between two good ones carrying a NUL or an escape where no text cleaning reaches
+#: it (the id behind its key, its declared language, its link's host): PostgreSQL refuses a
+#: NUL in any text column, so such a value once failed the whole source, every poll.
+GOOD_ENTRY = "<item><title>Good {n}</title><link>https://e.org/{n}</link></item>"
+CONTROLLED = {
+    "feed-guid": (
+        "feed",
+        '<item><title>Bad</title><guid isPermaLink="false">g&#0;x&#27;[31m</guid></item>',
+    ),
+    "feed-link-host": ("feed", "<item><title>Bad</title><link>https://e&#0;.org/b</link></item>"),
+    "feed-language": ("feed-lang", "<item><title>Bad</title><link>https://e.org/b</link></item>"),
+    "json-id-and-lang": ("json", {"t": "Bad", "id": "g\u0000x\u001b[2J", "lang": "en\u0000"}),
+    "json-link-host": ("json", {"t": "Bad", "u": "https://e\u0000.org/b", "lang": "\u001b]0;x"}),
+    "json-surrogate-id": ("json", {"t": "Bad", "id": "g\ud800x"}),
+}
+
+
+@pytest.mark.parametrize("case", list(CONTROLLED))
+def test_a_control_character_in_an_entry_never_costs_the_source(
+    store: Store, server: FeedServer, case: str
+) -> None:
+    kind, bad = CONTROLLED[case]
+    if kind == "json":
+        good = [{"t": f"Good {n}", "u": f"https://e.org/{n}", "lang": "en"} for n in (1, 2)]
+        body = json.dumps({"data": [good[0], bad, good[1]]}).encode()
+        server.route("/s", body=body, content_type="application/json")
+        fields = {"title": "t", "url": "u", "id": "id", "lang": "lang"}
+        source = feed_source(server, "s", "/s", kind="json", items="data", fields=fields)
+    else:
+        language = "<language>e&#0;n&#27;[2J</language>" if kind == "feed-lang" else ""
+        entries = GOOD_ENTRY.format(n=1) + str(bad) + GOOD_ENTRY.format(n=2)
+        body = f'<rss version="2.0"><channel>{language}{entries}</channel></rss>'.encode()
+        server.route("/s", body=body)
+        source = feed_source(server, "s", "/s")
+    reports, _ = cycle(config_for([source]), store)
+    assert reports["s"].outcome == "ok", reports["s"].error
+    stored = {i.title: i for i in store.iter_items()}
+    assert sorted(stored) == ["Bad", "Good 1", "Good 2"]
+    bad_item = stored["Bad"]
+    for value in (bad_item.key, bad_item.url or "", bad_item.lang or ""):
+        assert value.isprintable(), repr(value)
+    assert bad_item.lang == "en"  # a declared language that is no tag: detected instead

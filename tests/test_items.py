@@ -12,6 +12,7 @@ from watcher.items import (
     canonical_url,
     clean_text,
     detect_lang,
+    language_tag,
     make_item,
     parse_date,
     stable_key,
@@ -56,6 +57,12 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
         ("mailto:a@b.org", None, None),
         ("", None, None),
         ("http://[::1", None, None),
+        # a host holding a control character names no site: the item keeps going without it
+        ("https://e\x00.org/a", None, None),
+        ("https://e\x85.org/a", None, None),
+        ("https://e\u202e.org/a", None, None),
+        ("https://e.org/\x00\ud800", None, None),  # a lone surrogate has no UTF-8 form
+        ("https://e.org/a\x00b?q=\x1b", None, "https://e.org/a%00b?q=%1B"),  # escaped, kept
     ],
 )
 def test_canonical_url(raw: str, base: str | None, expected: str | None) -> None:
@@ -139,6 +146,40 @@ def test_detect_lang(text: str, declared: str | None, expected: str) -> None:
     assert detect_lang(text, declared) == expected
 
 
+@pytest.mark.parametrize(
+    ("declared", "expected"),
+    [
+        ("en", "en"),
+        ("ko", "ko"),
+        (" zh-Hant ", "zh-Hant"),
+        ("en_US", "en_US"),
+        ("es-419", "es-419"),
+        ("en\x00", None),
+        ("e\x00n", None),
+        ("\x1b]0;owned\x07", None),
+        ('en"><script>', None),
+        ("x" * 300, None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_language_tag(declared: str | None, expected: str | None) -> None:
+    assert language_tag(declared) == expected
+
+
+@pytest.mark.parametrize(
+    ("lang", "expected"),
+    [("fr", "fr"), ("f\x00r", "en"), ("x" * 300, "en"), (None, "en")],
+)
+def test_a_declared_language_that_is_no_tag_is_detected_instead(
+    lang: str | None, expected: str
+) -> None:
+    item = make_item(
+        source_id="s", title="Chine : rapatriement", link=None, lang=lang, fetched_at=NOW
+    )
+    assert item.lang == expected
+
+
 def test_stable_key_prefers_canonical_url_then_guid_then_hash() -> None:
     assert stable_key("s", "https://e.org/a", "g1", "T", None) == "https://e.org/a"
     assert stable_key("s", None, "g1", "T", None) == "s:g1"
@@ -147,6 +188,30 @@ def test_stable_key_prefers_canonical_url_then_guid_then_hash() -> None:
     assert hashed != stable_key("s", None, None, "T", "2026-11-21")
     long_url = "https://e.org/" + "x" * 300
     assert stable_key("s", long_url, None, "T", None).startswith("u:")
+
+
+@pytest.mark.parametrize(
+    ("guid", "expected"),
+    [
+        ("g1", "s:g1"),
+        ("g\x00x\x1b[31m", "s:gx[31m"),  # control characters dropped
+        (" \x00 ", None),  # nothing left: the title and date's hash
+        ("g\nFAKE LOG LINE", "s:g:"),  # a line break left: hashed
+        ("g\u202ex", "s:g:"),  # a bidi override left: hashed
+        ("g\ud800x", "s:gx"),  # a lone surrogate: dropped, the rest kept
+    ],
+)
+def test_stable_key_from_a_guid_never_holds_a_control_character(
+    guid: str, expected: str | None
+) -> None:
+    key = stable_key("s", None, guid, "T", None)
+    assert key.isprintable()
+    if expected is None:
+        assert key == stable_key("s", None, None, "T", None)
+    elif expected.endswith(":g:"):
+        assert key.startswith(expected) and len(key) == len(expected) + 64
+    else:
+        assert key == expected
 
 
 def test_make_item_shared_link_falls_back_to_guid() -> None:

@@ -71,6 +71,8 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
     if scheme not in ("http", "https") or not parts.hostname:
         return None
     host = parts.hostname.lower()
+    if not host.isprintable() or " " in host:
+        return None  # a NUL or an escape in a host names no site: no link, not no feed
     if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
         host = f"{host}:{port}"
     # A user or password in a link is never part of which article it is (and may be a
@@ -82,14 +84,35 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
     ]
     # Characters a link may carry raw (spaces, Hangul) are percent-encoded, so that a
     # canonical URL canonicalises to itself; existing escapes are kept as they are.
-    path = quote(parts.path, safe="/%:@!$&'()*+,;=~") or "/"
-    out = urlunsplit((scheme, host, path, urlencode(query, doseq=True, safe="/:@,"), ""))
+    try:
+        path = quote(parts.path, safe="/%:@!$&'()*+,;=~") or "/"
+        encoded = urlencode(query, doseq=True, safe="/:@,")
+    except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800") has no UTF-8 form
+        return None
+    out = urlunsplit((scheme, host, path, encoded, ""))
     for pattern, replacement in URL_REWRITES:
         out = pattern.sub(replacement, out)
     return out
 
 
 # --------------------------------------------------------------------------- text
+
+#: C0 and C1 control characters but tab, newline and carriage return (whitespace, which text
+#: cleaning folds), and lone surrogates: PostgreSQL refuses a NUL in any text column, UTF-8
+#: has no form for a surrogate, and a terminal obeys an escape.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def without_controls(value: str) -> str:
+    """`value` without control characters (but tab, newline, carriage return) or lone
+    surrogates: what a parser takes from a document before it names anything.
+
+    Usage::
+
+        without_controls("g\\x00x\\x1b[31m")   # "gx[31m"
+    """
+    return _CONTROL.sub("", value)
+
 
 _WS = re.compile(r"\s+")
 _TAG_HINT = re.compile(r"<[a-zA-Z/!]")
@@ -276,6 +299,19 @@ _SCRIPT_RANGES = (
 _LATIN = re.compile(r"[A-Za-z]")
 
 
+#: A language tag as feeds and APIs write one: `en`, `ko`, `zh-Hant`, `en_US`, `es-419`.
+_LANG_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
+
+
+def language_tag(declared: str | None) -> str | None:
+    """`declared` when it is a language tag (without surrounding spaces), else None: a
+    declared language that is not one (a NUL, an escape, a page of text) is not believed."""
+    if not declared:
+        return None
+    declared = declared.strip()
+    return declared if _LANG_TAG.fullmatch(declared) else None
+
+
 def detect_lang(text: str, declared: str | None = None) -> str | None:
     """Language by Unicode script (ko, ja, zh), else the declared one, else en for Latin text."""
     sample = text[:600]
@@ -299,14 +335,20 @@ def detect_lang(text: str, declared: str | None = None) -> str | None:
 def stable_key(
     source_id: str, url: str | None, guid: str | None, title: str, date_raw: str | None
 ) -> str:
-    """Canonical URL, else source id + guid, else source id + hash of title and date."""
+    """Canonical URL, else source id + guid, else source id + hash of title and date.
+
+    A guid's control characters are dropped; one still holding a character that is not
+    printable (a line break, a bidi override) or too long is hashed, so that no key carries
+    what a database refuses or a terminal or log line obeys."""
     if url:
         return url if len(url) <= MAX_KEY else "u:" + hashlib.sha256(url.encode()).hexdigest()
-    if guid and guid.strip():
-        key = f"{source_id}:{guid.strip()}"
-        if len(key) <= MAX_KEY:
+    if guid and (ident := without_controls(guid).strip()):
+        key = f"{source_id}:{ident}"
+        if len(key) <= MAX_KEY and ident.isprintable():
             return key
-        return f"{source_id}:g:{hashlib.sha256(guid.encode()).hexdigest()}"
+        # the guid as written: a long guid keeps the key it always had
+        digest = hashlib.sha256(guid.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{source_id}:g:{digest}"
     digest = hashlib.sha256(f"{title}\n{date_raw or ''}".encode()).hexdigest()
     return f"{source_id}:h:{digest}"
 
@@ -343,7 +385,7 @@ def make_item(
         url=url,
         title=clean_title or "(untitled)",
         text=text,
-        lang=detect_lang(f"{clean_title} {text}", lang),
+        lang=detect_lang(f"{clean_title} {text}", language_tag(lang)),
         published_at=when,
         published_raw=(date_raw or None) and clean_text(date_raw, 200),
         fetched_at=fetched_at,

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from watcher.items import make_item
+from watcher.items import language_tag, make_item, without_controls
 from watcher.parsers import ParseResult, decode_body, each_entry
 from watcher.types import FetchResult, Item
 
@@ -55,7 +55,7 @@ def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult
             guid=None if guid is None else str(guid),
             summary=_str(lookup(entry, fields.summary)),
             date_raw=_str(lookup(entry, fields.date)),
-            lang=_str(lookup(entry, fields.lang)) or source.lang,
+            lang=language_tag(_str(lookup(entry, fields.lang))) or source.lang,
             zone=source.zone,
             fetched_at=fetched_at,
             base_url=result.final_url or result.url,
@@ -66,6 +66,8 @@ def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult
 
 
 def _str(value: Any) -> str | None:
+    """A scalar field as text, without control characters (JSON escapes any: "\\u0000");
+    None for a missing field or an object or list."""
     if value is None or isinstance(value, dict | list):
         return None
-    return str(value)
+    return without_controls(str(value))
