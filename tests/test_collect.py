@@ -358,3 +358,23 @@ def test_a_control_character_in_an_entry_never_costs_the_source(
     for value in (bad_item.key, bad_item.url or "", bad_item.lang or ""):
         assert value.isprintable(), repr(value)
     assert bad_item.lang == "en"  # a declared language that is no tag: detected instead
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b"[" * 200_000 + b"]" * 200_000, "not JSON: arrays or objects nested too deeply to read"),
+        (b'{"data": [{"t": ' + b"1" * 5000 + b"}]}", "not JSON: a number of more than 4300 digits"),
+    ],
+    ids=["nested-too-deep", "number-too-long"],
+)
+def test_json_python_refuses_fails_its_source_in_one_line(
+    store: Store, server: FeedServer, caplog: pytest.LogCaptureFixture, body: bytes, said: str
+) -> None:
+    server.route("/api", body=body, content_type="application/json")
+    fields = {"title": "t", "url": "u"}
+    source = feed_source(server, "api", "/api", kind="json", items="data", fields=fields)
+    reports, _ = cycle(config_for([source], max_body="1MiB"), store)
+    assert reports["api"].outcome == "failed" and reports["api"].error == said
+    assert store.source_states()["api"].last_error == said
+    assert not [r for r in caplog.records if r.exc_info or "internal error" in r.getMessage()]

@@ -104,6 +104,28 @@ def test_one_bad_item_never_costs_the_feed(bad: str) -> None:
     assert len(parsed.items) + len(parsed.skipped) == 4
 
 
+JSON_SOURCE = load_config_text(
+    "sources:\n  - {id: j, kind: json, url: 'https://example.org/api', items: data,"
+    " fields: {title: t, url: u}}\n",
+    "t.yaml",
+    {},
+).config.sources[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b"[" * 200_000 + b"]" * 200_000, "not JSON: arrays or objects nested too deeply to read"),
+        (b'{"data": [{"t": ' + b"1" * 4301 + b"}]}", "not JSON: a number of more than 4300 digits"),
+        (b'{"data": [', "not JSON: Expecting value at line 1 column 11"),
+    ],
+    ids=["nested-200000-deep", "number-of-4301-digits", "cut-short"],
+)
+def test_json_python_cannot_read_is_refused_in_one_line(body: bytes, said: str) -> None:
+    parsed = parse(JSON_SOURCE, fetched(body, "utf-8"), FETCHED_AT)
+    assert parsed.items == () and parsed.error == said
+
+
 def test_a_feed_behind_a_stray_html_doctype_is_a_feed() -> None:
     body = (FIXTURES / "feedparser-suite" / "illformed" / "always_strip_doctype.xml").read_bytes()
     parsed = parse(SOURCE, fetched(body), FETCHED_AT)

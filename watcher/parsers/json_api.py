@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,11 @@ def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult
         data = json.loads(decoded.text)
     except json.JSONDecodeError as exc:
         return ParseResult(error=f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    except RecursionError:  # "[[[[…" deeper than Python's stack: refused, not a crash
+        return ParseResult(error="not JSON: arrays or objects nested too deeply to read")
+    except ValueError:  # Python reads no integer longer than this (a denial-of-service guard)
+        limit = sys.get_int_max_str_digits()
+        return ParseResult(error=f"not JSON: a number of more than {limit} digits")
     entries = lookup(data, source.items) if source.items else data
     if not isinstance(entries, list):
         return ParseResult(error=f"no list at {source.items!r} in the JSON response")
