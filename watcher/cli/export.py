@@ -34,7 +34,11 @@ def export() -> None:
 )
 @pass_ctx
 def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: str) -> None:
-    """Every stored item (baseline included) as UTF-8 JSON Lines or CSV."""
+    """Every stored item (baseline included) as UTF-8 JSON Lines or CSV.
+
+    JSON Lines gives each value exactly as stored. CSV is for spreadsheets: each cell is one
+    line without control characters, and a cell that would start with = + - or @ starts with
+    ' instead, so that no title a source wrote runs as a formula when the file is opened."""
     import csv
     import json
 
@@ -90,9 +94,26 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
                     "baseline": item.baseline,
                 }
                 if writer:
-                    writer.writerow(row)
+                    writer.writerow({name: _csv_cell(value) for name, value in row.items()})
                 else:
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+#: What makes a spreadsheet read a cell as a formula (OWASP's list; tab and carriage return
+#: cannot start a cleaned cell).
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+def _csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: one line, control characters and bidi overrides
+    removed (`render.clean`), and a leading ' before a formula's first character (OWASP's
+    advice on CSV injection). None and booleans are written as they are."""
+    if not isinstance(value, str):
+        return value
+    from watcher.render import clean
+
+    cell = clean(value)
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
 
 
 # --------------------------------------------------------------------------- rules
