@@ -331,6 +331,39 @@ def test_sources_test_prints_items_without_storing(tmp_path: Path) -> None:
     assert not db.exists()
 
 
+#: What a source sends to take over the terminal of whoever tests it: a window title (OSC),
+#: a cleared screen and colours (CSI, as ESC [ and as the one C1 character U+009B).
+TAKEOVER = "\x1b]0;owned\x07\x1b[2J\x9b31m"
+
+
+def test_sources_test_shows_what_a_source_sent_and_never_obeys_it(tmp_path: Path) -> None:
+    import json
+
+    from tests.httpserver import FeedServer
+
+    entry = {"t": f"North Korean {TAKEOVER}defectors", "u": "https://e.org/1", "lang": TAKEOVER}
+    with FeedServer() as server:
+        server.route(
+            "/api", body=json.dumps({"data": [entry]}).encode(), content_type="application/json"
+        )
+        server.route("/page", body=b"<!DOCTYPE html><html></html>", content_type=TAKEOVER)
+        cfg = tmp_path / "sources.yaml"
+        cfg.write_text(
+            "settings: {allow_private_addresses: true}\nsources:\n"
+            f"  - {{id: api, kind: json, url: '{server.url('/api')}', items: data,"
+            " fields: {title: t, url: u, lang: lang}}\n"
+            f"  - {{id: page, kind: feed, url: '{server.url('/page')}'}}\n"
+        )
+        items = watcher("--config", str(cfg), "sources", "test", "api")
+        page = watcher("--config", str(cfg), "sources", "test", "page")
+    assert items.returncode == 0, items.stderr
+    assert " en  North Korean ]0;owned[2J31mdefectors\n" in items.stdout
+    assert page.returncode == 1
+    assert page.stderr.endswith("(content-type ]0;owned[2J31m)\n")
+    for shown in (items.stdout, items.stderr, page.stdout, page.stderr):
+        assert shown.replace("\n", "").isprintable(), repr(shown)
+
+
 # --------------------------------------------------------------------------- rules commands
 
 RULES = """

@@ -323,6 +323,22 @@ def test_eval_misses_says_why(config_path: Path, tmp_path: Path) -> None:
     assert "      en-2 ↔ ko-6: 0 = 18.5 days apart, beyond the story window (7 days)\n" in text
 
 
+def test_eval_misses_show_a_labelled_files_text_and_never_obey_it(
+    config_path: Path, tmp_path: Path
+) -> None:
+    takeover = "\x1b]0;owned\x07\x9b2J"  # a window title, then a cleared screen
+    lines = labelled_lines()
+    en5 = json.loads(lines[4])
+    lines[4] = json.dumps(en5 | {"id": f"en-5{takeover}", "title": f"{takeover} {en5['title']}"})
+    labelled = tmp_path / "dev.jsonl"
+    labelled.write_text("\n".join(lines), encoding="utf-8")
+    result = run(config_path, "eval", str(labelled), "--misses", "--stories")
+    assert result.exit_code == 0, result.output
+    misses = result.stdout.split("misses (- missed event, + wrong event):\n")[1]
+    assert misses.startswith("en-5]0;owned2J [en] -forced_repatriation  ]0;owned2J Defectors")
+    assert result.stdout.replace("\n", "").isprintable()
+
+
 def test_eval_bad_line_exits_2_naming_file_and_line(config_path: Path, tmp_path: Path) -> None:
     labelled = tmp_path / "bad.jsonl"
     labelled.write_text(labelled_lines()[0] + "\n{oops\n", encoding="utf-8")

@@ -121,6 +121,7 @@ def notify_test(ctx: Context, channel_ids: tuple[str, ...]) -> None:
             click.echo(f"{channel_id}: sent ({result.elapsed:.1f}s)")
         else:
             failed += 1
-            click.echo(f"{channel_id}: {result.outcome}: {logsetup.redact(result.error or '')}")
+            said = one_line_text(logsetup.redact(result.error or ""), None)
+            click.echo(f"{channel_id}: {result.outcome}: {said}")
     if failed:
         sys.exit(1)

@@ -284,9 +284,20 @@ def progress(items: Iterable[T], label: str) -> Iterator[Iterable[T]]:
         yield bar
 
 
-def one_line_text(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def one_line_text(text: str | None, limit: int | None = 120) -> str:
+    """Untrusted text (a source's title or language, a server's error, a stored key) as one
+    line a terminal shows as written, cut to `limit` (None: whole): control characters (an
+    escape sequence's ESC, C1's CSI), bidi overrides and lone surrogates removed and
+    whitespace folded, as every alert format cleans it (`render.clean`).
+
+    Usage::
+
+        one_line_text("\\x1b]0;owned\\x07 title\\n2")   # "]0;owned title 2"
+    """
+    from watcher.render import clean
+
+    text = clean(text)
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --------------------------------------------------------------------------- alerts

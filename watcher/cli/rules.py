@@ -309,7 +309,9 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
             marks = " ".join(
                 [f"-{e}" for e in sorted(o.missed)] + [f"+{e}" for e in sorted(o.extra)]
             )
-            out.write(f"{o.item.id} [{o.item.lang}] {marks}  {one_line_text(o.item.title, 90)}\n")
+            # the labelled file's id, language and title are a source's: shown, never obeyed
+            said = f"{one_line_text(o.item.id, None)} [{one_line_text(o.item.lang, None)}]"
+            out.write(f"{said} {marks}  {one_line_text(o.item.title, 90)}\n")
             lines = matcher.explain(
                 o.item.title,
                 o.item.text,
@@ -318,7 +320,7 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
                 events=o.missed | o.extra,
             )
             for line in lines:
-                out.write(f"    {line}\n")
+                out.write(f"    {one_line_text(line, None)}\n")
     if grouping is not None and misses and labelled_stories:
         truth = {i.id: i.story for i in items if i.id in grouping.assigned}
         split, mixed = cluster_errors(truth, grouping.assigned)
@@ -328,22 +330,25 @@ def eval_command(ctx: Context, file: Any, stories: bool, fmt: str, misses: bool)
             f" story that fits it best, from {JOIN_SCORE:g}):\n"
         )
         for slug, groups in split.items():
-            out.write(f"  {slug}: {' | '.join(', '.join(g) for g in groups)}\n")
+            shown = f"{slug}: {' | '.join(', '.join(g) for g in groups)}"
+            out.write(f"  {one_line_text(shown, None)}\n")
             for later in groups[1:]:
-                out.write(f"      {link_text(best_link(grouping, groups[0], later))}\n")
+                link = link_text(best_link(grouping, groups[0], later))
+                out.write(f"      {one_line_text(link, None)}\n")
         out.write("\nstories that mix clusters (what joined them):\n")
         for story_id, parts in mixed.items():
             desc = "; ".join(f"{slug}: {', '.join(ids)}" for slug, ids in parts.items())
-            out.write(f"  story {story_id}: {desc}\n")
+            out.write(f"  story {story_id}: {one_line_text(desc, None)}\n")
             for ids in parts.values():
                 for i in ids:
-                    out.write(f"      {i} {one_line_text(titles[i], 80)}\n")
+                    out.write(f"      {one_line_text(i, None)} {one_line_text(titles[i], 80)}\n")
             named = list(parts.items())
             for n, (slug, ids) in enumerate(named):
                 others = [i for _, rest in named[n + 1 :] for i in rest]
                 if others:
                     link = link_text(best_link(grouping, ids, others))
                     name = "(no story)" if slug == "-" else slug
-                    out.write(f"      {name} joined by {link}\n")
+                    out.write(f"      {one_line_text(f'{name} joined by {link}', None)}\n")
                 elif slug == "-" and len(ids) > 1:  # unrelated items in one story
-                    out.write(f"      {link_text(best_link(grouping, ids[:1], ids[1:]))}\n")
+                    link = link_text(best_link(grouping, ids[:1], ids[1:]))
+                    out.write(f"      {one_line_text(link, None)}\n")

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from watcher.cli.base import Context, cli, fail, pass_ctx
+from watcher.cli.base import Context, cli, fail, one_line_text, pass_ctx
 from watcher.log import redact
 
 
@@ -65,8 +65,9 @@ def sources_list(ctx: Context) -> None:
                 _ago(st.last_success_at if st else None, now),
                 _next(st.next_due_at if st else None, now, zone) if source.enabled else "-",
                 str(st.items_stored if st else 0),
-                # a reason may quote an address (a redirect's target): never with its secrets
-                redact(shown.reason) if shown.status != "new" else "",
+                # a reason may quote an address (a redirect's target): never with its secrets;
+                # or a server's words: never with its control characters
+                one_line_text(redact(shown.reason), None) if shown.status != "new" else "",
             )
         )
     configured = {s.id for s in config.sources}
@@ -155,18 +156,20 @@ def sources_test(ctx: Context, source_id: str) -> None:
         fail(f"{source.id}: not fetched: {result.error}")  # watcher's own address policy
     if not result.status:  # no answer at all: say from where, not "HTTP -, 0 bytes"
         host = redact(urlsplit(result.final_url or source.url).netloc)
-        fail(f"{source.id}: no answer from {host} after {result.elapsed:.1f}s: {result.error}")
+        said = one_line_text(result.error, None)
+        fail(f"{source.id}: no answer from {host} after {result.elapsed:.1f}s: {said}")
     click.echo(
         f"{source.id}: {address} -> HTTP {result.status or '-'}, "
         f"{len(result.body or b'')} bytes in {result.elapsed:.2f}s"
     )
     if result.moved_to:
         click.echo(f"  moved permanently to {redact(result.moved_to)} (put it in sources.yaml)")
+    # What the source sent (a server's reason, a title, a language) is shown, never obeyed.
     if not result.ok:
-        fail(f"{source.id}: {result.error}")
+        fail(f"{source.id}: {one_line_text(result.error, None)}")
     parsed = parse(source, result, utcnow())
     if parsed.error:
-        fail(f"{source.id}: {parsed.error}")
+        fail(f"{source.id}: {one_line_text(parsed.error, None)}")
     zone = ZoneInfo(source.zone)
     for item in parsed.items:
         when = (
@@ -174,8 +177,10 @@ def sources_test(ctx: Context, source_id: str) -> None:
             if item.published_at
             else "(no date)       "
         )
-        click.echo(f"{when}  {item.lang or '??':<3} {item.title[:100]}")
-        click.echo(f"{'':21}{item.url or '(no link)'}")
+        click.echo(
+            f"{when}  {one_line_text(item.lang, None) or '??':<3} {one_line_text(item.title, 100)}"
+        )
+        click.echo(f"{'':21}{one_line_text(item.url, None) or '(no link)'}")
     click.echo(f"{len(parsed.items)} items (dates in {source.zone})")
 
 

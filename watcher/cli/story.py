@@ -50,9 +50,8 @@ def _run(ctx: Context, action: Callable[[Any, str], Any], by: str | None) -> Non
     if queued:
         extra.append(f"{queued} message{'s' if queued != 1 else ''} queued")
     tail = f" ({'; '.join(extra)})" if extra else ""
-    click.echo(
-        f"correction {done.id}: {done.describe()}{tail}; undo with `watcher story undo {done.id}`"
-    )
+    what = one_line_text(done.describe(), None)  # a split names a report by its key
+    click.echo(f"correction {done.id}: {what}{tail}; undo with `watcher story undo {done.id}`")
 
 
 @story.command("mark")
@@ -137,7 +136,7 @@ def story_undo(ctx: Context, correction_id: int, by: str | None) -> None:
             fail(str(exc), code=1)  # nothing found
         except CorrectionError as exc:
             fail(str(exc), code=2)
-    click.echo(f"correction {done.id} undone: {done.describe()}")
+    click.echo(f"correction {done.id} undone: {one_line_text(done.describe(), None)}")
 
 
 @story.command("corrections")
@@ -156,7 +155,7 @@ def story_corrections(ctx: Context, story_id: int | None) -> None:
                 str(c.id),
                 ctx.when(c.at),
                 c.by,
-                c.describe(),
+                one_line_text(c.describe(), None),  # a split names a report by its key
                 one_line_text(c.reason, 60),
                 f"{ctx.when(c.undone_at)} by {c.undone_by}" if c.undone_at else "-",
             ]
