@@ -364,9 +364,8 @@ def test_a_control_character_in_an_entry_never_costs_the_source(
     ("body", "said"),
     [
         (b"[" * 200_000 + b"]" * 200_000, "not JSON: arrays or objects nested too deeply to read"),
-        (b'{"data": [{"t": ' + b"1" * 5000 + b"}]}", "not JSON: a number of more than 4300 digits"),
     ],
-    ids=["nested-too-deep", "number-too-long"],
+    ids=["nested-too-deep"],
 )
 def test_json_python_refuses_fails_its_source_in_one_line(
     store: Store, server: FeedServer, caplog: pytest.LogCaptureFixture, body: bytes, said: str
