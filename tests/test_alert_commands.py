@@ -237,4 +237,4 @@ def test_notify_test_reports_each_channel(setup) -> None:
     assert one.returncode == 0 and one.stdout.startswith("hook: sent")
     assert "Notifying" not in one.stdout + one.stderr, "apprise's chatter stays out"
     unknown = run(cfg, db, "notify", "test", "nope")
-    assert unknown.returncode == 1 and "unknown channel 'nope'" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown channel 'nope'" in unknown.stderr

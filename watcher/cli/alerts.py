@@ -112,7 +112,10 @@ def notify_test(ctx: Context, channel_ids: tuple[str, ...]) -> None:
     known = {c.id for c in config.channels}
     unknown = [c for c in channel_ids if c not in known]
     if unknown:
-        fail(f"unknown channel {unknown[0]!r} (channels: {', '.join(sorted(known)) or 'none'})")
+        fail(
+            f"unknown channel {unknown[0]!r} (channels: {', '.join(sorted(known)) or 'none'})",
+            code=2,
+        )
     if not config.channels:
         fail("no channels configured (add some under `channels:` in sources.yaml)")
     failed = 0
