@@ -218,6 +218,29 @@ async def test_a_sources_headers_go_only_to_its_own_site_when_it_redirects() -> 
     assert hit.headers["User-Agent"].startswith("watcher/")
 
 
+async def test_a_source_that_moved_to_another_site_still_gets_its_304() -> None:
+    """The validators came from where the redirect leads (an http→https or www move): they
+    go on to that site, so an unchanged feed is not downloaded again on every poll."""
+    from dataclasses import replace
+
+    from watcher.fetch import Fetcher, FetchLimits
+    from watcher.pipeline import request_for
+
+    with FeedServer() as site, FeedServer() as elsewhere:
+        body = rss([("Moved report", "https://e.org/1")])
+        elsewhere.route("/feed", body=body, etag='"v1"')
+        site.route("/feed", status=301, headers={"Location": elsewhere.url("/feed")})
+        (source,) = load([{"id": "moved", "kind": "feed", "url": site.url("/feed")}]).config.sources
+        async with Fetcher(FetchLimits(allow_private=True, retries=0)) as fetcher:
+            first = await fetcher.fetch(request_for(source, None))
+            again = replace(request_for(source, None), etag=first.etag)
+            second = await fetcher.fetch(again)
+        sent = [hit.headers.get("If-None-Match") for hit in elsewhere.requests]
+    assert first.status == 200 and first.etag == '"v1"'
+    assert second.not_modified and second.status == 304
+    assert sent == [None, '"v1"']
+
+
 @pytest.mark.parametrize("status", [307, 308])
 async def test_a_post_body_is_never_sent_to_another_site(status: int) -> None:
     with FeedServer() as site, FeedServer() as elsewhere:

@@ -357,7 +357,7 @@ class Fetcher:
             history.append(response)
             if len(history) > lim.max_redirects:
                 raise httpx.TooManyRedirects("too many redirects", request=hop)
-            hop = _next_hop(response, hop, headers, self.user_agent)
+            hop = _next_hop(response, hop, dict(request.headers), self.user_agent)
             run.redirect = str(hop.url)
             log.debug(
                 "%s: %s redirects to %s",
@@ -460,9 +460,8 @@ class Fetcher:
         chunks: list[bytes] = []
         size = 0
         progress = 0
-        body = _Decoded(response)
-        async for raw in response.aiter_raw():
-            for piece in body.feed(raw):
+        async for received, pieces in _body(response):
+            for piece in pieces:
                 size += len(piece)
                 if size > cap:  # checked per bounded piece: a gzip bomb never inflates whole
                     return self._fail(
@@ -474,7 +473,7 @@ class Fetcher:
                         final_url=final_url,
                     )
                 chunks.append(piece)
-            progress += len(raw)
+            progress += received
             if progress >= PROGRESS_BYTES:  # still moving: another read_timeout to go on
                 progress = 0
                 watchdog.reschedule(loop.time() + self.limits.read_timeout)
@@ -761,9 +760,10 @@ def _next_hop(
     response: httpx.Response, sent: httpx.Request, own: dict[str, str], user_agent: str
 ) -> httpx.Request:
     """The request a redirect asks for. To another origin (scheme, host or port) it carries
-    none of the source's own headers (an API key in `headers:`, the conditional validators):
-    httpx strips only Authorization and Cookie. A body is never sent there: a 307/308 that
-    keeps the method and body is refused (`_BodyElsewhere`)."""
+    none of the source's own headers (`own`: an API key in `headers:`): httpx strips only
+    Authorization and Cookie. The conditional validators go on (they came from where the
+    redirect leads: an http→https move must still get its 304). A body is never sent there: a
+    307/308 that keeps the method and body is refused (`_BodyElsewhere`)."""
     hop = response.next_request
     assert hop is not None
     if _origin(hop.url) == _origin(sent.url):
@@ -797,12 +797,28 @@ def _permanent_target(response: httpx.Response) -> str | None:
     return target
 
 
+async def _body(response: httpx.Response) -> AsyncIterator[tuple[int, Iterator[bytes]]]:
+    """The body as it arrives: (bytes received, the decoded pieces they make, each at most
+    INFLATE_STEP, made as they are taken). A response made in memory
+    (`httpx.Response(content=...)`, as a mock transport or respx answers) was read and decoded
+    when it was made: its content is the one piece."""
+    try:
+        content = response.content
+    except httpx.ResponseNotRead:
+        pass
+    else:
+        yield len(content), iter((content,))
+        return
+    decoded = _Decoded(response)
+    async for raw in response.aiter_raw():
+        yield len(raw), decoded.feed(raw)
+
+
 async def _first_bytes(response: httpx.Response, limit: int) -> bytes:
     """Up to `limit` bytes of the body (an error page's start, to recognise a challenge)."""
     head = b""
-    body = _Decoded(response)
-    async for raw in response.aiter_raw():
-        for piece in body.feed(raw):
+    async for _received, pieces in _body(response):
+        for piece in pieces:
             head += piece
             if len(head) >= limit:
                 return head[:limit]
