@@ -352,3 +352,20 @@ def test_keys_in_a_sources_url_or_params_are_never_kept_or_exported(
             served += warc_text(download.content)
     assert b"key=${FEED_KEY}" in served and b"appname=***" in served
     assert FEED_KEY.encode() not in served and APPNAME.encode() not in served
+
+    # Evidence kept before keys were redacted when stored: the export redacts it, with the
+    # database given by --db as by WATCHER_DATABASE_URL (the file still names the keys).
+    with store.engine.begin() as conn:
+        conn.execute(
+            t.evidence.update().values(final_url=server.url(f"/feed?key={FEED_KEY}&page=2026"))
+        )
+    cfg = tmp_path / "e.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    for given in (["--db", url], []):
+        old = tmp_path / f"old{len(given)}.warc.gz"
+        env = {**env, **({} if given else {"WATCHER_DATABASE_URL": url})}
+        args = ("--config", str(cfg), *given, "evidence", "export", "-o", str(old))
+        done = watcher(*args, env=env)
+        assert done.returncode == 0, done.stderr
+        exported = warc_text(old.read_bytes())
+        assert FEED_KEY.encode() not in exported and b"key=***&page=2026" in exported

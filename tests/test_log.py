@@ -105,3 +105,21 @@ def test_a_password_with_an_at_sign_is_redacted_wherever_apprise_splits_it(
 def test_a_secret_is_redacted_cut_short_encoded_and_split(line: str, shown: str) -> None:
     f = RedactingFilter(["tok@1234567890abcdef/xyz"])
     assert f.redact(line) == shown
+
+
+def test_pieces_of_an_address_or_a_short_secret_are_not_redacted_where_they_are_words() -> None:
+    """An e-mail address in a variable (a recipient) is never a URL's user-info: its domain
+    stays in the lines that name it; a secret's pieces of four characters ("2026") are too
+    common to take out of a date. The whole values still go."""
+    f = RedactingFilter(["alerts@example.org", "news@2026"])
+    line = "Date: Thu, 03 Dec 2026; GET https://example.org/a; to alerts@example.org; news@2026"
+    assert f.redact(line) == "Date: Thu, 03 Dec 2026; GET https://example.org/a; to ***; ***"
+
+
+def test_a_record_keeps_what_the_source_sent_but_the_whole_secret() -> None:
+    """Evidence is redacted of whole values only: a piece of a password that is also a word
+    stays as the source sent it, while the log takes the piece out too."""
+    f = RedactingFilter(["SMTPPASS-p@ss/w:rd"])
+    line = "https://e.org/ss/w:rd?k=SMTPPASS-p%40ss%2Fw%3Ard"
+    assert f.redact_whole(line) == "https://e.org/ss/w:rd?k=***"
+    assert f.redact(line) == "https://e.org/***?k=***"

@@ -23,7 +23,7 @@ _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<cred>[
 
 
 #: The shortest piece of a secret redacted where a URL parser shows it apart from the rest.
-_SHORTEST_PIECE = 4
+_SHORTEST_PIECE = 5
 #: The shortest beginning of a secret redacted where it is shown cut short ("abc..."): fewer
 #: characters tell next to nothing of it.
 _SHORTEST_CUT = 3
@@ -41,11 +41,21 @@ def secret_forms(secret: str) -> set[str]:
         # ['2secret', '2secret/x', 'hunter', 'hunter%402secret%2Fx', 'hunter%402secret/x',
         #  'hunter@2secret/x']
     """
-    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
-    if "@" in secret:
+    forms = whole_forms(secret)
+    # An e-mail address (a recipient in a variable) is never parsed as user-info: its halves
+    # are a name and a domain that other lines name too ("example.org").
+    if "@" in secret and not _EMAIL.match(secret):
         for head, tail in (secret.split("@", 1), secret.rsplit("@", 1)):
             forms |= {head, tail, re.split(r"[/?#:]", tail, maxsplit=1)[0]}
     return {f for f in forms if len(f) >= min(_SHORTEST_PIECE, len(secret))}
+
+
+def whole_forms(secret: str) -> set[str]:
+    """`secret` itself and percent-encoded, as a URL carries it."""
+    return {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+
+
+_EMAIL = re.compile(r"^[\w.+-]+@[\w-]+(\.[\w-]+)+$")
 
 
 class RedactingFilter(logging.Filter):
@@ -57,11 +67,23 @@ class RedactingFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self.secrets: list[str] = []
+        self.whole: list[str] = []
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
-        merged = set(self.secrets) | {f for s in secrets if s for f in secret_forms(s)}
+        secrets = [s for s in secrets if s]
+        merged = set(self.secrets) | {f for s in secrets for f in secret_forms(s)}
         self.secrets = sorted(merged, key=len, reverse=True)
+        whole = set(self.whole) | {f for s in secrets for f in whole_forms(s)}
+        self.whole = sorted(whole, key=len, reverse=True)
+
+    def redact_whole(self, text: str) -> str:
+        """Only whole values (and percent-encoded ones) and URL user-info: for what is kept as
+        a record (evidence), where a piece of a secret that is also a common word (a year, a
+        domain) must stay as the source sent it."""
+        for secret in self.whole:
+            text = text.replace(secret, "***")
+        return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
 
     def redact(self, text: str) -> str:
         if "..." in text or "…" in text:  # first: a piece of a cut value is a form too
@@ -171,6 +193,11 @@ def add_secrets(secrets: Iterable[str]) -> None:
 
 def redact(text: str) -> str:
     return _filter.redact(text)
+
+
+def redact_whole(text: str) -> str:
+    """`RedactingFilter.redact_whole` with the process's secrets (evidence records)."""
+    return _filter.redact_whole(text)
 
 
 def one_line(exc: BaseException) -> str:

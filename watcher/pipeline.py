@@ -687,7 +687,7 @@ async def _with_articles(
                 extra={"source": source.id, "item": item.key, "action": "article"},
             )
             return item
-        pages[item.key] = _capture("article", result, now, logsetup.redact(result.url))
+        pages[item.key] = _capture("article", result, now, logsetup.redact_whole(result.url))
         try:
             text = extract(result)
         except Exception as exc:  # the item keeps its summary; the poll goes on
@@ -713,9 +713,9 @@ def _capture(kind: str, result: FetchResult, now: datetime, url: str) -> Capture
     return Capture(
         kind=kind,
         url=url,
-        final_url=logsetup.redact(result.final_url),
+        final_url=logsetup.redact_whole(result.final_url),
         status=result.status,
-        headers=tuple((k, logsetup.redact(v)) for k, v in result.headers),
+        headers=tuple((k, logsetup.redact_whole(v)) for k, v in result.headers),
         fetched_at=now,
         body=result.body or b"",
     )

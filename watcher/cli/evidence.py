@@ -51,12 +51,16 @@ def evidence_export(ctx: Context, story_id: int | None, since: str | None, outpu
         if since_at is None:
             fail(f"--since: expected a date like 2026-11-01, got {since!r}", code=2)
     partial = output.with_name(output.name + ".part")
+    if config_exists(ctx):
+        # the keys its ${VAR}s name are redacted from evidence kept before they were redacted
+        # when stored, whichever way the database is given (--db, WATCHER_DATABASE_URL)
+        ctx.config()
     with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
         with store.engine.connect() as conn, partial.open("wb") as out:
             found = records(conn, story_id=story_id, since=since_at)
             with progress(found, "exporting evidence") as shown:
                 count = warc_records(
-                    shown, out, gzip=not output.name.endswith(".warc"), redact=logsetup.redact
+                    shown, out, gzip=not output.name.endswith(".warc"), redact=logsetup.redact_whole
                 )
     if not count:
         partial.unlink()

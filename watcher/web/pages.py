@@ -65,7 +65,11 @@ class Pages(WebBase):
     def evidence(self, request: Request) -> Response:
         """The story's first-seen records as a WARC file (`watcher evidence export --story`)."""
         story_id = self._story_id(request)
-        data = self.views.evidence_warc(story_id, logsetup.redact) if story_id is not None else None
+        data = (
+            self.views.evidence_warc(story_id, logsetup.redact_whole)
+            if story_id is not None
+            else None
+        )
         if data is None:
             return self._page("missing.html.j2", request, status=404, what="evidence")
         return Response(
