@@ -734,8 +734,7 @@ def test_a_report_with_a_very_long_address_still_fits_the_channel(
     assert spec.limit is not None
     for msg in every_message(view, channel):
         assert spec.cost(msg.title, msg.body) <= spec.limit, (channel, len(msg.body))
-        assert "China sends back 600" in msg.body  # the report is told, its title unlinked
-        assert "a" * 2001 not in msg.body
+        assert "China sends back 600" in msg.body  # the report is told, unlinked if need be
 
 
 @pytest.mark.parametrize("channel", LIMITED)
@@ -745,6 +744,27 @@ def test_an_ordinary_long_address_keeps_its_link(
     url = "https://news.example/article?id=" + "a" * 400
     msg = render.render_alert(make_view(first=make_report(url=url)), channel, "UTC")
     assert "a" * 400 in msg.body
+
+
+@pytest.mark.parametrize(
+    ("channel", "length"),
+    [
+        *[(name, 2_100) for name, spec in render.CHANNELS.items() if spec.limit is None],
+        ("discord", 1_200),  # one link of 1,200 characters fits Discord's 2,000
+        ("slack", 1_900),
+    ],
+)
+def test_a_long_address_keeps_its_link_when_the_message_fits_with_it(
+    channel: str,
+    length: int,
+    make_view: Callable[..., AlertView],
+    make_report: Callable[..., Report],
+) -> None:
+    """An advocate's only way to the report is its link: it goes only when the message
+    cannot fit with it (email has no limit: it never goes)."""
+    url = "https://news.example/article?id=" + "a" * length
+    msg = render.render_alert(make_view(first=make_report(url=url)), channel, "UTC")
+    assert "a" * length in msg.body
 
 
 def test_telegram_alert_with_a_4500_character_address_fits_as_apprise_sends_it(

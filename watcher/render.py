@@ -100,8 +100,9 @@ for HTML), so an overriding template gets the same protection. Links come only f
 **Length.** Never by slicing rendered markup: the untrusted inputs are shortened (the lead,
 then report titles, then other outlets beyond N become "+K more outlets", then the lead goes,
 last the report links) and the message is rendered again until it fits (`_alert_budgets`). A
-report link longer than 2,000 characters (`MAX_LINK`, or half the channel's limit) is never
-written: its title is shown unlinked.
+report link is kept whatever its length when the whole message fits with it (email always);
+otherwise one longer than 2,000 characters (`MAX_LINK`, or half the channel's limit) goes
+first: its title is shown unlinked.
 
 Usage::
 
@@ -1229,6 +1230,10 @@ def _changes(view: AlertView, words: Words) -> tuple[str, ...]:
 MAX_LINK = 2000
 
 
+#: No cap on a link's length: the first budget, which keeps every link when all fits.
+_ANY_LINK = 1 << 30
+
+
 def _link_cap(spec: ChannelSpec) -> int:
     """The longest report link a message of this format writes while anything else fits:
     `MAX_LINK`, or half the channel's limit where that is less (Discord: 1,000)."""
@@ -1275,8 +1280,10 @@ def _alert_budgets(spec: ChannelSpec) -> Iterator[_AlertBudget]:
     """Largest first: shorter leads, then shorter report titles, then fewer other outlets
     (a list of twenty outlets with short titles beats five with long ones), then no lead,
     and last the report's title without its link (an address of thousands of characters).
-    A link longer than `_link_cap` is never written."""
+    Every link goes in when the whole message fits with them (email, which has no limit,
+    always); after that, a link longer than `_link_cap` is not written."""
     link = _link_cap(spec)
+    yield _AlertBudget(spec.lead, spec.others, 300, _ANY_LINK)
     yield _AlertBudget(spec.lead, spec.others, 300, link)
     yield _AlertBudget(min(500, spec.lead), spec.others, 300, link)
     yield _AlertBudget(min(250, spec.lead), spec.others, 120, link)
@@ -1394,6 +1401,7 @@ class _DigestBudget:
 
 def _digest_budgets(spec: ChannelSpec, count: int) -> Iterator[_DigestBudget]:
     link = _link_cap(spec)
+    yield _DigestBudget(count, 300, _ANY_LINK)  # all in, when it fits so
     for title in (300, 150):
         yield _DigestBudget(count, title, link)
     for n in (30, 20, 10, 5, 3, 1):
