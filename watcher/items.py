@@ -103,6 +103,10 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
+#: What no database column of text takes: NUL (PostgreSQL) and lone surrogates (no UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def without_controls(value: str) -> str:
     """`value` without control characters (but tab, newline, carriage return) or lone
     surrogates: what a parser takes from a document before it names anything.
@@ -337,16 +341,16 @@ def stable_key(
 ) -> str:
     """Canonical URL, else source id + guid, else source id + hash of title and date.
 
-    A guid's control characters are dropped; one still holding a character that is not
-    printable (a line break, a bidi override) or too long is hashed, so that no key carries
-    what a database refuses or a terminal or log line obeys."""
+    A guid too long for a key, or holding what a database cannot store (NUL, which
+    PostgreSQL refuses; a lone surrogate, which is no UTF-8), is hashed. Any other guid is the
+    key as it always was (an item stored before keeps its key: it is not new again);
+    whatever shows a key cleans it (`render.clean`)."""
     if url:
         return url if len(url) <= MAX_KEY else "u:" + hashlib.sha256(url.encode()).hexdigest()
-    if guid and (ident := without_controls(guid).strip()):
-        key = f"{source_id}:{ident}"
-        if len(key) <= MAX_KEY and ident.isprintable():
+    if guid and guid.strip():
+        key = f"{source_id}:{guid.strip()}"
+        if len(key) <= MAX_KEY and not _UNSTORABLE.search(key):
             return key
-        # the guid as written: a long guid keeps the key it always had
         digest = hashlib.sha256(guid.encode("utf-8", "surrogatepass")).hexdigest()
         return f"{source_id}:g:{digest}"
     digest = hashlib.sha256(f"{title}\n{date_raw or ''}".encode()).hexdigest()
