@@ -181,6 +181,24 @@ def test_a_time_of_day_may_drop_its_leading_zero(written: str, read: str) -> Non
     assert route.digest is not None and route.digest.at == read
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "read"),
+    [
+        ("database_url", '""', None),  # ${DB_URL:-} unset: --db, the environment or the default
+        ("database_url", "sqlite+pysqlite:///w.db", "sqlite+pysqlite:///w.db"),
+        ("database_url", "SQLITE:///w.db", "SQLITE:///w.db"),
+        ("database_url", "postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("contact", "http://localhost:8080", "http://localhost:8080"),
+        ("contact", "ops@localhost", "ops@localhost"),
+        ("contact", "HTTPS://EXAMPLE.ORG", "HTTPS://EXAMPLE.ORG"),
+        ("contact", "mailto:ops@ngo.example", "mailto:ops@ngo.example"),
+    ],
+)
+def test_settings_that_name_a_working_value_are_taken(key: str, value: str, read: str) -> None:
+    text = f"sources: []\nsettings: {{{key}: {value}}}\n"
+    assert getattr(load_config_text(text, "s.yaml", {}).config.settings, key) == read
+
+
 def test_metrics_address_off_unquoted_is_off() -> None:
     # YAML reads `off` as false; the docs write it so, and it means off
     text = "sources: []\nsettings:\n  metrics_address: off\n"

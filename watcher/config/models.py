@@ -501,7 +501,7 @@ class Route(Model):
 
 
 #: What a contact may be: a web address or an e-mail address (mailto: optional).
-_CONTACT = re.compile(r"^(https?://[^\s/]+\.[^\s]+|(mailto:)?[^\s@]+@[^\s@]+\.[^\s@]+)$")
+_CONTACT = re.compile(r"^(https?://[^\s/]+\S*|(mailto:)?[^\s@:/]+@[^\s@]+)$", re.IGNORECASE)
 
 
 def address_problem(value: str, *, off: bool = False) -> str | None:
@@ -588,8 +588,10 @@ class Settings(Model):
     @field_validator("database_url")
     @classmethod
     def _database(cls, value: str | None) -> str | None:
+        if not value:  # `${DB_URL:-}`: unset, so --db, WATCHER_DATABASE_URL or the default
+            return None
         # only the scheme is quoted back: the rest may hold a password
-        if value is not None and not value.startswith(("sqlite:///", "postgresql")):
+        if not value.lower().startswith(("sqlite", "postgresql")):
             scheme = value.partition("://")[0][:30] if "://" in value else "no scheme"
             raise ValueError(
                 "expected sqlite:///PATH (sqlite:///watcher.db) or a postgresql+psycopg:// "
@@ -602,9 +604,7 @@ class Settings(Model):
     def _contact(cls, value: str) -> str:
         # sent in the User-Agent so that an outlet can reach the operator: it must be one
         if not _CONTACT.match(value):
-            raise ValueError(
-                f"expected an https:// address or an e-mail address, got {short(value)}"
-            )
+            raise ValueError(f"expected a web address or an e-mail address, got {short(value)}")
         return value
 
     @field_validator("heartbeat")
