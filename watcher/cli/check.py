@@ -169,17 +169,17 @@ def _templates_without_changes(folder: str) -> list[str]:
         people=600,
         before=Told(severity="high", events=("detention",), people=60),
     )
-    out = []
+    out: dict[str, str] = {}  # by file: formats may share one (discord and mattermost: md)
     for channel, spec in render.CHANNELS.items():
         for locale, words in render.WORDS.items():
             name = f"{words.folder}alert.{spec.suffix}.j2"
-            if not os.path.isfile(os.path.join(folder, name)):
-                continue  # the shipped template, which says it
+            if name in out or not os.path.isfile(os.path.join(folder, name)):
+                continue  # the shipped template, which says it; or one already told
             body = render.render_alert(update, channel, "UTC", templates_dir=folder, locale=locale)
             if words.count_changed(60, 600) not in f"{body.title}\n{body.body}":
-                out.append(
+                out[name] = (
                     f"{os.path.join(folder, name)} does not show `changes`: an update sent with "
                     f'it names only new outlets, not what changed ("60 → 600 people"); copy '
                     f"the update line of the shipped watcher/templates/{name} (docs/alerts.md)"
                 )
-    return out
+    return list(out.values())

@@ -144,7 +144,7 @@ def sources_test(ctx: Context, source_id: str) -> None:
         source = config.source(source_id)
     except KeyError:
         known = ", ".join(s.id for s in config.sources)
-        fail(f"no source {source_id!r} in {ctx.config_path} (sources: {known})")
+        fail(f"no source {source_id!r} in {ctx.config_path} (sources: {known})", code=2)
 
     async def go() -> Any:
         async with Fetcher(FetchLimits.from_settings(config.settings)) as fetcher:

@@ -774,7 +774,8 @@ def reference_problems(config: Any) -> list[tuple[tuple[str | int, ...], str]]:
                 )
             seen.add(entry_id)
     concepts = _get(config, "concepts")
-    names = [str(n) for n in concepts] if isinstance(concepts, Mapping) else []
+    # concepts that are not a mapping are a problem of their own: no rule's name is told again
+    names = [str(n) for n in concepts] if isinstance(concepts, Mapping) else None
     seen = set()
     for index, rule in _entries(_get(config, "rules")):
         rule_id = _get(rule, "id")
@@ -793,7 +794,7 @@ def reference_problems(config: Any) -> list[tuple[tuple[str | int, ...], str]]:
         for e, esc in _entries(_get(rule, "escalate")):
             groups += [(("escalate", e, "any_of"), i, g) for i, g in _entries(_get(esc, "any_of"))]
         for where, i, group in groups:
-            if isinstance(group, str) and group and group not in names:
+            if names is not None and isinstance(group, str) and group and group not in names:
                 close = difflib.get_close_matches(group, names, n=1, cutoff=0.6)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 out.append(
@@ -809,9 +810,8 @@ def reference_problems(config: Any) -> list[tuple[tuple[str | int, ...], str]]:
                     f"rule {rule_id!r}: near needs at least two all_of groups",
                 )
             )
-    channels = [
-        c for _, e in _entries(_get(config, "channels")) if isinstance(c := _get(e, "id"), str)
-    ]
+    written = [_get(e, "id") for _, e in _entries(_get(config, "channels"))]
+    channels = list(dict.fromkeys(c for c in written if isinstance(c, str)))
     seen = set()
     for index, route in _entries(_get(config, "routes")):
         route_id = _get(route, "id")

@@ -34,7 +34,8 @@ def lookup(data: Any, path: str | None) -> Any:
 def _integer(digits: str) -> int | str:
     """A JSON integer; one longer than Python reads (its denial-of-service guard, 4,300
     digits) stays the text it is: one hostile field costs neither the entry nor the feed."""
-    if len(digits) > sys.get_int_max_str_digits():
+    limit = sys.get_int_max_str_digits()  # 0: no limit (PYTHONINTMAXSTRDIGITS=0)
+    if limit and len(digits) > limit:
         return digits
     return int(digits)
 
