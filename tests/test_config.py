@@ -186,7 +186,6 @@ def test_a_time_of_day_may_drop_its_leading_zero(written: str, read: str) -> Non
     [
         ("database_url", '""', None),  # ${DB_URL:-} unset: --db, the environment or the default
         ("database_url", "sqlite+pysqlite:///w.db", "sqlite+pysqlite:///w.db"),
-        ("database_url", "SQLITE:///w.db", "SQLITE:///w.db"),
         ("database_url", "postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
         ("contact", "http://localhost:8080", "http://localhost:8080"),
         ("contact", "ops@localhost", "ops@localhost"),
@@ -197,6 +196,26 @@ def test_a_time_of_day_may_drop_its_leading_zero(written: str, read: str) -> Non
 def test_settings_that_name_a_working_value_are_taken(key: str, value: str, read: str) -> None:
     text = f"sources: []\nsettings: {{{key}: {value}}}\n"
     assert getattr(load_config_text(text, "s.yaml", {}).config.settings, key) == read
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("database_url", "SQLITE:///w.db", "got SQLITE"),  # SQLAlchemy knows no such scheme
+        ("database_url", "sqlitex:///w.db", "got sqlitex"),
+        ("database_url", "sqlite://", "an in-memory database keeps nothing"),
+        ("database_url", "mysql://u:hunter2@db/w", "got mysql"),
+        ("contact", "ops@예시.kr", "expected a web address or an e-mail address"),
+        ("contact", "https://예시.kr", "expected a web address or an e-mail address"),
+    ],
+)
+def test_settings_that_would_fail_later_are_refused_now(key: str, value: str, says: str) -> None:
+    text = f"sources: []\nsettings: {{{key}: '{value}'}}\n"
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, "s.yaml", {})
+    (problem,) = info.value.problems
+    assert problem.startswith(f"s.yaml:2: settings.{key}: ") and says in problem
+    assert "hunter2" not in problem
 
 
 def test_metrics_address_off_unquoted_is_off() -> None:

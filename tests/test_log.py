@@ -107,13 +107,29 @@ def test_a_secret_is_redacted_cut_short_encoded_and_split(line: str, shown: str)
     assert f.redact(line) == shown
 
 
-def test_pieces_of_an_address_or_a_short_secret_are_not_redacted_where_they_are_words() -> None:
-    """An e-mail address in a variable (a recipient) is never a URL's user-info: its domain
-    stays in the lines that name it; a secret's pieces of four characters ("2026") are too
-    common to take out of a date. The whole values still go."""
-    f = RedactingFilter(["alerts@example.org", "news@2026"])
-    line = "Date: Thu, 03 Dec 2026; GET https://example.org/a; to alerts@example.org; news@2026"
-    assert f.redact(line) == "Date: Thu, 03 Dec 2026; GET https://example.org/a; to ***; ***"
+def test_pieces_shorter_than_five_characters_stay_where_they_are_words() -> None:
+    """A secret's four-character piece ("2026") is too common to take out of a date; the
+    whole value still goes, and so does a longer piece, whatever the secret's shape (a
+    password can look like an e-mail address: apprise reads P@ssw0rd.2024 as the password
+    P at the host ssw0rd.2024, and names that host in its warnings)."""
+    f = RedactingFilter(["news@2026", "P@ssw0rd.2024"])
+    line = 'Date: Thu, 03 Dec 2026; news@2026; submitting email to "ssw0rd.2024"'
+    assert f.redact(line) == 'Date: Thu, 03 Dec 2026; ***; submitting email to "***"'
+
+
+@pytest.mark.parametrize("secret", ["p@ss w!rd", 'a"b!c', "x y'z(1);k"])
+def test_a_secret_in_an_address_as_httpx_writes_it_is_redacted(secret: str) -> None:
+    """httpx encodes a query its own way (a space and a quote, but not ! ' ( ) ;): the
+    address a response came from is redacted in that form too, in evidence as in logs."""
+    import httpx
+
+    f = RedactingFilter([secret])
+    for url in (f"https://e.org/feed?key={secret}", f"https://e.org/{secret}/feed"):
+        written = str(httpx.URL(url))
+        assert f.redact_whole(written) in (
+            "https://e.org/feed?key=***",
+            "https://e.org/***/feed",
+        ), written
 
 
 def test_a_record_keeps_what_the_source_sent_but_the_whole_secret() -> None:
@@ -123,3 +139,17 @@ def test_a_record_keeps_what_the_source_sent_but_the_whole_secret() -> None:
     line = "https://e.org/ss/w:rd?k=SMTPPASS-p%40ss%2Fw%3Ard"
     assert f.redact_whole(line) == "https://e.org/ss/w:rd?k=***"
     assert f.redact(line) == "https://e.org/***?k=***"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["s:g1\n2026-12-03T00:00:00Z ERROR   forged line", "s:g\x1b[31mred", "s:g\u2028x\u202ey"],
+)
+def test_a_text_log_line_stays_one_line_whatever_a_source_sent(hostile: str) -> None:
+    """An item's key (a feed's guid) or a server's error in a log line cannot start a forged
+    line or send the terminal an escape: each control or format character is written out."""
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "not fetched: %s", (hostile,), None)
+    record.item = hostile
+    line = TextFormatter().format(record)
+    assert line.isprintable() and "\n" not in line
+    assert "\\n2026-12-03" in line or "\\x1b" in line or "\\u2028" in line

@@ -749,7 +749,7 @@ def test_an_ordinary_long_address_keeps_its_link(
 @pytest.mark.parametrize(
     ("channel", "length"),
     [
-        *[(name, 2_100) for name, spec in render.CHANNELS.items() if spec.limit is None],
+        ("email", 2_100),
         ("discord", 1_200),  # one link of 1,200 characters fits Discord's 2,000
         ("slack", 1_900),
     ],
@@ -765,6 +765,19 @@ def test_a_long_address_keeps_its_link_when_the_message_fits_with_it(
     url = "https://news.example/article?id=" + "a" * length
     msg = render.render_alert(make_view(first=make_report(url=url)), channel, "UTC")
     assert "a" * length in msg.body
+
+
+def test_plain_text_to_a_service_of_unknown_limit_leaves_a_very_long_link_out(
+    make_view: Callable[..., AlertView], make_report: Callable[..., Report]
+) -> None:
+    """Plain text goes to any other service (an SMS gateway, a pager): its limit is unknown,
+    so a link of thousands of characters is not written, its title is."""
+    url = "https://news.example/article?id=" + "a" * 2_100
+    view = make_view(first=make_report(title="China sends back 600", url=url))
+    msg = render.render_alert(view, "text", "UTC")
+    assert "a" * 2_100 not in msg.body and "China sends back 600" in msg.body
+    kept = render.render_alert(make_view(first=make_report(url=url[:1_500])), "text", "UTC")
+    assert url[:1_500] in kept.body
 
 
 def test_telegram_alert_with_a_4500_character_address_fits_as_apprise_sends_it(

@@ -42,20 +42,31 @@ def secret_forms(secret: str) -> set[str]:
         #  'hunter@2secret/x']
     """
     forms = whole_forms(secret)
-    # An e-mail address (a recipient in a variable) is never parsed as user-info: its halves
-    # are a name and a domain that other lines name too ("example.org").
-    if "@" in secret and not _EMAIL.match(secret):
+    # Whatever its shape: a password can look like an e-mail address (P@ssw0rd.2024, which
+    # apprise reads as the password P at the host ssw0rd.2024, and names that host).
+    if "@" in secret:
         for head, tail in (secret.split("@", 1), secret.rsplit("@", 1)):
             forms |= {head, tail, re.split(r"[/?#:]", tail, maxsplit=1)[0]}
     return {f for f in forms if len(f) >= min(_SHORTEST_PIECE, len(secret))}
 
 
 def whole_forms(secret: str) -> set[str]:
-    """`secret` itself and percent-encoded, as a URL carries it."""
-    return {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    """`secret` itself and percent-encoded as URLs carry it: wholly, as a path, as a form
+    value, and as httpx writes a query and a path (it leaves ``!$'()*,;@`` and more as they
+    are)."""
+    return {
+        secret,
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        quote(secret, safe=_QUERY_SAFE),
+        quote(secret, safe=_PATH_SAFE),
+    }
 
 
-_EMAIL = re.compile(r"^[\w.+-]+@[\w-]+(\.[\w-]+)+$")
+#: What httpx leaves unencoded in a query and in a path (RFC 3986's sub-delims and more).
+_QUERY_SAFE = "!$&'()*+,;=:/?@[]"
+_PATH_SAFE = "!$&'()*+,;=:@/"
 
 
 class RedactingFilter(logging.Filter):
@@ -113,19 +124,33 @@ def _redact_cut(text: str, secret: str) -> str:
     return text
 
 
+#: What a text log line never shows as it is: control and format characters (a line break, an
+#: escape sequence, a bidi override). A value from a source (an item's key, a server's error)
+#: could otherwise start a forged line of its own or recolour the operator's terminal.
+_UNSHOWN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(text: str) -> str:
+    """`text` with each control or format character written as its escape (`\\n`,
+    `\\x1b`, `\\u202e`): one log line stays one line, and says what it was sent."""
+    if text.isprintable():
+        return text
+    return _UNSHOWN.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         context = " ".join(
-            f"{k}={getattr(record, k)}"
+            f"{k}={shown(str(getattr(record, k)))}"
             for k in CONTEXT_FIELDS
             if getattr(record, k, None) is not None
         )
-        line = f"{when} {record.levelname:<7} {record.getMessage()}"
+        line = f"{when} {record.levelname:<7} {shown(record.getMessage())}"
         if context:
             line += f"  [{context}]"
         if record.exc_text:
-            line += " | " + record.exc_text.strip().splitlines()[-1]
+            line += " | " + shown(record.exc_text.strip().splitlines()[-1])
         return line
 
 

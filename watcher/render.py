@@ -1234,6 +1234,13 @@ MAX_LINK = 2000
 _ANY_LINK = 1 << 30
 
 
+def _uncapped(spec: ChannelSpec) -> int:
+    """The longest link the first budget writes: any, where the limit is known (a message
+    that fits with it is sent whole) or there is none (email); `_link_cap` for plain text,
+    which goes to services whose limit is unknown (an SMS gateway, a pager)."""
+    return _ANY_LINK if spec.limit is not None or spec.format == "html" else _link_cap(spec)
+
+
 def _link_cap(spec: ChannelSpec) -> int:
     """The longest report link a message of this format writes while anything else fits:
     `MAX_LINK`, or half the channel's limit where that is less (Discord: 1,000)."""
@@ -1283,7 +1290,7 @@ def _alert_budgets(spec: ChannelSpec) -> Iterator[_AlertBudget]:
     Every link goes in when the whole message fits with them (email, which has no limit,
     always); after that, a link longer than `_link_cap` is not written."""
     link = _link_cap(spec)
-    yield _AlertBudget(spec.lead, spec.others, 300, _ANY_LINK)
+    yield _AlertBudget(spec.lead, spec.others, 300, _uncapped(spec))
     yield _AlertBudget(spec.lead, spec.others, 300, link)
     yield _AlertBudget(min(500, spec.lead), spec.others, 300, link)
     yield _AlertBudget(min(250, spec.lead), spec.others, 120, link)
@@ -1401,7 +1408,7 @@ class _DigestBudget:
 
 def _digest_budgets(spec: ChannelSpec, count: int) -> Iterator[_DigestBudget]:
     link = _link_cap(spec)
-    yield _DigestBudget(count, 300, _ANY_LINK)  # all in, when it fits so
+    yield _DigestBudget(count, 300, _uncapped(spec))  # all in, when it fits so
     for title in (300, 150):
         yield _DigestBudget(count, title, link)
     for n in (30, 20, 10, 5, 3, 1):

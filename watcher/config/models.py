@@ -500,6 +500,8 @@ class Route(Model):
         return self.id or f"route-{index + 1}"
 
 
+#: The databases watcher runs on, as SQLAlchemy names them (a driver may follow the `+`).
+_DATABASE_URL = re.compile(r"^(sqlite|postgresql)(\+\w+)?://(.*)$", re.DOTALL)
 #: What a contact may be: a web address or an e-mail address (mailto: optional).
 _CONTACT = re.compile(r"^(https?://[^\s/]+\S*|(mailto:)?[^\s@:/]+@[^\s@]+)$", re.IGNORECASE)
 
@@ -590,8 +592,11 @@ class Settings(Model):
     def _database(cls, value: str | None) -> str | None:
         if not value:  # `${DB_URL:-}`: unset, so --db, WATCHER_DATABASE_URL or the default
             return None
-        # only the scheme is quoted back: the rest may hold a password
-        if not value.lower().startswith(("sqlite", "postgresql")):
+        found = _DATABASE_URL.match(value)
+        if found and found.group(1) == "sqlite" and not found.group(3).lstrip("/"):
+            raise ValueError("an in-memory database keeps nothing: give sqlite:///PATH")
+        if not found:
+            # only the scheme is quoted back: the rest may hold a password
             scheme = value.partition("://")[0][:30] if "://" in value else "no scheme"
             raise ValueError(
                 "expected sqlite:///PATH (sqlite:///watcher.db) or a postgresql+psycopg:// "
@@ -603,7 +608,8 @@ class Settings(Model):
     @classmethod
     def _contact(cls, value: str) -> str:
         # sent in the User-Agent so that an outlet can reach the operator: it must be one
-        if not _CONTACT.match(value):
+        # ASCII: it goes in a request header, which takes nothing else (every fetch failed)
+        if not (value.isascii() and value.isprintable() and _CONTACT.match(value)):
             raise ValueError(f"expected a web address or an e-mail address, got {short(value)}")
         return value
 
