@@ -13,8 +13,18 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
+# What `make run` needs: watcher and its dependencies, not the test tools (on a small server).
+RUN_STAMP := $(VENV)/.run-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+$(RUN_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@rm -f $(VENV)/.run-*
+	@touch $(RUN_STAMP)
+
 ## run: install, apply migrations, start the daemon on SQLite with ./sources.yaml
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/watcher check
 	$(BIN)/watcher db upgrade
 	$(BIN)/watcher run

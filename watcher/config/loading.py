@@ -166,7 +166,9 @@ def load_config_text(
             name,
             lines,
             p,
-            f"environment variable {var} is not set (set it, or write ${{{var}:-default}})",
+            f"environment variable {var} is empty (give it a value, or write ${{{var}:-default}})"
+            if var in env
+            else f"environment variable {var} is not set (set it, or write ${{{var}:-default}})",
         )
         for p, var in unset
     ]
