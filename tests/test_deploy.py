@@ -147,6 +147,45 @@ def test_kubernetes_manifests_validate_and_run_replicas_with_probes() -> None:
     )
 
 
+def _command_lines() -> dict[str, list[str]]:
+    """Every `watcher ...` command line the deploy files run (the arguments after `watcher`)."""
+    import json
+    import shlex
+
+    lines = {}
+    (cmd,) = [args for word, args in dockerfile() if word == "CMD"]
+    lines["Dockerfile CMD"] = json.loads(cmd)
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    for name, service in compose["services"].items():
+        if "command" in service and name != "postgres":
+            lines[f"compose {name}"] = service["command"]
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc["kind"] == "Deployment":
+                for container in doc["spec"]["template"]["spec"]["containers"]:
+                    lines[f"{path.name} {container['name']}"] = container["args"]
+    for path in sorted(DEPLOY.glob("*.service")):
+        (start,) = re.findall(r"^ExecStart=(.*)$", path.read_text(), re.M)
+        binary, *args = shlex.split(start)
+        assert binary == "/opt/watcher/bin/watcher", path.name
+        lines[path.name] = args
+    return lines
+
+
+def test_every_deployed_command_line_parses() -> None:
+    """Options of `watcher` itself (--log-format) go before the command: `watcher run
+    --log-format json` stops at start with "No such option"."""
+    from click.testing import CliRunner
+
+    from watcher.cli import cli
+
+    lines = _command_lines()
+    assert len(lines) >= 4, lines
+    for where, args in lines.items():
+        result = CliRunner().invoke(cli, [*args, "--help"])
+        assert result.exit_code == 0, f"{where}: {args}: {result.output}"
+
+
 @pytest.mark.e2e
 def test_the_image_entry_command_runs_from_the_wheel(tmp_path: Path) -> None:
     """What the image does, outside Docker: install the wheel with no index, run it."""
