@@ -147,6 +147,40 @@ def test_kubernetes_manifests_validate_and_run_replicas_with_probes() -> None:
     )
 
 
+def test_the_documented_secret_holds_what_the_pods_need() -> None:
+    """The Secret the header's command makes (deploy/.env plus the lines it adds) and the one
+    in the file hold every key a Deployment requires and every ${VAR} of sources.yaml."""
+    text = (DEPLOY / "k8s" / "secret.yaml").read_text()
+    (secret,) = yaml.safe_load_all(text)
+    required = set()
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc["kind"] == "Deployment":
+                for container in doc["spec"]["template"]["spec"]["containers"]:
+                    for env in container.get("env", []):
+                        ref = env.get("valueFrom", {}).get("secretKeyRef")
+                        if ref and not ref.get("optional"):
+                            assert ref["name"] == secret["metadata"]["name"]
+                            required.add(ref["key"])
+    assert "WATCHER_DATABASE_URL" in required
+    channels = _variables((ROOT / "sources.yaml").read_text()) - {"VAR"}
+    assert required | channels <= set(secret["stringData"]), (required | channels) - set(
+        secret["stringData"]
+    )
+
+    comment = "\n".join(
+        line.lstrip("# ") for line in text.splitlines() if line.startswith("#")
+    ).replace("\\\n", " ")
+    (command,) = re.findall(r"kubectl create secret generic [^\n]*", comment)
+    assert "--from-env-file=" in command
+    # kubectl: "from-env-file cannot be combined with from-file or from-literal"
+    assert "--from-literal" not in command and "--from-file" not in command
+    env_file = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", (DEPLOY / ".env.example").read_text(), re.M))
+    added = set(re.findall(r"([A-Z_][A-Z0-9_]*)=%s", command))
+    assert not added & env_file, "kubectl refuses a key given twice"
+    assert required | channels <= env_file | added, (required | channels) - env_file - added
+
+
 def _command_lines() -> dict[str, list[str]]:
     """Every `watcher ...` command line the deploy files run (the arguments after `watcher`)."""
     import json
