@@ -85,9 +85,18 @@ def test_compose_file_parses_and_every_variable_is_documented() -> None:
     assert watcher["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "0.0.0.0:9464" in watcher["command"]
     assert set(compose["volumes"]) == {"postgres-data", "watcher-data"}
-    mounted = [v.split(":")[0] for v in watcher["volumes"]]
-    assert (DEPLOY / mounted[0]).resolve() == ROOT / "sources.yaml"
     assert "WATCHER_DATABASE_URL" in watcher["environment"]
+    for name, service in services.items():
+        if name == "postgres":
+            continue
+        # the folder of sources.yaml, not the file: a save by rename reaches the container
+        mounts = dict(v.split(":")[:2] for v in service["volumes"])
+        assert mounts[".."] == "/config", name
+        assert (DEPLOY / "..").resolve() == ROOT
+        assert service["environment"]["WATCHER_CONFIG"] == "/config/sources.yaml", name
+        for source in mounts:
+            if source.startswith("."):
+                assert (DEPLOY / source).is_dir(), (name, source)
 
     documented = set(
         re.findall(r"^([A-Z_][A-Z0-9_]*)=", (DEPLOY / ".env.example").read_text(), re.M)
