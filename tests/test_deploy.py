@@ -77,7 +77,7 @@ def _variables(text: str) -> set[str]:
 def test_compose_file_parses_and_every_variable_is_documented() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"watcher", "postgres"}
+    assert set(services) == {"watcher", "postgres", "web"}
     watcher = services["watcher"]
     assert (DEPLOY / watcher["build"]["context"] / watcher["build"]["dockerfile"]).is_file()
     assert watcher["restart"] == services["postgres"]["restart"] == "unless-stopped"
@@ -98,17 +98,45 @@ def test_compose_file_parses_and_every_variable_is_documented() -> None:
             if source.startswith("."):
                 assert (DEPLOY / source).is_dir(), (name, source)
 
+    # published on this machine's loopback only
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+
+    # watcher serve, on the daemon's database and sources.yaml, with a token
+    web = services["web"]
+    assert web["image"] == watcher["image"] and web["build"] == watcher["build"]
+    assert web["restart"] == "unless-stopped" and web["env_file"] == ".env"
+    assert web["depends_on"]["watcher"]["condition"] == "service_healthy"  # migrated
+    assert (
+        web["environment"]["WATCHER_DATABASE_URL"] == watcher["environment"]["WATCHER_DATABASE_URL"]
+    )
+    command = web["command"]
+    assert command[command.index("--address") + 1] == "0.0.0.0:8080" and "serve" in command
+    token = command[command.index("--token-env") + 1]
+    assert web["environment"][token].startswith(
+        "${" + token + ":?"
+    )  # compose refuses to start without it
+    assert web["ports"] == ["127.0.0.1:8080:8080"]
+    check = " ".join(web["healthcheck"]["test"])
+    assert "http://127.0.0.1:8080/'" in check and token in check and "9464" not in check
+
     documented = set(
         re.findall(r"^([A-Z_][A-Z0-9_]*)=", (DEPLOY / ".env.example").read_text(), re.M)
     )
+    assert token in documented
     used = _variables((DEPLOY / "compose.yaml").read_text())
     used |= _variables((ROOT / "sources.yaml").read_text()) - {"VAR"}  # "${VAR}" explains syntax
     assert used <= documented, used - documented
 
 
 @pytest.mark.e2e
-def test_systemd_unit_verifies(tmp_path: Path) -> None:
-    unit = (DEPLOY / "watcher.service").read_text()
+@pytest.mark.parametrize("name", ["watcher.service", "watcher-web.service"])
+def test_systemd_unit_verifies(tmp_path: Path, name: str) -> None:
+    unit = (DEPLOY / name).read_text()
+    if name == "watcher-web.service":
+        assert "serve --address 127.0.0.1:8080 --token-env WATCHER_WEB_TOKEN" in unit
+        assert "ExecReload=/bin/kill -HUP $MAINPID" in unit  # serve re-reads sources.yaml
     for needed in (
         "Restart=on-failure",
         "EnvironmentFile=",
@@ -140,9 +168,16 @@ def test_kubernetes_manifests_validate_and_run_replicas_with_probes() -> None:
     for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             kubernetes_validate.validate(doc, desired_version="1.30", strict=True)
-            docs[doc["kind"]] = doc
-    assert set(docs) == {"Deployment", "ConfigMap", "Secret", "Service"}
-    spec = docs["Deployment"]["spec"]
+            docs[doc["kind"], doc["metadata"]["name"]] = doc
+    assert set(docs) == {
+        ("Deployment", "watcher"),
+        ("Deployment", "watcher-web"),
+        ("ConfigMap", "watcher-config"),
+        ("Secret", "watcher-secrets"),
+        ("Service", "watcher-metrics"),
+        ("Service", "watcher-web"),
+    }
+    spec = docs["Deployment", "watcher"]["spec"]
     assert spec["replicas"] >= 2
     container = spec["template"]["spec"]["containers"][0]
     assert container["name"] == "watcher" and "0.0.0.0:9464" in container["args"]
@@ -151,9 +186,39 @@ def test_kubernetes_manifests_validate_and_run_replicas_with_probes() -> None:
     assert container["resources"]["requests"]["memory"]
     env = {e["name"]: e for e in container["env"]}
     assert env["WATCHER_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "watcher-secrets"
-    assert docs["ConfigMap"]["data"]["sources.yaml"] == (ROOT / "sources.yaml").read_text(), (
+    config = docs["ConfigMap", "watcher-config"]
+    assert config["data"]["sources.yaml"] == (ROOT / "sources.yaml").read_text(), (
         "deploy/k8s/configmap.yaml must carry the current sources.yaml"
     )
+
+    # watcher serve: its own pods (which neither the daemon's Deployment nor the metrics
+    # Service selects), the same Secret and ConfigMap, a ClusterIP Service
+    web = docs["Deployment", "watcher-web"]["spec"]
+    labels = web["template"]["metadata"]["labels"]
+    daemon_labels = spec["template"]["metadata"]["labels"]
+    for selector in (
+        spec["selector"]["matchLabels"],
+        docs["Service", "watcher-metrics"]["spec"]["selector"],
+    ):
+        assert not selector.items() <= labels.items()
+    assert web["selector"]["matchLabels"].items() <= labels.items()
+    assert not web["selector"]["matchLabels"].items() <= daemon_labels.items()
+    (server,) = web["template"]["spec"]["containers"]
+    args = server["args"]
+    assert "serve" in args and args[args.index("--address") + 1] == "0.0.0.0:8080"
+    token = args[args.index("--token-env") + 1]
+    env = {e["name"]: e for e in server["env"]}
+    for key in ("WATCHER_DATABASE_URL", token):
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "watcher-secrets", "key": key}
+    assert env["WATCHER_CONFIG"]["value"] == "/config/sources.yaml"
+    (volume,) = [v for v in web["template"]["spec"]["volumes"] if "configMap" in v]
+    assert volume["configMap"]["name"] == "watcher-config"
+    assert "http://127.0.0.1:8080/'" in " ".join(server["readinessProbe"]["exec"]["command"])
+    assert token in " ".join(server["livenessProbe"]["exec"]["command"])
+    assert server["resources"]["requests"]["memory"]
+    service = docs["Service", "watcher-web"]["spec"]
+    assert service["type"] == "ClusterIP" and service["selector"].items() <= labels.items()
+    assert [p["port"] for p in service["ports"]] == [8080]
 
 
 def test_the_documented_secret_holds_what_the_pods_need() -> None:
