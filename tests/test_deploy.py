@@ -221,6 +221,26 @@ def test_kubernetes_manifests_validate_and_run_replicas_with_probes() -> None:
     assert [p["port"] for p in service["ports"]] == [8080]
 
 
+def test_memory_limits_cover_the_worst_case_of_the_default_settings() -> None:
+    """docs/operations.md: the main process (~80 MiB) plus parse_processes x (45 MiB +
+    parse_memory); parse_processes 0 means min(CPUs, 4), the host's CPUs."""
+    from watcher.config.models import Settings
+
+    settings = Settings()
+    assert settings.parse_processes == 0  # else the worst case below is not the default's
+    mib = 1024 * 1024
+    worst = 80 * mib + 4 * (45 * mib + settings.parse_memory)
+    (deployment,) = [
+        doc
+        for doc in yaml.safe_load_all((DEPLOY / "k8s" / "deployment.yaml").read_text())
+        if doc["kind"] == "Deployment"
+    ]
+    limit = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limit["memory"].endswith("Mi") and int(limit["memory"][:-2]) * mib >= worst
+    (unit,) = re.findall(r"^MemoryMax=(\d+)M$", (DEPLOY / "watcher.service").read_text(), re.M)
+    assert int(unit) * mib >= worst  # systemd's M is 1024 x 1024
+
+
 def test_the_documented_secret_holds_what_the_pods_need() -> None:
     """The Secret the header's command makes (deploy/.env plus the lines it adds) and the one
     in the file hold every key a Deployment requires and every ${VAR} of sources.yaml."""
