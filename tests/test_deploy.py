@@ -68,6 +68,12 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck_and_entrypoint() ->
                 assert (ROOT / source).exists(), source
         if word == "ENV":
             assert not re.search(r"PASSWORD|TOKEN|SECRET", args), "no secrets baked in"
+    # the documented `docker run`s publish on this machine's loopback only
+    comments = [
+        line for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line[:1] == "#"
+    ]
+    published = re.findall(r"\s-p\s+(\S+)", "\n".join(comments))
+    assert published and all(p.startswith("127.0.0.1:") for p in published), published
 
 
 def _variables(text: str) -> set[str]:
