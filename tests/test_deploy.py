@@ -143,6 +143,10 @@ def test_systemd_unit_verifies(tmp_path: Path, name: str) -> None:
     if name == "watcher-web.service":
         assert "serve --address 127.0.0.1:8080 --token-env WATCHER_WEB_TOKEN" in unit
         assert "ExecReload=/bin/kill -HUP $MAINPID" in unit  # serve re-reads sources.yaml
+    # the repository's docs (the wheel installs none)
+    (docs,) = re.findall(r"^Documentation=(\S+)$", unit, re.M)
+    prefix = "https://github.com/watcher-project/watcher/blob/main/"
+    assert docs.startswith(prefix) and (ROOT / docs.removeprefix(prefix)).is_file(), docs
     for needed in (
         "Restart=on-failure",
         "EnvironmentFile=",
