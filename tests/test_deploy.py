@@ -231,6 +231,26 @@ def test_kubernetes_manifests_validate_and_run_replicas_with_probes() -> None:
     assert [p["port"] for p in service["ports"]] == [8080]
 
 
+def test_the_reload_loops_reach_every_replica_of_each_deployment() -> None:
+    """The comments' `kubectl get pods -l ...` loops select the pods of a Deployment (one
+    `kubectl exec deploy/...` reaches one pod only)."""
+    labels = {}
+    comments = ""
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        text = path.read_text()
+        comments += "\n".join(line for line in text.splitlines() if line[:1] == "#")
+        for doc in yaml.safe_load_all(text):
+            if doc["kind"] == "Deployment":
+                labels[doc["metadata"]["name"]] = doc["spec"]["template"]["metadata"]["labels"]
+    selected = re.findall(r"kubectl get pods -l ([\w./-]+)=([\w.-]+) ", comments)
+    reached = {
+        name for name, pod in labels.items() for key, value in selected if pod.get(key) == value
+    }
+    assert reached == set(labels) and len(selected) >= len(labels), selected
+    assert "watcher reload" in comments and "kill -HUP 1" in comments
+    assert "docker push" in comments  # the operator builds and pushes the image
+
+
 def test_memory_limits_cover_the_worst_case_of_the_default_settings() -> None:
     """docs/operations.md: the main process (~80 MiB) plus parse_processes x (45 MiB +
     parse_memory); parse_processes 0 means min(CPUs, 4), the host's CPUs."""
