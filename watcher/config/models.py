@@ -781,7 +781,11 @@ def reference_problems(config: Any) -> list[tuple[tuple[str | int, ...], str]]:
             seen.add(entry_id)
     concepts = _get(config, "concepts")
     # concepts that are not a mapping are a problem of their own: no rule's name is told again
-    names = [str(n) for n in concepts] if isinstance(concepts, Mapping) else None
+    names = (
+        [str(n) for n in concepts]
+        if isinstance(concepts, Mapping)
+        else ([] if concepts is None else None)  # none defined: every name is unknown
+    )
     seen = set()
     for index, rule in _entries(_get(config, "rules")):
         rule_id = _get(rule, "id")
