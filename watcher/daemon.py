@@ -23,7 +23,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -298,6 +298,8 @@ class Daemon:
         #: time, at most every RECHECK_EVERY seconds.
         self.rechecking: asyncio.Task[None] | None = None
         self.next_recheck = 0.0
+        #: The scheduler's runs of `tick` and `deliver` under way (`_job`).
+        self._jobs: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -339,7 +341,7 @@ class Daemon:
         # is due, so a tick that finds nothing costs one query.
         for job, start in ((self.tick, datetime.now().astimezone()), (self.deliver, None)):
             self.scheduler.add_job(
-                job,
+                self._job(job),
                 "interval",
                 seconds=1,
                 id=job.__name__,
@@ -380,10 +382,32 @@ class Daemon:
         log.info("stopping: finishing polls and sends in flight", extra={"action": "stop"})
         self.stop.set()
 
+    def _job(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """`job` as the scheduler runs it, its run known while it lasts (`_shutdown` lets a
+        run finish rather than have the scheduler cancel it midway)."""
+
+        async def run() -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._jobs.add(task)
+            try:
+                await job()
+            finally:
+                if task is not None:
+                    self._jobs.discard(task)
+
+        run.__name__ = job.__name__
+        return run
+
     async def _shutdown(self, server: Any) -> None:
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
         grace = self.loaded.config.settings.shutdown_grace.total_seconds()
+        if self.scheduler is not None:
+            # No new run; one under way (a tick claiming sources, a delivery) ends first:
+            # shutting the scheduler down cancels it, and its error would be logged.
+            self.scheduler.pause()
+            if self._jobs:
+                await asyncio.wait(list(self._jobs), timeout=grace)
+            self.scheduler.shutdown(wait=False)
         pending = list(self.in_flight.values())
         if pending:
             _, late = await asyncio.wait(pending, timeout=grace)
