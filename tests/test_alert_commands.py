@@ -4,8 +4,11 @@ the daemon's latency, SIGTERM, and the alerts/silence/notify/export commands."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -119,6 +122,39 @@ def test_daemon_delivers_after_its_baseline_and_stops_on_sigterm(setup) -> None:
         code = daemon.stop()
     assert code == 0, daemon.err
     assert "watcher stopped" in daemon.err
+
+
+def test_sigterm_during_a_send_lets_it_finish_and_it_is_never_sent_again(setup) -> None:
+    """SIGTERM while the channel is still answering: the send runs to its end (within
+    shutdown_grace) and is recorded as sent, so no later run sends it again; shutting the
+    scheduler down used to cancel it midway, leave it pending and log an ERROR."""
+    server, cfg, db = setup
+    cfg.write_text(cfg.read_text().replace("interval: 5s", "interval: 1s"))
+    arrived = threading.Event()
+
+    def slow_hook(handler: BaseHTTPRequestHandler) -> None:
+        arrived.set()
+        time.sleep(1.0)  # the daemon is told to stop while it waits for this answer
+        FeedServer._send(handler, 200, b"{}", "application/json", {})
+
+    server.route("/hook", handler=slow_hook)
+    daemon = Started("--config", str(cfg), "--db", db, "run")
+    try:
+        daemon.wait(lambda: _polled(db, "wire"), "the baseline poll to be recorded")
+        server.routes["/feed"].body = rss("North Korean defectors repatriated from Dandong")
+        daemon.wait(arrived.is_set, "the send to reach the channel")
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.err
+    assert len(server.hits("/hook")) == 1
+    assert "CancelledError" not in daemon.err
+    assert not [line for line in daemon.lines if " ERROR " in line], daemon.err
+    assert "watcher stopped" in daemon.lines[-1]
+    listing = run(cfg, db, "alerts", "list", "--status", "sent")
+    assert len(listing.stdout.splitlines()) == 2, listing.stdout  # header + the one, sent
+    # and the next run finds nothing to send
+    assert run(cfg, db, "run", "--once", "--all").returncode == 0
+    assert len(server.hits("/hook")) == 1
 
 
 def _polled(db: str, source_id: str) -> bool:
