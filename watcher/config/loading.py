@@ -41,6 +41,7 @@ from typing import Annotated, Any, Union
 import yaml
 from pydantic import (
     BaseModel,
+    TypeAdapter,
     ValidationError,
 )
 
@@ -56,6 +57,7 @@ from watcher.config.models import (
     LocatedError,
     ReferenceProblem,
     Route,
+    Source,
     format_duration,
     reference_problems,
     short,
@@ -704,6 +706,7 @@ def _format_validation(
     # "at least 1 item" on a list whose item is itself invalid says nothing new: skip it.
     bad_items = {tuple(e["loc"][:-1]) for e in errors if len(e["loc"]) > 1}
     errors = [e for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in bad_items)]
+    errors += _errors_as_meant(errors)
     for error in errors:
         ctx_error = (error.get("ctx") or {}).get("error")
         if isinstance(ctx_error, ReferenceProblem):
@@ -723,6 +726,50 @@ def _format_validation(
             message = f"rule {rule_id!r}: {message}"
         problems.append(_fmt(name, lines, path, message))
     return list(dict.fromkeys(problems))
+
+
+#: Kinds written for a feed by people who know feeds by their format's name.
+_FEED_NAMES = frozenset({"rss", "atom", "rdf", "xml", "rss2", "feeds"})
+#: Keys only one kind has: an entry that has them is that kind, whatever it says.
+_KIND_KEYS = {"selectors": "html", "items": "json", "fields": "json", "params": "json"}
+
+
+def meant_kind(entry: Mapping[str, Any]) -> str | None:
+    """The kind a source of an unknown kind most likely is: by the keys only one kind has
+    (`selectors`: html), else by its name (`rss`, `atom`: feed; `htm`: html), or None."""
+    for key, kind in _KIND_KEYS.items():
+        if key in entry:
+            return kind
+    written = str(entry.get("kind", "")).strip().lower()
+    if written in _FEED_NAMES:
+        return "feed"
+    close = difflib.get_close_matches(written, SOURCE_KINDS, n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+_SOURCE: TypeAdapter[Any] = TypeAdapter(Source)  # type: ignore[arg-type]
+
+
+def _errors_as_meant(errors: Sequence[Any]) -> list[Any]:
+    """For each source of an unknown kind, the problems of its other fields when read as the
+    kind it most likely is: one run of `check` lists them with the kind, not after it."""
+    found: list[Any] = []
+    for error in errors:
+        entry = error.get("input")
+        if error["type"] != "union_tag_invalid" or not isinstance(entry, dict):
+            continue
+        # No likely kind: the fields every kind has are still checked (as a feed's, less
+        # the keys a feed does not have, which another kind may).
+        meant = meant_kind(entry)
+        try:
+            _SOURCE.validate_python({**entry, "kind": meant or "feed"})
+        except ValidationError as exc:
+            found += [
+                {**more, "loc": (*error["loc"], *more["loc"])}
+                for more in exc.errors()
+                if "kind" not in more["loc"] and (meant or more["type"] != "extra_forbidden")
+            ]
+    return found
 
 
 def _rule_id(path: tuple[Any, ...], data: Any) -> str | None:
@@ -765,7 +812,10 @@ def _message(error: Any, loc: tuple[Any, ...], path: tuple[Any, ...], data: Any)
     if kind == "string_too_short" and got == "":
         return "empty: give it a value, or remove the key"
     if kind == "union_tag_invalid":
-        return f"unknown kind {got.get('kind')!r} (expected one of: {', '.join(SOURCE_KINDS)})"
+        meant = meant_kind(got)
+        hint = f"did you mean {meant!r}? " if meant else ""
+        kinds = ", ".join(SOURCE_KINDS)
+        return f"unknown kind {got.get('kind')!r} ({hint}expected one of: {kinds})"
     if kind == "union_tag_not_found":
         return f"'kind' is missing (expected one of: {', '.join(SOURCE_KINDS)})"
     if kind == "string_pattern_mismatch" and path and path[-1] == "lang":
