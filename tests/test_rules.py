@@ -129,6 +129,23 @@ def test_matching_cost_does_not_depend_on_rules_that_cannot_fire() -> None:
         ("逾百名朝鲜人", 100),
         ("六百余名朝鲜人", 600),
         ("脱北者約600人を送還", 600),
+        # numbers written in several pieces: each unit scales its own digits
+        ("탈북민 1천200명 북송", 1200),
+        ("탈북민 3만4천명 강제북송", 34000),
+        ("탈북민 1만 2천 명", 12000),
+        ("脱北者1万2000人を送還", 12000),
+        ("脱北者约1万2千人被遣返", 12000),
+        ("脫北者兩千人被遣返", 2000),
+        ("兩百名脫北者被遣返", 200),
+        ("三千五百万人", None),  # beyond any count of escapees
+        ("一万二千名朝鲜人", 12000),
+        ("二十万名", 200000),
+        # an audience is no count of people sent back: subscribers, views, followers
+        ("10번 북송된 그녀, 구독자 72만7000명 유튜버", None),
+        ("탈북 유튜버 팔로워 3만명", None),
+        ("북송 탈북민 7명, 조회수 10만명 돌파", 7),
+        ("脱北者チャンネル登録者10万人", None),
+        ("脱北者粉丝3万名", None),
         ("dozens of North Koreans", None),
         ("수십 명의 탈북민", None),
         ("In 2023 North Koreans were sent back", None),
@@ -509,8 +526,9 @@ _PLAIN = {
     + r" (?:[a-z'\-]+ ){0,3}?"
     + extraction._EN_PEOPLE
     + r"\b",
-    "_KO": r"(?<![\d.,])(?P<n>\d[\d,]*)\s?(?P<mult>천|백|만)?\s?여?\s?(?:명|인)(?!\w*(?:년|월))",
-    "_ZH": r"(?:逾|超过|约|近)?(?P<n>(?<![\d.])\d[\d,]*|(?<![几幾"
+    "_KO": r"(?<![\d.,])(?P<n>\d[\d,]*(?:\s?[만천백](?:\s?\d[\d,]*)?)*)\s?여?\s?(?:명|인)"
+    r"(?!\w*(?:년|월))",
+    "_ZH": r"(?:逾|超过|约|近)?(?P<n>(?<![\d.])\d[\d,]*(?:[万萬千百][\d,]*)*|(?<![几幾"
     + extraction._ZH_NUM
     + r"])(?<!(?<!人)[数數])["
     + extraction._ZH_NUM
@@ -541,7 +559,8 @@ _PIECES = [
     *"0 1 2 3 9 12 31 2023 1999 ٣ 1,000 3.5".split(),
     *"january jan sept sep may march december oct xmay people north koreans refugees".split(),
     *"ten one twenty-one seventy thousand hundred family of".split(),
-    *"명 인 여 천 백 월 일 년 年 月 日 名 人 多 约 逾 超过 二十 两千 数 几 十 人数".split(),
+    *"명 인 여 천 백 만 월 일 년 年 月 日 名 人 多 约 逾 超过 二十 两千 兩百 数 几 十 人数".split(),
+    *"1천200 3만4천 1万2000 1万2千 万 萬".split(),
     *" year old| years old| month old|-year-old".split("|"),
     *" , . ! ? … 。 ！ \u2016 \" ' ’ ) - a x".split(" "),
     " ",

@@ -364,16 +364,25 @@ MAX_COUNTS = 50
 #: After a digit not preceded by a digit, point or comma (a pattern that starts with a class
 #: is looked for by scanning for the class, several times faster than trying it everywhere).
 _KO = re.compile(
-    r"(?P<n>\d(?<![\d.,]\d)[\d,]*)\s?(?P<mult>천|백|만)?\s?여?\s?(?:명|인)(?!\w*(?:년|월))"
+    # a number in pieces, each unit scaling its digits: 60, 2천, 1천200, 3만4천, 1만 2천
+    r"(?P<n>\d(?<![\d.,]\d)[\d,]*(?:\s?[만천백](?:\s?\d[\d,]*)?)*)"
+    r"\s?여?\s?(?:명|인)(?!\w*(?:년|월))"
 )
-_ZH_NUM = "零〇一二两三四五六七八九十百千万"
+#: An audience counted in people (구독자 72만7000명: subscribers) is no count of escapees.
+_KO_AUDIENCE = re.compile(
+    r"(?:구독자|팔로워|조회수|시청자|관객|관람객|방문자|가입자)\s?(?:수\s?)?$"
+)
+_ZH_AUDIENCE = re.compile(
+    r"(?:订阅者?|訂閱者?|粉丝|粉絲|关注者|觀眾|观众|登録者|フォロワー|視聴者)\s?(?:数\s?)?$"
+)
+_ZH_NUM = "零〇一二两兩三四五六七八九十百千万萬"
 _ZH = _starting(
     r"逾超约近\d" + _ZH_NUM,
     # digits not inside a decimal (1.37名 is no count; a comma is also 、's and ，'s NFKC
     # form, so it may precede a count) and numerals from their first: not from the middle of
     # one (二十名 is no 十名), not after 几 or 数 ("数十名", "几百人": some tens, some hundreds,
     # no stated number), except the 数 of 人数 (the number of people: 人数二十名 is 20)
-    r"(?:逾|超过|约|近)?(?P<n>\d(?<![\d.]\d)[\d,]*"
+    r"(?:逾|超过|约|近)?(?P<n>\d(?<![\d.]\d)[\d,]*(?:[万萬千百][\d,]*)*"
     r"|(?<![几幾" + _ZH_NUM + r"])(?<!(?<!人)[数數])[" + _ZH_NUM + r"]+)"
     r"\s?(?:多|余)?\s?(?:名|人)",
 )
@@ -396,21 +405,49 @@ def _to_int(word: str) -> int | None:
 
 
 def _zh_int(text: str) -> int | None:
-    """Chinese numerals up to the ten thousands: 九 → 9, 六百 → 600, 两千 → 2000, 百 → 100."""
-    if text.replace(",", "").isdigit():
-        return int(text.replace(",", ""))
-    digits = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
-    units = {"十": 10, "百": 100, "千": 1000, "万": 10000}
-    total, current = 0, 0
-    for char in text:
-        if char in digits:
-            current = digits[char]
-        elif char in units:
-            total += (current or 1) * units[char]
+    """Chinese numerals and digits up to the hundred millions: 九 → 9, 六百 → 600, 两千 → 2000,
+    百 → 100, 1万2000 → 12000, 1万2千 → 12000, 兩百 → 200."""
+    text = text.replace(",", "")
+    if text.isdigit():
+        return int(text)
+    big = section = current = 0  # above 万, below it, and the digits not yet scaled
+    for piece in _ZH_PIECES.findall(text):
+        if piece.isascii():
+            current = int(piece)
+        elif piece in _ZH_DIGITS:
+            current = _ZH_DIGITS[piece]
+        elif piece in _ZH_UNITS:
+            section += (current or 1) * _ZH_UNITS[piece]
             current = 0
+        elif piece in "万萬":
+            big += ((section + current) or 1) * 10000
+            section = current = 0
         else:
             return None
-    return total + current or None
+    return big + section + current or None
+
+
+_ZH_PIECES = re.compile(r"[0-9]+|.")
+_ZH_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2, "兩": 2}
+_ZH_UNITS = {"十": 10, "百": 100, "千": 1000}
+
+
+def _ko_int(text: str) -> int | None:
+    """A Korean count in pieces: 60 → 60, 2천 → 2000, 1천200 → 1200, 3만4천 → 34000."""
+    text = text.replace(",", "").replace(" ", "")
+    if text.isdigit():
+        return int(text)
+    big = section = current = 0
+    for piece in _ZH_PIECES.findall(text):
+        if piece.isdigit():
+            current = int(piece)
+        elif piece == "만":
+            big += ((section + current) or 1) * 10000
+            section = current = 0
+        else:
+            section += (current or 1) * (1000 if piece == "천" else 100)
+            current = 0
+    return big + section + current or None
 
 
 #: A larger "number of people" is a figure of something else (money, a phone number, a
@@ -504,14 +541,13 @@ def people(norm: str, lang: str | None = None) -> int | None:
                     found.append((m.start("n"), m.end(), n))
     if lang in ("ko", None) and ("명" in norm or "인" in norm):
         for m in _KO.finditer(norm):
-            n = _to_int(m.group("n"))
-            if n:
-                n *= {"천": 1000, "백": 100, "만": 10000}.get(m.group("mult") or "", 1)
+            n = _ko_int(m.group("n"))
+            if n and not _KO_AUDIENCE.search(norm, max(0, m.start() - 12), m.start()):
                 found.append((m.start(), m.end(), n))
     if lang in ("zh", "ja", None) and ("名" in norm or "人" in norm):
         for m in _ZH.finditer(norm):
             n = _zh_int(m.group("n"))
-            if n:
+            if n and not _ZH_AUDIENCE.search(norm, max(0, m.start() - 8), m.start()):
                 found.append((m.start(), m.end(), n))
     found = sorted((at, end, n) for at, end, n in found if n <= MAX_PEOPLE)[:MAX_COUNTS]
     if not found:
