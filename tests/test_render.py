@@ -19,7 +19,7 @@ from tests.messages import HOSTILE, HOSTILE_SHOWN, RFA, T0, TELEGRAM_TAGS, Tags
 from tests.messages import report as sample_report
 from tests.messages import view as sample_view
 from watcher import render
-from watcher.types import AlertView, Message, Report, Told
+from watcher.types import AlertView, Message, Report, StoredReport, Told
 
 CHANNELS = ["email", "telegram", "slack", "text"]
 HTML_CHANNELS = ["email", "telegram"]
@@ -967,3 +967,45 @@ def test_more_outlets_counts_outlets_not_reports(
     only_own = make_view(first=first, others=others[:2])
     body = render.render_digest([only_own], "morning", "text", "UTC").body
     assert " outlet" not in body, body
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize(
+    ("locale", "shown"),
+    [
+        ("en", r"undated, found (2026-11-20 )?14:05 KST"),
+        ("ko", r"날짜 미상, (2026년 11월 20일 )?14:05 KST 수집"),
+    ],
+)
+def test_an_undated_report_shows_when_it_was_found_never_as_a_publication_time(
+    channel: str, locale: str, shown: str
+) -> None:
+    found = datetime(2026, 11, 20, 5, 5, tzinfo=UTC)  # 14:05 KST
+    undated = sample_report(published_at=None, found_at=found)
+    dated = sample_report(**RFA)
+    for first, others in ((undated, (dated,)), (dated, (undated,))):
+        view = sample_view(first=first, others=others)
+        body = html.unescape(render.render_alert(view, channel, "Asia/Seoul", locale=locale).body)
+        body = body.replace("\u00a0", " ")
+        assert re.search(shown, body), body
+        # the time it was found is shown once, and only as such
+        assert body.count("14:05 KST") == 1, body
+
+
+def test_a_stored_report_without_a_publication_time_is_shown_undated() -> None:
+    fetched = datetime(2026, 11, 20, 5, 5, tzinfo=UTC)
+    stored = StoredReport(
+        item_id=1,
+        key="k",
+        source_id="rfa",
+        title="t",
+        url=None,
+        lang="en",
+        published_at=None,
+        fetched_at=fetched,
+        added_at=fetched,
+    )
+    shown = stored.shown({"rfa": "RFA"})
+    assert (shown.published_at, shown.found_at, shown.source_name) == (None, fetched, "RFA")
+    dated = replace(stored, published_at=fetched - timedelta(hours=3)).shown({})
+    assert (dated.published_at, dated.found_at) == (fetched - timedelta(hours=3), None)

@@ -937,6 +937,8 @@ class Words:
     other: str
     no_title: str
     time_unknown: str
+    #: "23:06 KST" → "undated, found 23:06 KST": a report the outlet gave no time
+    undated: Callable[[str], str]
     #: 3 → "revision 3"
     revision: Callable[[int], str]
     #: 600 → "600 people"
@@ -976,6 +978,7 @@ WORDS: dict[str, Words] = {
         other="Other",
         no_title="(no title)",
         time_unknown="time unknown",
+        undated=lambda found: f"undated, found {found}",
         revision=lambda n: f"revision {n}",
         people=lambda n: "1 person" if n == 1 else f"{n:,} people",
         count_changed=lambda a, b: f"{a:,} → {b:,} {'person' if b == 1 else 'people'}",
@@ -1005,6 +1008,7 @@ WORDS: dict[str, Words] = {
         other="기타",
         no_title="(제목 없음)",
         time_unknown="시각 미상",
+        undated=lambda found: f"날짜 미상, {found} 수집",
         revision=lambda n: f"{n}차 개정",
         people=lambda n: f"{n:,}명",
         count_changed=lambda a, b: f"{a:,}명 → {b:,}명",
@@ -1175,9 +1179,19 @@ def _report_line(
         lang=_lang(report.lang),
         title=cut(clean(report.title), title) or words.no_title,
         href=_report_href(report.url, dialect, link),
-        time=_fmt_time(report.published_at, zone, words, first_at),
+        time=_report_time(report, zone, words, first_at),
         lead=cut(clean(report.text), lead) if lead > 0 else "",
     )
+
+
+def _report_time(
+    report: Report, zone: ZoneInfo, words: Words, first_at: datetime | None = None
+) -> str:
+    """When the outlet published the report; for an undated one, when it was found, said so
+    (a fetch time is never shown as a publication time)."""
+    if report.published_at is None and report.found_at is not None:
+        return words.undated(_fmt_time(report.found_at, zone, words, first_at))
+    return _fmt_time(report.published_at, zone, words, first_at)
 
 
 def _people(n: int | None, words: Words) -> str:
@@ -1267,8 +1281,8 @@ def _removed(view: AlertView, shown: int, title: int) -> tuple[tuple[str, ...], 
 
 
 def _latest(view: AlertView) -> datetime | None:
-    times = [r.published_at for r in (view.first, *view.others) if r.published_at is not None]
-    return max(times, default=None)
+    times = [r.published_at or r.found_at for r in (view.first, *view.others)]
+    return max((t for t in times if t is not None), default=None)
 
 
 # --------------------------------------------------------------------------- alerts
@@ -1345,7 +1359,7 @@ def render_alert(
     dialect = DIALECTS[spec.syntax]
     title = _alert_title(view, spec, words)
     sent_title = spec.title(title)
-    first_at = view.first.published_at
+    first_at = view.first.published_at or view.first.found_at
     since = _latest(view)
     story_href = _story_href(view, dialect)
 

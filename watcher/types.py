@@ -220,6 +220,9 @@ class Report:
     lang: str | None = None
     #: Lead or summary (already cleaned text, may be long: renderers cut it).
     text: str = ""
+    #: When the outlet gave no publication time: when watcher found the report (shown as
+    #: such, never as a publication time).
+    found_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -238,15 +241,16 @@ class StoredReport:
     text: str = ""
 
     def shown(self, names: Mapping[str, str]) -> Report:
-        """As an alert shows it: the outlet's name, and the fetch time when undated."""
+        """As an alert shows it: the outlet's name, and when undated the time it was found."""
         return Report(
             source_id=self.source_id,
             source_name=names.get(self.source_id, self.source_id),
             title=self.title,
             url=self.url,
-            published_at=self.published_at or self.fetched_at,
+            published_at=self.published_at,
             lang=self.lang,
             text=self.text,
+            found_at=None if self.published_at else self.fetched_at,
         )
 
 
