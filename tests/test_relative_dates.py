@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import ROOT, python, watcher
+from tests.messages import item
 from watcher.config import load_config
 from watcher.extract import _DAY_FRAMES, _FIRST, _PHRASES, _WEEKDAY_FRAMES, _parse, dates
+from watcher.pipeline import match_items
 from watcher.rules import compile_rules, fold_chinese, normalize, publication_day
 
 #: A Friday.
@@ -196,6 +199,20 @@ def test_the_matcher_resolves_against_the_publication_time() -> None:
     verdict = matcher.match(title, text, lang="ko", published=published)
     assert verdict.relevant and verdict.extracted.dates == ("2026-11-19",)
     assert matcher.match(title, text, lang="ko").extracted.dates == ()
+
+
+def test_the_daemon_resolves_nothing_against_the_time_an_undated_item_was_fetched() -> None:
+    """An undated report of years ago, fetched today: "어제" and "21일" are not dated to the
+    fetch day (a 2006 article alerted as an event of last week)."""
+    matcher = compile_rules(load_config(ROOT / "sources.yaml", env={}).config)
+    fetched = datetime(2026, 11, 19, 23, 0, tzinfo=UTC)
+    text = "인권단체는 탈북민들이 어제 단둥에서 북송됐고 21일 또 체포됐다고 밝혔다."
+    undated = item("u", "s", "중국, 탈북민 60여명 강제북송", text=text, lang="ko")
+    undated = replace(undated, published_at=None, fetched_at=fetched)
+    dated = replace(undated, key="d", published_at=fetched)
+    found = {one.key: match_items(matcher, [one], ())[0].dates for one in (undated, dated)}
+    # "21일" alone is the latest 21st up to the publication day: none without one
+    assert found == {"u": (), "d": ("2026-11-19", "2026-10-21")}
 
 
 def test_the_library_is_loaded_only_for_a_candidate_span() -> None:

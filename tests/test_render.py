@@ -1009,3 +1009,20 @@ def test_a_stored_report_without_a_publication_time_is_shown_undated() -> None:
     assert (shown.published_at, shown.found_at, shown.source_name) == (None, fetched, "RFA")
     dated = replace(stored, published_at=fetched - timedelta(hours=3)).shown({})
     assert (dated.published_at, dated.found_at) == (fetched - timedelta(hours=3), None)
+
+
+@pytest.mark.parametrize(
+    ("locale", "written", "shown"),
+    [
+        ("en", "2026-11-19", "2026-11-19"),
+        ("en", "2026-11-16/2026-11-20", "2026-11-16 to 2026-11-20"),
+        ("en", "--02-21", "02-21 (year not given)"),
+        ("ko", "2026-11-16/2026-11-20", "2026년 11월 16일–2026년 11월 20일"),
+        ("ko", "--02-21", "2월 21일(연도 미상)"),
+        ("ko", "2026-10", "2026년 10월"),
+    ],
+)
+def test_the_dates_of_the_summary_read_as_dates(locale: str, written: str, shown: str) -> None:
+    view = sample_view(dates=(written,))
+    body = render.render_alert(view, "text", "Asia/Seoul", locale=locale).body
+    assert f"Dandong, Tumen · {shown}" in body, body

@@ -589,14 +589,16 @@ def match_items(matcher: Matcher, items: Sequence[Item], tags: Sequence[str]) ->
     """Every rule match of every item, ready to store."""
     records = []
     for item in items:
-        # the publication time resolves relative dates ("on Tuesday", 지난 3일) in the text;
-        # why each rule fired comes from the same scan of the text
+        # the publication time resolves relative dates ("on Tuesday", 지난 3일) in the text,
+        # and gives a year to a day written without one; an undated item has no such time (its
+        # fetch time would date a years-old report to last week); why each rule fired comes
+        # from the same scan of the text
         verdict = matcher.match(
             item.title,
             item.text,
             lang=item.lang,
             tags=tags,
-            published=item.published_at or item.fetched_at,
+            published=item.published_at,
             why=True,
         )
         why = dict(verdict.why)

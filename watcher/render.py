@@ -875,17 +875,30 @@ def _plain_title(spec: ChannelSpec, head: str, detail: str, sep: str = ": ") -> 
 
 # --------------------------------------------------------------------------- locales
 
-_DAY = re.compile(r"(\d{4})-(\d{2})(?:-(\d{2}))?")
+_DAY = re.compile(r"(\d{4}|-)-(\d{2})(?:-(\d{2}))?")
+
+
+def _iso_date_en(text: str) -> str:
+    """ "2026-11-19" as it is; a range "2026-11-16/2026-11-20" → "2026-11-16 to 2026-11-20";
+    a day the text gave without a year ("--02-21") → "02-21 (year not given)"."""
+
+    def one(part: str) -> str:
+        return f"{part[2:]} (year not given)" if part.startswith("--") else part
+
+    return " to ".join(one(p) for p in text.split("/"))
 
 
 def _iso_date_ko(text: str) -> str:
-    """ "2026-11-19" → "2026년 11월 19일" (and each side of a "…/…" range); else as it is."""
+    """ "2026-11-19" → "2026년 11월 19일" (and each side of a "…/…" range), "--02-21" → "2월
+    21일(연도 미상)"; else as it is."""
 
     def one(part: str) -> str:
         m = _DAY.fullmatch(part)
         if m is None:
             return part
         year, month, day = m.group(1), int(m.group(2)), m.group(3)
+        if year == "-":
+            return f"{month}월" + (f" {int(day)}일" if day else "") + "(연도 미상)"
         return f"{year}년 {month}월" + (f" {int(day)}일" if day else "")
 
     return "–".join(one(p) for p in text.split("/"))
@@ -986,7 +999,7 @@ WORDS: dict[str, Words] = {
         now_also=lambda events: f"now also: {events}",
         also_in=lambda places: f"now also in {places}",
         day=lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}",
-        iso_date=str,
+        iso_date=_iso_date_en,
         digest=lambda n: f"Digest · {n} {'story' if n == 1 else 'stories'}",
         why=str,
     ),

@@ -167,13 +167,13 @@ def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) ->
         with progress(store.iter_items(since=since_at), "replaying items") as every:
             for item in every:
                 counts["items"] += 1
-                when = item.published_at or item.fetched_at
+                when = item.published_at or item.fetched_at  # shown; undated: when found
                 verdict = matcher.match(
                     item.title,
                     item.text,
                     lang=item.lang,
                     tags=tags.get(item.source_id, ()),
-                    published=when,
+                    published=item.published_at,  # as the daemon matched it
                 )
                 before = stored.get(item.key, frozenset())
                 after = frozenset(verdict.events)
