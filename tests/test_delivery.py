@@ -10,6 +10,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -421,6 +422,69 @@ def test_a_change_while_the_alert_waits_out_group_wait_goes_in_the_alert(
     assert "Update" not in message["title"] + message["message"]
     assert "Forced repatriation" in message["title"] and "VOA Korean" in message["message"]
     assert h.statuses() == [("hook", "alert", "sent")]
+
+
+def test_a_story_that_turns_critical_is_not_held_back_by_its_digest_line(
+    store: Store, feeds: FeedServer
+) -> None:
+    # docs/alerts.md's routes on one channel: critical at once, the rest in a morning digest.
+    # The story opens high (a digest line waits); a report of 600 makes it critical: its
+    # alert goes now, not with tomorrow's digest
+    h = Harness(
+        store,
+        feeds,
+        [hook_channel(feeds)],
+        [
+            {"channels": ["hook"], "min_severity": "critical", "group_wait": "0s"},
+            {"channels": ["hook"], "mode": "digest", "digest": {"at": "08:00"}},
+        ],
+    )
+    h.poll()
+    h.publish(
+        "/yonhap", ("China repatriates 20 North Korean defectors", "https://e.org/1", T0), minutes=1
+    )
+    assert h.deliver() == 0  # the digest line waits for 08:00
+    h.publish(
+        "/voa",
+        ("China repatriates 600 North Korean defectors via Dandong", "https://voa.example/2", T0),
+        minutes=1,
+    )
+    assert h.deliver() == 1
+    (message,) = hook_messages(feeds)
+    assert "CRITICAL" in message["title"] and "600" in message["title"]
+    assert "Update" not in message["title"] + message["message"]
+    assert sorted(h.statuses()) == [("hook", "alert", "sent"), ("hook", "digest", "pending")]
+
+
+def test_a_change_while_the_alert_is_being_sent_follows_it_as_an_update(
+    store: Store, feeds: FeedServer
+) -> None:
+    # the poll that makes the story critical runs while its first alert (rendered before the
+    # change) is on its way: the channel then gets the update, not nothing
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    h.poll()
+    h.publish(
+        "/yonhap", ("China repatriates 20 North Korean defectors", "https://e.org/1", T0), minutes=1
+    )
+    send = h.deliverer.send
+
+    def send_during_a_poll(*args: Any, **kw: Any) -> Any:
+        feeds.routes["/voa"].body = rss(
+            ("China repatriates 600 North Korean defectors", "https://voa.example/2", T0)
+        )
+        with ThreadPoolExecutor(1) as other:  # the daemon's tick, beside the send
+            other.submit(h.poll).result()
+        return send(*args, **kw)
+
+    h.deliverer.send = send_during_a_poll
+    assert h.deliver() == 1
+    h.deliverer.send = send
+    h.clock.advance(minutes=1)
+    assert h.deliver() == 1
+    first, second = hook_messages(feeds)
+    assert "20 people" in first["title"] and "CRITICAL" not in first["title"]
+    assert "CRITICAL" in second["title"] and "20 → 600 people" in second["message"]
+    assert h.statuses() == [("hook", "alert", "sent"), ("hook", "update", "sent")]
 
 
 def test_a_reminder_sent_in_an_updates_place_says_what_changed(

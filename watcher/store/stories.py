@@ -192,16 +192,31 @@ _DELIVERY_EXISTS = select(t.deliveries.c.id).where(
     t.deliveries.c.seq == bindparam("seq"),
 )
 _INSERT_DELIVERY = t.deliveries.insert()
+_d = t.deliveries
+_first_pending = (_d.c.status == "pending") & (_d.c.kind == "alert")
+_being_sent = _d.c.claimed_until.is_not(None) & (_d.c.claimed_until > bindparam("now"))
 #: What the channel got or is about to get about the story: a message sent (or that may have
-#: arrived), and a first message still waiting (an alert in its group_wait, a digest line).
+#: arrived); its first message (the alert) still waiting in its group_wait, not yet rendered
+#: (unclaimed); and an alert being sent right now (rendered before this change: the update
+#: follows it). A digest line is no alert: a change that makes a story urgent is not held
+#: until the digest goes out.
 _CHANNEL_HEARD = select(
-    func.count().filter(t.deliveries.c.status.in_(("sent", "uncertain"))).label("told"),
-    func.count()
-    .filter((t.deliveries.c.status == "pending") & t.deliveries.c.kind.in_(("alert", "digest")))
-    .label("waiting"),
-).where(
-    t.deliveries.c.story_id == bindparam("story_id"),
-    t.deliveries.c.channel == bindparam("channel"),
+    func.count().filter(_d.c.status.in_(("sent", "uncertain"))).label("told"),
+    func.count().filter(_first_pending & ~_being_sent).label("waiting"),
+    func.count().filter(_first_pending & _being_sent).label("sending"),
+).where(_d.c.story_id == bindparam("story_id"), _d.c.channel == bindparam("channel"))
+#: The waiting alert goes no later than the update it takes in would have.
+_SOONER = (
+    update(_d)
+    .where(
+        _d.c.story_id == bindparam("b_story"),
+        _d.c.channel == bindparam("b_channel"),
+        _first_pending,
+        ~_being_sent,
+        _d.c.due_at > bindparam("b_due"),
+        _d.c.route != bindparam("b_route"),  # its own route's group_wait still holds
+    )
+    .values(due_at=bindparam("b_due"))
 )
 
 
@@ -308,13 +323,27 @@ def _insert_deliveries(
         if exists:
             continue
         if p.kind == "update":
-            heard = conn.execute(_CHANNEL_HEARD, {"story_id": story.id, "channel": p.channel})
-            told, waiting = heard.one()
+            heard = conn.execute(
+                _CHANNEL_HEARD,
+                {"story_id": story.id, "channel": p.channel, "now": now, "due": p.due_at},
+            )
+            told, waiting, sending = heard.one()
             if not told and waiting:
                 # its first message is still waiting (group_wait): sent, it shows the story
-                # as it is then, this change included; an update now would come before it
+                # as it is then, this change included, and no later than the update would
+                # have gone (another route's, urgent); an update now would come before it
+                conn.execute(
+                    _SOONER,
+                    {
+                        "b_story": story.id,
+                        "b_channel": p.channel,
+                        "now": now,
+                        "b_due": p.due_at,
+                        "b_route": p.route,
+                    },
+                )
                 continue
-            if not told:
+            if not told and not sending:
                 # The channel never got a message about the story (its first reports were too
                 # old to alert, below the route's severity, in another language; or what was
                 # queued was silenced, skipped or failed): its first message is the alert.
