@@ -228,6 +228,33 @@ def test_postgres_outage_is_survived_and_nothing_is_lost(
 
 
 @pytest.mark.postgres
+def test_a_reload_during_a_database_outage_is_applied_once_it_is_back(
+    tmp_path: Path, server: FeedServer, pg_schema_url: str
+) -> None:
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    db = pg_schema_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
+    daemon = Daemon(cfg, db)
+    try:
+        daemon.wait(lambda: len(server.hits("/f0")) >= 2, "the baseline polls", 60)
+        proxy.cut()
+        write_config(cfg, server, feeds=2)  # the operator adds a source during the outage
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait(lambda: daemon.having("reload deferred"), "the reload to be deferred", 60)
+        assert not daemon.having("reloaded ")
+        proxy.restore()
+        daemon.wait(lambda: server.hits("/f1"), "the added source to be polled", 60)
+    finally:
+        code = daemon.stop()
+        proxy.cut()
+    assert code == 0, daemon.err
+    (deferred,) = daemon.having("reload deferred")
+    assert f"{cfg} is read again once it is back" in deferred and " ERROR " in deferred
+    assert len(daemon.having(f"reloaded {cfg}: 2 sources")) == 1
+    assert "Task exception was never retrieved" not in daemon.err
+
+
+@pytest.mark.postgres
 def test_three_replicas_share_the_sources_and_send_each_alert_once(
     tmp_path: Path, server: FeedServer, pg_schema_url: str
 ) -> None:

@@ -300,6 +300,9 @@ class Daemon:
         self.next_recheck = 0.0
         #: The scheduler's runs of `tick` and `deliver` under way (`_job`).
         self._jobs: set[asyncio.Task[Any]] = set()
+        #: Reloads under way (`_reload_soon`), and one the database deferred (`reload`).
+        self._reloads: set[asyncio.Task[Any]] = set()
+        self.reload_pending = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -309,7 +312,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         server = await self._serve_metrics()
         config = self.loaded.config
         self.fetcher = Fetcher(FetchLimits.from_settings(config.settings))
@@ -687,6 +690,27 @@ class Daemon:
         if not self.database_ok:
             log.info("database available again", extra={"action": "database"})
         self.database_ok = True
+        if self.reload_pending and not self.stop.is_set():
+            self.reload_pending = False
+            self._reload_soon()
+
+    def _reload_soon(self) -> None:
+        """Reload in a task of its own (SIGHUP, or a reload the database deferred); an error
+        it did not expect is logged as one line, not left in an unread task."""
+
+        async def run() -> None:
+            try:
+                await self.reload()
+            except Exception as exc:
+                log.error(
+                    "reload failed: %s; the running configuration stays",
+                    logsetup.one_line(exc),
+                    extra={"action": "reload"},
+                )
+
+        task = asyncio.ensure_future(run())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     # ------------------------------------------------------------------ reload
 
@@ -706,7 +730,24 @@ class Daemon:
                 )
             return False
         logsetup.add_secrets(loaded.secrets)
-        await self.db(self.store.sync_sources, loaded.config.sources, self.clock())
+        try:
+            await self.db(self.store.sync_sources, loaded.config.sources, self.clock())
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            # The file is valid; the database must take its sources first. Read again (the
+            # file may change meanwhile) once the database is back.
+            self._database_down(exc)
+            self.reload_pending = True
+            log.error(
+                "reload deferred: the database is unavailable (%s); %s is read again once it "
+                "is back, until then the running configuration stays",
+                logsetup.one_line(exc),
+                self.config_path,
+                extra={"action": "reload"},
+            )
+            return False
+        self.reload_pending = False
         self.loaded, self.matcher = loaded, matcher
         self.leases.length = lease_length(loaded.config.settings)
         old_parsing, self.parsing = (
