@@ -327,6 +327,43 @@ def test_unhealthy_and_recovered_sources_alert_the_ops_route(
     assert " ok " in listing.stdout
 
 
+def test_a_removed_source_leaves_the_health_metrics_at_reload_and_at_restart(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    # a source that is no longer watched is polled no more: "unhealthy" for ever, it kept the
+    # documented alert on watcher_sources_unhealthy firing and hid the next breakage
+    def configure(feeds: int) -> None:
+        write_config(tmp_path / "sources.yaml", server, feeds=feeds)
+        cfg.write_text(
+            cfg.read_text().replace(
+                "shutdown_grace: 5s,", "shutdown_grace: 5s, failure_threshold: 2, max_backoff: 1s,"
+            )
+        )
+
+    cfg, db = tmp_path / "sources.yaml", f"sqlite:///{tmp_path / 'w.db'}"
+    configure(feeds=2)
+    server.routes["/f1"].status = 500
+    unhealthy = 'watcher_source_problem{problem="failing",source="feed1"} 1.0'
+    daemon = Daemon(cfg, db, metrics=free_port())
+    try:
+        daemon.wait(lambda: unhealthy in daemon.get("/metrics")[1], "feed1 unhealthy", 60)
+        assert "watcher_sources_unhealthy 1.0" in daemon.get("/metrics")[1]
+        configure(feeds=1)
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait(lambda: daemon.having("reloaded "), "the reload", 60)
+        metrics = daemon.get("/metrics")[1]
+        assert "watcher_sources_unhealthy 0.0" in metrics and unhealthy not in metrics
+    finally:
+        assert daemon.stop() == 0, daemon.err
+    again = Daemon(cfg, db, metrics=free_port())  # its stored health is not seeded either
+    try:
+        again.wait(lambda: again.get("/metrics")[0] == 200, "the metrics", 60)
+        metrics = again.get("/metrics")[1]
+        assert "watcher_sources_unhealthy 0.0" in metrics and unhealthy not in metrics
+    finally:
+        assert again.stop() == 0, again.err
+
+
 @pytest.mark.postgres
 def test_a_blackholed_database_is_a_stall_told_once_each_way(
     tmp_path: Path, server: FeedServer, pg_schema_url: str

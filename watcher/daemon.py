@@ -23,7 +23,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -263,7 +263,8 @@ class Daemon:
         self.parsing = Parsing.from_settings(self.loaded.config.settings, self.matcher)
         self.db = offload_for(self.store)
         self.in_flight: dict[str, asyncio.Task[Any]] = {}
-        self.unhealthy: set[str] = set()
+        #: Sources the metrics show unhealthy, and how (enabled, configured ones only).
+        self.unhealthy: dict[str, str] = {}
         self.started_at = self.last_ok_poll = time.monotonic()
         self.next_heartbeat_check = 0.0
         #: Sources whose poll the database cut short, with the lease this process holds.
@@ -334,8 +335,11 @@ class Daemon:
         polled = [s.last_polled_at for s in states.values() if s.last_polled_at is not None]
         if polled:
             self.metrics.last_cycle.set(max(polled).timestamp())
+        watched = {s.id for s in config.sources if s.enabled}
         for state in states.values():
-            if state.health:  # what earlier runs found still holds until a poll says otherwise
+            # what earlier runs found still holds until a poll says otherwise; a source that is
+            # removed or disabled is polled no more, and would stay "unhealthy" for ever
+            if state.health and state.id in watched:
                 self._health_metric(
                     HealthChange(source_id=state.id, old=None, new=state.health, reason=None)
                 )
@@ -604,10 +608,19 @@ class Daemon:
                 m.problem.remove(change.source_id, change.old)
         if change.new:
             m.problem.labels(change.source_id, change.new).set(1)
-            self.unhealthy.add(change.source_id)
+            self.unhealthy[change.source_id] = change.new
         else:
-            self.unhealthy.discard(change.source_id)
+            self.unhealthy.pop(change.source_id, None)
         m.unhealthy.set(len(self.unhealthy))
+
+    def _unwatched_health(self, sources: Sequence[Any]) -> None:
+        """Take sources a reload removed or disabled out of the health metrics."""
+        watched = {s.id for s in sources if s.enabled}
+        for source_id, status in list(self.unhealthy.items()):
+            if source_id not in watched:
+                self._health_metric(
+                    HealthChange(source_id=source_id, old=status, new=None, reason=None)
+                )
 
     def _deliverer(self, config: Any) -> Deliverer:
         def attempted(channel: str, outcome: str) -> None:
@@ -748,6 +761,7 @@ class Daemon:
             )
             return False
         self.reload_pending = False
+        self._unwatched_health(loaded.config.sources)
         self.loaded, self.matcher = loaded, matcher
         self.leases.length = lease_length(loaded.config.settings)
         old_parsing, self.parsing = (
