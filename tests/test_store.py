@@ -147,6 +147,25 @@ def test_sync_sources_resets_validators_when_url_changes(store: Store) -> None:
     assert states["b"].etag == '"v1"'
 
 
+def test_a_failing_source_given_a_new_address_is_due_at_once(store: Store) -> None:
+    # hours of back-off after failures of the old address: the fix shows at the next tick
+    later = NOW + timedelta(hours=5)
+    store.sync_sources([_Src("a"), _Src("b"), _Src("c")], NOW)
+    with store.engine.begin() as conn:
+        from sqlalchemy import update
+
+        from watcher.store.tables import sources
+
+        conn.execute(update(sources).values(consecutive_failures=11, next_due_at=later))
+        conn.execute(update(sources).where(sources.c.id == "c").values(consecutive_failures=0))
+    moved = [_Src("a", "https://example.org/new"), _Src("b"), _Src("c", "https://example.org/c2")]
+    store.sync_sources(moved, NOW)
+    states = store.source_states()
+    assert states["a"].next_due_at == NOW  # failing, moved: due now
+    assert states["b"].next_due_at == later  # failing, same address: its back-off holds
+    assert states["c"].next_due_at == later  # healthy, moved: its interval holds
+
+
 def test_aware_datetimes_round_trip_in_utc(store: Store) -> None:
     from zoneinfo import ZoneInfo
 

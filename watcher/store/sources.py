@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.engine import Connection
 
 from watcher.store import rows
@@ -54,16 +54,22 @@ class SourceQueries(StoreBase):
                         .on_conflict_do_nothing(index_elements=["id"])
                     )
                 elif row.kind != source.kind or row.url not in (written, source.url):
-                    # A new address: its validators and body hash no longer apply.
+                    # A new address: its validators and body hash no longer apply, and a
+                    # source backing off after failures of the old one is due now (the fix
+                    # of its address shows at once, not after hours of back-off).
+                    c = t.sources.c
                     conn.execute(
                         update(t.sources)
-                        .where(t.sources.c.id == source.id)
+                        .where(c.id == source.id)
                         .values(
                             kind=source.kind,
                             url=written,
                             etag=None,
                             last_modified=None,
                             body_hash=None,
+                            next_due_at=case(
+                                (c.consecutive_failures > 0, now), else_=c.next_due_at
+                            ),
                         )
                     )
                 elif row.url != written:
