@@ -283,6 +283,17 @@ def test_the_timeline_says_which_sources_are_not_working(client: TestClient, sto
     text = notice.get_text(" ", strip=True)
     assert text.startswith("1 source is not working") and "Yonhap (failing)" in text, text
     assert notice.select_one('a[href="/sources"]') is not None
+    # and the API says so too (a stale or broken source has no failure count to show it)
+    with store.engine.begin() as conn:
+        conn.execute(update(t.sources).where(t.sources.c.id == "dailynk-ko").values(health="stale"))
+    health = {
+        s["id"]: (s["health"], s["health_reason"])
+        for s in client.get("/api/sources").json()["sources"]
+    }
+    assert health == {
+        "yonhap": ("failing", "3 failures in a row; last: HTTP 500"),
+        "dailynk-ko": ("stale", None),
+    }
 
 
 # ------------------------------------------------------------------ filters, links, display

@@ -94,6 +94,15 @@ class Api(WebBase):
                     if st and st.last_error and st.consecutive_failures
                     else None,
                     "consecutive_failures": st.consecutive_failures if st else 0,
+                    # as `watcher sources list` and the sources page give it: "ok", or what
+                    # is wrong (failing, blocked, moved, broken, stale, empty), why and since
+                    "health": (st.health if st and st.health else "ok") if s.enabled else None,
+                    "health_reason": redact(st.health_reason)
+                    if s.enabled and st and st.health and st.health_reason
+                    else None,
+                    "health_since": _iso(st.health_since)
+                    if s.enabled and st and st.health
+                    else None,
                     "items_stored": counts.get(s.id, 0),
                 }
             )
