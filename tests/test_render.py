@@ -792,7 +792,7 @@ def test_telegram_alert_with_a_4500_character_address_fits_as_apprise_sends_it(
 # --------------------------------------------------------------------------- digests
 
 
-def test_digest_groups_by_event_newest_first(
+def test_digest_groups_by_event_gravest_type_first_newest_first_within(
     make_view: Callable[..., AlertView], make_report: Callable[..., Report]
 ) -> None:
     def story(i: int, event: str, hours: int) -> AlertView:
@@ -806,10 +806,39 @@ def test_digest_groups_by_event_newest_first(
         story(4, "un_action", 2),
     ]
     body = render.render_digest(views, "morning", "text", "UTC").body
-    order = [body.index(f"story-{i}") for i in (3, 1, 2, 4)]
+    order = [body.index(f"story-{i}") for i in (2, 3, 1, 4)]
     assert order == sorted(order)
-    groups = [body.index(name) for name in ("Detention\n", "Forced repatriation\n", "UN action\n")]
+    groups = [body.index(name) for name in ("Forced repatriation\n", "Detention\n", "UN action\n")]
     assert groups == sorted(groups)
+
+
+@pytest.mark.parametrize("channel", ["discord", "ntfy", "slack", "telegram"])
+def test_a_digest_cut_to_fit_keeps_the_gravest_stories(
+    channel: str, make_view: Callable[..., AlertView], make_report: Callable[..., Report]
+) -> None:
+    # one critical story 20 hours old among many newer low ones: cut to fit, the critical
+    # one stays (it was left out for newer ones while the message still showed as critical)
+    long = "Regular press conference of the foreign ministry spokesperson " * 3
+    critical = make_view(
+        story_id=1,
+        severity="critical",
+        first=make_report(title="story-critical", published_at=T0 - timedelta(hours=20)),
+        others=(),
+    )
+    low = [
+        make_view(
+            story_id=100 + n,
+            severity="low",
+            events=("china_position",),
+            first=make_report(title=f"{long} {n}", published_at=T0 + timedelta(minutes=n)),
+            others=(),
+        )
+        for n in range(40)
+    ]
+    message = render.render_digest([*low, critical], "morning", channel, "UTC")
+    assert 1 in message.stories and len(message.stories) < 41
+    assert "story-critical" in message.body and "more stories" in message.body
+    assert message.severity == "critical"
 
 
 @pytest.mark.parametrize(

@@ -126,7 +126,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from watcher.config import EVENT_NAMES, SEVERITIES
+from watcher.config import EVENT_NAMES, EVENT_TYPES, SEVERITIES, event_rank
 from watcher.types import AlertView, Message, Report
 
 __all__ = [
@@ -1457,6 +1457,11 @@ def _other_outlets(first: Any, others: Sequence[Any], *, shown: Sequence[Any] = 
     return len({r.source_name for r in others} - listed)
 
 
+def _severity_rank(severity: str) -> int:
+    """Higher for graver severities; -1 for one that is not known."""
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
+
+
 def _loudest(views: Sequence[AlertView]) -> str | None:
     """The highest severity among a digest's stories."""
     known = [v.severity for v in views if v.severity in SEVERITIES]
@@ -1472,10 +1477,11 @@ def render_digest(
     templates_dir: str | os.PathLike[str] | None = None,
     locale: str = "en",
 ) -> Message:
-    """One message listing several stories, newest first, one or two lines each.
+    """One message listing several stories, one or two lines each.
 
-    Stories are grouped by their first event type; groups come in the order of their newest
-    story, and stories within a group newest first (by their latest report, then story id).
+    Stories are grouped by their gravest event type, groups gravest type first, stories within
+    a group newest first (by their latest report, then story id). A digest cut to fit keeps
+    the gravest stories (by severity, then newest) and counts the rest ("+6 more stories").
 
     Usage::
 
@@ -1485,7 +1491,10 @@ def render_digest(
     words = _words(locale)
     zone = ZoneInfo(tz)
     folder = os.fspath(templates_dir) if templates_dir else None
-    ordered = sorted(views, key=_newest, reverse=True)
+    # Cut to fit, the gravest stay: by severity, then newest (a critical story is never left
+    # out for newer low ones). Shown grouped by event type, gravest type first; newest first
+    # within a group.
+    ordered = sorted(views, key=lambda v: (_severity_rank(v.severity), _newest(v)), reverse=True)
     count = len(ordered)
     route = cut(clean(route_name), 80)
     dialect = DIALECTS[spec.syntax]
@@ -1496,8 +1505,13 @@ def render_digest(
 
     def build(b: _DigestBudget) -> tuple[str, str]:
         groups: dict[str, list[DigestEntry]] = {}
-        shown[:] = [view.story_id for view in ordered[: b.stories]]
-        for view in ordered[: b.stories]:
+        chosen = ordered[: b.stories]
+        shown[:] = [view.story_id for view in chosen]
+        by_type = sorted(chosen, key=_newest, reverse=True)
+        by_type.sort(
+            key=lambda v: event_rank(v.events[0]) if v.events else (len(EVENT_TYPES) + 1, "")
+        )
+        for view in by_type:
             event = _event_name(view.events[0], words) if view.events else words.other
             removed, more_removed = _removed(view, 3, b.title)
             groups.setdefault(event, []).append(
