@@ -211,13 +211,11 @@ def test_telegram_payload_is_html_with_our_title_in_bold(http: responses.Request
     )
     lines = payload["text"].split("\r\n")
     assert lines[0] == f"<b>[CRITICAL] UN action: {escaped}</b>"
-    assert lines[1:4] == [
-        "<b>CRITICAL</b> · UN action",
-        "",
-        "First: <b>Yonhap</b> (ko) · 2026-11-20 17:05 KST",
-    ]
-    assert lines[4] == f'<a href="https://www.yna.co.kr/view/1?a=1&amp;b=2">{escaped}</a>'
-    assert lines[5] == f"<i>{escaped}</i>"
+    # who reported it first and when, right under the title (a notification shows two lines)
+    assert lines[1] == "First: <b>Yonhap</b> (ko) · 2026-11-20 17:05 KST"
+    assert lines[2] == f'<a href="https://www.yna.co.kr/view/1?a=1&amp;b=2">{escaped}</a>'
+    assert lines[3] == f"<i>{escaped}</i>"
+    assert lines[4:6] == ["", "<b>CRITICAL</b> · UN action"]
     assert lines[7:10] == [
         "Also:",
         f"• <b>Evil &lt;!channel&gt;</b> (ko) · 17:05 KST: {escaped}",
