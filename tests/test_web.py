@@ -678,3 +678,45 @@ def test_a_feed_reader_that_has_the_feed_gets_304(client: TestClient, path: str)
     stale = client.get(path, headers={"If-None-Match": '"0000", W/"1111"'})
     assert stale.status_code == 200 and stale.content == first.content
     assert client.get(path, headers={"If-None-Match": f'"x", W/{tag}'}).status_code == 304
+
+
+# ------------------------------------------------------------------ as the alerts write them
+
+
+def test_event_types_are_listed_gravest_first_and_counts_as_the_alerts_write_them(
+    store: Store,
+) -> None:
+    """A forced repatriation that was also a detention reads "Forced repatriation ·
+    Detention" everywhere, as in the alert (stored sorted by name, it read "Detention ·
+    Forced repatriation"); one person is "1 person", and counts carry separators."""
+    from sqlalchemy import update
+
+    from watcher.store import tables as t
+    from watcher.web import create_app
+
+    config = saved(
+        store,
+        report("https://e.org/b", "Police detain and repatriate North Korean defectors", NOW, NOW),
+    )
+    names = ["Forced repatriation", "Detention"]
+    with TestClient(create_app(store, config)) as c:
+        (story,) = c.get("/api/stories").json()["stories"]
+        assert story["events"] == ["forced_repatriation", "detention"]
+        card = soup(c.get("/")).select_one("article.story")
+        assert [e.get_text() for e in card.select(".ev")] == names
+        page = soup(c.get(f"/stories/{story['id']}"))
+        assert [e.get_text() for e in page.select("article.story .ev")] == names
+        (entry,) = feedparser.parse(c.get("/feed.atom").content).entries
+        assert entry.summary.startswith("Forced repatriation, Detention · HIGH")
+        assert [tag.term for tag in entry.tags] == ["forced_repatriation", "detention"]
+        (item,) = c.get("/feed.json").json()["items"]
+        assert item["tags"] == ["forced_repatriation", "detention"]
+
+        for people, shown in [(1, "1 person"), (30000, "30,000 people")]:
+            with store.engine.begin() as conn:
+                later = NOW + timedelta(minutes=people % 7 + 1)  # a new feed
+                conn.execute(update(t.stories).values(people=people, updated_at=later))
+            card = soup(c.get("/")).select_one("article.story .facts").get_text()
+            assert card == shown
+            summary = c.get("/feed.json").json()["items"][0]["content_text"]
+            assert f"· {shown}" in summary

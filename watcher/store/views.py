@@ -157,6 +157,8 @@ class Views:
         for row in found:
             # by time, not in the order they joined (which follows the order of polling)
             story = rows.stored_story(row, story_queries.by_time(reports.get(row.id, ())))
+            # gravest first, as the alerts list them (stored sorted by name)
+            story = replace(story, events=tuple(sorted(story.events, key=event_rank)))
             event_at = row.event_at or row.first_seen_at
             dated = any(r.published_at == event_at for r in story.reports)
             published = [r.published_at for r in story.reports if r.published_at is not None]

@@ -27,7 +27,7 @@ from watcher.config import EVENT_NAMES, EVENT_TYPES, SEVERITIES, Config
 from watcher.config.loading import Names
 from watcher.log import redact
 from watcher.recheck import diff as word_diff
-from watcher.render import cut, safe_url
+from watcher.render import WORDS, cut, safe_url
 from watcher.store import Store, search
 from watcher.store.views import Filters, Views
 
@@ -173,6 +173,8 @@ class WebBase:
         self.env.filters["mark"] = mark
         self.env.filters["excerpt"] = excerpt
         self.env.filters["cut"] = lambda text, limit=SHOWN_TITLE: cut(text, limit)
+        self.env.filters["people"] = people
+        self.env.filters["count"] = count
         #: Searches that may run at once (made on first use, inside the event loop).
         self._search_limiter: anyio.CapacityLimiter | None = None
 
@@ -502,6 +504,16 @@ def mark(text: str, spellings: Sequence[str]) -> Markup:
         at = m.end()
     out.append(escape(text[at:]))
     return Markup("").join(out)
+
+
+def people(n: int) -> str:
+    """A story's count as the alerts write it: "1 person", "30,000 people"."""
+    return WORDS["en"].people(n)
+
+
+def count(n: int) -> str:
+    """A count on a page, with thousands separators as the alerts write them: 12,345."""
+    return f"{n:,}"
 
 
 def _redacted(value: Any) -> Any:

@@ -20,7 +20,7 @@ from watcher.config import EVENT_NAMES
 from watcher.render import clean, cut
 from watcher.store.views import Card, StoredItem
 from watcher.web.api import card_json
-from watcher.web.base import SHOWN_TITLE, WebBase
+from watcher.web.base import SHOWN_TITLE, WebBase, people
 
 #: Entries in a feed.
 FEED_SIZE = 100
@@ -95,7 +95,7 @@ class Feeds(WebBase):
         story = card.story
         parts = [", ".join(EVENT_NAMES.get(e, e) for e in story.events), story.severity.upper()]
         if story.people is not None:
-            parts.append(f"{story.people} people")
+            parts.append(people(story.people))
         if story.places:
             parts.append(", ".join(story.places))
         outlets = ", ".join(self.names.get(o, o) for o in story.outlets)
