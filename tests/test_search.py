@@ -9,6 +9,7 @@ import inspect
 import json
 from collections import Counter
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import feedparser
 import pytest
@@ -22,6 +23,8 @@ from watcher.store import Store
 from watcher.store import search as index
 from watcher.store import tables as t
 from watcher.web import create_app
+
+KST = ZoneInfo("Asia/Seoul")
 
 #: Beside the seeded three (tests/helpers.py): Shenyang in English and in Korean, and an
 #: item no rule matches (it is in no story).
@@ -337,9 +340,12 @@ def test_the_chart_counts_stories_by_event_month_not_tags(client: TestClient, st
             .values(events=json.dumps(["detention", "forced_repatriation"]))
         )
         stories = list(conn.execute(select(t.stories.c.id)).scalars())
-        # one story's event was 40 days ago although it was first seen now
+        # one story's event was 40 days ago (its outlet dated it so) although it was first
+        # seen now
         last = max(stories)
         conn.execute(update(t.stories).where(t.stories.c.id == last).values(event_at=earlier))
+        reports = select(t.story_items.c.item_id).where(t.story_items.c.story_id == last)
+        conn.execute(update(t.items).where(t.items.c.id.in_(reports)).values(published_at=earlier))
     page = BeautifulSoup(client.get("/").text, "html.parser")
     rows = {
         tr["data-month"]: [td.get_text() for td in tr.select("td")]
@@ -349,11 +355,14 @@ def test_the_chart_counts_stories_by_event_month_not_tags(client: TestClient, st
     with store.engine.connect() as conn:
         at = dict(conn.execute(select(t.stories.c.id, t.stories.c.event_at)).all())
     # each story once (story A has two event types), in the month of its event time
-    assert {m: n for m, n in total.items() if n} == Counter(f"{a:%Y-%m}" for a in at.values())
-    assert total[f"{earlier:%Y-%m}"] >= 1
+    months = Counter(f"{a.astimezone(KST):%Y-%m}" for a in at.values())  # in the zone
+    assert {m: n for m, n in total.items() if n} == months
+    assert total[f"{earlier.astimezone(KST):%Y-%m}"] >= 1
     header = [th.get_text() for th in page.select("#chart-table thead th")]
     forced = header.index("Forced repatriation") - 1
-    assert int(rows[f"{at[story_a]:%Y-%m}"][forced]) >= 1  # story A under its main event
+    assert (
+        int(rows[f"{at[story_a].astimezone(KST):%Y-%m}"][forced]) >= 1
+    )  # story A under its main event
     assert len(stories) >= 3
 
 

@@ -720,3 +720,113 @@ def test_event_types_are_listed_gravest_first_and_counts_as_the_alerts_write_the
             assert card == shown
             summary = c.get("/feed.json").json()["items"][0]["content_text"]
             assert f"· {shown}" in summary
+
+
+# ------------------------------------------------------------------ the chart
+
+
+def at_kst(day: str, hour: int) -> datetime:
+    return datetime.fromisoformat(day).replace(hour=hour, tzinfo=KST).astimezone(UTC)
+
+
+@pytest.fixture
+def spring(store: Store):
+    """Four stories in the spring of 2026, as Seoul reads their dates (settings.timezone)."""
+    from watcher.web import create_app
+
+    undated_c = at_kst("2026-04-01", 2)
+    config = saved(
+        store,
+        # 08:00 KST on 1 March: still 28 February in UTC
+        report(
+            "https://e.org/a",
+            "China repatriates 20 North Korean defectors in Hunchun",
+            at_kst("2026-03-01", 8),
+            at_kst("2026-03-01", 8),
+        ),
+        # no outlet dated it: fetched on 20 March
+        report(
+            "https://e.org/b",
+            "Police detain 5 North Korean defectors in Kunming",
+            None,
+            at_kst("2026-03-20", 10),
+        ),
+        # founded undated on 1 April; an outlet dated it 31 March since
+        report("https://e.org/c1", "China repatriates 60 North Korean defectors", None, undated_c),
+        report(
+            "https://e.org/c2",
+            "China repatriates 60 North Korean defectors via Dandong",
+            at_kst("2026-03-31", 22),
+            undated_c + timedelta(minutes=30),
+            source_id="dailynk-ko",
+        ),
+        report(
+            "https://e.org/d",
+            "Police detain 7 North Korean defectors in Shenyang",
+            at_kst("2026-02-10", 12),
+            at_kst("2026-02-10", 12),
+            source_id="dailynk-ko",
+        ),
+    )
+    with TestClient(create_app(store, config)) as c:
+        yield c
+
+
+def chart(client: TestClient, query: str) -> tuple[dict[str, int], int, str]:
+    """The chart's totals per month, the undated stories it left out, and its note."""
+    page = soup(client.get(f"/?{query}"))
+    totals = {
+        tr["data-month"]: int(tr.select_one("td[data-total]").get_text())
+        for tr in page.select("#chart-table tbody tr")
+    }
+    note = page.select_one(".chart [data-undated]")
+    return totals, int(note["data-undated"]), note.get_text(" ", strip=True)
+
+
+SPRING = "since=2026-01-01&until=2026-04-30"
+NONE = {"2026-01": 0, "2026-04": 0}
+
+
+@pytest.mark.parametrize(
+    ("query", "months", "undated"),
+    [
+        # A in March (KST), C in March (dated since), D in February; B is undated: left out
+        (SPRING, {"2026-01": 0, "2026-02": 1, "2026-03": 2, "2026-04": 0}, 1),
+        # the page's filters: the detentions (D, and B left out)
+        (f"{SPRING}&event=detention", {"2026-01": 0, "2026-02": 1, "2026-03": 0, "2026-04": 0}, 1),
+        (f"{SPRING}&severity=high", {"2026-01": 0, "2026-02": 0, "2026-03": 2, "2026-04": 0}, 0),
+        (
+            f"{SPRING}&source=dailynk-ko",
+            {"2026-01": 0, "2026-02": 1, "2026-03": 1, "2026-04": 0},
+            0,
+        ),
+        # the months in another zone: A's 08:00 KST on 1 March is 28 February in UTC
+        (f"{SPRING}&tz=UTC", {"2026-01": 0, "2026-02": 2, "2026-03": 1, "2026-04": 0}, 1),
+        # a period cut inside months
+        ("since=2026-03-02&until=2026-03-31", {"2026-03": 1}, 1),  # C on the 31st, 22:00
+        ("since=2026-02-01&until=2026-03-01", {"2026-02": 1, "2026-03": 1}, 0),
+    ],
+)
+def test_the_chart_counts_dated_events_in_the_zone_and_follows_the_filters(
+    spring: TestClient, query: str, months: dict[str, int], undated: int
+) -> None:
+    totals, left_out, note = chart(spring, query)
+    assert totals == months
+    assert left_out == undated
+    if undated:
+        assert f"Not counted: {undated} story found in this period whose event no outlet" in note
+    else:
+        assert "Not counted" not in note
+
+
+def test_the_chart_covers_the_last_twelve_months_or_at_most_ten_years(
+    spring: TestClient,
+) -> None:
+    totals, _, _ = chart(spring, "until=2026-04-30")
+    assert (min(totals), max(totals), len(totals)) == ("2025-05", "2026-04", 12)
+    assert sum(totals.values()) == 3
+    totals, _, note = chart(spring, "since=2000-01-01&until=2026-04-30")
+    assert len(totals) == 120 and min(totals) == "2016-05"
+    assert "longer than 120 months: its latest 120 are shown" in note
+    totals, _, _ = chart(spring, "")  # the last 12 months to today
+    assert len(totals) == 12

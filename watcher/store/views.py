@@ -9,10 +9,11 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import Select, case, exists, func, literal, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from watcher.config import SEVERITIES, event_rank
@@ -22,6 +23,7 @@ from watcher.store import evidence as evidence_queries
 from watcher.store import search as index
 from watcher.store import stories as story_queries
 from watcher.store import tables as t
+from watcher.store.tables import UTCDateTime
 from watcher.stories import why_lines
 from watcher.types import Item, StoredReport, StoredStory
 
@@ -39,6 +41,33 @@ class Filters:
     until: datetime | None = None
     limit: int = 50
     offset: int = 0
+
+
+#: Months the timeline's chart covers unless `since`/`until` say otherwise.
+CHART_MONTHS = 12
+#: The most months one chart covers (of a longer period, the latest).
+MAX_CHART_MONTHS = 120
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Chart:
+    """Stories per month (`Views.monthly`)."""
+
+    #: ("YYYY-MM", main event → stories), oldest month first.
+    months: list[tuple[str, Counter[str]]]
+    #: The period counted: [start, end); the first and last month may be cut by it.
+    start: datetime
+    end: datetime
+    #: The zone the months are cut in.
+    zone: ZoneInfo
+    #: Stories found in the period whose event no outlet dated: not in the months.
+    undated: int = 0
+    #: The period asked for was longer than `MAX_CHART_MONTHS`: its latest months are shown.
+    capped: bool = False
+
+    @property
+    def peak(self) -> int:
+        return max((sum(c.values()) for _, c in self.months), default=0)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -118,19 +147,29 @@ class Views:
         """Stories by event time, newest first."""
         s = t.stories
         # every story has its event time (migration 0006 gave older ones their first-seen time)
+        query = self._where(select(s), f).order_by(s.c.event_at.desc(), s.c.id.desc())
+        query = query.limit(max(1, min(f.limit, 500))).offset(max(0, f.offset))
+        with self.engine.connect() as conn:
+            return self._cards(conn, conn.execute(query).all())
+
+    @staticmethod
+    def _where(query: Select[Any], f: Filters, *, dates: bool = True) -> Select[Any]:
+        """`query` of stories narrowed by the filters (the timeline's, the feeds', the
+        chart's: `dates` False leaves `since`/`until` to the caller)."""
+        s = t.stories
         when = s.c.event_at
         # Stories an advocate marked not relevant, or merged into another, leave the timeline
         # and the feeds (their pages stay, saying so).
-        query = select(s).where(s.c.status == "open").order_by(when.desc(), s.c.id.desc())
+        query = query.where(s.c.status == "open")
         if f.event:
             # events is a JSON list of names: match the quoted name
             query = query.where(s.c.events.like(f'%"{_like(f.event)}"%', escape="\\"))
         if f.severity in SEVERITIES:
             allowed = SEVERITIES[SEVERITIES.index(f.severity) :]
             query = query.where(s.c.severity.in_(allowed))
-        if f.since:
+        if dates and f.since:
             query = query.where(when >= f.since)
-        if f.until:
+        if dates and f.until:
             query = query.where(when < f.until)
         if f.source or f.lang:
             conds = [t.story_items.c.story_id == s.c.id, t.items.c.id == t.story_items.c.item_id]
@@ -139,9 +178,7 @@ class Views:
             if f.lang:
                 conds.append(t.items.c.lang == f.lang)
             query = query.where(exists(select(1).select_from(t.story_items, t.items).where(*conds)))
-        query = query.limit(max(1, min(f.limit, 500))).offset(max(0, f.offset))
-        with self.engine.connect() as conn:
-            return self._cards(conn, conn.execute(query).all())
+        return query
 
     def _cards(
         self,
@@ -276,38 +313,91 @@ class Views:
                 revisions=tuple((r[0], r[1], r[2]) for r in revisions),
             )
 
-    def monthly(
-        self, months: int = 12, now: datetime | None = None
-    ) -> list[tuple[str, Counter[str]]]:
-        """Stories per month by main event, oldest month first (the chart on the timeline):
-        each story counts once, in the month of its event time."""
+    def monthly(self, f: Filters, zone: ZoneInfo, now: datetime | None = None) -> Chart:
+        """Stories per month by main event, oldest month first (the chart on the timeline).
+
+        Each story counts once, in the month (cut in `zone`) of its event as an outlet dated
+        it: its founding report's publication time, else the earliest one an outlet gave since
+        (as its card shows it). A story no outlet dated is not counted, but counted apart
+        (`Chart.undated`, by the time it was found). The filters narrow it as they narrow the
+        timeline; `since`/`until` give its period (default: the last `CHART_MONTHS` months
+        to now), at most `MAX_CHART_MONTHS` months (the latest of a longer one)."""
         from watcher.clock import utcnow
 
         now = now or utcnow()
-        keys = []
-        year, month = now.year, now.month
-        for _ in range(months):
-            keys.append(f"{year:04d}-{month:02d}")
-            year, month = (year, month - 1) if month > 1 else (year - 1, 12)
-        keys.reverse()
-        start = datetime(int(keys[0][:4]), int(keys[0][5:]), 1, tzinfo=now.tzinfo)
-        counts: dict[str, Counter[str]] = {k: Counter() for k in keys}
-        s = t.stories
-        if self.engine.dialect.name == "postgresql":
-            month_of: Any = func.to_char(func.timezone("UTC", s.c.event_at), "YYYY-MM")
-        else:  # stored as 'YYYY-MM-DD HH:MM:SS' in UTC
-            month_of = func.substr(s.c.event_at, 1, 7)
-        query = (
-            select(month_of.label("month"), s.c.events, func.count().label("n"))
-            .where(s.c.event_at >= start)
-            .where(s.c.status == "open")
-            .group_by(month_of, s.c.events)
+        end = f.until or _month_start(now.astimezone(zone), 1).astimezone(UTC)
+        last = _month_start((end - timedelta(microseconds=1)).astimezone(zone))
+        earliest = _month_start(last, 1 - MAX_CHART_MONTHS).astimezone(UTC)
+        start = f.since or _month_start(last, 1 - CHART_MONTHS).astimezone(UTC)
+        capped = start < earliest
+        start = max(start, earliest)
+        # the instants at which the months start, in the zone: bucket k is [bounds[k], [k+1])
+        bounds, keys = [start], []
+        month = _month_start(start.astimezone(zone))
+        while month.astimezone(UTC) < end:
+            keys.append(f"{month:%Y-%m}")
+            month = _month_start(month, 1)
+            bounds.append(min(month.astimezone(UTC), end))
+        chart = Chart(
+            months=[(k, Counter()) for k in keys], start=start, end=end, capped=capped, zone=zone
         )
+        if not keys or end <= start:
+            return replace(chart, months=[])
+        s, si, i = t.stories, t.story_items, t.items
+        reports = si.join(i, i.c.id == si.c.item_id)
+        # As its card dates it: the founding report's publication time (one report gave the
+        # event time: usually its first, one lookup), else the earliest date an outlet gave
+        # since (looked up only for the few stories founded undated), else none.
+        founded_dated = exists(
+            select(1)
+            .select_from(reports)
+            .where(si.c.story_id == s.c.id, i.c.published_at == s.c.event_at)
+        )
+        earliest_date = (
+            select(func.min(i.c.published_at))
+            .select_from(reports)
+            .where(si.c.story_id == s.c.id)
+            .scalar_subquery()
+        )
+        dated_at = case((founded_dated, s.c.event_at), else_=earliest_date)
+        # grouped by story so that each story's dates are looked up once, however often the
+        # query below reads them (an inlined subquery would look them up per reference)
+        per_story = (
+            self._where(
+                select(s.c.events, dated_at.label("at"), s.c.event_at.label("found")),
+                f,
+                dates=False,
+            )
+            .group_by(s.c.id)
+            .subquery()
+        )
+        when = func.coalesce(per_story.c.at, per_story.c.found)
+        typed = type_coerce(when, UTCDateTime())
+        bucket: Any = literal(0)
+        if len(keys) > 1:
+            bucket = case(
+                *((typed < b, k) for k, b in enumerate(bounds[1:-1])), else_=len(keys) - 1
+            )
+        placed = (
+            select(
+                bucket.label("k"),
+                case((per_story.c.at.is_(None), 1), else_=0).label("undated"),
+                per_story.c.events,
+            )
+            .where(typed >= start, typed < end)
+            .subquery()
+        )
+        query = select(
+            placed.c.k, placed.c.undated, placed.c.events, func.count().label("n")
+        ).group_by(placed.c.k, placed.c.undated, placed.c.events)
+        undated = 0
         with self.engine.connect() as conn:
             for row in conn.execute(query):
-                if row.month in counts:
-                    counts[row.month][main_event(tuple(json.loads(row.events)))] += row.n
-        return [(k, counts[k]) for k in keys]
+                if row.undated:
+                    undated += row.n
+                else:
+                    chart.months[row.k][1][main_event(tuple(json.loads(row.events)))] += row.n
+        return replace(chart, undated=undated)
 
     def search(
         self,
@@ -490,6 +580,12 @@ class Views:
         for rule_id in out:
             out[rule_id][0]["total"] = counts.get(rule_id, totals[rule_id])
         return out
+
+
+def _month_start(at: datetime, months: int = 0) -> datetime:
+    """The start of `at`'s month in its zone, `months` months later (earlier when negative)."""
+    index = at.year * 12 + at.month - 1 + months
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=at.tzinfo)
 
 
 def _like(text: str) -> str:

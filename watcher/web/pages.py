@@ -5,34 +5,57 @@ holds the event loop (and the requests behind it)."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from watcher import health
 from watcher import log as logsetup
+from watcher.config import EVENT_TYPES, event_rank
+from watcher.store.views import CHART_MONTHS, MAX_CHART_MONTHS, Chart, Filters
 from watcher.web.base import WebBase
 
 #: Results per search page.
 SEARCH_PAGE = 20
 
 
+#: Charts kept, counted, per filters and data version (a few filters are used over and over).
+CACHED_CHARTS = 32
+_CHARTS_LOCK = threading.Lock()
+
+
 class Pages(WebBase):
+    #: (filters, zone, month, data version) → the chart counted for them, oldest first.
+    _charts: OrderedDict[tuple[Any, ...], Chart]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._charts = OrderedDict()
+
     def timeline(self, request: Request) -> Response:
         f = self._filters(request)
         cards = self.views.stories(f)
-        months = self.views.monthly(now=self.now())
-        peak = max((sum(c.values()) for _, c in months), default=0)
+        chart = self._chart(f, self._tz(request))
         sources = sorted(self.names.items(), key=lambda kv: kv[1].lower())
         return self._page(
             "timeline.html.j2",
             request,
             silent=self._silent_sources(),
             cards=cards,
-            months=months,
-            peak=peak,
+            chart=chart,
+            # the shipped event types, then an operator's own that the chart counted
+            chart_events=sorted(
+                set(EVENT_TYPES).union(*(c.keys() for _, c in chart.months)), key=event_rank
+            ),
+            chart_months=CHART_MONTHS,
+            max_chart_months=MAX_CHART_MONTHS,
+            one_microsecond=timedelta(microseconds=1),
             sources=sources,
             filters=f,
             page=f.offset // f.limit + 1,
@@ -40,6 +63,32 @@ class Pages(WebBase):
                 [*self._kept(request, "page"), ("page", str(f.offset // f.limit + 2))]
             ),
         )
+
+    def _chart(self, f: Filters, zone: ZoneInfo) -> Chart:
+        """The timeline's chart for these filters, counted once per change of the stored
+        stories and items (a lookup of each story's dates: tens of milliseconds on a year of
+        history), then served from memory to every page of the timeline and every reader."""
+        now = self.now()
+        key = (
+            f.event,
+            f.severity,
+            f.source,
+            f.lang,
+            f.since,
+            f.until,
+            zone.key,
+            f"{now.astimezone(zone):%Y-%m}",  # the default period ends with this month
+            self.views.version(),
+        )
+        with _CHARTS_LOCK:
+            chart = self._charts.get(key)
+        if chart is None:
+            chart = self.views.monthly(f, zone, now=now)
+            with _CHARTS_LOCK:
+                self._charts[key] = chart
+                while len(self._charts) > CACHED_CHARTS:
+                    self._charts.popitem(last=False)
+        return chart
 
     def _silent_sources(self) -> list[tuple[str, str]]:
         """(name, health) of each enabled source that is not working now (failing, blocked,
