@@ -180,6 +180,66 @@ def test_an_article_page_is_kept_beside_the_feed(store: Store, server: FeedServe
     assert "sentence 9 of the report" in article.text
 
 
+def test_the_item_page_links_its_evidence_and_says_what_each_digest_is_of(
+    store: Store, server: FeedServer
+) -> None:
+    """The item page is the record an advocate cites: it links the item's own WARC file, and
+    each SHA-256 says what it hashes (the whole feed the item came in, or its article page)."""
+    from bs4 import BeautifulSoup
+    from starlette.testclient import TestClient
+
+    from watcher.web import create_app
+
+    page = b"<html><body><article><p>China repatriated North Koreans.</p></article></body></html>"
+    server.route("/a/1", body=page, content_type="text/html; charset=utf-8")
+    route = server.route("/f", body=feed(("Old", server.url("/a/0"))))
+    config = with_rules([feed_source(server, "s", "/f", fetch_article=True)])
+    run(config, store, Clock(T0))
+    route.body = feed(
+        ("China repatriates North Koreans", server.url("/a/1")),
+        ("North Koreans repatriated from Dandong", server.url("/a/2")),  # no page: feed only
+        ("Old", "x"),
+    )
+    run(config, store, Clock(T0.replace(hour=10)))
+    with store.engine.connect() as conn:
+        ids = dict(conn.execute(select(t.items.c.url, t.items.c.id)).all())
+    with TestClient(create_app(store, config)) as client:
+        found = ids[server.url("/a/1")]
+        item = BeautifulSoup(client.get(f"/items/{found}").text, "html.parser")
+        link = item.select_one("#evidence a")
+        assert link is not None and link["href"] == f"/items/{found}/evidence.warc.gz"
+        lines = [li.get_text(" ", strip=True) for li in item.select("#evidence li")]
+        assert len(lines) == 2
+        feed_line, article_line = sorted(lines, key=lambda line: "article" in line)
+        assert feed_line.startswith("the feed it came in, " + server.url("/f"))
+        assert sha256(route.body) in feed_line
+        assert "of the whole response as fetched, not of this article" in feed_line
+        assert article_line.startswith("the article page, " + server.url("/a/1"))
+        assert sha256(page) in article_line and "of the page as fetched" in article_line
+
+        download = client.get(link["href"])
+        assert download.status_code == 200
+        assert download.headers["content-type"] == "application/warc"
+        with io.BytesIO(download.content) as stream:
+            responses = [
+                r.content_stream().read()
+                for r in ArchiveIterator(stream)
+                if r.rec_type == "response"
+            ]
+        assert sorted(responses) == sorted([route.body, page])  # this item's records only
+
+        # an item with no evidence (the baseline's) has no link; a missing one is 404
+        old = BeautifulSoup(client.get(f"/items/{ids[server.url('/a/0')]}").text, "html.parser")
+        assert old.select_one("#evidence") is None
+        assert client.get(f"/items/{ids[server.url('/a/0')]}/evidence.warc.gz").status_code == 404
+        assert client.get("/items/x/evidence.warc.gz").status_code == 404
+
+        story = client.get(f"/items/{ids[server.url('/a/2')]}")
+        story_link = BeautifulSoup(story.text, "html.parser").select_one("a[href^='/stories/']")
+        text = BeautifulSoup(client.get(story_link["href"]).text, "html.parser").get_text(" ")
+        assert "the feed it came in, fetched" in text and "of the whole response as fetched" in text
+
+
 def capture(body: bytes = b"<rss>China repatriates 60</rss>") -> Record:
     cap = Capture(
         kind="feed",

@@ -830,3 +830,59 @@ def test_the_chart_covers_the_last_twelve_months_or_at_most_ten_years(
     assert "longer than 120 months: its latest 120 are shown" in note
     totals, _, _ = chart(spring, "")  # the last 12 months to today
     assert len(totals) == 12
+
+
+def test_feed_entries_give_each_reports_link_and_time(store: Store) -> None:
+    """A feed reader shows what an advocate can cite without opening the page: each report's
+    outlet, publication time (or "undated (fetched …)", never a fetch time as a date) and
+    link. Before, an entry said only "reported by A, B"."""
+    from watcher.web import create_app
+
+    fetched = datetime(2026, 12, 3, 8, 4, tzinfo=UTC)
+    published = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
+    config = saved(
+        store,
+        report("https://e.org/u", "China repatriates 60 North Korean defectors", None, fetched),
+        report(
+            "https://e.org/w",
+            "China repatriates 60 North Korean defectors via Dandong",
+            published,
+            fetched + timedelta(minutes=30),
+            source_id="dailynk-ko",
+        ),
+    )
+    with TestClient(create_app(store, config)) as c:
+        (entry,) = feedparser.parse(c.get("/feed.atom").content).entries
+        (item,) = c.get("/feed.json").json()["items"]
+        (utc,) = c.get("/feed.json?tz=UTC").json()["items"]
+    related = [link.href for link in entry.links if link.rel == "related"]
+    assert related == ["https://e.org/w", "https://e.org/u"]  # the first report first
+    content = BeautifulSoup(entry.content[0].value, "html.parser")
+    lines = [li.get_text(" ", strip=True) for li in content.select("li")]
+    assert lines == [
+        "데일리NK (en) · 2026-12-03 15:00 KST · "
+        "China repatriates 60 North Korean defectors via Dandong",
+        "Yonhap (en) · undated (fetched 2026-12-03 17:04 KST) · "
+        "China repatriates 60 North Korean defectors",
+    ]
+    assert [a["href"] for a in content.select("li a")] == related
+    assert item["external_url"] == "https://e.org/w"
+    assert item["content_text"].splitlines()[1:] == [
+        "• 데일리NK (en), 2026-12-03 15:00 KST: China repatriates 60 North Korean defectors "
+        "via Dandong <https://e.org/w>",
+        "• Yonhap (en), undated (fetched 2026-12-03 17:04 KST): China repatriates 60 North "
+        "Korean defectors <https://e.org/u>",
+    ]
+    assert "li" in item["content_html"] and item["summary"].startswith("Forced repatriation")
+    assert "2026-12-03 06:00 UTC" in utc["content_text"]  # the zone the reader subscribed in
+
+
+def test_a_search_feeds_item_entry_gives_its_link_and_time(store: Store) -> None:
+    from watcher.web import create_app
+
+    fetched = datetime(2026, 12, 3, 8, 4, tzinfo=UTC)
+    config = saved(store, report("https://e.org/v", "Cold wave in Shenyang", None, fetched))
+    with TestClient(create_app(store, config)) as c:
+        (entry,) = feedparser.parse(c.get("/feed.atom?q=shenyang").content).entries
+    assert [link.href for link in entry.links if link.rel == "related"] == ["https://e.org/v"]
+    assert "Yonhap (en) · undated (fetched 2026-12-03 17:04 KST)" in entry.content[0].value

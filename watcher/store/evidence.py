@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -87,10 +88,14 @@ def blob(conn: Connection, digest: str) -> bytes | None:
 
 
 def records(
-    conn: Connection, *, story_id: int | None = None, since: datetime | None = None
+    conn: Connection,
+    *,
+    story_id: int | None = None,
+    item_id: int | None = None,
+    since: datetime | None = None,
 ) -> Iterator[Record]:
-    """The evidence of matched items (of one story, or first seen since a time), oldest
-    first, with the bytes and the text read back from their blobs."""
+    """The evidence of matched items (of one story, of one item, or first seen since a
+    time), oldest first, with the bytes and the text read back from their blobs."""
     query = (
         select(
             t.evidence,
@@ -108,6 +113,8 @@ def records(
     )
     if story_id is not None:
         query = query.where(t.story_items.c.story_id == story_id)
+    if item_id is not None:
+        query = query.where(t.evidence.c.item_id == item_id)
     if since is not None:
         query = query.where(t.evidence.c.fetched_at >= since)
     for row in conn.execute(query).all():
@@ -140,15 +147,32 @@ def records(
         )
 
 
-def first_seen(conn: Connection, item_ids: Sequence[int]) -> dict[int, tuple[str, datetime]]:
-    """item id → (SHA-256 of its first-seen body, fetch time), for the story page."""
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Kept:
+    """One first-seen record of an item, as a page names it."""
+
+    #: feed (the feed, listing or API response the item came in) | article (its page)
+    kind: str
+    #: The address fetched (as the source is written: no secret of the environment).
+    url: str
+    #: SHA-256 of the response's body as fetched (the whole feed or listing for `feed`).
+    sha256: str
+    fetched_at: datetime
+
+
+def first_seen(conn: Connection, item_ids: Sequence[int]) -> dict[int, tuple[Kept, ...]]:
+    """item id → its first-seen records (the response it came in, its article page), oldest
+    first, for the story and item pages."""
     if not item_ids:
         return {}
-    found: dict[int, tuple[str, datetime]] = {}
+    found: dict[int, list[Kept]] = {}
+    e = t.evidence
     for row in conn.execute(
-        select(t.evidence.c.item_id, t.evidence.c.body_sha256, t.evidence.c.fetched_at)
-        .where(t.evidence.c.item_id.in_(list(item_ids)))
-        .order_by(t.evidence.c.fetched_at)
+        select(e.c.item_id, e.c.kind, e.c.url, e.c.body_sha256, e.c.fetched_at)
+        .where(e.c.item_id.in_(list(item_ids)))
+        .order_by(e.c.fetched_at, e.c.id)
     ):
-        found.setdefault(row.item_id, (row.body_sha256, row.fetched_at))
-    return found
+        found.setdefault(row.item_id, []).append(
+            Kept(kind=row.kind, url=row.url, sha256=row.body_sha256, fetched_at=row.fetched_at)
+        )
+    return {k: tuple(v) for k, v in found.items()}

@@ -23,6 +23,7 @@ from watcher.store import evidence as evidence_queries
 from watcher.store import search as index
 from watcher.store import stories as story_queries
 from watcher.store import tables as t
+from watcher.store.evidence import Kept
 from watcher.store.tables import UTCDateTime
 from watcher.stories import why_lines
 from watcher.types import Item, StoredReport, StoredStory
@@ -85,8 +86,8 @@ class Card:
     dated: bool = True
     #: Ids of the reports a search matched (highlighted); empty outside a search.
     hits: tuple[int, ...] = ()
-    #: Report id → (SHA-256 of its first-seen body, when it was fetched): its evidence.
-    evidence: dict[int, tuple[str, datetime]] = field(default_factory=dict)
+    #: Report id → its first-seen records (the response it came in, its page): evidence.
+    evidence: dict[int, tuple[Kept, ...]] = field(default_factory=dict)
     #: Report id → when a re-check found it removed at its source.
     removed: dict[int, datetime] = field(default_factory=dict)
     #: Report id → (earlier versions kept, when the latest replaced one).
@@ -109,6 +110,8 @@ class StoredItem:
     sources: tuple[str, ...] = ()
     #: (changed at, old title, old text) of its earlier versions, oldest first.
     revisions: tuple[tuple[datetime, str, str], ...] = ()
+    #: Its first-seen records (the response it came in, its article page), oldest first.
+    evidence: tuple[Kept, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -221,19 +224,24 @@ class Views:
         return Corrections(self.store).listing(story_id)
 
     def evidence_warc(
-        self, story_id: int, redact: Callable[[str], str] | None = None
+        self,
+        story_id: int | None = None,
+        redact: Callable[[str], str] | None = None,
+        *,
+        item_id: int | None = None,
     ) -> bytes | None:
-        """The story's evidence as a WARC file (gzip per record); None when it has none.
-        `redact`: see `warc_records`."""
+        """The evidence of a story (or of one item) as a WARC file (gzip per record); None
+        when it has none. `redact`: see `warc_records`."""
         import io
 
         from watcher.evidence import warc_records
 
+        if story_id is None and item_id is None:
+            return None
         out = io.BytesIO()
         with self.engine.connect() as conn:
-            count = warc_records(
-                evidence_queries.records(conn, story_id=story_id), out, redact=redact
-            )
+            found = evidence_queries.records(conn, story_id=story_id, item_id=item_id)
+            count = warc_records(found, out, redact=redact)
         return out.getvalue() if count else None
 
     def story(self, story_id: int) -> Card | None:
@@ -311,6 +319,7 @@ class Views:
                 story_id=story_id,
                 sources=tuple(sources),
                 revisions=tuple((r[0], r[1], r[2]) for r in revisions),
+                evidence=evidence_queries.first_seen(conn, [item_id]).get(item_id, ()),
             )
 
     def monthly(self, f: Filters, zone: ZoneInfo, now: datetime | None = None) -> Chart:

@@ -124,6 +124,7 @@ def create_app(
                 name="corrections",
             ),
             Route("/items/{item_id}", web.item, name="item"),
+            Route("/items/{item_id}/evidence.warc.gz", web.item_evidence, name="item_evidence"),
             Route("/search", web.search, name="search"),
             Route("/sources", web.sources, name="sources"),
             Route("/rules", web.rules, name="rules"),

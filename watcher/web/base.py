@@ -379,10 +379,23 @@ class WebBase:
             #: The zone the reader chose (`?tz=`), which forms carry on.
             given_tz=given.key if given else None,
             names=self.names,
+            captured=self.captured,
             query=dict(request.query_params),
             **context,
         )
         return HTMLResponse(html, status_code=status)
+
+    def captured(self, kind: str, source_id: str) -> str:
+        """What a first-seen record holds, as its SHA-256 is labelled: the response the item
+        came in (the whole feed, listing page or API answer, not the article) or its page."""
+        if kind == "article":
+            return "the article page"
+        kinds = {s.id: s.kind for s in self.config.sources}
+        return {
+            "feed": "the feed it came in",
+            "html": "the listing page it came in",
+            "json": "the API response it came in",
+        }.get(kinds.get(source_id, ""), "the feed or listing it came in")
 
     def csrf(self) -> str | None:
         """The CSRF value forms carry: derived from the token, so it is valid exactly as long

@@ -11,13 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from watcher import __version__
 from watcher.config import EVENT_NAMES
-from watcher.render import clean, cut
+from watcher.render import clean, cut, safe_url
 from watcher.store.views import Card, StoredItem
 from watcher.web.api import card_json
 from watcher.web.base import SHOWN_TITLE, WebBase, people
@@ -66,6 +68,9 @@ class _Entry:
     updated: datetime
     tags: tuple[str, ...]
     card: Card | None = None
+    #: Each report: (outlet, its time as shown, its link or None, its headline), first report
+    #: first; the time is the publication time, or "undated (fetched …)".
+    reports: tuple[tuple[str, str, str | None, str], ...] = ()
     #: The entry's permanent id; default: its link. A search feed's link points at the report
     #: that matched (`?hit=`), which changes as reports join: the id must not, or a reader
     #: shows the story again.
@@ -74,6 +79,28 @@ class _Entry:
     @property
     def id(self) -> str:
         return self.key or self.link
+
+    @property
+    def text(self) -> str:
+        """The summary, then a line per report with its time and link (plain text)."""
+        lines = [
+            f"• {outlet}, {at}: {title}" + (f" <{link}>" if link else "")
+            for outlet, at, link, title in self.reports
+        ]
+        return "\n".join([self.summary, *lines])
+
+    @property
+    def html(self) -> str:
+        """The summary, then each report with its time and link (HTML, escaped)."""
+        items = Markup("").join(
+            Markup("<li>{} · {} · {}</li>").format(
+                outlet,
+                at,
+                Markup('<a href="{}">{}</a>').format(link, title) if link else title,
+            )
+            for outlet, at, link, title in self.reports
+        )
+        return str(Markup("<p>{}</p><ul>{}</ul>").format(self.summary, items))
 
 
 class Feeds(WebBase):
@@ -128,9 +155,10 @@ class Feeds(WebBase):
         # An entry's link keeps the feed's `?tz=`: the page it opens shows times in the zone
         # the subscriber chose (its id stays the same in every zone).
         href = self._links(request)
+        zone = self._tz(request)
         if not request.query_params.get("q", "").strip():
             stories = self.views.stories(self._filters(request, 100))
-            return [self._story_entry(c, href) for c in stories]
+            return [self._story_entry(c, href, zone) for c in stories]
         query = self._query_of(request)
         page = self.views.search(
             query, self._item_filter(request), cursor=self._cursor(request), size=SEARCH_FEED_SIZE
@@ -139,14 +167,41 @@ class Feeds(WebBase):
         for r in page.results:
             if r.card is not None:
                 hit = f"?hit={r.card.hits[0]}" if r.card.hits else ""
-                out.append(self._story_entry(r.card, href, hit))
+                out.append(self._story_entry(r.card, href, zone, hit))
             elif r.item is not None:
-                out.append(self._item_entry(r.item, href))
+                out.append(self._item_entry(r.item, href, zone))
         return out
 
-    def _story_entry(self, card: Card, href: Callable[[str], str], hit: str = "") -> _Entry:
+    def _report_lines(
+        self, reports: Any, zone: ZoneInfo
+    ) -> tuple[tuple[str, str, str | None, str], ...]:
+        """(outlet, time, link, headline) of each report: its publication time, or, when its
+        outlet gave none, "undated (fetched …)" (never a fetch time as a publication time)."""
+
+        def when(at: datetime) -> str:
+            local = at.astimezone(zone)
+            return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+        out = []
+        for r in reports:
+            outlet = self.names.get(r.source_id, r.source_id) + (f" ({r.lang})" if r.lang else "")
+            at = (
+                when(r.published_at)
+                if r.published_at
+                else f"undated (fetched {when(r.fetched_at)})"
+            )
+            out.append((outlet, at, safe_url(r.url), cut(clean(r.title), SHOWN_TITLE)))
+        return tuple(out)
+
+    def _story_entry(
+        self, card: Card, href: Callable[[str], str], zone: ZoneInfo, hit: str = ""
+    ) -> _Entry:
         s = card.story
+        first = card.first
+        # the first report first, then the others by time (as the story page lists them)
+        ordered = [first, *(r for r in s.reports if r is not first)] if first else s.reports
         return _Entry(
+            reports=self._report_lines(ordered, zone),
             key=self._absolute(f"/stories/{s.id}"),
             link=self._absolute(href(f"/stories/{s.id}{hit}")),
             title=f"[{s.severity.upper()}] {cut(s.title, SHOWN_TITLE)}",
@@ -157,9 +212,10 @@ class Feeds(WebBase):
             card=card,
         )
 
-    def _item_entry(self, found: StoredItem, href: Callable[[str], str]) -> _Entry:
+    def _item_entry(self, found: StoredItem, href: Callable[[str], str], zone: ZoneInfo) -> _Entry:
         item = found.item
         return _Entry(
+            reports=self._report_lines([item], zone),
             key=self._absolute(f"/items/{found.id}"),
             link=self._absolute(href(f"/items/{found.id}")),
             title=cut(item.title, SHOWN_TITLE),
@@ -196,7 +252,11 @@ class Feeds(WebBase):
             ET.SubElement(entry, f"{{{ns}}}updated").text = e.updated.isoformat()
             if e.published is not None:  # <updated> is required and stays
                 ET.SubElement(entry, f"{{{ns}}}published").text = e.published.isoformat()
+            for _, _, link, title in e.reports:
+                if link:  # each report's own address, for readers that list links
+                    ET.SubElement(entry, f"{{{ns}}}link", rel="related", href=link, title=title)
             ET.SubElement(entry, f"{{{ns}}}summary").text = e.summary
+            ET.SubElement(entry, f"{{{ns}}}content", type="html").text = e.html
             for tag in e.tags:
                 ET.SubElement(entry, f"{{{ns}}}category", term=tag)
         body: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
@@ -214,10 +274,14 @@ class Feeds(WebBase):
                 "id": e.id,
                 "url": e.link,
                 "title": e.title,
-                "content_text": e.summary,
+                "summary": e.summary,
+                "content_text": e.text,
+                "content_html": e.html,
                 "date_modified": e.updated.isoformat(),
                 "tags": list(e.tags),
             }
+            if e.reports and e.reports[0][2]:
+                item["external_url"] = e.reports[0][2]  # the first report, at its outlet
             if e.published is not None:
                 item["date_published"] = e.published.isoformat()
             if e.card is not None:

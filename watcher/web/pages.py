@@ -128,12 +128,27 @@ class Pages(WebBase):
         )
 
     def item(self, request: Request) -> Response:
-        text = request.path_params.get("item_id", "")
-        ok = text.isascii() and text.isdigit() and len(text) <= 18
-        found = self.views.item(int(text)) if ok else None
+        item_id = _item_id(request)
+        found = self.views.item(item_id) if item_id is not None else None
         if found is None:
             return self._page("missing.html.j2", request, status=404, what="item")
         return self._page("item.html.j2", request, found=found)
+
+    def item_evidence(self, request: Request) -> Response:
+        """The item's first-seen records as a WARC file: the record an advocate cites."""
+        item_id = _item_id(request)
+        data = (
+            self.views.evidence_warc(item_id=item_id, redact=logsetup.redact_whole)
+            if item_id is not None
+            else None
+        )
+        if data is None:
+            return self._page("missing.html.j2", request, status=404, what="evidence")
+        return Response(
+            data,
+            media_type="application/warc",
+            headers={"Content-Disposition": f'attachment; filename="item-{item_id}.warc.gz"'},
+        )
 
     async def search(self, request: Request) -> Response:
         return await self._search_in_thread(self._search_page, request)
@@ -191,6 +206,12 @@ class Pages(WebBase):
             recent=self.views.recent_matches(),
             group=_group_text,
         )
+
+
+def _item_id(request: Request) -> int | None:
+    """The path's item id, or None when it is not one (too large for the database too)."""
+    text = request.path_params.get("item_id", "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 #: At most this many of an inline group's terms are shown on the rules page.
