@@ -119,13 +119,7 @@ class Pages(WebBase):
             if story_id is not None
             else None
         )
-        if data is None:
-            return self._page("missing.html.j2", request, status=404, what="evidence")
-        return Response(
-            data,
-            media_type="application/warc",
-            headers={"Content-Disposition": f'attachment; filename="story-{story_id}.warc.gz"'},
-        )
+        return self._warc(request, data, f"story-{story_id}")
 
     def item(self, request: Request) -> Response:
         item_id = _item_id(request)
@@ -142,12 +136,16 @@ class Pages(WebBase):
             if item_id is not None
             else None
         )
+        return self._warc(request, data, f"item-{item_id}")
+
+    def _warc(self, request: Request, data: bytes | None, name: str) -> Response:
+        """A WARC file to download as `name`.warc.gz, or the page saying there is none."""
         if data is None:
             return self._page("missing.html.j2", request, status=404, what="evidence")
         return Response(
             data,
             media_type="application/warc",
-            headers={"Content-Disposition": f'attachment; filename="item-{item_id}.warc.gz"'},
+            headers={"Content-Disposition": f'attachment; filename="{name}.warc.gz"'},
         )
 
     async def search(self, request: Request) -> Response:
