@@ -261,6 +261,33 @@ def test_a_bot_challenge_is_blocked_not_parsed(store: Store, server: FeedServer)
     assert len(server.hits("/f")) == 1  # a challenge is not retried
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"<html><title>Just a moment...</title></html>", id="challenge-markup"),
+        pytest.param(b"<html><body>Checking your browser</body></html>", id="header-only"),
+    ],
+)
+def test_a_bot_challenge_at_200_is_told_by_its_headers_as_at_403(
+    store: Store, server: FeedServer, body: bytes
+) -> None:
+    """A Cloudflare challenge answered with 200 is blocked and attributed to Cloudflare by
+    its `cf-mitigated` and `server` headers (the poll once judged it by its body alone)."""
+    server.route(
+        "/f",
+        content_type="text/html",
+        headers={"cf-mitigated": "challenge", "Server": "cloudflare", "cf-ray": "8f-ICN"},
+        body=body,
+    )
+    config = with_ops([feed_source(server, "s", "/f")])
+    reports, _ = cycle(config, store, Clock())
+    error = reports["s"].error or ""
+    assert reports["s"].outcome == "failed"
+    assert "a bot challenge page (Cloudflare), HTTP 200" in error
+    check_health(store, config, T0)
+    assert kept(store)[0] == "blocked"
+
+
 def test_items_without_links_are_broken(store: Store, server: FeedServer) -> None:
     listing = "".join(
         f'<div class="card"><h3>Report {n}</h3><span class="d">2026-11-2{n}</span></div>'

@@ -374,7 +374,13 @@ async def _poll(
             source, result, result.error or "failed", store, settings, now, failures, db
         )
 
-    blocked = health.blocked_page(result.status, {}, (result.body or b"")[:16384])
+    # The headers as received (lower-cased names): a challenge served at 200 is told by its
+    # `cf-mitigated` header, and attributed by `server`/`cf-ray`, as one at 403 is.
+    headers: dict[str, str] = {}
+    for name, value in result.headers:  # a repeated header reads as httpx joins it
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    blocked = health.blocked_page(result.status, headers, (result.body or b"")[:16384])
     if blocked:
         return await _failed(source, result, blocked, store, settings, now, failures, db)
     body_hash = hashlib.sha256(result.body or b"").hexdigest()
