@@ -142,6 +142,38 @@ def test_retry_after_is_honoured(store: Store, server: FeedServer) -> None:
     assert second.at - first.at >= 0.9
 
 
+@pytest.mark.parametrize(
+    ("status", "asked", "wait", "due_in"),
+    [
+        pytest.param(429, "3600", "1h", timedelta(hours=1), id="429-an-hour"),
+        pytest.param(503, "5400", "1h30m", timedelta(hours=1, minutes=30), id="503-90-minutes"),
+        # more than max_backoff (6 h by default, 2 h here): the cap
+        pytest.param(429, "86400", "1d", timedelta(hours=2), id="429-a-day-capped"),
+    ],
+)
+def test_retry_after_beyond_the_poll_delays_the_next_poll(
+    store: Store, server: FeedServer, status: int, asked: str, wait: str, due_in: timedelta
+) -> None:
+    """A Retry-After longer than the poll can wait is carried to the next poll (capped at
+    max_backoff), and the failure names it; before, the source was polled again at its
+    interval and the reason said only the status."""
+    server.route("/busy", status=status, headers={"Retry-After": asked})
+    config = config_for(
+        [feed_source(server, "busy", "/busy", interval="5m")], retries=2, max_backoff="2h"
+    )
+    clock = Clock()
+    reports, _ = cycle(config, store, clock, only_due=True)
+    assert len(server.hits("/busy")) == 1  # not retried within the poll either
+    phrase = "Too Many Requests" if status == 429 else "Service Unavailable"
+    assert reports["busy"].error == f"HTTP {status} {phrase}; asked to wait {wait}"
+    state = store.source_states()["busy"]
+    assert state.next_due_at == T0 + due_in
+    assert state.last_error == reports["busy"].error
+    clock.advance(minutes=10)  # the source's interval has passed; the pause has not
+    reports, _ = cycle(config, store, clock, only_due=True)
+    assert reports == {} and len(server.hits("/busy")) == 1
+
+
 def test_stalled_source_is_cut_at_its_budget(store: Store, server: FeedServer) -> None:
     server.route("/stall", delay=30, body=rss([]))
     server.route("/good", body=rss([("Fine", "https://e.org/fine")]))

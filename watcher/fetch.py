@@ -2,8 +2,9 @@
 
 Politeness: one small connection pool per host (`per_host` connections, and as many requests
 at once), a global limit, conditional GET, retries with exponential backoff and jitter on
-timeouts, connection errors, 429 and 5xx (honouring Retry-After), an identifying User-Agent
-and robots.txt for pages scraped.
+timeouts, connection errors, 429 and 5xx (honouring Retry-After: a wait beyond the budget ends
+the fetch with `retry_after` set, which the pipeline carries to the source's next poll), an
+identifying User-Agent and robots.txt for pages scraped.
 
 Fairness: a source's time budget (`source_timeout`, retries included) runs while its own
 requests run and while it waits to retry, never while it waits its turn for a host's slot;
@@ -231,11 +232,13 @@ class Fetcher:
                     return self._fail(request, refusal, run, 0)
             while True:
                 attempts += 1
+                wait = None
                 try:
                     result = await self._attempt(request, run, attempts)
                     break
                 except _Retry as retry:
                     result = retry.result
+                    wait = retry.retry_after
                     if attempts > self.limits.retries:
                         break
                     delay = self._delay(attempts, retry.retry_after)
@@ -258,6 +261,12 @@ class Fetcher:
                 run,
                 attempts,
                 final_url=run.redirect,
+            )
+        if result.error and wait is not None and wait >= 1:
+            # Asked to wait longer than this poll could: the next poll waits (pipeline).
+            asked = _duration(wait)
+            result = _replace(
+                result, error=f"{result.error}; asked to wait {asked}", retry_after=wait
             )
         if result.error and attempts > 1:
             result = _replace(result, error=f"{result.error} (after {attempts} attempts)")
@@ -901,6 +910,17 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _duration(seconds: float) -> str:
+    """3600 → `1h`, 5400 → `1h30m`, 90 → `1m30s`: a wait as sources.yaml writes durations."""
+    left = round(seconds)
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, left = divmod(left, size)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out) or "0s"
 
 
 def _timeout_text(exc: httpx.TimeoutException) -> str:

@@ -642,6 +642,9 @@ async def _failed(
 ) -> PollReport:
     failures += 1
     due = next_due(source, settings, now, failures)
+    if result.retry_after:  # the server asked for a pause: no sooner (up to max_backoff)
+        asked = timedelta(seconds=result.retry_after)
+        due = max(due, now + min(asked, max(settings.max_backoff, source.interval)))
     message = error
     if failures >= settings.failure_threshold:
         wait = _human(due - now)

@@ -44,6 +44,9 @@ class FetchResult:
     moved_to: str | None = None
     #: The response's header lines as received, in order (kept as evidence).
     headers: tuple[tuple[str, str], ...] = ()
+    #: Seconds the server asked to be left alone (Retry-After on the 429 or 5xx that ended
+    #: the fetch), or None: the source's next poll waits at least this long (capped).
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:
