@@ -288,6 +288,56 @@ def test_a_bot_challenge_at_200_is_told_by_its_headers_as_at_403(
     assert kept(store)[0] == "blocked"
 
 
+def test_a_feed_cut_short_stores_no_partial_entry_and_is_reported(
+    store: Store, server: FeedServer
+) -> None:
+    """The reviewer's case: the feed comes back cut inside a stored report's <link>. Before,
+    the cut entry (a title, no link, no date) was stored as a new item and health stayed ok.
+    Now it is dropped, the source is `broken` with the cut named, the cut copy's validators
+    are not kept, and the whole feed again recovers it."""
+    whole = rss([("Kept report", "https://e.org/kept"), (REPORT, "https://e.org/repatriated")])
+    route = server.route("/f", body=whole, etag='"whole"')
+    config = with_ops([feed_source(server, "s", "/f")])
+    clock = Clock()
+    poll_and_check(config, store, clock)
+    route.body = whole[: whole.index(b"<link>https://e.org/rep") + 10]
+    route.etag = '"cut"'
+    reports, _ = cycle(config, store, clock)
+    assert reports["s"].outcome == "ok" and reports["s"].new == 0
+    check_health(store, config, clock())
+    assert sorted(i.title for i in store.iter_items()) == sorted(["Kept report", REPORT])
+    status, reason = kept(store)
+    assert status == "broken"
+    assert reason == (
+        f"feed cut short: the document ends inside <rss> after {len(route.body)} bytes; "
+        "its unfinished last entry was dropped, 1 kept"
+    )
+    state = store.source_state("s")
+    assert state is not None and state.etag is None
+    clock.advance(minutes=10)
+    route.body, route.etag = whole, '"whole"'
+    poll_and_check(config, store, clock)
+    assert server.hits("/f")[-1].headers.get("If-None-Match") is None
+    assert kept(store) == (None, None)
+    subjects = [s for s, _ in ops_notices(store)]
+    assert subjects == ["watcher: source s is unhealthy (broken)", "watcher: source s recovered"]
+
+
+def test_a_feed_cut_before_its_first_whole_entry_is_a_failed_poll(
+    store: Store, server: FeedServer
+) -> None:
+    whole = rss([(REPORT, "https://e.org/repatriated")])
+    server.route("/f", body=whole[: whole.index(b"<link>https://e.org/rep") + 10])
+    config = with_ops([feed_source(server, "s", "/f")])
+    reports, _ = cycle(config, store, Clock())
+    assert reports["s"].outcome == "failed"
+    assert (reports["s"].error or "").endswith("before any whole entry")
+    assert store.item_count() == 0
+
+
+REPORT = "China forcibly repatriated about 60 North Korean defectors from Jilin this week"
+
+
 def test_items_without_links_are_broken(store: Store, server: FeedServer) -> None:
     listing = "".join(
         f'<div class="card"><h3>Report {n}</h3><span class="d">2026-11-2{n}</span></div>'

@@ -220,3 +220,113 @@ def test_a_selector_check_refuses_fails_its_poll_in_one_line() -> None:
     parsed = parse(source, result, FETCHED_AT)
     assert parsed.error is not None and parsed.error.startswith("parser failed: ")
     assert "\n" not in parsed.error and "h3[class" in parsed.error
+
+
+# ------------------------------------------------------------------ documents cut short
+
+_FEED_CASES = sorted(
+    case
+    for case in [*(FIXTURES / "sources").iterdir(), *(FIXTURES / "formats").iterdir()]
+    if (case / "body.xml").is_file()
+)
+
+
+@pytest.mark.parametrize(
+    "path", [*SUITE, *(c / "body.xml" for c in _FEED_CASES)], ids=lambda p: str(p.parent.name)
+)
+def test_a_whole_feed_is_never_taken_for_one_cut_short(path: Path) -> None:
+    """Ill-formed but whole documents (feedparser's suite, the recorded sources) are read as
+    before: no cut reported, nothing dropped. Only the suite's CDATA cut mid-token is one."""
+    source = _SUITE_SOURCE
+    result = FetchResult(
+        source_id="suite",
+        url=source.url,
+        final_url=source.url,
+        status=200,
+        body=path.read_bytes(),
+        content_type="application/xml",
+    )
+    parsed = parse(source, result, FETCHED_AT)
+    if path.name == "rss_incomplete_cdata.xml":
+        assert parsed.error == (
+            "feed cut short: the document ends inside <rss> after 371 bytes, before any whole entry"
+        )
+        return
+    assert parsed.truncated is None
+    assert not (parsed.error or "").startswith("feed cut short")
+
+
+_WHOLE_RSS = (
+    '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
+    "<item><title>Kept report</title><link>https://e.org/kept</link>"
+    "<pubDate>Mon, 23 Nov 2026 08:00:00 +0900</pubDate></item>"
+    "<item><title>China forcibly repatriated about 60 North Korean defectors</title>"
+    "<link>https://e.org/repatriated</link>"
+    "<pubDate>Mon, 23 Nov 2026 09:00:00 +0900</pubDate></item></channel></rss>"
+)
+_WHOLE_ATOM = (
+    '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+    "<title>T</title><id>urn:t</id><updated>2026-11-23T00:00:00Z</updated>"
+    '<entry><title>Kept report</title><link href="https://e.org/kept"/><id>urn:1</id>'
+    "<updated>2026-11-23T00:00:00Z</updated></entry>"
+    "<entry><title>China forcibly repatriated about 60 North Korean defectors</title>"
+    '<link href="https://e.org/repatriated"/><id>urn:2</id>'
+    "<updated>2026-11-23T01:00:00Z</updated></entry></feed>"
+)
+
+
+def _cut(whole: str, after: str, extra: int = 0) -> bytes:
+    body = whole.encode()
+    return body[: body.index(after.encode()) + len(after.encode()) + extra]
+
+
+@pytest.mark.parametrize(
+    ("body", "kept", "dropped"),
+    [
+        # the reviewer's case: cut inside the last entry's link (a title, no link, no date)
+        (_cut(_WHOLE_RSS, "<link>https://e.org/rep"), 1, True),
+        (_cut(_WHOLE_RSS, "repatriated about"), 1, True),
+        (_cut(_WHOLE_RSS, "</item><item>", 2), 1, True),
+        (_cut(_WHOLE_ATOM, '<link href="https://e.org/rep'), 1, True),
+        (_cut(_WHOLE_ATOM, "<id>urn:2</id>"), 1, True),
+        # cut between entries: every entry read is whole, more may have followed
+        (_cut(_WHOLE_RSS, "</item>"), 1, False),
+        (_cut(_WHOLE_ATOM, "</entry><en"), 1, False),
+    ],
+    ids=[
+        "rss-in-link",
+        "rss-in-title",
+        "rss-in-start-tag",
+        "atom-in-link",
+        "atom-before-end",
+        "rss-between",
+        "atom-between",
+    ],
+)
+def test_a_feed_cut_short_keeps_its_whole_entries_and_says_so(
+    body: bytes, kept: int, dropped: bool
+) -> None:
+    source = _SUITE_SOURCE
+    result = FetchResult(
+        source_id="suite", url=source.url, final_url=source.url, status=200, body=body
+    )
+    parsed = parse(source, result, FETCHED_AT)
+    assert parsed.error is None
+    assert [i.title for i in parsed.items] == ["Kept report"][:kept]
+    assert all(i.url and i.published_at for i in parsed.items)
+    assert parsed.truncated is not None and parsed.truncated.startswith("feed cut short: ")
+    assert ("unfinished last entry was dropped, 1 kept" in parsed.truncated) is dropped
+
+
+def test_a_feed_cut_before_any_whole_entry_fails() -> None:
+    source = _SUITE_SOURCE
+    body = _cut(_WHOLE_RSS, "<title>Kept")
+    result = FetchResult(
+        source_id="suite", url=source.url, final_url=source.url, status=200, body=body
+    )
+    parsed = parse(source, result, FETCHED_AT)
+    assert parsed.items == ()
+    assert parsed.error == (
+        f"feed cut short: the document ends inside <rss> after {len(body)} bytes, "
+        "before any whole entry"
+    )

@@ -402,6 +402,10 @@ async def _poll(
             f" (first: {parsed.skipped[0]})" if parsed.skipped else "",
             extra={"source": source.id, "action": "parse"},
         )
+    if parsed.truncated:
+        log.warning(
+            "%s: %s", source.id, parsed.truncated, extra={"source": source.id, "action": "parse"}
+        )
     if not items and (login := health.login_page((result.body or b"")[:65536])):
         return await _failed(source, result, login, store, settings, now, failures, db)
     if not items and state is not None and (state.last_item_count or 0) > 0:
@@ -423,16 +427,20 @@ async def _poll(
     elif source.fetch_article and items:
         items, pages = await _with_articles(source, items, fetcher, store, db, now)
 
+    # A document cut short keeps no validators: the next poll fetches and reads it whole,
+    # not a 304 or "unchanged" for the cut copy.
+    whole = parsed.truncated is None
     success = PollSuccess(
         source_id=source.id,
         polled_at=now,
         next_due_at=next_due(source, settings, now, 0),
-        etag=result.etag,
-        last_modified=result.last_modified,
-        body_hash=body_hash,
+        etag=result.etag if whole else None,
+        last_modified=result.last_modified if whole else None,
+        body_hash=body_hash if whole else "",  # "": matches no body, the next is read
         item_count=len(items),
         problem=health.item_problem(items, dated=_promises_dates(source))
-        or health.skip_problem(len(items), parsed.skipped),
+        or health.skip_problem(len(items), parsed.skipped)
+        or parsed.truncated,
         moved_to=_shown(result.moved_to),
     )
     if matcher is None:

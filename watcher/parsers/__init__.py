@@ -29,6 +29,9 @@ class ParseResult:
     skipped: tuple[str, ...] = ()
     #: Invalid bytes replaced while decoding in the declared charset.
     replaced: int = 0
+    #: One line saying the document was cut short (its items are the whole ones before the
+    #: cut), or None: the poll reports it as a problem of the source.
+    truncated: str | None = None
 
 
 Parser = Callable[[Any, FetchResult, datetime], ParseResult]
