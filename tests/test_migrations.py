@@ -100,6 +100,10 @@ def test_keys_stored_with_a_user_name_lose_it_and_stay_one_item(store: Store) ->
         "https://e.org/c": "https://e.org/c",
     }
     with store.engine.begin() as conn:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(migrations_dir()))
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0013")  # the later migrations' tables go: they run again
         for n, key in enumerate(keys):
             conn.execute(
                 insert(t.items).values(
@@ -107,10 +111,6 @@ def test_keys_stored_with_a_user_name_lose_it_and_stay_one_item(store: Store) ->
                     baseline=False, content_hash=str(n),
                 )
             )  # fmt: skip
-        cfg = AlembicConfig()
-        cfg.set_main_option("script_location", str(migrations_dir()))
-        cfg.attributes["connection"] = conn
-        command.stamp(cfg, "0013")
     assert store.upgrade() == ("0013", SCHEMA_HEAD)
     with store.engine.connect() as conn:
         stored = dict(conn.execute(select(t.items.c.title, t.items.c.key)).all())
@@ -124,6 +124,44 @@ def test_keys_stored_with_a_user_name_lose_it_and_stay_one_item(store: Store) ->
         fetched_at=now,
     )
     assert again.key == "https://e.org/a" and store.save_items([again]).new == ()
+
+
+def test_article_retries_come_with_0016_and_go_with_their_item(store: Store) -> None:
+    """Migration 0016: items whose article page is still to fetch; a row goes with its item
+    (`db prune` deletes items), on both databases."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import delete, func, inspect, select
+
+    from watcher.items import make_item
+    from watcher.store import tables as t
+
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0014")
+    assert "article_retries" not in inspect(store.engine).get_table_names()
+    assert store.upgrade() == ("0014", SCHEMA_HEAD)
+    store.sync_sources([_Source("s")], now)
+    item = make_item(source_id="s", title="t", link="https://e.org/a", summary="", fetched_at=now)
+    store.save_items([item])
+    store.record_articles(
+        "s", now, failed={item.key: "HTTP 403 Forbidden"}, fetched=(), give_up_after=5
+    )
+    (pending,) = store.pending_articles("s")
+    assert (pending.item.key, pending.tries, pending.last_error) == (
+        item.key,
+        1,
+        "HTTP 403 Forbidden",
+    )
+    with store.engine.begin() as conn:
+        conn.execute(delete(t.item_sources))
+        conn.execute(delete(t.items))
+        left = conn.execute(select(func.count()).select_from(t.article_retries)).scalar_one()
+    assert left == 0
 
 
 class _Source:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -171,6 +172,37 @@ def skip_problem(kept: int, skipped: Sequence[str]) -> str | None:
         f"items look broken: {len(skipped)} of {kept + len(skipped)} entries could not be read "
         f"(first: {skipped[0]})"
     )
+
+
+#: How a poll names article pages that mostly fail (`article_problem`).
+ARTICLES_FAILING = "article pages failing:"
+
+
+def article_problem(errors: Sequence[str], tried: int) -> str | None:
+    """'article pages failing: 4 of 5 blocked (Cloudflare); …' when most of the article pages
+    a poll of a `fetch_article` source tried failed (for such a source the article is the
+    news: its listing titles often say nothing); None when most arrived."""
+    if not tried or len(errors) * 2 <= tried:
+        return None
+    kinds = Counter(_failure_kind(e) for e in errors)
+    kind, _ = kinds.most_common(1)[0]
+    return (
+        f"{ARTICLES_FAILING} {len(errors)} of {tried} {kind}; their items keep the listing's "
+        "text and are tried again on later polls"
+    )
+
+
+def _failure_kind(error: str) -> str:
+    """A fetch error in a few words: `blocked (Cloudflare)`, `HTTP 403 Forbidden`, `timed out`."""
+    if error.startswith(BLOCKED):
+        who = " (Cloudflare)" if "(Cloudflare)" in error else ""
+        what = "a login page" if "login page" in error else "blocked"
+        return f"{what}{who}" if what == "blocked" else f"blocked ({what})"
+    if error.startswith("HTTP "):
+        return error.split(";")[0].split(" (after")[0]
+    if error.startswith(("timed out", "no complete response")):
+        return "timed out"
+    return f"failed ({error.split(':')[0][:60]})"
 
 
 _CHALLENGE = re.compile(

@@ -2,7 +2,10 @@
 
 `poll_source` is the whole data flow for one source; `run_cycle` polls many at once.
 Faults are values: a source that fails is recorded with one line saying why, and the cycle
-goes on.
+goes on. For a `fetch_article` source an article page that fails is one too: its item keeps
+the listing's text, the page is tried again on later polls (`ARTICLE_TRIES`, unchanged
+listing or not; `store.articles`), the item is matched again when it arrives, and a poll
+whose pages mostly fail makes the source unhealthy (`health.article_problem`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -37,6 +40,7 @@ from watcher.types import (
     MatchRecord,
     PollReport,
     PollSuccess,
+    SaveResult,
     SourceState,
 )
 
@@ -367,26 +371,24 @@ async def _poll(
     now = clock()
     failures = state.consecutive_failures if state else 0
     if result.not_modified:
+        retried = await _retry_articles(source, state, fetcher, store, db, now, matcher, alerting)
         await _unchanged(source, result, store, settings, now, unchanged, db)
-        return _report(source, "not_modified", result)
+        return _report(source, "not_modified", result, retried)
     if not result.ok:
         return await _failed(
             source, result, result.error or "failed", store, settings, now, failures, db
         )
 
-    # The headers as received (lower-cased names): a challenge served at 200 is told by its
-    # `cf-mitigated` header, and attributed by `server`/`cf-ray`, as one at 403 is.
-    headers: dict[str, str] = {}
-    for name, value in result.headers:  # a repeated header reads as httpx joins it
-        key = name.lower()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    blocked = health.blocked_page(result.status, headers, (result.body or b"")[:16384])
+    # With the headers as received: a challenge served at 200 is told by its `cf-mitigated`
+    # header, and attributed by `server`/`cf-ray`, as one at 403 is.
+    blocked = health.blocked_page(result.status, _headers(result), (result.body or b"")[:16384])
     if blocked:
         return await _failed(source, result, blocked, store, settings, now, failures, db)
     body_hash = hashlib.sha256(result.body or b"").hexdigest()
     if state is not None and state.body_hash == body_hash and state.last_success_at:
+        retried = await _retry_articles(source, state, fetcher, store, db, now, matcher, alerting)
         await _unchanged(source, result, store, settings, now, unchanged, db)
-        return _report(source, "unchanged", result)
+        return _report(source, "unchanged", result, retried)
 
     parsed = await (parsing or inline_parsing)(source, result, now)
     if parsed.error:
@@ -421,11 +423,11 @@ async def _poll(
             db,
         )
     baseline = state is None or state.last_success_at is None
-    pages: dict[str, Capture] = {}
+    articles = _Articles()
     if baseline:
         items = [replace(item, baseline=True) for item in items]
-    elif source.fetch_article and items:
-        items, pages = await _with_articles(source, items, fetcher, store, db, now)
+    elif source.fetch_article:
+        items, articles = await _with_articles(source, state, items, fetcher, store, db, now)
 
     # A document cut short keeps no validators: the next poll fetches and reads it whole,
     # not a 304 or "unchanged" for the cut copy.
@@ -440,9 +442,13 @@ async def _poll(
         item_count=len(items),
         problem=health.item_problem(items, dated=_promises_dates(source))
         or health.skip_problem(len(items), parsed.skipped)
-        or parsed.truncated,
+        or parsed.truncated
+        or articles.problem(state),
         moved_to=_shown(result.moved_to),
     )
+    # Stored items whose article arrived on a retry are stored again, with it.
+    listed = {i.key for i in items}
+    items = items + [i for i in articles.retried if i.key not in listed]
     if matcher is None:
         records: list[MatchRecord] = []
     elif parsed.matches is not None and not source.fetch_article:
@@ -456,8 +462,10 @@ async def _poll(
         success=success,
         matches=records,
         alerting=alerting,
-        captures=_captures(source, result, now, items, pages) if records else None,
+        captures=_captures(source, result, now, items, articles.pages) if records else None,
     )
+    if articles.tried:
+        await _record_articles(source, articles, store, db, now, problem=False)
     crash_point("after_match")
     if saved.new or saved.updated:
         log.info(
@@ -465,7 +473,7 @@ async def _poll(
             source.id,
             len(saved.new),
             len(saved.updated),
-            len(items),
+            success.item_count,
             len({m.item_key for m in saved.matches}),
             " (baseline)" if baseline else "",
             extra={"source": source.id, "action": "poll"},
@@ -474,7 +482,7 @@ async def _poll(
         source_id=source.id,
         outcome="ok",
         status=result.status,
-        parsed=len(items),
+        parsed=success.item_count or 0,
         new=len(saved.new),
         updated=len(saved.updated),
         matched=len({m.item_key for m in saved.matches}),
@@ -632,9 +640,20 @@ def match_items(matcher: Matcher, items: Sequence[Item], tags: Sequence[str]) ->
     return records
 
 
-def _report(source: Source, outcome: str, result: FetchResult) -> PollReport:
+def _report(
+    source: Source, outcome: str, result: FetchResult, retried: SaveResult | None = None
+) -> PollReport:
+    """An unchanged poll's report (with what its article retries stored, if any)."""
+    saved = retried or SaveResult()
     return PollReport(
-        source_id=source.id, outcome=outcome, status=result.status, elapsed=result.elapsed
+        source_id=source.id,
+        outcome=outcome,
+        status=result.status,
+        elapsed=result.elapsed,
+        updated=len(saved.updated),
+        matched=len({m.item_key for m in saved.matches}),
+        stories=saved.stories,
+        events=tuple(event for _, event in sorted({(m.item_key, m.event) for m in saved.matches})),
     )
 
 
@@ -676,52 +695,186 @@ def _human(delta: timedelta) -> str:
     return format_duration(timedelta(seconds=round(delta.total_seconds())))
 
 
+#: Fetches of an item's article page, the first included, before the item keeps its listing
+#: text for good. A retry comes on a later poll, once the source's interval has passed since
+#: the last try, doubling per try (1, 2, 4 and 8 intervals: 15 after the first failure).
+ARTICLE_TRIES = 5
+
+
+@dataclass
+class _Articles:
+    """What one poll's article fetches did."""
+
+    #: The pages fetched, by item key (kept as evidence when the item matches).
+    pages: dict[str, Capture] = field(default_factory=dict)
+    #: Keys whose page arrived, and those whose page failed (→ the error).
+    fetched: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
+    #: Stored items whose page arrived on a retry, with its text.
+    retried: list[Item] = field(default_factory=list)
+
+    @property
+    def tried(self) -> int:
+        return len(self.fetched) + len(self.failed)
+
+    def problem(self, state: SourceState | None) -> str | None:
+        """The source's article problem after this poll: from its fetches, or as the last
+        poll that fetched any left it (a poll with nothing to fetch neither clears nor
+        raises it: one episode, one notice)."""
+        if self.tried:
+            return health.article_problem(list(self.failed.values()), self.tried)
+        carried = state.poll_problem if state else None
+        return carried if carried and carried.startswith(health.ARTICLES_FAILING) else None
+
+
 async def _with_articles(
     source: Source,
+    state: SourceState | None,
     items: list[Item],
     fetcher: Fetcher,
     store: Store,
     db: Offload,
     now: datetime,
-) -> tuple[list[Item], dict[str, Capture]]:
-    """Replace the summary of up to `max_articles` new items by their page's main text; the
-    pages fetched, by item key (kept as evidence when the item matches)."""
-    known = await db(store.known_keys, [i.key for i in items])
+) -> tuple[list[Item], _Articles]:
+    """Replace the summary of up to `max_articles` new items by their page's main text, and
+    try again the pages of stored items that still lack theirs (up to `max_articles` more).
+    A known item keeps the text it was stored with: its article's, not the listing's."""
+    keys = [i.key for i in items]
+    known = await db(store.known_keys, keys)
+    stored = await db(store.stored_texts, [k for k in keys if k in known])
+    items = [replace(i, text=stored[i.key]) if i.key in stored else i for i in items]
     todo = [i for i in items if i.key not in known and i.url][: source.max_articles]
-    if not todo:
-        return items, {}
+    articles = _Articles()
+    due = await _due_articles(source, store, db, now, skip={i.key for i in todo})
+    listed = {i.key: i for i in items}
+    again = [listed.get(i.key, i) for i in due]
+    if not todo and not again:
+        return items, articles
+    done = await asyncio.gather(*(_article(source, i, fetcher, now, articles) for i in todo))
+    retried = await asyncio.gather(*(_article(source, i, fetcher, now, articles) for i in again))
+    got = {i.key: i for i in (*done, *retried)}
+    articles.retried = [i for i in retried if i.key in articles.fetched and i.key not in listed]
+    return [got.get(i.key, i) for i in items], articles
+
+
+async def _due_articles(
+    source: Source, store: Store, db: Offload, now: datetime, skip: Collection[str] = ()
+) -> list[Item]:
+    """The stored items of the source whose article page is due another try."""
+    pending = await db(store.pending_articles, source.id)
+    due = [
+        replace(p.item, source_id=source.id)
+        for p in pending
+        if p.item.key not in skip and now >= p.last_tried_at + source.interval * 2 ** (p.tries - 1)
+    ]
+    return due[: source.max_articles]
+
+
+async def _retry_articles(
+    source: Source,
+    state: SourceState | None,
+    fetcher: Fetcher,
+    store: Store,
+    db: Offload,
+    now: datetime,
+    matcher: Matcher | None,
+    alerting: Alerting | None,
+) -> SaveResult | None:
+    """On a poll that found the listing unchanged: try again the article pages that are due,
+    store the items whose page arrived (matched again on it), and record the outcome."""
+    if not source.fetch_article or state is None or not state.last_success_at:
+        return None
+    due = await _due_articles(source, store, db, now)
+    if not due:
+        return None
+    articles = _Articles()
+    arrived = [
+        i
+        for i in await asyncio.gather(*(_article(source, i, fetcher, now, articles) for i in due))
+        if i.key in articles.fetched
+    ]
+    saved = None
+    if arrived:
+        records = match_items(matcher, arrived, source.tags) if matcher else []
+        saved = await db(
+            store.save_items,
+            arrived,
+            now=now,
+            matches=records,
+            alerting=alerting,
+            captures={i.key: (articles.pages[i.key],) for i in arrived if i.key in articles.pages}
+            if records
+            else None,
+        )
+    await _record_articles(source, articles, store, db, now, problem=True)
+    return saved
+
+
+async def _record_articles(
+    source: Source, articles: _Articles, store: Store, db: Offload, now: datetime, *, problem: bool
+) -> None:
+    """Keep which items still lack their article; with `problem`, also the source's article
+    problem (a parsed poll keeps it with its other state)."""
+    await db(
+        store.record_articles,
+        source.id,
+        now,
+        failed=articles.failed,
+        fetched=articles.fetched,
+        give_up_after=ARTICLE_TRIES,
+        problem=articles.problem(None) if problem else None,
+        prefix=health.ARTICLES_FAILING,
+        touch_problem=problem,
+    )
+
+
+async def _article(
+    source: Source, item: Item, fetcher: Fetcher, now: datetime, articles: _Articles
+) -> Item:
+    """The item with its article page's main text (when longer than what it has); a page
+    that fails is noted in `articles.failed` and the item comes back as it was."""
     from watcher.parsers.article import extract
 
-    pages: dict[str, Capture] = {}
-
-    async def one(item: Item) -> Item:
-        result = await fetcher.fetch(
-            FetchRequest(source_id=source.id, url=item.url or "", robots=source.robots)
+    result = await fetcher.fetch(
+        FetchRequest(source_id=source.id, url=item.url or "", robots=source.robots)
+    )
+    error = result.error if not result.ok else None
+    if error is None and not result.body:
+        error = f"HTTP {result.status}: an empty page"
+    if error is None:  # a challenge served with 200 is no article
+        error = health.blocked_page(result.status, _headers(result), (result.body or b"")[:16384])
+    if error is not None:
+        articles.failed[item.key] = error
+        log.info(
+            "%s: article not fetched: %s",
+            source.id,
+            error,
+            extra={"source": source.id, "item": item.key, "action": "article"},
         )
-        if not result.ok or not result.body:
-            log.info(
-                "%s: article not fetched: %s",
-                source.id,
-                result.error,
-                extra={"source": source.id, "item": item.key, "action": "article"},
-            )
-            return item
-        pages[item.key] = _capture("article", result, now, logsetup.redact_whole(result.url))
-        try:
-            text = extract(result)
-        except Exception as exc:  # the item keeps its summary; the poll goes on
-            log.warning(
-                "%s: article text not extracted: %s: %s",
-                source.id,
-                type(exc).__name__,
-                str(exc)[:200],
-                extra={"source": source.id, "item": item.key, "action": "article"},
-            )
-            return item
-        return replace(item, text=text) if text and len(text) > len(item.text) else item
+        return item
+    articles.fetched.add(item.key)
+    articles.pages[item.key] = _capture("article", result, now, logsetup.redact_whole(result.url))
+    try:
+        text = extract(result)
+    except Exception as exc:  # the item keeps its summary; the poll goes on
+        log.warning(
+            "%s: article text not extracted: %s: %s",
+            source.id,
+            type(exc).__name__,
+            str(exc)[:200],
+            extra={"source": source.id, "item": item.key, "action": "article"},
+        )
+        return item
+    return replace(item, text=text) if text and len(text) > len(item.text) else item
 
-    done = {i.key: i for i in await asyncio.gather(*(one(i) for i in todo))}
-    return [done.get(i.key, i) for i in items], pages
+
+def _headers(result: FetchResult) -> dict[str, str]:
+    """The response's headers by lower-cased name (a repeated one joined, as httpx does)."""
+    headers: dict[str, str] = {}
+    for name, value in result.headers:
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
 
 
 def _capture(kind: str, result: FetchResult, now: datetime, url: str) -> Capture:

@@ -54,6 +54,18 @@ class FetchResult:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class PendingArticle:
+    """A stored item of a `fetch_article` source whose article page has not arrived yet."""
+
+    #: The item as stored (its listing text).
+    item: Item
+    #: Fetches of its page that failed so far, the last one's error, and when it was.
+    tries: int
+    last_error: str
+    last_tried_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Item:
     """One normalised news item, as a parser made it (see items.make_item)."""
 

@@ -8,6 +8,7 @@ The same code runs on SQLite (the default, in WAL mode) and PostgreSQL
     rows.py      row → value conversions, each written once
     sources.py   configured sources, leases, poll outcomes
     items.py     items, their matches and the sources that carried them
+    articles.py  article pages still to fetch (`fetch_article` sources), tried again later
     stories.py   stories and the deliveries they queue, in the poll's transaction
     outbox.py    the deliveries waiting to be sent, their attempts, silences
     views.py     read models for the web pages and the CLI
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from watcher import DEFAULT_DATABASE_URL
 from watcher.errors import StoreError
+from watcher.store.articles import ArticleQueries
 from watcher.store.engine import (
     SCHEMA_HEAD,
     StoreBase,
@@ -38,7 +40,7 @@ from watcher.store.sources import SourceQueries
 from watcher.types import SaveResult
 
 
-class Store(SourceQueries, ItemQueries, StoreBase):
+class Store(SourceQueries, ItemQueries, ArticleQueries, StoreBase):
     """The database: one engine, the source and item queries.
 
     The outbox (`store.outbox.Outbox`) and the read models (`store.views.Views`) wrap a Store.

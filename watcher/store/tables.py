@@ -396,3 +396,19 @@ item_checks = Table(
     Column("page_text", Text),
     Index("ix_item_checks_due_at", "due_at"),
 )
+
+#: Article pages still to fetch (`fetch_article` sources): an item whose page failed keeps its
+#: listing text and is tried again on later polls, with a growing wait, until its page arrives
+#: (the row goes) or `tries` reaches the limit (`pipeline.ARTICLE_TRIES`; the row goes too).
+article_retries = Table(
+    "article_retries",
+    metadata,
+    Column("item_id", ID, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    #: The source whose poll fetches it again.
+    Column("source_id", ForeignKey("sources.id"), nullable=False),
+    #: Fetches that failed so far, and the last one's error.
+    Column("tries", Integer, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("last_tried_at", UTCDateTime, nullable=False),
+    Index("ix_article_retries_source_id", "source_id"),
+)
