@@ -126,8 +126,8 @@ def test_keys_stored_with_a_user_name_lose_it_and_stay_one_item(store: Store) ->
     assert again.key == "https://e.org/a" and store.save_items([again]).new == ()
 
 
-def test_article_retries_come_with_0016_and_go_with_their_item(store: Store) -> None:
-    """Migration 0016: items whose article page is still to fetch; a row goes with its item
+def test_article_retries_come_with_0015_and_go_with_their_item(store: Store) -> None:
+    """Migration 0015: items whose article page is still to fetch; a row goes with its item
     (`db prune` deletes items), on both databases."""
     from datetime import UTC, datetime
 
