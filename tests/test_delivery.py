@@ -966,3 +966,150 @@ def test_a_number_no_group_of_people_reaches_stores_and_alerts(
     h.deliver()
     (message,) = hook_messages(feeds)
     assert "11622614670" in message["message"] and "people" not in message["title"]
+
+
+def _one_story(h: Harness) -> None:
+    h.poll()
+    h.publish(
+        "/yonhap",
+        ("China repatriates 60 North Korean defectors via Dandong", "https://e.org/1", T0),
+        minutes=1,
+    )
+
+
+def _mine(store: Store, channel: str = "mail") -> list[Any]:
+    return sorted((d for d in Outbox(store).listing() if d.channel == channel), key=lambda d: d.id)
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        ({"data_reply": "451 4.3.0 try again later"}, "451"),
+        ({"data_reply": "421 4.3.2 service shutting down"}, "421"),
+        ({"rcpt_replies": {"alerts@example.org": "452 4.3.1 insufficient storage"}}, "452"),
+        ({"cut_after_data": True}, "closed"),
+    ],
+    ids=["451-at-data", "421-at-data", "452-at-rcpt", "cut-after-data"],
+)
+def test_a_mail_server_that_says_later_or_drops_the_line_holds_the_queue_not_fails_it(
+    store: Store, feeds: FeedServer, mail: MailServer, fault: dict, code: str
+) -> None:
+    """A 4xx reply, a 421 or a dropped connection is no refusal: the channel is down, the
+    alert waits (past `delivery_attempts`) and goes out when the server takes mail again.
+    apprise says `Sending email to "…" failed.` for all of them: before, each was a refusal
+    and the alert was `failed` after ~15 minutes."""
+    for name, value in fault.items():
+        setattr(mail, name, value)
+    channels = [{"id": "mail", "url": mail.apprise_url()}]
+    h = Harness(store, feeds, channels, [{"channels": ["mail"], "group_wait": "0s"}])
+    _one_story(h)
+    for _ in range(5):  # more than delivery_attempts (3)
+        h.deliver()
+        h.clock.advance(hours=1)
+    (d,) = _mine(store)
+    assert d.status == "pending" and d.attempts == 5, d
+    assert d.last_error is not None and d.last_error.startswith("unreachable"), d.last_error
+    assert code in d.last_error
+    assert "mail" in Outbox(store).channels_down()
+    mail.data_reply, mail.rcpt_replies, mail.cut_after_data = None, {}, False
+    before = len(mail.messages)
+    h.clock.advance(hours=2)
+    h.deliver()
+    (d,) = _mine(store)
+    assert d.status == "sent" and len(mail.messages) == before + 1
+
+
+def test_a_mail_server_that_refuses_with_5xx_at_data_fails_the_message(
+    store: Store, feeds: FeedServer, mail: MailServer
+) -> None:
+    mail.data_reply = "554 5.7.1 message rejected as spam"
+    h = Harness(
+        store,
+        feeds,
+        [{"id": "mail", "url": mail.apprise_url()}],
+        [{"channels": ["mail"], "group_wait": "0s"}],
+    )
+    _one_story(h)
+    for _ in range(3):
+        h.deliver()
+        h.clock.advance(hours=1)
+    (d,) = _mine(store)
+    assert d.status == "failed" and "554" in (d.last_error or "")
+    assert Outbox(store).channels_down() == {}
+
+
+def test_a_mail_server_that_answers_after_the_socket_timeout_is_uncertain_not_refused(
+    store: Store, feeds: FeedServer, mail: MailServer
+) -> None:
+    """The server takes the message and answers the end of DATA after apprise's socket gave
+    up (here `cto=1`, set in the URL): it may hold the message, so it is tried once more and
+    then left `uncertain`. Before, each attempt was a refusal: one copy per attempt."""
+    mail.data_delay = 3.0
+    url = mail.apprise_url(cto="1")
+    h = Harness(
+        store,
+        feeds,
+        [{"id": "mail", "url": url}],
+        [{"channels": ["mail"], "group_wait": "0s"}],
+        delivery_timeout="10s",
+    )
+    _one_story(h)
+    for _ in range(4):
+        h.deliver()
+        h.clock.advance(hours=1)
+    (d,) = _mine(store)
+    assert d.status == "uncertain" and d.attempts == 2, d
+    assert "timed out" in (d.last_error or "")
+    assert len(mail.messages) == 2  # the window we accept: one retry
+
+
+def test_mail_waits_as_long_as_the_delivery_timeout_not_apprises_15_seconds() -> None:
+    from watcher.outbox import _with_read_timeout
+
+    assert "cto=35" in _with_read_timeout("mailto://mx.example?to=a@b.example", 30)
+    assert "cto=3&" in _with_read_timeout("mailtos://mx.example?cto=3&to=a@b.example", 30)
+    assert "cto" not in _with_read_timeout("json://hook.example/x", 30)
+
+
+def test_a_recipient_refused_does_not_resend_to_the_one_that_took_it(
+    store: Store, feeds: FeedServer, mail: MailServer
+) -> None:
+    """Two recipients on one channel, one mailbox gone (550 at RCPT): the other gets the
+    alert once, not once per attempt; the refusal is retried for the gone one only, then
+    failed, and the error says who has it."""
+    mail.rcpt_replies["gone@example.org"] = "550 5.1.1 no such mailbox"
+    url = mail.apprise_url("advocate@example.org,gone@example.org")
+    h = Harness(
+        store, feeds, [{"id": "mail", "url": url}], [{"channels": ["mail"], "group_wait": "0s"}]
+    )
+    _one_story(h)
+    for _ in range(4):
+        h.deliver()
+        h.clock.advance(hours=1)
+    (d,) = _mine(store)
+    assert d.status == "failed" and d.attempts == 3, d
+    assert "gone@example.org" in (d.last_error or "")
+    assert "it reached advocate@example.org" in (d.last_error or "")
+    assert mail.received("advocate@example.org") == 1
+
+
+def test_a_recipient_that_says_later_gets_it_when_it_can_and_the_other_once(
+    store: Store, feeds: FeedServer, mail: MailServer
+) -> None:
+    mail.rcpt_replies["full@example.org"] = "452 4.2.2 mailbox full"
+    url = mail.apprise_url("advocate@example.org,full@example.org")
+    h = Harness(
+        store, feeds, [{"id": "mail", "url": url}], [{"channels": ["mail"], "group_wait": "0s"}]
+    )
+    _one_story(h)
+    for _ in range(3):
+        h.deliver()
+        h.clock.advance(hours=1)
+    (d,) = _mine(store)
+    assert d.status == "pending" and "mail" in Outbox(store).channels_down()
+    mail.rcpt_replies.clear()
+    h.clock.advance(hours=2)
+    h.deliver()
+    (d,) = _mine(store)
+    assert d.status == "sent"
+    assert mail.received("advocate@example.org") == 1 and mail.received("full@example.org") == 1

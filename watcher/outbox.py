@@ -23,6 +23,7 @@ ends one of four ways:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import difflib
 import logging
 import random
@@ -30,7 +31,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -60,14 +61,32 @@ class SendResult:
 
 Sender = Callable[[str, Message, float], SendResult]
 
+#: Schemes apprise sends over SMTP: one socket timeout (`cto`) covers their whole session.
+_MAIL_SCHEMES = ("mailto", "mailtos")
+
+#: The targets of a multi-target URL (several recipients, Telegram chats, Slack channels)
+#: that took the message in an earlier attempt of the same delivery: apprise skips them.
+#: Set by the Deliverer around each send; apprise_send hands it to apprise.
+accepted_targets: contextvars.ContextVar[set[Any] | None] = contextvars.ContextVar(
+    "watcher_accepted_targets", default=None
+)
+
 
 def _with_read_timeout(url: str, timeout: float) -> str:
-    """Let apprise's plugin wait longer than we do (`rto`), unless the URL says otherwise:
-    then a slow service ends in apprise's TIMEOUT, which we can tell apart from a refusal,
-    instead of a read timeout that its plugins report as a generic connection error."""
-    if "rto=" in url:
+    """Let apprise's plugin wait longer than we do, unless the URL says otherwise: then a slow
+    service ends in apprise's TIMEOUT (uncertain), not in a socket timeout of its own that its
+    plugins report as a generic failure. For HTTP that is the read timeout (`rto`); for mail
+    the session's one socket timeout (`cto`, 15 s by default: a server that answers the end of
+    DATA after 17 s got a copy on every attempt)."""
+    extra = []
+    if "rto=" not in url:
+        extra.append(f"rto={timeout + 5:g}")
+    scheme = url.partition("://")[0].lower()
+    if scheme in _MAIL_SCHEMES and "cto=" not in url:
+        extra.append(f"cto={timeout + 5:g}")
+    if not extra:
         return url
-    return f"{url}{'&' if '?' in url else '?'}rto={timeout + 5:g}"
+    return f"{url}{'&' if '?' in url else '?'}{'&'.join(extra)}"
 
 
 def unreadable_channels(config: Config) -> list[tuple[int, str]]:
@@ -131,15 +150,35 @@ NOTIFY_TYPES = {"critical": "failure", "high": "warning", "medium": "info", "low
 
 
 def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
-    """Send one message to one channel; apprise 2.x reports per target. A send that timed
-    out is *uncertain*: it may have arrived."""
+    """Send one message to one channel. What apprise logged while it sent says how it went
+    (`classify`): apprise reports every failure of a mail server with the same warning, and
+    only its debug lines carry the server's reply.
+
+    The targets of a multi-target URL that took the message in an earlier attempt of the
+    same delivery (`accepted_targets`, kept by the Deliverer) are skipped: a refusal by one
+    recipient does not resend to the others."""
     import apprise
+    from apprise.plugins.base import _delivery_tracker  # apprise's per-target memory
     from apprise.result import AppriseResultStatus
 
     started = time.monotonic()
     app = apprise.Apprise()
     if not app.add(_with_read_timeout(url, timeout)):
         return SendResult(outcome="failed", error="not a valid apprise URL")
+    # The causes are logged at debug level: apprise's logger must not drop them (log.setup
+    # sets it so in the daemon; a command or a test may not have)
+    apprise_log = logging.getLogger("apprise")
+    if not apprise_log.isEnabledFor(logging.DEBUG):
+        apprise_log.setLevel(logging.DEBUG)
+    heard: list[tuple[str, str]] = []  # (level, message), live: a send that timed out too
+
+    def hear(entry: Any, service: Any) -> None:
+        heard.append((entry.level, entry.message))
+
+    took = accepted_targets.get()
+    # apprise keeps it only within one notify() (and only with its own retries on); across
+    # our attempts it is ours. Copied into apprise's worker thread with the context.
+    token = _delivery_tracker.set(took) if took is not None else None
     try:
         result = app.notify(
             title=message.title,
@@ -147,6 +186,8 @@ def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
             body_format=message.format,
             notify_type=NOTIFY_TYPES.get(message.severity or "", "info"),
             timeout=timeout,
+            log_level=logging.DEBUG,
+            log_callback=hear,
         )
     except Exception as exc:  # a plugin bug: a failed attempt, not a crash
         return SendResult(
@@ -154,48 +195,114 @@ def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
             error=f"{type(exc).__name__}: {exc}",
             elapsed=time.monotonic() - started,
         )
+    finally:
+        if token is not None:
+            _delivery_tracker.reset(token)
     elapsed = time.monotonic() - started
     if result.status == AppriseResultStatus.SUCCESS:
         return SendResult(outcome="sent", elapsed=elapsed)
-    errors = [
-        entry.message
-        for target in result.results
-        for entry in target.logs()
-        if entry.level in ("WARNING", "ERROR")
-    ]
-    # Plugins log the cause (an exception, an SMTP reply) at debug level after a warning.
-    causes = [
-        entry.message
-        for target in result.results
-        for entry in target.logs()
-        if entry.message.startswith("Socket Exception")
-    ]
-    error = errors[-1] if errors else f"no answer within {timeout:g}s"
-    if causes:
-        error = f"{error} ({causes[-1]})"
-    if result.status == AppriseResultStatus.TIMEOUT:
-        return SendResult(outcome="uncertain", error=error, elapsed=elapsed)
-    outcome = "failed" if refused(errors + causes) else "unreachable"
+    scheme = url.partition("://")[0].lower()
+    outcome, error = classify(
+        list(heard),
+        timed_out=result.status == AppriseResultStatus.TIMEOUT,
+        mail=scheme in _MAIL_SCHEMES,
+    )
+    error = error or f"no answer within {timeout:g}s"
+    reached = _target_names(took or ())
+    if reached:
+        error = f"{error}; it reached {', '.join(reached)} (not sent to them again)"
     return SendResult(outcome=outcome, error=error, elapsed=elapsed)
+
+
+def _target_names(took: Iterable[Any]) -> list[str]:
+    """The targets in apprise's memory of who took the message: (piece, (type, repr(key)));
+    the whole-message marker is a bare `object`."""
+    names = []
+    for slot in took:
+        kind, shown = slot[1]
+        if kind is not object:
+            names.append(shown.strip("'\""))
+    return sorted(set(names))
+
+
+#: An SMTP reply in the cause of a failure: smtplib's exceptions read "(451, b'4.3.0 …')" or
+#: "{'a@b.example': (550, b'…')}"; apprise's partial refusal "… was refused: 550 b'…'".
+_SMTP_REPLY = re.compile(r"\((\d{3}), b['\"]|was refused: (\d{3})\b")
+
+
+def classify(
+    lines: Sequence[tuple[str, str]], *, timed_out: bool, mail: bool = False
+) -> tuple[str, str | None]:
+    """(outcome, error) of a send apprise did not report a success, from the (level,
+    message) lines it logged while sending.
+
+    - An HTTP service: a 4xx answer other than 408/425/429 is a refusal (*failed*); other
+      failures are *unreachable*.
+    - A mail server: only a 5xx reply is a refusal. A 4xx reply (451 at the end of DATA, 452
+      at RCPT, 421 closing) or a connection that fails or drops is *unreachable*: the
+      channel is down and its queue waits. A reply that cannot be read is unreachable too,
+      never a refusal (a refusal is given up after `delivery_attempts`).
+    - A timeout is *uncertain* once the message was on its way (a mail server that took the
+      message may answer after we stopped waiting); a mail server still being connected to
+      when the time ran out is unreachable.
+
+    Usage::
+
+        classify([("WARNING", 'Sending email to "a@b.example" failed.'),
+                  ("DEBUG", "Socket Exception: (451, b'4.3.0 try later')")],
+                 timed_out=False, mail=True)   # ("unreachable", "… (Socket Exception: …)")
+        classify([("WARNING", "Failed to send JSON notification: Bad Request - error=400.")],
+                 timed_out=False)               # ("failed", …)
+    """
+    warnings = [m for level, m in lines if level in ("WARNING", "ERROR")]
+    causes = [m for _, m in lines if m.startswith("Socket Exception") or " was refused: " in m]
+    error = warnings[-1] if warnings else None
+    if causes:
+        error = f"{error} ({causes[-1]})" if error else causes[-1]
+    if timed_out:
+        if mail and not _mail_in_flight(lines):
+            return "unreachable", error
+        return "uncertain", error
+    if not mail:
+        return ("failed" if refused(warnings + causes) else "unreachable"), error
+    codes = [int(m.group(1) or m.group(2)) for c in causes for m in _SMTP_REPLY.finditer(c)]
+    if any(400 <= c < 500 for c in codes):
+        return "unreachable", error  # come back later: nothing is refused yet
+    if any(c.endswith("timed out") for c in causes) and any(
+        w.startswith("Sending email to") for w in warnings
+    ):
+        return "uncertain", error  # the server had the message, maybe all of it
+    if any(500 <= c < 600 for c in codes):
+        return "failed", error
+    return "unreachable", error
+
+
+def _mail_in_flight(lines: Sequence[tuple[str, str]]) -> bool:
+    """Was a message being handed to the mail server (connected, its recipient named, no
+    answer yet) when apprise stopped waiting?"""
+    last = None
+    for _, m in lines:
+        if m.startswith(("Email To:", "Sent Email to", "Sending email to")):
+            last = m
+    return last is not None and last.startswith("Email To:")
 
 
 #: A service's answer that refuses this message (retrying will not help): an HTTP 4xx other
 #: than 408 (timeout), 425 and 429 (come back later); an SMTP 5xx reply ("(550, b'…')").
 _HTTP_REFUSED = re.compile(r"error=(4(?!08|25|29)\d\d)\b")
-_SMTP_REFUSED = re.compile(r"\(5\d\d, |^Sending email to .* failed\.$")
+_SMTP_REFUSED = re.compile(r"\(5\d\d, b['\"]|was refused: 5\d\d\b")
 
 
 def refused(messages: Sequence[str]) -> bool:
     """Do apprise's log lines say the service refused the message (as opposed to not being
-    reachable)?
+    reachable)? apprise's bare `Sending email to "…" failed.` says neither: not a refusal.
 
     Usage::
 
         refused(["Failed to send JSON notification: Bad Request - error=400."])   # True
         refused(["Failed to send JSON notification: Service Unavailable - error=503."])  # False
-        refused(["Connection error while submitting email to \"mx\"", "Socket Exception: "
-                 "{'a@b.example': (550, b'no such user')}"])  # True
-        refused(['Sending email to "a@b.example" failed.'])  # True: the server said no
+        refused(["Socket Exception: {'a@b.example': (550, b'no such user')}"])  # True
+        refused(['Sending email to "a@b.example" failed.'])  # False: it may be a 4xx, a cut
     """
     return any(_HTTP_REFUSED.search(m) or _SMTP_REFUSED.search(m) for m in messages)
 
@@ -221,6 +328,9 @@ class Deliverer:
         # Sends that happened but could not be recorded: recorded before anything else.
         self._unrecorded: list[Callable[[], object]] = []
         self._swept_at: datetime | None = None
+        # Per delivery being retried (by its group's first id): the targets of its channel
+        # that took it already (apprise's memory, `accepted_targets`), skipped next time.
+        self._took: dict[int, set[Any]] = {}
 
     # ------------------------------------------------------------------ loop
 
@@ -509,10 +619,14 @@ class Deliverer:
         """Send one message for the group and record the outcome of each delivery; `told`
         is what the message said of each delivery's story (kept once sent)."""
         timeout = self.config.settings.delivery_timeout.total_seconds()
+        took = self._took.setdefault(group[0].id, set())
+
+        def call() -> SendResult:  # in to_thread's copy of the context
+            accepted_targets.set(took)
+            return self.send(url, message, timeout)
+
         try:
-            result = await asyncio.wait_for(
-                asyncio.to_thread(self.send, url, message, timeout), timeout + 10
-            )
+            result = await asyncio.wait_for(asyncio.to_thread(call), timeout + 10)
         except TimeoutError:  # the send goes on in its thread; it may yet arrive
             result = SendResult(
                 outcome="uncertain", error=f"no answer within {timeout:g}s", elapsed=timeout
@@ -536,6 +650,8 @@ class Deliverer:
                 failures=failures,
                 last_error=cause if result.outcome == "unreachable" else error,
             )
+        if result.outcome == "sent" or self._next_state(group[0], result)[0] != "pending":
+            self._took.pop(group[0].id, None)  # nothing more to send it to
         for d in group:
             status, due = self._next_state(d, result)
             record = partial(
