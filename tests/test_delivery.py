@@ -1113,3 +1113,123 @@ def test_a_recipient_that_says_later_gets_it_when_it_can_and_the_other_once(
     (d,) = _mine(store)
     assert d.status == "sent"
     assert mail.received("advocate@example.org") == 1 and mail.received("full@example.org") == 1
+
+
+def _replica_pair(store: Store, db_url: str, feeds: FeedServer, n: int, **settings: Any) -> Any:
+    """A harness whose ops route is the hook, `n` ops notices queued on it, and a second
+    Deliverer (another replica) on its own connection to the same database; both read the
+    real clock."""
+    from watcher.clock import utcnow
+    from watcher.routing import ops_targets
+
+    h = Harness(
+        store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "ops": True}], **settings
+    )
+    targets = ops_targets(h.config.routes)
+    for i in range(n):
+        Outbox(store).add_ops(targets, f"notice {i}", f"body {i}", utcnow() - timedelta(minutes=1))
+    other = Store.open(db_url)
+    a = Deliverer(store, h.config, clock=utcnow)
+    b = Deliverer(other, h.config, clock=utcnow)
+    return h, a, b, other
+
+
+def test_two_replicas_send_a_long_backlog_once(
+    store: Store, db_url: str, feeds: FeedServer
+) -> None:
+    """A backlog on one channel whose sends together take longer than one claim's lease:
+    the replica sending it renews its claim before each message, so the other never takes
+    its tail. Before, the tail was claimed again when the batch's one lease lapsed, and sent
+    by both."""
+    import threading
+    import time
+
+    n = 10
+    _, a, b, other = _replica_pair(store, db_url, feeds, n, delivery_timeout="2s")
+    feeds.routes["/hook"].delay = 1.2  # 10 × 1.2 s: past the 9 s lease the old code took
+
+    def everything_sent() -> bool:
+        return {d.status for d in Outbox(store).listing()} == {"sent"}
+
+    def replica(deliverer: Deliverer) -> None:
+        while not everything_sent():
+            asyncio.run(deliverer.run_due())
+            time.sleep(0.05)
+
+    try:
+        threads = [threading.Thread(target=replica, args=(r,)) for r in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    finally:
+        other.close()
+    titles = [m["title"] for m in hook_messages(feeds)]
+    assert sorted(titles) == sorted(f"[watcher] notice {i}" for i in range(n)), titles
+    attempts = Outbox(store).attempts([d.id for d in Outbox(store).listing()])
+    assert all([a["outcome"] for a in x] == ["sent"] for x in attempts.values()), attempts
+
+
+def test_a_replica_whose_clock_runs_ahead_does_not_take_what_another_is_sending(
+    store: Store, db_url: str, feeds: FeedServer
+) -> None:
+    """Claims are reckoned by PostgreSQL's clock: a replica whose own clock is 70 s ahead
+    does not see the claim of one mid-send as lapsed. (SQLite is one host: one clock.)"""
+    import threading
+
+    from watcher.clock import utcnow
+
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite serves one host: the claims' clock is that host's")
+    _, a, b, other = _replica_pair(store, db_url, feeds, 1, delivery_timeout="2s")
+    b.clock = lambda: utcnow() + timedelta(seconds=70)
+    gate = threading.Event()
+
+    def first_waits(handler: Any) -> None:
+        if len(feeds.hits("/hook")) == 1:
+            gate.wait(60)  # replica A's send is on its way until the other has looked
+        FeedServer._send(handler, 200, b"{}", "application/json", {})
+
+    feeds.routes["/hook"].handler = first_waits
+    sender = threading.Thread(target=lambda: asyncio.run(a.run_due()))
+    sender.start()
+    try:
+        while not feeds.hits("/hook"):
+            threading.Event().wait(0.02)
+        taken = asyncio.run(b.run_due())
+    finally:
+        gate.set()
+        sender.join(timeout=60)
+        other.close()
+    assert taken == 0 and len(feeds.hits("/hook")) == 1
+    (d,) = Outbox(store).listing()
+    assert d.status == "sent" and d.attempts == 1
+
+
+def test_a_send_whose_claim_another_replica_took_is_told_not_recorded_twice(
+    store: Store, db_url: str, feeds: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the message is on its way its claim lapses and another replica claims it (set
+    here by hand): the record of this send is refused and logged as a lost race; the row
+    stays the other replica's to record."""
+    from sqlalchemy import update
+
+    from watcher.store.tables import deliveries
+
+    _, a, _, other = _replica_pair(store, db_url, feeds, 1)
+    other.close()
+    theirs = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def send_then_lose_the_claim(url: str, message: Any, timeout: float) -> Any:
+        result = apprise_send(url, message, timeout)
+        with store.engine.begin() as conn:
+            conn.execute(update(deliveries).values(claimed_until=theirs))
+        return result
+
+    a.send = send_then_lose_the_claim
+    asyncio.run(a.run_due())
+    (d,) = Outbox(store).listing()
+    assert d.status == "pending" and d.attempts == 0 and d.claimed_until == theirs
+    assert Outbox(store).attempts([d.id]) == {d.id: []}
+    (lost,) = [r for r in caplog.records if "no longer its to record" in r.getMessage()]
+    assert lost.levelname == "ERROR" and "another replica" in lost.getMessage()

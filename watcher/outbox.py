@@ -42,7 +42,7 @@ from watcher.clock import crash_point, utcnow
 from watcher.config import Config, Route, format_duration
 from watcher.routing import ops_targets, silenced_by
 from watcher.store import Store, is_database_error
-from watcher.store.outbox import Outbox
+from watcher.store.outbox import Outbox, Recorded
 from watcher.types import ChannelStatus, Delivery, Message, Told
 
 log = logging.getLogger(__name__)
@@ -331,20 +331,32 @@ class Deliverer:
         # Per delivery being retried (by its group's first id): the targets of its channel
         # that took it already (apprise's memory, `accepted_targets`), skipped next time.
         self._took: dict[int, set[Any]] = {}
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Take no further message: each channel finishes the send under way (and records
+        it), gives the rest of its claim back, and `run_due` returns. For a graceful stop
+        (SIGTERM), before waiting for the delivery job."""
+        self._stopping = True
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim holds a delivery: longer than one send can take (`_send` waits
+        `delivery_timeout` + 10 s), renewed before each message of a claimed batch. A process
+        that dies mid-send frees its deliveries when it passes (on SQLite, at once on
+        restart)."""
+        timeout = self.config.settings.delivery_timeout.total_seconds()
+        return timedelta(seconds=2 * timeout + 15)
 
     # ------------------------------------------------------------------ loop
 
     async def run_due(self) -> int:
         """Send everything due now; returns how many deliveries were handled."""
-        if not await self._record_unrecorded():
+        if self._stopping or not await self._record_unrecorded():
             return 0
         now = self.clock()
         await self._sweep(now)
-        # Held while sending: twice the send timeout and a margin. A process that dies
-        # mid-send frees its deliveries when this passes (on SQLite, at once on restart).
-        timeout = self.config.settings.delivery_timeout.total_seconds()
-        lease = now + timedelta(seconds=2 * timeout + 5)
-        due = await asyncio.to_thread(self.outbox.claim_due, now, lease)
+        due = await asyncio.to_thread(self.outbox.claim_due, now, self.lease)
         if not due:
             return 0
         down = await asyncio.to_thread(self.outbox.channels_down)
@@ -361,7 +373,15 @@ class Deliverer:
         still refuses (then nothing else is claimed or sent)."""
         while self._unrecorded:
             try:
-                await asyncio.to_thread(self._unrecorded[0])
+                done = await asyncio.to_thread(self._unrecorded[0])
+                if isinstance(done, Recorded) and not done.held:
+                    log.error(
+                        "a send kept to be recorded was no longer this process's to record "
+                        "(it is %s now: another replica took it when its claim lapsed, and "
+                        "may have sent it too)",
+                        done.status,
+                        extra={"action": "deliver"},
+                    )
             except Exception as exc:
                 if is_database_error(exc):
                     return False
@@ -454,29 +474,46 @@ class Deliverer:
     async def _channel(
         self, channel_id: str, deliveries: Sequence[Delivery], down: ChannelStatus | None
     ) -> int:
-        """The channel's due deliveries, in queue order. When a send finds the channel
-        unreachable, the rest are given back untried: they wait for its next try."""
+        """The channel's due deliveries, in queue order. Before each message the claim on
+        those left is renewed (a long backlog outlives one lease; another replica must not
+        take its tail); one another replica took meanwhile is left to it. When a send finds
+        the channel unreachable, or the Deliverer is told to stop, the rest are given back
+        untried."""
         handled = 0
         done: set[int] = set()
         later = _superseded(deliveries)
         done.update(d.id for ds in later.values() for d in ds)
+        mine = {d.id: d for d in deliveries}  # still held, with this process's claim
         for delivery in deliveries:  # in the order they were queued
             if delivery.id in done:
                 continue
-            group, covered = [delivery], []
-            if delivery.kind == "digest":  # every due story of this digest, in one message
-                group = [d for d in deliveries if d.kind == "digest" and d.route == delivery.route]
-                # each revision of a story queued its own line; the digest shows the story as
-                # it is when sent, so one line per story and the others are covered by it
-                first: dict[int | None, Delivery] = {}
-                for d in group:
-                    first.setdefault(d.story_id, d)
-                covered = [d for d in group if first[d.story_id] is not d]
-                group = list(first.values())
-            done.update(d.id for d in (*group, *covered))
+            if self._stopping:
+                await self._release([d for d in mine.values() if d.id not in done])
+                break
+            group: list[Delivery] = [delivery]
+            covered: list[Delivery] = []
             try:
+                await self._renew(mine)
+                if delivery.id not in mine:
+                    continue
+                group, covered = [mine[delivery.id]], []
+                if delivery.kind == "digest":  # every due story of this digest, in one message
+                    group = [
+                        d
+                        for d in mine.values()
+                        if d.kind == "digest" and d.route == delivery.route and d.id not in done
+                    ]
+                    # each revision of a story queued its own line; the digest shows the story
+                    # as it is when sent, so one line per story and the others are covered by it
+                    first: dict[int | None, Delivery] = {}
+                    for d in group:
+                        first.setdefault(d.story_id, d)
+                    covered = [d for d in group if first[d.story_id] is not d]
+                    group = list(first.values())
+                done.update(d.id for d in (*group, *covered))
+                behind = [mine[d.id] for d in later.get(delivery.id, ()) if d.id in mine]
                 outcome = await self._deliver(channel_id, group, down)
-                await self._supersede(delivery, [*later.get(delivery.id, ()), *covered], outcome)
+                await self._supersede(group[0], [*behind, *covered], outcome)
             except Exception as exc:
                 if is_database_error(exc):  # nothing was sent: the claim lapses, and it is due
                     log.warning(
@@ -490,13 +527,35 @@ class Deliverer:
                 outcome = None
             handled += len(group) + len(covered)  # a digest's covered lines are settled too
             if outcome in ("unreachable", "uncertain"):
-                rest = [d.id for d in deliveries if d.id not in done]
-                if rest:
-                    await asyncio.to_thread(self.outbox.release, rest)
+                await self._release([d for d in mine.values() if d.id not in done])
                 break
             if outcome == "sent":
                 down = None
         return handled
+
+    async def _renew(self, mine: dict[int, Delivery]) -> None:
+        """Extend the claim on the channel's deliveries still held (`mine`, updated); those
+        another process took over are dropped from it, and said so."""
+        if not mine:
+            return
+        held = await asyncio.to_thread(
+            self.outbox.renew, list(mine.values()), self.clock(), self.lease
+        )
+        kept = {d.id for d in held}
+        for lost in [i for i in mine if i not in kept]:
+            d = mine.pop(lost)
+            log.warning(
+                "delivery %d to %s: no longer held by this process (its claim lapsed and "
+                "another replica took it, or it was settled meanwhile); left to it",
+                d.id,
+                d.channel,
+                extra={"action": "deliver", "alert": d.id, "channel": d.channel},
+            )
+        mine.update((d.id, d) for d in held)
+
+    async def _release(self, deliveries: Sequence[Delivery]) -> None:
+        if deliveries:
+            await asyncio.to_thread(self.outbox.release, deliveries)
 
     async def _supersede(
         self, sent: Delivery, later: Sequence[Delivery], outcome: str | None
@@ -507,7 +566,7 @@ class Deliverer:
         if not later:
             return
         if outcome != "sent":
-            await asyncio.to_thread(self.outbox.release, [d.id for d in later])
+            await self._release(later)
             return
         why = f"superseded: delivery {sent.id} carried the story as it was when sent"
         for d in later:
@@ -670,7 +729,7 @@ class Deliverer:
                 told=(told or {}).get(d.id),
             )
             try:
-                was = await asyncio.to_thread(record)
+                recorded = await asyncio.to_thread(record)
             except Exception as exc:
                 if not is_database_error(exc):
                     raise
@@ -687,8 +746,20 @@ class Deliverer:
                 )
                 continue
             extra = {"action": "deliver", "alert": d.id, "channel": d.channel}
-            if was is not None:
-                await self._back(was, now)
+            if not recorded.held:
+                log.error(
+                    "delivery %d to %s was %s by this process, but it was no longer its to "
+                    "record (it is %s now: its claim lapsed and another replica took it, and "
+                    "may have sent it too); not recorded a second time",
+                    d.id,
+                    d.channel,
+                    result.outcome,
+                    recorded.status,
+                    extra=extra,
+                )
+                continue
+            if recorded.was is not None:
+                await self._back(recorded.was, now)
             if status == "sent":
                 log.info("delivery %d sent to %s", d.id, d.channel, extra=extra)
                 await self._schedule_reminder(d, now)

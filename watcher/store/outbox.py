@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,19 @@ from watcher.types import AlertView, ChannelStatus, Delivery, Silence, Told
 _OPS_ONCE_LOCK = 0x57A7C4E6
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Recorded:
+    """What `Outbox.record` did."""
+
+    #: False: the delivery was no longer this process's claim (another replica took it when
+    #: the claim lapsed, a correction withdrew it): nothing was written.
+    held: bool = True
+    #: With `channel_up`: the channel's outage that this attempt ended, if it was down.
+    was: ChannelStatus | None = None
+    #: When not held: the delivery's status now.
+    status: str | None = None
+
+
 class Outbox:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -29,31 +43,78 @@ class Outbox:
 
     # ------------------------------------------------------------------ the worker's side
 
-    def claim_due(self, now: datetime, lease_until: datetime, limit: int = 200) -> list[Delivery]:
+    def claim_due(self, now: datetime, lease: timedelta, limit: int = 200) -> list[Delivery]:
         """Take the due deliveries for this process: `claimed_until` is set in the same
-        transaction (PostgreSQL skips rows another replica holds). Recording an attempt frees
-        the claim; a process that dies mid-send leaves them due again when the lease ends, so
-        another sends them: at least once, never lost."""
-        d = t.deliveries
-        query = self._due_query(now, limit)
-        if self.store.dialect == "postgresql":
-            query = query.with_for_update(of=d, skip_locked=True)
-        with self.engine.begin() as conn:
-            due = [rows.delivery(r) for r in conn.execute(query)]
-            if due:
-                conn.execute(
-                    update(d)
-                    .where(d.c.id.in_([r.id for r in due]))
-                    .values(claimed_until=lease_until)
-                )
-        return due
+        transaction (PostgreSQL skips rows another replica holds), and each delivery returned
+        carries it: it is this claim's token (`renew`, `record` and `release` act only while
+        the row still holds it). Recording an attempt frees the claim; a process that dies
+        mid-send leaves them due again when the lease ends, so another sends them: at least
+        once, never lost.
 
-    def _due_query(self, now: datetime, limit: int) -> Any:
+        Claims are reckoned by the database's clock on PostgreSQL (replicas on several hosts
+        whose clocks disagree still agree on whose claim has lapsed), by `now` on SQLite (one
+        host). Whether a delivery is *due* is still reckoned by `now`."""
+        d = t.deliveries
+        with self.engine.begin() as conn:
+            clock = self._clock(conn, now)
+            query = self._due_query(now, limit, clock)
+            if self.store.dialect == "postgresql":
+                query = query.with_for_update(of=d, skip_locked=True)
+            due = [rows.delivery(r) for r in conn.execute(query)]
+            until = clock + lease
+            for chunk in _chunks([r.id for r in due]):
+                conn.execute(update(d).where(d.c.id.in_(chunk)).values(claimed_until=until))
+        return [replace(r, claimed_until=until) for r in due]
+
+    def renew(
+        self, deliveries: Sequence[Delivery], now: datetime, lease: timedelta
+    ) -> list[Delivery]:
+        """Extend this process's claim on `deliveries` (claimed by `claim_due`) by `lease` from
+        now; the ones still held, carrying the new claim. A delivery missing from the answer
+        was taken by another process (its claim had lapsed) or settled meanwhile: not ours to
+        send any more."""
+        d = t.deliveries
+        held: list[Delivery] = []
+        by_claim: dict[datetime | None, list[Delivery]] = {}
+        for x in deliveries:
+            by_claim.setdefault(x.claimed_until, []).append(x)
+        with self.engine.begin() as conn:
+            until = self._clock(conn, now) + lease
+            for claim, mine in by_claim.items():
+                if claim is None:
+                    continue
+                ids = {x.id: x for x in mine}
+                for chunk in _chunks(list(ids)):
+                    kept: Sequence[int] = (
+                        conn.execute(
+                            update(d)
+                            .where(
+                                d.c.id.in_(chunk)
+                                & (d.c.status == "pending")
+                                & (d.c.claimed_until == claim)
+                            )
+                            .values(claimed_until=until)
+                            .returning(d.c.id)
+                        )
+                        .scalars()
+                        .all()
+                    )
+                    held += [replace(ids[i], claimed_until=until) for i in kept]
+        return sorted(held, key=lambda x: x.id)
+
+    def _clock(self, conn: Connection, now: datetime) -> datetime:
+        """The time claims are reckoned by: the database's on PostgreSQL, `now` on SQLite."""
+        if self.store.dialect == "postgresql":
+            db_now: datetime = conn.execute(select(func.now())).scalar_one()
+            return db_now
+        return now
+
+    def _due_query(self, now: datetime, limit: int, clock: datetime | None = None) -> Any:
         """Due and unclaimed, in queue order; a channel that could not be reached holds all
         its messages until its next try, so that they arrive in order once it is back."""
         d, c = t.deliveries, t.channel_status
         held = select(c.c.channel).where((c.c.channel == d.c.channel) & (c.c.next_try_at > now))
-        free = d.c.claimed_until.is_(None) | (d.c.claimed_until <= now)
+        free = d.c.claimed_until.is_(None) | (d.c.claimed_until <= (clock or now))
         return (
             select(d)
             .where((d.c.status == "pending") & (d.c.due_at <= now) & free & ~held.exists())
@@ -61,12 +122,20 @@ class Outbox:
             .limit(limit)
         )
 
-    def release(self, delivery_ids: Sequence[int]) -> None:
-        """Give claimed deliveries back untried (their channel just failed: they wait)."""
+    def release(self, deliveries: Sequence[Delivery]) -> None:
+        """Give claimed deliveries back untried (their channel just failed: they wait; the
+        process is stopping), those this process still holds."""
         d = t.deliveries
+        by_claim: dict[datetime | None, list[int]] = {}
+        for x in deliveries:
+            by_claim.setdefault(x.claimed_until, []).append(x.id)
         with self.engine.begin() as conn:
-            for chunk in _chunks(delivery_ids):
-                conn.execute(update(d).where(d.c.id.in_(chunk)).values(claimed_until=None))
+            for claim, ids in by_claim.items():
+                mine = d.c.claimed_until.is_(None) if claim is None else d.c.claimed_until == claim
+                for chunk in _chunks(ids):
+                    conn.execute(
+                        update(d).where(d.c.id.in_(chunk) & mine).values(claimed_until=None)
+                    )
 
     def release_claims(self) -> int:
         """Free every claim (a single-instance start: no other process can hold one)."""
@@ -138,13 +207,13 @@ class Outbox:
         """Give up on pending, unclaimed deliveries of `route` (None: of every route but
         `other_than`) due before `older_than`; the expired rows."""
         d = t.deliveries
-        free = d.c.claimed_until.is_(None) | (d.c.claimed_until <= now)
-        where = (d.c.status == "pending") & (d.c.due_at < older_than) & free
-        if route is not None:
-            where = where & (d.c.route == route)
-        elif other_than:
-            where = where & d.c.route.not_in(list(other_than))
         with self.engine.begin() as conn:
+            free = d.c.claimed_until.is_(None) | (d.c.claimed_until <= self._clock(conn, now))
+            where = (d.c.status == "pending") & (d.c.due_at < older_than) & free
+            if route is not None:
+                where = where & (d.c.route == route)
+            elif other_than:
+                where = where & d.c.route.not_in(list(other_than))
             found = [rows.delivery(r) for r in conn.execute(select(d).where(where))]
             for chunk in _chunks([x.id for x in found]):
                 conn.execute(
@@ -291,13 +360,34 @@ class Outbox:
         channel: ChannelStatus | None = None,
         channel_up: bool = False,
         told: Told | None = None,
-    ) -> ChannelStatus | None:
+    ) -> Recorded:
         """One attempt and the delivery's new state, in one transaction; with `channel`, the
         channel is (still) down as given; with `channel_up`, it is up again: its status row
         goes, and is returned when there was one. `told` is what the message said of its
-        story, kept once it is sent (the next update says what changed since)."""
+        story, kept once it is sent (the next update says what changed since).
+
+        A claimed delivery (its `claimed_until` set by `claim_due`/`renew`) is recorded only
+        while it is pending and still holds that claim; otherwise nothing is written and
+        `held` is False: a lost race is told, never recorded twice."""
         was: ChannelStatus | None = None
+        d = t.deliveries
         with self.engine.begin() as conn:
+            where = d.c.id == delivery.id
+            if delivery.claimed_until is not None:
+                claim = delivery.claimed_until
+                where = where & (d.c.status == "pending") & (d.c.claimed_until == claim)
+            values: dict[str, Any] = {"status": status, "last_error": error, "claimed_until": None}
+            if counts:
+                values["attempts"] = d.c.attempts + 1
+            if status == "sent":
+                values["sent_at"] = now
+                if told is not None:
+                    values["told"] = json.dumps(told.as_json(), ensure_ascii=False)
+            if due_at is not None:
+                values["due_at"] = due_at
+            if not conn.execute(update(d).where(where).values(**values)).rowcount:
+                found = conn.execute(select(d.c.status).where(d.c.id == delivery.id)).scalar()
+                return Recorded(held=False, status=found)
             conn.execute(
                 t.delivery_attempts.insert().values(
                     delivery_id=delivery.id,
@@ -308,18 +398,6 @@ class Outbox:
                     subject=subject,
                     body=body,
                 )
-            )
-            values: dict[str, Any] = {"status": status, "last_error": error, "claimed_until": None}
-            if counts:
-                values["attempts"] = t.deliveries.c.attempts + 1
-            if status == "sent":
-                values["sent_at"] = now
-                if told is not None:
-                    values["told"] = json.dumps(told.as_json(), ensure_ascii=False)
-            if due_at is not None:
-                values["due_at"] = due_at
-            conn.execute(
-                update(t.deliveries).where(t.deliveries.c.id == delivery.id).values(**values)
             )
             c = t.channel_status
             if channel is not None:
@@ -342,7 +420,7 @@ class Outbox:
                 if row is not None:
                     was = rows.channel_status(row)
                     conn.execute(c.delete().where(c.c.channel == delivery.channel))
-        return was
+        return Recorded(was=was)
 
     def add(
         self,
