@@ -1233,3 +1233,49 @@ def test_a_send_whose_claim_another_replica_took_is_told_not_recorded_twice(
     assert Outbox(store).attempts([d.id]) == {d.id: []}
     (lost,) = [r for r in caplog.records if "no longer its to record" in r.getMessage()]
     assert lost.levelname == "ERROR" and "another replica" in lost.getMessage()
+
+
+@pytest.mark.parametrize("cancelled", [False, True], ids=["stop", "stop-then-cancel"])
+def test_told_to_stop_a_deliverer_finishes_and_records_the_send_under_way_and_gives_back_the_rest(
+    store: Store, db_url: str, feeds: FeedServer, cancelled: bool
+) -> None:
+    """A graceful stop during a backlog: the message on its way is sent and recorded, even
+    when the job is cancelled meanwhile (a stop past its grace); the next is not taken, and
+    (unless cancelled) the rest of the claim is given back, so the restart or another replica
+    sends them at once. Before, the cancelled send was never recorded: sent again after the
+    restart."""
+    import threading
+
+    _, a, _, other = _replica_pair(store, db_url, feeds, 3)
+    other.close()
+    arrived, gate = threading.Event(), threading.Event()
+
+    def held(handler: Any) -> None:
+        arrived.set()
+        gate.wait(60)
+        FeedServer._send(handler, 200, b"{}", "application/json", {})
+
+    feeds.routes["/hook"].handler = held
+
+    async def go() -> None:
+        job = asyncio.ensure_future(a.run_due())
+        assert await asyncio.to_thread(arrived.wait, 60)
+        a.stop()
+        if cancelled:
+            job.cancel()  # the scheduler's shutdown, after the grace
+            await asyncio.sleep(0)
+        gate.set()
+        if cancelled:
+            with pytest.raises(asyncio.CancelledError):
+                await job
+        else:
+            assert await job == 1
+        assert await a.run_due() == 0  # stopped: takes nothing more
+
+    asyncio.run(go())
+    first, *rest = sorted(Outbox(store).listing(), key=lambda d: d.id)
+    assert first.status == "sent" and first.attempts == 1
+    assert len(feeds.hits("/hook")) == 1
+    assert [(d.status, d.attempts) for d in rest] == [("pending", 0)] * 2
+    if not cancelled:
+        assert [d.claimed_until for d in rest] == [None, None], "given back"

@@ -676,7 +676,33 @@ class Deliverer:
         told: Mapping[int, Told] | None = None,
     ) -> str:
         """Send one message for the group and record the outcome of each delivery; `told`
-        is what the message said of each delivery's story (kept once sent)."""
+        is what the message said of each delivery's story (kept once sent).
+
+        A cancellation (a stop past its grace) never comes between the send and its record:
+        they go on to the end, then the cancellation is passed on."""
+        task = asyncio.ensure_future(self._send_now(url, group, message, now, down, told))
+        cancelled = False
+        while True:
+            try:
+                outcome = await asyncio.shield(task)
+                break
+            except asyncio.CancelledError:
+                if task.cancelled():
+                    raise
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        return outcome
+
+    async def _send_now(
+        self,
+        url: str,
+        group: Sequence[Delivery],
+        message: Message,
+        now: datetime,
+        down: ChannelStatus | None,
+        told: Mapping[int, Told] | None = None,
+    ) -> str:
         timeout = self.config.settings.delivery_timeout.total_seconds()
         took = self._took.setdefault(group[0].id, set())
 
