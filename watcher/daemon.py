@@ -412,6 +412,7 @@ class Daemon:
             # No new run; one under way (a tick claiming sources, a delivery) ends first:
             # shutting the scheduler down cancels it, and its error would be logged.
             self.scheduler.pause()
+            self.deliverer.stop()  # the send under way ends and is recorded; no next one
             if self._jobs:
                 await asyncio.wait(list(self._jobs), timeout=grace)
             self.scheduler.shutdown(wait=False)
@@ -447,7 +448,14 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.rechecking
         async with self._deliver_lock:  # a send in progress finishes and is recorded
-            pass
+            unrecorded = await self.deliverer.record_sent()
+        if unrecorded:
+            log.warning(
+                "%d sent messages could not be recorded before stopping (the database is "
+                "unavailable): they will be sent again once it is back",
+                unrecorded,
+                extra={"action": "stop"},
+            )
         if self.tally.polled or self.tally.sent or self.tally.unsent:
             await self._tell_cycle(final=True)
         if self.fetcher is not None:
@@ -770,7 +778,9 @@ class Daemon:
         )
         await asyncio.to_thread(lambda: old_parsing.close(cancel=False))  # polls in flight finish
         self.alerting = Alerting.from_config(loaded.config)
-        self.deliverer = self._deliverer(loaded.config)
+        deliverer = self._deliverer(loaded.config)
+        deliverer.inherit(self.deliverer)  # sends not yet recorded are not forgotten
+        self.deliverer = deliverer
         log.info(
             "reloaded %s: %s",
             self.config_path,

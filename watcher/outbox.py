@@ -339,6 +339,20 @@ class Deliverer:
         (SIGTERM), before waiting for the delivery job."""
         self._stopping = True
 
+    def inherit(self, previous: Deliverer) -> None:
+        """Take over what `previous` (the Deliverer of the configuration a reload replaces)
+        remembers: sends still to be recorded (dropped, they would be sent again), and the
+        targets that took a delivery being retried."""
+        self._unrecorded = previous._unrecorded
+        self._swept_at = previous._swept_at
+        self._took = previous._took
+
+    async def record_sent(self) -> int:
+        """At the end of a run (a stop, `run --once`): try once more to record the sends the
+        database refused; how many still could not be (they may be sent again)."""
+        await self._record_unrecorded()
+        return len(self._unrecorded)
+
     @property
     def lease(self) -> timedelta:
         """How long a claim holds a delivery: longer than one send can take (`_send` waits

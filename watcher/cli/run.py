@@ -127,7 +127,16 @@ async def _once(
     def attempted(_channel: str, outcome: str) -> None:
         tally.attempted(outcome)
 
-    await Deliverer(store, loaded.config, on_attempt=attempted).run_due()
+    deliverer = Deliverer(store, loaded.config, on_attempt=attempted)
+    await deliverer.run_due()
+    unrecorded = await deliverer.record_sent()
+    if unrecorded:
+        log.warning(
+            "%d sent messages could not be recorded (the database is unavailable): the next "
+            "run sends them again",
+            unrecorded,
+            extra={"action": "deliver"},
+        )
     upcoming = store.next_poll([s.id for s in loaded.config.sources if s.enabled])
     took = f"took {time.monotonic() - started:.1f}s"
     log.info("%s", tally.line(upcoming, utcnow(), took), extra={"action": "cycle"})
