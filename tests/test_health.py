@@ -530,3 +530,67 @@ def test_an_ops_title_says_watcher_once() -> None:
 
     message = render.render_ops("watcher: source dnk is unhealthy (failing)", ["x"], "text")
     assert message.title == "[watcher] source dnk is unhealthy (failing)"
+
+
+# --------------------------------------------------------------------------- titles lost
+
+
+def _listing(titles: list[str], *, redesigned: bool) -> bytes:
+    """An html listing; redesigned, the anchor wraps a thumbnail and the headline is an h4."""
+    rows = "".join(
+        f'<li class="news"><a class="t" href="/n/{n}"><img src="/i/{n}.jpg"></a><h4>{t}</h4></li>'
+        if redesigned
+        else f'<li class="news"><a class="t" href="/n/{n}">{t}</a></li>'
+        for n, t in enumerate(titles, start=1)
+    )
+    return f"<html><body><ul>{rows}</ul></body></html>".encode()
+
+
+def _api(titles: list[str], *, redesigned: bool) -> bytes:
+    """A JSON API; redesigned, its `title` key is renamed `name`."""
+    import json
+
+    key = "name" if redesigned else "title"
+    data = [
+        {"fields": {key: t, "url": f"https://e.org/n/{n}"}} for n, t in enumerate(titles, start=1)
+    ]
+    return json.dumps({"data": data}).encode()
+
+
+TITLES = ["Report one", "Report two", "Report three"]
+LOST_TITLE = [
+    pytest.param(
+        _listing,
+        "text/html",
+        {"kind": "html", "robots": False, "selectors": {"item": "li.news", "title": "a.t"}},
+        id="html-title-selector",
+    ),
+    pytest.param(
+        _api,
+        "application/json",
+        {"kind": "json", "items": "data", "fields": {"title": "fields.title", "url": "fields.url"}},
+        id="json-title-field",
+    ),
+]
+
+
+@pytest.mark.parametrize(("page", "content_type", "kind"), LOST_TITLE)
+def test_a_title_that_stops_matching_is_broken_told_once_and_keeps_stored_titles(
+    store: Store, server: FeedServer, page: Any, content_type: str, kind: dict[str, Any]
+) -> None:
+    route = server.route("/l", body=page(TITLES, redesigned=False), content_type=content_type)
+    config = with_ops([{"id": "s", "url": server.url("/l"), **kind}])
+    clock = Clock()
+    poll_and_check(config, store, clock)
+    assert kept(store) == (None, None)
+    # the redesign: every title is lost, and a fourth report arrives
+    route.body = page([*TITLES, "Report four"], redesigned=True)
+    poll_and_check(config, store, clock, times=3)
+    status, reason = kept(store)
+    assert status == "broken" and "4 of 4 lack a title" in (reason or "")
+    (notice,) = ops_notices(store)  # three polls, one notice
+    assert "source s is unhealthy (broken)" in notice[0]
+    titles = {(i.url or "").rsplit("/n/")[-1]: i.title for i in store.iter_items()}
+    assert [titles[n] for n in "123"] == TITLES  # as found
+    assert titles["4"] == "(untitled)"  # found without one
+    assert not any(store.item_revisions(i.key) for i in store.iter_items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect
@@ -336,3 +337,72 @@ def test_two_replicas_adding_the_same_new_source_at_once_both_go_on(store: Store
         other.close()
     assert raced, "the race was staged"
     assert set(store.source_states()) == {"new", "also-new"}
+
+
+# --------------------------------------------------------------------------- matched on update
+
+DAY = timedelta(days=1)
+
+
+def _alerting_config():
+    import yaml
+
+    from tests.helpers import CONFIG
+    from watcher.config import load_config_text
+
+    doc = {
+        **CONFIG,
+        "sources": [{"id": "src", "kind": "feed", "url": "https://e.org/f", "lang": "en"}],
+        "channels": [{"id": "adv", "url": "json://127.0.0.1:9/adv"}],
+        "routes": [{"id": "adv", "channels": ["adv"]}],
+    }
+    return load_config_text(yaml.safe_dump(doc), "w.yaml", {}).config
+
+
+REPORT = "China repatriates 60 North Korean defectors from Jilin"
+
+
+@pytest.mark.parametrize(
+    ("first_seen", "published", "baseline", "alerted"),
+    [
+        pytest.param(2 / 24, 3 / 24, False, True, id="recent: alerted"),
+        pytest.param(2 / 24, None, False, True, id="recent-undated: alerted"),
+        pytest.param(10, 10, False, False, id="published-long-ago: a story, no alert"),
+        pytest.param(10, None, False, False, id="first-seen-long-ago: a story, no alert"),
+        pytest.param(2 / 24, 3 / 24, True, False, id="baseline: a story, no alert"),
+    ],
+)
+def test_an_item_that_matches_only_once_its_title_is_back_joins_a_story(
+    store: Store, first_seen: float, published: float | None, baseline: bool, alerted: bool
+) -> None:
+    """Stored while a selector had lost its title (nothing matched), then put right: the update
+    is grouped into a story as a new item would be, judged as it was first found."""
+    from watcher.pipeline import match_items
+    from watcher.routing import Alerting
+    from watcher.rules import compile_rules
+
+    config = _alerting_config()
+    store.sync_sources(config.sources, NOW - 30 * DAY)
+    matcher, alerting = compile_rules(config), Alerting.from_config(config)
+
+    def poll(title: str, untitled: bool, at: datetime) -> Any:
+        found = make_item(
+            title=title,
+            untitled=untitled,
+            text="Police said on Tuesday.",
+            lang="en",
+            published_at=None if published is None else NOW - published * DAY,
+            fetched_at=at,
+            baseline=baseline and at < NOW,
+        )
+        matches = match_items(matcher, [found], ())
+        return store.save_items([found], now=at, matches=matches, alerting=alerting)
+
+    first = poll("(untitled)", True, NOW - first_seen * DAY)
+    assert first.new and not first.matches and not first.stories
+    fixed = poll(REPORT, False, NOW)
+    assert fixed.updated and fixed.matches
+    (story,) = fixed.stories
+    assert story.change == "new" and bool(story.deliveries) == alerted
+    again = poll(REPORT + " province", False, NOW + DAY)  # already in its story
+    assert again.updated and not again.stories

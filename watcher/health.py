@@ -150,7 +150,8 @@ def item_problem(items: Sequence[Item], *, dated: bool) -> str | None:
     if not items:
         return None
     missing = {
-        "a title": sum(1 for i in items if not i.title.strip()),
+        # a parsed item without a title carries a placeholder, and says so
+        "a title": sum(1 for i in items if i.untitled or not i.title.strip()),
         "a link": sum(1 for i in items if not i.url),
     }
     if dated:

@@ -25,6 +25,8 @@ from watcher.types import Item
 MAX_TITLE = 1_000
 MAX_TEXT = 100_000
 MAX_KEY = 200
+#: The title an item the source gave none is stored and shown with (`Item.untitled` says so).
+UNTITLED = "(untitled)"
 
 #: Query parameters that only track readers; removed from canonical URLs.
 TRACKING_PARAMS = frozenset(
@@ -387,7 +389,8 @@ def make_item(
         key=key,
         source_id=source_id,
         url=url,
-        title=clean_title or "(untitled)",
+        title=clean_title or UNTITLED,
+        untitled=not clean_title,
         text=text,
         lang=detect_lang(f"{clean_title} {text}", language_tag(lang)),
         published_at=when,

@@ -84,6 +84,9 @@ class Item:
     fetched_at: datetime
     #: Stored on the source's first poll: backlog, never alerted on.
     baseline: bool = False
+    #: The source gave no title (`title` is then `items.UNTITLED`): health counts it, and a
+    #: stored item keeps the title it was found with (not stored: an item read back is False).
+    untitled: bool = False
 
     def __post_init__(self) -> None:
         if not self.key:

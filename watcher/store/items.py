@@ -7,6 +7,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from watcher.store.engine import StoreBase
 from watcher.store.prune import pruned_keys
 from watcher.store.sources import record_success
 from watcher.store.stories import write_stories
-from watcher.types import Item, MatchRecord, PollSuccess, SaveResult
+from watcher.types import Item, MatchRecord, PollSuccess, SaveResult, StoryChange
 
 if TYPE_CHECKING:
     from watcher.routing import Alerting
@@ -51,8 +52,12 @@ class ItemQueries(StoreBase):
         first-seen evidence (`store.evidence.keep`).
 
         A re-seen key is not stored again; when its title or text changed materially the
-        row is updated and the old version kept in `item_revisions`. Concurrent writers are
-        safe: new rows go in with `ON CONFLICT (key) DO NOTHING`.
+        row is updated and the old version kept in `item_revisions`. A re-seen item the
+        source now gives no title (`Item.untitled`) keeps its stored title and matches. An
+        updated item that matches a rule while in no story (it matched nothing when stored)
+        is grouped into a story like a new one, judged by when it was first seen and published
+        (`_first_matched`). Concurrent writers are safe: new rows go in with
+        `ON CONFLICT (key) DO NOTHING`.
         """
         if not items:
             if success is not None:
@@ -103,8 +108,15 @@ class ItemQueries(StoreBase):
             fresh = [i for i in unique if i.key not in existing and i.key not in pruned]
             inserted = self._insert_items(conn, fresh, seen_at) if fresh else {}
             updated = []
+            # Updated items without a title now: their stored title and matches are kept.
+            kept_titles: set[str] = set()
             for item in unique:
                 old = existing.get(item.key)
+                if old is not None and item.untitled and old.title != item.title:
+                    # The source lost the title (a selector or field that no longer fits), not
+                    # the article: the record keeps the title it was found with.
+                    item = replace(item, title=old.title)
+                    kept_titles.add(item.key)
                 if old is not None and _materially_changed(old.title, old.text, item):
                     conn.execute(
                         t.item_revisions.insert().values(
@@ -151,7 +163,12 @@ class ItemQueries(StoreBase):
             }
             stored = [m for m in matches if m.item_key in changed]
             self._replace_matches(
-                conn, stored, changed, updated_ids=[ids[i.key] for i in updated], now=seen_at
+                conn,
+                stored,
+                changed,
+                # (matched without the title it keeps: its earlier matches stay beside them)
+                updated_ids=[ids[i.key] for i in updated if i.key not in kept_titles],
+                now=seen_at,
             )
             if captures:
                 matched = {m.item_key for m in stored}
@@ -159,11 +176,13 @@ class ItemQueries(StoreBase):
             if success is not None:
                 record_success(conn, success, new=bool(inserted))
             new = tuple(item for item in unique if item.key in inserted)
-            hooked = (
-                tuple(write_stories(conn, alerting, new, stored, inserted, seen_at))
-                if alerting
-                else ()
-            )
+            hooked: tuple[StoryChange, ...] = ()
+            if alerting:
+                first = _first_matched(conn, updated, stored, existing)
+                grouped = {**inserted, **{i.key: ids[i.key] for i in first}}
+                hooked = tuple(
+                    write_stories(conn, alerting, (*new, *first), stored, grouped, seen_at)
+                )
         return SaveResult(
             new=new,
             updated=tuple(updated),
@@ -216,9 +235,19 @@ class ItemQueries(StoreBase):
             return int(conn.execute(select(func.count()).select_from(t.matches)).scalar_one())
 
     def _existing(self, conn: Connection, keys: Sequence[str]) -> dict[str, Any]:
-        """Key → (id, key, title, text, content_hash) of the stored items among `keys`."""
+        """Key → (id, key, title, text, content_hash, published_at, fetched_at, baseline) of
+        the stored items among `keys`."""
         table = t.items
-        columns = (table.c.id, table.c.key, table.c.title, table.c.text, table.c.content_hash)
+        columns = (
+            table.c.id,
+            table.c.key,
+            table.c.title,
+            table.c.text,
+            table.c.content_hash,
+            table.c.published_at,
+            table.c.fetched_at,
+            table.c.baseline,
+        )
         return {row.key: row for row in self._by_keys(conn, columns, keys)}
 
     def _ids(self, conn: Connection, keys: Sequence[str]) -> dict[str, int]:
@@ -392,6 +421,42 @@ _PG_LINK = sql(
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:sources AS varchar[])) AS u(i, s) "
     "ON CONFLICT DO NOTHING"
 )
+
+
+def _first_matched(
+    conn: Connection,
+    updated: Sequence[Item],
+    matches: Sequence[MatchRecord],
+    existing: Mapping[str, Any],
+) -> list[Item]:
+    """The updated items that match a rule and are in no story yet (stored before they
+    matched: a title a selector had lost, put back): each is grouped into a story as a new
+    one would be, as the item was first found. Its first-seen time, publication time and
+    baseline decide, as for a new item, whether it is too old to alert."""
+    matched = {m.item_key for m in matches}
+    candidates = {i.key: i for i in updated if i.key in matched}
+    if not candidates:
+        return []
+    ids = {existing[k].id: k for k in candidates}
+    grouped: set[int] = set(
+        conn.execute(
+            select(t.story_items.c.item_id).where(t.story_items.c.item_id.in_(list(ids)))
+        ).scalars()
+    )
+    out = []
+    for item_id, key in ids.items():
+        if item_id in grouped:
+            continue
+        old = existing[key]
+        out.append(
+            replace(
+                candidates[key],
+                published_at=old.published_at,
+                fetched_at=old.fetched_at,
+                baseline=bool(old.baseline),
+            )
+        )
+    return out
 
 
 def content_hash(title: str, text: str) -> str:
