@@ -21,6 +21,8 @@ from watcher.store import tables as t
 from watcher.types import Item, SourceState
 
 DAY = timedelta(days=1)
+#: The newest publication date of a frozen feed.
+NEWEST = T0 - 40 * DAY
 #: A source added yesterday that has never parsed an item.
 EMPTY = {"items_seen_at": None, "last_new_at": None, "created_at": T0 - DAY}
 
@@ -66,6 +68,15 @@ def assess(st: SourceState, now: datetime = T0, stale_after: timedelta = 7 * DAY
         ({"moved_to": "https://new.example/feed"}, "moved", "https://new.example/feed"),
         ({"last_new_at": T0 - 8 * DAY}, "stale", "expected within 7 days"),
         ({"last_new_at": None, "created_at": T0 - 8 * DAY}, "stale", "no item at all"),
+        # by publication date: a source added while frozen is stale from its first poll
+        (
+            {"ok_polls": 1, "created_at": T0, "last_new_at": T0, "newest_published_at": NEWEST},
+            "stale",
+            "newest item published 2026-10-14, 40 days ago; expected within 7 days",
+        ),
+        ({"newest_published_at": T0 - 6 * DAY}, "ok", ""),
+        ({"newest_published_at": T0 - 6 * DAY, "last_new_at": T0 - 8 * DAY}, "stale", "no new"),
+        ({"newest_published_at": None, "last_new_at": T0}, "ok", ""),  # undated: first seen
     ],
 )
 def test_assess(changes: dict[str, Any], status: str, in_reason: str) -> None:
@@ -215,8 +226,25 @@ def test_a_feed_that_parses_nothing_is_empty_within_three_polls_and_told_once(
     assert "source s is unhealthy (empty)" in notice[0]
 
 
-def test_a_frozen_feed_turns_stale_then_recovers(store: Store, server: FeedServer) -> None:
-    route = server.route("/f", body=rss([("A", "https://e.org/a")]))
+def undated(body: bytes) -> bytes:
+    """The feed without its publication dates."""
+    import re
+
+    return re.sub(rb"<pubDate>[^<]*</pubDate>", b"", body)
+
+
+@pytest.mark.parametrize(
+    ("dates", "reason"),
+    [
+        (lambda b: b, "newest item published 2026-11-22, 3 days ago; expected within 2 days"),
+        (undated, "no new item since 2026-11-23 09:00 UTC (3 days); expected within 2 days"),
+    ],
+    ids=["dated", "undated"],
+)
+def test_a_frozen_feed_turns_stale_then_recovers(
+    store: Store, server: FeedServer, dates: Any, reason: str
+) -> None:
+    route = server.route("/f", body=dates(rss([("A", "https://e.org/a")])))
     config = with_ops([feed_source(server, "s", "/f", stale_after="2d")])
     clock = Clock()
     poll_and_check(config, store, clock)
@@ -225,13 +253,34 @@ def test_a_frozen_feed_turns_stale_then_recovers(store: Store, server: FeedServe
     assert kept(store)[0] is None
     clock.advance(days=2)
     poll_and_check(config, store, clock)  # the same body for three days
-    status, reason = kept(store)
-    assert status == "stale" and "no new item since 2026-11-23 09:00 UTC" in (reason or "")
-    route.body = rss([("B", "https://e.org/b")])
+    assert kept(store) == ("stale", reason)
+    route.body = dates(rss([("B", "https://e.org/b")], pub="Thu, 26 Nov 2026 08:00:00 +0900"))
     poll_and_check(config, store, clock)
     assert kept(store) == (None, None)
     subjects = [s for s, _ in ops_notices(store)]
     assert subjects == ["watcher: source s is unhealthy (stale)", "watcher: source s recovered"]
+
+
+@pytest.mark.parametrize(
+    ("dates", "health_after_first_poll"),
+    [
+        (
+            lambda b: b,
+            ("stale", "newest item published 2026-10-14, 40 days ago; expected within 14 days"),
+        ),
+        (undated, (None, None)),  # undated: by when items are first seen, as before
+    ],
+    ids=["dated", "undated"],
+)
+def test_a_source_added_while_frozen_is_stale_from_its_first_poll(
+    store: Store, server: FeedServer, dates: Any, health_after_first_poll: tuple[Any, Any]
+) -> None:
+    old = f"{NEWEST:%a, %d %b %Y %H:%M:%S} +0000"
+    server.route("/f", body=dates(rss([("A", "https://e.org/a")], pub=old)))
+    config = with_ops([feed_source(server, "s", "/f")])
+    poll_and_check(config, store, Clock(), times=2)
+    assert kept(store) == health_after_first_poll
+    assert len(ops_notices(store)) == (1 if health_after_first_poll[0] else 0)
 
 
 def test_a_permanent_redirect_is_reported_with_its_target(store: Store, server: FeedServer) -> None:

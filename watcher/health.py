@@ -9,7 +9,9 @@ nothing:
     empty     it has never yielded an item in `empty_polls` successful polls
     broken    most of the items of its last poll lack a title, a link or a date
     moved     a permanent redirect (301/308) leads elsewhere: the new address is given
-    stale     no new item first seen for longer than it usually goes quiet
+    stale     its newest item was published, or its last new item first seen, longer ago
+              than it usually goes quiet (a source added while already frozen is stale
+              from its first polls; an undated one by when items were first seen)
 
 Pure: values in, values out; the clock is an argument. `store.sources` keeps the inputs and
 the assessed health (so successive `run --once` calls add up); `pipeline.check_health` applies
@@ -41,6 +43,9 @@ STALE_FACTOR = 10
 STALE_FLOOR = timedelta(days=3)
 STALE_DEFAULT = timedelta(days=14)
 STALE_HISTORY = 5
+#: A publication date further ahead than this is a wrong date (a year mistyped), not news:
+#: it does not count as the source's newest, or it would hide a frozen feed for years.
+FUTURE_SLACK = timedelta(days=2)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -120,6 +125,13 @@ def assess(
             status="moved",
             reason=f"permanently redirected to {state.moved_to} (put it in sources.yaml)",
         )
+    newest = state.newest_published_at
+    if state.ok_polls and newest is not None and now - newest > stale_after:
+        return Health(
+            status="stale",
+            reason=f"newest item published {newest:%Y-%m-%d}, {_days(now - newest)} ago; "
+            f"expected within {_days(stale_after)}",
+        )
     since = state.last_new_at or state.created_at
     if state.ok_polls and since is not None and now - since > stale_after:
         what = "no new item" if state.last_new_at else "no item at all"
@@ -142,6 +154,15 @@ def stale_limit(configured: timedelta | None, new_item_times: Sequence[datetime]
     if len(gaps) < STALE_HISTORY:
         return STALE_DEFAULT
     return max(STALE_FLOOR, timedelta(seconds=statistics.median(gaps) * STALE_FACTOR))
+
+
+def newest_published(items: Sequence[Item], now: datetime) -> datetime | None:
+    """The newest publication date among `items` (those dated more than `FUTURE_SLACK` ahead
+    of `now` left out); None when none is dated."""
+    return max(
+        (i.published_at for i in items if i.published_at and i.published_at <= now + FUTURE_SLACK),
+        default=None,
+    )
 
 
 def item_problem(items: Sequence[Item], *, dated: bool) -> str | None:

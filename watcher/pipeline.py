@@ -445,6 +445,7 @@ async def _poll(
         or parsed.truncated
         or articles.problem(state),
         moved_to=_shown(result.moved_to),
+        newest_published=health.newest_published(items, now),
     )
     # Stored items whose article arrived on a retry are stored again, with it.
     listed = {i.key for i in items}
@@ -538,7 +539,10 @@ def check_health(
         if state is None or (only is not None and source.id not in only):
             continue
         limit = source.stale_after or health.STALE_DEFAULT
-        since = state.last_new_at or state.created_at
+        since = min(
+            (t for t in (state.last_new_at or state.created_at, state.newest_published_at) if t),
+            default=None,
+        )
         if source.stale_after is None and since and now - since > health.STALE_FLOOR:
             limit = health.stale_limit(None, store.new_item_times(source.id))
         new = health.assess(

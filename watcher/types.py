@@ -127,6 +127,9 @@ class SourceState:
     health: str | None = None
     health_reason: str | None = None
     health_since: datetime | None = None
+    #: The newest publication date among the items its last parsed poll yielded (None: none
+    #: was dated): a source whose news is old is stale from its first polls.
+    newest_published_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -159,6 +162,8 @@ class PollSuccess:
     problem: str | None = None
     #: Where a permanent redirect led.
     moved_to: str | None = None
+    #: The newest publication date among the parsed items (`health.newest_published`).
+    newest_published: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -307,6 +307,7 @@ def record_success(conn: Connection, success: PollSuccess, *, new: bool = False)
         values["last_item_count"] = success.item_count
     if success.item_count:
         values["items_seen_at"] = success.polled_at
+        values["newest_published_at"] = success.newest_published
     if new:
         values["last_new_at"] = success.polled_at
     conn.execute(update(t.sources).where(t.sources.c.id == success.source_id).values(**values))

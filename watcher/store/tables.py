@@ -106,6 +106,8 @@ sources = Table(
     Column("health_since", UTCDateTime),
     #: Items it first carried, counted as they are stored (pages show it without counting).
     Column("item_count", Integer, nullable=False, default=0, server_default="0"),
+    #: The newest publication date among the items of its last parsed poll (None: undated).
+    Column("newest_published_at", UTCDateTime),
 )
 
 #: One distinct news item; `key` is its stable identity.
