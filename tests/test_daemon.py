@@ -316,6 +316,9 @@ def test_unhealthy_and_recovered_sources_alert_the_ops_route(
         (first,) = hooks(server)
         assert "source feed0 is unhealthy" in first["title"]
         assert "HTTP 500" in first["message"] and "watcher sources test feed0" in first["message"]
+        # (with an item: a feed that parses nothing for empty_polls polls is `empty`, and a
+        # recovery is told only after health.RECOVERY_POLLS clean polls)
+        server.routes["/f0"].body = rss("A report")
         server.routes["/f0"].status = 200
         daemon.wait(lambda: len(hooks(server)) >= 2, "the recovery alert", 60)
         assert "source feed0 recovered" in hooks(server)[1]["title"]

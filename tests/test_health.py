@@ -145,6 +145,36 @@ def test_blocked_page(status: int, headers: dict[str, str], head: bytes, blocked
         assert found.startswith(health.BLOCKED) and f"HTTP {status}" in found
 
 
+BLOCKED = health.Health(status="blocked", reason="a bot challenge page, HTTP 200")
+MOVED = health.Health(status="moved", reason="permanently redirected to https://e.org/n")
+
+
+@pytest.mark.parametrize(
+    ("kept", "new", "failures", "clean", "settled", "clean_after"),
+    [
+        (health.OK, BLOCKED, 1, 0, BLOCKED, 0),  # a problem: at once
+        (BLOCKED, health.OK, 0, 0, BLOCKED, 1),  # one clean poll: still the episode
+        (BLOCKED, health.OK, 0, health.RECOVERY_POLLS - 2, BLOCKED, health.RECOVERY_POLLS - 1),
+        (BLOCKED, health.OK, 0, health.RECOVERY_POLLS - 1, health.OK, 0),  # recovered
+        (BLOCKED, BLOCKED, 1, 2, BLOCKED, 0),  # back: the same episode, counted afresh
+        (BLOCKED, MOVED, 0, 1, MOVED, 0),  # another problem: at once
+        (BLOCKED, health.OK, 1, 2, BLOCKED, 0),  # a failed poll (retrying) is not clean
+        (BLOCKED, health.Health(status="disabled"), 0, 0, health.Health(status="disabled"), 0),
+        (health.OK, health.OK, 0, 0, health.OK, 0),
+    ],
+)
+def test_a_recovery_is_kept_only_once_it_holds(
+    kept: health.Health,
+    new: health.Health,
+    failures: int,
+    clean: int,
+    settled: health.Health,
+    clean_after: int,
+) -> None:
+    got = health.settled(kept, new, failures=failures, clean_polls=clean)
+    assert (got.health, got.clean_polls) == (settled, clean_after)
+
+
 def test_notice_tells_each_change_once() -> None:
     ok, failing = health.OK, health.Health(status="failing", reason="3 failures; HTTP 500")
     worse = health.Health(status="failing", reason="4 failures; HTTP 500")
@@ -255,6 +285,8 @@ def test_a_frozen_feed_turns_stale_then_recovers(
     poll_and_check(config, store, clock)  # the same body for three days
     assert kept(store) == ("stale", reason)
     route.body = dates(rss([("B", "https://e.org/b")], pub="Thu, 26 Nov 2026 08:00:00 +0900"))
+    poll_and_check(config, store, clock, times=health.RECOVERY_POLLS - 1)
+    assert kept(store) == ("stale", reason)  # not yet recovered: the episode may go on
     poll_and_check(config, store, clock)
     assert kept(store) == (None, None)
     subjects = [s for s, _ in ops_notices(store)]
@@ -643,3 +675,47 @@ def test_a_title_that_stops_matching_is_broken_told_once_and_keeps_stored_titles
     assert [titles[n] for n in "123"] == TITLES  # as found
     assert titles["4"] == "(untitled)"  # found without one
     assert not any(store.item_revisions(i.key) for i in store.iter_items())
+
+
+# --------------------------------------------------------------------------- intermittent problems
+
+CHALLENGE = b"<html><head><title>Just a moment...</title></head><body>cf-chl-</body></html>"
+MOVED_AWAY = {"status": 301, "body": b"", "headers": {"Location": "/elsewhere"}}
+
+
+@pytest.mark.parametrize(
+    ("bad", "status"),
+    [
+        ({"body": CHALLENGE, "content_type": "text/html"}, "blocked"),
+        (MOVED_AWAY, "moved"),
+    ],
+    ids=["challenge", "redirect"],
+)
+def test_a_problem_that_comes_and_goes_is_one_episode_and_one_message(
+    store: Store, server: FeedServer, bad: dict[str, Any], status: str
+) -> None:
+    good = {"status": 200, "body": rss([("A", "https://e.org/a")]), "headers": {}}
+    good["content_type"] = "application/rss+xml"
+    server.route("/elsewhere", **good)
+    route = server.route("/f", **good)
+    config = with_ops([feed_source(server, "s", "/f")])
+    clock = Clock()
+
+    def serve(answer: dict[str, Any]) -> None:
+        for name, value in {**good, **answer}.items():
+            setattr(route, name, value)
+
+    for n in range(6):  # bad, good, bad, good…
+        serve(bad if n % 2 == 0 else good)
+        poll_and_check(config, store, clock)
+    assert kept(store)[0] == status
+    assert [s for s, _ in ops_notices(store)] == [f"watcher: source s is unhealthy ({status})"]
+    serve(good)
+    poll_and_check(config, store, clock, times=health.RECOVERY_POLLS - 2)  # with the last: N-1
+    assert kept(store)[0] == status
+    poll_and_check(config, store, clock)
+    assert kept(store) == (None, None)
+    assert [s for s, _ in ops_notices(store)][1:] == ["watcher: source s recovered"]
+    serve(bad)  # a new episode: told at once
+    poll_and_check(config, store, clock)
+    assert [s for s, _ in ops_notices(store)][2:] == [f"watcher: source s is unhealthy ({status})"]

@@ -15,7 +15,9 @@ nothing:
 
 Pure: values in, values out; the clock is an argument. `store.sources` keeps the inputs and
 the assessed health (so successive `run --once` calls add up); `pipeline.check_health` applies
-`assess` and queues one ops notice per change, recovery included.
+`assess`, keeps what `settled` says and queues one ops notice per change, recovery included.
+A problem is kept, and told, at once; a recovery only after `RECOVERY_POLLS` clean polls in a
+row, so that a problem that comes and goes is one episode and one message.
 """
 
 from __future__ import annotations
@@ -43,6 +45,15 @@ STALE_FACTOR = 10
 STALE_FLOOR = timedelta(days=3)
 STALE_DEFAULT = timedelta(days=14)
 STALE_HISTORY = 5
+#: Hysteresis: an unhealthy source is told recovered only after `RECOVERY_POLLS` polls in a
+#: row found nothing wrong. A challenge, redirect or broken page that comes and goes on
+#: alternate polls is then one episode: one "unhealthy" message, and one "recovered" at its
+#: end. Counted in polls, not time, so that it scales with the source's interval (three polls
+#: of a daily source are three days; of a 5-minute one, a quarter of an hour): an intermittent
+#: block seldom spares three polls in a row, and a source that has recovered is not shown
+#: unhealthy for long after.
+RECOVERY_POLLS = 3
+
 #: A publication date further ahead than this is a wrong date (a year mistyped), not news:
 #: it does not count as the source's newest, or it would hide a frozen feed for years.
 FUTURE_SLACK = timedelta(days=2)
@@ -141,6 +152,38 @@ def assess(
             f"expected within {_days(stale_after)}",
         )
     return OK
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settled:
+    """The health to keep after an assessment, and the recovery counts to keep with it."""
+
+    health: Health
+    #: Polls in a row that found nothing wrong, while the source is still unhealthy.
+    clean_polls: int = 0
+
+
+def settled(
+    kept: Health,
+    new: Health,
+    *,
+    failures: int,
+    clean_polls: int,
+) -> Settled:
+    """What to keep when the source was `kept` and is assessed `new` now (`failures`: its
+    failed polls in a row): a problem at once, but a recovery only once it has held for
+    `RECOVERY_POLLS` polls; until then the problem is kept, and a problem of the same kind
+    coming back is the same episode (nothing new to tell)."""
+    if new.problem:
+        return Settled(health=new)
+    if not kept.problem or new.status != "ok":
+        return Settled(health=new)  # healthy already, or disabled: at once
+    if failures:  # a failed poll below failure_threshold is not a clean one
+        return Settled(health=kept)
+    clean = clean_polls + 1
+    if clean >= RECOVERY_POLLS:
+        return Settled(health=new)
+    return Settled(health=kept, clean_polls=clean)
 
 
 def stale_limit(configured: timedelta | None, new_item_times: Sequence[datetime]) -> timedelta:

@@ -534,6 +534,7 @@ def check_health(
     states = store.fetch_states(only)
     settings = config.settings
     changes = []
+    counting: set[str] = set()
     for source in config.sources:
         state = states.get(source.id)
         if state is None or (only is not None and source.id not in only):
@@ -545,7 +546,7 @@ def check_health(
         )
         if source.stale_after is None and since and now - since > health.STALE_FLOOR:
             limit = health.stale_limit(None, store.new_item_times(source.id))
-        new = health.assess(
+        assessed = health.assess(
             state,
             enabled=source.enabled,
             now=now,
@@ -553,10 +554,20 @@ def check_health(
             empty_polls=settings.empty_polls,
             stale_after=limit,
         )
+        was = health.stored(state)
+        keep = health.settled(
+            was,
+            assessed,
+            failures=state.consecutive_failures,
+            clean_polls=state.clean_polls,
+        )
+        new = keep.health
         kept = (new.status, new.reason) if new.problem else (None, None)
         if kept == (state.health, state.health_reason or None):
-            continue
-        told = health.notice(source.id, source.display_name, health.stored(state), new)
+            if keep.clean_polls == state.clean_polls:
+                continue
+            counting.add(source.id)  # the recovery counts only: nothing to tell
+        told = health.notice(source.id, source.display_name, was, new)
         changes.append(
             HealthChange(
                 source_id=source.id,
@@ -565,9 +576,11 @@ def check_health(
                 reason=kept[1],
                 subject=told[0] if told else None,
                 body=told[1] if told else None,
+                clean_polls=keep.clean_polls,
             )
         )
     applied = store.record_health(changes, ops_targets(config.routes), now) if changes else []
+    applied = [c for c in applied if c.source_id not in counting]
     for change in applied:
         if change.subject and change.new:
             log.warning(

@@ -130,6 +130,8 @@ class SourceState:
     #: The newest publication date among the items its last parsed poll yielded (None: none
     #: was dated): a source whose news is old is stale from its first polls.
     newest_published_at: datetime | None = None
+    #: While unhealthy: polls in a row that found nothing wrong (`health.settled`).
+    clean_polls: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -178,6 +180,8 @@ class HealthChange:
     #: The ops notice, or None when the change is not worth one (e.g. to `disabled`).
     subject: str | None = None
     body: str | None = None
+    #: What the source keeps for recovery (`health.settled`): clean polls in a row.
+    clean_polls: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -273,7 +273,11 @@ class SourceQueries(StoreBase):
             for change in ordered:
                 s = t.sources
                 was = s.c.health.is_(None) if change.old is None else s.c.health == change.old
-                values: dict[str, object] = {"health": change.new, "health_reason": change.reason}
+                values: dict[str, object] = {
+                    "health": change.new,
+                    "health_reason": change.reason,
+                    "clean_polls": change.clean_polls,
+                }
                 if change.old != change.new:  # since when the problem (or recovery) holds
                     values["health_since"] = now
                 done = conn.execute(

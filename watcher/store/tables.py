@@ -108,6 +108,9 @@ sources = Table(
     Column("item_count", Integer, nullable=False, default=0, server_default="0"),
     #: The newest publication date among the items of its last parsed poll (None: undated).
     Column("newest_published_at", UTCDateTime),
+    #: While unhealthy: polls in a row that found nothing wrong (`health.settled`: recovery
+    #: is told only after several).
+    Column("clean_polls", Integer, nullable=False, default=0, server_default="0"),
 )
 
 #: One distinct news item; `key` is its stable identity.
