@@ -719,3 +719,29 @@ def test_a_problem_that_comes_and_goes_is_one_episode_and_one_message(
     serve(bad)  # a new episode: told at once
     poll_and_check(config, store, clock)
     assert [s for s, _ in ops_notices(store)][2:] == [f"watcher: source s is unhealthy ({status})"]
+
+
+# --------------------------------------------------------------------------- overlapping feeds
+
+
+def test_items_another_source_stored_first_are_new_to_the_source_that_carries_them(
+    store: Store, server: FeedServer
+) -> None:
+    """Two feeds of one outlet that overlap: the second's items are stored already, but its
+    last new item is when it first carried them, not "never" (and later "no item at all")."""
+    server.route("/f", body=undated(rss([("A", "https://e.org/a"), ("B", "https://e.org/b")])))
+    first = with_ops([feed_source(server, "s", "/f")])
+    both = with_ops([feed_source(server, "s", "/f"), feed_source(server, "dup", "/f")])
+    clock = Clock()
+    poll_and_check(first, store, clock)
+    carried_at = clock()
+    poll_and_check(both, store, clock)
+    dup = store.source_state("dup")
+    assert dup is not None and dup.last_new_at == carried_at
+    poll_and_check(both, store, clock)  # the same items again: nothing new
+    dup = store.source_state("dup")
+    assert dup is not None and dup.last_new_at == carried_at
+    clock.advance(days=15)
+    poll_and_check(both, store, clock)
+    status, reason = kept(store, "dup")
+    assert status == "stale" and "no new item since" in (reason or "")

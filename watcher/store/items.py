@@ -153,11 +153,14 @@ class ItemQueries(StoreBase):
             ids |= self._ids(conn, [k for k in keys if k not in ids])
             # (PostgreSQL links the new items in their INSERT, `_insert_items`)
             linked = inserted if self.dialect == "postgresql" else {}
-            self._link_sources(
+            newly_linked = self._link_sources(
                 conn,
                 [(ids[i.key], i.source_id) for i in unique if i.key in ids and i.key not in linked],
                 seen_at,
             )
+            # An item another source stored first is new to this one the first time it
+            # carries it (overlapping feeds of one outlet): its last new item is now.
+            carried = bool(newly_linked - set(inserted.values()))
             changed = {k: inserted[k] for k in inserted} | {
                 i.key: ids[i.key] for i in updated if i.key in ids
             }
@@ -174,7 +177,7 @@ class ItemQueries(StoreBase):
                 matched = {m.item_key for m in stored}
                 evidence.keep(conn, [i for i in unique if i.key in matched], changed, captures)
             if success is not None:
-                record_success(conn, success, new=bool(inserted))
+                record_success(conn, success, new=bool(inserted) or carried)
             new = tuple(item for item in unique if item.key in inserted)
             hooked: tuple[StoryChange, ...] = ()
             if alerting:
@@ -273,23 +276,30 @@ class ItemQueries(StoreBase):
 
     def _link_sources(
         self, conn: Connection, pairs: Sequence[tuple[int, str]], seen_at: datetime
-    ) -> None:
+    ) -> set[int]:
+        """Record which source carried each item; the ids of the items linked now (those
+        not linked to that source before)."""
         if not pairs:
-            return
+            return set()
         unique = list(dict.fromkeys(pairs))
         if self.dialect == "postgresql":
             # One statement, its rows as arrays: one plan, not one per row.
-            conn.execute(
+            done = conn.execute(
                 _PG_LINK,
                 {"ids": [i for i, _ in unique], "sources": [s for _, s in unique], "at": seen_at},
             )
-            return
+            return set(done.scalars())
         links = [
             {"item_id": item_id, "source_id": source_id, "first_seen_at": seen_at}
             for item_id, source_id in unique
         ]
         # executemany: compiled once and cached, sent as batched multi-row VALUES.
-        conn.execute(self._insert(t.item_sources).on_conflict_do_nothing(), links)
+        statement = (
+            self._insert(t.item_sources)
+            .on_conflict_do_nothing()
+            .returning(t.item_sources.c.item_id)
+        )
+        return set(conn.execute(statement, links).scalars())
 
     def _insert_items(
         self, conn: Connection, items: Sequence[Item], seen_at: datetime
@@ -419,7 +429,7 @@ _PG_LINK = sql(
     "INSERT INTO item_sources (item_id, source_id, first_seen_at) "
     "SELECT i, s, CAST(:at AS timestamptz) "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:sources AS varchar[])) AS u(i, s) "
-    "ON CONFLICT DO NOTHING"
+    "ON CONFLICT DO NOTHING RETURNING item_id"
 )
 
 
