@@ -16,6 +16,7 @@ from tests.helpers import T0, Clock, feed_source, rss
 from tests.httpserver import FeedServer
 from watcher.config import load_config_text
 from watcher.fetch import Fetcher, FetchLimits
+from watcher.health import RECOVERY_POLLS
 from watcher.pipeline import ARTICLE_TRIES, check_health, run_cycle
 from watcher.routing import Alerting
 from watcher.rules import compile_rules
@@ -136,6 +137,10 @@ def test_a_blocked_article_is_tried_again_and_matched_when_it_arrives(
     assert "point 9 of the transcript" in item.text
     assert [m.rule_id for m in store.matches_of(item.key)] == ["return"]
     assert store.pending_articles("mfa") == []
+    for _ in range(RECOVERY_POLLS - 1):  # recovered once clean polls keep coming
+        assert health(store)[0] == "broken"
+        clock.advance(minutes=10)
+        poll(cfg, store, clock)
     assert health(store) == (None, None)
 
 

@@ -399,6 +399,9 @@ def test_a_feed_cut_short_stores_no_partial_entry_and_is_reported(
     route.body, route.etag = whole, '"whole"'
     poll_and_check(config, store, clock)
     assert server.hits("/f")[-1].headers.get("If-None-Match") is None
+    for _ in range(health.RECOVERY_POLLS - 1):  # recovered once whole copies keep coming
+        clock.advance(minutes=10)
+        poll_and_check(config, store, clock)
     assert kept(store) == (None, None)
     subjects = [s for s, _ in ops_notices(store)]
     assert subjects == ["watcher: source s is unhealthy (broken)", "watcher: source s recovered"]
