@@ -113,7 +113,7 @@ def test_daemon_delivers_after_its_baseline_and_stops_on_sigterm(setup) -> None:
     """Time to alert is measured in benchmarks/daemon.py (latency); here, only that it comes."""
     server, cfg, db = setup
     cfg.write_text(cfg.read_text().replace("interval: 5s", "interval: 1s"))
-    daemon = Started("--config", str(cfg), "--db", db, "run")
+    daemon = Started("--config", str(cfg), "--db", db, "run", "--metrics-address", "off")
     try:
         daemon.wait(lambda: _polled(db, "wire"), "the baseline poll to be recorded")
         server.routes["/feed"].body = rss("North Korean defectors repatriated from Dandong")
@@ -138,7 +138,7 @@ def test_sigterm_during_a_send_lets_it_finish_and_it_is_never_sent_again(setup) 
         FeedServer._send(handler, 200, b"{}", "application/json", {})
 
     server.route("/hook", handler=slow_hook)
-    daemon = Started("--config", str(cfg), "--db", db, "run")
+    daemon = Started("--config", str(cfg), "--db", db, "run", "--metrics-address", "off")
     try:
         daemon.wait(lambda: _polled(db, "wire"), "the baseline poll to be recorded")
         server.routes["/feed"].body = rss("North Korean defectors repatriated from Dandong")

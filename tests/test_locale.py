@@ -206,12 +206,12 @@ def test_an_english_route_is_unchanged() -> None:
     msg = render.render_alert(v, "telegram", "Asia/Seoul")
     assert msg.title == "[CRITICAL] Forced repatriation: 600 people · Dandong, Tumen"
     assert msg.body == (
-        "<b>CRITICAL</b> · Forced repatriation\n"
-        "600 people · Dandong, Tumen · 2026-11-19\n"
-        "\n"
         "First: <b>Yonhap</b> (ko) · 2026-11-20 17:05 KST\n"
         '<a href="https://www.yna.co.kr/view/1?a=1&amp;b=2">중국, 탈북민 600여명 강제북송</a>\n'
         "<i>중국 당국이 탈북민 600여명을 북송했다.</i>\n"
+        "\n"
+        "<b>CRITICAL</b> · Forced repatriation\n"
+        "600 people · Dandong, Tumen · 2026-11-19\n"
         "\n"
         "Also:\n"
         '• <b>RFA</b> (en) · 18:05 KST: <a href="https://www.rfa.org/english/1">China sends '
