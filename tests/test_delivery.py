@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,9 +27,10 @@ from watcher.config import load_config_text
 from watcher.fetch import Fetcher, FetchLimits
 from watcher.outbox import Deliverer, apprise_send
 from watcher.pipeline import run_cycle
-from watcher.routing import Alerting
+from watcher.routing import Alerting, ops_targets
 from watcher.rules import compile_rules
 from watcher.store import Store
+from watcher.store.corrections import Corrections
 from watcher.store.outbox import Outbox
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -1139,7 +1141,8 @@ def test_a_recipient_that_says_later_gets_it_when_it_can_and_the_other_once(
         h.deliver()
         h.clock.advance(hours=1)
     (d,) = _mine(store)
-    assert d.status == "pending" and "mail" in Outbox(store).channels_down()
+    # pending for the one that said later; the channel is not down for the other's messages
+    assert d.status == "pending" and "mail" not in Outbox(store).channels_down()
     mail.rcpt_replies.clear()
     h.clock.advance(hours=2)
     h.deliver()
@@ -1312,3 +1315,119 @@ def test_told_to_stop_a_deliverer_finishes_and_records_the_send_under_way_and_gi
     assert [(d.status, d.attempts) for d in rest] == [("pending", 0)] * 2
     if not cancelled:
         assert [d.claimed_until for d in rest] == [None, None], "given back"
+
+
+# ------------------------------------------------- a recipient that says "later" (review 5)
+
+
+def _two_recipients(store: Store, feeds: FeedServer, mail: MailServer, **settings: Any) -> Harness:
+    """A mail channel to two recipients, the second one's mailbox over quota (452)."""
+    mail.rcpt_replies["full@example.org"] = "452 4.2.2 mailbox over quota"
+    url = mail.apprise_url("advocate@example.org,full@example.org")
+    routes = [{"channels": ["mail"], "group_wait": "0s"}]
+    return Harness(store, feeds, [{"id": "mail", "url": url}], routes, **settings)
+
+
+def test_a_full_mailbox_does_not_hold_back_the_other_recipients_alerts(
+    store: Store, feeds: FeedServer, mail: MailServer
+) -> None:
+    # one recipient's 452 made the whole channel "down": the other's next alerts waited for
+    # its back-off, and after give_up_after every delivery expired unsent
+    h = _two_recipients(store, feeds, mail, delivery_max_backoff="1h")
+    _one_story(h)
+    for _ in range(8):
+        h.deliver()
+        h.clock.advance(minutes=20)
+    got = mail.received("advocate@example.org")
+    assert got == 1  # the first alert, once
+    h.publish(
+        "/voa",
+        (
+            "Police arrest 5 North Korean defectors in Shenyang",
+            "https://voa.example/7",
+            h.clock.now,
+        ),
+        minutes=1,
+    )
+    h.clock.advance(minutes=1)
+    h.deliver()
+    assert mail.received("advocate@example.org") == got + 1  # the second alert, at once
+
+
+def test_a_recipient_that_took_the_first_version_reads_the_escalation(
+    store: Store, feeds: FeedServer, mail: MailServer
+) -> None:
+    # the retry for the full mailbox skipped those who took the alert, though the story had
+    # escalated meanwhile and the retry said so: they never read "300"
+    h = _two_recipients(store, feeds, mail)
+    _one_story(h)
+    h.deliver()
+    assert mail.received("advocate@example.org") == 1
+    h.publish(
+        "/voa",
+        ("China repatriates 300 North Korean defectors via Dandong", "https://voa.example/8", T0),
+        minutes=2,
+    )
+    mail.rcpt_replies.clear()
+    for _ in range(4):
+        h.clock.advance(hours=1)
+        h.deliver()
+    told = [m for m in mail.messages if "advocate" in m["To"]]
+    assert any("300" in m["Subject"] for m in told), [m["Subject"] for m in told]
+
+
+def test_renewing_a_backlog_does_not_mistake_its_own_sent_messages_for_a_takeover(
+    store: Store, feeds: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "ops": True}])
+    targets = ops_targets(h.config.routes)
+    for i in range(3):
+        Outbox(store).add_ops(
+            targets, f"notice {i}", f"body {i}", h.clock.now - timedelta(minutes=1)
+        )
+    caplog.set_level(logging.WARNING, logger="watcher.outbox")
+    h.deliver()
+    assert len(hook_messages(feeds)) == 3
+    assert not [r for r in caplog.records if "no longer held" in r.getMessage()]
+
+
+def test_a_message_withdrawn_while_it_was_sent_is_recorded_sent_and_not_sent_again_on_undo(
+    store: Store, feeds: FeedServer
+) -> None:
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    _one_story(h)
+    (queued,) = Outbox(store).listing()
+    send, undo = h.deliverer.send, []
+
+    def send_while_an_editor_withdraws(url: str, message: Any, timeout: float) -> Any:
+        correction = Corrections(store).mark_not_relevant(
+            queued.story_id, by="ed", reason="oops", now=h.clock.now
+        )
+        undo.append(correction.id)
+        return send(url, message, timeout)
+
+    h.deliverer.send = send_while_an_editor_withdraws
+    h.deliver()
+    h.deliverer.send = send
+    (d,) = Outbox(store).listing()
+    assert d.status == "sent" and len(hook_messages(feeds)) == 1  # the truth: it went out
+    Corrections(store).undo(undo[0], by="ed", now=h.clock.now)
+    h.clock.advance(minutes=1)
+    h.deliver()
+    assert len(hook_messages(feeds)) == 1, "sent once"
+
+
+async def _no_message_after_stop(deliverer: Deliverer) -> int:
+    return await deliverer.run_due()
+
+
+def test_a_stop_reaches_the_deliverer_a_reload_replaced(store: Store, feeds: FeedServer) -> None:
+    # a reload replaces the Deliverer while the old one may still be sending: SIGTERM stops
+    # both (the old one took its next message, then the next)
+    h = Harness(store, feeds, [hook_channel(feeds)], [{"channels": ["hook"], "group_wait": "0s"}])
+    _one_story(h)
+    old, new = h.deliverer, Deliverer(store, h.config, clock=h.clock)
+    new.inherit(old)
+    new.stop()
+    assert asyncio.run(_no_message_after_stop(old)) == 0
+    assert hook_messages(feeds) == [] and Outbox(store).listing()[0].status == "pending"

@@ -143,6 +143,7 @@ def test_matching_cost_does_not_depend_on_rules_that_cannot_fire() -> None:
         # an audience is no count of people sent back: subscribers, views, followers
         ("10번 북송된 그녀, 구독자 72만7000명 유튜버", None),
         ("탈북 유튜버 팔로워 3만명", None),
+        ("구독자가 72만7000명인 탈북 유튜버", None),
         ("북송 탈북민 7명, 조회수 10만명 돌파", 7),
         ("脱北者チャンネル登録者10万人", None),
         ("脱北者粉丝3万名", None),

@@ -370,7 +370,7 @@ _KO = re.compile(
 )
 #: An audience counted in people (구독자 72만7000명: subscribers) is no count of escapees.
 _KO_AUDIENCE = re.compile(
-    r"(?:구독자|팔로워|조회수|시청자|관객|관람객|방문자|가입자)\s?(?:수\s?)?$"
+    r"(?:구독자|팔로워|조회수|시청자|관객|관람객|방문자|가입자)\s?(?:수\s?)?(?:[가는이은도만]\s?)?$"
 )
 _ZH_AUDIENCE = re.compile(
     r"(?:订阅者?|訂閱者?|粉丝|粉絲|关注者|觀眾|观众|登録者|フォロワー|視聴者)\s?(?:数\s?)?$"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import difflib
+import hashlib
 import logging
 import random
 import re
@@ -307,6 +308,11 @@ def refused(messages: Sequence[str]) -> bool:
     return any(_HTTP_REFUSED.search(m) or _SMTP_REFUSED.search(m) for m in messages)
 
 
+def _fingerprint(message: Message) -> str:
+    """Which message this is, to know the targets that took it (`Deliverer._took`)."""
+    return hashlib.sha256(f"{message.title}\0{message.body}".encode()).hexdigest()
+
+
 class Deliverer:
     def __init__(
         self,
@@ -330,14 +336,17 @@ class Deliverer:
         self._swept_at: datetime | None = None
         # Per delivery being retried (by its group's first id): the targets of its channel
         # that took it already (apprise's memory, `accepted_targets`), skipped next time.
-        self._took: dict[int, set[Any]] = {}
+        self._took: dict[tuple[int, str], set[Any]] = {}
         self._stopping = False
+        self._previous: Deliverer | None = None
 
     def stop(self) -> None:
         """Take no further message: each channel finishes the send under way (and records
         it), gives the rest of its claim back, and `run_due` returns. For a graceful stop
         (SIGTERM), before waiting for the delivery job."""
         self._stopping = True
+        if self._previous is not None:
+            self._previous.stop()
 
     def inherit(self, previous: Deliverer) -> None:
         """Take over what `previous` (the Deliverer of the configuration a reload replaces)
@@ -346,6 +355,8 @@ class Deliverer:
         self._unrecorded = previous._unrecorded
         self._swept_at = previous._swept_at
         self._took = previous._took
+        # a stop reaches a run `previous` may still have under way (one step back only)
+        self._previous, previous._previous = previous, None
 
     async def record_sent(self) -> int:
         """At the end of a run (a stop, `run --once`): try once more to record the sends the
@@ -528,6 +539,8 @@ class Deliverer:
                 behind = [mine[d.id] for d in later.get(delivery.id, ()) if d.id in mine]
                 outcome = await self._deliver(channel_id, group, down)
                 await self._supersede(group[0], [*behind, *covered], outcome)
+                for handled_one in (*group, *covered, *behind):  # settled: renewed no more
+                    mine.pop(handled_one.id, None)
             except Exception as exc:
                 if is_database_error(exc):  # nothing was sent: the claim lapses, and it is due
                     log.warning(
@@ -718,7 +731,13 @@ class Deliverer:
         told: Mapping[int, Told] | None = None,
     ) -> str:
         timeout = self.config.settings.delivery_timeout.total_seconds()
-        took = self._took.setdefault(group[0].id, set())
+        # The targets that took this very message: a message rendered anew since (the story
+        # escalated between attempts) goes to every target again, or those who took the
+        # first version would never read the escalation.
+        key = (group[0].id, _fingerprint(message))
+        for stale in [k for k in self._took if k[0] == key[0] and k != key]:
+            del self._took[stale]
+        took = self._took.setdefault(key, set())
 
         def call() -> SendResult:  # in to_thread's copy of the context
             accepted_targets.set(took)
@@ -731,6 +750,11 @@ class Deliverer:
                 outcome="uncertain", error=f"no answer within {timeout:g}s", elapsed=timeout
             )
         crash_point("after_send")
+        # Some of the channel's targets took it and another answered "later" (a full
+        # mailbox): the channel is not down for the others, whose next messages go at once;
+        # this one is tried again for the rest on its own back-off (pending, as for a
+        # channel that is down: nothing is given up before `give_up_after`).
+        later = result.outcome == "unreachable" and bool(took)
         channel_id = group[0].channel
         if self.on_attempt is not None:
             self.on_attempt(channel_id, result.outcome)
@@ -740,7 +764,7 @@ class Deliverer:
         elif result.outcome == "unreachable":
             error = f"unreachable: {error}"
         still_down = None
-        if result.outcome in ("unreachable", "uncertain"):
+        if result.outcome in ("unreachable", "uncertain") and not later:
             failures = (down.failures if down else 0) + 1
             still_down = ChannelStatus(
                 channel=channel_id,
@@ -750,9 +774,11 @@ class Deliverer:
                 last_error=cause if result.outcome == "unreachable" else error,
             )
         if result.outcome == "sent" or self._next_state(group[0], result)[0] != "pending":
-            self._took.pop(group[0].id, None)  # nothing more to send it to
+            self._took.pop(key, None)  # nothing more to send it to
         for d in group:
             status, due = self._next_state(d, result)
+            if later:
+                due = self.clock() + self._backoff(d.attempts + 1)
             record = partial(
                 self.outbox.record,
                 d,
@@ -826,7 +852,7 @@ class Deliverer:
                 )
                 if status == "failed" and d.kind != "ops":
                     await self._tell_ops(d, error or "failed", now)
-        return result.outcome
+        return "later" if later else result.outcome
 
     async def _back(self, was: ChannelStatus, now: datetime) -> None:
         """A channel that was down took a message: say so (and tell ops if they heard it

@@ -28,7 +28,8 @@ class Recorded:
     """What `Outbox.record` did."""
 
     #: False: the delivery was no longer this process's claim (another replica took it when
-    #: the claim lapsed, a correction withdrew it): nothing was written.
+    #: the claim lapsed): nothing was written. (One a correction withdrew meanwhile is
+    #: recorded: the attempt happened.)
     held: bool = True
     #: With `channel_up`: the channel's outage that this attempt ended, if it was down.
     was: ChannelStatus | None = None
@@ -387,7 +388,14 @@ class Outbox:
                 values["due_at"] = due_at
             if not conn.execute(update(d).where(where).values(**values)).rowcount:
                 found = conn.execute(select(d.c.status).where(d.c.id == delivery.id)).scalar()
-                return Recorded(held=False, status=found)
+                if found != "withdrawn":
+                    return Recorded(held=False, status=found)
+                # A correction withdrew it while this process was sending it: the attempt
+                # happened and is kept, and a message that went out is sent (an undo of the
+                # correction must not send it a second time).
+                if status == "sent":
+                    withdrawn = (d.c.id == delivery.id) & (d.c.status == "withdrawn")
+                    conn.execute(update(d).where(withdrawn).values(**values))
             conn.execute(
                 t.delivery_attempts.insert().values(
                     delivery_id=delivery.id,
