@@ -605,12 +605,16 @@ def test_an_undated_report_is_never_shown_with_a_publication_date(store: Store) 
     assert entry["_watcher"]["event_dated"] is False
 
 
-def test_a_story_founded_undated_shows_the_date_an_outlet_gave_since(store: Store) -> None:
-    from watcher.web import create_app
+#: The undated report's fetch time and the dated one's publication time (`_undated_then_dated`).
+UNDATED_FETCHED = datetime(2026, 12, 3, 8, 4, tzinfo=UTC)
+DATED_PUBLISHED = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
 
-    fetched = datetime(2026, 12, 3, 8, 4, tzinfo=UTC)
-    published = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
-    config = saved(
+
+def _undated_then_dated(store: Store):
+    """One story: founded by an undated report, joined by a dated one half an hour later;
+    the config of the pages."""
+    fetched, published = UNDATED_FETCHED, DATED_PUBLISHED
+    return saved(
         store,
         report("https://e.org/u", "China repatriates 60 North Korean defectors", None, fetched),
         report(
@@ -621,11 +625,17 @@ def test_a_story_founded_undated_shows_the_date_an_outlet_gave_since(store: Stor
             source_id="dailynk-ko",
         ),
     )
+
+
+def test_a_story_founded_undated_shows_the_date_an_outlet_gave_since(store: Store) -> None:
+    from watcher.web import create_app
+
+    config = _undated_then_dated(store)
     with TestClient(create_app(store, config)) as c:
         (story,) = c.get("/api/stories").json()["stories"]
         card = soup(c.get("/")).select_one("article .meta").get_text(" ", strip=True)
     assert len(story["reports"]) == 2  # one story
-    assert story["event_dated"] is True and story["event_at"] == published.isoformat()
+    assert story["event_dated"] is True and story["event_at"] == DATED_PUBLISHED.isoformat()
     assert "undated" not in card and "2026-12-03 15:00 KST" in card
 
 
@@ -838,19 +848,7 @@ def test_feed_entries_give_each_reports_link_and_time(store: Store) -> None:
     link. Before, an entry said only "reported by A, B"."""
     from watcher.web import create_app
 
-    fetched = datetime(2026, 12, 3, 8, 4, tzinfo=UTC)
-    published = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
-    config = saved(
-        store,
-        report("https://e.org/u", "China repatriates 60 North Korean defectors", None, fetched),
-        report(
-            "https://e.org/w",
-            "China repatriates 60 North Korean defectors via Dandong",
-            published,
-            fetched + timedelta(minutes=30),
-            source_id="dailynk-ko",
-        ),
-    )
+    config = _undated_then_dated(store)
     with TestClient(create_app(store, config)) as c:
         (entry,) = feedparser.parse(c.get("/feed.atom").content).entries
         (item,) = c.get("/feed.json").json()["items"]
