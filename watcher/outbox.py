@@ -159,8 +159,13 @@ def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
     same delivery (`accepted_targets`, kept by the Deliverer) are skipped: a refusal by one
     recipient does not resend to the others."""
     import apprise
-    from apprise.plugins.base import _delivery_tracker  # apprise's per-target memory
     from apprise.result import AppriseResultStatus
+
+    tracker: contextvars.ContextVar[Any] | None
+    try:  # apprise's per-target memory (private: without it a retry goes to every target)
+        from apprise.plugins.base import _delivery_tracker as tracker
+    except ImportError:
+        tracker = None
 
     started = time.monotonic()
     app = apprise.Apprise()
@@ -179,7 +184,7 @@ def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
     took = accepted_targets.get()
     # apprise keeps it only within one notify() (and only with its own retries on); across
     # our attempts it is ours. Copied into apprise's worker thread with the context.
-    token = _delivery_tracker.set(took) if took is not None else None
+    token = tracker.set(took) if took is not None and tracker is not None else None
     try:
         result = app.notify(
             title=message.title,
@@ -197,8 +202,8 @@ def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
             elapsed=time.monotonic() - started,
         )
     finally:
-        if token is not None:
-            _delivery_tracker.reset(token)
+        if token is not None and tracker is not None:
+            tracker.reset(token)
     elapsed = time.monotonic() - started
     if result.status == AppriseResultStatus.SUCCESS:
         return SendResult(outcome="sent", elapsed=elapsed)
