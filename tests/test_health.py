@@ -75,12 +75,28 @@ def assess(st: SourceState, now: datetime = T0, stale_after: timedelta = 7 * DAY
             "newest item published 2026-10-14, 40 days ago; expected within 7 days",
         ),
         ({"newest_published_at": T0 - 6 * DAY}, "ok", ""),
+        # ...but not one that keeps adding items, however old their dates
+        ({"newest_published_at": NEWEST, "keeps_adding": True}, "ok", ""),
+        (
+            {"newest_published_at": NEWEST, "keeps_adding": True, "last_new_at": T0 - 8 * DAY},
+            "stale",
+            "no new",
+        ),
         ({"newest_published_at": T0 - 6 * DAY, "last_new_at": T0 - 8 * DAY}, "stale", "no new"),
         ({"newest_published_at": None, "last_new_at": T0}, "ok", ""),  # undated: first seen
     ],
 )
 def test_assess(changes: dict[str, Any], status: str, in_reason: str) -> None:
-    got = assess(state(**changes))
+    adding = changes.pop("keeps_adding", False)
+    got = health.assess(
+        state(**changes),
+        enabled=True,
+        now=T0,
+        failure_threshold=3,
+        empty_polls=3,
+        stale_after=7 * DAY,
+        keeps_adding=adding,
+    )
     assert got.status == status
     assert in_reason in got.reason
 
@@ -313,6 +329,28 @@ def test_a_source_added_while_frozen_is_stale_from_its_first_poll(
     poll_and_check(config, store, Clock(), times=2)
     assert kept(store) == health_after_first_poll
     assert len(ops_notices(store)) == (1 if health_after_first_poll[0] else 0)
+
+
+def test_a_listing_that_keeps_adding_back_dated_items_is_not_stale(
+    store: Store, server: FeedServer
+) -> None:
+    # documents posted today but dated weeks back (a UN listing): the first poll cannot tell
+    # it from a frozen feed; once it adds items poll after poll, it is judged by those
+    old = f"{NEWEST:%a, %d %b %Y %H:%M:%S} +0000"
+    config = with_ops([feed_source(server, "s", "/f")])
+    clock = Clock()
+    entries: list[tuple[str, str]] = []
+    for n in range(1 + health.RECOVERY_POLLS):
+        entries.append((f"Document {n}", f"https://e.org/{n}"))
+        server.route("/f", body=rss(list(entries), pub=old))
+        poll_and_check(config, store, clock)
+        if n == 0:
+            assert kept(store)[0] == "stale"
+    assert kept(store) == (None, None)
+    assert [subject for subject, _ in ops_notices(store)] == [
+        "watcher: source s is unhealthy (stale)",
+        "watcher: source s recovered",
+    ]
 
 
 def test_a_permanent_redirect_is_reported_with_its_target(store: Store, server: FeedServer) -> None:

@@ -9,9 +9,10 @@ nothing:
     empty     it has never yielded an item in `empty_polls` successful polls
     broken    most of the items of its last poll lack a title, a link or a date
     moved     a permanent redirect (301/308) leads elsewhere: the new address is given
-    stale     its newest item was published, or its last new item first seen, longer ago
-              than it usually goes quiet (a source added while already frozen is stale
-              from its first polls; an undated one by when items were first seen)
+    stale     its last new item was first seen longer ago than it usually goes quiet; or,
+              while it has brought new items on one poll only, its newest item was
+              published that long ago (a source added while already frozen is stale from
+              its first polls, but one that keeps adding back-dated items is not stale)
 
 Pure: values in, values out; the clock is an argument. `store.sources` keeps the inputs and
 the assessed health (so successive `run --once` calls add up); `pipeline.check_health` applies
@@ -110,8 +111,11 @@ def assess(
     failure_threshold: int,
     empty_polls: int,
     stale_after: timedelta,
+    keeps_adding: bool = False,
 ) -> Health:
-    """The source's health now, from its stored state."""
+    """The source's health now, from its stored state. `keeps_adding`: the source has stored
+    new items on more than one poll; then it is judged by when its last new item came, not by
+    publication dates (a listing that posts documents dated weeks back is alive)."""
     if not enabled:
         return Health(status="disabled")
     if state is None or state.last_polled_at is None:
@@ -137,7 +141,7 @@ def assess(
             reason=f"permanently redirected to {state.moved_to} (put it in sources.yaml)",
         )
     newest = state.newest_published_at
-    if state.ok_polls and newest is not None and now - newest > stale_after:
+    if state.ok_polls and newest is not None and now - newest > stale_after and not keeps_adding:
         return Health(
             status="stale",
             reason=f"newest item published {newest:%Y-%m-%d}, {_days(now - newest)} ago; "

@@ -546,6 +546,14 @@ def check_health(
         )
         if source.stale_after is None and since and now - since > health.STALE_FLOOR:
             limit = health.stale_limit(None, store.new_item_times(source.id))
+        newest = state.newest_published_at
+        # Old news: frozen since it was added, or a listing of back-dated documents that
+        # still grows? Asked only then (one small query).
+        keeps_adding = (
+            newest is not None
+            and now - newest > limit
+            and len(store.new_item_times(source.id, limit=2)) > 1
+        )
         assessed = health.assess(
             state,
             enabled=source.enabled,
@@ -553,6 +561,7 @@ def check_health(
             failure_threshold=settings.failure_threshold,
             empty_polls=settings.empty_polls,
             stale_after=limit,
+            keeps_adding=keeps_adding,
         )
         was = health.stored(state)
         keep = health.settled(
