@@ -12,7 +12,7 @@ import hashlib
 import html
 import re
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
@@ -254,6 +254,45 @@ def parse_date(raw: str | None, zone: str = "UTC") -> datetime | None:
         return parsed.astimezone(UTC)
     except (OverflowError, ValueError):
         return None
+
+
+#: What writes a time of day into a date: a clock ("14:05", "T14", "140500Z" after a "T"),
+#: an hour word (2시, 14時, 14点), or a half of the day (2 pm, 오후, 午後, 下午). A written
+#: 00:00 is a time too: nobody can tell it from a report published at midnight.
+_TIME_OF_DAY = re.compile(
+    r"\d\s*[:：]\s*\d|\dT\d|\d\s*[시時时点點]|\d\s*h\s*\d"
+    r"|\d\s*(?:[ap]\.?\s*m\b\.?)|오전|오후|午前|午後|上午|下午|\b(?:noon|midnight)\b",
+    re.IGNORECASE,
+)
+
+
+def written_day(raw: str | None) -> date | None:
+    """The day a written date gives when it gives no time of day ("2026-11-20",
+    "Nov 20, 2026", "2026년 11월 20일", "2026年11月20日"), as written: no zone moves it to
+    another day. None when it gives a time (even "00:00") or is no date `parse_date` reads.
+
+    Such a date's `published_at` is that day's midnight (in the source's zone): no time
+    the outlet gave, which every view shows as the day alone.
+
+    Usage::
+
+        written_day("2026-11-20")             # date(2026, 11, 20)
+        written_day("2026-11-20T00:00:00Z")   # None: a time, if midnight
+    """
+    if not raw:
+        return None
+    text = unicodedata.normalize("NFKC", str(raw)).strip()
+    if not text or _TIME_OF_DAY.search(text):
+        return None
+    parsed = _parse_known(text)
+    if parsed is None or parsed.time() != datetime.min.time():
+        return None  # a time the markers above missed: it is the outlet's, not a day alone
+    return parsed.date()
+
+
+def date_only(raw: str | None) -> bool:
+    """Whether a written date gives its day but no time of day (see `written_day`)."""
+    return written_day(raw) is not None
 
 
 def _parse_known(text: str) -> datetime | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 
@@ -250,6 +250,10 @@ class Report:
     #: When the outlet gave no publication time: when watcher found the report (shown as
     #: such, never as a publication time).
     found_at: datetime | None = None
+    #: When the outlet gave its day but no time of day: that day as it wrote it
+    #: (`items.written_day`). `published_at` is then the day's midnight, no time to show:
+    #: the report is shown with its day alone.
+    published_day: date | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -266,6 +270,15 @@ class StoredReport:
     fetched_at: datetime
     added_at: datetime
     text: str = ""
+    #: When the outlet gave its day but no time of day: that day as it wrote it
+    #: (`items.written_day` of the stored `published_raw`); `published_at` is then that
+    #: day's midnight, no time the outlet gave. None when it gave a time, or no date.
+    published_day: date | None = None
+
+    @property
+    def date_only(self) -> bool:
+        """The outlet gave the day only: no clock time is shown for it."""
+        return self.published_day is not None
 
     def shown(self, names: Mapping[str, str]) -> Report:
         """As an alert shows it: the outlet's name, and when undated the time it was found."""
@@ -278,6 +291,7 @@ class StoredReport:
             lang=self.lang,
             text=self.text,
             found_at=None if self.published_at else self.fetched_at,
+            published_day=self.published_day,
         )
 
 

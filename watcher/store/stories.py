@@ -380,6 +380,7 @@ def reports_of(conn: Connection, story_ids: Sequence[int]) -> dict[int, list[Sto
             t.items.c.url,
             t.items.c.lang,
             t.items.c.published_at,
+            t.items.c.published_raw,
             t.items.c.fetched_at,
             t.items.c.text,
         )
@@ -405,17 +406,30 @@ def matches_of(conn: Connection, item_ids: Sequence[int]) -> Sequence[Row[Any]]:
 
 def first_report(reports: Sequence[StoredReport]) -> StoredReport | None:
     """The report published first (ties: the one that joined first): what every view (the
-    messages, the web page, the feeds) names as a story's first report."""
+    messages, the web page, the feeds) names as a story's first report. A report whose
+    outlet gave only its day counts as published at that day's end: an outlet that gave a
+    time that day is first, and one that gave an earlier day is first still."""
     if not reports:
         return None
     return min(reports, key=_reported_at)
 
 
 def by_time(reports: Sequence[StoredReport]) -> tuple[StoredReport, ...]:
-    """The reports by publication time (an undated one by its fetch time), earliest first;
-    ties in the order they joined, so the first is `first_report`'s."""
+    """The reports by publication time (an undated one by its fetch time, a day-only one at
+    its day's end), earliest first; ties in the order they joined, so the first is
+    `first_report`'s."""
     return tuple(sorted(reports, key=_reported_at))
 
 
+#: A day-only report sorts at the last instant of its day (its midnight + this).
+_DAY_END = timedelta(days=1, microseconds=-1)
+
+
 def _reported_at(report: StoredReport) -> datetime:
-    return report.published_at or report.fetched_at
+    if report.published_at is None:
+        return report.fetched_at
+    if report.date_only:
+        # `published_at` is the day's midnight in the source's zone: it could be any time
+        # of that day, so it comes after every report given a time that day
+        return report.published_at + _DAY_END
+    return report.published_at

@@ -9,7 +9,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -84,6 +84,9 @@ class Card:
     #: The event time is a report's publication time; False when it is a fetch (or first-seen)
     #: time because no outlet gave one, which a page must not show as a date.
     dated: bool = True
+    #: The event time is the midnight of a day an outlet gave without a time of day: that
+    #: day as written, which a page shows alone (no clock time); None otherwise.
+    day: date | None = None
     #: Ids of the reports a search matched (highlighted); empty outside a search.
     hits: tuple[int, ...] = ()
     #: Report id → its first-seen records (the response it came in, its page): evidence.
@@ -206,12 +209,15 @@ class Views:
                 # founded by an undated report, and an outlet has dated the event since: the
                 # card shows the earliest date an outlet gave (grouping keeps its own clock)
                 event_at, dated = min(published), True
+            giving = [r for r in story.reports if r.published_at == event_at]
+            day = giving[0].published_day if giving and all(r.date_only for r in giving) else None
             out.append(
                 Card(
                     story=story,
                     event_at=event_at,
                     first=story_queries.first_report(story.reports),
                     dated=dated,
+                    day=day if dated else None,
                     hits=(hits or {}).get(row.id, ()),
                 )
             )
@@ -627,6 +633,7 @@ def _reports(conn: Connection, story_ids: list[int]) -> dict[int, list[StoredRep
             i.c.url,
             i.c.lang,
             i.c.published_at,
+            i.c.published_raw,
             i.c.fetched_at,
         )
         .join(i, i.c.id == si.c.item_id)
@@ -646,6 +653,7 @@ def _reports(conn: Connection, story_ids: list[int]) -> dict[int, list[StoredRep
                 published_at=row.published_at,
                 fetched_at=row.fetched_at,
                 added_at=row.added_at,
+                published_day=rows.published_day(row),
             )
         )
     return out
