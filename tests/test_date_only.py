@@ -6,14 +6,21 @@ PostgreSQL; the texts are written for the tests (no real reporting)."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from watcher.items import date_only, parse_date, written_day
+from tests.messages import FAMILY, RULE_AND_CHANNELS, T0, queue, seen, send_due
+from watcher import render
+from watcher.items import date_only, make_item, parse_date, written_day
+from watcher.outbox import Outbox
+from watcher.store import Store
 from watcher.store.stories import by_time, first_report
-from watcher.types import StoredReport
+from watcher.types import AlertView, Item, Report, StoredReport
 
 DAY = date(2026, 11, 20)
 
@@ -155,3 +162,132 @@ def test_a_report_of_a_day_alone_counts_as_published_at_its_end(
     assert [r.source_id for r in by_time(joined)] == expected
     first = first_report(joined)
     assert first is not None and first.source_id == expected[0]
+
+
+# --------------------------------------------------------------------------- stored stories
+
+SOURCES = """\
+sources:
+  - {id: dailynk, name: Daily NK, kind: feed, url: "https://e.org/d", lang: en}
+  - {id: rfa, name: RFA, kind: feed, url: "https://e.org/r", lang: en}
+"""
+ROUTES = """\
+routes:
+  - {id: now, channels: [tg], group_wait: 0s}
+settings:
+  timezone: Asia/Seoul
+"""
+#: RFA's time: 15:30 in Seoul on the day Daily NK gave alone.
+RFA_AT = datetime(2026, 11, 20, 6, 30, tzinfo=UTC)
+DAILY_NK_TITLE = "China repatriates 60 North Korean defectors"
+RFA_TITLE = "Sixty North Koreans repatriated from Dandong"
+#: How each locale says Daily NK's day (`render.WORDS`).
+DAY_SHOWN = {"en": "2026-11-20 (no time given)", "ko": "2026년 11월 20일 (시각 미상)"}
+#: Where each source zone puts Daily NK's midnight: no view may show it as a clock time.
+MIDNIGHTS = {
+    "UTC": ("09:00", "00:00", "19:00"),  # in Seoul, UTC, New York
+    "Asia/Seoul": ("00:00", "15:00", "10:00"),
+    "America/New_York": ("14:00", "05:00", "00:00"),
+}
+
+
+def reports(zone: str) -> list[Item]:
+    """Daily NK's report dated "2026-11-20" (read in `zone`, the source's), and RFA's with a
+    time that day: made by the parsers' `make_item`, as a poll makes them."""
+    common: dict[str, Any] = {"lang": "en", "zone": zone, "fetched_at": T0}
+    return [
+        make_item(
+            source_id="dailynk",
+            title=DAILY_NK_TITLE,
+            link="https://d.org/1",
+            summary="Chinese police repatriated 60 North Koreans.",
+            date_raw="2026-11-20",
+            **common,
+        ),
+        make_item(
+            source_id="rfa",
+            title=RFA_TITLE,
+            link="https://r.org/1",
+            summary="Sixty North Koreans were repatriated.",
+            date_raw="2026-11-20T06:30:00Z",
+            **common,
+        ),
+    ]
+
+
+def stored_view(store: Store, zone: str) -> tuple[Any, AlertView]:
+    """The story of `reports(zone)` stored and queued; the config and the alert's view."""
+    config = queue(store, SOURCES + RULE_AND_CHANNELS + ROUTES, reports(zone))
+    outbox = Outbox(store)
+    (delivery,) = outbox.listing()
+    found = outbox.view(delivery, {s.id: s.display_name for s in config.sources})
+    assert found is not None
+    return config, found[0]
+
+
+ZONES = list(MIDNIGHTS)
+
+
+def no_midnight(text: str, zone: str) -> None:
+    for clock in MIDNIGHTS[zone]:
+        assert not re.search(rf"\b{clock}\b", text), (clock, text)
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_a_stored_report_carries_the_day_its_outlet_gave(store: Store, zone: str) -> None:
+    _, view = stored_view(store, zone)
+    assert (view.first.source_id, view.first.published_day) == ("rfa", None)
+    (other,) = view.others
+    assert (other.source_id, other.published_day) == ("dailynk", DAY)
+    assert other.published_at == parse_date("2026-11-20", zone)  # the midnight, kept as stored
+
+
+@pytest.mark.parametrize("fmt", list(FAMILY))
+@pytest.mark.parametrize("locale", ["en", "ko"])
+@pytest.mark.parametrize("zone", ZONES)
+def test_an_alert_names_the_timed_report_first_and_shows_the_day_alone(
+    store: Store, zone: str, locale: str, fmt: str
+) -> None:
+    _, view = stored_view(store, zone)
+    for tz in ("Asia/Seoul", "America/New_York"):
+        message = render.render_alert(view, fmt, tz, locale=locale)
+        body = html.unescape(seen(fmt, message.body)).replace("\u00a0", " ")
+        assert RFA_TITLE in body and "Daily NK" in body, body
+        assert body.index(RFA_TITLE) < body.index("Daily NK"), body  # RFA is first
+        (line,) = [x for x in body.splitlines() if "Daily NK" in x]
+        assert DAY_SHOWN[locale] in line, line
+        no_midnight(line, zone)
+        rfa = "15:30 KST" if tz == "Asia/Seoul" else "01:30 EST"
+        assert rfa in body, body
+
+
+def test_the_sent_message_names_the_timed_report_first(store: Store) -> None:
+    config, _ = stored_view(store, "UTC")
+    sent = send_due(store, config, T0 + timedelta(hours=1))
+    body = html.unescape(seen("telegram", sent["tgram://1:abc/2"].body))
+    assert re.search(r"First: RFA \(en\) · (2026-11-20 )?15:30 KST", body), body
+    assert "Daily NK (en) · 2026-11-20 (no time given)" in body, body
+    assert "09:00" not in body
+
+
+def test_a_day_alone_shows_no_clock_in_a_digest() -> None:
+    report = Report(
+        source_id="dailynk",
+        source_name="Daily NK",
+        title=DAILY_NK_TITLE,
+        published_at=datetime(2026, 11, 19, 15, tzinfo=UTC),  # midnight in Seoul
+        published_day=DAY,
+    )
+    view = AlertView(
+        story_id=1,
+        revision=1,
+        kind="alert",
+        severity="high",
+        events=("forced_repatriation",),
+        rules=(),
+        first=report,
+    )
+    for locale in ("en", "ko"):
+        digest = render.render_digest([view], "now", "text", "America/New_York", locale=locale)
+        assert f"Daily NK · {DAY_SHOWN[locale]}" in digest.body, digest.body
+        assert "10:00" not in digest.body

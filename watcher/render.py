@@ -118,7 +118,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -952,6 +952,9 @@ class Words:
     time_unknown: str
     #: "23:06 KST" → "undated, found 23:06 KST": a report the outlet gave no time
     undated: Callable[[str], str]
+    #: "2026-11-20" → "2026-11-20 (no time given)": a report the outlet gave its day but
+    #: no time of day (its day as written, never a clock time)
+    day_only: Callable[[str], str]
     #: 3 → "revision 3"
     revision: Callable[[int], str]
     #: 600 → "600 people"
@@ -992,6 +995,7 @@ WORDS: dict[str, Words] = {
         no_title="(no title)",
         time_unknown="time unknown",
         undated=lambda found: f"undated, found {found}",
+        day_only=lambda day: f"{day} (no time given)",
         revision=lambda n: f"revision {n}",
         people=lambda n: "1 person" if n == 1 else f"{n:,} people",
         count_changed=lambda a, b: f"{a:,} → {b:,} {'person' if b == 1 else 'people'}",
@@ -1022,6 +1026,7 @@ WORDS: dict[str, Words] = {
         no_title="(제목 없음)",
         time_unknown="시각 미상",
         undated=lambda found: f"날짜 미상, {found} 수집",
+        day_only=lambda day: f"{day} (시각 미상)",
         revision=lambda n: f"{n}차 개정",
         people=lambda n: f"{n:,}명",
         count_changed=lambda a, b: f"{a:,}명 → {b:,}명",
@@ -1201,10 +1206,31 @@ def _report_time(
     report: Report, zone: ZoneInfo, words: Words, first_at: datetime | None = None
 ) -> str:
     """When the outlet published the report; for an undated one, when it was found, said so
-    (a fetch time is never shown as a publication time)."""
+    (a fetch time is never shown as a publication time); for one the outlet gave its day
+    only, that day as written and no clock time (its midnight is no time it gave)."""
     if report.published_at is None and report.found_at is not None:
         return words.undated(_fmt_time(report.found_at, zone, words, first_at))
+    if report.published_at is not None and report.published_day is not None:
+        return day_alone(report.published_day, words)
     return _fmt_time(report.published_at, zone, words, first_at)
+
+
+def day_alone(day: date, words: Words) -> str:
+    """A day an outlet gave without a time of day, said so: "2026-11-20 (no time given)".
+
+    Usage::
+
+        day_alone(date(2026, 11, 20), WORDS["ko"])   # "2026년 11월 20일 (시각 미상)"
+    """
+    return words.day_only(words.day(day.year, day.month, day.day))
+
+
+def _shown_at(report: Report) -> datetime | None:
+    """The instant a report's time is compared at (the day of the others' times): None for
+    a day-only report, whose midnight is no time the outlet gave."""
+    if report.published_at is not None and report.published_day is not None:
+        return None
+    return report.published_at or report.found_at
 
 
 def _people(n: int | None, words: Words) -> str:
@@ -1294,7 +1320,7 @@ def _removed(view: AlertView, shown: int, title: int) -> tuple[tuple[str, ...], 
 
 
 def _latest(view: AlertView) -> datetime | None:
-    times = [r.published_at or r.found_at for r in (view.first, *view.others)]
+    times = [_shown_at(r) for r in (view.first, *view.others)]
     return max((t for t in times if t is not None), default=None)
 
 
@@ -1372,7 +1398,7 @@ def render_alert(
     dialect = DIALECTS[spec.syntax]
     title = _alert_title(view, spec, words)
     sent_title = spec.title(title)
-    first_at = view.first.published_at or view.first.found_at
+    first_at = _shown_at(view.first)
     since = _latest(view)
     story_href = _story_href(view, dialect)
 
@@ -1446,7 +1472,9 @@ def _digest_budgets(spec: ChannelSpec, count: int) -> Iterator[_DigestBudget]:
 
 
 def _newest(view: AlertView) -> tuple[datetime, int]:
-    latest = _latest(view)
+    # a day-only report counts here (by its day's midnight): the digest orders by it
+    times = [r.published_at or r.found_at for r in (view.first, *view.others)]
+    latest = max((t for t in times if t is not None), default=None)
     return (latest or datetime.min.replace(tzinfo=UTC), view.story_id)
 
 
