@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import feedparser
 import pytest
+from bs4 import BeautifulSoup
+from starlette.testclient import TestClient
 
 from tests.messages import FAMILY, RULE_AND_CHANNELS, T0, queue, seen, send_due
 from watcher import render
@@ -291,3 +295,98 @@ def test_a_day_alone_shows_no_clock_in_a_digest() -> None:
         digest = render.render_digest([view], "now", "text", "America/New_York", locale=locale)
         assert f"Daily NK · {DAY_SHOWN[locale]}" in digest.body, digest.body
         assert "10:00" not in digest.body
+
+
+# --------------------------------------------------------------------------- the web
+
+
+def soup(response: Any) -> BeautifulSoup:
+    assert response.status_code == 200, response.text
+    return BeautifulSoup(response.text, "html.parser")
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize("tz", ["", "America/New_York"])
+def test_the_pages_feeds_and_api_name_the_timed_report_first_and_show_the_day_alone(
+    store: Store, zone: str, tz: str
+) -> None:
+    from watcher.web import create_app
+
+    config, _ = stored_view(store, zone)
+    q = f"?tz={tz}" if tz else ""
+    shown = DAY_SHOWN["en"]
+    with TestClient(create_app(store, config)) as c:
+        card = soup(c.get(f"/{q}")).select_one("article .meta")
+        page = soup(c.get(f"/stories/1{q}"))
+        atom = c.get(f"/feed.atom{q}")
+        json_feed = c.get(f"/feed.json{q}").json()
+        (story,) = c.get("/api/stories").json()["stories"]
+        one = c.get("/api/stories/1").json()
+        items = {i["source"]: i for i in c.get("/api/items?q=repatriated").json()["items"]}
+        item_page = soup(c.get(f"/items/{items['dailynk']['id']}{q}"))
+        search = soup(c.get(f"/search?q=defectors{'&tz=' + tz if tz else ''}"))
+
+    # the timeline: RFA is first; the event time (Daily NK founded the story) is its day alone
+    assert card is not None
+    card_text = card.get_text(" ", strip=True)
+    assert "First: RFA" in card_text and f"Event {shown}" in card_text, card_text
+    no_midnight(card_text, zone)
+
+    # the story page: RFA first, Daily NK with its day alone
+    rows = page.select("tr[id^=report-]")
+    assert [r.select_one("th").get_text(" ", strip=True).split(" ")[0] for r in rows] == [
+        "RFA",
+        "Daily",
+    ]
+    assert rows[1].select("td")[0].get_text(strip=True) == shown
+    assert rows[0].select("td")[0].get_text(strip=True) == (
+        "2026-11-20 01:30 EST" if tz else "2026-11-20 15:30 KST"
+    )
+
+    # the Atom feed: the same lines, RFA first; no <published> from a midnight nobody gave
+    parsed = feedparser.parse(atom.content)
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    (entry,) = parsed.entries
+    text = entry.content[0].value
+    assert text.index("RFA") < text.index("Daily NK"), text
+    assert f"Daily NK (en) · {shown}" in text, text
+    no_midnight(text, zone)
+    assert "published" not in entry and "<published>" not in atom.text
+    (json_entry,) = json_feed["items"]
+    assert f"• Daily NK (en), {shown}: {DAILY_NK_TITLE}" in json_entry["content_text"]
+    assert "date_published" not in json_entry
+
+    # the API: RFA first, each report's precision, the day as written
+    assert story["first_source"] == one["first_source"] == "rfa"
+    for found in (story, one):
+        by_source = {r["source"]: r for r in found["reports"]}
+        assert by_source["dailynk"]["published_precision"] == "day"
+        assert by_source["dailynk"]["published_day"] == "2026-11-20"
+        assert by_source["dailynk"]["published_at"] == parse_date("2026-11-20", zone).isoformat()
+        assert by_source["rfa"]["published_precision"] == "time"
+        assert by_source["rfa"]["published_day"] is None
+        assert [r["source"] for r in found["reports"]] == ["rfa", "dailynk"]
+    assert story["event_precision"] == "day" and story["event_day"] == "2026-11-20"
+    assert items["dailynk"]["published_precision"] == "day"
+    assert items["rfa"]["published_precision"] == "time"
+
+    # the item page and search show the day alone too
+    meta = item_page.select_one(".meta")
+    assert meta is not None and f"published {shown}" in meta.get_text(" ", strip=True)
+    hits = [td.get_text(strip=True) for td in search.select("tr.hit td:first-child")]
+    assert shown in hits, hits
+
+
+def test_an_undated_report_has_no_precision(store: Store) -> None:
+    from watcher.web import create_app
+
+    undated = [replace(i, published_at=None, published_raw=None) for i in reports("UTC")]
+    config = queue(store, SOURCES + RULE_AND_CHANNELS + ROUTES, undated)
+    with TestClient(create_app(store, config)) as c:
+        stories = c.get("/api/stories").json()["stories"]
+    # undated and naming no day, they are two stories: each without a precision
+    assert len(stories) == 2
+    for story in stories:
+        assert {r["published_precision"] for r in story["reports"]} == {None}
+        assert {r["published_day"] for r in story["reports"]} == {None}
+        assert story["event_precision"] is None and story["event_day"] is None

@@ -15,7 +15,7 @@ from watcher.log import redact
 from watcher.render import safe_url
 from watcher.store.views import Card
 from watcher.types import Item, StoredReport, StoredStory
-from watcher.web.base import WebBase
+from watcher.web.base import WebBase, report_day
 
 
 class Api(WebBase):
@@ -126,6 +126,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _report_json(r: StoredReport | Item) -> dict[str, Any]:
+    day = report_day(r)
     return {
         "source": r.source_id,
         "title": r.title,
@@ -134,6 +135,11 @@ def _report_json(r: StoredReport | Item) -> dict[str, Any]:
         "url": safe_url(r.url),
         "lang": r.lang,
         "published_at": _iso(r.published_at),
+        # "day": the outlet gave its day only, and published_at is that day's midnight (in
+        # the source's zone), no time it gave; "time": it gave one; null: it gave no date
+        "published_precision": (day and "day") or (r.published_at and "time") or None,
+        # the day as the outlet wrote it (a "day" precision's), else null
+        "published_day": day.isoformat() if day else None,
         "fetched_at": _iso(r.fetched_at),
     }
 
@@ -164,6 +170,10 @@ def card_json(card: Card, deliveries: bool = False) -> dict[str, Any]:
         "event_at": _iso(card.event_at),
         # False: no outlet dated it, and event_at is when watcher first fetched a report
         "event_dated": card.dated,
+        # "day": event_at is the midnight of a day an outlet gave without a time of day
+        # (event_day is that day as written); "time": an outlet gave the time; null: undated
+        "event_precision": ("day" if card.day else "time") if card.dated else None,
+        "event_day": card.day.isoformat() if card.day else None,
         "main_event": card.main_event,
         "first_source": first.source_id if first else None,
     }
@@ -185,8 +195,12 @@ _FILTER_PARAMS = [
 _REPORT = {
     "type": "object",
     "properties": {
-        k: {"type": ["string", "null"]}
-        for k in ("source", "title", "url", "lang", "published_at", "fetched_at")
+        **{
+            k: {"type": ["string", "null"]}
+            for k in ("source", "title", "url", "lang", "published_at", "fetched_at")
+        },
+        "published_precision": {"type": ["string", "null"], "enum": ["day", "time", None]},
+        "published_day": {"type": ["string", "null"], "format": "date"},
     },
 }
 _STORY = {
@@ -204,6 +218,8 @@ _STORY = {
         "reports": {"type": "array", "items": _REPORT},
         "event_at": {"type": "string", "format": "date-time"},
         "event_dated": {"type": "boolean"},
+        "event_precision": {"type": ["string", "null"], "enum": ["day", "time", None]},
+        "event_day": {"type": ["string", "null"], "format": "date"},
         "main_event": {"type": "string"},
         "first_source": {"type": ["string", "null"]},
     },

@@ -25,11 +25,13 @@ from starlette.responses import HTMLResponse, Response
 from watcher import __version__
 from watcher.config import EVENT_NAMES, EVENT_TYPES, SEVERITIES, Config
 from watcher.config.loading import Names
+from watcher.items import written_day
 from watcher.log import redact
 from watcher.recheck import diff as word_diff
-from watcher.render import WORDS, cut, safe_url
+from watcher.render import WORDS, cut, day_alone, safe_url
 from watcher.store import Store, search
 from watcher.store.views import Filters, Views
+from watcher.types import Item, StoredReport
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "web"
 
@@ -364,9 +366,12 @@ class WebBase:
         def when(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
             return f"{value.astimezone(tz):{fmt}} {value.astimezone(tz).tzname()}" if value else ""
 
-        def published(value: datetime | None, fetched: datetime) -> str:
+        def published(value: datetime | None, fetched: datetime, day: date | None = None) -> str:
             """A report's publication time; a report its outlet gave none is "undated": its
-            fetch time is never shown as if the outlet had given it."""
+            fetch time is never shown as if the outlet had given it. One its outlet gave the
+            `day` of but no time of day shows that day as written, and no clock time."""
+            if value and day:
+                return day_alone(day, WORDS["en"])
             return when(value) if value else f"undated (fetched {when(fetched)})"
 
         given = self._given_tz(request)
@@ -374,6 +379,7 @@ class WebBase:
             request=request,
             when=when,
             published=published,
+            written_day=written_day,
             href=self._links(request),
             tz=tz.key,
             #: The zone the reader chose (`?tz=`), which forms carry on.
@@ -522,6 +528,28 @@ def mark(text: str, spellings: Sequence[str]) -> Markup:
 def people(n: int) -> str:
     """A story's count as the alerts write it: "1 person", "30,000 people"."""
     return WORDS["en"].people(n)
+
+
+def report_day(report: StoredReport | Item) -> date | None:
+    """The day a report's outlet gave without a time of day (`StoredReport.published_day`;
+    for an item, read from its date as written); None when it gave a time, or no date."""
+    if isinstance(report, StoredReport):
+        return report.published_day
+    return written_day(report.published_raw) if report.published_at else None
+
+
+def shown_published(report: StoredReport | Item, zone: ZoneInfo) -> str:
+    """A report's publication time as feeds show it: "2026-11-20 17:05 KST"; its day alone,
+    said so, when its outlet gave no time of day; "undated (fetched …)" when it gave none."""
+
+    def when(at: datetime) -> str:
+        local = at.astimezone(zone)
+        return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+    if report.published_at is None:
+        return f"undated (fetched {when(report.fetched_at)})"
+    day = report_day(report)
+    return day_alone(day, WORDS["en"]) if day else when(report.published_at)
 
 
 def count(n: int) -> str:

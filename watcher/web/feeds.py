@@ -22,7 +22,7 @@ from watcher.config import EVENT_NAMES
 from watcher.render import clean, cut, safe_url
 from watcher.store.views import Card, StoredItem
 from watcher.web.api import card_json
-from watcher.web.base import SHOWN_TITLE, WebBase, people
+from watcher.web.base import SHOWN_TITLE, WebBase, people, report_day, shown_published
 
 #: Entries in a feed.
 FEED_SIZE = 100
@@ -63,7 +63,8 @@ class _Entry:
     link: str
     title: str
     summary: str
-    #: None when no outlet dated it: a reader must not show a fetch time as a publication date.
+    #: None when no outlet dated it (a reader must not show a fetch time as a publication
+    #: date), or gave its day only (no midnight shown as the time it published).
     published: datetime | None
     updated: datetime
     tags: tuple[str, ...]
@@ -176,20 +177,12 @@ class Feeds(WebBase):
         self, reports: Any, zone: ZoneInfo
     ) -> tuple[tuple[str, str, str | None, str], ...]:
         """(outlet, time, link, headline) of each report: its publication time, or, when its
-        outlet gave none, "undated (fetched …)" (never a fetch time as a publication time)."""
-
-        def when(at: datetime) -> str:
-            local = at.astimezone(zone)
-            return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
-
+        outlet gave none, "undated (fetched …)" (never a fetch time as a publication time),
+        or its day alone when the outlet gave no time of day (`shown_published`)."""
         out = []
         for r in reports:
             outlet = self.names.get(r.source_id, r.source_id) + (f" ({r.lang})" if r.lang else "")
-            at = (
-                when(r.published_at)
-                if r.published_at
-                else f"undated (fetched {when(r.fetched_at)})"
-            )
+            at = shown_published(r, zone)
             out.append((outlet, at, safe_url(r.url), cut(clean(r.title), SHOWN_TITLE)))
         return tuple(out)
 
@@ -206,7 +199,9 @@ class Feeds(WebBase):
             link=self._absolute(href(f"/stories/{s.id}{hit}")),
             title=f"[{s.severity.upper()}] {cut(s.title, SHOWN_TITLE)}",
             summary=self._summary(card),
-            published=card.event_at if card.dated else None,
+            # Atom and JSON Feed dates carry a clock time: a day an outlet gave without one
+            # is left out like an undated report's (the report lines give the day alone)
+            published=card.event_at if card.dated and card.day is None else None,
             updated=s.updated_at,
             tags=s.events,
             card=card,
@@ -220,7 +215,7 @@ class Feeds(WebBase):
             link=self._absolute(href(f"/items/{found.id}")),
             title=cut(item.title, SHOWN_TITLE),
             summary=f"{self.names.get(item.source_id, item.source_id)}: {item.text[:300]}",
-            published=item.published_at,
+            published=None if report_day(item) else item.published_at,
             updated=item.fetched_at,
             tags=(),
         )
