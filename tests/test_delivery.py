@@ -1145,7 +1145,7 @@ def _replica_pair(store: Store, db_url: str, feeds: FeedServer, n: int, **settin
 
 
 def test_two_replicas_send_a_long_backlog_once(
-    store: Store, db_url: str, feeds: FeedServer
+    store: Store, db_url: str, feeds: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A backlog on one channel whose sends together take longer than one claim's lease:
     the replica sending it renews its claim before each message, so the other never takes
@@ -1154,9 +1154,12 @@ def test_two_replicas_send_a_long_backlog_once(
     import threading
     import time
 
-    n = 10
-    _, a, b, other = _replica_pair(store, db_url, feeds, n, delivery_timeout="2s")
-    feeds.routes["/hook"].delay = 1.2  # 10 × 1.2 s: past the 9 s lease the old code took
+    n = 12
+    # A short lease (one send fits in it many times over, even on a loaded machine) and a
+    # long send timeout (no send times out and is retried): 12 × 1 s outlasts the lease.
+    monkeypatch.setattr(Deliverer, "lease", property(lambda self: timedelta(seconds=6)))
+    _, a, b, other = _replica_pair(store, db_url, feeds, n, delivery_timeout="60s")
+    feeds.routes["/hook"].delay = 1.0
 
     def everything_sent() -> bool:
         return {d.status for d in Outbox(store).listing()} == {"sent"}
