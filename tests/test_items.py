@@ -122,6 +122,14 @@ def test_clean_text_caps_length() -> None:
         ("not a date", "UTC", None),
         ("", "UTC", None),
         ("2024.13.45", "UTC", None),
+        # a part of a date is no date: no day, month or year is taken from today
+        ("November 2026", "UTC", None),
+        ("2026", "UTC", None),
+        ("14:05", "Asia/Seoul", None),
+        ("Tuesday", "UTC", None),
+        ("20 November", "UTC", None),
+        ("Friday, November 20, 2026", "UTC", "2026-11-20T00:00:00+00:00"),
+        ("Nov 20 2026 3:05 pm", "UTC", "2026-11-20T15:05:00+00:00"),
     ],
 )
 def test_parse_date(raw: str, zone: str, expected: str | None) -> None:

@@ -313,9 +313,18 @@ def _parse_known(text: str) -> datetime | None:
     try:
         from dateutil import parser as du_parser
 
-        return du_parser.parse(text, fuzzy=False)
+        # dateutil fills what a text leaves out from its default: "November 2026", "2026" or
+        # "14:05" would take today's day, month or year. Read twice with two defaults: a date
+        # that gives its year, month and day reads the same.
+        parsed = du_parser.parse(text, fuzzy=False, default=_DEFAULTS[0])
+        if parsed.date() != du_parser.parse(text, fuzzy=False, default=_DEFAULTS[1]).date():
+            return None  # no whole date: the item is undated, not given a made-up day
+        return parsed
     except (ValueError, OverflowError, TypeError):
         return None
+
+
+_DEFAULTS = (datetime(2000, 1, 1), datetime(2001, 2, 2))
 
 
 def _from_match(m: re.Match[str]) -> datetime | None:
