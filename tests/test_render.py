@@ -710,6 +710,49 @@ def test_a_long_digest_fits_and_says_how_many_were_left_out(
     assert all(f"Story {i} " in msg.body for i in msg.stories)
 
 
+@pytest.mark.parametrize("locale", ["en", "ko"])
+@pytest.mark.parametrize(
+    "channel", sorted(name for name, spec in render.CHANNELS.items() if spec.limit is not None)
+)
+def test_the_stories_a_digest_leaves_out_are_one_link_away(
+    channel: str,
+    locale: str,
+    make_view: Callable[..., AlertView],
+    make_report: Callable[..., Report],
+) -> None:
+    # 120 stories, a day apart at 20:00 UTC (05:00 the next day in Seoul): those cut to fit
+    # are the oldest; "+N more stories" links the timeline from the oldest one's day, there
+    views = [
+        make_view(
+            story_id=i,
+            first=make_report(
+                title=f"Story {i} " + "long title " * 12,
+                published_at=datetime(2026, 6, 1, 20, tzinfo=UTC) + timedelta(days=i),
+            ),
+            others=(),
+        )
+        for i in range(120)
+    ]
+    timeline = "https://watch.example.org/"
+    msg = render.render_digest(
+        views, "daily", channel, "Asia/Seoul", locale=locale, timeline_url=timeline
+    )
+    left_out = [i for i in range(120) if i not in msg.stories]
+    assert left_out and min(left_out) == 0
+    day = (datetime(2026, 6, 1, 20, tzinfo=UTC) + timedelta(hours=9)).date().isoformat()
+    body = html.unescape(msg.body)
+    assert f"https://watch.example.org/?since={day}&tz=Asia/Seoul" in body
+    spec = render.CHANNELS[channel]
+    assert spec.limit is not None and spec.cost(msg.title, msg.body) <= spec.limit  # still fits
+    # no timeline configured, or nothing left out: no link
+    alone = render.render_digest(views, "daily", channel, "Asia/Seoul", locale=locale)
+    assert "?since=" not in alone.body
+    few = render.render_digest(
+        views[:2], "daily", channel, "Asia/Seoul", locale=locale, timeline_url=timeline
+    )
+    assert "?since=" not in few.body
+
+
 #: Every channel format with a length limit: a message over it is refused or cut.
 LIMITED = [name for name, spec in render.CHANNELS.items() if spec.limit is not None]
 

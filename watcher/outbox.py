@@ -687,7 +687,13 @@ class Deliverer:
         if lead.kind == "digest":
             name = lead.route
             message = render.render_digest(
-                [v for _, v in views], name, fmt, tz, templates_dir=templates, locale=locale
+                [v for _, v in views],
+                name,
+                fmt,
+                tz,
+                templates_dir=templates,
+                locale=locale,
+                timeline_url=self.config.settings.public_url,
             )
         else:
             message = render.render_alert(

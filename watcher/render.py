@@ -1148,6 +1148,9 @@ class DigestContext:
     groups: tuple[DigestGroup, ...]
     #: Stories left out to fit.
     more_stories: int
+    #: The timeline from the day of the oldest story left out (with ``public_url``), where
+    #: the stories left out can be read; None: no link.
+    more_href: Href | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -1471,6 +1474,30 @@ def _digest_budgets(spec: ChannelSpec, count: int) -> Iterator[_DigestBudget]:
     yield _DigestBudget(1, 40, 0)
 
 
+def _timeline_href(
+    timeline_url: str | None,
+    left_out: Sequence[AlertView],
+    zone: ZoneInfo,
+    tz: str,
+    dialect: Dialect,
+) -> Href | None:
+    """The web timeline from the day (in the message's zone) of the earliest report of the
+    stories `left_out`, as this format links it; None when none is left out or there is no
+    timeline."""
+    if not timeline_url or not left_out:
+        return None
+    times = [
+        t
+        for view in left_out
+        for r in (view.first, *view.others)
+        if (t := r.published_at or r.found_at) is not None
+    ]
+    query = (
+        f"?since={min(times).astimezone(zone).date().isoformat()}&tz={quote(tz)}" if times else ""
+    )
+    return dialect.href(safe_url(f"{timeline_url.rstrip('/')}/{query}"))
+
+
 def _newest(view: AlertView) -> tuple[datetime, int]:
     # a day-only report counts here (by its day's midnight): the digest orders by it
     times = [r.published_at or r.found_at for r in (view.first, *view.others)]
@@ -1504,8 +1531,11 @@ def render_digest(
     *,
     templates_dir: str | os.PathLike[str] | None = None,
     locale: str = "en",
+    timeline_url: str | None = None,
 ) -> Message:
-    """One message listing several stories, one or two lines each.
+    """One message listing several stories, one or two lines each. `timeline_url` (the web
+    timeline, from ``public_url``) links "+6 more stories" to the timeline from the day of
+    the oldest story left out, so that none is out of reach.
 
     Stories are grouped by their gravest event type, groups gravest type first, stories within
     a group newest first (by their latest report, then story id). A digest cut to fit keeps
@@ -1565,6 +1595,7 @@ def render_digest(
             count=count,
             groups=tuple(DigestGroup(event=e, entries=tuple(s)) for e, s in groups.items()),
             more_stories=count - min(count, b.stories),
+            more_href=_timeline_href(timeline_url, ordered[b.stories :], zone, tz, dialect),
         )
         return sent_title, _render_template("digest", spec, folder, ctx, words.folder)
 
