@@ -100,13 +100,39 @@ def test_db_upgrade_on_postgres(pg_schema_url: str) -> None:
     )
 
 
-def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
-    url = "postgresql+psycopg://someone:pa55word@127.0.0.1:1/nowhere"
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://someone:pa55word@127.0.0.1:1/nowhere", "***@127.0.0.1:1"),
+        (
+            "postgresql+psycopg://someone@127.0.0.1:1/nowhere?password=pa55word&sslpassword=pa55ssl",
+            "password=***",
+        ),
+    ],
+    ids=["user-info", "query"],
+)
+def test_unreachable_database_is_one_line_without_its_password(
+    tmp_path: Path, url: str, shown: str
+) -> None:
     result = watcher("--db", url, "db", "upgrade")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: database ")
-    assert "pa55word" not in result.stderr
+    assert "pa55word" not in result.stderr and "pa55ssl" not in result.stderr
+    assert shown in result.stderr
+
+
+def test_a_database_password_in_the_query_is_shown_as_stars() -> None:
+    """libpq takes `?password=` (and `?sslpassword=`) too: the daemon's start line, its PID
+    file and every error name the database without them."""
+    from watcher.daemon import shown_database
+    from watcher.store import redact_url
+
+    url = "postgresql+psycopg://u@db.internal/w?sslmode=require&password=DbPaSs77&sslpassword=Ss9"
+    for shown in (shown_database(url), redact_url(url)):
+        assert "DbPaSs77" not in shown and "Ss9" not in shown, shown
+        assert "password=***" in shown and "sslpassword=***" in shown, shown
+        assert "sslmode=require" in shown and "db.internal/w" in shown, shown
 
 
 @pytest.mark.parametrize(

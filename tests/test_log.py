@@ -27,6 +27,32 @@ def test_secrets_and_url_credentials_are_redacted() -> None:
     assert record.getMessage() == "send to tgram://***/1 failed: mailtos://***@smtp.example.org"
 
 
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        (
+            "database postgresql+psycopg://u@db:1/x?password=DbPaSs77: connection failed",
+            "database postgresql+psycopg://***@db:1/x?password=***: connection failed",
+        ),
+        (
+            "postgresql://db/x?sslmode=require&sslpassword=k3y&PASSWORD=p;x",
+            "postgresql://db/x?sslmode=require&sslpassword=***&PASSWORD=***;x",
+        ),
+        ("https://e.org/f?api_key=abc123#top", "https://e.org/f?api_key=***#top"),
+        ("https://e.org/f?access_token=t0k&page=2", "https://e.org/f?access_token=***&page=2"),
+        ("https://e.org/f?passage=3&compass=n", "https://e.org/f?passage=3&compass=n"),
+    ],
+    ids=["password", "sslpassword", "api-key", "token", "not-secret-names"],
+)
+def test_a_secret_named_query_parameter_is_redacted(line: str, shown: str) -> None:
+    f = RedactingFilter()
+    assert f.redact(line) == shown
+    assert f.redact_whole(line) == shown
+    record = _record("%s", line)
+    f.filter(record)
+    assert record.getMessage() == shown
+
+
 def test_json_line_carries_context() -> None:
     record = _record("poll failed", source="yonhap-en", action="poll")
     line = JsonFormatter().format(record)

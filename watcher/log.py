@@ -3,7 +3,8 @@
 Records may carry `extra={"action": ..., "source": ..., "item": ..., "alert": ...}`; both formats
 show those fields. The redacting filter removes every value that came from the environment
 through `${VAR}` (whole, cut short, or split where a URL parser splits it) and the credentials
-part of any URL (`scheme://user:pass@host`).
+part of any URL (`scheme://user:pass@host`) and the value of a query parameter whose name says
+it is a secret (`?password=`, `&sslpassword=`, `?api_key=`…).
 """
 
 from __future__ import annotations
@@ -20,6 +21,26 @@ from urllib.parse import quote, quote_plus
 CONTEXT_FIELDS = ("action", "source", "item", "alert", "channel", "route")
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<cred>[^/\s@]+@)")
+#: A URL's query parameter whose name says it holds a secret, with its value: a database
+#: password given as `?password=` (libpq and SQLAlchemy take one there) shows as `password=***`.
+_QUERY_SECRET = re.compile(
+    r"(?P<key>[?&;](?:[\w.-]*(?:password|passwd|secret|token)"
+    r"|(?:[\w.-]*[_.-])?(?:pass|pwd|api[_-]?key|apikey))=)"
+    r"[^&;#\s\"'<>]+?(?=[&;#\s\"'<>]|:\s|:?$)",
+    re.IGNORECASE,
+)
+
+
+def redact_credentials(text: str) -> str:
+    """`text` with each URL's `user:password@` and each secret-named query value as `***`.
+
+    Usage::
+
+        redact_credentials("postgresql://u:pw@db/x?sslpassword=s&sslmode=require")
+        # 'postgresql://***@db/x?sslpassword=***&sslmode=require'
+    """
+    text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+    return _QUERY_SECRET.sub(r"\g<key>***", text) if "=" in text else text
 
 
 #: The shortest piece of a secret redacted where a URL parser shows it apart from the rest.
@@ -89,12 +110,13 @@ class RedactingFilter(logging.Filter):
         self.whole = sorted(whole, key=len, reverse=True)
 
     def redact_whole(self, text: str) -> str:
-        """Only whole values (and percent-encoded ones) and URL user-info: for what is kept as
-        a record (evidence), where a piece of a secret that is also a common word (a year, a
-        domain) must stay as the source sent it."""
+        """Only whole values (and percent-encoded ones), URL user-info and secret-named query
+        values (`redact_credentials`): for what is kept as a record (evidence), where a piece
+        of a secret that is also a common word (a year, a domain) must stay as the source sent
+        it."""
         for secret in self.whole:
             text = text.replace(secret, "***")
-        return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+        return redact_credentials(text)
 
     def redact(self, text: str) -> str:
         if "..." in text or "…" in text:  # first: a piece of a cut value is a form too
@@ -102,7 +124,7 @@ class RedactingFilter(logging.Filter):
                 text = _redact_cut(text, secret)
         for secret in self.secrets:
             text = text.replace(secret, "***")
-        return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+        return redact_credentials(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = self.redact(record.getMessage())

@@ -131,12 +131,27 @@ def server_key(database_url: str) -> str:
     return f"{url.get_backend_name()}|{url.username}|{url.host}|{url.port}|{url.database}|{query}"
 
 
+def _secret_parameter(name: str) -> bool:
+    """A connection parameter that holds a secret (libpq's `password`, `sslpassword`…)."""
+    name = name.lower()
+    return any(word in name for word in ("pass", "pwd", "secret", "token"))
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, for messages."""
+    """The URL with any password replaced, for messages: the user-info one and any given as
+    a query parameter (`?password=`, `?sslpassword=`).
+
+    Usage::
+
+        redact_url("postgresql+psycopg://u@db/x?password=pw&sslmode=require")
+        # 'postgresql+psycopg://u@db/x?sslmode=require&password=***'
+    """
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        hidden = {k for k in parsed.query if _secret_parameter(k)}
+        shown = parsed.difference_update_query(hidden).render_as_string(hide_password=True)
     except Exception:
         # shown as written (a path given for a URL is the usual mistake), but for everything
         # before the last @ after the scheme: a password may hold any character, / and @ too
@@ -145,6 +160,9 @@ def redact_url(url: str) -> str:
             return url
         scheme, sep, _ = head.partition("://")
         return f"{scheme}{sep}***@{tail}" if sep and "/" not in scheme else f"***@{tail}"
+    # written after the others, not percent-encoded (SQLAlchemy would write %2A%2A%2A)
+    hiding = "&".join(f"{k}=***" for k in sorted(hidden))
+    return f"{shown}{'&' if '?' in shown else '?'}{hiding}" if hiding else shown
 
 
 class StoreBase:
