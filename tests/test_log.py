@@ -53,6 +53,26 @@ def test_a_secret_named_query_parameter_is_redacted(line: str, shown: str) -> No
     assert record.getMessage() == shown
 
 
+@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()], ids=["text", "json"])
+def test_context_fields_are_redacted_like_the_message(formatter: logging.Formatter) -> None:
+    f = RedactingFilter(["SeCrEtApIkEy123"])
+    record = _record(
+        "stored %s",
+        "it",
+        item="http://127.0.0.1/api?key=SeCrEtApIkEy123",
+        source="s",
+        channel="mailto://u:pw@smtp.example.org",
+        route="r?password=DbPaSs77",
+        alert=7,
+    )
+    assert f.filter(record)
+    line = formatter.format(record)
+    for secret in ("SeCrEtApIkEy123", ":pw@", "DbPaSs77"):
+        assert secret not in line, line
+    assert "api?key=***" in line and "mailto://***@smtp" in line and "password=***" in line
+    assert "source" in line and "7" in line
+
+
 def test_json_line_carries_context() -> None:
     record = _record("poll failed", source="yonhap-en", action="poll")
     line = JsonFormatter().format(record)

@@ -91,7 +91,8 @@ _PATH_SAFE = "!$&'()*+,;=:@/"
 
 
 class RedactingFilter(logging.Filter):
-    """Replace secrets in the final message (and exception text) with `***`: every value
+    """Replace secrets in the final message, its context fields (`CONTEXT_FIELDS`) and
+    exception text with `***`: every value
     from the environment, whole, percent-encoded, in the pieces a URL parser splits it into
     (`secret_forms`) and cut short ("…" or "..." after its first characters, as apprise and
     watcher's own messages shorten long values)."""
@@ -129,6 +130,12 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = self.redact(record.getMessage())
         record.msg, record.args = message, None
+        # The context is written beside the message, in both formats: an item's key is its
+        # link, and a link can carry a source's key.
+        for key in CONTEXT_FIELDS:
+            value = getattr(record, key, None)
+            if isinstance(value, str):
+                setattr(record, key, self.redact(value))
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
