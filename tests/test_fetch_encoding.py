@@ -62,6 +62,26 @@ async def test_a_corrupt_gzip_body_is_one_line() -> None:
     assert result.error.startswith("HTTP error: gzip: ")  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("layers", [3, 4, 3000])
+async def test_stacked_encodings_beyond_three_are_a_fetch_error(layers: int) -> None:
+    """`gzip, gzip, …` thousands of times (a kilobyte's body) is refused as one fetch error,
+    not a crash; three layers are still inflated."""
+    body = FEED
+    for _ in range(layers):
+        body = gzip.compress(body, compresslevel=1, mtime=0)
+    encoding = ", ".join(["gzip"] * layers)
+    with FeedServer() as server:
+        server.route("/feed", body=body, headers={"Content-Encoding": encoding})
+        result = await fetch(server, "/feed")
+    assert result.status == 200  # type: ignore[attr-defined]
+    if layers == 3:
+        assert result.error is None and result.body == FEED  # type: ignore[attr-defined]
+    else:
+        assert result.error == (  # type: ignore[attr-defined]
+            f"too many content encodings ({layers}; at most 3 are decoded)"
+        )
+
+
 async def test_a_gzip_bomb_is_refused_at_the_cap_within_little_memory() -> None:
     # 256 KB on the wire, 256 MiB inflated: httpx inflates each network chunk whole (64 MB from
     # 64 KB), which the cap only saw after the fact; the process grew by hundreds of MB.

@@ -454,6 +454,10 @@ class Fetcher:
             if not blocked and (status == 429 or status >= 500):  # retry, after Retry-After
                 raise _Retry(failed, _retry_after(response.headers.get("retry-after")))
             return failed
+        try:
+            decoded = _Decoded(response)
+        except httpx.DecodingError as exc:  # an answer, but a body not worth undoing
+            return self._fail(request, str(exc), run, attempts, status=status, final_url=final_url)
         cap = self.limits.max_body
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > cap:
@@ -469,7 +473,7 @@ class Fetcher:
         chunks: list[bytes] = []
         size = 0
         progress = 0
-        async for received, pieces in _body(response):
+        async for received, pieces in _body(response, decoded):
             for piece in pieces:
                 size += len(piece)
                 if size > cap:  # checked per bounded piece: a gzip bomb never inflates whole
@@ -806,11 +810,13 @@ def _permanent_target(response: httpx.Response) -> str | None:
     return target
 
 
-async def _body(response: httpx.Response) -> AsyncIterator[tuple[int, Iterator[bytes]]]:
+async def _body(
+    response: httpx.Response, decoded: _Decoded | None = None
+) -> AsyncIterator[tuple[int, Iterator[bytes]]]:
     """The body as it arrives: (bytes received, the decoded pieces they make, each at most
-    INFLATE_STEP, made as they are taken). A response made in memory
-    (`httpx.Response(content=...)`, as a mock transport or respx answers) was read and decoded
-    when it was made: its content is the one piece."""
+    INFLATE_STEP, made as they are taken), through `decoded` (the response's own decoder when
+    None). A response made in memory (`httpx.Response(content=...)`, as a mock transport or
+    respx answers) was read and decoded when it was made: its content is the one piece."""
     try:
         content = response.content
     except httpx.ResponseNotRead:
@@ -818,7 +824,7 @@ async def _body(response: httpx.Response) -> AsyncIterator[tuple[int, Iterator[b
     else:
         yield len(content), iter((content,))
         return
-    decoded = _Decoded(response)
+    decoded = decoded or _Decoded(response)
     async for raw in response.aiter_raw():
         yield len(raw), decoded.feed(raw)
 
@@ -871,32 +877,43 @@ class _Inflate:
                 return
 
 
+#: The most content encodings one response may stack (`gzip, gzip`): a server has no need of
+#: more, and thousands (a kilobyte each way) only cost work.
+MAX_ENCODINGS = 3
+
+
 class _Decoded:
     """A response's body decoded from its raw bytes by its Content-Encoding (gzip, deflate;
-    several in the order applied; identity and unknown ones as they are, as httpx does), each
-    raw chunk yielded in bounded pieces: httpx's own decoding inflates a whole network chunk
-    at once, 64 MB from 64 KB of a gzip bomb, before any cap can look at it."""
+    several in the order applied, at most MAX_ENCODINGS; identity and unknown ones as they
+    are, as httpx does), each raw chunk yielded in bounded pieces: httpx's own decoding
+    inflates a whole network chunk at once, 64 MB from 64 KB of a gzip bomb, before any cap
+    can look at it."""
 
     def __init__(self, response: httpx.Response) -> None:
         encodings = [
             value.strip().lower()
             for value in response.headers.get_list("content-encoding", split_commas=True)
         ]
+        stacked = [e for e in encodings if e and e != "identity"]
+        if len(stacked) > MAX_ENCODINGS:
+            raise httpx.DecodingError(
+                f"too many content encodings ({len(stacked)}; at most {MAX_ENCODINGS} are decoded)"
+            )
         # applied in the order listed: undone last first
         self._layers = [
             _Inflate(e) for e in reversed(encodings) if e in ("gzip", "x-gzip", "deflate")
         ]
 
     def feed(self, raw: bytes) -> Iterator[bytes]:
-        return self._through(raw, 0)
+        pieces: Iterator[bytes] = iter((raw,))
+        for layer in self._layers:  # each layer reads the pieces of the one before, lazily
+            pieces = _inflated(layer, pieces)
+        return (piece for piece in pieces if piece)
 
-    def _through(self, data: bytes, layer: int) -> Iterator[bytes]:
-        if layer == len(self._layers):
-            if data:
-                yield data
-            return
-        for piece in self._layers[layer].feed(data):
-            yield from self._through(piece, layer + 1)
+
+def _inflated(layer: _Inflate, pieces: Iterator[bytes]) -> Iterator[bytes]:
+    for piece in pieces:
+        yield from layer.feed(piece)
 
 
 def _retry_after(value: str | None) -> float | None:
