@@ -11,6 +11,7 @@ import pytest
 from tests.helpers import T0, Clock, config_for, cycle, feed_source, rss
 from tests.httpserver import FeedServer
 from watcher import health
+from watcher.fetch import Fetcher, FetchLimits, FetchRequest
 from watcher.store import Store
 
 
@@ -192,6 +193,41 @@ def test_redirect_loop(store: Store, server: FeedServer) -> None:
     config = config_for([feed_source(server, "loop", "/loop")])
     reports, _ = cycle(config, store)
     assert reports["loop"].error == "more than 5 redirects (a redirect loop?)"
+
+
+@pytest.mark.parametrize(
+    ("location", "error"),
+    [
+        ("http://127.0.0.1:99999/feed", "bad URL: port 99999 is out of range (1-65535)"),
+        ("https://ex_ample..org/feed", "bad URL: host 'ex_ample..org' has an empty label"),
+    ],
+    ids=["port", "host"],
+)
+def test_a_redirect_to_an_address_no_connection_can_use_is_a_fetch_error(
+    store: Store, server: FeedServer, location: str, error: str
+) -> None:
+    """Not "internal error while polling" with an OverflowError's traceback: the source's own
+    failure, recorded like any other."""
+    server.route("/moved", status=302, headers={"Location": location})
+    config = config_for([feed_source(server, "moved", "/moved")])
+    reports, _ = cycle(config, store)
+    assert reports["moved"].error == error
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("http://127.0.0.1:99999/feed", "bad URL: port 99999 is out of range (1-65535)"),
+        ("http://127.0.0.1:0/feed", "bad URL: port 0 is out of range (1-65535)"),
+        ("https://ex_ample..org/feed", "bad URL: host 'ex_ample..org' has an empty label"),
+        ("http://[::1/feed", "bad URL: not a valid address: Invalid IPv6 URL"),
+    ],
+    ids=["port", "port-0", "host", "ipv6"],
+)
+async def test_an_address_no_connection_can_use_is_a_fetch_error(url: str, error: str) -> None:
+    async with Fetcher(FetchLimits(allow_private=True, retries=0)) as fetcher:
+        result = await fetcher.fetch(FetchRequest(source_id="s", url=url))
+    assert result.error == error and result.status == 0
 
 
 def test_entity_bomb_is_not_expanded(store: Store, server: FeedServer) -> None:

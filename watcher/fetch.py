@@ -55,6 +55,7 @@ import httpx
 
 from watcher import __version__, health
 from watcher.types import FetchResult
+from watcher.urls import url_problem
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +226,8 @@ class Fetcher:
         run = _Run(self.limits.source_timeout)
         attempts = 0
         result: FetchResult
+        if problem := url_problem(request.url):  # no connection could use it
+            return self._fail(request, f"bad URL: {problem}", run, 0)
         try:
             if request.robots:
                 refusal = await self._robots_refusal(request, run)
@@ -368,6 +371,8 @@ class Fetcher:
                 raise httpx.TooManyRedirects("too many redirects", request=hop)
             hop = _next_hop(response, hop, dict(request.headers), self.user_agent)
             run.redirect = str(hop.url)
+            if problem := url_problem(run.redirect):  # a Location to port 99999
+                raise httpx.InvalidURL(problem)
             log.debug(
                 "%s: %s redirects to %s",
                 request.source_id,

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from watcher.urls import url_problem
+
 # --------------------------------------------------------------------------- value types
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -98,7 +100,11 @@ def _check_timezone(value: object) -> str:
 
 def _check_url(value: object) -> str:
     if isinstance(value, str) and re.match(r"^https?://[^\s/$.?#][^\s]*$", value, re.I):
-        return value
+        # a port or host no connection can use fails here, not as each poll's traceback
+        problem = url_problem(value)
+        if problem is None:
+            return value
+        raise ValueError(problem)
     raise ValueError(f"expected an http:// or https:// address, got {value!r}")
 
 
