@@ -250,6 +250,31 @@ def test_telegram_digest_stays_within_4096_characters(http: responses.RequestsMo
 # --------------------------------------------------------------------------- email
 
 
+@pytest.mark.parametrize(
+    "headline",
+    [
+        "China deports defectors =?utf-8?q?=E2=80=AE?=gnp.exe "
+        "=?utf-8?b?QmNjOiB2aWN0aW1AZXhhbXBsZS5vcmc=?=",
+        "=?UTF-8?Q?=E2=80=AE?= 중국 강제북송 =?utf-8?B?4oCu?=",
+    ],
+    ids=["ascii", "non-ascii"],
+)
+def test_an_encoded_word_in_a_headline_is_not_decoded_in_the_subject(headline: str) -> None:
+    """A headline's RFC 2047 encoded words reach the reader as the text they are written in:
+    a mail reader that decodes the Subject finds no bidi override and no hidden words."""
+    view = hostile_view(first=report(title=headline, text="t"))
+    msg = render.render_alert(view, "email", "Asia/Seoul")
+    with MailServer() as mail:
+        app = apprise.Apprise()
+        assert app.add(mail.apprise_url())
+        assert app.notify(title=msg.title, body=msg.body, body_format=msg.format)
+        (sent,) = mail.messages
+    subject = str(sent["Subject"])  # as a reader decodes it (policy default)
+    assert "\u202e" not in subject and "Bcc" not in subject and "victim" not in subject
+    assert subject == msg.title
+    assert "?utf-8?q?=e2=80=ae?=" in subject.replace("\u200b", "").lower()  # shown as written
+
+
 def test_email_is_multipart_with_a_plain_text_part() -> None:
     msg = render.render_alert(hostile_view(), "email", "Asia/Seoul")
     with MailServer() as mail:

@@ -360,6 +360,13 @@ def _defuse(text: str) -> str:
     return _LIVE.sub("\\g<0>" + _ZWSP, text)
 
 
+def _email_subject(title: str) -> str:
+    """The subject with each `=?` broken by a zero-width space: a mail reader decodes an RFC
+    2047 encoded word it finds in a subject (`=?utf-8?q?=E2=80=AE?=` is a bidi override, a
+    base64 one any hidden text), so the headline's own `=?…?=` must never read as one."""
+    return title.replace("=?", "=" + _ZWSP + "?")
+
+
 def _unlinked(text: str) -> str:
     # Mail has no mentions, but mail clients make links of URLs in the text.
     return _SCHEME.sub(":" + _ZWSP, text)
@@ -642,7 +649,8 @@ class ChannelSpec:
 #: `DIALECTS` when none fits).
 CHANNELS: dict[str, ChannelSpec] = {
     # No limit for email; 2,000 characters per lead keeps a digest of many stories readable.
-    # No mentions in mail: text is HTML-escaped and its URLs unlinked, the subject left plain.
+    # No mentions in mail: text is HTML-escaped and its URLs unlinked, the subject left plain
+    # but for its `=?` (no encoded word of the source's is decoded by the reader).
     "email": ChannelSpec(
         format="html",
         syntax="html",
@@ -651,7 +659,7 @@ CHANNELS: dict[str, ChannelSpec] = {
         title_limit=250,
         lead=2000,
         others=50,
-        title=str,
+        title=_email_subject,
     ),
     # Telegram rejects a message over 4,096 characters (after entity parsing; apprise checks
     # the raw text, which is longer, so the raw text is what we count). @username in a group
