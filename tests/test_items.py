@@ -17,6 +17,7 @@ from watcher.items import (
     parse_date,
     stable_key,
     without_feed_footer,
+    without_secrets,
 )
 from watcher.parsers import decode, looks_like_html
 
@@ -63,6 +64,14 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
         ("https://e\u202e.org/a", None, None),
         ("https://e.org/\x00\ud800", None, None),  # a lone surrogate has no UTF-8 form
         ("https://e.org/a\x00b?q=\x1b", None, "https://e.org/a%00b?q=%1B"),  # escaped, kept
+        # a link to the document itself names no item (nor takes its address and key)
+        ("#1", "https://api.e.org/v1/items?key=k-9b3e#top", None),
+        ("#", "https://api.e.org/v1/items?key=k-9b3e", None),
+        ("?", "https://api.e.org/v1/items?key=k-9b3e", None),
+        ("  ", "https://api.e.org/v1/items?key=k-9b3e", None),
+        ("items?key=k-9b3e&utm_source=x", "https://api.e.org/v1/items?key=k-9b3e", None),
+        ("?page=2", "https://api.e.org/v1/items?key=k-9b3e", "https://api.e.org/v1/items?page=2"),
+        ("#2", "https://www.ohchr.org/en/press-releases", None),
     ],
 )
 def test_canonical_url(raw: str, base: str | None, expected: str | None) -> None:
@@ -218,6 +227,56 @@ def test_stable_key_from_a_guid_is_stored_by_any_database(guid: str, expected: s
         assert key.startswith(expected) and len(key) == len(expected) + 64
     else:
         assert key == expected
+
+
+@pytest.mark.parametrize("link", ["#1", "#", "?", " ", "https://api.e.org/v1/items?key=k-9b3e"])
+def test_a_link_to_the_source_itself_is_no_link_and_the_key_stays_stable(link: str) -> None:
+    """An item whose link is `#1` (or blank, or the feed's own address) does not take the
+    source's address (and the key in its query): it has no link, and its key is its guid or
+    the hash of its title and date, the same at every poll."""
+    base = "https://api.e.org/v1/items?key=k-9b3e"
+
+    def item(guid: str | None, title: str) -> object:
+        return make_item(
+            source_id="api", title=title, link=link, guid=guid, fetched_at=NOW, base_url=base
+        )
+
+    with_id, untitled = item("71", "Defectors held"), item(None, "Defectors held")
+    assert with_id.url is None and untitled.url is None  # type: ignore[attr-defined]
+    assert with_id.key == "api:71"  # type: ignore[attr-defined]
+    assert untitled.key == item(None, "Defectors held").key  # type: ignore[attr-defined]
+    assert untitled.key != item(None, "Another report").key  # type: ignore[attr-defined]
+    assert "k-9b3e" not in untitled.key  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("link", "guid", "url", "key"),
+    [
+        (
+            "https://api.e.org/story/7?key=k-9b3e%2F",
+            None,
+            "https://api.e.org/story/7?key=***",
+            "https://api.e.org/story/7?key=***",
+        ),
+        ("https://api.e.org/k-9b3e//7", None, "https://api.e.org/***/7", "https://api.e.org/***/7"),
+        (None, "k-9b3e/", None, "api:***"),
+        ("https://e.org/" + "x" * 300 + "?k=k-9b3e/", None, "https://e.org/", "hashed"),
+        ("https://e.org/a", None, "https://e.org/a", "https://e.org/a"),
+    ],
+    ids=["query", "path", "guid", "long-link-key", "none"],
+)
+def test_a_source_secret_in_an_items_link_and_key_is_replaced(
+    link: str | None, guid: str | None, url: str | None, key: str
+) -> None:
+    item = make_item(source_id="api", title="T", link=link, guid=guid, fetched_at=NOW)
+    clean = without_secrets(item, {"k-9b3e/"})
+    if key == "hashed":  # a key hashed from the link is the hash of the redacted link
+        assert clean.url is not None and clean.url.startswith(url or "")
+        assert "k-9b3e" not in clean.url and clean.url.endswith("?k=***")
+        assert clean.key == stable_key("api", clean.url, None, "T", None) != item.key
+    else:
+        assert (clean.url, clean.key) == (url, key)
+    assert without_secrets(item, ()) is item
 
 
 def test_make_item_shared_link_falls_back_to_guid() -> None:

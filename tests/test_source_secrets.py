@@ -4,6 +4,7 @@ show `***` in its place. On SQLite and PostgreSQL, against a real local HTTP ser
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -179,6 +180,50 @@ def test_a_redirect_that_carries_the_key_is_stored_and_told_without_it(store: St
         row = conn.execute(select(t.sources).where(t.sources.c.id == "moved")).one()
     assert row.moved_to == server.url("/new?key=***")
     assert KEY not in (row.health_reason or "") and "/new?key=***" in (row.health_reason or "")
+
+
+def test_an_items_link_never_carries_the_sources_key(store: Store) -> None:
+    """An API whose items link to `#1` or `?` (which read against the API's address would be
+    that address, key and all) or echo the key in their links: no item takes the source's
+    address, and no stored link or key holds the key, so no feed, API answer, alert, export
+    or evidence record can show it. The items stay themselves at the next poll."""
+    entries = [
+        {"t": "Defectors held in Shenyang", "u": "#1", "id": "71"},
+        {"t": "Second report on the detentions", "u": "?"},
+        {"t": "Third report, linked with the key", "u": f"/story/3?key={KEY}"},
+    ]
+    with FeedServer() as server:
+        server.route(
+            "/api", body=json.dumps({"data": entries}).encode(), content_type="application/json"
+        )
+        source = {
+            "id": "api",
+            "kind": "json",
+            "url": server.url("/api?key=${FEED_KEY}"),
+            "items": "data",
+            "fields": {"title": "t", "url": "u", "id": "id"},
+        }
+        loaded = load([source])
+        reports, _ = cycle(loaded.config, store)
+        assert reports["api"].error is None and reports["api"].new == 3
+        # the same entries in another order: parsed again, nothing new
+        server.route(
+            "/api",
+            body=json.dumps({"data": entries[::-1]}).encode(),
+            content_type="application/json",
+        )
+        reports, _ = cycle(loaded.config, store)
+        assert reports["api"].error is None and reports["api"].new == 0
+    assert KEY not in _database_text(store)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(t.items.c.key, t.items.c.url)).all()
+    urls = sorted(str(url) for _, url in rows)
+    assert urls == ["None", "None", server.url("/story/3?key=***")]
+    assert "api:71" in {key for key, _ in rows}
+    # the web is not relied on: no secret is registered for its redaction here
+    with TestClient(create_app(store, loaded.config)) as c:
+        answer = c.get("/api/items?q=defectors")
+    assert answer.status_code == 200 and KEY not in answer.text
 
 
 # --------------------------------------------------------------------------- redirects

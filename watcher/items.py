@@ -12,11 +12,13 @@ import hashlib
 import html
 import re
 import unicodedata
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urljoin, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from watcher.types import Item
@@ -57,11 +59,15 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
     """Absolute URL with scheme/host lowercased, default port, credentials, fragment and
     trackers removed.
 
-    Returns None for an empty or non-http(s) link. Idempotent.
+    Returns None for an empty or non-http(s) link, and for one that resolves to `base`
+    itself (`#1`, `?`, a blank: the document's own address, with whatever key its query
+    holds, names no item). Idempotent.
     """
     if not url:
         return None
     url = url.strip()
+    if base and (not url or _own_address(url, base)):
+        return None
     try:
         if base:
             url = urljoin(base, url)
@@ -95,6 +101,51 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
     for pattern, replacement in URL_REWRITES:
         out = pattern.sub(replacement, out)
     return out
+
+
+def _own_address(link: str, base: str) -> bool:
+    """Whether `link` read against `base` is `base` itself (fragment and trackers aside)."""
+    try:
+        resolved = urljoin(base, link)
+    except ValueError:
+        return False
+    own = canonical_url(base)
+    return own is not None and canonical_url(resolved) == own
+
+
+def _encoded_forms(secret: str) -> list[str]:
+    """How a link may carry `secret`: as written, and percent-encoded as `canonical_url`
+    writes a path and a query value (and as other encoders do); longest first."""
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret, safe="/%:@!$&'()*+,;=~"),
+        quote_plus(secret),
+        quote_plus(secret, safe="/:@,"),
+    }
+    return sorted(forms, key=len, reverse=True)
+
+
+def without_secrets(item: Item, secrets: Iterable[str]) -> Item:
+    """`item` with each of its source's secrets (`SourceBase.secrets`) in its link and key
+    replaced by `***`: an API that echoes its key in its items' links never has it stored,
+    shown, sent or exported. A key made from the link is remade from the redacted one.
+
+    Usage::
+
+        without_secrets(item, {"k-123"})   # url "https://e.org/a?key=***"
+    """
+    url, key = item.url, item.key
+    for secret in sorted(secrets, key=len, reverse=True):
+        for form in _encoded_forms(secret):
+            if url is not None:
+                url = url.replace(form, "***")
+            key = key.replace(form, "***")
+    if url == item.url and key == item.key:
+        return item
+    if item.url is not None and url is not None and item.key == _url_key(item.url):
+        key = _url_key(url)
+    return replace(item, url=url, key=key)
 
 
 # --------------------------------------------------------------------------- text
@@ -396,7 +447,7 @@ def stable_key(
     key as it always was (an item stored before keeps its key: it is not new again);
     whatever shows a key cleans it (`render.clean`)."""
     if url:
-        return url if len(url) <= MAX_KEY else "u:" + hashlib.sha256(url.encode()).hexdigest()
+        return _url_key(url)
     if guid and guid.strip():
         key = f"{source_id}:{guid.strip()}"
         if len(key) <= MAX_KEY and not _UNSTORABLE.search(key):
@@ -405,6 +456,10 @@ def stable_key(
         return f"{source_id}:g:{digest}"
     digest = hashlib.sha256(f"{title}\n{date_raw or ''}".encode()).hexdigest()
     return f"{source_id}:h:{digest}"
+
+
+def _url_key(url: str) -> str:
+    return url if len(url) <= MAX_KEY else "u:" + hashlib.sha256(url.encode()).hexdigest()
 
 
 def make_item(

@@ -191,7 +191,7 @@ def load_config_text(
         at = len(name) + 1  # each problem starts "name:line:"
         problems.sort(key=lambda problem: int(problem[at:].split(":", 1)[0]))
         raise ConfigError(_redacted(problems, secrets), unset=[var for _, var in unset])
-    _keep_written_urls(config, written.get("sources"))
+    _keep_written_urls(config, written.get("sources"), env)
     found = [*_route_problems(config, Names.of(config)), *_concept_lang_problems(config)]
     found += [(path, path, message) for path, message in (checks(config) if checks else ())]
     if found:
@@ -680,16 +680,21 @@ def _substitute(
     return _VAR.sub(replace, value)
 
 
-def _keep_written_urls(config: Config, written: Any) -> None:
+def _keep_written_urls(config: Config, written: Any, env: Mapping[str, str]) -> None:
     """Give each source its url as the file writes it (`${VAR}` unexpanded), which is what the
-    database stores: a key in the environment never reaches a table, a backup or an export."""
+    database stores: a key in the environment never reaches a table, a backup or an export.
+    And the values its own `${VAR}`s expand to (url, headers, params…), which its parser
+    keeps out of the items' links (`SourceBase.secrets`)."""
     if not isinstance(written, list):
         return
     for source, entry in zip(config.sources, written, strict=False):
         url = entry.get("url") if isinstance(entry, dict) else None
+        # the model is frozen; private attributes are the loader's to set
         if isinstance(url, str) and url != source.url:
-            # the model is frozen; a private attribute is the loader's to set
             source._written_url = url
+        own: set[str] = set()
+        _substitute(entry, (), env, own, lambda path, var: None)
+        source._secrets = frozenset(own)
 
 
 def _format_validation(

@@ -193,6 +193,8 @@ class SourceBase(Model):
     #: `url` as sources.yaml writes it, `${VAR}` unexpanded; set by the loader when the two
     #: differ (a private attribute: the file cannot set it).
     _written_url: str | None = None
+    #: The values this source's own `${VAR}`s expand to; set by the loader.
+    _secrets: frozenset[str] = frozenset()
 
     @field_validator("interval")
     @classmethod
@@ -214,6 +216,13 @@ class SourceBase(Model):
         """The address as written in sources.yaml (`${VAR}` kept): what the database stores.
         Fetching uses `url`, the expanded one."""
         return self._written_url or self.url
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """The values this source's `${VAR}`s (in its url, headers, params…) expand to: a
+        link the source sends that carries one (an API echoing its key) is stored with `***`
+        in its place (`items.without_secrets`)."""
+        return self._secrets
 
     @property
     def shown_url(self) -> str:

@@ -10,11 +10,12 @@ import codecs
 import importlib
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
 from watcher.errors import DecodeError
+from watcher.items import without_secrets
 from watcher.types import FetchResult, Item
 
 
@@ -53,7 +54,7 @@ def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult
     """Parse a successful fetch with the parser of the source's kind; never raises."""
     parser = parser_for(source.kind)
     try:
-        return parser(source, result, fetched_at)
+        parsed = parser(source, result, fetched_at)
     except DecodeError as exc:
         return ParseResult(error=str(exc))
     except RecursionError:
@@ -65,6 +66,11 @@ def parse(source: Any, result: FetchResult, fetched_at: datetime) -> ParseResult
         # one line: some libraries explain on several (a selector, then a caret under it)
         told = " ".join(str(exc).split())
         return ParseResult(error=f"parser failed: {type(exc).__name__}: {told}"[:300])
+    secrets = getattr(source, "secrets", None)
+    if secrets and parsed.items:  # here, before anything stores, matches or shows an item
+        items = tuple(without_secrets(item, secrets) for item in parsed.items)
+        parsed = replace(parsed, items=items)
+    return parsed
 
 
 #: The selectors of `HtmlSelectors` that are CSS (date_attr names an attribute).
