@@ -227,6 +227,8 @@ def test_alerts_list_retry_and_export(setup) -> None:
 
 def test_silence_commands(setup) -> None:
     server, cfg, db = setup
+    # `silence` mutes the daemon's database: it creates none (a mistyped --db would mute nothing)
+    assert run(cfg, db, "db", "upgrade").returncode == 0
     added = run(
         cfg,
         db,

@@ -374,6 +374,7 @@ def test_silence_add_refuses_a_matcher_that_matches_nothing(tmp_path: Path) -> N
     cfg = tmp_path / "sources.yaml"
     cfg.write_text(BASE + SILENCE_ROUTES)
     db = f"sqlite:///{tmp_path / 'w.db'}"
+    assert watcher("--config", str(cfg), "--db", db, "db", "upgrade").returncode == 0
     args = ("--config", str(cfg), "--db", db, "silence", "add")
     refused = watcher(*args, "--match", "source=nosuch", "--for", "1h", "--reason", "x")
     assert refused.returncode == 2

@@ -49,9 +49,15 @@ def test_serve_on_a_taken_port_says_so_and_never_announces(cfg: Path, tmp_path: 
         ("sources", "list"),
         ("alerts", "list"),
         ("export", "alerts"),
+        # these wrote to a stray database: the daemon's was not muted, nothing was replayed
+        ("silence", "add", "--match", "source=one", "--for", "1h", "--reason", "t"),
+        ("silence", "list"),
+        ("silence", "expire", "1"),
+        ("replay",),
+        ("db", "current"),
     ],
 )
-def test_reading_commands_refuse_a_database_that_does_not_exist(
+def test_commands_but_run_and_upgrade_refuse_a_database_that_does_not_exist(
     cfg: Path, tmp_path: Path, command: tuple[str, ...]
 ) -> None:
     path = tmp_path / "nowhere" / "w.db"
@@ -61,6 +67,25 @@ def test_reading_commands_refuse_a_database_that_does_not_exist(
     assert done.returncode == 1, done.stdout
     assert done.stderr.startswith(f"error: no database at {path}: `watcher run` creates it")
     assert not path.exists(), "nothing was created"
+
+
+def test_db_current_on_an_empty_database_says_empty(cfg: Path, tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    done = watcher("--config", str(cfg), "--db", f"sqlite:///{path}", "db", "current")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("empty: behind")
+
+
+def test_db_upgrade_into_a_folder_that_does_not_exist_names_the_folder(
+    cfg: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "nodir" / "w.db"
+    done = watcher("--config", str(cfg), "--db", f"sqlite:///{path}", "db", "upgrade")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot create the database {path}: its folder {path.parent} does not exist"
+    ]
 
 
 def test_reading_commands_refuse_an_empty_database(cfg: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -97,16 +98,17 @@ class Context:
         self, *, migrate: bool = True, need_config: bool = True, existing: bool = False
     ) -> Store:
         """Open the database, applying pending migrations (the daemon and most commands).
-        With `existing` (commands that only read), a database that holds no watcher data yet
-        is an error rather than created."""
+        With `existing` (every command but `run` and `db upgrade`), a database that does not
+        exist or holds no watcher data yet is an error rather than created."""
         from watcher.store import Store, missing_file
 
         url = self.database_url(need_config=need_config)
-        if existing and (path := missing_file(url)):
-            fail(
-                f"no database at {path}: `watcher run` creates it (or point --db / "
-                "settings.database_url at the existing one)"
-            )
+        if existing:
+            self.refuse_missing(url)
+        elif path := missing_file(url):  # created here: SQLite makes the file, not its folder
+            folder = Path(path).absolute().parent
+            if not folder.is_dir():
+                fail(f"cannot create the database {path}: its folder {folder} does not exist")
         try:
             store = Store.open(url)
             if existing and store.current_revision() is None:
@@ -124,6 +126,18 @@ class Context:
         except Exception as exc:  # driver errors: unreachable server, bad credentials
             fail(f"database {logsetup.redact(url)}: {logsetup.one_line(exc)}")
         return store
+
+    def refuse_missing(self, url: str) -> None:
+        """Exit when `url` names a SQLite file that does not exist: only `watcher run` and
+        `watcher db upgrade` create a database (any other command would make and migrate a
+        stray file that nothing else reads, and report success on it)."""
+        from watcher.store import missing_file
+
+        if path := missing_file(url):
+            fail(
+                f"no database at {path}: `watcher run` creates it (or point --db / "
+                "settings.database_url at the existing one)"
+            )
 
     @contextmanager
     def open_store(

@@ -43,6 +43,9 @@ def db_current(ctx: Context) -> None:
     """Print the applied migration revision and whether it is the newest."""
     from watcher.store import SCHEMA_HEAD
 
+    # An existing database without watcher's tables is "empty"; a file that is not there is
+    # not created to say so.
+    ctx.refuse_missing(ctx.database_url(need_config=config_exists(ctx)))
     with ctx.open_store(migrate=False, need_config=config_exists(ctx)) as store:
         try:
             revision = store.current_revision()

@@ -162,7 +162,7 @@ def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) ->
     counts: Counter[str] = Counter()
     marks: Counter[str] = Counter()
     out = sys.stdout
-    with ctx.open_store(need_config=config_exists(ctx)) as store:
+    with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
         stored = store.matched_events()
         with progress(store.iter_items(since=since_at), "replaying items") as every:
             for item in every:

@@ -66,7 +66,7 @@ def silence_add(
             f"warning: no {ctx.config_path}: the matchers are not checked against it", err=True
         )
     now = utcnow()
-    with ctx.open_store(need_config=config_exists(ctx)) as store:
+    with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
         sid = Outbox(store).add_silence(
             parsed,
             reason=reason,
@@ -86,7 +86,7 @@ def silence_list(ctx: Context, show_all: bool) -> None:
     from watcher.store.outbox import Outbox
 
     now = utcnow()
-    with ctx.open_store(need_config=config_exists(ctx)) as store:
+    with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
         rows = Outbox(store).silences(None if show_all else now)
     shown = [
         (
@@ -111,7 +111,7 @@ def silence_expire(ctx: Context, silence_id: int) -> None:
     from watcher.clock import utcnow
     from watcher.store.outbox import Outbox
 
-    with ctx.open_store(need_config=config_exists(ctx)) as store:
+    with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
         ok = Outbox(store).expire_silence(silence_id, utcnow())
     if not ok:
         fail(f"no active silence {silence_id} (see `watcher silence list --all`)")
