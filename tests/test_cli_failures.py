@@ -88,6 +88,19 @@ def test_db_upgrade_into_a_folder_that_does_not_exist_names_the_folder(
     ]
 
 
+@pytest.mark.parametrize("command", [("db", "current"), ("sources", "list")])
+def test_a_file_that_is_not_a_database_is_one_line(
+    cfg: Path, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    path = tmp_path / "junk.db"
+    path.write_text("garbage\n")
+    done = watcher("--config", str(cfg), "--db", f"sqlite:///{path}", *command)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: database sqlite:///{path}: file is not a database"
+    ]
+
+
 def test_reading_commands_refuse_an_empty_database(cfg: Path, tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
     path.touch()

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError
 
 from watcher.errors import BadDatabaseURL, StoreError
 
@@ -206,7 +206,7 @@ class StoreBase:
         try:
             with self.engine.connect() as conn:
                 return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except (OperationalError, ProgrammingError) as exc:
+        except DatabaseError as exc:  # also a file that is not a database (DatabaseError)
             if _is_missing_table(exc):
                 return None
             raise StoreError(
