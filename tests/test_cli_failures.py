@@ -3,6 +3,7 @@ announced that is not so."""
 
 from __future__ import annotations
 
+import copy
 import socket
 import sqlite3
 from pathlib import Path
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import helpers
 from tests.helpers import watcher
 from tests.tcpproxy import free_port
+from watcher.store import Store
 
 #: Every test here starts a process.
 pytestmark = pytest.mark.e2e
@@ -135,3 +138,41 @@ def test_sources_test_refused_by_the_address_policy_says_so(tmp_path: Path) -> N
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("error: one: not fetched: refused: ")
     assert line.endswith("set settings.allow_private_addresses to allow it")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("run", "--once", "--metrics-address", "off"),
+        ("run", "--metrics-address", "off"),
+        ("silence", "add", "--match", "source=yonhap", "--for", "1h", "--reason", "t"),
+        ("story", "mark", "STORY", "--not-relevant", "--reason", "drill"),
+    ],
+)
+def test_a_database_that_takes_no_writes_is_one_line(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """A file another account owns is read-only to watcher; as root (where permissions do not
+    stop writes) a read-only URI gives the same error from SQLite."""
+    config = copy.deepcopy(helpers.CONFIG)
+    for source in config["sources"]:
+        source["url"] = f"http://127.0.0.1:{free_port()}/feed.xml"  # never fetched
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    path = tmp_path / "w.db"
+    store = Store.open(f"sqlite:///{path}")
+    store.upgrade()
+    helpers.seed(store)
+    store.close()
+    with sqlite3.connect(path) as conn:
+        (story,) = conn.execute("SELECT min(id) FROM stories").fetchone()
+    url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    command = tuple(arg.replace("STORY", str(story)) for arg in command)
+    done = watcher("--config", str(cfg), "--db", url, *command)
+    assert done.returncode == 1, done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: database sqlite:///file")
+    assert lines[0].endswith(
+        ": attempt to write a readonly database (check the file's owner and permissions)"
+    )

@@ -21,7 +21,7 @@ import click
 
 from watcher import DEFAULT_DATABASE_URL, __version__
 from watcher import log as logsetup
-from watcher.errors import BadDatabaseURL, ConfigError, RuleError, StoreError
+from watcher.errors import BadDatabaseURL, ConfigError, RuleError
 
 if TYPE_CHECKING:  # imported where used: `watcher --help` loads neither pydantic nor SQLAlchemy
     from watcher.config import LoadedConfig
@@ -100,7 +100,7 @@ class Context:
         """Open the database, applying pending migrations (the daemon and most commands).
         With `existing` (every command but `run` and `db upgrade`), a database that does not
         exist or holds no watcher data yet is an error rather than created."""
-        from watcher.store import Store, missing_file
+        from watcher.store import Store, database_failure, missing_file
 
         url = self.database_url(need_config=need_config)
         if existing:
@@ -121,10 +121,8 @@ class Context:
                 store.ensure_schema()
         except BadDatabaseURL as exc:  # the option or setting is wrong, not the database
             fail(str(exc), code=2)
-        except StoreError as exc:
-            fail(str(exc))
         except Exception as exc:  # driver errors: unreachable server, bad credentials
-            fail(f"database {logsetup.redact(url)}: {logsetup.one_line(exc)}")
+            fail(database_failure(url, exc))
         return store
 
     def refuse_missing(self, url: str) -> None:
@@ -143,10 +141,18 @@ class Context:
     def open_store(
         self, *, migrate: bool = True, need_config: bool = True, existing: bool = False
     ) -> Iterator[Store]:
-        """`store()` for the length of a block, closed however the block ends."""
+        """`store()` for the length of a block, closed however the block ends. A database
+        error the block does not handle (a read-only file, a server gone) ends the command
+        with one line, not a traceback."""
+        from watcher.store import database_failure, is_database_error
+
         store = self.store(migrate=migrate, need_config=need_config, existing=existing)
         try:
             yield store
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            fail(database_failure(self.database_url(need_config=need_config), exc))
         finally:
             store.close()
 

@@ -51,6 +51,7 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
 
     from watcher.daemon import InstanceLock
     from watcher.pipeline import Parsing, lease_length
+    from watcher.store import database_failure, is_database_error
     from watcher.store.outbox import Outbox
 
     if all_sources and not once:
@@ -69,17 +70,31 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
     except (AlreadyRunning, StoreError) as exc:
         fail(str(exc))
     store = ctx.store()
-    if lock.path is not None:  # single instance: claims left by a crash are stale
-        from watcher.clock import utcnow
+    try:
+        # A database that takes no writes fails here, in one line, rather than every poll.
+        store.check_writable()
+        if lock.path is not None:  # single instance: claims left by a crash are stale
+            from watcher.clock import utcnow
 
-        Outbox(store).release_claims()
-        store.release_stale_claims(utcnow(), lease_length(loaded.config.settings))
+            Outbox(store).release_claims()
+            store.release_stale_claims(utcnow(), lease_length(loaded.config.settings))
+    except Exception as exc:
+        store.close()
+        lock.release()
+        if not is_database_error(exc):
+            raise
+        fail(database_failure(database_url, exc))
     parsing = Parsing.from_settings(loaded.config.settings, matcher)
     try:
         if once:
-            asyncio.run(
-                _once(loaded, store, all_sources=all_sources, parsing=parsing, matcher=matcher)
-            )
+            try:
+                asyncio.run(
+                    _once(loaded, store, all_sources=all_sources, parsing=parsing, matcher=matcher)
+                )
+            except Exception as exc:  # the database failed the cycle: one line, exit 1
+                if not is_database_error(exc):
+                    raise
+                fail(database_failure(database_url, exc))
         else:
             from watcher.daemon import run_daemon
 

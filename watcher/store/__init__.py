@@ -28,6 +28,7 @@ from watcher.store.articles import ArticleQueries
 from watcher.store.engine import (
     SCHEMA_HEAD,
     StoreBase,
+    database_failure,
     is_database_error,
     make_engine,
     migrations_dir,
@@ -58,6 +59,7 @@ __all__ = [
     "Store",
     "StoreError",
     "content_hash",
+    "database_failure",
     "is_database_error",
     "make_engine",
     "migrations_dir",

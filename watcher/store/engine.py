@@ -213,6 +213,15 @@ class StoreBase:
                 f"database {redact_url(str(self.engine.url))}: {_one_line(exc)}"
             ) from None
 
+    def check_writable(self) -> None:
+        """Raise the database's own error when it takes no writes (a SQLite file another
+        account owns or opened read-only, a read-only PostgreSQL role or replica): one
+        statement that rewrites the revision with itself, rolled back, so that `watcher run`
+        says so at start instead of failing every poll."""
+        with self.engine.connect() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            conn.rollback()
+
     def schema_is_current(self) -> bool:
         return self.current_revision() == SCHEMA_HEAD
 
@@ -312,10 +321,21 @@ def _is_missing_table(exc: Exception) -> bool:
     return "no such table" in message or ("does not exist" in message and "relation" in message)
 
 
-def _one_line(exc: Exception) -> str:
+def _one_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     first = str(orig).strip().splitlines()
     return first[0] if first else type(orig).__name__
+
+
+def database_failure(url: str, exc: BaseException) -> str:
+    """A database error as the one line a command ends with, naming the database and, for a
+    database that takes no writes, what to look at."""
+    if isinstance(exc, StoreError):  # names the database already
+        return str(exc)
+    problem = _one_line(exc)
+    if "readonly database" in problem:
+        problem += " (check the file's owner and permissions)"
+    return f"database {redact_url(url)}: {problem}"
 
 
 def is_database_error(exc: BaseException) -> bool:
