@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import time
 import urllib.request
@@ -192,6 +193,36 @@ def test_a_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path, server: F
         third.wait(lambda: len(server.hits("/f0")) > polls, "the restarted daemon to poll", 60)
     finally:
         assert third.stop() == 0, third.err
+
+
+@pytest.mark.parametrize("how", ["folder removed", "file replaced"])
+def test_a_sqlite_file_removed_or_replaced_under_the_daemon_stops_it_loudly(
+    tmp_path: Path, server: FeedServer, how: str
+) -> None:
+    """Else it would store into a file without a name (lost at its stop) while a second
+    daemon, the lock file gone too, could start."""
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / "g.db"
+    daemon = Daemon(cfg, f"sqlite:///{path}")
+    try:
+        daemon.wait(lambda: daemon.having("running (pid"), "the daemon to start", 60)
+        if how == "folder removed":
+            shutil.rmtree(folder)
+        else:
+            shutil.copyfile(path, tmp_path / "copy.db")
+            os.replace(tmp_path / "copy.db", path)
+        daemon.wait(lambda: daemon.proc.poll() is not None, "the daemon to stop", 60)
+    finally:
+        code = daemon.stop()
+    assert code == 1, daemon.err
+    (told,) = daemon.having("was removed or replaced")
+    assert " ERROR " in told
+    assert (
+        f"database file {path} was removed or replaced while running; stopping: nothing more "
+        "can be stored there"
+    ) in told
 
 
 @pytest.mark.postgres

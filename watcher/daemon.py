@@ -249,6 +249,9 @@ class Daemon:
     #: The database and PID file as the start-up summary names them.
     database: str = ""
     pid_path: Path | None = None
+    #: The SQLite database file (None: PostgreSQL or in memory), checked every tick to be the
+    #: one opened: a file removed or replaced under the daemon takes nothing more.
+    database_file: Path | None = None
 
     #: A cycle, for the log: one `cycle:` line per this many seconds (or per shortest source
     #: interval, if shorter) tells what happened since the line before.
@@ -304,6 +307,11 @@ class Daemon:
         #: Reloads under way (`_reload_soon`), and one the database deferred (`reload`).
         self._reloads: set[asyncio.Task[Any]] = set()
         self.reload_pending = False
+        #: The exit code `watcher run` ends with: 0, or 1 when the daemon stopped itself.
+        self.exit_code = 0
+        #: The database file as opened (device, inode), to tell it from its removal or a
+        #: replacement (`_database_file_gone`).
+        self._file_id = _file_id(self.database_file) if self.database_file else None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -470,7 +478,7 @@ class Daemon:
 
     async def tick(self) -> None:
         """Claim the sources that are due and start polling each (never twice at once)."""
-        if self.stop.is_set():
+        if self.stop.is_set() or self._database_file_gone():
             return
         config = self.loaded.config
         now = self.clock()
@@ -697,6 +705,25 @@ class Daemon:
             tally.line(upcoming, self.clock(), f"last {span}"),
             extra={"action": "cycle"},
         )
+
+    def _database_file_gone(self) -> bool:
+        """Whether the SQLite file was removed (its folder with it, often) or replaced since
+        it was opened; if so, say so and stop with exit code 1. The daemon would otherwise go
+        on writing into a file that no longer has a name, lost at its next stop, while the
+        lock beside it, gone too, lets a second daemon start. One stat() a second."""
+        if self.database_file is None or self._file_id is None:
+            return False
+        if _file_id(self.database_file) in (self._file_id, (0, 0)):
+            return False
+        log.error(
+            "database file %s was removed or replaced while running; stopping: nothing more "
+            "can be stored there",
+            self.database_file,
+            extra={"action": "database"},
+        )
+        self.exit_code = 1
+        self.stop.set()
+        return True
 
     def _database_down(self, exc: Exception) -> None:
         if self.database_ok:
@@ -942,6 +969,18 @@ def config_warnings(loaded: LoadedConfig, matcher: Any) -> list[str]:
     return [*loaded.warnings, *no_rules, *unreadable, *nobody_hears(loaded.config)]
 
 
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """A file's identity (device, inode); None when there is no file at `path`, and (0, 0)
+    when that cannot be told (a folder on the way not searchable): not taken for gone."""
+    try:
+        found = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        return (0, 0)
+    return found.st_dev, found.st_ino
+
+
 def run_daemon(
     config_path: str,
     loaded: LoadedConfig,
@@ -950,8 +989,9 @@ def run_daemon(
     *,
     metrics_address: str | None,
     database_url: str,
-) -> None:
-    """Write the PID file, run until stopped, clean up (the caller holds the InstanceLock)."""
+) -> int:
+    """Write the PID file, run until stopped, clean up (the caller holds the InstanceLock);
+    the exit code (1: the daemon stopped itself, having logged why)."""
     pid = pid_file(loaded, database_url)
     database = shown_database(database_url)
     written: Path | None = pid
@@ -976,8 +1016,10 @@ def run_daemon(
             metrics_address=metrics_address,
             database=database,
             pid_path=written,
+            database_file=sqlite_file(database_url),
         )
         asyncio.run(daemon.run())
+        return daemon.exit_code
     finally:
         try:
             if pid.read_text().split("\n", 1)[0].strip() == str(os.getpid()):

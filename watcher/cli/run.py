@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -85,6 +86,7 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
             raise
         fail(database_failure(database_url, exc))
     parsing = Parsing.from_settings(loaded.config.settings, matcher)
+    code = 0
     try:
         if once:
             try:
@@ -101,7 +103,7 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
             parsing.close()  # the daemon has its own
             address = metrics_address or loaded.config.settings.metrics_address
             try:
-                run_daemon(
+                code = run_daemon(
                     ctx.config_path,
                     loaded,
                     store,
@@ -115,6 +117,8 @@ def run(ctx: Context, once: bool, all_sources: bool, metrics_address: str | None
         parsing.close()
         store.close()
         lock.release()
+    if code:  # the daemon stopped itself and logged why
+        sys.exit(code)
 
 
 async def _once(
