@@ -19,7 +19,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from tests.helpers import Started, watcher
 from tests.httpserver import FeedServer
@@ -223,6 +223,34 @@ def test_a_sqlite_file_removed_or_replaced_under_the_daemon_stops_it_loudly(
         f"database file {path} was removed or replaced while running; stopping: nothing more "
         "can be stored there"
     ) in told
+
+
+def test_a_database_recreated_empty_is_told_and_its_sources_registered_again(
+    tmp_path: Path, server: FeedServer, db_url: str
+) -> None:
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
+    daemon = Daemon(cfg, db_url)
+    try:
+        daemon.wait(lambda: len(server.hits("/f0")) >= 1, "the first poll", 60)
+        engine = create_engine(db_url, connect_args={"timeout": 60} if "sqlite" in db_url else {})
+        try:  # what a database dropped and created again holds: no table at all
+            cascade = "" if "sqlite" in db_url else " CASCADE"
+            with engine.begin() as conn:
+                for table in inspect(conn).get_table_names():
+                    conn.execute(text(f'DROP TABLE IF EXISTS "{table}"{cascade}'))
+        finally:
+            engine.dispose()
+        daemon.wait(lambda: daemon.having("has no watcher tables"), "the missing tables told", 60)
+        upgraded = watcher("--config", str(cfg), "--db", db_url, "db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        polls = len(server.hits("/f0"))
+        daemon.wait(lambda: len(server.hits("/f0")) > polls, "the source polled again", 60)
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.err
+    (told,) = daemon.having("has no watcher tables")
+    assert " ERROR " in told and "run `watcher db upgrade`" in told
+    assert daemon.having("database available again")
 
 
 @pytest.mark.postgres

@@ -49,7 +49,7 @@ from watcher.pipeline import (
 )
 from watcher.routing import Alerting, nobody_hears
 from watcher.rules import compile_rules
-from watcher.store import Store, is_database_error, server_key
+from watcher.store import Store, is_database_error, is_missing_table, server_key
 from watcher.types import HealthChange, PollSuccess, SourceState
 
 log = logging.getLogger("watcher.daemon")
@@ -283,6 +283,12 @@ class Daemon:
         self.deliverer = self._deliverer(self.loaded.config)
         self.alerting = Alerting.from_config(self.loaded.config)
         self.database_ok = True
+        #: What the last `database` error line said was wrong ("unavailable" or "no tables"):
+        #: a change is told, a repeat is not.
+        self.database_problem: str | None = None
+        #: Whether the sources must be registered again before the next claim: after an
+        #: outage the database may be another one (recreated empty, restored from a backup).
+        self.sources_unsynced = False
         self.started = False
         self.signals = 0
         self._deliver_lock = asyncio.Lock()
@@ -330,6 +336,7 @@ class Daemon:
                 await self.db(self.store.sync_sources, config.sources, self.clock())
                 states = await self.db(self.store.fetch_states)
                 self._database_back()
+                self.sources_unsynced = False
                 break
             except Exception as exc:
                 if not is_database_error(exc):
@@ -491,6 +498,9 @@ class Daemon:
         # Taken together: a poll lists its unchanged mark before its source.
         unchanged, polled = self.unchanged[:], self.polled[:]
         try:
+            if self.sources_unsynced:  # the database was away: it may have lost them
+                await self.db(self.store.sync_sources, config.sources, now)
+                self.sources_unsynced = False
             if self.orphaned:  # polls cut short by an outage: due again now, not at lease end
                 orphaned, self.orphaned = self.orphaned, {}
                 await self.db(self.store.release_sources, orphaned, now)
@@ -726,18 +736,35 @@ class Daemon:
         return True
 
     def _database_down(self, exc: Exception) -> None:
-        if self.database_ok:
-            log.error(
-                "database unavailable: %s (retrying every second; nothing is lost)",
-                logsetup.one_line(exc),
-                extra={"action": "database"},
-            )
+        """Tell an outage once, and again when what is wrong changes: a database dropped and
+        created again empty answers, but without watcher's tables."""
+        problem = "no tables" if is_missing_table(exc) else "unavailable"
+        if problem != self.database_problem:
+            if problem == "no tables":
+                # Not created here, as `watcher run` does at start: the database may be
+                # half-way through a restore, which tables made now would break.
+                log.error(
+                    "database %s has no watcher tables: run `watcher db upgrade` (or restore "
+                    "a backup); retrying every second, the sources are registered again once "
+                    "they are there",
+                    self.database,
+                    extra={"action": "database"},
+                )
+            else:
+                log.error(
+                    "database unavailable: %s (retrying every second; nothing is lost)",
+                    logsetup.one_line(exc),
+                    extra={"action": "database"},
+                )
+        self.database_problem = problem
         self.database_ok = False
+        self.sources_unsynced = True
 
     def _database_back(self) -> None:
         if not self.database_ok:
             log.info("database available again", extra={"action": "database"})
         self.database_ok = True
+        self.database_problem = None
         if self.reload_pending and not self.stop.is_set():
             self.reload_pending = False
             self._reload_soon()

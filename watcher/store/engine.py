@@ -207,7 +207,7 @@ class StoreBase:
             with self.engine.connect() as conn:
                 return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except DatabaseError as exc:  # also a file that is not a database (DatabaseError)
-            if _is_missing_table(exc):
+            if is_missing_table(exc):
                 return None
             raise StoreError(
                 f"database {redact_url(str(self.engine.url))}: {_one_line(exc)}"
@@ -316,7 +316,8 @@ class StoreBase:
             )
 
 
-def _is_missing_table(exc: Exception) -> bool:
+def is_missing_table(exc: BaseException) -> bool:
+    """Whether a database error says a table is not there (an empty or recreated database)."""
     message = str(exc).lower()
     return "no such table" in message or ("does not exist" in message and "relation" in message)
 
