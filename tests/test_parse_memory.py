@@ -116,3 +116,46 @@ asyncio.run(go())
     )
     assert big_items == 0
     assert small_error is None and small_titles == ["North Korean defectors detained"]
+
+
+def test_one_parse_process_is_a_worker_off_the_event_loop_under_the_cap() -> None:
+    """`parse_processes: 1` (the default on a one-CPU host) parses in one worker process, as
+    more do: the event loop runs on meanwhile and the body meets `parse_memory`, rather than
+    growing the daemon itself and blocking /healthz for a minute."""
+    script = """
+import asyncio, json
+from tests.test_parse_memory import NOW, SOURCES, fetched, listing
+from watcher.config.models import Settings
+from watcher.pipeline import Parsing
+
+async def go():
+    parsing = Parsing.from_settings(Settings(parse_processes=1, parse_memory=24 * 1024 * 1024))
+    turns = 0
+
+    async def beat():
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    beating = asyncio.create_task(beat())
+    await asyncio.sleep(0)
+    try:
+        before = turns
+        big = await parsing(SOURCES["big"], fetched("big", listing(20_000), "text/html"), NOW)
+        during = turns - before
+    finally:
+        beating.cancel()
+        parsing.close()
+    print(json.dumps([parsing.processes, big.error, during > 0]))
+
+asyncio.run(go())
+"""
+    done = python(script)
+    assert done.returncode == 0, done.stderr
+    processes, error, loop_ran = json.loads(done.stdout)
+    assert processes == 1
+    assert error is not None and error.endswith(
+        "needs more memory than allowed (settings.parse_memory: 24 MiB)"
+    )
+    assert loop_ran, "the event loop ran while the body was parsed"

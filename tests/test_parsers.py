@@ -175,7 +175,7 @@ def test_worker_processes_parse_exactly_like_the_main_process() -> None:
         finally:
             parsing.close()
 
-    inline = asyncio.run(run(Parsing(processes=1)))
+    inline = asyncio.run(run(Parsing(processes=0)))
     pooled = asyncio.run(run(Parsing(processes=2)))
     assert pooled == inline
     assert sum(len(r.items) for r in inline) > 100
@@ -193,7 +193,7 @@ def test_worker_processes_match_exactly_like_the_main_process() -> None:
         finally:
             parsing.close()
 
-    inline = asyncio.run(run(Parsing(processes=1, matcher=matcher)))
+    inline = asyncio.run(run(Parsing(processes=0, matcher=matcher)))
     pooled = asyncio.run(run(Parsing(processes=2, matcher=matcher)))
     assert pooled == inline
     matched = [m for r in inline for m in (r.matches or ())]

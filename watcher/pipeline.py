@@ -118,8 +118,11 @@ INLINE = Offload(threads=0)
 
 
 class Parsing:
-    """Runs the parsers inline, or in worker processes so that a cold cycle (thousands of
-    items through feedparser) uses every core while the event loop fetches and stores.
+    """Runs the parsers in worker processes, so that a cold cycle (thousands of items through
+    feedparser) uses every core while the event loop fetches and stores, and a hostile body
+    meets the memory cap there, never in the daemon. `processes=0` parses inline, in this
+    process, on the event loop and with no cap: for tests and one-off calls only (the
+    settings always give at least one worker).
 
     Usage::
 
@@ -129,8 +132,9 @@ class Parsing:
     """
 
     def __init__(
-        self, processes: int = 1, matcher: Matcher | None = None, memory: int | None = None
+        self, processes: int = 0, matcher: Matcher | None = None, memory: int | None = None
     ) -> None:
+        #: Worker processes; 0: inline.
         self.processes = processes
         #: With a matcher, the workers also match the parsed items (off the event loop).
         self.matcher = matcher
@@ -142,11 +146,13 @@ class Parsing:
     def from_settings(cls, settings: Settings, matcher: Matcher | None = None) -> Parsing:
         import os
 
+        # One worker is a process too: inline, a hostile body would block the event loop
+        # (/healthz, sends, every other poll) and grow the daemon itself without a cap.
         wanted = settings.parse_processes or min(os.cpu_count() or 1, 4)
         return cls(processes=wanted, matcher=matcher, memory=settings.parse_memory or None)
 
     async def __call__(self, source: Source, result: FetchResult, now: datetime) -> ParseResult:
-        if self.processes <= 1:
+        if self.processes < 1:
             return _parse_and_match(source, result, now, self.matcher)
         from concurrent.futures.process import BrokenProcessPool
 

@@ -573,7 +573,8 @@ class Settings(Model):
     shutdown_grace: Duration = timedelta(seconds=30)
     #: Where `watcher run` serves /healthz and /metrics (`--metrics-address` overrides).
     metrics_address: str = "127.0.0.1:9464"
-    #: Processes that parse fetched bodies (0: one per core, at most 4; 1: no extra process).
+    #: Processes that parse fetched bodies, beside the daemon's own (0: one per core, at most
+    #: 4). Parsing never runs in the daemon's process: 1 is one worker, still under the cap.
     parse_processes: int = Field(default=0, ge=0, le=32)
     #: How much each parse process may grow by while parsing (a page that needs more fails its
     #: poll with a clear error instead of pressing the machine). Linux; 0: no cap.
