@@ -55,7 +55,10 @@ def test_check_reports_each_problem_without_traceback(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         f"{bad}:5: sources[0].intervl: unknown key (did you mean 'interval'?)",
         f"{bad}:9: sources[1].interval: expected a duration like 15m, got 'often'",
-        "2 problems found; nothing was changed.",
+        # set, the variable gives a URL that is read (and is no Telegram token)
+        f"{bad}:12: channels[0].url: apprise cannot read this tgram:// URL (see apprise's page "
+        "for tgram:// on what it needs)",
+        "3 problems found; nothing was changed.",
     ]
 
 
@@ -543,6 +546,52 @@ def test_check_lists_every_problem_in_one_run(tmp_path: Path) -> None:
         [f"{cfg}:13", "routes[0].events"],
     ]
     assert result.stderr.splitlines()[-1] == "4 problems found; nothing was changed."
+
+
+def test_check_lists_what_needs_no_valid_file_behind_any_other_problem(tmp_path: Path) -> None:
+    """One wrong interval hid the selectors, the channel URLs, the concepts' country codes and
+    the routes' locales until it was fixed: they are checked on the entries that are valid
+    apart from what is listed, and what truly waits for a valid file is said."""
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text(
+        "sources:\n"
+        "  - id: h\n"
+        "    kind: html\n"
+        "    url: https://e.org/a\n"
+        "    interval: 10 min\n"
+        "    selectors: {item: 'h3[class', title: a, link: a}\n"
+        "  - {id: f, kind: rss, url: 'https://e.org/f', lang: ko}\n"
+        "concepts:\n"
+        "  nk: {kr: [탈북민], en: [defector]}\n"
+        "rules:\n"
+        "  - {id: r, event: detention, all_of: [nk], examples: {match: [defector]}}\n"
+        "channels:\n"
+        "  - {id: ch, url: 'foo://bar'}\n"
+        "  - {id: t, url: 'tgram://${WATCHER_T_UNSET}/1'}\n"
+        "routes:\n"
+        "  - {channels: [ch], events: [detension], locale: kr}\n"
+        "  - {channels: [t], ops: true}\n"
+    )
+    result = watcher("--config", str(cfg), "check")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{cfg}:5: sources[0].interval: expected a duration like 15m, got '10 min'",
+        f"{cfg}:6: sources[0].selectors.item: not a CSS selector: Malformed attribute selector "
+        "at position 2 in 'h3[class'",
+        f"{cfg}:7: sources[1]: unknown kind 'rss' (did you mean 'feed'? expected one of: "
+        "feed, html, json)",
+        f"{cfg}:9: concepts.nk.kr: 'kr' is a country code, not a language: no item has it, so "
+        "these terms are never looked for (did you mean 'ko'?)",
+        f"{cfg}:13: channels[0].url: apprise knows no scheme 'foo' (see apprise's list of "
+        "services)",
+        # an unset variable is its own problem: the URL without it is not judged
+        f"{cfg}:14: channels[1].url: environment variable WATCHER_T_UNSET is not set (set it, "
+        "or write ${WATCHER_T_UNSET:-default})",
+        f"{cfg}:16: routes[0].locale: unknown locale 'kr' (did you mean 'ko'?)",
+        "7 problems found; nothing was changed.",
+        "2 more checks wait until these are fixed: the events, tags, languages and severity of "
+        "1 route against the rules and sources; the examples of 1 rule",
+    ]
 
 
 def test_check_warns_of_an_alert_template_whose_updates_say_nothing_changed(

@@ -25,12 +25,17 @@ class WatcherError(Exception):
 class ConfigError(WatcherError):
     """The configuration is invalid. `problems` holds one line per problem, already formatted."""
 
-    def __init__(self, problems: list[str], *, unset: Sequence[str] = ()) -> None:
+    def __init__(
+        self, problems: list[str], *, unset: Sequence[str] = (), waiting: Sequence[str] = ()
+    ) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
         #: The environment variables found unset. When every problem is one of them, the file
         #: is valid wherever they are set (`watcher reload` relies on the daemon's own).
         self.unset = tuple(unset)
+        #: The checks that wait until these problems are fixed (they need a valid file), each
+        #: said as what is checked: "the examples of 3 rules".
+        self.waiting = tuple(waiting)
 
     @property
     def only_unset(self) -> bool:

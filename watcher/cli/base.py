@@ -167,6 +167,13 @@ def fail_config(exc: ConfigError) -> NoReturn:
         click.echo(logsetup.redact(problem), err=True)
     count = len(exc.problems)
     click.echo(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed.", err=True)
+    if exc.waiting:
+        more = len(exc.waiting)
+        click.echo(
+            f"{more} more check{'s wait' if more != 1 else ' waits'} until these are fixed: "
+            + "; ".join(exc.waiting),
+            err=True,
+        )
     sys.exit(2)
 
 

@@ -20,13 +20,17 @@ Usage::
 Once the schema holds, every name a route uses is checked against what exists (`Names`): an
 event no rule reports, a tag no source carries or a language nothing can produce is an error
 with a did-you-mean, as is a route that can never fire. `watcher check`, `watcher run` and a
-SIGHUP reload all load through here, so all of them refuse such a file.
+SIGHUP reload all load through here, so all of them refuse such a file. What needs no valid
+whole (a route's locale, a concept's country code, the `checks` given) is checked on the entries
+that are valid alone even when the schema does not hold, so that one run lists it; what waits
+is said in `ConfigError.waiting`.
 
 Imports only the models beside it and `watcher.errors`.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import re
@@ -53,10 +57,13 @@ from watcher.config.models import (
     NOT_INSIDE,
     SEVERITIES,
     SOURCE_KINDS,
+    Channel,
     Config,
     LocatedError,
     ReferenceProblem,
     Route,
+    Rule,
+    Settings,
     Source,
     format_duration,
     reference_problems,
@@ -87,9 +94,10 @@ class LoadedConfig:
         return Names.of(self.config)
 
 
-#: Further checks of a valid config, run with the loader's own last ones so that one run lists
+#: Further checks of a config, run with the loader's own last ones so that one run lists
 #: every problem: (path, message) each (`watcher check` passes the costly ones: CSS selectors,
-#: apprise URLs, the operator's templates).
+#: apprise URLs, the operator's templates). An invalid file's config holds only its entries that
+#: are valid alone, and no reference between sections holds in it.
 Checks = Callable[[Config], list[tuple[tuple[str | int, ...], str]]]
 
 
@@ -188,9 +196,23 @@ def load_config_text(
     except ValidationError as exc:
         problems += _format_validation(exc, name, lines, data, plain, skip)
     if problems:
+        # What does not depend on the rest being valid is checked on the parts that are valid
+        # alone (a source whose only fault is its interval still has its selectors read), so
+        # that one run lists it too.
+        partial, at_in_file = _valid_parts(data)
+        found_now = [*_own_route_problems(partial), *_concept_lang_problems(partial)]
+        found_now += [(p, p, m) for p, m in (checks(partial) if checks else ())]
+        for shown, line_at, message in found_now:
+            shown, line_at = at_in_file(shown), at_in_file(line_at)
+            if not any(shown[: len(p)] == p for p in skip):
+                problems.append(f"{name}:{_line_for(lines, line_at)}: {_display(shown)}: {message}")
         at = len(name) + 1  # each problem starts "name:line:"
         problems.sort(key=lambda problem: int(problem[at:].split(":", 1)[0]))
-        raise ConfigError(_redacted(problems, secrets), unset=[var for _, var in unset])
+        raise ConfigError(
+            _redacted(list(dict.fromkeys(problems)), secrets),
+            unset=[var for _, var in unset],
+            waiting=_waiting(data),
+        )
     _keep_written_urls(config, written.get("sources"), env)
     found = [*_route_problems(config, Names.of(config)), *_concept_lang_problems(config)]
     found += [(path, path, message) for path, message in (checks(config) if checks else ())]
@@ -209,6 +231,124 @@ def load_config_text(
     return LoadedConfig(
         config=config, path=name, secrets=frozenset(secrets), warnings=tuple(warnings), lines=lines
     )
+
+
+#: The lists of the file whose entries are checked one by one when the whole is invalid.
+_PARTS: dict[str, TypeAdapter[Any]] = {
+    "rules": TypeAdapter(Rule),
+    "channels": TypeAdapter(Channel),
+    "routes": TypeAdapter(Route),
+}
+_SETTINGS: TypeAdapter[Settings] = TypeAdapter(Settings)
+
+
+def _valid_parts(
+    data: Any,
+) -> tuple[Config, Callable[[tuple[str | int, ...]], tuple[str | int, ...]]]:
+    """The parts of an invalid file that are valid alone, as a Config that was never validated
+    as a whole (no reference between sections holds in it), and how a path in it reads in the
+    file (its lists hold only the valid entries). An entry loses the keys that are wrong and is
+    kept when the rest of it is valid: a source whose interval is wrong still has selectors."""
+    data = data if isinstance(data, dict) else {}
+    kept: dict[str, list[int]] = {}
+    parts: dict[str, Any] = {}
+    for section in ("sources", *_PARTS):
+        entries = data.get(section)
+        kept[section], valid = [], []
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if section == "sources" and isinstance(entry, dict):
+                kind = entry.get("kind")
+                if kind not in SOURCE_KINDS:
+                    entry = {**entry, "kind": meant_kind(entry) or "feed"}
+            part = _valid_alone(_SOURCE if section == "sources" else _PARTS[section], entry)
+            if part is not None:
+                kept[section].append(index)
+                valid.append(part)
+        parts[section] = tuple(valid)
+    settings = _valid_alone(_SETTINGS, data.get("settings", {}))
+    concepts = data.get("concepts")
+    config = Config.model_construct(
+        **parts,
+        # only their languages are looked at: the keys of each concept
+        concepts={
+            k: v for k, v in (concepts or {}).items() if isinstance(k, str) and isinstance(v, dict)
+        }
+        if isinstance(concepts, dict)
+        else {},
+        settings=settings if settings is not None else Settings(),
+    )
+
+    def in_file(path: tuple[str | int, ...]) -> tuple[str | int, ...]:
+        if len(path) > 1 and path[0] in kept and isinstance(path[1], int):
+            return (path[0], kept[str(path[0])][path[1]], *path[2:])
+        return path
+
+    return config, in_file
+
+
+def _valid_alone(adapter: TypeAdapter[Any], value: Any) -> Any:
+    """`value` validated by `adapter` once every part pydantic refuses is taken out of it
+    (a wrong value; the mapping that lacks a required key); None when nothing valid is left."""
+    value = copy.deepcopy(value)
+    for _ in range(100):  # each round takes something out: a file's entry has a bounded size
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            errors = exc.errors()
+        for error in errors:
+            path = _data_path(tuple(error["loc"]), value)
+            if not _take_out(value, path):
+                return None
+    return None
+
+
+def _take_out(value: Any, path: tuple[str | int, ...]) -> bool:
+    """Remove what `path` points at in `value` (the mapping holding it, when it is a missing
+    key); False when that would be `value` itself."""
+    *parents, last = path or (None,)
+    if last is None:
+        return False
+    node = value
+    for part in parents:  # a path from `_data_path`: each part is in the data
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int):
+            node = node[part]
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    if isinstance(node, list) and isinstance(last, int) and 0 <= last < len(node):
+        del node[last]
+        return True
+    return _take_out(value, tuple(parents))
+
+
+def _waiting(data: Any) -> tuple[str, ...]:
+    """The checks of an invalid file that wait until it is valid: what a route names is
+    compared with what the rules and sources define (a rule that is invalid would make its
+    event look unknown), and the rules' examples are tried on the compiled rules."""
+    data = data if isinstance(data, dict) else {}
+    routes = data.get("routes")
+    rules = data.get("rules")
+    story_routes = sum(
+        1 for r in (routes if isinstance(routes, list) else []) if not _get_key(r, "ops")
+    )
+    with_examples = sum(
+        1 for r in (rules if isinstance(rules, list) else []) if _get_key(r, "examples")
+    )
+    out = []
+    if story_routes:
+        out.append(
+            f"the events, tags, languages and severity of {story_routes} "
+            f"route{'s' if story_routes != 1 else ''} against the rules and sources"
+        )
+    if with_examples:
+        out.append(f"the examples of {with_examples} rule{'s' if with_examples != 1 else ''}")
+    return tuple(out)
+
+
+def _get_key(entry: Any, key: str) -> Any:
+    return entry.get(key) if isinstance(entry, dict) else None
 
 
 def _redacted(problems: list[str], secrets: set[str]) -> list[str]:
@@ -514,11 +654,11 @@ def _concept_lang_problems(
     return out
 
 
-def _route_problems(
-    config: Config, names: Names
+def _own_route_problems(
+    config: Config,
 ) -> list[tuple[tuple[str | int, ...], tuple[str | int, ...], str]]:
-    """(path shown, path of the line, message) for every route that names what does not exist
-    or can never fire."""
+    """(path shown, path of the line, message) for what is wrong with a route on its own,
+    whatever the rest of the file holds: an unknown locale, a story filter on an ops route."""
     out: list[tuple[tuple[str | int, ...], tuple[str | int, ...], str]] = []
     for index, route in enumerate(config.routes):
         at: tuple[str | int, ...] = ("routes", index)
@@ -535,6 +675,22 @@ def _route_problems(
                         )
                     )
             continue
+        wrong_locale = locale_problem(route.locale)
+        if wrong_locale:
+            out.append(((*at, "locale"), (*at, "locale"), wrong_locale))
+    return out
+
+
+def _route_problems(
+    config: Config, names: Names
+) -> list[tuple[tuple[str | int, ...], tuple[str | int, ...], str]]:
+    """(path shown, path of the line, message) for every route that names what does not exist
+    or can never fire."""
+    out = _own_route_problems(config)
+    for index, route in enumerate(config.routes):
+        at: tuple[str | int, ...] = ("routes", index)
+        if route.ops:
+            continue
         for key, kind, known in (
             ("events", "event", names.events),
             ("tags", "tag", names.tags),
@@ -543,9 +699,6 @@ def _route_problems(
             for n, value in enumerate(getattr(route, key)):
                 if value not in known:
                     out.append(((*at, key), (*at, key, n), names.problem(kind, value)))
-        wrong_locale = locale_problem(route.locale)
-        if wrong_locale:
-            out.append(((*at, "locale"), (*at, "locale"), wrong_locale))
         top = names.top_severity
         if top is not None and SEVERITIES.index(route.min_severity) > SEVERITIES.index(top):
             out.append(
