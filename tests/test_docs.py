@@ -108,3 +108,22 @@ def test_the_readme_example_configuration_is_valid() -> None:
     loaded = load_config_text(block, "README.md", env)
     assert {r.event for r in loaded.config.rules} >= {"forced_repatriation", "detention"}
     assert compile_rules(loaded.config).rule_count == len(loaded.config.rules)
+
+
+#: An IANA zone name as docs write them: an area, then a city (`Asia/Seoul`, `Europe/Zurich`).
+_ZONE = re.compile(
+    r"\b(?:Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific|Etc)"
+    r"/[A-Za-z_+-]+(?:/[A-Za-z_]+)?"
+)
+
+
+def test_every_zone_the_docs_name_exists() -> None:
+    """An operator pastes a zone from the docs into `timezone:`; `Europe/Geneva`, which is no
+    zone (Geneva keeps Zurich's time), was refused."""
+    from zoneinfo import available_timezones
+
+    zones = available_timezones()
+    files = [ROOT / "README.md", ROOT / "sources.yaml", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {(f.name, m) for f in files for m in _ZONE.findall(f.read_text())}
+    assert ("configuration.md", "Asia/Seoul") in named  # the pattern finds them
+    assert sorted((f, zone) for f, zone in named if zone not in zones) == []
