@@ -613,3 +613,47 @@ def test_only_the_first_counts_of_a_text_are_weighed() -> None:
     text = " ".join([*parts, "a group of 99 north koreans was held."])
     assert people(normalize(text)) == 2
     assert people(normalize(" ".join([*parts[:10], "a group of 99 north koreans."]))) == 99
+
+
+NEAR_ALONE = """
+sources: []
+rules:
+  - {id: r, event: detention, all_of: [[china], [repatriat*]], near: NEAR}
+  - {id: k, event: detention, all_of: [[중국], [북송]], near: NEAR}
+"""
+
+
+@pytest.mark.parametrize(
+    ("near", "words", "chars"),
+    [
+        ("{words: 4}", 4, 8),
+        ("{chars: 8}", 4, 8),
+        ("{chars: 9}", 5, 9),
+        ("{words: 4, chars: 3}", 4, 3),
+    ],
+)
+def test_near_with_one_distance_derives_the_other(near: str, words: int, chars: int) -> None:
+    """`near: {words: 4}` was refused for its missing `chars`: either alone is a distance for
+    both scripts, two characters of Korean, Chinese or Japanese to a word."""
+    config = load_config_text(NEAR_ALONE.replace("NEAR", near), "r.yaml", {}).config
+    assert {(r.near.words, r.near.chars) for r in config.rules if r.near} == {(words, chars)}
+    matcher = compile_rules(config)
+    # Latin text: the hits 4 and 5 words apart; Korean: 8 and 9 characters apart
+    for text, apart in (
+        ("China said it would repatriate them", 4),
+        ("China said it would soon repatriate them", 5),
+    ):
+        assert matcher.match(text, lang="en").rules == (("r",) if apart <= words else ())
+    for text, apart in (("중국, 탈북민 북송", 8), ("중국이 탈북민을 북송", 9)):
+        assert matcher.match(text, lang="ko").rules == (("k",) if apart <= chars else ())
+
+
+def test_near_without_a_distance_says_what_to_give() -> None:
+    from watcher.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config_text(NEAR_ALONE.replace("NEAR", "{}"), "r.yaml", {})
+    assert info.value.problems[0] == (
+        "r.yaml:4: rules[0].near: rule 'r': give `words` (Latin-script text), `chars` (Korean, "
+        "Chinese, Japanese) or both, e.g. near: {words: 30, chars: 60}"
+    )

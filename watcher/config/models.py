@@ -9,7 +9,7 @@ import re
 import zoneinfo
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, TypeGuard, Union, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -382,13 +382,51 @@ def _check_term_list(terms: object, where: str) -> None:
 Terms = Annotated[str | tuple[str, ...] | dict[str, tuple[str, ...]], BeforeValidator(_check_terms)]
 
 
+#: Characters of Korean, Chinese or Japanese text per word of Latin-script text, for a `near`
+#: that gives only one of them (the shipped rules' own ratio: 30 words, 60 characters).
+CHARS_PER_WORD = 2
+
+
 class Near(Model):
-    """The `all_of` groups must occur within this distance of each other."""
+    """The `all_of` groups must occur within this distance of each other. Either may be given
+    alone: the other is derived from it (`CHARS_PER_WORD` characters per word).
+
+    Usage::
+
+        near: {words: 30, chars: 70}    # each script its own distance
+        near: {words: 30}               # chars: 60
+        near: {chars: 60}               # words: 30
+    """
 
     #: Words, in Latin-script text.
     words: int = Field(ge=1, le=500)
     #: Characters, in Korean, Chinese and Japanese text.
     chars: int = Field(ge=1, le=5000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_gives_the_other(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or ("words" in value and "chars" in value):
+            return value
+        words, chars = value.get("words"), value.get("chars")
+        if words is None and chars is None:
+            if any(k in value for k in ("words", "chars")):
+                return value  # `words:` left empty: said as that key's problem
+            raise ValueError(
+                "give `words` (Latin-script text), `chars` (Korean, Chinese, Japanese) or both, "
+                "e.g. near: {words: 30, chars: 60}"
+            )
+        # a written value that is wrong is said as that key's problem; the derived one is then
+        # any valid number, not a second problem on a key the file does not have
+        if "chars" not in value:
+            derived = words * CHARS_PER_WORD if _whole(words) else 1
+            return {**value, "chars": max(1, min(5000, derived))}
+        derived = -(-chars // CHARS_PER_WORD) if _whole(chars) else 1
+        return {**value, "words": max(1, min(500, derived))}
+
+
+def _whole(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class Escalation(Model):
