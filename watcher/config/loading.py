@@ -748,7 +748,7 @@ def _index_lines(
     `sources:` would drop every source above it)."""
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
+        seen: dict[Any, tuple[int, yaml.Node]] = {}
         for key, value in node.value:
             if not isinstance(key, yaml.ScalarNode):
                 continue  # a list or mapping as a key: YAML refuses it when it builds the data
@@ -756,14 +756,15 @@ def _index_lines(
             line = key.start_mark.line + 1
             if key.value != "<<":
                 if key.value in seen:
+                    first, first_value = seen[key.value]
                     out[child] = line
                     duplicate(
                         child,
-                        f"key written twice (first at line {seen[key.value]}): YAML would keep "
-                        "only this one",
+                        f"key written twice (first at line {first}): YAML would keep only this "
+                        f"one; {_keep_one(key.value, (first, first_value), (line, value), path)}",
                     )
                     continue
-                seen[key.value] = line
+                seen[key.value] = (line, value)
             _index_lines(value, child, out, plain, duplicate)
             out[child] = line
     elif isinstance(node, yaml.SequenceNode):
@@ -775,6 +776,26 @@ def _index_lines(
         and node.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:null")
     ):
         plain[path] = node.value
+
+
+def _keep_one(
+    key: str, first: tuple[int, yaml.Node], second: tuple[int, yaml.Node], path: tuple[Any, ...]
+) -> str:
+    """What to do about a key written twice: delete the empty one when one is (`channels: []`
+    left above an example uncommented below it), else keep one."""
+    empty = [line for line, value in (first, second) if _empty(value)]
+    if len(empty) == 1:
+        return f"delete the empty one (line {empty[0]})"
+    if not path:  # a section: both halves are most likely meant
+        return f"merge them: one {key}: with the entries of both under it"
+    return "delete the one you do not mean"
+
+
+def _empty(node: yaml.Node) -> bool:
+    """`[]`, `{}` or nothing written."""
+    if isinstance(node, yaml.SequenceNode | yaml.MappingNode):
+        return not node.value
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
 def _line_for(lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, ...]) -> int:
