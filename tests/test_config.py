@@ -31,8 +31,24 @@ def test_bad_config_reports_every_problem_on_its_line(case: dict) -> None:
         assert len(info.value.problems) == len(case["expect_prefix"])
         for problem, prefix in zip(info.value.problems, case["expect_prefix"], strict=True):
             assert problem.startswith(prefix) and len(problem) > len(prefix)
+        for problem, suffix in zip(
+            info.value.problems, case.get("expect_suffix", ()), strict=False
+        ):
+            assert problem.endswith(suffix), problem
     else:
         assert info.value.problems == case["expect"]
+
+
+def test_a_file_that_is_not_utf8_says_where_and_what_to_do(tmp_path: Path) -> None:
+    """A file saved as Latin-1 gave "'utf-8' codec can't decode byte 0xe9 in position 72":
+    no line, and nothing to do."""
+    path = tmp_path / "sources.yaml"
+    path.write_bytes("sources:\n  - id: a\n    name: Café\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert info.value.problems == [
+        f"{path}:3: cannot read: byte 0xe9 at column 14 is not UTF-8 (save the file as UTF-8)"
+    ]
 
 
 def test_shipped_sources_yaml_is_valid_without_environment() -> None:

@@ -125,8 +125,23 @@ def _read(path: str | os.PathLike[str], option: str = "--config") -> str:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file (give another with {option})"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError([_not_utf8(exc, str(path))]) from None
+    except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+
+
+def _not_utf8(exc: UnicodeDecodeError, name: str) -> str:
+    """Where a file that is not UTF-8 (Latin-1, Windows-1252: `Café` saved by an old editor)
+    has its first byte that UTF-8 cannot read, and what to do."""
+    body = exc.object if isinstance(exc.object, bytes) else bytes(exc.object)
+    line = body.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (body.rfind(b"\n", 0, exc.start) + 1) + 1
+    byte = body[exc.start : exc.start + 1].hex()
+    return (
+        f"{name}:{line}: cannot read: byte 0x{byte} at column {column} is not UTF-8 (save the "
+        "file as UTF-8)"
+    )
 
 
 def load_config_text(
@@ -155,7 +170,7 @@ def load_config_text(
             _index_lines(node, (), lines, plain, duplicate)
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        raise ConfigError([_yaml_problem(exc, name)]) from None
+        raise ConfigError([_yaml_problem(exc, name, text)]) from None
     finally:
         loader.dispose()
     if duplicates:
@@ -368,12 +383,29 @@ def _redacted(problems: list[str], secrets: set[str]) -> list[str]:
     return out
 
 
-def _yaml_problem(exc: yaml.YAMLError, name: str) -> str:
+#: What YAML says when a line is indented wrongly (one space too few or too many).
+_INDENTATION = (
+    "did not find expected key",
+    "did not find expected '-' indicator",
+    "mapping values are not allowed here",
+    "expected <block end>",
+)
+
+
+def _yaml_problem(exc: yaml.YAMLError, name: str, text: str = "") -> str:
     """One line for a file YAML cannot read: where it noticed, what, and where the construct
-    it was reading began when that is elsewhere (an unclosed quote is noticed lines later)."""
+    it was reading began when that is elsewhere (an unclosed quote is noticed lines later);
+    with what to do when that is clear (a tab, a line indented wrongly)."""
     mark = getattr(exc, "problem_mark", None)
     line = f":{mark.line + 1}" if mark is not None else ""
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    written = text.splitlines()
+    at = written[mark.line] if mark is not None and mark.line < len(written) else ""
+    if "tab character" in problem or "\t" in at[: len(at) - len(at.lstrip())]:
+        return (
+            f"{name}{line}: invalid YAML: a tab character where YAML expects spaces (replace "
+            "the tab with spaces: YAML indents with spaces only)"
+        )
     start = getattr(exc, "context_mark", None)
     context = getattr(exc, "context", None)
     if (
@@ -392,7 +424,40 @@ def _yaml_problem(exc: yaml.YAMLError, name: str) -> str:
         return f"{name}:{start.line + 1}: invalid YAML: {opens} ({noticed})"
     if start is not None and context and (mark is None or start.line != mark.line):
         problem += f" ({context} that starts at line {start.line + 1})"
+    if mark is not None and problem.startswith(_INDENTATION):
+        problem += f": {_indentation_hint(text, mark.line)}"
     return f"{name}{line}: invalid YAML: {problem}"
+
+
+def _indentation_hint(text: str, index: int) -> str:
+    """What to look at for a line YAML cannot place (`index` counts from 0): its indentation
+    against the line above it, when they differ."""
+    lines = text.splitlines()
+    if not 0 <= index < len(lines):
+        return f"check the indentation of line {index + 1} and of the lines above it"
+    indent = len(lines[index]) - len(lines[index].lstrip(" "))
+    above = next(
+        (
+            (n, line)
+            for n, line in reversed(list(enumerate(lines[:index])))
+            if line.strip() and not line.lstrip().startswith("#")
+        ),
+        None,
+    )
+    if above is None:
+        return f"check the indentation of line {index + 1}"
+    n, line = above
+    indent_above = len(line) - len(line.lstrip(" "))
+    if indent == indent_above:
+        return f"check the indentation of line {index + 1} and of the lines above it"
+    return (
+        f"line {index + 1} is indented {_spaces(indent)}, line {n + 1} above it "
+        f"{_spaces(indent_above)}: line it up with the lines it belongs with"
+    )
+
+
+def _spaces(count: int) -> str:
+    return f"{count} space{'s' if count != 1 else ''}"
 
 
 def daemon_settings(
@@ -404,10 +469,11 @@ def daemon_settings(
     daemon keeps its PID, and the daemon's variables (passwords, API keys) are often set in its
     environment alone. A PostgreSQL PID file is named without the password, so an unset
     password still finds it."""
+    text = _read(path)
     try:
-        data = yaml.load(_read(path), Loader=_Loader)  # _Loader: (C)SafeLoader
+        data = yaml.load(text, Loader=_Loader)  # _Loader: (C)SafeLoader
     except yaml.YAMLError as exc:
-        raise ConfigError([_yaml_problem(exc, str(path))]) from None
+        raise ConfigError([_yaml_problem(exc, str(path), text)]) from None
     settings = data.get("settings") if isinstance(data, dict) else None
     if not isinstance(settings, dict):
         return None, None, ()
