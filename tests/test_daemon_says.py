@@ -372,3 +372,30 @@ def test_the_cycle_line(reports, sends, upcoming, line: str, quiet: bool) -> Non
 )
 def test_the_next_poll_column(due: datetime | None, shown: str) -> None:
     assert _next(due, T0, ZoneInfo("Asia/Seoul")) == shown
+
+
+def test_a_refused_reload_says_which_configuration_still_runs(
+    tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The problems of a refused file were logged, and nothing said that the old configuration
+    goes on: one line does, with when that one was read (in settings.timezone)."""
+    from watcher.config import load_config
+    from watcher.daemon import Daemon
+
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text(
+        "settings: {parse_processes: 1, timezone: Asia/Seoul}\n"
+        "sources:\n  - {id: a, kind: feed, url: 'https://e.org/f'}\n"
+    )
+    clock = Clock()
+    daemon = Daemon(str(cfg), load_config(cfg, env={}), store, matcher=None, clock=clock)
+    clock.now += timedelta(hours=5)
+    cfg.write_text(cfg.read_text().replace("kind: feed", "kind: feed, interval: often, lang: 1"))
+    with caplog.at_level("ERROR", logger="watcher"):
+        assert asyncio.run(daemon.reload()) is False
+    refused = [r.getMessage() for r in caplog.records if "reload refused" in r.getMessage()]
+    assert refused[-1] == (
+        f"reload refused: 2 problems in {cfg}; still running the configuration loaded at "
+        "2026-11-23 18:00 KST"  # T0, 09:00 UTC
+    )
+    assert len(refused) == 3

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from watcher import __version__, recheck
 from watcher import log as logsetup
@@ -269,6 +270,8 @@ class Daemon:
         #: Sources the metrics show unhealthy, and how (enabled, configured ones only).
         self.unhealthy: dict[str, str] = {}
         self.started_at = self.last_ok_poll = time.monotonic()
+        #: When the running configuration was read (start, or the last reload taken).
+        self.loaded_at = self.clock()
         self.next_heartbeat_check = 0.0
         #: Sources whose poll the database cut short, with the lease this process holds.
         self.orphaned: dict[str, datetime] = {}
@@ -797,12 +800,14 @@ class Daemon:
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload refused: %s", problem, extra={"action": "reload"})
+            self._still_running(len(exc.problems))
             return False
         except RuleError as exc:
             for path, message in exc.problems:
                 log.error(
                     "reload refused: %s", loaded.problem(path, message), extra={"action": "reload"}
                 )
+            self._still_running(len(exc.problems))
             return False
         logsetup.add_secrets(loaded.secrets)
         try:
@@ -825,6 +830,7 @@ class Daemon:
         self.reload_pending = False
         self._unwatched_health(loaded.config.sources)
         self.loaded, self.matcher = loaded, matcher
+        self.loaded_at = self.clock()
         self.leases.length = lease_length(loaded.config.settings)
         old_parsing, self.parsing = (
             self.parsing,
@@ -844,6 +850,20 @@ class Daemon:
         for warning in config_warnings(loaded, matcher):
             log.warning("%s", warning, extra={"action": "reload"})
         return True
+
+    def _still_running(self, problems: int) -> None:
+        """After the problems of a refused file, the one line that says nothing changed: which
+        configuration runs (when it was read, in the zone of its `settings.timezone`)."""
+        zone = ZoneInfo(self.loaded.config.settings.timezone)
+        at = self.loaded_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+        log.error(
+            "reload refused: %d problem%s in %s; still running the configuration loaded at %s",
+            problems,
+            "" if problems == 1 else "s",
+            self.config_path,
+            at,
+            extra={"action": "reload"},
+        )
 
     # ------------------------------------------------------------------ /healthz, /metrics
 
