@@ -349,9 +349,13 @@ def test_sources_test_prints_items_without_storing(tmp_path: Path) -> None:
         cfg = _feed_config(tmp_path, server.url("/feed"), server.url("/broken"))
         result = watcher("--config", str(cfg), "--db", f"sqlite:///{db}", "sources", "test", "good")
         assert result.returncode == 0, result.stderr
-        assert "2026-11-20 14:05  ko  중국, 탈북민 강제북송" in result.stdout
-        assert "https://e.org/1" in result.stdout
+        # each time names its zone (it printed "2026-11-20 14:05", and the same with --utc)
+        assert "2026-11-20 14:05 KST  ko  중국, 탈북민 강제북송" in result.stdout
+        assert "\n                         https://e.org/1\n" in result.stdout  # under the title
         assert result.stdout.rstrip().endswith("1 items (dates in Asia/Seoul)")
+        utc = watcher("--config", str(cfg), "--utc", "sources", "test", "good")
+        assert "2026-11-20 05:05 UTC  ko  중국, 탈북민 강제북송" in utc.stdout
+        assert utc.stdout.rstrip().endswith("1 items (dates in UTC)")
         missing = watcher("--config", str(cfg), "sources", "test", "broken")
         assert missing.returncode == 1
         assert missing.stderr.strip().splitlines()[-1] == "error: broken: HTTP 404 Not Found"

@@ -127,8 +127,9 @@ def _next(due: Any, now: Any, zone: Any) -> str:
 def sources_test(ctx: Context, source_id: str) -> None:
     """Fetch one source now and print what it parsed, without storing anything.
 
-    The tool for writing selectors: each item's date (in the source's time zone), language,
-    title and URL. Exit code 1 when the fetch or the parse failed.
+    The tool for writing selectors: each item's date (in the source's time zone, or UTC with
+    --utc; each names its zone), language, title and URL. Exit code 1 when the fetch or the
+    parse failed.
     """
     import asyncio
     from urllib.parse import urlsplit
@@ -170,18 +171,24 @@ def sources_test(ctx: Context, source_id: str) -> None:
     parsed = parse(source, result, utcnow())
     if parsed.error:
         fail(f"{source.id}: {one_line_text(parsed.error, None)}")
-    zone = ZoneInfo(source.zone)
-    for item in parsed.items:
-        when = (
-            item.published_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-            if item.published_at
-            else "(no date)       "
-        )
+    # in the source's own zone, where its dates are easiest to compare with its pages (UTC
+    # with --utc); each time names its zone, as every time commands print
+    shown_zone = "UTC" if ctx.utc else source.zone
+    zone = ZoneInfo(shown_zone)
+    dates = [
+        item.published_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+        if item.published_at
+        else "(no date)"
+        for item in parsed.items
+    ]
+    width = max((len(d) for d in dates), default=0)
+    for item, when in zip(parsed.items, dates, strict=True):
         click.echo(
-            f"{when}  {one_line_text(item.lang, None) or '??':<3} {one_line_text(item.title, 100)}"
+            f"{when:<{width}}  {one_line_text(item.lang, None) or '??':<3} "
+            f"{one_line_text(item.title, 100)}"
         )
-        click.echo(f"{'':21}{one_line_text(item.url, None) or '(no link)'}")
-    click.echo(f"{len(parsed.items)} items (dates in {source.zone})")
+        click.echo(f"{'':{width + 5}}{one_line_text(item.url, None) or '(no link)'}")
+    click.echo(f"{len(parsed.items)} items (dates in {shown_zone})")
 
 
 # --------------------------------------------------------------------------- export
