@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import watcher.extract as extraction
 import watcher.rules as rules
 from watcher.config import EVENT_TYPES, load_config, load_config_text
-from watcher.extract import dates, people, places
+from watcher.extract import Count, count, dates, people, places
 from watcher.rules import (
     _WORD_CHARS,
     RuleError,
@@ -206,6 +206,75 @@ def test_matching_cost_does_not_depend_on_rules_that_cannot_fire() -> None:
 )
 def test_people(text: str, expected: int | None) -> None:
     assert people(normalize(text)) == expected
+
+
+#: A count the source hedged keeps its number and says so; an exact count stays exact.
+APPROXIMATE = True
+EXACT = False
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Korean: 여 (more than), 약 (about), 가량 / 정도 / 이상 after the count
+        ("중국, 탈북민 600여명 강제북송", Count(n=600, approximate=APPROXIMATE)),
+        ("탈북민 600여 명 북송", Count(n=600, approximate=APPROXIMATE)),
+        ("약 600명의 탈북민 북송", Count(n=600, approximate=APPROXIMATE)),
+        ("탈북민 600명가량 북송", Count(n=600, approximate=APPROXIMATE)),
+        ("탈북민 600명 정도 북송", Count(n=600, approximate=APPROXIMATE)),
+        ("탈북민 600명 이상 북송", Count(n=600, approximate=APPROXIMATE)),
+        ("구금 탈북민 2천여명", Count(n=2000, approximate=APPROXIMATE)),
+        ("탈북민 600명 강제북송", Count(n=600, approximate=EXACT)),
+        ("탈북민 1천200명 북송", Count(n=1200, approximate=EXACT)),
+        ("탈북민 수백 명 북송", None),  # vague: no number at all
+        # Chinese: 多 / 余 (more than), 约 (about), 左右 (around), 逾 (over)
+        ("500多名朝鲜脱北者被遣返", Count(n=500, approximate=APPROXIMATE)),
+        ("500余名朝鲜脱北者被遣返", Count(n=500, approximate=APPROXIMATE)),
+        ("六百余名朝鲜人", Count(n=600, approximate=APPROXIMATE)),
+        ("约500名朝鲜脱北者被遣返", Count(n=500, approximate=APPROXIMATE)),
+        ("500名左右朝鲜脱北者被遣返", Count(n=500, approximate=APPROXIMATE)),
+        ("逾百名朝鲜人", Count(n=100, approximate=APPROXIMATE)),
+        ("500名朝鲜脱北者被遣返", Count(n=500, approximate=EXACT)),
+        ("九名朝鲜脱北者被捕", Count(n=9, approximate=EXACT)),
+        # Japanese: 約 (about), 余り (more than), 以上 (or more)
+        ("脱北者約600人を送還", Count(n=600, approximate=APPROXIMATE)),
+        ("脱北者600人余りを送還", Count(n=600, approximate=APPROXIMATE)),
+        ("脱北者600人以上を送還", Count(n=600, approximate=APPROXIMATE)),
+        ("脱北者600人を送還", Count(n=600, approximate=EXACT)),
+        # English: a hedge before the number, or "-odd" / "or so" after it
+        ("China sent about 600 North Koreans back", Count(n=600, approximate=APPROXIMATE)),
+        ("around 600 North Koreans were sent back", Count(n=600, approximate=APPROXIMATE)),
+        ("some 600 North Koreans were sent back", Count(n=600, approximate=APPROXIMATE)),
+        ("roughly 600 defectors were sent back", Count(n=600, approximate=APPROXIMATE)),
+        ("nearly 600 defectors were sent back", Count(n=600, approximate=APPROXIMATE)),
+        ("more than 600 defectors were sent back", Count(n=600, approximate=APPROXIMATE)),
+        ("over 600 defectors were sent back", Count(n=600, approximate=APPROXIMATE)),
+        ("at least 600 defectors were sent back", Count(n=600, approximate=APPROXIMATE)),
+        ("up to 600 defectors may be sent back", Count(n=600, approximate=APPROXIMATE)),
+        ("600-odd defectors were sent back", Count(n=600, approximate=APPROXIMATE)),
+        ("600 or so defectors were sent back", Count(n=600, approximate=APPROXIMATE)),
+        ("about 2,000 North Korean escapees are held", Count(n=2000, approximate=APPROXIMATE)),
+        (
+            "number of defectors held has risen from 20 to about 60",
+            Count(n=60, approximate=APPROXIMATE),
+        ),
+        ("China sent 600 North Koreans back", Count(n=600, approximate=EXACT)),
+        ("nine defectors were arrested", Count(n=9, approximate=EXACT)),
+        ("a family of four was caught", Count(n=4, approximate=EXACT)),
+        ("the detainees now number 60", Count(n=60, approximate=EXACT)),
+        # "handed over 60" hands over exactly 60: "over" hedges only a number it stands before
+        ("China handed over 60 North Koreans to the North", Count(n=60, approximate=EXACT)),
+        ("dozens of North Koreans", None),
+        # the hedge goes with the count chosen: the headline's, not another one in the text
+        ("탈북민 7명 체포 ‖ 지난해 600여 명이 북송됐다", Count(n=7, approximate=EXACT)),
+        ("about 20 defectors held ‖ a group of five was caught", Count(n=20, approximate=True)),
+    ],
+)
+def test_people_approximate(text: str, expected: Count | None) -> None:
+    """The outlet's hedge is kept with its number (shown "~600 people", 600여 명), and the
+    number is what `people` gives (grouping and severity weigh it)."""
+    assert count(normalize(text)) == expected
+    assert people(normalize(text)) == (None if expected is None else expected.n)
 
 
 @pytest.mark.parametrize(

@@ -366,7 +366,7 @@ MAX_COUNTS = 50
 _KO = re.compile(
     # a number in pieces, each unit scaling its digits: 60, 2천, 1천200, 3만4천, 1만 2천
     r"(?P<n>\d(?<![\d.,]\d)[\d,]*(?:\s?[만천백](?:\s?\d[\d,]*)?)*)"
-    r"\s?여?\s?(?:명|인)(?!\w*(?:년|월))"
+    r"\s?(?P<more>여)?\s?(?:명|인)(?!\w*(?:년|월))"
 )
 #: An audience counted in people (구독자 72만7000명: subscribers) is no count of escapees.
 _KO_AUDIENCE = re.compile(
@@ -384,8 +384,29 @@ _ZH = _starting(
     # no stated number), except the 数 of 人数 (the number of people: 人数二十名 is 20)
     r"(?:逾|超过|约|近)?(?P<n>\d(?<![\d.]\d)[\d,]*(?:[万萬千百][\d,]*)*"
     r"|(?<![几幾" + _ZH_NUM + r"])(?<!(?<!人)[数數])[" + _ZH_NUM + r"]+)"
-    r"\s?(?:多|余)?\s?(?:名|人)",
+    r"\s?(?P<more>多|余|餘)?\s?(?:名|人)",
 )
+
+#: Words that make a stated count approximate ("about 600", 600여 명, 约500名, 約600人, "more
+#: than 600"): the number stays what grouping and severity weigh, and the hedge is shown with
+#: it ("~600 people"), as the outlet gave it. Before the number (in the few characters up to
+#: it), and after the count (the number, or its people word, for Korean, Chinese and Japanese).
+_HEDGE_BEFORE = re.compile(
+    # "handed over 60 north koreans" hands over exactly 60
+    r"(?:\b(?:about|around|some|roughly|approximately|approx\.?|nearly|almost|more than|"
+    r"(?<!hand )(?<!hands )(?<!handed )(?<!handing )(?<!turned )(?<!turns )(?<!turning )"
+    r"(?<!passed )(?<!taken )(?<!took )over|at least|up to|as many as|close to|upwards of|"
+    r"estimated) "
+    r"|(?<!\w)(?:약|대략|최소|최대|적어도|거의)\s?"
+    r"|(?:约|約|大约|大約|近|将近|將近|逾|超过|超過|至少|多达|多達|约有|约为)\s?)$"
+)
+_HEDGE_AFTER_NUMBER = re.compile(r" (?:odd|or so|or more|plus)\b")
+_HEDGE_AFTER_COUNT = re.compile(
+    r"\s?(?:가량|정도|안팎|내외|이상|남짓|넘게|이 넘는|이 넘게|쯤"
+    r"|左右|上下|以上|余り|あまり|ほど|程度|前後|超|強)"
+)
+#: How far before a number its hedge is looked for.
+_HEDGE_REACH = 16
 
 
 def _to_int(word: str) -> int | None:
@@ -515,56 +536,85 @@ def _clause(norm: str, start: int, end: int) -> str:
     return norm[_clause_start(norm, start) : min(ends, default=len(norm))]
 
 
+@dataclass(frozen=True, slots=True)
+class Count:
+    """A stated number of people, and whether the source gave it as approximate."""
+
+    #: The number as stated ("about 600" is 600): what grouping and severity weigh.
+    n: int
+    #: The source hedged it: "about 600", "more than 600", 600여 명, 约500名, 約600人.
+    approximate: bool = False
+
+
+def _hedged(norm: str, m: re.Match[str], after_number: bool = False) -> bool:
+    """Whether the count `m` matched (its number the group "n") is given as approximate: a
+    hedge just before the number, or just after it (English) or the count (CJK)."""
+    start = m.start("n")
+    if _HEDGE_BEFORE.search(norm, max(0, start - _HEDGE_REACH), start):
+        return True
+    if after_number:
+        return _HEDGE_AFTER_NUMBER.match(norm, m.end("n")) is not None
+    return _HEDGE_AFTER_COUNT.match(norm, m.end()) is not None
+
+
 def people(norm: str, lang: str | None = None) -> int | None:
+    """The stated number of people (`count` without its hedge)."""
+    found = count(norm, lang)
+    return None if found is None else found.n
+
+
+def count(norm: str, lang: str | None = None) -> Count | None:
     """The stated number of people: the headline's; else the first one the text marks as the
     whole group's ("a group of five", "10 defectors in total", 총 7명, 共41名); else the first
-    one. None when only vague words are used.
+    one. None when only vague words are used. Approximate when the source hedged it.
 
     `lang` only saves time: the patterns of other scripts are skipped when it is given."""
-    found: list[tuple[int, int, int]] = []  # (start, end, number)
+    found: list[tuple[int, int, int, bool]] = []  # (start, end, number, approximate)
     latin = lang not in ("ko", "zh", "ja")
     if latin or lang is None:
         for m in _EN.finditer(norm):
             n = _to_int(m.group("n"))
             if n and not (1900 <= n <= 2100 and "," not in m.group("n")):
-                found.append((m.start(), m.end(), n))
+                found.append((m.start(), m.end(), n, _hedged(norm, m, after_number=True)))
         if "family of" in norm:
             for m in _EN_FAMILY.finditer(norm):
                 n = _to_int(m.group("n"))
                 if n:
-                    found.append((m.start(), m.end(), n))
+                    found.append((m.start(), m.end(), n, False))
         # (the verbs' stems, looked for first: a substring test costs less than a regex pass)
         if any(stem in norm for stem in _RISEN_STEMS):
             for m in itertools.islice(_EN_RISEN.finditer(norm), MAX_COUNTS):
                 n = _to_int(m.group("n"))
                 if n and _counts_people(norm, m.start(), n, m.group("n")):
-                    found.append((m.start("n"), m.end(), n))
+                    found.append((m.start("n"), m.end(), n, _hedged(norm, m, after_number=True)))
     if lang in ("ko", None) and ("명" in norm or "인" in norm):
         for m in _KO.finditer(norm):
             n = _ko_int(m.group("n"))
             if n and not _KO_AUDIENCE.search(norm, max(0, m.start() - 12), m.start()):
-                found.append((m.start(), m.end(), n))
+                approximate = m.group("more") is not None or _hedged(norm, m)
+                found.append((m.start(), m.end(), n, approximate))
     if lang in ("zh", "ja", None) and ("名" in norm or "人" in norm):
         for m in _ZH.finditer(norm):
             n = _zh_int(m.group("n"))
             if n and not _ZH_AUDIENCE.search(norm, max(0, m.start() - 8), m.start()):
-                found.append((m.start(), m.end(), n))
-    found = sorted((at, end, n) for at, end, n in found if n <= MAX_PEOPLE)[:MAX_COUNTS]
+                approximate = m.group("more") is not None or _hedged(norm, m)
+                found.append((m.start(), m.end(), n, approximate))
+    found = sorted(f for f in found if f[2] <= MAX_PEOPLE)[:MAX_COUNTS]
     if not found:
         return None
     title_end = norm.find(TITLE_END)
     if 0 <= found[0][0] < title_end:
-        return found[0][2]  # the headline's count is the report's
+        return Count(n=found[0][2], approximate=found[0][3])  # the headline's is the report's
     # an earlier wave the text recalls is not the report's count (each phrase of `_EARLIER`
     # holds one of `_EARLIER_WORDS`: most texts have none, and skip the clause checks)
     if latin and any(word in norm for word in _EARLIER_WORDS):
         found = [f for f in found if not _EARLIER.search(_clause(norm, f[0], f[1]))]
         if not found:
             return None
-    for start, end, n in found:
+    for start, end, n, approximate in found:
         if _TOTAL_BEFORE.search(norm, max(0, start - 10), start) or _TOTAL_AFTER.match(norm, end):
-            return n
-    return found[0][2]
+            return Count(n=n, approximate=approximate)
+    return Count(n=found[0][2], approximate=found[0][3])
 
 
 # --------------------------------------------------------------------------- dates
@@ -976,11 +1026,18 @@ def dates(
 @dataclass(frozen=True, slots=True)
 class Extracted:
     people: int | None = None
+    #: The source gave `people` as approximate ("about 600", 600여 명).
+    people_approximate: bool = False
     places: tuple[str, ...] = ()
     dates: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
-        return {"people": self.people, "places": list(self.places), "dates": list(self.dates)}
+        return {
+            "people": self.people,
+            "people_approximate": self.people_approximate,
+            "places": list(self.places),
+            "dates": list(self.dates),
+        }
 
 
 def extract(
@@ -992,8 +1049,10 @@ def extract(
 ) -> Extracted:
     """People, places and dates of a matched item; `published` is its publication day where it
     was written (relative dates are resolved against it)."""
+    stated = count(norm, lang)
     return Extracted(
-        people=people(norm, lang),
+        people=None if stated is None else stated.n,
+        people_approximate=stated is not None and stated.approximate,
         places=places(norm),
         dates=dates(norm, published_year, lang=lang, published=published),
     )

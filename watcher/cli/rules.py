@@ -60,12 +60,12 @@ def match(ctx: Context, file: Any, explain: bool) -> None:
       {"id": 1, "title": "...", "text": "...", "lang": "ko", "url": "...", "source": "..."}
 
     One JSON line is written per input line, in the same order (blank lines are skipped):
-    {"id", "relevant", "events", "rules", "severity", "extracted": {"people", "places",
-    "dates"}}; a line that cannot be read gives {"id", "error"} in its place. `lang`,
-    `url`, `source` and `published_at` are optional; `source` may be a configured source id
-    or an outlet's domain (its tags then apply to tag-filtered rules); `published_at` (or
-    `published`, as `watcher eval` names it) dates the article, so that relative dates ("on
-    Tuesday", 지난 3일, 上周) are resolved.
+    {"id", "relevant", "events", "rules", "severity", "extracted": {"people",
+    "people_approximate", "places", "dates"}}; a line that cannot be read gives {"id",
+    "error"} in its place. `lang`, `url`, `source` and `published_at` are optional; `source`
+    may be a configured source id or an outlet's domain (its tags then apply to tag-filtered
+    rules); `published_at` (or `published`, as `watcher eval` names it) dates the article, so
+    that relative dates ("on Tuesday", 지난 3일, 上周) are resolved.
 
     With --explain each line also has "explain" (per rule that fired: the terms found and
     their positions in the normalised text) and "why" (rule id → the one line alerts show,
