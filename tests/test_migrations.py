@@ -164,6 +164,55 @@ def test_article_retries_come_with_0015_and_go_with_their_item(store: Store) -> 
     assert left == 0
 
 
+@EXPRESSION_INDEX
+def test_counts_stored_before_0018_stay_exact_and_new_ones_keep_their_hedge(store: Store) -> None:
+    """Migration 0018: matches and stories keep whether their count was approximate ("about
+    600", 600여 명); rows stored before it read as exact, on both databases, and it goes back."""
+    import json
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import column, insert, select, table
+
+    from watcher.store import tables as t
+
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0017")
+    for name in ("matches", "stories"):
+        assert "people_approximate" not in _columns(store, name)
+    story = {
+        "events": json.dumps(["forced_repatriation"]), "severity": "critical", "title": "t",
+        "people": 600, "places": "[]", "first_seen_at": now, "updated_at": now, "revision": 1,
+        "item_count": 1,
+    }  # fmt: skip
+    # the table as 0017 had it (the code's table would also write the new column)
+    before = table("stories", *(column(name, t.stories.c[name].type) for name in story))
+    with store.engine.begin() as conn:
+        conn.execute(insert(before).values(**story))
+    assert store.upgrade() == ("0017", SCHEMA_HEAD)
+    with store.engine.begin() as conn:
+        old = conn.execute(select(t.stories.c.people, t.stories.c.people_approximate)).one()
+        assert tuple(old) == (600, False)
+        conn.execute(insert(t.stories).values(**story, people_approximate=True))
+        stored = conn.execute(
+            select(t.stories.c.people_approximate).order_by(t.stories.c.id)
+        ).scalars()
+        assert list(stored) == [False, True]
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0017")
+    assert "people_approximate" not in _columns(store, "stories")
+    assert store.upgrade() == ("0017", SCHEMA_HEAD)
+
+
+def _columns(store: Store, table: str) -> set[str]:
+    return {c["name"] for c in inspect(store.engine).get_columns(table)}
+
+
 class _Source:
     def __init__(self, source_id: str) -> None:
         self.id, self.kind, self.url = source_id, "feed", "https://e.org/feed"

@@ -596,13 +596,13 @@ _PLAIN = {
     + r" (?:[a-z'\-]+ ){0,3}?"
     + extraction._EN_PEOPLE
     + r"\b",
-    "_KO": r"(?<![\d.,])(?P<n>\d[\d,]*(?:\s?[만천백](?:\s?\d[\d,]*)?)*)\s?여?\s?(?:명|인)"
+    "_KO": r"(?<![\d.,])(?P<n>\d[\d,]*(?:\s?[만천백](?:\s?\d[\d,]*)?)*)\s?(?P<more>여)?\s?(?:명|인)"
     r"(?!\w*(?:년|월))",
     "_ZH": r"(?:逾|超过|约|近)?(?P<n>(?<![\d.])\d[\d,]*(?:[万萬千百][\d,]*)*|(?<![几幾"
     + extraction._ZH_NUM
     + r"])(?<!(?<!人)[数數])["
     + extraction._ZH_NUM
-    + r"]+)\s?(?:多|余)?\s?(?:名|人)",
+    + r"]+)\s?(?P<more>多|余|餘)?\s?(?:名|人)",
     "_EN_DATE": r"\b(?P<m>"
     + extraction._MONTH
     + r")\.? (?P<d>\d{1,2})(?:st|nd|rd|th)?\b(?:,? (?P<y>(?:19|20)\d\d))?",
@@ -629,7 +629,8 @@ _PIECES = [
     *"0 1 2 3 9 12 31 2023 1999 ٣ 1,000 3.5".split(),
     *"january jan sept sep may march december oct xmay people north koreans refugees".split(),
     *"ten one twenty-one seventy thousand hundred family of".split(),
-    *"명 인 여 천 백 만 월 일 년 年 月 日 名 人 多 约 逾 超过 二十 两千 兩百 数 几 十 人数".split(),
+    *"명 인 여 천 백 만 월 일 년 年 月 日 名 人 多 余 餘 约 逾 超过".split(),
+    *"二十 两千 兩百 数 几 十 人数".split(),
     *"1천200 3만4천 1万2000 1万2千 万 萬".split(),
     *" year old| years old| month old|-year-old".split("|"),
     *" , . ! ? … 。 ！ \u2016 \" ' ’ ) - a x".split(" "),

@@ -406,3 +406,53 @@ def test_an_item_that_matches_only_once_its_title_is_back_joins_a_story(
     assert story.change == "new" and bool(story.deliveries) == alerted
     again = poll(REPORT + " province", False, NOW + DAY)  # already in its story
     assert again.updated and not again.stories
+
+
+# --------------------------------------------------------------------------- approximate counts
+
+
+def test_an_approximate_count_is_stored_with_its_report_and_its_story(store: Store) -> None:
+    """ "중국, 탈북민 600여명 강제북송" gives about 600: the match and the story keep it as
+    approximate (shown "~600 people"); a later report of the exact count makes the story's
+    count exact, and a later hedged one leaves an exact count exact. On both databases."""
+    from watcher.pipeline import match_items
+    from watcher.routing import Alerting
+    from watcher.rules import compile_rules
+    from watcher.store.views import Views
+
+    config = _alerting_config()
+    store.sync_sources(config.sources, NOW - DAY)
+    matcher, alerting = compile_rules(config), Alerting.from_config(config)
+
+    def poll(key: str, title: str, lang: str, at: datetime) -> Any:
+        found = make_item(key, source_id="src", title=title, lang=lang, published_at=at)
+        matches = match_items(matcher, [found], ())
+        return store.save_items([found], now=at, matches=matches, alerting=alerting)
+
+    first = poll("https://e.org/1", "중국, 탈북민 600여명 강제북송", "ko", NOW)
+    (stored,) = store.matches_of("https://e.org/1")
+    assert (stored.people, stored.people_approximate) == (600, True)
+    (change,) = first.stories
+    card = Views(store).story(change.story_id)
+    assert card is not None
+    assert (card.story.people, card.story.people_approximate) == (600, True)
+
+    # a hedged report of the same event keeps it approximate
+    poll("https://e.org/2", "China repatriates about 600 North Korean defectors", "en", NOW)
+    card = Views(store).story(change.story_id)
+    assert card is not None and len(card.story.reports) == 2
+    assert (card.story.people, card.story.people_approximate) == (600, True)
+
+    # the exact count of what the story gave as approximate: now exact (and no new message)
+    third = poll("https://e.org/3", "China repatriates 600 North Korean defectors", "en", NOW)
+    (joined,) = third.stories
+    assert joined.story_id == change.story_id and joined.change == "joined"
+    card = Views(store).story(change.story_id)
+    assert card is not None
+    assert (card.story.people, card.story.people_approximate) == (600, False)
+
+    # a hedged report after it does not make the exact count approximate again
+    poll("https://e.org/4", "China repatriates more than 600 North Korean defectors", "en", NOW)
+    card = Views(store).story(change.story_id)
+    assert card is not None and len(card.story.reports) == 4
+    assert (card.story.people, card.story.people_approximate) == (600, False)

@@ -513,6 +513,7 @@ def replay_stories(
             severity=verdict.severity or "low",
             rules=verdict.rules,
             people=verdict.extracted.people,
+            people_approximate=verdict.extracted.people_approximate,
             places=verdict.extracted.places,
             lang=item.lang,
             names=names_in(item.title, item.text),

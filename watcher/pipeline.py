@@ -664,6 +664,7 @@ def match_items(matcher: Matcher, items: Sequence[Item], tags: Sequence[str]) ->
                     event=m.event,
                     severity=m.severity,
                     people=verdict.extracted.people,
+                    people_approximate=verdict.extracted.people_approximate,
                     places=verdict.extracted.places,
                     dates=verdict.extracted.dates,
                     why=why.get(m.rule_id, ""),

@@ -142,6 +142,8 @@ class Facts:
     dated: bool = True
     rules: tuple[str, ...] = ()
     people: int | None = None
+    #: The report gave `people` as approximate ("about 600", 600여 명).
+    people_approximate: bool = False
     places: tuple[str, ...] = ()
     lang: str | None = None
     tags: tuple[str, ...] = ()
@@ -159,6 +161,7 @@ class Facts:
             "dated": self.dated,
             "events": sorted(self.events),
             "people": self.people,
+            "people_approximate": self.people_approximate,
             "places": list(self.places),
             "names": sorted(self.names),
             "stated": list(self.stated),
@@ -184,6 +187,7 @@ class Facts:
             events=frozenset(str(e) for e in events),
             severity="low",
             people=people if isinstance(people, int) else None,
+            people_approximate=data.get("people_approximate") is True,
             places=tuple(str(p) for p in places),
             names=frozenset(str(n) for n in names),
             stated=tuple(str(d) for d in stated),
@@ -210,6 +214,8 @@ class Story:
     reports: tuple[Facts, ...] = ()
     #: open, or not_relevant when an advocate said so (reports still join it, quietly).
     status: str = "open"
+    #: `people` was taken from a report that gave it as approximate ("about 600", 600여 명).
+    people_approximate: bool = False
 
 
 # --------------------------------------------------------------------------- evidence
@@ -558,6 +564,7 @@ def founded(story_id: int, facts: Facts, now: datetime) -> Story:
         severity=facts.severity,
         title=facts.title,
         people=facts.people,
+        people_approximate=facts.people_approximate,
         places=facts.places,
         first_seen_at=now,
         updated_at=now,
@@ -572,12 +579,17 @@ def joined(story: Story, facts: Facts, now: datetime) -> tuple[Story, bool]:
     """The story with the report attached, and whether that is a new revision."""
     material = materially_changed(story, facts)
     severity = max(story.severity, facts.severity, key=SEVERITIES.index)
-    people = facts.people if material and facts.people is not None else story.people
+    people, approximate = story.people, story.people_approximate
+    if facts.people is not None and (material or (approximate and not facts.people_approximate)):
+        # a count that changed, or the exact count of what the story gave as approximate
+        # ("about 600", then "612"): a count and its hedge come from one report
+        people, approximate = facts.people, facts.people_approximate
     updated = replace(
         story,
         events=story.events | facts.events,
         severity=severity,
         people=people,
+        people_approximate=approximate,
         # Shown to readers; grouping compares reports, never this growing list.
         places=tuple(dict.fromkeys((*story.places, *facts.places))),
         updated_at=now,
@@ -648,6 +660,7 @@ def facts_of(item: Item, matches: Sequence[MatchRecord], tags: tuple[str, ...]) 
         severity=max((m.severity for m in matches), key=SEVERITIES.index),
         rules=tuple(m.rule_id for m in matches),
         people=first.people,
+        people_approximate=first.people_approximate,
         places=first.places,
         lang=item.lang,
         tags=tags,

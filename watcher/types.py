@@ -143,6 +143,8 @@ class MatchRecord:
     event: str
     severity: str
     people: int | None = None
+    #: The source gave `people` as approximate ("about 600", 600여 명): shown "~600 people".
+    people_approximate: bool = False
     places: tuple[str, ...] = ()
     dates: tuple[str, ...] = ()
     #: Why the rule fired, in one line with glosses ("북송 (sent back) near 탈북민 (…)").
@@ -309,6 +311,10 @@ class StoredStory:
     updated_at: datetime
     revision: int
     reports: tuple[StoredReport, ...] = ()
+    #: Its count came from a report that gave it as approximate ("about 600", 600여 명):
+    #: shown "~600 people".
+    people_approximate: bool = False
+
     deliveries: tuple[dict[str, Any], ...] = ()
     #: Why it matched: one line per rule, with the words that fired and their glosses.
     why: tuple[str, ...] = ()
@@ -333,6 +339,8 @@ class Told:
     severity: str
     events: tuple[str, ...] = ()
     people: int | None = None
+    #: The count was shown approximate ("~60 people"): an update says "~60 → 600 people".
+    people_approximate: bool = False
     places: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
@@ -340,6 +348,7 @@ class Told:
             "severity": self.severity,
             "events": list(self.events),
             "people": self.people,
+            "people_approximate": self.people_approximate,
             "places": list(self.places),
         }
 
@@ -356,6 +365,7 @@ class Told:
             severity=data["severity"],
             events=tuple(str(e) for e in events),
             people=people if isinstance(people, int) and not isinstance(people, bool) else None,
+            people_approximate=data.get("people_approximate") is True,
             places=tuple(str(p) for p in places),
         )
 
@@ -373,6 +383,8 @@ class AlertView:
     severity: str
     rules: tuple[str, ...]
     people: int | None = None
+    #: The story gives `people` as approximate ("about 600", 600여 명): shown "~600 people".
+    people_approximate: bool = False
     places: tuple[str, ...] = ()
     dates: tuple[str, ...] = ()
     #: The first report of the story, then the others in the order they came.
@@ -396,7 +408,11 @@ class AlertView:
     def told(self) -> Told:
         """What a message rendered from this view says of the story."""
         return Told(
-            severity=self.severity, events=self.events, people=self.people, places=self.places
+            severity=self.severity,
+            events=self.events,
+            people=self.people,
+            people_approximate=self.people_approximate,
+            places=self.places,
         )
 
 

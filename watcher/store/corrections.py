@@ -165,6 +165,7 @@ class Corrections:
                     severity=new.severity,
                     title=new.title,
                     people=new.people,
+                    people_approximate=new.people_approximate,
                     places=json.dumps(list(new.places), ensure_ascii=False),
                     first_seen_at=now,
                     updated_at=now,
@@ -471,7 +472,9 @@ def _facts(conn: Connection, row: Any) -> st.Facts:
     so). A report that no longer matches any rule keeps the events it joined with."""
     m = t.matches.c
     found = conn.execute(
-        select(m.event, m.severity, m.people, m.places).where(m.item_id == row.id).order_by(m.id)
+        select(m.event, m.severity, m.people, m.people_approximate, m.places)
+        .where(m.item_id == row.id)
+        .order_by(m.id)
     ).all()
     events = frozenset(f.event for f in found)
     severity = max((f.severity for f in found), key=SEVERITIES.index, default="low")
@@ -486,6 +489,7 @@ def _facts(conn: Connection, row: Any) -> st.Facts:
             events=events,
             severity=severity,
             people=found[0].people,
+            people_approximate=found[0].people_approximate,
             places=tuple(json.loads(found[0].places or "[]")),
         )
     return st.Facts(
@@ -534,6 +538,7 @@ def _rebuild(
             severity=story.severity,
             title=story.title,
             people=story.people,
+            people_approximate=story.people_approximate,
             places=json.dumps(list(story.places), ensure_ascii=False),
             updated_at=now,
             revision=story.revision,

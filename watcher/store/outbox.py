@@ -291,7 +291,13 @@ class Outbox:
         story_url = f"{public_url.rstrip('/')}/stories/{int(story.id)}" if public_url else None
         events = tuple(sorted(json.loads(story.events), key=event_rank))
         places = tuple(json.loads(story.places))
-        now_told = Told(severity=story.severity, events=events, people=story.people, places=places)
+        now_told = Told(
+            severity=story.severity,
+            events=events,
+            people=story.people,
+            people_approximate=story.people_approximate,
+            places=places,
+        )
         kind = delivery.kind if delivery.kind != "digest" else "alert"
         if kind == "update" and last is None:
             kind = "alert"  # nothing about the story reached this channel yet: this is its alert
@@ -320,6 +326,7 @@ class Outbox:
             severity=story.severity,
             rules=tuple(rules),
             people=story.people,
+            people_approximate=story.people_approximate,
             places=places,
             dates=tuple(dates),
             first=reports[0],
@@ -581,6 +588,7 @@ class Outbox:
                     "severity": story.severity,
                     "title": story.title,
                     "people": story.people,
+                    "people_approximate": story.people_approximate,
                     "places": json.loads(story.places),
                     "first_seen_at": story.first_seen_at.isoformat(),
                     "revision": story.revision,

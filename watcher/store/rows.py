@@ -30,6 +30,7 @@ def match_values(m: MatchRecord, item_id: int, now: datetime) -> dict[str, Any]:
         "event": m.event,
         "severity": m.severity,
         "people": m.people,
+        "people_approximate": m.people_approximate,
         "places": json.dumps(list(m.places), ensure_ascii=False),
         "dates": json.dumps(list(m.dates)),
         "why": m.why or None,

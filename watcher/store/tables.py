@@ -29,6 +29,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    false,
 )
 from sqlalchemy.engine import Connection, Dialect
 
@@ -169,6 +170,8 @@ matches = Table(
     Column("severity", String(16), nullable=False),
     #: Number of people the item states, when it states one.
     Column("people", Integer),
+    #: The item gave that number as approximate ("about 600", 600여 명, 约500名, 約600人).
+    Column("people_approximate", Boolean, nullable=False, default=False, server_default=false()),
     #: Canonical place names, as a JSON list.
     Column("places", Text, nullable=False, default="[]"),
     #: ISO dates the item states, as a JSON list.
@@ -192,6 +195,8 @@ stories = Table(
     #: The first report's title (the story's name in lists).
     Column("title", Text, nullable=False),
     Column("people", Integer),
+    #: `people` was taken from a report that gave it as approximate: shown "~600 people".
+    Column("people_approximate", Boolean, nullable=False, default=False, server_default=false()),
     #: Canonical place names, as a JSON list.
     Column("places", Text, nullable=False),
     Column("first_seen_at", UTCDateTime, nullable=False),
