@@ -323,8 +323,9 @@ def test_a_material_change_sends_an_update_naming_the_new_outlets(
     _, update = hook_messages(feeds)
     assert "VOA Korean" in update["message"] and "600" in update["title"] + update["message"]
     assert h.statuses() == [("hook", "alert", "sent"), ("hook", "update", "sent")]
-    # it says what changed since the last message: the count the first one gave
-    changed = "Update · 60 → 600 people · HIGH → CRITICAL · +1 outlet: VOA Korean\n"
+    # it says what changed since the last message: the count the first one gave, and the
+    # hedge of the new one (600여명: about 600)
+    changed = "Update · 60 → ~600 people · HIGH → CRITICAL · +1 outlet: VOA Korean\n"
     assert changed in update["message"]
 
 
@@ -512,12 +513,12 @@ def test_a_reminder_sent_in_an_updates_place_says_what_changed(
     h.clock.advance(hours=2)
     h.deliver()
     back = hook_messages(feeds)[-1]  # (the one before it is the attempt the 503 refused)
-    assert back["message"].startswith("Update · 60 → 600 people · HIGH → CRITICAL · +1 outlet")
+    assert back["message"].startswith("Update · 60 → ~600 people · HIGH → CRITICAL · +1 outlet")
     assert ("hook", "reminder", "sent") in h.statuses()
     later = ("China repatriated 900 North Korean defectors via Dandong", "https://e.org/3", T0)
     h.publish("/yonhap", first, later, minutes=1)
     h.deliver()
-    assert hook_messages(feeds)[-1]["message"].splitlines()[0] == "Update · 600 → 900 people"
+    assert hook_messages(feeds)[-1]["message"].splitlines()[0] == "Update · ~600 → 900 people"
 
 
 def test_failing_channel_retries_with_backoff_and_does_not_hold_the_others(

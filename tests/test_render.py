@@ -272,6 +272,29 @@ BEFORE = Told(severity="high", events=("detention",), people=60, places=("Dandon
             {"people": 1, "events": ("detention",), "places": ("Dandong",)},
             "2 → 1 person · +2 outlets",
         ),
+        # an approximate count keeps its hedge on either side of the arrow ("about 60")
+        (
+            replace(BEFORE, people_approximate=True),
+            {"events": ("forced_repatriation", "detention")},
+            "~60 → 600 people · HIGH → CRITICAL · now also: Forced repatriation · "
+            "now also in Tumen · +2 outlets: VOA Korean, Daily NK",
+        ),
+        (
+            BEFORE,
+            {
+                "events": ("detention",),
+                "severity": "high",
+                "places": ("Dandong",),
+                "people_approximate": True,
+            },
+            "60 → ~600 people · +2 outlets",
+        ),
+        # the same number, now exact: the count was confirmed
+        (
+            replace(BEFORE, people=600, people_approximate=True, severity="critical"),
+            {"events": ("detention",), "places": ("Dandong",)},
+            "~600 → 600 people · +2 outlets",
+        ),
         # nothing it showed changed (the news went in a message this channel did not get)
         (
             replace(BEFORE, people=600, severity="critical"),
@@ -290,7 +313,7 @@ def test_an_update_says_what_changed_since_the_last_message(
 ) -> None:
     view = make_view(kind="update", before=before, new_outlets=("VOA Korean", "Daily NK"), **now)
     body = render.render_alert(view, channel, "UTC").body
-    assert line in _plain(body)
+    assert line in _seen(body)
     if "now also" not in line:
         assert "now also" not in body
 
@@ -311,6 +334,46 @@ def test_an_update_in_korean_says_what_changed_in_korean(
     view = make_view(kind="update", before=BEFORE, events=("forced_repatriation", "detention"))
     body = _plain(render.render_alert(view, channel, "UTC", locale="ko").body)
     assert "60명 → 600명 · 중요 → 긴급 · 사건 유형 추가: 강제북송 · 장소 추가: Tumen" in body
+    hedged = replace(view, before=replace(BEFORE, people_approximate=True))
+    body = _plain(render.render_alert(hedged, channel, "UTC", locale="ko").body)
+    assert "약 60명 → 600명 · 중요 → 긴급" in body
+
+
+def _seen(text: str) -> str:
+    """What a reader sees of a message in any format: `_plain`, without the escapes a format
+    puts before or after a character ("\\~", a zero-width space) or the full-width forms a
+    format shows instead of a markup character ("～" for "~")."""
+    shown = _plain(text).replace("\\", "").replace("\u200b", "")
+    return shown.replace("～", "~").replace("［", "[").replace("］", "]")
+
+
+@pytest.mark.parametrize("locale", ["en", "ko"])
+@pytest.mark.parametrize("channel", sorted(render.CHANNELS))
+def test_an_approximate_count_keeps_the_outlets_hedge(channel: str, locale: str) -> None:
+    """ "중국, 탈북민 600여명 강제북송" says about 600: every alert and digest says "~600 people"
+    (약 600명 in Korean), as the outlet did; an exact count is shown without it."""
+    from watcher.extract import count
+    from watcher.rules import normalize
+
+    stated = count(normalize("중국, 탈북민 600여명 강제북송"))
+    assert stated is not None
+    view = sample_view(people=stated.n, people_approximate=stated.approximate)
+    hedged, exact = {"en": ("~600 people", "600 people"), "ko": ("약 600명", "600명")}[locale]
+    messages = [
+        render.render_alert(view, channel, "Asia/Seoul", locale=locale),
+        render.render_digest([view], "morning", channel, "Asia/Seoul", locale=locale),
+    ]
+    for msg in messages:
+        assert hedged in _seen(f"{msg.title}\n{msg.body}")
+    assert hedged in _seen(messages[0].title)  # the first line an advocate reads
+    for msg in (
+        render.render_alert(replace(view, people_approximate=False), channel, "UTC", locale=locale),
+        render.render_digest(
+            [replace(view, people_approximate=False)], "morning", channel, "UTC", locale=locale
+        ),
+    ):
+        seen = _seen(f"{msg.title}\n{msg.body}")
+        assert exact in seen and hedged not in seen
 
 
 #: A hostile name short enough to be shown whole as a place (60) and as an event type.

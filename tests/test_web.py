@@ -885,3 +885,43 @@ def test_a_search_feeds_item_entry_gives_its_link_and_time(store: Store) -> None
         (entry,) = feedparser.parse(c.get("/feed.atom?q=shenyang").content).entries
     assert [link.href for link in entry.links if link.rel == "related"] == ["https://e.org/v"]
     assert "Yonhap (en) · undated (fetched 2026-12-03 17:04 KST)" in entry.content[0].value
+
+
+def test_an_approximate_count_shows_the_outlets_hedge(store: Store) -> None:
+    """A story of "중국, 탈북민 600여명 강제북송" (about 600) is "~600 people" on its timeline
+    card and page and in the feeds, and the API gives people 600 with people_approximate."""
+    from watcher.pipeline import match_items
+    from watcher.routing import Alerting
+    from watcher.rules import compile_rules
+    from watcher.web import create_app
+
+    config = load_config_text(yaml.safe_dump(CONFIG, allow_unicode=True), "w.yaml", {}).config
+    store.sync_sources(config.sources, NOW)
+    report = Item(
+        key="https://d.org/600",
+        source_id="dailynk-ko",
+        url="https://d.org/600",
+        title="중국, 탈북민 600여명 강제북송",
+        text="중국 당국이 탈북민 600여명을 북송했다.",
+        lang="ko",
+        published_at=NOW - timedelta(hours=1),
+        published_raw=None,
+        fetched_at=NOW,
+    )
+    matches = match_items(compile_rules(config), [report], ())
+    store.save_items([report], now=NOW, matches=matches, alerting=Alerting.from_config(config))
+    with TestClient(create_app(store, config)) as c:
+        (card,) = soup(c.get("/")).select("article.story")
+        assert "~600 people" in card.get_text(" ", strip=True)
+        (story,) = c.get("/api/stories").json()["stories"]
+        assert (story["people"], story["people_approximate"]) == (600, True)
+        one = c.get(f"/api/stories/{story['id']}").json()
+        assert (one["people"], one["people_approximate"]) == (600, True)
+        assert "~600 people" in soup(c.get(f"/stories/{story['id']}")).get_text(" ", strip=True)
+        (entry,) = feedparser.parse(c.get("/feed.atom").content).entries
+        assert "~600 people" in entry.summary
+        (item,) = c.get("/feed.json").json()["items"]
+        assert "~600 people" in (item.get("content_html", "") + item.get("summary", ""))
+        spec = c.get("/openapi.json").json()["paths"]["/api/stories"]["get"]["responses"]
+        listed = spec["200"]["content"]["application/json"]["schema"]["properties"]["stories"]
+        assert listed["items"]["properties"]["people_approximate"] == {"type": "boolean"}

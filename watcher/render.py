@@ -965,11 +965,13 @@ class Words:
     day_only: Callable[[str], str]
     #: 3 → "revision 3"
     revision: Callable[[int], str]
-    #: 600 → "600 people"
-    people: Callable[[int], str]
-    #: What an update says changed since the last message on the channel:
-    #: (60, 600) → "60 → 600 people"
-    count_changed: Callable[[int, int], str]
+    #: 600 → "600 people"; (600, approximate) → "~600 people": the outlet's hedge ("about
+    #: 600", 600여 명) is kept, as advocates repeat the figure
+    people: Callable[[int, bool], str]
+    #: What an update says changed since the last message on the channel, each count with its
+    #: hedge: (60, False, 600, False) → "60 → 600 people"; (60, True, 600, False) → "~60 → 600
+    #: people"
+    count_changed: Callable[[int, bool, int, bool], str]
     #: "600 people" → "600 people (first count)": the last message gave no number
     first_count: Callable[[str], str]
     #: "Forced repatriation" → "now also: Forced repatriation": event types new to the story
@@ -1005,8 +1007,10 @@ WORDS: dict[str, Words] = {
         undated=lambda found: f"undated, found {found}",
         day_only=lambda day: f"{day} (no time given)",
         revision=lambda n: f"revision {n}",
-        people=lambda n: "1 person" if n == 1 else f"{n:,} people",
-        count_changed=lambda a, b: f"{a:,} → {b:,} {'person' if b == 1 else 'people'}",
+        people=lambda n, about: f"{'~' * about}{n:,} {'person' if n == 1 else 'people'}",
+        count_changed=lambda a, a_about, b, b_about: (
+            f"{'~' * a_about}{a:,} → {'~' * b_about}{b:,} {'person' if b == 1 else 'people'}"
+        ),
         first_count=lambda people: f"{people} (first count)",
         now_also=lambda events: f"now also: {events}",
         also_in=lambda places: f"now also in {places}",
@@ -1036,8 +1040,10 @@ WORDS: dict[str, Words] = {
         undated=lambda found: f"날짜 미상, {found} 수집",
         day_only=lambda day: f"{day} (시각 미상)",
         revision=lambda n: f"{n}차 개정",
-        people=lambda n: f"{n:,}명",
-        count_changed=lambda a, b: f"{a:,}명 → {b:,}명",
+        people=lambda n, about: f"{'약 ' * about}{n:,}명",
+        count_changed=lambda a, a_about, b, b_about: (
+            f"{'약 ' * a_about}{a:,}명 → {'약 ' * b_about}{b:,}명"
+        ),
         first_count=lambda people: f"{people} (첫 집계)",
         now_also=lambda events: f"사건 유형 추가: {events}",
         also_in=lambda places: f"장소 추가: {places}",
@@ -1244,8 +1250,8 @@ def _shown_at(report: Report) -> datetime | None:
     return report.published_at or report.found_at
 
 
-def _people(n: int | None, words: Words) -> str:
-    return "" if n is None else words.people(n)
+def _people(n: int | None, approximate: bool, words: Words) -> str:
+    return "" if n is None else words.people(n, approximate)
 
 
 def _places(places: Sequence[str], shown: int = 4) -> str:
@@ -1258,7 +1264,7 @@ def _places(places: Sequence[str], shown: int = 4) -> str:
 
 def _summary(view: AlertView, words: Words, *, with_dates: bool) -> str:
     dates = [cut(words.iso_date(d), 40) for d in map(clean, view.dates) if d][:2]
-    parts = [_people(view.people, words), _places(view.places)]
+    parts = [_people(view.people, view.people_approximate, words), _places(view.places)]
     if with_dates:
         parts.append(", ".join(dates))
     return " · ".join(p for p in parts if p)
@@ -1272,11 +1278,17 @@ def _changes(view: AlertView, words: Words) -> tuple[str, ...]:
     if before is None:
         return ()
     out = []
-    if view.people is not None and view.people != before.people:
+    was_counted = (before.people, before.people_approximate)
+    if view.people is not None and (view.people, view.people_approximate) != was_counted:
         if before.people is None:
-            out.append(words.first_count(words.people(view.people)))
+            out.append(words.first_count(words.people(view.people, view.people_approximate)))
         else:
-            out.append(words.count_changed(before.people, view.people))
+            # also when only the hedge changed: "~600 → 600 people", the count was confirmed
+            out.append(
+                words.count_changed(
+                    before.people, before.people_approximate, view.people, view.people_approximate
+                )
+            )
     was, now = clean(before.severity), clean(view.severity)
     if was.lower() != now.lower():
         out.append(f"{words.severity(was)} → {words.severity(now)}")

@@ -176,7 +176,7 @@ def _templates_without_changes(folder: str) -> list[str]:
             if name in out or not os.path.isfile(os.path.join(folder, name)):
                 continue  # the shipped template, which says it; or one already told
             body = render.render_alert(update, channel, "UTC", templates_dir=folder, locale=locale)
-            if words.count_changed(60, 600) not in f"{body.title}\n{body.body}":
+            if words.count_changed(60, False, 600, False) not in f"{body.title}\n{body.body}":
                 out[name] = (
                     f"{os.path.join(folder, name)} does not show `changes`: an update sent with "
                     f'it names only new outlets, not what changed ("60 → 600 people"); copy '

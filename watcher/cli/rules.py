@@ -197,7 +197,9 @@ def replay(ctx: Context, since: str | None, rules_path: str | None, fmt: str) ->
                 else:
                     facts = verdict.extracted
                     extra = ", ".join(
-                        [f"{facts.people} people"] * (facts.people is not None) + list(facts.places)
+                        [f"{'~' * facts.people_approximate}{facts.people} people"]
+                        * (facts.people is not None)
+                        + list(facts.places)
                     )
                     out.write(
                         f"{mark} {ctx.when(when)}  {item.source_id:<16} "

@@ -525,9 +525,10 @@ def mark(text: str, spellings: Sequence[str]) -> Markup:
     return Markup("").join(out)
 
 
-def people(n: int) -> str:
-    """A story's count as the alerts write it: "1 person", "30,000 people"."""
-    return WORDS["en"].people(n)
+def people(n: int, approximate: bool = False) -> str:
+    """A story's count as the alerts write it: "1 person", "30,000 people", "~600 people"
+    (the outlet gave it as approximate: "about 600", 600여 명)."""
+    return WORDS["en"].people(n, approximate)
 
 
 def report_day(report: StoredReport | Item) -> date | None:

@@ -123,7 +123,7 @@ class Feeds(WebBase):
         story = card.story
         parts = [", ".join(EVENT_NAMES.get(e, e) for e in story.events), story.severity.upper()]
         if story.people is not None:
-            parts.append(people(story.people))
+            parts.append(people(story.people, story.people_approximate))
         if story.places:
             parts.append(", ".join(story.places))
         outlets = ", ".join(self.names.get(o, o) for o in story.outlets)
