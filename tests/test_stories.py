@@ -517,6 +517,47 @@ def test_people_appearing_where_there_were_none_is_material() -> None:
 
 
 @pytest.mark.parametrize(
+    ("founder", "report", "shown", "material"),
+    [
+        # the story's count is its founding report's, hedge and all
+        (facts(people_approximate=True), facts(people=None), (60, True), False),
+        # an exact count of the same number: the story's count is now exact, quietly
+        (facts(people_approximate=True), facts(people=60), (60, False), False),
+        (facts(people_approximate=True), facts(people=62), (62, False), False),
+        # a hedged count never makes an exact one approximate
+        (facts(), facts(people=60, people_approximate=True), (60, False), False),
+        (facts(people_approximate=True), facts(people_approximate=True), (60, True), False),
+        # a new count comes with its own hedge, either way
+        (facts(), facts(people=600, people_approximate=True), (600, True), True),
+        (facts(people_approximate=True), facts(people=600), (600, False), True),
+    ],
+)
+def test_a_storys_count_and_its_hedge_come_from_one_report(
+    founder: Facts, report: Facts, shown: tuple[int, bool], material: bool
+) -> None:
+    """ "about 60" then "60" is 60 exactly; "60" then "about 60" stays exact; a count that
+    changes materially brings its report's hedge ("~600 people")."""
+    founded_story = founded(1, founder, T0)
+    assert (founded_story.people, founded_story.people_approximate) == (
+        founder.people,
+        founder.people_approximate,
+    )
+    updated, changed = joined(founded_story, report, T0 + timedelta(hours=1))
+    assert (updated.people, updated.people_approximate) == shown
+    assert changed is material
+
+
+def test_a_reports_hedge_is_kept_with_the_facts_a_story_compares() -> None:
+    hedged = facts(people_approximate=True)
+    assert Facts.from_json(hedged.as_json(), item_key="k") == replace(
+        hedged, source_id="", severity="low"
+    )
+    # facts kept before the hedge was: an exact count
+    kept = {k: v for k, v in hedged.as_json().items() if k != "people_approximate"}
+    assert Facts.from_json(kept, item_key="k").people_approximate is False
+
+
+@pytest.mark.parametrize(
     ("story_events", "report_events", "material"),
     [
         # the detained were sent back: the gravest news, whatever the severity and count say
