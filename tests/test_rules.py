@@ -236,6 +236,8 @@ EXACT = False
         ("逾百名朝鲜人", Count(n=100, approximate=APPROXIMATE)),
         ("500名朝鲜脱北者被遣返", Count(n=500, approximate=EXACT)),
         ("九名朝鲜脱北者被捕", Count(n=9, approximate=EXACT)),
+        ("最近3名朝鲜脱北者被捕", Count(n=3, approximate=EXACT)),  # 最近: recently
+        ("近600名朝鲜脱北者被遣返", Count(n=600, approximate=APPROXIMATE)),  # 近: nearly
         # Japanese: 約 (about), 余り (more than), 以上 (or more)
         ("脱北者約600人を送還", Count(n=600, approximate=APPROXIMATE)),
         ("脱北者600人余りを送還", Count(n=600, approximate=APPROXIMATE)),

@@ -398,7 +398,8 @@ _HEDGE_BEFORE = re.compile(
     r"(?<!passed )(?<!taken )(?<!took )over|at least|up to|as many as|close to|upwards of|"
     r"estimated) "
     r"|(?<!\w)(?:약|대략|최소|최대|적어도|거의)\s?"
-    r"|(?:约|約|大约|大約|近|将近|將近|逾|超过|超過|至少|多达|多達|约有|约为)\s?)$"
+    # (not the 近 of 最近, recently, or of 附近, nearby: "最近3名脱北者被捕" is three)
+    r"|(?:约|約|大约|大約|(?<![最附])近|将近|將近|逾|超过|超過|至少|多达|多達|约有|约为)\s?)$"
 )
 _HEDGE_AFTER_NUMBER = re.compile(r" (?:odd|or so|or more|plus)\b")
 _HEDGE_AFTER_COUNT = re.compile(
