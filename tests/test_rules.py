@@ -243,6 +243,12 @@ EXACT = False
         ("脱北者600人余りを送還", Count(n=600, approximate=APPROXIMATE)),
         ("脱北者600人以上を送還", Count(n=600, approximate=APPROXIMATE)),
         ("脱北者600人を送還", Count(n=600, approximate=EXACT)),
+        ("脱北者600人強が送還された", Count(n=600, approximate=APPROXIMATE)),  # 強: a little over
+        ("脱北者600人超、送還", Count(n=600, approximate=APPROXIMATE)),
+        # ...but 強制 (forced) and 強行 (forcibly) after the count hedge nothing
+        ("中国、脱北者600人強制送還", Count(n=600, approximate=EXACT)),
+        ("逃北者3人強制遣返", Count(n=3, approximate=EXACT)),
+        ("3人強行越境被捕", Count(n=3, approximate=EXACT)),
         # English: a hedge before the number, or "-odd" / "or so" after it
         ("China sent about 600 North Koreans back", Count(n=600, approximate=APPROXIMATE)),
         ("around 600 North Koreans were sent back", Count(n=600, approximate=APPROXIMATE)),

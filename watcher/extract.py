@@ -404,7 +404,10 @@ _HEDGE_BEFORE = re.compile(
 _HEDGE_AFTER_NUMBER = re.compile(r" (?:odd|or so|or more|plus)\b")
 _HEDGE_AFTER_COUNT = re.compile(
     r"\s?(?:가량|정도|안팎|내외|이상|남짓|넘게|이 넘는|이 넘게|쯤"
-    r"|左右|上下|以上|余り|あまり|ほど|程度|前後|超|強)"
+    r"|左右|上下|以上|余り|あまり|ほど|程度|前後"
+    # 超 and 強 ("600人強", a little over 600) only on their own: 600人強制送還 is exactly
+    # 600 forcibly returned, 3人強行越境 three who forced a crossing
+    r"|(?:超|強)(?![\u3400-\u9fff]))"
 )
 #: How far before a number its hedge is looked for.
 _HEDGE_REACH = 16
