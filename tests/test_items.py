@@ -253,14 +253,19 @@ def test_a_link_to_the_source_itself_is_no_link_and_the_key_stays_stable(link: s
     ("link", "guid", "url", "key"),
     [
         (
-            "https://api.e.org/story/7?key=k-9b3e%2F",
+            "https://api.e.org/story/7?key=k-9b3e7f2a%2F",
             None,
             "https://api.e.org/story/7?key=***",
             "https://api.e.org/story/7?key=***",
         ),
-        ("https://api.e.org/k-9b3e//7", None, "https://api.e.org/***/7", "https://api.e.org/***/7"),
-        (None, "k-9b3e/", None, "api:***"),
-        ("https://e.org/" + "x" * 300 + "?k=k-9b3e/", None, "https://e.org/", "hashed"),
+        (
+            "https://api.e.org/k-9b3e7f2a//7",
+            None,
+            "https://api.e.org/***/7",
+            "https://api.e.org/***/7",
+        ),
+        (None, "k-9b3e7f2a/", None, "api:***"),
+        ("https://e.org/" + "x" * 300 + "?k=k-9b3e7f2a/", None, "https://e.org/", "hashed"),
         ("https://e.org/a", None, "https://e.org/a", "https://e.org/a"),
     ],
     ids=["query", "path", "guid", "long-link-key", "none"],
@@ -269,14 +274,35 @@ def test_a_source_secret_in_an_items_link_and_key_is_replaced(
     link: str | None, guid: str | None, url: str | None, key: str
 ) -> None:
     item = make_item(source_id="api", title="T", link=link, guid=guid, fetched_at=NOW)
-    clean = without_secrets(item, {"k-9b3e/"})
+    clean = without_secrets(item, {"k-9b3e7f2a/"})
     if key == "hashed":  # a key hashed from the link is the hash of the redacted link
         assert clean.url is not None and clean.url.startswith(url or "")
-        assert "k-9b3e" not in clean.url and clean.url.endswith("?k=***")
+        assert "k-9b3e7f2a" not in clean.url and clean.url.endswith("?k=***")
         assert clean.key == stable_key("api", clean.url, None, "T", None) != item.key
     else:
         assert (clean.url, clean.key) == (url, key)
     assert without_secrets(item, ()) is item
+
+
+@pytest.mark.parametrize(
+    ("link", "url"),
+    [
+        # a plain word that is also a variable's value (an app name) is cut from no word
+        (
+            "https://reliefweb.int/report/democratic-peoples-republic-korea/north-korea-stop",
+            "https://reliefweb.int/report/democratic-peoples-republic-korea/north-korea-stop",
+        ),
+        ("https://e.org/korea/1", "https://e.org/korea/1"),  # short: only as a query value
+        ("https://e.org/a?appname=korea&p=1", "https://e.org/a?appname=***&p=1"),
+        ("https://e.org/a?q=south-korea", "https://e.org/a?q=south-korea"),
+        # a long one wherever it stands whole, never inside a longer token
+        ("https://e.org/k/SECRET-123/items", "https://e.org/k/***/items"),
+        ("https://e.org/k/xSECRET-123/items", "https://e.org/k/xSECRET-123/items"),
+    ],
+)
+def test_a_secret_is_replaced_only_where_it_stands_whole(link: str, url: str) -> None:
+    item = make_item(source_id="api", title="T", link=link, fetched_at=NOW)
+    assert without_secrets(item, {"korea", "SECRET-123"}).url == url
 
 
 def test_make_item_shared_link_falls_back_to_guid() -> None:

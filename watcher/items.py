@@ -126,6 +126,23 @@ def _encoded_forms(secret: str) -> list[str]:
     return sorted(forms, key=len, reverse=True)
 
 
+#: A secret this long is replaced wherever it stands as a whole part of a link or key
+#: (between `/ ? & = # : ; @ ,` or the ends); a shorter one only as a whole query value.
+#: Never inside a word: a `${VAR}` that is a plain word ("korea", an app name) must not cut
+#: "north-korea" out of every link.
+_SECRET_ANYWHERE = 8
+_DELIMITERS = "/?&=#:;@,"
+
+
+@lru_cache(maxsize=256)
+def _secret_pattern(form: str, *, whole_value: bool) -> re.Pattern[str]:
+    body = re.escape(form)
+    if whole_value:
+        return re.compile(rf"(?P<pre>[?&;][^=&#;]*=){body}(?=$|[&#;])")
+    edge = re.escape(_DELIMITERS)
+    return re.compile(rf"(?P<pre>)(?<![^{edge}]){body}(?![^{edge}])")
+
+
 def without_secrets(item: Item, secrets: Iterable[str]) -> Item:
     """`item` with each of its source's secrets (`SourceBase.secrets`) in its link and key
     replaced by `***`: an API that echoes its key in its items' links never has it stored,
@@ -138,9 +155,10 @@ def without_secrets(item: Item, secrets: Iterable[str]) -> Item:
     url, key = item.url, item.key
     for secret in sorted(secrets, key=len, reverse=True):
         for form in _encoded_forms(secret):
+            pattern = _secret_pattern(form, whole_value=len(secret) < _SECRET_ANYWHERE)
             if url is not None:
-                url = url.replace(form, "***")
-            key = key.replace(form, "***")
+                url = pattern.sub(r"\g<pre>***", url)
+            key = pattern.sub(r"\g<pre>***", key)
     if url == item.url and key == item.key:
         return item
     if item.url is not None and url is not None and item.key == _url_key(item.url):
