@@ -248,8 +248,10 @@ def test_a_database_recreated_empty_is_told_and_its_sources_registered_again(
     finally:
         code = daemon.stop()
     assert code == 0, daemon.err
-    (told,) = daemon.having("has no watcher tables")
-    assert " ERROR " in told and "run `watcher db upgrade`" in told
+    # told once per episode; on a loaded machine a drop that meets a locked database is an
+    # "unavailable" between two of them, and each change of cause is told again
+    told = daemon.having("has no watcher tables")
+    assert told and all(" ERROR " in line and "run `watcher db upgrade`" in line for line in told)
     assert daemon.having("database available again")
 
 
@@ -419,7 +421,10 @@ def test_a_removed_source_leaves_the_health_metrics_at_reload_and_at_restart(
         assert daemon.stop() == 0, daemon.err
     again = Daemon(cfg, db, metrics=free_port())  # its stored health is not seeded either
     try:
-        again.wait(lambda: again.get("/metrics")[0] == 200, "the metrics", 60)
+        # the gauge, once the first health check has set it (the endpoint answers before)
+        again.wait(
+            lambda: "watcher_sources_unhealthy " in again.get("/metrics")[1], "the gauge", 60
+        )
         metrics = again.get("/metrics")[1]
         assert "watcher_sources_unhealthy 0.0" in metrics and unhealthy not in metrics
     finally:
