@@ -808,11 +808,21 @@ def _index_lines(
     out: dict[Any, int],
     plain: dict[Any, str],
     duplicate: typing.Callable[[tuple[str | int, ...], str], None],
+    inside: frozenset[int] = frozenset(),
 ) -> None:
     """The line of every key and item; the plain scalars YAML did not read as text; and
     every key written twice in one mapping (YAML keeps the last one silently: a second
-    `sources:` would drop every source above it)."""
+    `sources:` would drop every source above it). An alias to a node it is inside (`sources:
+    &a [*a]`, a loop no reader can end) is a YAML error. `inside`: the nodes above `node`."""
+    if id(node) in inside:
+        raise yaml.MarkedYAMLError(
+            problem="an alias refers to a list or mapping it is inside (a loop: write the "
+            "entries out instead)",
+            problem_mark=node.start_mark,
+        )
     out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        inside = inside | {id(node)}
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, tuple[int, yaml.Node]] = {}
         for key, value in node.value:
@@ -831,11 +841,11 @@ def _index_lines(
                     )
                     continue
                 seen[key.value] = (line, value)
-            _index_lines(value, child, out, plain, duplicate)
+            _index_lines(value, child, out, plain, duplicate, inside)
             out[child] = line
     elif isinstance(node, yaml.SequenceNode):
         for index, value in enumerate(node.value):
-            _index_lines(value, (*path, index), out, plain, duplicate)
+            _index_lines(value, (*path, index), out, plain, duplicate, inside)
     elif (
         isinstance(node, yaml.ScalarNode)
         and not node.style  # plain: None from PyYAML, "" from its C loader
