@@ -297,6 +297,49 @@ def test_a_day_alone_shows_no_clock_in_a_digest() -> None:
         assert "10:00" not in digest.body
 
 
+@pytest.mark.parametrize("locale", ["en", "ko"])
+@pytest.mark.parametrize(
+    ("timed_at", "since"),
+    [
+        # a time the day before: the day alone is the latest ("since 2026-11-20 (…)")
+        (datetime(2026, 11, 18, 6, 30, tzinfo=UTC), None),
+        # a time that same day: the day alone counts at its end, so it is still the latest
+        (datetime(2026, 11, 20, 5, tzinfo=UTC), None),
+        # a time the next day is later
+        (datetime(2026, 11, 21, 5, tzinfo=UTC), "14:00 KST"),
+    ],
+    ids=["a time the day before", "a time that day", "a time the next day"],
+)
+def test_a_reminder_is_unchanged_since_the_latest_report_a_day_alone_included(
+    locale: str, timed_at: datetime, since: str | None
+) -> None:
+    day_only = Report(
+        source_id="dailynk",
+        source_name="Daily NK",
+        title=DAILY_NK_TITLE,
+        published_at=datetime(2026, 11, 19, 15, tzinfo=UTC),  # midnight in Seoul
+        published_day=DAY,
+    )
+    timed = replace(day_only, source_id="rfa", source_name="RFA", published_at=timed_at)
+    timed = replace(timed, published_day=None)
+    view = AlertView(
+        story_id=1,
+        revision=3,
+        kind="reminder",
+        severity="high",
+        events=("forced_repatriation",),
+        rules=(),
+        first=timed,
+        others=(day_only,),
+    )
+    body = render.render_alert(view, "text", "Asia/Seoul", locale=locale).body
+    head = body.splitlines()[0]
+    if since is None:
+        assert DAY_SHOWN[locale] in head, head  # not the older timed report, not "revision 3"
+    else:
+        assert since in head and DAY_SHOWN[locale] not in head, head
+
+
 # --------------------------------------------------------------------------- the web
 
 

@@ -118,7 +118,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -1342,9 +1342,25 @@ def _removed(view: AlertView, shown: int, title: int) -> tuple[tuple[str, ...], 
     return tuple(kept[:shown]), max(0, len(kept) - shown)
 
 
-def _latest(view: AlertView) -> datetime | None:
-    times = [_shown_at(r) for r in (view.first, *view.others)]
-    return max((t for t in times if t is not None), default=None)
+def _latest_said(view: AlertView, zone: ZoneInfo, words: Words) -> str | None:
+    """The latest report's time as a reminder says it ("unchanged since …"): a report the
+    outlet gave its day only counts at that day's end (as when the first report is chosen)
+    and is said as its day, no clock time; None when no report has a time."""
+    latest: tuple[datetime, str] | None = None
+    for r in (view.first, *view.others):
+        if r.published_at is not None and r.published_day is not None:
+            at, said = r.published_at + _DAY_END, day_alone(r.published_day, words)
+        elif (shown := _shown_at(r)) is not None:
+            at, said = shown, _fmt_time(shown, zone, words)
+        else:
+            continue
+        if latest is None or at > latest[0]:
+            latest = (at, said)
+    return latest[1] if latest else None
+
+
+#: A day-only report's stored midnight to its day's last instant.
+_DAY_END = timedelta(days=1) - timedelta(microseconds=1)
 
 
 # --------------------------------------------------------------------------- alerts
@@ -1422,7 +1438,6 @@ def render_alert(
     title = _alert_title(view, spec, words)
     sent_title = spec.title(title)
     first_at = _shown_at(view.first)
-    since = _latest(view)
     story_href = _story_href(view, dialect)
 
     def build(b: _AlertBudget) -> tuple[str, str]:
@@ -1447,11 +1462,7 @@ def render_alert(
             more_outlets=_other_outlets(view.first, view.others, shown=others),
             new_outlets=tuple(n for n in (cut(clean(o), 80) for o in view.new_outlets) if n),
             changes=_changes(view, words) if view.kind == "update" else (),
-            reminder_since=(
-                _fmt_time(since, zone, words)
-                if since is not None
-                else words.revision(view.revision)
-            ),
+            reminder_since=_latest_said(view, zone, words) or words.revision(view.revision),
             rules=tuple(r for r in (cut(words.why(clean(r)), 200) for r in view.rules) if r),
             story_id=view.story_id,
             revision=view.revision,
