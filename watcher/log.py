@@ -17,30 +17,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from urllib.parse import quote, quote_plus
 
+from watcher.urls import redact_credentials
+
 #: Fields of `extra` shown in log lines, in this order.
 CONTEXT_FIELDS = ("action", "source", "item", "alert", "channel", "route")
-
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<cred>[^/\s@]+@)")
-#: A URL's query parameter whose name says it holds a secret, with its value: a database
-#: password given as `?password=` (libpq and SQLAlchemy take one there) shows as `password=***`.
-_QUERY_SECRET = re.compile(
-    r"(?P<key>[?&;](?:[\w.-]*(?:password|passwd|secret|token)"
-    r"|(?:[\w.-]*[_.-])?(?:pass|pwd|api[_-]?key|apikey))=)"
-    r"[^&;#\s\"'<>]+?(?=[&;#\s\"'<>]|:\s|:?$)",
-    re.IGNORECASE,
-)
-
-
-def redact_credentials(text: str) -> str:
-    """`text` with each URL's `user:password@` and each secret-named query value as `***`.
-
-    Usage::
-
-        redact_credentials("postgresql://u:pw@db/x?sslpassword=s&sslmode=require")
-        # 'postgresql://***@db/x?sslpassword=***&sslmode=require'
-    """
-    text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
-    return _QUERY_SECRET.sub(r"\g<key>***", text) if "=" in text else text
 
 
 #: The shortest piece of a secret redacted where a URL parser shows it apart from the rest.

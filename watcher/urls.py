@@ -1,5 +1,6 @@
 """Whether an http(s) address names a place to fetch from: its port and host, checked alike
-when sources.yaml is loaded and before each request (a redirect's too).
+when sources.yaml is loaded and before each request (a redirect's too); and a URL's
+credentials hidden wherever one is shown (`redact_credentials`: the log, the store's messages).
 
 Usage::
 
@@ -60,3 +61,28 @@ def _host_problem(host: str) -> str | None:
         if not _LABEL.fullmatch(label):
             return f"host {host!r} is not a valid name"
     return None
+
+
+# --------------------------------------------------------------------------- credentials
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<cred>[^/\s@]+@)")
+#: A URL's query parameter whose name says it holds a secret, with its value: a database
+#: password given as `?password=` (libpq and SQLAlchemy take one there) shows as `password=***`.
+_QUERY_SECRET = re.compile(
+    r"(?P<key>[?&;](?:[\w.-]*(?:password|passwd|secret|token)"
+    r"|(?:[\w.-]*[_.-])?(?:pass|pwd|api[_-]?key|apikey))=)"
+    r"[^&;#\s\"'<>]+?(?=[&;#\s\"'<>]|:\s|:?$)",
+    re.IGNORECASE,
+)
+
+
+def redact_credentials(text: str) -> str:
+    """`text` with each URL's `user:password@` and each secret-named query value as `***`.
+
+    Usage::
+
+        redact_credentials("postgresql://u:pw@db/x?sslpassword=s&sslmode=require")
+        # 'postgresql://***@db/x?sslpassword=***&sslmode=require'
+    """
+    text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+    return _QUERY_SECRET.sub(r"\g<key>***", text) if "=" in text else text

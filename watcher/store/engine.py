@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DatabaseError
 
 from watcher.errors import BadDatabaseURL, StoreError
+from watcher.urls import redact_credentials
 
 log = logging.getLogger("watcher.store")
 
@@ -131,38 +132,28 @@ def server_key(database_url: str) -> str:
     return f"{url.get_backend_name()}|{url.username}|{url.host}|{url.port}|{url.database}|{query}"
 
 
-def _secret_parameter(name: str) -> bool:
-    """A connection parameter that holds a secret (libpq's `password`, `sslpassword`…)."""
-    name = name.lower()
-    return any(word in name for word in ("pass", "pwd", "secret", "token"))
-
-
 def redact_url(url: str) -> str:
     """The URL with any password replaced, for messages: the user-info one and any given as
-    a query parameter (`?password=`, `?sslpassword=`).
+    a query parameter (`?password=`, `?sslpassword=`: `urls.redact_credentials`).
 
     Usage::
 
         redact_url("postgresql+psycopg://u@db/x?password=pw&sslmode=require")
-        # 'postgresql+psycopg://u@db/x?sslmode=require&password=***'
+        # 'postgresql+psycopg://***@db/x?password=***&sslmode=require'
     """
     from sqlalchemy.engine import make_url
 
     try:
-        parsed = make_url(url)
-        hidden = {k for k in parsed.query if _secret_parameter(k)}
-        shown = parsed.difference_update_query(hidden).render_as_string(hide_password=True)
+        return redact_credentials(make_url(url).render_as_string(hide_password=True))
     except Exception:
         # shown as written (a path given for a URL is the usual mistake), but for everything
         # before the last @ after the scheme: a password may hold any character, / and @ too
         head, at, tail = url.rpartition("@")
         if not at:
-            return url
+            return redact_credentials(url)
         scheme, sep, _ = head.partition("://")
-        return f"{scheme}{sep}***@{tail}" if sep and "/" not in scheme else f"***@{tail}"
-    # written after the others, not percent-encoded (SQLAlchemy would write %2A%2A%2A)
-    hiding = "&".join(f"{k}=***" for k in sorted(hidden))
-    return f"{shown}{'&' if '?' in shown else '?'}{hiding}" if hiding else shown
+        shown = f"{scheme}{sep}***@{tail}" if sep and "/" not in scheme else f"***@{tail}"
+        return redact_credentials(shown)
 
 
 class StoreBase:
