@@ -118,7 +118,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -127,7 +127,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from watcher.config import EVENT_NAMES, EVENT_TYPES, SEVERITIES, event_rank
-from watcher.types import AlertView, Message, Report
+from watcher.types import AlertView, Message, Report, counted_at
 
 __all__ = [
     "CHANNELS",
@@ -1349,7 +1349,8 @@ def _latest_said(view: AlertView, zone: ZoneInfo, words: Words) -> str | None:
     latest: tuple[datetime, str] | None = None
     for r in (view.first, *view.others):
         if r.published_at is not None and r.published_day is not None:
-            at, said = r.published_at + _DAY_END, day_alone(r.published_day, words)
+            at = counted_at(r.published_at, r.published_day)
+            said = day_alone(r.published_day, words)
         elif (shown := _shown_at(r)) is not None:
             at, said = shown, _fmt_time(shown, zone, words)
         else:
@@ -1357,10 +1358,6 @@ def _latest_said(view: AlertView, zone: ZoneInfo, words: Words) -> str | None:
         if latest is None or at > latest[0]:
             latest = (at, said)
     return latest[1] if latest else None
-
-
-#: A day-only report's stored midnight to its day's last instant.
-_DAY_END = timedelta(days=1) - timedelta(microseconds=1)
 
 
 # --------------------------------------------------------------------------- alerts

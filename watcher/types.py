@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 
@@ -256,6 +256,17 @@ class Report:
     #: (`items.written_day`). `published_at` is then the day's midnight, no time to show:
     #: the report is shown with its day alone.
     published_day: date | None = None
+
+
+#: A report its outlet gave the day of only is counted at that day's last instant (its stored
+#: midnight + this): it could be any time of that day, so a report given a time that day comes
+#: first. The first report, the order of reports and a reminder's "since" all count so.
+DAY_END = timedelta(days=1, microseconds=-1)
+
+
+def counted_at(published_at: datetime, published_day: date | None) -> datetime:
+    """When a dated report counts as published (see `DAY_END`)."""
+    return published_at + DAY_END if published_day is not None else published_at
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -25,7 +25,7 @@ from watcher.config import Route
 from watcher.routing import Alerting
 from watcher.store import rows
 from watcher.store import tables as t
-from watcher.types import Item, MatchRecord, StoredReport, StoryChange
+from watcher.types import Item, MatchRecord, StoredReport, StoryChange, counted_at
 
 #: The PostgreSQL advisory lock under which stories are assigned (any fixed 64-bit number).
 STORY_LOCK = 0x57A7C4E5
@@ -423,15 +423,7 @@ def by_time(reports: Sequence[StoredReport]) -> tuple[StoredReport, ...]:
     return tuple(sorted(reports, key=_reported_at))
 
 
-#: A day-only report sorts at the last instant of its day (its midnight + this).
-_DAY_END = timedelta(days=1, microseconds=-1)
-
-
 def _reported_at(report: StoredReport) -> datetime:
     if report.published_at is None:
         return report.fetched_at
-    if report.date_only:
-        # `published_at` is the day's midnight in the source's zone: it could be any time
-        # of that day, so it comes after every report given a time that day
-        return report.published_at + _DAY_END
-    return report.published_at
+    return counted_at(report.published_at, report.published_day)
