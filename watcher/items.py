@@ -18,10 +18,11 @@ from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from watcher.types import Item
+from watcher.urls import whole_forms
 
 #: Caps on stored text: a hostile feed cannot fill the database through one item.
 MAX_TITLE = 1_000
@@ -113,19 +114,6 @@ def _own_address(link: str, base: str) -> bool:
     return own is not None and canonical_url(resolved) == own
 
 
-def _encoded_forms(secret: str) -> list[str]:
-    """How a link may carry `secret`: as written, and percent-encoded as `canonical_url`
-    writes a path and a query value (and as other encoders do); longest first."""
-    forms = {
-        secret,
-        quote(secret, safe=""),
-        quote(secret, safe="/%:@!$&'()*+,;=~"),
-        quote_plus(secret),
-        quote_plus(secret, safe="/:@,"),
-    }
-    return sorted(forms, key=len, reverse=True)
-
-
 #: A secret this long is replaced wherever it stands as a whole part of a link or key
 #: (between `/ ? & = # : ; @ ,` or the ends); a shorter one only as a whole query value.
 #: Never inside a word: a `${VAR}` that is a plain word ("korea", an app name) must not cut
@@ -154,7 +142,7 @@ def without_secrets(item: Item, secrets: Iterable[str]) -> Item:
     """
     url, key = item.url, item.key
     for secret in sorted(secrets, key=len, reverse=True):
-        for form in _encoded_forms(secret):
+        for form in sorted(whole_forms(secret), key=len, reverse=True):
             pattern = _secret_pattern(form, whole_value=len(secret) < _SECRET_ANYWHERE)
             if url is not None:
                 url = pattern.sub(r"\g<pre>***", url)

@@ -15,9 +15,8 @@ import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from urllib.parse import quote, quote_plus
 
-from watcher.urls import redact_credentials
+from watcher.urls import redact_credentials, whole_forms
 
 #: Fields of `extra` shown in log lines, in this order.
 CONTEXT_FIELDS = ("action", "source", "item", "alert", "channel", "route")
@@ -49,25 +48,6 @@ def secret_forms(secret: str) -> set[str]:
         for head, tail in (secret.split("@", 1), secret.rsplit("@", 1)):
             forms |= {head, tail, re.split(r"[/?#:]", tail, maxsplit=1)[0]}
     return {f for f in forms if len(f) >= min(_SHORTEST_PIECE, len(secret))}
-
-
-def whole_forms(secret: str) -> set[str]:
-    """`secret` itself and percent-encoded as URLs carry it: wholly, as a path, as a form
-    value, and as httpx writes a query and a path (it leaves ``!$'()*,;@`` and more as they
-    are)."""
-    return {
-        secret,
-        quote(secret, safe=""),
-        quote(secret),
-        quote_plus(secret),
-        quote(secret, safe=_QUERY_SAFE),
-        quote(secret, safe=_PATH_SAFE),
-    }
-
-
-#: What httpx leaves unencoded in a query and in a path (RFC 3986's sub-delims and more).
-_QUERY_SAFE = "!$&'()*+,;=:/?@[]"
-_PATH_SAFE = "!$&'()*+,;=:@/"
 
 
 class RedactingFilter(logging.Filter):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from ipaddress import ip_address
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 #: What a DNS label may hold when written in ASCII (the underscore: some real hosts have one).
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?")
@@ -86,3 +86,22 @@ def redact_credentials(text: str) -> str:
     """
     text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
     return _QUERY_SECRET.sub(r"\g<key>***", text) if "=" in text else text
+
+
+def whole_forms(secret: str) -> set[str]:
+    """`secret` itself and percent-encoded as URLs carry it: wholly, as a path, as a form
+    value, and as httpx writes a query and a path (it leaves ``!$'()*,;@`` and more as they
+    are)."""
+    return {
+        secret,
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        quote(secret, safe=_QUERY_SAFE),
+        quote(secret, safe=_PATH_SAFE),
+    }
+
+
+#: What httpx leaves unencoded in a query and in a path (RFC 3986's sub-delims and more).
+_QUERY_SAFE = "!$&'()*+,;=:/?@[]"
+_PATH_SAFE = "!$&'()*+,;=:@/"
