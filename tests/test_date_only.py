@@ -274,23 +274,31 @@ def test_the_sent_message_names_the_timed_report_first(store: Store) -> None:
     assert "09:00" not in body
 
 
-def test_a_day_alone_shows_no_clock_in_a_digest() -> None:
-    report = Report(
-        source_id="dailynk",
-        source_name="Daily NK",
-        title=DAILY_NK_TITLE,
-        published_at=datetime(2026, 11, 19, 15, tzinfo=UTC),  # midnight in Seoul
-        published_day=DAY,
-    )
-    view = AlertView(
+#: Daily NK's report of 2026-11-20, a day alone (stored as midnight in Seoul).
+DAY_ONLY = Report(
+    source_id="dailynk",
+    source_name="Daily NK",
+    title=DAILY_NK_TITLE,
+    published_at=datetime(2026, 11, 19, 15, tzinfo=UTC),
+    published_day=DAY,
+)
+
+
+def story_view(kind: str, first: Report, *others: Report) -> AlertView:
+    return AlertView(
         story_id=1,
-        revision=1,
-        kind="alert",
+        revision=3,
+        kind=kind,
         severity="high",
         events=("forced_repatriation",),
         rules=(),
-        first=report,
+        first=first,
+        others=others,
     )
+
+
+def test_a_day_alone_shows_no_clock_in_a_digest() -> None:
+    view = story_view("alert", DAY_ONLY)
     for locale in ("en", "ko"):
         digest = render.render_digest([view], "now", "text", "America/New_York", locale=locale)
         assert f"Daily NK · {DAY_SHOWN[locale]}" in digest.body, digest.body
@@ -313,25 +321,10 @@ def test_a_day_alone_shows_no_clock_in_a_digest() -> None:
 def test_a_reminder_is_unchanged_since_the_latest_report_a_day_alone_included(
     locale: str, timed_at: datetime, since: str | None
 ) -> None:
-    day_only = Report(
-        source_id="dailynk",
-        source_name="Daily NK",
-        title=DAILY_NK_TITLE,
-        published_at=datetime(2026, 11, 19, 15, tzinfo=UTC),  # midnight in Seoul
-        published_day=DAY,
+    timed = replace(
+        DAY_ONLY, source_id="rfa", source_name="RFA", published_at=timed_at, published_day=None
     )
-    timed = replace(day_only, source_id="rfa", source_name="RFA", published_at=timed_at)
-    timed = replace(timed, published_day=None)
-    view = AlertView(
-        story_id=1,
-        revision=3,
-        kind="reminder",
-        severity="high",
-        events=("forced_repatriation",),
-        rules=(),
-        first=timed,
-        others=(day_only,),
-    )
+    view = story_view("reminder", timed, DAY_ONLY)
     body = render.render_alert(view, "text", "Asia/Seoul", locale=locale).body
     head = body.splitlines()[0]
     if since is None:
