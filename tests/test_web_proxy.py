@@ -275,8 +275,10 @@ def test_serve_rereads_sources_yaml_on_sighup_and_refuses_an_invalid_one(
             cfg.write_text(cfg.read_text().replace("kind: feed", "kind: fede", 1))
             os.kill(server.pid, signal.SIGHUP)
             server.wait(lambda: server.having("reload refused"), "the refusal")
-            (refused,) = server.having("reload refused")
+            server.wait(lambda: server.having("still running"), "the line naming what runs")
+            refused, still = server.having("reload refused")
             assert "fede" in refused and str(cfg) in refused
+            assert f"1 problem in {cfg}; still running the configuration loaded at 20" in still
             page = http.get(url)
             assert page.status_code == 200 and "NK Pro Wire" in page.text
     finally:

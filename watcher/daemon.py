@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from watcher import __version__, recheck
 from watcher import log as logsetup
@@ -798,16 +797,10 @@ class Daemon:
             loaded = await asyncio.to_thread(load_config, self.config_path)
             matcher = await asyncio.to_thread(compile_rules, loaded.config)
         except ConfigError as exc:
-            for problem in exc.problems:
-                log.error("reload refused: %s", problem, extra={"action": "reload"})
-            self._still_running(len(exc.problems))
+            self._refused(exc.problems)
             return False
         except RuleError as exc:
-            for path, message in exc.problems:
-                log.error(
-                    "reload refused: %s", loaded.problem(path, message), extra={"action": "reload"}
-                )
-            self._still_running(len(exc.problems))
+            self._refused([loaded.problem(path, message) for path, message in exc.problems])
             return False
         logsetup.add_secrets(loaded.secrets)
         try:
@@ -851,19 +844,10 @@ class Daemon:
             log.warning("%s", warning, extra={"action": "reload"})
         return True
 
-    def _still_running(self, problems: int) -> None:
-        """After the problems of a refused file, the one line that says nothing changed: which
-        configuration runs (when it was read, in the zone of its `settings.timezone`)."""
-        zone = ZoneInfo(self.loaded.config.settings.timezone)
-        at = self.loaded_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
-        log.error(
-            "reload refused: %d problem%s in %s; still running the configuration loaded at %s",
-            problems,
-            "" if problems == 1 else "s",
-            self.config_path,
-            at,
-            extra={"action": "reload"},
-        )
+    def _refused(self, problems: Sequence[str]) -> None:
+        """A refused file: its problems, then which configuration still runs."""
+        settings = self.loaded.config.settings
+        logsetup.reload_refused(log, problems, self.config_path, self.loaded_at, settings.timezone)
 
     # ------------------------------------------------------------------ /healthz, /metrics
 

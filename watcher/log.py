@@ -219,3 +219,26 @@ def one_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     lines = str(orig).strip().splitlines()
     return redact(lines[0] if lines else type(orig).__name__)
+
+
+def reload_refused(
+    log: logging.Logger, problems: Iterable[str], path: object, loaded_at: datetime, zone: str
+) -> None:
+    """A refused reload, as the daemon and `watcher serve` both tell it: one line per problem,
+    then the one line that says nothing changed, naming the configuration that still runs (when
+    it was read, in `zone`, the file's `settings.timezone`)."""
+    from zoneinfo import ZoneInfo
+
+    told = 0
+    for problem in problems:
+        log.error("reload refused: %s", problem, extra={"action": "reload"})
+        told += 1
+    at = loaded_at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+    log.error(
+        "reload refused: %d problem%s in %s; still running the configuration loaded at %s",
+        told,
+        "" if told == 1 else "s",
+        path,
+        at,
+        extra={"action": "reload"},
+    )

@@ -128,17 +128,22 @@ def serve(
             else ""
         )
         log.info("serving on %s%s", base_url, behind, extra={"action": "serve"})
-        _reload_on_sighup(ctx, app.state.web)
+        _reload_on_sighup(ctx, app.state.web, config.settings.timezone)
         web.serve(app, sock)
 
 
-def _reload_on_sighup(ctx: Context, site: Any) -> None:
+def _reload_on_sighup(ctx: Context, site: Any, zone: str) -> None:
     """SIGHUP re-reads sources.yaml, as the daemon's does (`kill -HUP PID`, or systemd's
     `ExecReload`): the pages show a source added since by its name. An invalid file is refused
-    in one log line per problem, and the running configuration stays. The file is read in a
+    in one log line per problem and a last line naming the configuration still served (when it
+    was read), and that configuration stays. The file is read in a
     thread: a signal handler must not hold the server's loop."""
     import signal
     import threading
+    from datetime import UTC, datetime
+
+    #: When the configuration served was read, and its zone (for the refusal's last line).
+    running: list[Any] = [datetime.now(UTC), zone]
 
     def reload() -> None:
         from watcher.config import load_config
@@ -147,14 +152,18 @@ def _reload_on_sighup(ctx: Context, site: Any) -> None:
         try:
             loaded = load_config(ctx.config_path)
         except ConfigError as exc:
-            for problem in exc.problems:
-                log.error("reload refused: %s", problem, extra={"action": "reload"})
-            return
+            problems = list(exc.problems)
         except Exception as exc:  # never let a reload take the server down
-            log.error("reload refused: %s", logsetup.one_line(exc), extra={"action": "reload"})
+            problems = [logsetup.one_line(exc)]
+        else:
+            problems = []
+        if problems:
+            at, zone = running
+            logsetup.reload_refused(log, problems, ctx.config_path, at, zone)
             return
         logsetup.add_secrets(loaded.secrets)
         site.reload(loaded.config)
+        running[:] = [datetime.now(UTC), loaded.config.settings.timezone]
         log.info(
             "reloaded %s: %d sources",
             ctx.config_path,
