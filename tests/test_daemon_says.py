@@ -399,3 +399,32 @@ def test_a_refused_reload_says_which_configuration_still_runs(
         "2026-11-23 18:00 KST"  # T0, 09:00 UTC
     )
     assert len(refused) == 3
+
+
+def test_a_database_that_stops_taking_writes_while_running_says_what_to_look_at(
+    tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file whose owner or permissions changed under the running daemon (or a disk remounted
+    read-only) is told as an outage, with the same hint the commands give."""
+    import sqlite3
+
+    from watcher.config import load_config
+    from watcher.daemon import Daemon
+
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text("sources:\n  - {id: a, kind: feed, url: 'https://e.org/f'}\n")
+    daemon = Daemon(str(cfg), load_config(cfg, env={}), store, matcher=None, clock=Clock())
+    path = tmp_path / "ro.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
+    with (
+        sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn,
+        pytest.raises(sqlite3.OperationalError) as raised,
+    ):
+        conn.execute("INSERT INTO t VALUES (1)")
+    with caplog.at_level("ERROR", logger="watcher"):
+        daemon._database_down(raised.value)
+    (told,) = [r.getMessage() for r in caplog.records]
+    assert told == (
+        "database unavailable: attempt to write a readonly database (check the file's owner "
+        "and permissions) (retrying every second; nothing is lost)"
+    )

@@ -49,7 +49,7 @@ from watcher.pipeline import (
 )
 from watcher.routing import Alerting, nobody_hears
 from watcher.rules import compile_rules
-from watcher.store import Store, is_database_error, is_missing_table, server_key
+from watcher.store import Store, is_database_error, is_missing_table, server_key, with_hint
 from watcher.types import HealthChange, PollSuccess, SourceState
 
 log = logging.getLogger("watcher.daemon")
@@ -755,7 +755,7 @@ class Daemon:
             else:
                 log.error(
                     "database unavailable: %s (retrying every second; nothing is lost)",
-                    logsetup.one_line(exc),
+                    with_hint(logsetup.one_line(exc)),
                     extra={"action": "database"},
                 )
         self.database_problem = problem

@@ -36,6 +36,7 @@ from watcher.store.engine import (
     missing_file,
     redact_url,
     server_key,
+    with_hint,
 )
 from watcher.store.items import ItemQueries, content_hash
 from watcher.store.sources import SourceQueries
@@ -68,4 +69,5 @@ __all__ = [
     "missing_file",
     "redact_url",
     "server_key",
+    "with_hint",
 ]

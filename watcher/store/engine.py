@@ -324,10 +324,15 @@ def database_failure(url: str, exc: BaseException) -> str:
     database that takes no writes, what to look at."""
     if isinstance(exc, StoreError):  # names the database already
         return str(exc)
-    problem = _one_line(exc)
+    return f"database {redact_url(url)}: {with_hint(_one_line(exc))}"
+
+
+def with_hint(problem: str) -> str:
+    """A database's one-line error and, for a database that takes no writes (a file whose owner
+    or permissions changed, a disk remounted read-only), what to look at."""
     if "readonly database" in problem:
-        problem += " (check the file's owner and permissions)"
-    return f"database {redact_url(url)}: {problem}"
+        return f"{problem} (check the file's owner and permissions)"
+    return problem
 
 
 def is_database_error(exc: BaseException) -> bool:
