@@ -21,6 +21,7 @@ import html
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import apprise
@@ -114,8 +115,14 @@ LONG = "탈북민 600여명 강제북송 *중국* [단둥](javascript:x) @everyo
 
 def messages(text: str, url: str, fmt: str) -> dict[str, Message]:
     view = text_view(text, url)
+    # a retraction quotes the headline, and who marked the story and why (operator text,
+    # held to the same rules here)
+    retraction = replace(view, kind="retraction", corrected_by=text, correction_reason=text)
     return {
         "alert": render.render_alert(view, fmt, "Asia/Seoul"),
+        "retraction": render.render_alert(retraction, fmt, "Asia/Seoul"),
+        "retraction-ko": render.render_alert(retraction, fmt, "Asia/Seoul", locale="ko"),
+        "reinstated": render.render_alert(replace(retraction, kind="reinstated"), fmt, "UTC"),
         "digest": render.render_digest([view], text, fmt, "Asia/Seoul"),
         "ops": render.render_ops(text, [text, f"again: {text}"], fmt),
     }
@@ -500,3 +507,24 @@ def test_what_apprise_posts(name: str, case: str, http: list[Any]) -> None:
         assert len(raw) <= 65_536
     else:
         assert len(payload["message"].encode()) <= 4096 and "attach" not in payload
+
+
+@pytest.mark.parametrize(
+    ("locale", "said"),
+    [
+        ("en", "Retracted: {title} — marked not relevant by ana: a drill"),
+        ("ko", "알림 철회: {title} — ana 님이 관련 없음으로 표시함 (사유: a drill)"),
+    ],
+)
+@pytest.mark.parametrize("fmt", list(FAMILY))
+def test_a_retraction_says_what_was_retracted_by_whom_and_why(
+    fmt: str, locale: str, said: str
+) -> None:
+    view = text_view(PLAIN, "https://e.org/1")
+    notice = replace(view, kind="retraction", corrected_by="ana", correction_reason="a drill")
+    msg = render.render_alert(notice, fmt, "Asia/Seoul", locale=locale)
+    body = reads(fmt, msg.body).replace("**", "")
+    assert said.format(title=PLAIN) in body
+    assert render.WORDS[locale].retracted in shown_title(fmt, msg.title)
+    # short: none of the alert's report list or why lines
+    assert "Matched" not in body and "탐지 근거" not in body

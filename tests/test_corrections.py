@@ -4,8 +4,10 @@ labelled items that `watcher eval` reads."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,8 +16,11 @@ import yaml
 from sqlalchemy import select, update
 
 from tests.helpers import watcher
+from tests.httpserver import FeedServer
+from tests.mailserver import MailServer
 from watcher.config import EVENT_TYPES, load_config_text
 from watcher.evaluate import evaluate, read_labelled
+from watcher.outbox import Deliverer
 from watcher.pipeline import match_items
 from watcher.routing import Alerting
 from watcher.rules import compile_rules
@@ -489,3 +494,260 @@ def test_a_story_marked_not_relevant_leaves_the_timeline_and_feeds(
     assert f"/stories/{a}" in timeline and f"/stories/{b}" not in timeline
     assert f"/stories/{a}" in feed and f"/stories/{b}" not in feed
     assert "Marked not relevant" in page
+
+
+# --------------------------------------------------------------------------- retractions
+
+
+def on_channels(store: Store, story_id: int) -> list[tuple[str, str, str, int]]:
+    """(kind, channel, status, revision) of the story's messages, in order."""
+    d = t.deliveries.c
+    with store.engine.connect() as conn:
+        found = conn.execute(
+            select(d.kind, d.channel, d.status, d.revision)
+            .where(d.story_id == story_id)
+            .order_by(d.id)
+        ).all()
+    return [(r.kind, r.channel, r.status, r.revision) for r in found]
+
+
+def settle(store: Store, story_id: int, channels: tuple[str, ...], outcome: str = "sent") -> None:
+    """The story's messages on `channels` went out (or, `uncertain`, may have)."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(t.deliveries)
+            .where((t.deliveries.c.story_id == story_id) & t.deliveries.c.channel.in_(channels))
+            .values(status=outcome, sent_at=T0 + timedelta(minutes=30))
+        )
+
+
+@pytest.mark.parametrize(
+    ("told", "outcome", "retracted"),
+    [
+        (("hook", "mail"), "sent", ("hook", "mail")),
+        (("hook",), "sent", ("hook",)),
+        (("mail",), "uncertain", ("mail",)),  # it may have arrived: it is retracted too
+        ((), "sent", ()),
+    ],
+    ids=["both-told", "one-told", "one-maybe-told", "none-told"],
+)
+def test_marking_a_story_not_relevant_retracts_it_once_where_it_was_told(
+    store: Store, save, fix: Corrections, told, outcome: str, retracted
+) -> None:
+    save(RETURN)
+    sid = story_of(store, RETURN[0])
+    settle(store, sid, told, outcome)
+    done = fix.mark_not_relevant(sid, by="ana", reason="a drill, not a return", now=LATER)
+    notices = [(c, s, r) for k, c, s, r in on_channels(store, sid) if k == "retraction"]
+    # One retraction per channel told of the story, as the story's next revision; none for
+    # a channel whose alert was still waiting (it is withdrawn), and nothing when no message
+    # had gone out: the story keeps its revision.
+    assert notices == [(channel, "pending", 2) for channel in retracted]
+    assert len(done.detail["queued"]) == len(retracted)
+    assert status(store, sid) == ("not_relevant", 1, 2 if retracted else 1)
+    waiting = {c for k, c, s, _ in on_channels(store, sid) if k == "alert" and s == "withdrawn"}
+    assert waiting == {"hook", "mail"} - set(told)
+
+
+def test_a_retraction_is_withdrawn_when_the_mark_is_undone_before_it_went_out(
+    store: Store, save, fix: Corrections
+) -> None:
+    save(RETURN)
+    sid = story_of(store, RETURN[0])
+    settle(store, sid, ("hook", "mail"))
+    done = fix.mark_not_relevant(sid, by="ana", reason="a drill", now=LATER)
+    fix.undo(done.id, by="ben", now=LATER + timedelta(minutes=1))
+    assert on_channels(store, sid) == [
+        ("alert", "hook", "sent", 1),
+        ("alert", "mail", "sent", 1),
+        ("retraction", "hook", "withdrawn", 2),
+        ("retraction", "mail", "withdrawn", 2),
+    ]  # and no "reinstated": nobody read the retraction
+    assert status(store, sid)[0] == "open"
+
+
+def test_undoing_a_mark_after_its_retraction_went_out_reinstates_it_there(
+    store: Store, save, fix: Corrections
+) -> None:
+    save(RETURN)
+    sid = story_of(store, RETURN[0])
+    settle(store, sid, ("hook", "mail"))
+    done = fix.mark_not_relevant(sid, by="ana", reason="a drill", now=LATER)
+    # The retraction reached the hook; the mail's was still waiting when the mark was undone.
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(t.deliveries)
+            .where((t.deliveries.c.kind == "retraction") & (t.deliveries.c.channel == "hook"))
+            .values(status="sent", sent_at=LATER)
+        )
+    fix.undo(done.id, by="ben", now=LATER + timedelta(minutes=1))
+    assert on_channels(store, sid)[2:] == [
+        ("retraction", "hook", "sent", 2),
+        ("retraction", "mail", "withdrawn", 2),
+        ("reinstated", "hook", "pending", 3),
+    ]
+    assert status(store, sid) == ("open", 1, 3)
+
+
+def test_a_digest_route_hears_of_the_retraction_at_once(store: Store, config) -> None:
+    digest = {**CONFIG, "routes": [{"id": "morning", "channels": ["mail"], "mode": "digest"}]}
+    cfg = load_config_text(yaml.safe_dump(digest, allow_unicode=True), "c.yaml", {}).config
+    store.sync_sources(cfg.sources, T0)
+    items = [item(*RETURN)]
+    store.save_items(
+        items,
+        now=items[0].fetched_at,
+        matches=match_items(compile_rules(cfg), items, ()),
+        alerting=Alerting.from_config(cfg),
+    )
+    sid = story_of(store, RETURN[0])
+    settle(store, sid, ("mail",))  # the story was in this morning's digest
+    Corrections(store, Alerting.from_config(cfg)).mark_not_relevant(
+        sid, by="ana", reason="a drill", now=LATER
+    )
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(t.deliveries.c.kind, t.deliveries.c.due_at).where(
+                t.deliveries.c.story_id == sid, t.deliveries.c.status == "pending"
+            )
+        ).one()
+    assert (row.kind, row.due_at) == ("retraction", LATER)  # not held for tomorrow's digest
+
+
+# --------------------------------------------------------------------------- sent for real
+
+
+@pytest.fixture
+def receivers() -> Iterator[tuple[FeedServer, MailServer]]:
+    with FeedServer() as hooks, MailServer() as mail:
+        for path in ("/hook", "/late"):
+            hooks.route(path, status=200, body=b"{}", content_type="application/json")
+        yield hooks, mail
+
+
+class Live:
+    """CONFIG's rules with channels on local receivers: a webhook and a mailbox told at once,
+    and a second webhook whose route waits an hour (`group_wait`), with the story page's
+    address set, and a Deliverer on a clock the test moves."""
+
+    def __init__(self, store: Store, hooks: FeedServer, mail: MailServer) -> None:
+        doc = {
+            **CONFIG,
+            "channels": [
+                {"id": "hook", "url": hooks.url("/hook").replace("http://", "json://")},
+                {"id": "mail", "url": mail.apprise_url()},
+                {"id": "late", "url": hooks.url("/late").replace("http://", "json://")},
+            ],
+            "routes": [
+                {"id": "now", "channels": ["hook", "mail"], "group_wait": "0s", "continue": True},
+                {"id": "later", "channels": ["late"], "group_wait": "1h"},
+            ],
+            "settings": {
+                "allow_private_addresses": True,
+                "public_url": "https://watch.example.org",
+            },
+        }
+        self.config = load_config_text(yaml.safe_dump(doc, allow_unicode=True), "c.yaml", {}).config
+        self.store, self.hooks, self.mail = store, hooks, mail
+        self.now = LATER
+        store.sync_sources(self.config.sources, T0)
+        self.fix = Corrections(store, Alerting.from_config(self.config))
+        self.deliverer = Deliverer(store, self.config, clock=lambda: self.now)
+
+    def save(self, *reports: tuple[str, str, str, float]) -> None:
+        items = [item(*r) for r in reports]
+        self.store.save_items(
+            items,
+            now=max(i.fetched_at for i in items),
+            matches=match_items(compile_rules(self.config), items, ()),
+            alerting=Alerting.from_config(self.config),
+        )
+
+    def deliver(self, minutes: float = 1) -> int:
+        self.now += timedelta(minutes=minutes)
+        return asyncio.run(self.deliverer.run_due())
+
+    def posted(self, path: str = "/hook") -> list[dict]:
+        return [json.loads(seen.body) for seen in self.hooks.hits(path)]
+
+
+@pytest.fixture
+def live(store: Store, receivers) -> Live:
+    return Live(store, *receivers)
+
+
+HOSTILE_TITLE = "<b>Police</b> detain 7 North Koreans *now* [x](javascript:alert(1)) @channel"
+
+
+def test_a_retraction_goes_once_to_the_channels_that_got_the_alert(live: Live) -> None:
+    live.save(("https://e.org/h", "wire-en", HOSTILE_TITLE, 0.5))
+    sid = story_of(live.store, "https://e.org/h")
+    assert live.deliver() == 2  # the hook and the mailbox; the late route waits its hour
+    reason = "a drill, <i>not</i> an arrest"
+    live.fix.mark_not_relevant(sid, by="ana", reason=reason, now=live.now)
+    for _ in range(3):
+        live.deliver(minutes=30)  # past the late route's hour, and retried: sent once
+    alert, retraction = live.posted()
+    assert "Retracted" not in alert["title"]
+    assert retraction["title"].startswith("[MEDIUM] Retracted · Detention")
+    body = retraction["message"]
+    # a webhook gets plain text: every "<" and "@" defused with a zero-width space
+    assert "Retracted: <\u200bb>Police<\u200b/b> detain 7 North Koreans *now*" in body
+    assert "marked not relevant by ana: a drill, <\u200bi>not<\u200b/i> an arrest" in body
+    assert "@\u200bchannel" in body and "<b>" not in body and "<i>" not in body
+    assert f"https://watch.example.org/stories/{sid}" in body
+    assert live.posted("/late") == []  # its alert was withdrawn: nothing to retract
+    first, second = live.mail.messages
+    assert "Retracted" in second["Subject"] and "Retracted" not in first["Subject"]
+    html_body = second.get_body(("html",)).get_content()
+    assert "a drill, &lt;i&gt;not&lt;/i&gt; an arrest" in html_body  # escaped, not markup
+    assert "[x](javascript:alert(1))" in html_body and 'href="javascript' not in html_body
+    assert f'href="https://watch.example.org/stories/{sid}"' in html_body
+    assert sorted((k, c, s) for k, c, s, _ in on_channels(live.store, sid)) == [
+        ("alert", "hook", "sent"),
+        ("alert", "late", "withdrawn"),
+        ("alert", "mail", "sent"),
+        ("retraction", "hook", "sent"),
+        ("retraction", "mail", "sent"),
+    ]
+
+
+def test_nothing_is_retracted_when_nothing_went_out(live: Live) -> None:
+    live.save(DETENTION)
+    sid = story_of(live.store, DETENTION[0])
+    done = live.fix.mark_not_relevant(sid, by="ana", reason="a drill", now=live.now)
+    assert done.detail["queued"] == []
+    for _ in range(3):
+        assert live.deliver(minutes=30) == 0
+    assert live.posted() == [] and live.posted("/late") == [] and live.mail.messages == []
+
+
+def test_an_undone_mark_sends_no_retraction_or_a_reinstatement_after_one(live: Live) -> None:
+    live.save(DETENTION)
+    sid = story_of(live.store, DETENTION[0])
+    live.deliver()
+    # undone before the retraction went out: it is never sent
+    early = live.fix.mark_not_relevant(sid, by="ana", reason="a drill", now=live.now)
+    live.fix.undo(early.id, by="ben", now=live.now)
+    live.deliver()
+    assert [m["title"] for m in live.posted()] == [
+        "[MEDIUM] Detention: 7 people · Kunming"  # the alert alone
+    ]
+    # undone after it went out: the channels that read it hear the alert stands
+    late = live.fix.mark_not_relevant(sid, by="ana", reason="a drill", now=live.now)
+    live.deliver()
+    live.fix.undo(late.id, by="ben", now=live.now)
+    live.deliver()
+    live.deliver(minutes=90)  # nothing else, ever
+    titles = [m["title"].split(" · ")[0] for m in live.posted()]
+    assert titles == ["[MEDIUM] Detention: 7 people", "[MEDIUM] Retracted", "[MEDIUM] Reinstated"]
+    # the late route's alert, withdrawn by the first mark, came back due now with its undo
+    # and went out: that channel read the alert too, so it reads the same three
+    assert [m["title"].split(" · ")[0] for m in live.posted("/late")] == titles
+    reinstated = live.posted()[-1]["message"]
+    assert "the retraction was undone by ben" in reinstated
+    assert [m["Subject"].split(" · ")[0] for m in live.mail.messages] == [
+        "[MEDIUM] Detention: 7 people",
+        "[MEDIUM] Retracted",
+        "[MEDIUM] Reinstated",
+    ]

@@ -22,7 +22,8 @@ text       text      ``alert.text.j2``            none; the lead cut to 2,000 ch
 
 ``text`` is every other apprise service. Kinds are ``alert``, ``digest`` and ``ops`` (operator
 notices and ``watcher notify test``); an ``alert.*`` template writes every message about one
-story, whose ``kind`` is ``alert``, ``update``, ``reminder`` or ``removed``. An operator
+story, whose ``kind`` is ``alert``, ``update``, ``reminder``, ``removed``, ``retraction`` or
+``reinstated``. An operator
 overrides any template by putting a file of the same name in ``templates_dir``
 (``alert.md.j2`` serves Discord and Mattermost alike).
 
@@ -45,6 +46,13 @@ URL on a line of its own). Without it, every message is exactly as it was before
 (alert, update, reminder, each digest entry) of such a story says so in one line ("Removed at
 source: …"). They are cleaned, cut and escaped like report titles. A story with none gives
 exactly the message it gave before.
+
+**Retracted, reinstated.** A story marked not relevant after a message about it went out
+sends those channels one short ``retraction`` ("[HIGH] Retracted · Detention: …"; the body:
+"Retracted: <first headline> — marked not relevant by <who>: <reason>", and the story's
+link); undoing that mark after the retraction went out sends a ``reinstated`` notice. Who and
+why (`AlertContext.corrected_by`, ``reason``) are operator text, cleaned, cut and escaped like
+a headline.
 
 **Escaping.** Every string that comes from a source (titles, leads, outlet names, places,
 rules' quoted text, servers' error lines) is untrusted. It is first cleaned for every format
@@ -952,6 +960,10 @@ class Words:
     reminder: str
     #: The title's head of a message about reports removed at source.
     removed: str
+    #: The title's heads of the notices that a story was marked not relevant after its alert
+    #: went out, and that the mark was undone after that (`watcher story mark`, `undo`).
+    retracted: str
+    reinstated: str
     #: A story without event types (the title's head).
     story: str
     #: The digest group of stories without event types.
@@ -1000,6 +1012,8 @@ WORDS: dict[str, Words] = {
         update="Update",
         reminder="Reminder",
         removed="Removed at source",
+        retracted="Retracted",
+        reinstated="Reinstated",
         story="Story",
         other="Other",
         no_title="(no title)",
@@ -1033,6 +1047,8 @@ WORDS: dict[str, Words] = {
         update="업데이트",
         reminder="다시 알림",
         removed="출처에서 삭제됨",
+        retracted="알림 철회",
+        reinstated="알림 복원",
         story="사건",
         other="기타",
         no_title="(제목 없음)",
@@ -1086,7 +1102,7 @@ class ReportLine:
 class AlertContext:
     """Variables of the ``alert.*`` templates."""
 
-    #: alert | update | reminder | removed
+    #: alert | update | reminder | removed | retraction | reinstated
     kind: str
     #: The message title, plain (the environment escapes it like any value). apprise shows
     #: it as the subject, Slack title or Telegram's bold first line.
@@ -1121,6 +1137,10 @@ class AlertContext:
     removed: tuple[str, ...] = ()
     #: Removed reports left out to fit.
     more_removed: int = 0
+    #: A retraction: who marked the story not relevant, and why; a reinstatement: who undid
+    #: it (reason ""). Cleaned and cut; "" for every other kind.
+    corrected_by: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -1400,10 +1420,18 @@ def _alert_title(view: AlertView, spec: ChannelSpec, words: Words) -> str:
         head += f"{words.reminder} · "
     elif view.kind == "removed":
         head += f"{words.removed} · "
+    elif view.kind == "retraction":
+        head += f"{words.retracted} · "
+    elif view.kind == "reinstated":
+        head += f"{words.reinstated} · "
     head += ", ".join(_event_name(e, words) for e in view.events) or words.story
     # Without people or places, the first headline says what the story is about.
     detail = _summary(view, words, with_dates=False) or clean(view.first.title)
     return _plain_title(spec, head, detail)
+
+
+#: The kinds an ``alert.*`` template tells apart (any other is shown as an alert).
+_ALERT_KINDS = ("update", "reminder", "removed", "retraction", "reinstated")
 
 
 def render_alert(
@@ -1414,8 +1442,8 @@ def render_alert(
     templates_dir: str | os.PathLike[str] | None = None,
     locale: str = "en",
 ) -> Message:
-    """The message about one story (first alert, update, reminder, or removed at source) for
-    a channel format.
+    """The message about one story (first alert, update, reminder, removed at source, or the
+    short notice that it was retracted or reinstated) for a channel format.
 
     `tz` is an IANA zone name: report times are shown in it ("2026-11-20 17:05 KST").
     `locale` (the route's, a key of `WORDS`) is the language of everything but the reports.
@@ -1441,7 +1469,7 @@ def render_alert(
         others = view.others[: b.others]
         removed, more_removed = _removed(view, b.others + 1, b.title)
         ctx = AlertContext(
-            kind=view.kind if view.kind in ("update", "reminder", "removed") else "alert",
+            kind=view.kind if view.kind in _ALERT_KINDS else "alert",
             title=title,
             severity=clean(view.severity).lower(),
             severity_label=words.severity(clean(view.severity)),
@@ -1466,6 +1494,8 @@ def render_alert(
             story_href=story_href,
             removed=removed,
             more_removed=more_removed,
+            corrected_by=cut(clean(view.corrected_by), 100),
+            reason=cut(clean(view.correction_reason), 500),
         )
         return sent_title, _render_template("alert", spec, folder, ctx, words.folder)
 

@@ -21,6 +21,11 @@ from watcher.config.loading import Names
 from watcher.stories import Story, when
 from watcher.types import Item
 
+#: Messages that say a correction happened (`watcher story mark`, `undo`): each goes at once,
+#: on digest routes too (an advocate may be forwarding the alert now), and only to channels
+#: that were told of the story (`store.stories._insert_deliveries`).
+NOTICES = ("retraction", "reinstated")
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Planned:
@@ -60,7 +65,7 @@ def plan(
     for index, route in enumerate(routes):
         if not route_matches(route, story, tags, langs):
             continue
-        if route.mode == "digest":
+        if route.mode == "digest" and kind not in NOTICES:
             due = next_digest(route, now, default_tz)
             planned_kind = "digest"
         else:

@@ -386,7 +386,9 @@ class AlertView:
     """Everything a message about one story needs; built at send time."""
 
     #: alert (first message) | update (more outlets, severity or count changed) | reminder |
-    #: removed (a report of the story is gone at its source: a re-check got 404 or 410)
+    #: removed (a report of the story is gone at its source: a re-check got 404 or 410) |
+    #: retraction (an advocate marked the story not relevant after a message about it went
+    #: out) | reinstated (that correction was undone after the retraction went out)
     kind: str
     story_id: int
     revision: int
@@ -414,6 +416,10 @@ class AlertView:
     #: report's title, in the order of the reports), for every kind: a "removed" message lists
     #: them, any other says so in one line. Empty: the message is as it was before.
     removed: tuple[str, ...] = ()
+    #: For a retraction: who marked the story not relevant and why (`watcher story mark`);
+    #: for a reinstatement: who undid it (no reason). Operator text, escaped like any other.
+    corrected_by: str = ""
+    correction_reason: str = ""
 
     @property
     def told(self) -> Told:

@@ -144,6 +144,14 @@ def _check_templates(folder: str) -> str | None:
                     templates_dir=folder,
                     locale=locale,
                 )
+                for notice in ("retraction", "reinstated"):
+                    render.render_alert(
+                        replace(view, kind=notice, corrected_by="ana", correction_reason="r"),
+                        channel,
+                        "UTC",
+                        templates_dir=folder,
+                        locale=locale,
+                    )
                 render.render_digest(
                     [view], "daily", channel, "UTC", templates_dir=folder, locale=locale
                 )

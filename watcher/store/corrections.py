@@ -1,6 +1,7 @@
 """Corrections: an advocate tells the machine it was wrong, and can take it back.
 
-    mark ID --not-relevant   the story sends nothing more (its reports still join it, quietly)
+    mark ID --not-relevant   the story sends nothing more (its reports still join it, quietly);
+                             channels sent a message about it get one retraction
     merge A B                B's reports move into A; B is closed; A sends one update
     split ID --item KEY      the report leaves the story and founds its own (alerted as new)
     undo N                   correction N reverted, as far as it can be
@@ -9,7 +10,8 @@ Each is one transaction, under the same lock as story assignment (PostgreSQL), r
 `story_corrections` with who, when and why, and with what it moved and withdrew, so that
 `undo` puts back exactly that. Messages not yet sent for a story that is closed or marked are
 *withdrawn* (a delivery status), never deleted; undo puts them back in the queue. Nothing
-already sent is sent again.
+already sent is sent again; what was sent is corrected by a new message (a merge's update, a
+mark's retraction, an undone mark's "reinstated" notice), queued in the same transaction.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from watcher import stories as st
 from watcher.config import SEVERITIES
 from watcher.errors import WatcherError
 from watcher.routing import Alerting
-from watcher.store import rows, stories
+from watcher.store import outbox, rows, stories
 from watcher.store import tables as t
 from watcher.store.engine import StoreBase
 
@@ -93,9 +95,19 @@ class Corrections:
             withdrawn = _withdraw(
                 conn, story_id, f"story {story_id} marked not relevant by {by}: {reason}"
             )
-            return _record(
-                conn, story_id, "not_relevant", None, by, reason, now, {"withdrawn": withdrawn}
-            )
+            # A channel that was sent a message about the story gets one retraction, on the
+            # story's routes as a merge's update goes (`stories.queue`: only channels told of
+            # it); a new revision keeps it apart from the alert. Nothing sent: nothing queued.
+            retracted = replace(story, status="not_relevant", revision=story.revision + 1)
+            queued = self._queue(conn, retracted, "retraction", now)
+            if queued:
+                conn.execute(
+                    update(t.stories)
+                    .where(t.stories.c.id == story_id)
+                    .values(revision=retracted.revision)
+                )
+            detail = {"withdrawn": withdrawn, "queued": queued}
+            return _record(conn, story_id, "not_relevant", None, by, reason, now, detail)
 
     def merge(
         self, into_id: int, other_id: int, *, by: str, reason: str, now: datetime
@@ -223,6 +235,10 @@ class Corrections:
                     .values(status="open", updated_at=now)
                 )
                 _restore(conn, c.detail.get("withdrawn", []), now)
+                # Its retraction: withdrawn while it waits; where it went, a reinstatement.
+                retractions = c.detail.get("queued", [])
+                _withdraw(conn, c.story_id, why, only=retractions)
+                _reinstate(conn, c.story_id, retractions, now)
             elif c.action == "merge":
                 assert c.other_story_id is not None
                 for item_id, added_at in c.detail.get("items", []):
@@ -452,6 +468,42 @@ def _restore(conn: Connection, delivery_ids: Sequence[int], now: datetime) -> No
             .where((t.deliveries.c.id == delivery_id) & (t.deliveries.c.status == "withdrawn"))
             .values(status="pending", last_error=None, due_at=now)
         )
+
+
+def _reinstate(
+    conn: Connection, story_id: int, retractions: Sequence[int], now: datetime
+) -> list[int]:
+    """One "reinstated" notice on each route and channel a retraction was sent to (or may
+    have reached: uncertain), due now, as a new revision of the story; their ids.
+
+    It goes where the retraction went rather than where the routes say now: those are the
+    readers told the alert was withdrawn (and `undo` needs no sources.yaml)."""
+    d = t.deliveries
+    told = conn.execute(
+        select(d.c.route, d.c.channel)
+        .where(d.c.id.in_(list(retractions)) & d.c.status.in_(("sent", "uncertain")))
+        .order_by(d.c.id)
+    ).all()
+    if not told:
+        return []
+    revision: int = conn.execute(
+        select(t.stories.c.revision).where(t.stories.c.id == story_id)
+    ).scalar_one()
+    revision += 1
+    conn.execute(update(t.stories).where(t.stories.c.id == story_id).values(revision=revision))
+    return [
+        outbox.queue(
+            conn,
+            story_id=story_id,
+            revision=revision,
+            route=row.route,
+            channel=row.channel,
+            kind="reinstated",
+            due_at=now,
+            now=now,
+        )
+        for row in dict.fromkeys(told)  # one per route and channel
+    ]
 
 
 def _was_sent(conn: Connection, story_id: int) -> bool:

@@ -235,7 +235,8 @@ class Outbox:
     ) -> tuple[AlertView, dict[str, set[str]]] | None:
         """What a message about the delivery's story shows, and the labels silences match
         on; None when the story is gone, or was withdrawn (marked not relevant or merged
-        away: `watcher story`) after the message was claimed.
+        away: `watcher story`) after the message was claimed. A retraction shows the story
+        marked not relevant, with who marked it and why; a "reinstated" notice, who undid that.
 
         With `public_url` (``settings.public_url``) the view carries the story page's address,
         which every message links to (render escapes it per format through `safe_url`).
@@ -247,8 +248,24 @@ class Outbox:
             story = conn.execute(
                 select(t.stories).where(t.stories.c.id == delivery.story_id)
             ).first()
-            if story is None or story.status != "open":
+            # A retraction is about a story marked not relevant; every other message about
+            # an open one (a retraction whose mark was undone meanwhile is withdrawn).
+            shown_status = "not_relevant" if delivery.kind == "retraction" else "open"
+            if story is None or story.status != shown_status:
                 return None
+            corrected_by, correction_reason = "", ""
+            if delivery.kind in ("retraction", "reinstated"):
+                c = t.story_corrections.c
+                mark = conn.execute(
+                    select(c.by, c.reason, c.undone_by)
+                    .where((c.story_id == story.id) & (c.action == "not_relevant"))
+                    .order_by(c.id.desc())
+                    .limit(1)
+                ).first()
+                if mark is not None and delivery.kind == "retraction":
+                    corrected_by, correction_reason = mark.by, mark.reason
+                elif mark is not None:
+                    corrected_by = mark.undone_by or ""
             stored = story_queries.reports_of(conn, [story.id]).get(story.id, [])
             # "First" is the report published first, as on the web page and in the feeds (the
             # order of joining follows the order sources were polled in)
@@ -275,12 +292,12 @@ class Outbox:
             ).first()
             last_sent = last.sent_at if last is not None else None
             # Reports whose page a re-check found gone (404/410): every message says so.
-            c, si = t.item_checks, t.story_items
+            ic, si = t.item_checks, t.story_items
             gone: set[int] = set(
                 conn.execute(
-                    select(c.c.item_id)
-                    .join(si, si.c.item_id == c.c.item_id)
-                    .where((si.c.story_id == story.id) & c.c.removed_at.is_not(None))
+                    select(ic.c.item_id)
+                    .join(si, si.c.item_id == ic.c.item_id)
+                    .where((si.c.story_id == story.id) & ic.c.removed_at.is_not(None))
                 ).scalars()
             )
         reports = [r.shown(names) for r in stored]
@@ -339,6 +356,8 @@ class Outbox:
                 for r, shown in zip(stored, reports, strict=True)
                 if r.item_id in gone
             ),
+            corrected_by=corrected_by,
+            correction_reason=correction_reason,
         )
         labels = {
             "source": {r.source_id for r in reports},

@@ -313,7 +313,9 @@ def _insert_deliveries(
     conn: Connection, story: st.Story, planned: Sequence[routing.Planned], now: datetime
 ) -> list[routing.Planned]:
     """One message per story revision per channel: when two routes name the same channel,
-    the first route in the file decides how and when. Returns what was queued."""
+    the first route in the file decides how and when. A retraction or reinstatement
+    (`routing.NOTICES`) goes only to a channel that was sent a message about the story (or
+    may have been: `uncertain`). Returns what was queued."""
     seen: set[str] = set()
     queued: list[routing.Planned] = []
     for p in planned:
@@ -324,7 +326,14 @@ def _insert_deliveries(
         exists = conn.execute(_DELIVERY_EXISTS, key).first()
         if exists:
             continue
-        if p.kind == "update":
+        if p.kind in routing.NOTICES:
+            told, _, _ = conn.execute(
+                _CHANNEL_HEARD,
+                {"story_id": story.id, "channel": p.channel, "now": now, "due": p.due_at},
+            ).one()
+            if not told:
+                continue  # a channel never told of the story has nothing to retract
+        elif p.kind == "update":
             heard = conn.execute(
                 _CHANNEL_HEARD,
                 {"story_id": story.id, "channel": p.channel, "now": now, "due": p.due_at},
