@@ -22,7 +22,8 @@ def story() -> None:
 
     Each correction is recorded with who, when and why (`watcher story corrections`) and
     can be undone. Messages not yet sent for a story that is marked or merged away are
-    withdrawn; nothing already sent is sent again.
+    withdrawn; nothing already sent is sent again. Channels that were sent a message about
+    a story marked not relevant get one retraction.
     """
 
 
@@ -48,7 +49,8 @@ def _run(ctx: Context, action: Callable[[Any, str], Any], by: str | None) -> Non
     if withdrawn:
         extra.append(f"{withdrawn} message{'s' if withdrawn != 1 else ''} not yet sent withdrawn")
     if queued:
-        extra.append(f"{queued} message{'s' if queued != 1 else ''} queued")
+        noun = "retraction" if done.action == "not_relevant" else "message"
+        extra.append(f"{queued} {noun}{'s' if queued != 1 else ''} queued")
     tail = f" ({'; '.join(extra)})" if extra else ""
     what = one_line_text(done.describe(), None)  # a split names a report by its key
     click.echo(f"correction {done.id}: {what}{tail}; undo with `watcher story undo {done.id}`")
@@ -70,7 +72,10 @@ def story_mark(
     ctx: Context, story_id: int, not_relevant: bool, reason: str, by: str | None
 ) -> None:
     """Mark STORY_ID not relevant: its messages not yet sent are withdrawn, and reports that
-    join it later are kept, quietly."""
+    join it later are kept, quietly. Each channel that was already sent a message about it
+    gets one short retraction ("Retracted: <headline> — marked not relevant by <who>:
+    <reason>", with the story's link), on the story's routes, at once; a channel that was
+    sent nothing gets nothing."""
     from watcher.clock import utcnow
 
     # --not-relevant is required (click refuses the command without it): the one mark so far,
@@ -123,7 +128,8 @@ def story_split(ctx: Context, story_id: int, item_key: str, reason: str, by: str
 @pass_ctx
 def story_undo(ctx: Context, correction_id: int, by: str | None) -> None:
     """Undo correction CORRECTION_ID (the latest on the same stories first): reports move
-    back and withdrawn messages return to the queue."""
+    back and withdrawn messages return to the queue; what it queued and is not yet sent is
+    withdrawn. A mark whose retraction was sent is followed by a "reinstated" notice there."""
 
     from watcher.clock import utcnow
     from watcher.store.corrections import CorrectionError, Corrections, NotFound

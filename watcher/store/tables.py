@@ -258,7 +258,8 @@ deliveries = Table(
     Column("revision", Integer, nullable=False),
     Column("route", String(100), nullable=False),
     Column("channel", String(100), nullable=False),
-    #: alert | update | reminder | digest | ops | removed (a report gone from its source)
+    #: alert | update | reminder | digest | ops | removed (a report gone from its source) |
+    #: retraction (its story was marked not relevant after a message went out) | reinstated
     Column("kind", String(16), nullable=False),
     #: 0 for the first message of a revision; reminders count up.
     Column("seq", Integer, nullable=False),
