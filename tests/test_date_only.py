@@ -426,3 +426,124 @@ def test_an_undated_report_has_no_precision(store: Store) -> None:
         assert {r["published_precision"] for r in story["reports"]} == {None}
         assert {r["published_day"] for r in story["reports"]} == {None}
         assert story["event_precision"] is None and story["event_day"] is None
+
+
+# --------------------------------------------------------------------------- since and until
+
+#: Page zones from the westernmost to the easternmost: in each, Daily NK's stored midnight
+#: (in any source zone) may fall on another day than the one it shows.
+PAGE_ZONES = ["Pacific/Pago_Pago", "America/New_York", "UTC", "Asia/Seoul", "Pacific/Kiritimati"]
+#: (since, until, whether Daily NK's report of 2026-11-20 is in that period)
+PERIODS = [
+    pytest.param("2026-11-20", "2026-11-20", True, id="its day"),
+    pytest.param("2026-11-20", "", True, id="since its day"),
+    pytest.param("", "2026-11-20", True, id="until its day"),
+    pytest.param("2026-11-19", "2026-11-21", True, id="days around it"),
+    pytest.param("2026-11-21", "", False, id="since the next day"),
+    pytest.param("", "2026-11-19", False, id="until the day before"),
+    pytest.param("2026-11-19", "2026-11-19", False, id="the day before"),
+]
+
+
+@pytest.mark.parametrize(("since", "until", "inside"), PERIODS)
+@pytest.mark.parametrize("zone", ZONES)
+def test_since_and_until_take_a_day_alone_by_its_day_in_any_zone(
+    store: Store, zone: str, since: str, until: str, inside: bool
+) -> None:
+    from watcher.web import create_app
+
+    config, _ = stored_view(store, zone)
+    shown = DAY_SHOWN["en"]
+    with TestClient(create_app(store, config)) as c:
+        for tz in PAGE_ZONES:
+            q = f"since={since}&until={until}&tz={tz}"
+            stories = c.get(f"/api/stories?{q}").json()["stories"]
+            assert len(stories) == int(inside), (tz, stories)
+            items = c.get(f"/api/items?q=repatriated&{q}").json()["items"]
+            assert ("dailynk" in {i["source"] for i in items}) is inside, (tz, items)
+            found = c.get(f"/api/search?q=defectors&{q}").json()
+            assert bool(found["results"]) is inside, (tz, found)
+            cards = soup(c.get(f"/?{q}")).select("article .meta")
+            assert len(cards) == int(inside), tz
+            hits = [td.get_text(strip=True) for td in soup(c.get(f"/search?q=defectors&{q}"))
+                    .select("tr.hit td:first-child")]  # fmt: skip
+            assert (shown in hits) is inside, (tz, hits)
+
+
+def one_report(source_id: str, raw: str, zone: str, title: str, text: str) -> Item:
+    return make_item(
+        source_id=source_id,
+        title=title,
+        link=f"https://{source_id}.org/{abs(hash(title))}",
+        summary=text,
+        date_raw=raw,
+        lang="en",
+        zone=zone,
+        fetched_at=T0,
+    )
+
+
+#: (the day an outlet gave alone, the zone it is read in): the first and last of a month,
+#: stored at a midnight that some page zone puts in the month before or after.
+MONTH_EDGES = [
+    pytest.param("2026-11-01", "Asia/Seoul", id="the 1st, east"),
+    pytest.param("2026-11-01", "Pacific/Kiritimati", id="the 1st, far east"),
+    pytest.param("2026-11-30", "America/New_York", id="the 30th, west"),
+    pytest.param("2026-11-30", "Pacific/Pago_Pago", id="the 30th, far west"),
+]
+
+
+@pytest.mark.parametrize(("raw", "zone"), MONTH_EDGES)
+def test_the_chart_counts_a_day_alone_in_its_month_in_any_zone(
+    store: Store, raw: str, zone: str
+) -> None:
+    from watcher.store.views import Filters, Views
+
+    report = one_report(
+        "dailynk", raw, zone, DAILY_NK_TITLE, "Police repatriated 60 North Koreans."
+    )
+    queue(store, SOURCES + RULE_AND_CHANNELS + ROUTES, [report])
+    views = Views(store)
+    now = datetime(2027, 1, 15, tzinfo=UTC)
+    for tz in PAGE_ZONES:
+        chart = views.monthly(Filters(zone=ZoneInfo(tz)), ZoneInfo(tz), now=now)
+        counted = {month: sum(c.values()) for month, c in chart.months if c}
+        assert counted == {"2026-11": 1}, (tz, counted)
+        for since, until in [("2026-11-01", "2026-11-30"), ("2026-10-01", "2026-12-31")]:
+            period = Filters(
+                since=datetime.fromisoformat(since).replace(tzinfo=ZoneInfo(tz)),
+                until=datetime.fromisoformat(until).replace(tzinfo=ZoneInfo(tz))
+                + timedelta(days=1),
+                zone=ZoneInfo(tz),
+            )
+            chart = views.monthly(period, ZoneInfo(tz), now=now)
+            counted = {month: sum(c.values()) for month, c in chart.months if c}
+            assert counted == {"2026-11": 1}, (tz, since, counted)
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_lists_place_a_day_alone_at_its_end_newest_first(store: Store, zone: str) -> None:
+    """The timeline (pages, feeds, API) puts a story dated by its day alone after one with a
+    time that day, as the stories order their reports (`types.counted_at`)."""
+    from watcher.web import create_app
+
+    timed = one_report(
+        "rfa",
+        "2026-11-20T23:00:00" + datetime(2026, 11, 20, tzinfo=ZoneInfo(zone)).strftime("%z"),
+        zone,
+        "Three North Korean women repatriated from Hyesan",
+        "Three North Korean women were repatriated from Hyesan after a raid.",
+    )
+    day = one_report(
+        "dailynk",
+        "2026-11-20",
+        zone,
+        DAILY_NK_TITLE,
+        "Police repatriated 60 North Koreans in Dandong.",
+    )
+    config = queue(store, SOURCES + RULE_AND_CHANNELS + ROUTES, [timed, day])
+    with TestClient(create_app(store, config)) as c:
+        stories = c.get("/api/stories").json()["stories"]
+        assert [s["first_source"] for s in stories] == ["dailynk", "rfa"], stories
+        feed = c.get("/feed.json").json()["items"]
+        assert DAILY_NK_TITLE in feed[0]["title"], [i["title"] for i in feed]

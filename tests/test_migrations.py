@@ -216,3 +216,67 @@ def _columns(store: Store, table: str) -> set[str]:
 class _Source:
     def __init__(self, source_id: str) -> None:
         self.id, self.kind, self.url = source_id, "feed", "https://e.org/feed"
+
+
+@EXPRESSION_INDEX
+def test_days_alone_stored_before_0019_are_read_from_their_written_dates(store: Store) -> None:
+    """Migration 0019: items keep the day alone their outlet gave ("2026-11-20", no time) and
+    stories founded by one their event's day, filled in from the dates as written."""
+    from datetime import UTC, date, datetime
+
+    from alembic import command
+    from sqlalchemy import column, insert, select, table
+
+    from watcher.store import tables as t
+
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    midnight = datetime(2026, 11, 19, 15, tzinfo=UTC)  # 2026-11-20 in Seoul
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    store.sync_sources([_Source("s")], now)
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0018")
+    assert "published_day" not in _columns(store, "items")
+    assert "event_day" not in _columns(store, "stories")
+    written = {"2026-11-20": midnight, "2026-11-20T00:00:00+09:00": midnight, None: None}
+    story = {
+        "events": "[]", "severity": "high", "title": "t", "places": "[]", "first_seen_at": now,
+        "updated_at": now, "revision": 1, "item_count": 1, "event_at": midnight,
+    }  # fmt: skip
+    # the tables as 0018 had them
+    items = table("items", *(column(n, t.items.c[n].type) for n in ITEM_COLUMNS_0018))
+    stories = table("stories", *(column(name, t.stories.c[name].type) for name in story))
+    with store.engine.begin() as conn:
+        for n, (raw, at) in enumerate(written.items()):
+            conn.execute(
+                insert(items).values(
+                    key=f"k{n}", source_id="s", title="t", text="", published_at=at,
+                    published_raw=raw, fetched_at=now, baseline=False, content_hash="h",
+                )
+            )  # fmt: skip
+            conn.execute(insert(stories).values(**story))
+            conn.execute(
+                insert(t.story_items).values(
+                    story_id=n + 1, item_id=n + 1, added_at=now, revision=1
+                )
+            )
+        # the story of the written midnight: its event has a time
+        conn.execute(t.stories.update().where(t.stories.c.id == 2).values(event_at=now))
+    assert store.upgrade() == ("0018", SCHEMA_HEAD)
+    with store.engine.begin() as conn:
+        days = conn.execute(select(t.items.c.published_day).order_by(t.items.c.id)).scalars()
+        assert list(days) == [date(2026, 11, 20), None, None]
+        events = conn.execute(select(t.stories.c.event_day).order_by(t.stories.c.id)).scalars()
+        assert list(events) == [date(2026, 11, 20), None, None]
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0018")
+    assert "published_day" not in _columns(store, "items")
+    assert store.upgrade() == ("0018", SCHEMA_HEAD)
+
+
+ITEM_COLUMNS_0018 = (
+    "key", "source_id", "title", "text", "published_at", "published_raw", "fetched_at",
+    "baseline", "content_hash",
+)  # fmt: skip

@@ -184,6 +184,7 @@ class Corrections:
                     revision=1,
                     item_count=1,
                     event_at=new.event_at,
+                    event_day=rows.published_day(row),
                 )
                 .returning(t.stories.c.id)
             ).scalar_one()
@@ -573,6 +574,7 @@ def _rebuild(
     # Founded by its earliest report on the event clock, the others joined in that order.
     ordered = sorted((_facts(conn, r) for r in found), key=lambda f: (f.at, f.item_key))
     story = st.founded(story_id, ordered[0], current.first_seen_at)
+    founder = next(r for r in found if r.key == ordered[0].item_key)
     for facts in ordered[1:]:
         story, _ = st.joined(story, facts, now)
     story = replace(
@@ -596,6 +598,7 @@ def _rebuild(
             revision=story.revision,
             item_count=story.item_count,
             event_at=story.event_at,
+            event_day=rows.published_day(founder),
         )
     )
     return story

@@ -405,6 +405,7 @@ _PG_ITEM_COLUMNS = {
     "lang": "varchar",
     "published_at": "timestamptz",
     "published_raw": "text",
+    "published_day": "date",
     "fetched_at": "timestamptz",
     "baseline": "boolean",
     "content_hash": "varchar",

@@ -59,6 +59,7 @@ def item_values(item: Item, content_hash: str) -> dict[str, Any]:
         "lang": item.lang,
         "published_at": item.published_at,
         "published_raw": item.published_raw,
+        "published_day": published_day(item),
         "fetched_at": item.fetched_at,
         "baseline": item.baseline,
         "content_hash": content_hash,
@@ -90,8 +91,8 @@ def report(row: Any) -> StoredReport:
 
 
 def published_day(row: Any) -> date | None:
-    """The day alone an item row's outlet gave (no time of day), read from the date as it
-    wrote it; None when it gave a time or no date (`items.written_day`)."""
+    """The day alone an item's (or an item row's) outlet gave (no time of day), read from the
+    date as it wrote it; None when it gave a time or no date (`items.written_day`)."""
     return written_day(row.published_raw) if row.published_at is not None else None
 
 

@@ -32,14 +32,16 @@ import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Integer,
+    and_,
     bindparam,
+    case,
     column,
     exists,
     func,
@@ -52,6 +54,8 @@ from sqlalchemy import (
 )
 from sqlalchemy import text as sql
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from watcher.store import tables as t
 
@@ -440,9 +444,71 @@ class ItemFilter:
     #: A source that carried the item.
     source: str | None = None
     lang: str | None = None
-    #: Publication (else fetch) time in [since, until).
+    #: Publication (else fetch) time in [since, until); a day-only report's day among the
+    #: days of that period in `zone` (see `within`).
     since: datetime | None = None
     until: datetime | None = None
+    zone: tzinfo = UTC
+
+
+def counted(at: Any, day: Any) -> Any:
+    """`types.counted_at` in SQL: a report's time `at`, or when its outlet gave its day alone
+    (`day` not null) that day's last instant, where lists place it (newest first)."""
+    return case((day.is_not(None), _DayEnd(at)), else_=at)
+
+
+class _DayEnd(FunctionElement[datetime]):
+    """A stored midnight moved on by `types.DAY_END` (to its day's last microsecond)."""
+
+    type = t.UTCDateTime()
+    inherit_cache = True
+    name = "day_end"
+
+
+@compiles(_DayEnd)
+def _day_end(element: Any, compiler: Any, **kw: Any) -> str:
+    at = compiler.process(element.clauses, **kw)
+    # in seconds: a day in the session's zone may have 23 or 25 hours
+    return f"({at} + INTERVAL '86399.999999 seconds')"
+
+
+@compiles(_DayEnd, "sqlite")
+def _day_end_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    # stored as text, microseconds written out; a day's midnight has whole seconds
+    at = compiler.process(element.clauses, **kw)
+    return f"(strftime('%Y-%m-%d %H:%M:%S', {at}, '+1 day', '-1 seconds') || '.999999')"
+
+
+def period_days(
+    since: datetime | None, until: datetime | None, zone: tzinfo
+) -> tuple[date | None, date | None]:
+    """The first and last day, in `zone`, of the period [since, until): a report its outlet
+    gave the day of only is in the period when its day is one of them.
+
+    Usage::
+
+        period_days(since_2026_11_20_midnight, until_2026_11_21_midnight, zone)
+        # (date(2026, 11, 20), date(2026, 11, 20)): `since=2026-11-20&until=2026-11-20`
+    """
+    first = since.astimezone(zone).date() if since is not None else None
+    last = (until - timedelta(microseconds=1)).astimezone(zone).date() if until else None
+    return first, last
+
+
+def within(
+    at: Any, day: Any, since: datetime | None, until: datetime | None, zone: tzinfo
+) -> list[Any]:
+    """Conditions that a report is in the period [since, until): by its time `at`, or, when
+    its outlet gave its day alone (`day` not null), by that day (`period_days`): never by
+    the midnight it is stored at, which a zone west of the source's puts on the day before.
+    The pages' and API's `since`/`until` and the chart's months all take this rule."""
+    first, last = period_days(since, until, zone)
+    conds: list[Any] = []
+    if since is not None:
+        conds.append(or_(day >= first, and_(day.is_(None), at >= since)))
+    if until is not None:
+        conds.append(or_(day <= last, and_(day.is_(None), at < until)))
+    return conds
 
 
 def matching_ids(
@@ -612,12 +678,7 @@ def _item_conditions(where: ItemFilter) -> list[Any]:
         conds.append(lambda key: exists().where(x.c.item_id == key, x.c.source_id == source))
     if where.lang:
         conds.append(i.c.lang == where.lang)
-    if where.since is not None or where.until is not None:
-        when = func.coalesce(i.c.published_at, i.c.fetched_at, type_=t.UTCDateTime)
-        if where.since is not None:
-            conds.append(when >= where.since)
-        if where.until is not None:
-            conds.append(when < where.until)
+    conds += within(_when(), i.c.published_day, where.since, where.until, where.zone)
     if not where.event and where.severities is None:
         return conds
     m, si, st = t.matches, t.story_items, t.stories

@@ -13,7 +13,7 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, bindparam, case, func, select, text, update
@@ -55,7 +55,7 @@ def write_stories(
         nearby = candidates(conn, facts.at, policy.window)
         story = st.choose(facts, nearby, policy.window)
         if story is None:
-            story = _insert_story(conn, facts, now)
+            story = _insert_story(conn, facts, now, rows.published_day(item))
             change, kind = "new", "alert"
         else:
             story, material = st.joined(story, facts, now)
@@ -260,7 +260,10 @@ def candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.Sto
     return [rows.story(r, tuple(reports[r.id])) for r in found]
 
 
-def _insert_story(conn: Connection, facts: st.Facts, now: datetime) -> st.Story:
+def _insert_story(
+    conn: Connection, facts: st.Facts, now: datetime, day: date | None = None
+) -> st.Story:
+    """A new story founded by one report; `day`: the day alone its outlet gave, if so."""
     story = st.founded(0, facts, now)
     values = {
         "events": json.dumps(sorted(story.events)),
@@ -274,6 +277,7 @@ def _insert_story(conn: Connection, facts: st.Facts, now: datetime) -> st.Story:
         "revision": 1,
         "item_count": 1,
         "event_at": story.event_at,
+        "event_day": day,
     }
     story_id: int = conn.execute(_INSERT_STORY, values).scalar_one()
     return replace(story, id=story_id)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -128,6 +129,10 @@ items = Table(
     Column("lang", String(16)),
     Column("published_at", UTCDateTime),
     Column("published_raw", Text),
+    #: The day alone its outlet gave (`items.written_day`: no time of day), else None:
+    #: `published_at` is then that day's midnight where the source is, which no view or filter
+    #: takes as a time (`store.search.within`).
+    Column("published_day", Date),
     Column("fetched_at", UTCDateTime, nullable=False),
     #: Stored on a source's first poll: backlog, never alerted on.
     Column("baseline", Boolean, nullable=False, default=False),
@@ -207,6 +212,8 @@ stories = Table(
     #: The event clock of its founding report (publication, else fetch time): candidates for a
     #: new report are looked up by this, so the cost does not grow with history.
     Column("event_at", UTCDateTime),
+    #: The day alone its founding report's outlet gave (`items.published_day`), else None.
+    Column("event_day", Date),
     #: open | not_relevant (an advocate said so: no further alerts) | merged (its reports
     #: moved to `merged_into`). Corrections are recorded in `story_corrections`.
     Column("status", String(16), nullable=False, server_default="open"),

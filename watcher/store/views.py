@@ -9,7 +9,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,8 +38,11 @@ class Filters:
     severity: str | None = None
     source: str | None = None
     lang: str | None = None
+    #: The event in [since, until); a day alone (`stories.event_day`) among the period's days
+    #: in `zone` (`store.search.within`).
     since: datetime | None = None
     until: datetime | None = None
+    zone: tzinfo = UTC
     limit: int = 50
     offset: int = 0
 
@@ -150,10 +153,11 @@ class Views:
         self.store = store
 
     def stories(self, f: Filters) -> list[Card]:
-        """Stories by event time, newest first."""
+        """Stories by event time (a day alone at its end: `types.counted_at`), newest first."""
         s = t.stories
         # every story has its event time (migration 0006 gave older ones their first-seen time)
-        query = self._where(select(s), f).order_by(s.c.event_at.desc(), s.c.id.desc())
+        when = index.counted(s.c.event_at, s.c.event_day)
+        query = self._where(select(s), f).order_by(when.desc(), s.c.id.desc())
         query = query.limit(max(1, min(f.limit, 500))).offset(max(0, f.offset))
         with self.engine.connect() as conn:
             return self._cards(conn, conn.execute(query).all())
@@ -163,7 +167,6 @@ class Views:
         """`query` of stories narrowed by the filters (the timeline's, the feeds', the
         chart's: `dates` False leaves `since`/`until` to the caller)."""
         s = t.stories
-        when = s.c.event_at
         # Stories an advocate marked not relevant, or merged into another, leave the timeline
         # and the feeds (their pages stay, saying so).
         query = query.where(s.c.status == "open")
@@ -173,10 +176,10 @@ class Views:
         if f.severity in SEVERITIES:
             allowed = SEVERITIES[SEVERITIES.index(f.severity) :]
             query = query.where(s.c.severity.in_(allowed))
-        if dates and f.since:
-            query = query.where(when >= f.since)
-        if dates and f.until:
-            query = query.where(when < f.until)
+        if dates:
+            query = query.where(
+                *index.within(s.c.event_at, s.c.event_day, f.since, f.until, f.zone)
+            )
         if f.source or f.lang:
             conds = [t.story_items.c.story_id == s.c.id, t.items.c.id == t.story_items.c.item_id]
             if f.source:
@@ -347,12 +350,14 @@ class Views:
         capped = start < earliest
         start = max(start, earliest)
         # the instants at which the months start, in the zone: bucket k is [bounds[k], [k+1])
-        bounds, keys = [start], []
+        # and the days they start on, for an event dated by its day alone (`index.within`)
+        bounds, keys, days = [start], [], []
         month = _month_start(start.astimezone(zone))
         while month.astimezone(UTC) < end:
             keys.append(f"{month:%Y-%m}")
             month = _month_start(month, 1)
             bounds.append(min(month.astimezone(UTC), end))
+            days.append(month.date())
         chart = Chart(
             months=[(k, Counter()) for k in keys], start=start, end=end, capped=capped, zone=zone
         )
@@ -379,7 +384,12 @@ class Views:
         # query below reads them (an inlined subquery would look them up per reference)
         per_story = (
             self._where(
-                select(s.c.events, dated_at.label("at"), s.c.event_at.label("found")),
+                select(
+                    s.c.events,
+                    dated_at.label("at"),
+                    s.c.event_at.label("found"),
+                    s.c.event_day.label("day"),
+                ),
                 f,
                 dates=False,
             )
@@ -388,10 +398,16 @@ class Views:
         )
         when = func.coalesce(per_story.c.at, per_story.c.found)
         typed = type_coerce(when, UTCDateTime())
+        day = per_story.c.day
         bucket: Any = literal(0)
         if len(keys) > 1:
             bucket = case(
-                *((typed < b, k) for k, b in enumerate(bounds[1:-1])), else_=len(keys) - 1
+                (
+                    day.is_not(None),
+                    case(*((day < d, k) for k, d in enumerate(days[:-1])), else_=len(keys) - 1),
+                ),
+                *((typed < b, k) for k, b in enumerate(bounds[1:-1])),
+                else_=len(keys) - 1,
             )
         placed = (
             select(
@@ -399,7 +415,7 @@ class Views:
                 case((per_story.c.at.is_(None), 1), else_=0).label("undated"),
                 per_story.c.events,
             )
-            .where(typed >= start, typed < end)
+            .where(*index.within(typed, day, start, end, zone))
             .subquery()
         )
         query = select(

@@ -267,6 +267,7 @@ class WebBase:
             lang=f.lang,
             since=f.since,
             until=f.until,
+            zone=f.zone,
         )
 
     def _tz(self, request: Request) -> ZoneInfo:
@@ -286,7 +287,8 @@ class WebBase:
     def _filters(self, request: Request, limit: int = 50) -> Filters:
         """The timeline's filters (also the feeds', the API's and, but for `page`, the
         search's); one that is not one is refused with 400 naming it, never ignored.
-        Dates are days in the page's zone, both included."""
+        Dates are days in the page's zone, both included; a report its outlet gave the day
+        of only is in them when that day is (`store.search.within`)."""
         q = request.query_params
         tz = self._tz(request)
         text = q.get("page", "1")
@@ -302,6 +304,7 @@ class WebBase:
             lang=self._known("lang", q.get("lang"), self.known.langs),
             since=_day_or_time("since", q.get("since"), tz),
             until=_day_or_time("until", q.get("until"), tz, end=True),
+            zone=tz,
             limit=limit,
             offset=(page - 1) * limit,
         )
