@@ -10,6 +10,7 @@ import html
 import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -547,3 +548,126 @@ def test_lists_place_a_day_alone_at_its_end_newest_first(store: Store, zone: str
         assert [s["first_source"] for s in stories] == ["dailynk", "rfa"], stories
         feed = c.get("/feed.json").json()["items"]
         assert DAILY_NK_TITLE in feed[0]["title"], [i["title"] for i in feed]
+
+
+# --------------------------------------------------------------------------- commands
+
+
+#: A feed whose one item gives its day alone, as Daily NK's does.
+DAY_FEED = (
+    '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
+    f"<item><title>{DAILY_NK_TITLE}</title><link>https://d.org/1</link>"
+    "<pubDate>2026-11-20</pubDate><description>Police repatriated 60.</description>"
+    "</item></channel></rss>"
+).encode()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("zone", ZONES)
+def test_sources_test_shows_a_day_alone_without_a_clock(tmp_path: Path, zone: str) -> None:
+    from tests.helpers import watcher
+    from tests.httpserver import FeedServer
+
+    with FeedServer() as server:
+        server.route("/feed", body=DAY_FEED)
+        cfg = tmp_path / "sources.yaml"
+        cfg.write_text(
+            f"sources:\n  - {{id: d, kind: feed, url: '{server.url('/feed')}', lang: en,"
+            f" timezone: {zone}}}\n"
+            "settings: {retries: 0, allow_private_addresses: true, timezone: Asia/Seoul}\n"
+        )
+        for utc in ([], ["--utc"]):
+            done = watcher("--config", str(cfg), *utc, "sources", "test", "d")
+            assert done.returncode == 0, done.stderr
+            (line,) = [x for x in done.stdout.splitlines() if DAILY_NK_TITLE in x]
+            assert line.startswith(f"{DAY_SHOWN['en']}  en"), line
+            no_midnight(line, zone)
+
+
+def machine_fields(row: dict[str, Any]) -> tuple[Any, Any]:
+    return row["published_precision"], row["published_day"]
+
+
+#: (source, its published_precision and published_day in every machine output)
+PRECISIONS = {"dailynk": ("day", "2026-11-20"), "rfa": ("time", None)}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("zone", ZONES)
+def test_exports_give_a_day_alone_its_precision_and_day(
+    store: Store, db_url: str, tmp_path: Path, zone: str
+) -> None:
+    import csv
+    import io
+    import json
+
+    from tests.helpers import watcher
+
+    queue(store, SOURCES + RULE_AND_CHANNELS + ROUTES, reports(zone))
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text(SOURCES + RULE_AND_CHANNELS + ROUTES)
+
+    def run(*args: str) -> str:
+        done = watcher("--config", str(cfg), "--db", db_url, "export", *args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    lines = [json.loads(x) for x in run("items").splitlines()]
+    assert {r["source"]: machine_fields(r) for r in lines} == PRECISIONS
+    rows = list(csv.DictReader(io.StringIO(run("items", "--format", "csv"))))
+    assert {r["source"]: machine_fields(r) for r in rows} == {
+        "dailynk": ("day", "2026-11-20"),
+        "rfa": ("time", ""),
+    }
+    (story,) = [json.loads(x) for x in run("alerts").splitlines()]
+    assert {r["source"]: machine_fields(r) for r in story["items"]} == PRECISIONS
+    labels = [json.loads(x) for x in run("labels", "--all-stories").splitlines()]
+    # the day the outlet gave, not its stored midnight's day in UTC
+    assert {r["source"]: r["published"] for r in labels} == {
+        "dailynk": "2026-11-20",
+        "rfa": "2026-11-20",
+    }
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_evidence_gives_a_day_alone_its_precision_and_day(zone: str) -> None:
+    import io
+    import json
+
+    from warcio.archiveiterator import ArchiveIterator
+
+    from watcher.evidence import Capture, Record, sha256, warc_records
+
+    (item, _) = reports(zone)
+    body = b"<rss/>"
+    record = Record(
+        item_key=item.key,
+        item_url=item.url,
+        title=item.title,
+        source_id=item.source_id,
+        story_id=1,
+        capture=Capture(
+            kind="feed",
+            url="https://e.org/d",
+            final_url="https://e.org/d",
+            status=200,
+            headers=(),
+            fetched_at=T0,
+            body=body,
+        ),
+        text=item.text,
+        body_sha256=sha256(body),
+        text_sha256=sha256(item.text.encode()),
+        published_at=item.published_at,
+        published_raw=item.published_raw,
+    )
+    out = io.BytesIO()
+    warc_records([record], out, gzip=False)
+    (meta,) = [
+        json.loads(r.content_stream().read())
+        for r in ArchiveIterator(io.BytesIO(out.getvalue()))
+        if r.rec_type == "metadata"
+    ]
+    assert machine_fields(meta) == ("day", "2026-11-20")
+    assert meta["published"] == parse_date("2026-11-20", zone).astimezone(UTC).isoformat()
+    assert meta["published_as_written"] == "2026-11-20"

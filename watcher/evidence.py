@@ -31,6 +31,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from watcher import __version__
+from watcher.items import published_day, published_fields
 
 #: Header lines of the wire encoding, renamed in the WARC (the payload is stored decoded).
 WIRE_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-length"})
@@ -67,6 +68,13 @@ class Record:
     #: it wrote it.
     published_at: datetime | None = None
     published_raw: str | None = None
+
+
+def _published(record: Record) -> dict[str, Any]:
+    """`published`, `published_precision`, `published_day`: as the API gives them."""
+    at = record.published_at.astimezone(UTC) if record.published_at else None
+    fields = published_fields(at, published_day(record))
+    return {"published": fields.pop("published_at"), **fields}
 
 
 def sha256(data: bytes) -> str:
@@ -182,10 +190,10 @@ def warc_records(
             "kind": capture.kind,
             "requested_url": capture.url,
             "fetched_at": capture.fetched_at.astimezone(UTC).isoformat(),
-            # the outlet's own date (null: it gave none; never the fetch time in its place)
-            "published": (
-                record.published_at.astimezone(UTC).isoformat() if record.published_at else None
-            ),
+            # the outlet's own date (null: it gave none; never the fetch time in its place),
+            # with its precision: "day" when it gave the day alone (`published` is then that
+            # day's midnight where the source is, no time it gave) and that day as written
+            **_published(record),
             "published_as_written": record.published_raw,
             "body_sha256": record.body_sha256,
             "text_sha256": record.text_sha256,

@@ -352,6 +352,31 @@ def date_only(raw: str | None) -> bool:
     return written_day(raw) is not None
 
 
+def published_day(item: Any) -> date | None:
+    """The day alone an item's outlet gave (an `Item`, or a row with its `published_at` and
+    `published_raw`): None when it gave a time or no date."""
+    return written_day(item.published_raw) if item.published_at is not None else None
+
+
+def published_fields(published_at: datetime | None, day: date | None) -> dict[str, Any]:
+    """A report's publication as every machine output gives it (API, exports, evidence):
+    `published_at` (a day alone's is that day's midnight where the source is, no time its
+    outlet gave), `published_precision` ("day": the outlet gave its day only; "time"; null:
+    no date) and `published_day` (a "day" precision's day as written, else null).
+
+    Usage::
+
+        published_fields(datetime(2026, 11, 19, 15, tzinfo=UTC), date(2026, 11, 20))
+        # {"published_at": "2026-11-19T15:00:00+00:00", "published_precision": "day",
+        #  "published_day": "2026-11-20"}
+    """
+    return {
+        "published_at": published_at.isoformat() if published_at else None,
+        "published_precision": (day and "day") or (published_at and "time") or None,
+        "published_day": day.isoformat() if day else None,
+    }
+
+
 def _parse_known(text: str) -> datetime | None:
     iso = text.replace("Z", "+00:00") if text.endswith("Z") else text
     try:

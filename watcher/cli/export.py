@@ -42,7 +42,7 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
     import csv
     import json
 
-    from watcher.items import parse_date
+    from watcher.items import parse_date, published_day, published_fields
 
     since_at = None
     if since:
@@ -57,6 +57,8 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
         "text",
         "lang",
         "published_at",
+        "published_precision",
+        "published_day",
         "published_raw",
         "fetched_at",
         "baseline",
@@ -88,7 +90,7 @@ def export_items(ctx: Context, since: str | None, source_id: str | None, fmt: st
                     "title": item.title,
                     "text": item.text,
                     "lang": item.lang,
-                    "published_at": item.published_at.isoformat() if item.published_at else None,
+                    **published_fields(item.published_at, published_day(item)),
                     "published_raw": item.published_raw,
                     "fetched_at": item.fetched_at.isoformat(),
                     "baseline": item.baseline,

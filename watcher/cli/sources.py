@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from watcher.cli.base import Context, cli, fail, one_line_text, pass_ctx
 from watcher.log import redact
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from watcher.types import Item
 
 
 @cli.group()
@@ -175,12 +180,7 @@ def sources_test(ctx: Context, source_id: str) -> None:
     # with --utc); each time names its zone, as every time commands print
     shown_zone = "UTC" if ctx.utc else source.zone
     zone = ZoneInfo(shown_zone)
-    dates = [
-        item.published_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
-        if item.published_at
-        else "(no date)"
-        for item in parsed.items
-    ]
+    dates = [_published(item, zone) for item in parsed.items]
     width = max((len(d) for d in dates), default=0)
     for item, when in zip(parsed.items, dates, strict=True):
         click.echo(
@@ -189,6 +189,21 @@ def sources_test(ctx: Context, source_id: str) -> None:
         )
         click.echo(f"{'':{width + 5}}{one_line_text(item.url, None) or '(no link)'}")
     click.echo(f"{len(parsed.items)} items (dates in {shown_zone})")
+
+
+def _published(item: Item, zone: ZoneInfo) -> str:
+    """An item's date as `sources test` prints it: "2026-11-20 14:05 KST", the day alone said
+    so when the outlet gave no time ("2026-11-20 (no time given)", as alerts say it: never
+    its stored midnight), or "(no date)"."""
+    from watcher.items import published_day
+    from watcher.render import WORDS, day_alone
+
+    if item.published_at is None:
+        return "(no date)"
+    day = published_day(item)
+    if day is not None:
+        return day_alone(day, WORDS["en"])
+    return item.published_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
 # --------------------------------------------------------------------------- export

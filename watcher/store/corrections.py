@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from watcher import stories as st
 from watcher.config import SEVERITIES
 from watcher.errors import WatcherError
+from watcher.items import published_day
 from watcher.routing import Alerting
 from watcher.store import outbox, rows, stories
 from watcher.store import tables as t
@@ -184,7 +185,7 @@ class Corrections:
                     revision=1,
                     item_count=1,
                     event_at=new.event_at,
-                    event_day=rows.published_day(row),
+                    event_day=published_day(row),
                 )
                 .returning(t.stories.c.id)
             ).scalar_one()
@@ -339,13 +340,14 @@ class Corrections:
                 events.setdefault(m.item_id, set()).add(m.event)
         for row in found:
             relevant = row.status != "not_relevant"
-            published = row.published_at
+            # the day the outlet gave (its own, not its stored midnight's in UTC)
+            day = published_day(row) or (row.published_at and row.published_at.date())
             yield {
                 "id": row.key,
                 "url": row.url,
                 "source": row.source_id,
                 "lang": row.lang,
-                "published": published.date().isoformat() if published else None,
+                "published": day.isoformat() if day else None,
                 "title": row.title,
                 "text": row.text,
                 "labels": sorted(events.get(row.id, ())) if relevant else [],
@@ -598,7 +600,7 @@ def _rebuild(
             revision=story.revision,
             item_count=story.item_count,
             event_at=story.event_at,
-            event_day=rows.published_day(founder),
+            event_day=published_day(founder),
         )
     )
     return story

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Connection
 
 from watcher.config import event_rank
+from watcher.items import published_fields
 from watcher.store import Store, rows
 from watcher.store import stories as story_queries
 from watcher.store import tables as t
@@ -617,7 +618,7 @@ class Outbox:
                             "source": i.source_id,
                             "title": i.title,
                             "url": i.url,
-                            "published_at": i.published_at.isoformat() if i.published_at else None,
+                            **published_fields(i.published_at, i.published_day),
                         }
                         for i in items
                     ],

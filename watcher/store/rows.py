@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
-from watcher.items import written_day
+from watcher.items import published_day
 from watcher.stories import Facts, Story
 from watcher.types import (
     ChannelStatus,
@@ -88,12 +88,6 @@ def report(row: Any) -> StoredReport:
     """A report of a story: an item row (with its `published_raw`) with the story link's
     `added_at`."""
     return _value(StoredReport, row, item_id=row.id, published_day=published_day(row))
-
-
-def published_day(row: Any) -> date | None:
-    """The day alone an item's (or an item row's) outlet gave (no time of day), read from the
-    date as it wrote it; None when it gave a time or no date (`items.written_day`)."""
-    return written_day(row.published_raw) if row.published_at is not None else None
 
 
 def stored_story(row: Any, reports: tuple[StoredReport, ...] = ()) -> StoredStory:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Row
 from watcher import routing
 from watcher import stories as st
 from watcher.config import Route
+from watcher.items import published_day
 from watcher.routing import Alerting
 from watcher.store import rows
 from watcher.store import tables as t
@@ -55,7 +56,7 @@ def write_stories(
         nearby = candidates(conn, facts.at, policy.window)
         story = st.choose(facts, nearby, policy.window)
         if story is None:
-            story = _insert_story(conn, facts, now, rows.published_day(item))
+            story = _insert_story(conn, facts, now, published_day(item))
             change, kind = "new", "alert"
         else:
             story, material = st.joined(story, facts, now)

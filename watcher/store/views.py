@@ -17,6 +17,7 @@ from sqlalchemy import Select, case, exists, func, literal, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from watcher.config import SEVERITIES, event_rank
+from watcher.items import published_day
 from watcher.store import Store, rows
 from watcher.store import checks as check_queries
 from watcher.store import evidence as evidence_queries
@@ -669,7 +670,7 @@ def _reports(conn: Connection, story_ids: list[int]) -> dict[int, list[StoredRep
                 published_at=row.published_at,
                 fetched_at=row.fetched_at,
                 added_at=row.added_at,
-                published_day=rows.published_day(row),
+                published_day=published_day(row),
             )
         )
     return out

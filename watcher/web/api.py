@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from watcher import __version__
 from watcher.config import EVENT_TYPES, SEVERITIES
+from watcher.items import published_fields
 from watcher.log import redact
 from watcher.render import safe_url
 from watcher.store.views import Card
@@ -126,7 +127,6 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _report_json(r: StoredReport | Item) -> dict[str, Any]:
-    day = report_day(r)
     return {
         "source": r.source_id,
         "title": r.title,
@@ -134,12 +134,9 @@ def _report_json(r: StoredReport | Item) -> dict[str, Any]:
         # ("https://news.example@evil.example/") or another scheme is given as null
         "url": safe_url(r.url),
         "lang": r.lang,
-        "published_at": _iso(r.published_at),
-        # "day": the outlet gave its day only, and published_at is that day's midnight (in
-        # the source's zone), no time it gave; "time": it gave one; null: it gave no date
-        "published_precision": (day and "day") or (r.published_at and "time") or None,
-        # the day as the outlet wrote it (a "day" precision's), else null
-        "published_day": day.isoformat() if day else None,
+        # with its precision: "day" (published_at is then that day's midnight in the source's
+        # zone, no time it gave), "time", or null (no date); and a "day" one's day as written
+        **published_fields(r.published_at, report_day(r)),
         "fetched_at": _iso(r.fetched_at),
     }
 

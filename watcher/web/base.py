@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, Response
 from watcher import __version__
 from watcher.config import EVENT_NAMES, EVENT_TYPES, SEVERITIES, Config
 from watcher.config.loading import Names
-from watcher.items import written_day
+from watcher.items import published_day, written_day
 from watcher.log import redact
 from watcher.recheck import diff as word_diff
 from watcher.render import WORDS, cut, day_alone, safe_url
@@ -539,7 +539,7 @@ def report_day(report: StoredReport | Item) -> date | None:
     for an item, read from its date as written); None when it gave a time, or no date."""
     if isinstance(report, StoredReport):
         return report.published_day
-    return written_day(report.published_raw) if report.published_at else None
+    return published_day(report)
 
 
 def shown_published(report: StoredReport | Item, zone: ZoneInfo) -> str:
