@@ -306,6 +306,19 @@ def test_a_day_alone_shows_no_clock_in_a_digest() -> None:
         assert "10:00" not in digest.body
 
 
+def test_a_digest_lists_a_day_alone_at_its_end_newest_first() -> None:
+    """Daily NK's day alone (2026-11-20 in Seoul) counts at its end: after RFA's 15:30 KST that
+    day, so its story is listed first, newest first."""
+    timed = replace(
+        DAY_ONLY, source_id="rfa", source_name="RFA", title=RFA_TITLE, published_at=RFA_AT,
+        published_day=None,
+    )  # fmt: skip
+    views = [replace(story_view("alert", timed), story_id=2), story_view("alert", DAY_ONLY)]
+    for tz in ("Asia/Seoul", "America/New_York"):
+        body = render.render_digest(views, "now", "text", tz, locale="en").body
+        assert body.index(DAILY_NK_TITLE) < body.index(RFA_TITLE), body
+
+
 @pytest.mark.parametrize("locale", ["en", "ko"])
 @pytest.mark.parametrize(
     ("timed_at", "since"),

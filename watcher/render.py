@@ -1557,8 +1557,11 @@ def _timeline_href(
 
 
 def _newest(view: AlertView) -> tuple[datetime, int]:
-    # a day-only report counts here (by its day's midnight): the digest orders by it
-    times = [r.published_at or r.found_at for r in (view.first, *view.others)]
+    # a day-only report counts at its day's end, as stories order their reports
+    times = [
+        counted_at(r.published_at, r.published_day) if r.published_at else r.found_at
+        for r in (view.first, *view.others)
+    ]
     latest = max((t for t in times if t is not None), default=None)
     return (latest or datetime.min.replace(tzinfo=UTC), view.story_id)
 
