@@ -229,6 +229,19 @@ JOIN_CASES = [
         },
     ),
     (
+        "alike headlines of another kind of event, the town named in passing: apart",
+        facts(
+            title="North Korea and China resume passenger traffic across the Yalu at Dandong",
+            places=("Yalu River", "Dandong", "Sinuiju"),
+            people=None,
+            events=frozenset({"border_reopening"}),
+            at=T0 + timedelta(days=2, hours=6),
+        ),
+        False,
+        WINDOW,
+        {"title": "China sends 90 North Koreans back through Dandong", "people": 90},
+    ),
+    (
         "another count and another event type: apart",
         facts(
             title="Police detain North Koreans",

@@ -17,6 +17,8 @@ needed, from
 - **count**: the same number of people (within 20 % from 50 people up: "500" and "600" are
   estimates of one wave); one or two count half;
 - **title**: near-duplicate titles once numbers are folded (the same headline counts twice);
+  titles merely alike count only for reports of a shared event type (alike headlines of a
+  border reopening and a return "at Dandong" share their subject, not what happened);
 - **names**: a rare proper name both name (a person, an official, a town off the gazetteer);
   a body many reports name (UNHCR, a UN committee, Human Rights Watch) counts half.
 
@@ -458,7 +460,13 @@ def _signals(report: Facts, other: Facts, window: timedelta) -> list[tuple[str, 
     similarity = title_similarity(report.title, other.title)
     if similarity >= TITLE_SAME and (shared_places or not (report.places and other.places)):
         signals.append(("title", 2.0))  # the same headline: a copy or a rewrite of one report
-    elif similarity >= needed and (shared_places or not (report.places and other.places)):
+    elif (
+        similarity >= needed
+        and (shared_places or not (report.places and other.places))
+        and report.events & other.events
+    ):
+        # Alike headlines of different events are alike in their subject ("North Korea and
+        # China … Dandong"), not in what happened: a border reopening is not the return there.
         signals.append(("title", 1.0))
     return signals
 
