@@ -18,6 +18,7 @@ from watcher.stories import (
     evidence,
     founded,
     joined,
+    materially_changed,
     names_in,
     stated_days,
     stated_weight,
@@ -529,6 +530,9 @@ def test_people_appearing_where_there_were_none_is_material() -> None:
     assert joined(story(people=None), facts(people=40), T0)[1] is True
 
 
+LATER = T0 + timedelta(minutes=30)
+
+
 @pytest.mark.parametrize(
     ("founder", "report", "shown", "material"),
     [
@@ -540,9 +544,9 @@ def test_people_appearing_where_there_were_none_is_material() -> None:
         # a hedged count never makes an exact one approximate
         (facts(), facts(people=60, people_approximate=True), (60, False), False),
         (facts(people_approximate=True), facts(people_approximate=True), (60, True), False),
-        # a new count comes with its own hedge, either way
-        (facts(), facts(people=600, people_approximate=True), (600, True), True),
-        (facts(people_approximate=True), facts(people=600), (600, False), True),
+        # a new count (of a report published later) comes with its own hedge, either way
+        (facts(), facts(people=600, people_approximate=True, at=LATER), (600, True), True),
+        (facts(people_approximate=True), facts(people=600, at=LATER), (600, False), True),
     ],
 )
 def test_a_storys_count_and_its_hedge_come_from_one_report(
@@ -568,6 +572,83 @@ def test_a_reports_hedge_is_kept_with_the_facts_a_story_compares() -> None:
     # facts kept before the hedge was: an exact count
     kept = {k: v for k, v in hedged.as_json().items() if k != "people_approximate"}
     assert Facts.from_json(kept, item_key="k").people_approximate is False
+
+
+H6 = timedelta(hours=6)
+
+#: (case, first report to arrive, the one after it, the story's count, is it news)
+COUNT_ORDER_CASES = [
+    (
+        "a later report's new count is news",
+        facts(people=60, people_approximate=True),
+        facts(people=90, at=T0 + H6),
+        (90, False),
+        True,
+    ),
+    (
+        "an older report arriving later does not take the count back",
+        facts(people=90, at=T0 + H6),
+        facts(people=60, people_approximate=True),
+        (90, False),
+        False,
+    ),
+    (
+        "an older report's exact figure of the same number confirms an approximate count",
+        facts(people=60, people_approximate=True, at=T0 + H6),
+        facts(people=62),
+        (62, False),
+        False,
+    ),
+    (
+        "published at once, exact after approximate: the exact count",
+        facts(people=90, people_approximate=True),
+        facts(people=60),
+        (60, False),
+        True,
+    ),
+    (
+        "published at once, approximate after exact: the exact count stays",
+        facts(people=60),
+        facts(people=90, people_approximate=True),
+        (60, False),
+        False,
+    ),
+    (
+        "published at once, both exact: the larger",
+        facts(people=90),
+        facts(people=60),
+        (90, False),
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "first", "then", "shown", "news"),
+    COUNT_ORDER_CASES,
+    ids=[c[0] for c in COUNT_ORDER_CASES],
+)
+def test_a_storys_count_is_its_latest_published_reports(
+    case: str, first: Facts, then: Facts, shown: tuple[int, bool], news: bool
+) -> None:
+    """The count comes from the latest-published report that gives one, whichever arrived
+    first: arrived in the other order, the story says the same."""
+    updated, material = joined(founded(1, first, T0), then, T0 + timedelta(hours=7))
+    assert (updated.people, updated.people_approximate) == shown
+    assert material is news
+    assert updated.revision == (2 if news else 1)
+    other_order, _ = joined(founded(1, then, T0), first, T0 + timedelta(hours=7))
+    assert (other_order.people, other_order.people_approximate) == shown
+    assert materially_changed(founded(1, first, T0), then) is news
+
+
+def test_an_older_report_can_still_raise_the_severity() -> None:
+    """Only its count is out of date: an older report that says the people were sent back is
+    news for a detention story all the same."""
+    detained = founded(1, facts(people=90, at=T0 + H6, events=frozenset({"detention"})), T0)
+    older = facts(people=60, severity="critical")
+    updated, material = joined(detained, older, T0 + timedelta(hours=7))
+    assert material and updated.severity == "critical" and updated.people == 90
 
 
 @pytest.mark.parametrize(

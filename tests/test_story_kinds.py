@@ -125,5 +125,6 @@ def test_a_count_within_the_grouping_tolerance_can_still_be_news(
     """Grouping forgives estimates (500 and 600 are one wave); revisions do not: a count that
     moves by more than a tenth is a new message."""
     story = founded(1, report("a", people=before), T0)
-    assert materially_changed(story, report("b", people=after)) == material
-    assert joined(story, report("b", people=after), T0)[1] == material
+    later = report("b", people=after, at=T0 + timedelta(hours=1))
+    assert materially_changed(story, later) == material
+    assert joined(story, later, T0)[1] == material

@@ -80,6 +80,39 @@ def plan(
     return out
 
 
+def newly_planned(
+    routes: Sequence[Route],
+    before: Story,
+    after: Story,
+    *,
+    labels_before: tuple[set[str], set[str]],
+    labels_after: tuple[set[str], set[str]],
+    now: datetime,
+    default_tz: str,
+) -> list[Planned]:
+    """The story's alert for the routes it goes to only since a report joined it quietly
+    (no new revision) with an event type, a language or a tag it lacked: a UN statement
+    joining a repatriation story brings it to the `events: [un_action]` route, a Korean
+    report to the `langs: [ko]` one. `labels_*` are (tags, languages) of its reports without
+    and with the new one. Which channels were already told is the outbox's to say
+    (`store.stories._insert_deliveries`)."""
+    tags, langs = labels_before
+    had = {
+        p.route
+        for p in plan(
+            routes, before, kind="alert", tags=tags, langs=langs, now=now, default_tz=default_tz
+        )
+    }
+    tags, langs = labels_after
+    return [
+        p
+        for p in plan(
+            routes, after, kind="alert", tags=tags, langs=langs, now=now, default_tz=default_tz
+        )
+        if p.route not in had
+    ]
+
+
 def next_digest(route: Route, now: datetime, default_tz: str) -> datetime:
     """The next time the route's digest goes out, after `now`."""
     from watcher.config import WEEKDAYS, Digest

@@ -218,6 +218,10 @@ class Story:
     status: str = "open"
     #: `people` was taken from a report that gave it as approximate ("about 600", 600여 명).
     people_approximate: bool = False
+    #: The event clock of the latest-published report that gave a count: an older report
+    #: arriving later does not take the count back (see `newer_count`). None: no report
+    #: gave one, or they were grouped before facts were kept.
+    people_at: datetime | None = None
 
 
 # --------------------------------------------------------------------------- evidence
@@ -547,14 +551,54 @@ def choose(facts: Facts, candidates: Iterable[Story], window: timedelta) -> Stor
 
 def materially_changed(story: Story, facts: Facts) -> bool:
     """Does this report warrant a new message: higher severity, a graver event (the detained
-    were sent back: forced repatriation joins a detention story), or a different count?"""
+    were sent back: forced repatriation joins a detention story), or a different count
+    (from a report published no earlier than the one the story's count is from)?"""
     if SEVERITIES.index(facts.severity) > SEVERITIES.index(story.severity):
         return True
     if _gravest(facts.events) < _gravest(story.events):
         return True
+    return _new_count(story, facts)
+
+
+def newer_count(story: Story, facts: Facts) -> bool:
+    """Is the report's count more recent than the story's? The story's count comes from the
+    latest-published report that gives one: a report published earlier, however late it
+    arrives, is older news ("about 60", then six hours later "90": the 60 arriving last does
+    not take the count back). Published at the same time, an exact count is newer than an
+    approximate one, then a larger than a smaller, so the order of arrival does not decide."""
     if facts.people is None:
         return False
+    if story.people is None or story.people_at is None:
+        return True
+    if facts.at != story.people_at:
+        return facts.at > story.people_at
+    mine = (not facts.people_approximate, facts.people)
+    return mine > (not story.people_approximate, story.people)
+
+
+def _new_count(story: Story, facts: Facts) -> bool:
+    """The report brings a newer count that differs materially from the story's."""
+    if not newer_count(story, facts):
+        return False
+    assert facts.people is not None
     return story.people is None or not same_people(facts.people, story.people, MATERIAL_CHANGE)
+
+
+def edit_is_news(before: Story, after: Story) -> bool:
+    """Is a story recomputed after an outlet edited one of its reports news? The rule a
+    joining report is held to (`materially_changed`), with the recomputed story as the
+    report: higher severity, a graver event, another count ("20여명" edited to "30여명")."""
+    recomputed = Facts(
+        item_key="",
+        source_id="",
+        title=after.title,
+        at=after.updated_at,
+        events=after.events,
+        severity=after.severity,
+        people=after.people,
+        people_approximate=after.people_approximate,
+    )
+    return materially_changed(replace(before, people_at=None), recomputed)
 
 
 def _gravest(events: Iterable[str]) -> int:
@@ -573,6 +617,7 @@ def founded(story_id: int, facts: Facts, now: datetime) -> Story:
         title=facts.title,
         people=facts.people,
         people_approximate=facts.people_approximate,
+        people_at=facts.at if facts.people is not None else None,
         places=facts.places,
         first_seen_at=now,
         updated_at=now,
@@ -587,17 +632,26 @@ def joined(story: Story, facts: Facts, now: datetime) -> tuple[Story, bool]:
     """The story with the report attached, and whether that is a new revision."""
     material = materially_changed(story, facts)
     severity = max(story.severity, facts.severity, key=SEVERITIES.index)
-    people, approximate = story.people, story.people_approximate
-    if facts.people is not None and (material or (approximate and not facts.people_approximate)):
-        # a count that changed, or the exact count of what the story gave as approximate
-        # ("about 600", then "612"): a count and its hedge come from one report
-        people, approximate = facts.people, facts.people_approximate
+    people, approximate, people_at = story.people, story.people_approximate, story.people_at
+    if facts.people is not None:
+        confirmed = (
+            approximate
+            and not facts.people_approximate
+            and same_people(facts.people, people, MATERIAL_CHANGE)
+        )
+        if _new_count(story, facts) or confirmed:
+            # a newer count that changed, or the exact figure of what the story gave as
+            # approximate ("about 600", then "612", whenever published): a count and its
+            # hedge come from one report
+            people, approximate = facts.people, facts.people_approximate
+        people_at = facts.at if people_at is None else max(people_at, facts.at)
     updated = replace(
         story,
         events=story.events | facts.events,
         severity=severity,
         people=people,
         people_approximate=approximate,
+        people_at=people_at,
         # Shown to readers; grouping compares reports, never this growing list.
         places=tuple(dict.fromkeys((*story.places, *facts.places))),
         updated_at=now,

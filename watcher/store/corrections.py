@@ -27,7 +27,6 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from watcher import stories as st
-from watcher.config import SEVERITIES
 from watcher.errors import WatcherError
 from watcher.items import published_day
 from watcher.routing import Alerting
@@ -137,7 +136,7 @@ class Corrections:
                 .values(status="merged", merged_into=into_id, updated_at=now)
             )
             withdrawn = _withdraw(conn, other_id, f"merged into story {into_id} by {by}: {reason}")
-            merged = _rebuild(conn, into_id, now, revision=into.revision + 1)
+            merged = stories.rebuild(conn, into_id, now, revision=into.revision + 1)
             queued: list[int] = []
             if merged.status == "open" and (_was_sent(conn, into_id) or _was_sent(conn, other_id)):
                 # One update tells what the merge added; before any message went out, the
@@ -169,7 +168,7 @@ class Corrections:
             ).scalar_one()
             if count < 2:
                 raise CorrectionError(f"report {item_key!r} is story {story_id}'s only report")
-            facts = _facts(conn, row)
+            facts = stories.report_facts(conn, row)
             new = st.founded(0, facts, now)
             new_id: int = conn.execute(
                 t.stories.insert()
@@ -194,7 +193,7 @@ class Corrections:
                 .where(t.story_items.c.item_id == row.id)
                 .values(story_id=new_id, added_at=now, revision=1)
             )
-            _rebuild(conn, story_id, now)
+            stories.rebuild(conn, story_id, now)
             queued: list[int] = []
             if self.alerting is not None and self.alerting.alertable(rows.item(row), now):
                 queued = self._queue(conn, replace(new, id=new_id), "alert", now)
@@ -258,8 +257,8 @@ class Corrections:
                 )
                 _withdraw(conn, c.story_id, why, only=c.detail.get("queued", []))
                 _restore(conn, c.detail.get("withdrawn", []), now)
-                _rebuild(conn, c.story_id, now)
-                _rebuild(conn, c.other_story_id, now)
+                stories.rebuild(conn, c.story_id, now)
+                stories.rebuild(conn, c.other_story_id, now)
             else:  # split
                 assert c.other_story_id is not None
                 conn.execute(
@@ -282,7 +281,7 @@ class Corrections:
                     .values(status="merged", merged_into=c.story_id, updated_at=now)
                 )
                 _withdraw(conn, c.other_story_id, why)
-                _rebuild(conn, c.story_id, now)
+                stories.rebuild(conn, c.story_id, now)
             conn.execute(
                 update(t.story_corrections)
                 .where(t.story_corrections.c.id == correction_id)
@@ -518,89 +517,3 @@ def _was_sent(conn: Connection, story_id: int) -> bool:
         ).first()
         is not None
     )
-
-
-def _facts(conn: Connection, row: Any) -> st.Facts:
-    """A report's facts as grouping keeps them (its title, names and stated days as they were
-    when it joined), with what its matches say now: events, severity, people and places all
-    from one reading, the last one when its outlet edited it (`stories.facts_of` takes them
-    so). A report that no longer matches any rule keeps the events it joined with."""
-    m = t.matches.c
-    found = conn.execute(
-        select(m.event, m.severity, m.people, m.people_approximate, m.places)
-        .where(m.item_id == row.id)
-        .order_by(m.id)
-    ).all()
-    events = frozenset(f.event for f in found)
-    severity = max((f.severity for f in found), key=SEVERITIES.index, default="low")
-    at = row.published_at or row.fetched_at
-    if row.facts:
-        kept = st.Facts.from_json(json.loads(row.facts), item_key=row.key)
-        if not found:
-            return replace(kept, source_id=row.source_id, severity=severity)
-        return replace(
-            kept,
-            source_id=row.source_id,
-            events=events,
-            severity=severity,
-            people=found[0].people,
-            people_approximate=found[0].people_approximate,
-            places=tuple(json.loads(found[0].places or "[]")),
-        )
-    return st.Facts(
-        item_key=row.key,
-        source_id=row.source_id,
-        title=row.title,
-        at=at,
-        dated=row.published_at is not None,
-        events=events,
-        severity=severity,
-    )
-
-
-def _rebuild(
-    conn: Connection, story_id: int, now: datetime, *, revision: int | None = None
-) -> st.Story:
-    """Recompute a story's shown facts (events, severity, count, places, its founding report)
-    from the reports it now has, with the same pure functions as grouping."""
-    found = conn.execute(
-        select(t.items, t.story_items.c.added_at, t.story_items.c.facts)
-        .join(t.story_items, t.story_items.c.item_id == t.items.c.id)
-        .where(t.story_items.c.story_id == story_id)
-        .order_by(t.story_items.c.added_at, t.items.c.published_at, t.items.c.id)
-    ).all()
-    current = rows.story(conn.execute(select(t.stories).where(t.stories.c.id == story_id)).one())
-    if not found:
-        conn.execute(update(t.stories).where(t.stories.c.id == story_id).values(item_count=0))
-        return current
-    # Founded by its earliest report on the event clock, the others joined in that order.
-    ordered = sorted((_facts(conn, r) for r in found), key=lambda f: (f.at, f.item_key))
-    story = st.founded(story_id, ordered[0], current.first_seen_at)
-    founder = next(r for r in found if r.key == ordered[0].item_key)
-    for facts in ordered[1:]:
-        story, _ = st.joined(story, facts, now)
-    story = replace(
-        story,
-        revision=revision if revision is not None else current.revision,
-        status=current.status,
-        first_seen_at=current.first_seen_at,
-        updated_at=now,
-    )
-    conn.execute(
-        update(t.stories)
-        .where(t.stories.c.id == story_id)
-        .values(
-            events=json.dumps(sorted(story.events)),
-            severity=story.severity,
-            title=story.title,
-            people=story.people,
-            people_approximate=story.people_approximate,
-            places=json.dumps(list(story.places), ensure_ascii=False),
-            updated_at=now,
-            revision=story.revision,
-            item_count=story.item_count,
-            event_at=story.event_at,
-            event_day=published_day(founder),
-        )
-    )
-    return story

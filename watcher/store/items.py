@@ -25,7 +25,7 @@ from watcher.store import tables as t
 from watcher.store.engine import StoreBase
 from watcher.store.prune import pruned_keys
 from watcher.store.sources import record_success
-from watcher.store.stories import write_stories
+from watcher.store.stories import revise_edited, write_stories
 from watcher.types import Item, MatchRecord, PollSuccess, SaveResult, StoryChange
 
 if TYPE_CHECKING:
@@ -186,6 +186,15 @@ class ItemQueries(StoreBase):
                 hooked = tuple(
                     write_stories(conn, alerting, (*new, *first), stored, grouped, seen_at)
                 )
+                # Reports already in a story that their outlet edited ("20여명" now reads
+                # "30여명"): the story is recomputed, as found when first seen.
+                grouped_now = {i.key for i in first}
+                edited = [
+                    _as_first_found(i, existing[i.key])
+                    for i in updated
+                    if i.key not in grouped_now and i.key not in kept_titles
+                ]
+                hooked += tuple(revise_edited(conn, alerting, edited, stored, ids, seen_at))
         return SaveResult(
             new=new,
             updated=tuple(updated),
@@ -454,20 +463,22 @@ def _first_matched(
             select(t.story_items.c.item_id).where(t.story_items.c.item_id.in_(list(ids)))
         ).scalars()
     )
-    out = []
-    for item_id, key in ids.items():
-        if item_id in grouped:
-            continue
-        old = existing[key]
-        out.append(
-            replace(
-                candidates[key],
-                published_at=old.published_at,
-                fetched_at=old.fetched_at,
-                baseline=bool(old.baseline),
-            )
-        )
-    return out
+    return [
+        _as_first_found(candidates[key], existing[key])
+        for item_id, key in ids.items()
+        if item_id not in grouped
+    ]
+
+
+def _as_first_found(item: Item, old: Any) -> Item:
+    """An updated item with the times and baseline it was first stored with: what decides
+    its place on the event clock and whether it is too old to alert."""
+    return replace(
+        item,
+        published_at=old.published_at,
+        fetched_at=old.fetched_at,
+        baseline=bool(old.baseline),
+    )
 
 
 def content_hash(title: str, text: str) -> str:

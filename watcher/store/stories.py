@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Row
 
 from watcher import routing
 from watcher import stories as st
-from watcher.config import Route
+from watcher.config import SEVERITIES, Route
 from watcher.items import published_day
 from watcher.routing import Alerting
 from watcher.store import rows
@@ -55,13 +55,20 @@ def write_stories(
         facts = st.facts_of(item, by_item[item.key], policy.tags.get(item.source_id, ()))
         nearby = candidates(conn, facts.at, policy.window)
         story = st.choose(facts, nearby, policy.window)
+        before: st.Story | None = None
         if story is None:
             story = _insert_story(conn, facts, now, published_day(item))
             change, kind = "new", "alert"
         else:
-            story, material = st.joined(story, facts, now)
+            before = replace(story, people_at=_count_at(conn, story.id))
+            story, material = st.joined(before, facts, now)
             _update_story(conn, story)
             change, kind = ("revised", "update") if material else ("joined", "")
+        # A story an advocate marked not relevant keeps gathering its reports, quietly.
+        alerting = story.status == "open" and policy.alertable(item, now)
+        labels = None
+        if before is not None and not kind and alerting:
+            labels = _labels(conn, story.id, policy.tags)  # without this report
         conn.execute(
             _INSERT_REPORT,
             {
@@ -73,10 +80,16 @@ def write_stories(
             },
         )
         queued: list[routing.Planned] = []
-        # A story an advocate marked not relevant keeps gathering its reports, quietly.
-        if kind and story.status == "open" and policy.alertable(item, now):
+        if kind and alerting:
             # The report's own tags and language count: its story_items row is in.
             queued = queue(conn, story, policy.routes, kind=kind, policy=policy, now=now)
+        elif before is not None and labels is not None:
+            tags, langs = labels
+            with_report = (
+                tags | set(policy.tags.get(item.source_id, ())),
+                langs | ({item.lang} if item.lang else set()),
+            )
+            queued = offer(conn, before, story, labels, with_report, policy=policy, now=now)
         changes.append(
             StoryChange(
                 story_id=story.id,
@@ -114,6 +127,187 @@ def queue(
         routes, story, kind=kind, tags=tags, langs=langs, now=now, default_tz=policy.timezone
     )
     return _insert_deliveries(conn, story, planned, now)
+
+
+def offer(
+    conn: Connection,
+    before: st.Story,
+    after: st.Story,
+    labels_before: tuple[set[str], set[str]],
+    labels_after: tuple[set[str], set[str]],
+    *,
+    policy: Alerting,
+    now: datetime,
+) -> list[routing.Planned]:
+    """A report joined quietly (no new revision): the story's alert goes to the routes it
+    matches only now (a new event type, language or tag), on the channels never queued a
+    message about it. A channel already told, by whatever route, stays quiet. What was
+    queued."""
+    planned = routing.newly_planned(
+        policy.routes,
+        before,
+        after,
+        labels_before=labels_before,
+        labels_after=labels_after,
+        now=now,
+        default_tz=policy.timezone,
+    )
+    return _insert_deliveries(conn, after, planned, now, first_only=True)
+
+
+def revise_edited(
+    conn: Connection,
+    policy: Alerting,
+    items: Sequence[Item],
+    matches: Sequence[MatchRecord],
+    ids: Mapping[str, int],
+    now: datetime,
+) -> list[StoryChange]:
+    """Reports their outlets edited (`items`, with their stored times and new matches) that
+    are in a story: each one's facts are read again and its story recomputed from its reports
+    (`rebuild`, as a correction does). A change that is news by the rule a joining report is
+    held to (`stories.edit_is_news`) is a new revision, and an update is queued as for a
+    join; otherwise the story changes quietly, and routes it matches only now get its alert
+    (`offer`). An edited report that no longer matches any rule stays as it joined."""
+    by_item: dict[str, list[MatchRecord]] = defaultdict(list)
+    for m in matches:
+        by_item[m.item_key].append(m)
+    todo = {ids[i.key]: i for i in items if i.key in by_item and i.key in ids}
+    if not todo:
+        return []
+    linked = conn.execute(
+        select(t.story_items.c.story_id, t.story_items.c.item_id, t.story_items.c.facts).where(
+            t.story_items.c.item_id.in_(list(todo))
+        )
+    ).all()
+    if not linked:
+        return []
+    lock(conn)
+    changes = []
+    for row in sorted(linked, key=lambda r: r.item_id):
+        item = todo[row.item_id]
+        facts = st.facts_of(item, by_item[item.key], policy.tags.get(item.source_id, ()))
+        kept = facts.as_json()
+        if row.facts and json.loads(row.facts) == json.loads(json.dumps(kept)):
+            continue  # reworded, the same facts
+        conn.execute(
+            update(t.story_items)
+            .where(t.story_items.c.item_id == row.item_id)
+            .values(facts=json.dumps(kept, ensure_ascii=False))
+        )
+        current = conn.execute(select(t.stories).where(t.stories.c.id == row.story_id)).one()
+        before = rows.story(current)
+        labels = _labels(conn, before.id, policy.tags)
+        after = rebuild(conn, before.id, now)
+        news = st.edit_is_news(before, after)
+        if news:
+            after = replace(after, revision=before.revision + 1)
+            conn.execute(_UPDATE_STORY, {"story_id": after.id, "revision": after.revision})
+        queued: list[routing.Planned] = []
+        if after.status == "open" and policy.alertable(item, now):
+            if news:
+                queued = queue(conn, after, policy.routes, kind="update", policy=policy, now=now)
+            else:
+                queued = offer(conn, before, after, labels, labels, policy=policy, now=now)
+        changes.append(
+            StoryChange(
+                story_id=after.id,
+                revision=after.revision,
+                change="revised" if news else "edited",
+                item_key=item.key,
+                deliveries=len(queued),
+                routes=tuple(p.route for p in queued),
+            )
+        )
+    return changes
+
+
+def report_facts(conn: Connection, row: Any) -> st.Facts:
+    """A report's facts as grouping keeps them (its title, names and stated days as they were
+    when it joined, or when its outlet last edited it), with what its matches say now:
+    events, severity, people and places all from one reading, the last one when its outlet
+    edited it (`stories.facts_of` takes them so). A report that no longer matches any rule
+    keeps the events it joined with."""
+    m = t.matches.c
+    found = conn.execute(
+        select(m.event, m.severity, m.people, m.people_approximate, m.places)
+        .where(m.item_id == row.id)
+        .order_by(m.id)
+    ).all()
+    events = frozenset(f.event for f in found)
+    severity = max((f.severity for f in found), key=SEVERITIES.index, default="low")
+    at = row.published_at or row.fetched_at
+    if row.facts:
+        kept = st.Facts.from_json(json.loads(row.facts), item_key=row.key)
+        if not found:
+            return replace(kept, source_id=row.source_id, severity=severity)
+        return replace(
+            kept,
+            source_id=row.source_id,
+            events=events,
+            severity=severity,
+            people=found[0].people,
+            people_approximate=found[0].people_approximate,
+            places=tuple(json.loads(found[0].places or "[]")),
+        )
+    return st.Facts(
+        item_key=row.key,
+        source_id=row.source_id,
+        title=row.title,
+        at=at,
+        dated=row.published_at is not None,
+        events=events,
+        severity=severity,
+    )
+
+
+def rebuild(
+    conn: Connection, story_id: int, now: datetime, *, revision: int | None = None
+) -> st.Story:
+    """Recompute a story's shown facts (events, severity, count, places, its founding report)
+    from the reports it now has, with the same pure functions as grouping: after a
+    correction moved reports, or an outlet edited one."""
+    found = conn.execute(
+        select(t.items, t.story_items.c.added_at, t.story_items.c.facts)
+        .join(t.story_items, t.story_items.c.item_id == t.items.c.id)
+        .where(t.story_items.c.story_id == story_id)
+        .order_by(t.story_items.c.added_at, t.items.c.published_at, t.items.c.id)
+    ).all()
+    current = rows.story(conn.execute(select(t.stories).where(t.stories.c.id == story_id)).one())
+    if not found:
+        conn.execute(update(t.stories).where(t.stories.c.id == story_id).values(item_count=0))
+        return current
+    # Founded by its earliest report on the event clock, the others joined in that order.
+    ordered = sorted((report_facts(conn, r) for r in found), key=lambda f: (f.at, f.item_key))
+    story = st.founded(story_id, ordered[0], current.first_seen_at)
+    founder = next(r for r in found if r.key == ordered[0].item_key)
+    for facts in ordered[1:]:
+        story, _ = st.joined(story, facts, now)
+    story = replace(
+        story,
+        revision=revision if revision is not None else current.revision,
+        status=current.status,
+        first_seen_at=current.first_seen_at,
+        updated_at=now,
+    )
+    conn.execute(
+        update(t.stories)
+        .where(t.stories.c.id == story_id)
+        .values(
+            events=json.dumps(sorted(story.events)),
+            severity=story.severity,
+            title=story.title,
+            people=story.people,
+            people_approximate=story.people_approximate,
+            places=json.dumps(list(story.places), ensure_ascii=False),
+            updated_at=now,
+            revision=story.revision,
+            item_count=story.item_count,
+            event_at=story.event_at,
+            event_day=published_day(founder),
+        )
+    )
+    return story
 
 
 def _candidate_statements() -> tuple[Select[Any], Select[Any], Select[Any]]:
@@ -194,6 +388,16 @@ _DELIVERY_EXISTS = select(t.deliveries.c.id).where(
 )
 _INSERT_DELIVERY = t.deliveries.insert()
 _d = t.deliveries
+#: Any message queued for the channel about the story, whatever became of it.
+_CHANNEL_QUEUED = (
+    select(_d.c.id)
+    .where(_d.c.story_id == bindparam("story_id"), _d.c.channel == bindparam("channel"))
+    .limit(1)
+)
+#: The facts of a story's reports (for when its count was last given: `_count_at`).
+_REPORT_FACTS = select(t.story_items.c.facts).where(
+    t.story_items.c.story_id == bindparam("story_id")
+)
 _first_pending = (_d.c.status == "pending") & (_d.c.kind == "alert")
 _being_sent = _d.c.claimed_until.is_not(None) & (_d.c.claimed_until > bindparam("now"))
 #: What the channel got or is about to get about the story: a message sent (or that may have
@@ -261,6 +465,21 @@ def candidates(conn: Connection, at: datetime, window: timedelta) -> list[st.Sto
     return [rows.story(r, tuple(reports[r.id])) for r in found]
 
 
+def _count_at(conn: Connection, story_id: int) -> datetime | None:
+    """The event clock of the story's latest-published report that gave a count (what
+    `stories.newer_count` weighs a joining report's count against); None when none did."""
+    latest: datetime | None = None
+    for row in conn.execute(_REPORT_FACTS, {"story_id": story_id}):
+        if not row.facts:
+            continue  # grouped before facts were kept: no count known
+        facts = json.loads(row.facts)
+        if facts.get("people") is None:
+            continue
+        at = datetime.fromisoformat(facts["at"])
+        latest = at if latest is None else max(latest, at)
+    return latest
+
+
 def _insert_story(
     conn: Connection, facts: st.Facts, now: datetime, day: date | None = None
 ) -> st.Story:
@@ -315,12 +534,18 @@ def _labels(
 
 
 def _insert_deliveries(
-    conn: Connection, story: st.Story, planned: Sequence[routing.Planned], now: datetime
+    conn: Connection,
+    story: st.Story,
+    planned: Sequence[routing.Planned],
+    now: datetime,
+    *,
+    first_only: bool = False,
 ) -> list[routing.Planned]:
     """One message per story revision per channel: when two routes name the same channel,
     the first route in the file decides how and when. A retraction or reinstatement
     (`routing.NOTICES`) goes only to a channel that was sent a message about the story (or
-    may have been: `uncertain`). Returns what was queued."""
+    may have been: `uncertain`). With `first_only`, only to channels never queued a message
+    about the story (`offer`). Returns what was queued."""
     seen: set[str] = set()
     queued: list[routing.Planned] = []
     for p in planned:
@@ -328,6 +553,8 @@ def _insert_deliveries(
             continue
         seen.add(p.channel)
         key = {"story_id": story.id, "revision": story.revision, "channel": p.channel, "seq": p.seq}
+        if first_only and conn.execute(_CHANNEL_QUEUED, key).first():
+            continue
         exists = conn.execute(_DELIVERY_EXISTS, key).first()
         if exists:
             continue
