@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from sqlalchemy import select, update
 
+from tests.helpers import watcher
+from tests.httpserver import FeedServer
 from watcher.config import load_config_text
 from watcher.pipeline import match_items
 from watcher.routing import Alerting
@@ -291,3 +295,77 @@ def test_an_outlets_edit_of_a_report_recomputes_its_story(
         assert story["title"] == after
     assert [(r, k, rev) for r, _, k, rev in deliveries(store)[told:]] == queued
     assert story["revision"] == (2 if queued else 1)
+
+
+E2E_CONFIG = """
+sources:
+  - {{id: wire-en, name: Wire, kind: feed, url: '{en}', interval: 5s, lang: en}}
+  - {{id: wire-ko, name: 연합, kind: feed, url: '{ko}', interval: 5s, lang: ko}}
+concepts:
+  nk_people: {{en: [north korean*], ko: [탈북민]}}
+  sent_back: {{en: [repatriat*], ko: [북송]}}
+rules:
+  - {{id: return, event: forced_repatriation, severity: high, all_of: [nk_people, sent_back]}}
+channels:
+  - {{id: hook, url: '{hook}'}}
+  - {{id: korean-hook, url: '{korean_hook}'}}
+routes:
+  - {{id: returns, channels: [hook], events: [forced_repatriation], group_wait: 0s, continue: true}}
+  - {{id: korean, channels: [korean-hook], langs: [ko], group_wait: 0s, locale: ko}}
+settings: {{retries: 0, delivery_timeout: 2s, allow_private_addresses: true}}
+"""
+
+
+def e2e_rss(feed: str, *titles: str) -> bytes:
+    published = format_datetime(datetime.now(UTC) - timedelta(hours=1))
+    items = "".join(
+        f"<item><title>{title}</title><link>https://e.org/{feed}/{n}</link>"
+        f"<pubDate>{published}</pubDate></item>"
+        for n, title in enumerate(titles)
+    )
+    head = '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>W</title>'
+    return f"{head}{items}</channel></rss>".encode()
+
+
+@pytest.mark.e2e
+def test_a_korean_report_joining_quietly_alerts_the_korean_route(
+    tmp_path: Path, db_url: str
+) -> None:
+    """The reviewer's case, through the daemon: English outlets found a story, a Korean one
+    joins it with nothing new; the `langs: [ko]` route gets the story's alert, once, and the
+    route that had it hears nothing more."""
+    with FeedServer() as server:
+        server.route("/en", body=e2e_rss("en"))
+        server.route("/ko", body=e2e_rss("ko"))
+        for path in ("/hook", "/korean-hook"):
+            server.route(path, body=b"{}", content_type="application/json")
+        cfg = tmp_path / "sources.yaml"
+        cfg.write_text(
+            E2E_CONFIG.format(
+                en=server.url("/en"),
+                ko=server.url("/ko"),
+                hook=server.url("/hook").replace("http://", "json://"),
+                korean_hook=server.url("/korean-hook").replace("http://", "json://"),
+            )
+        )
+
+        def once() -> None:
+            ran = watcher("--config", str(cfg), "--db", db_url, "run", "--once", "--all")
+            assert ran.returncode == 0, ran.stderr
+
+        def got(path: str) -> list[dict[str, Any]]:
+            return [json.loads(s.body) for s in server.hits(path)]
+
+        once()  # the baseline
+        server.routes["/en"].body = e2e_rss("en", "China repatriates 60 North Koreans via Dandong")
+        once()
+        assert len(got("/hook")) == 1 and got("/korean-hook") == []
+        server.routes["/ko"].body = e2e_rss("ko", "중국, 탈북민 60명 단둥 통해 강제북송")
+        once()
+        (alert,) = got("/korean-hook")
+        assert "강제북송" in alert["title"] and "업데이트" not in json.dumps(
+            alert, ensure_ascii=False
+        )
+        assert len(got("/hook")) == 1
+        once()
+        assert len(got("/korean-hook")) == 1 and len(got("/hook")) == 1

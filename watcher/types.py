@@ -228,7 +228,7 @@ class PollReport:
 class StoryChange:
     story_id: int
     revision: int
-    #: new | joined | revised
+    #: new | joined | revised | edited (an outlet edited a report already in the story)
     change: str
     item_key: str
     deliveries: int
