@@ -38,7 +38,10 @@ order of polls within a cycle, except through which report founded a story.
 A joined report raises the story's revision (and so a new message) only when the severity
 rises, a graver event joins (forced repatriation added to a detention) or the number of people
 changes materially; otherwise it is attached and shows up in messages not yet sent, in digests
-and on the web page.
+and on the web page (and routes it brings the story to get its alert: `routing.newly_planned`).
+The count is the latest-published report's that gives one (`newer_count`): a report published
+earlier, polled late, does not take it back. An outlet's edit of a report is judged by the
+same rule (`edit_is_news`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@
 it groups each newly matched item into a story (the pure `watcher.stories`) and writes the
 deliveries the routes ask for (the pure `watcher.routing`), on the same connection: a crash
 either keeps items, matches, stories and deliveries, or none. Messages are rendered later, at
-send time (so `group_wait` can gather more outlets).
+send time (so `group_wait` can gather more outlets). A report that joins quietly still brings
+the story's alert to routes it matches only now (`offer`); a report its outlet edits gets its
+story recomputed (`revise_edited`, with `rebuild`, which corrections use too).
 """
 
 from __future__ import annotations
