@@ -567,16 +567,17 @@ def newer_count(story: Story, facts: Facts) -> bool:
     """Is the report's count more recent than the story's? The story's count comes from the
     latest-published report that gives one: a report published earlier, however late it
     arrives, is older news ("about 60", then six hours later "90": the 60 arriving last does
-    not take the count back). Published at the same time, an exact count is newer than an
-    approximate one, then a larger than a smaller, so the order of arrival does not decide."""
+    not take the count back). Published at the same time, the larger count wins (an advocate
+    would rather check a high figure than miss it), then the exact one of an equal number, so
+    the order of arrival does not decide."""
     if facts.people is None:
         return False
     if story.people is None or story.people_at is None:
         return True
     if facts.at != story.people_at:
         return facts.at > story.people_at
-    mine = (not facts.people_approximate, facts.people)
-    return mine > (not story.people_approximate, story.people)
+    mine = (facts.people, not facts.people_approximate)
+    return mine > (story.people, not story.people_approximate)
 
 
 def _new_count(story: Story, facts: Facts) -> bool:
