@@ -276,6 +276,34 @@ EXACT = False
         # the hedge goes with the count chosen: the headline's, not another one in the text
         ("탈북민 7명 체포 ‖ 지난해 600여 명이 북송됐다", Count(n=7, approximate=EXACT)),
         ("about 20 defectors held ‖ a group of five was caught", Count(n=20, approximate=True)),
+        # ...but a headline's bare number that the report hedges elsewhere is the outlet's
+        # rounding of that count, not a more exact one (in any language's hedge)
+        (
+            "China forcibly repatriates 600 North Korean escapees ‖ about 600 were sent back",
+            Count(n=600, approximate=APPROXIMATE),
+        ),
+        (
+            "탈북민 600명 강제북송 ‖ 중국이 탈북민 600여 명을 북송했다",
+            Count(n=600, approximate=True),
+        ),
+        ("600名朝鲜脱北者被遣返 ‖ 约600名朝鲜脱北者被遣返", Count(n=600, approximate=True)),
+        ("脱北者600人を送還 ‖ 脱北者約600人が送還された", Count(n=600, approximate=APPROXIMATE)),
+        ("China sent 600 North Koreans back ‖ some 600 were held", Count(n=600, approximate=True)),
+        (
+            "UN urges China to halt returns after 600 North Koreans sent back ‖ The rapporteur"
+            " spoke after about 600 were reportedly sent back from Jilin.",
+            Count(n=600, approximate=APPROXIMATE),
+        ),
+        # a hedge on another number still leaves the chosen one exact
+        (
+            "China sent 600 North Koreans back ‖ about 1,600 are held",
+            Count(n=600, approximate=False),
+        ),
+        (
+            "China sent 600 North Koreans back ‖ about 20 were freed",
+            Count(n=600, approximate=EXACT),
+        ),
+        ("China sent 600 North Koreans back ‖ the 600 were held", Count(n=600, approximate=EXACT)),
     ],
 )
 def test_people_approximate(text: str, expected: Count | None) -> None:

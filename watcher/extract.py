@@ -411,6 +411,9 @@ _HEDGE_AFTER_COUNT = re.compile(
 )
 #: How far before a number its hedge is looked for.
 _HEDGE_REACH = 16
+#: What makes a numeral part of a longer one: "1600", "1,600", "600,000", "600.5".
+_NUMERAL_BEFORE = re.compile(r"(?:\d[,.]?)$")
+_NUMERAL_AFTER = re.compile(r"[,.]?\d")
 
 
 def _to_int(word: str) -> int | None:
@@ -570,7 +573,9 @@ def people(norm: str, lang: str | None = None) -> int | None:
 def count(norm: str, lang: str | None = None) -> Count | None:
     """The stated number of people: the headline's; else the first one the text marks as the
     whole group's ("a group of five", "10 defectors in total", 총 7명, 共41名); else the first
-    one. None when only vague words are used. Approximate when the source hedged it.
+    one. None when only vague words are used. Approximate when the source hedged that number
+    anywhere in the report: a headline's bare "600" is the body's "about 600" rounded off by
+    the outlet, not a more exact count.
 
     `lang` only saves time: the patterns of other scripts are skipped when it is given."""
     found: list[tuple[int, int, int, bool]] = []  # (start, end, number, approximate)
@@ -606,19 +611,48 @@ def count(norm: str, lang: str | None = None) -> Count | None:
     found = sorted(f for f in found if f[2] <= MAX_PEOPLE)[:MAX_COUNTS]
     if not found:
         return None
+    hedged = {f[2] for f in found if f[3]}
+    chosen = _chosen(norm, found, latin)
+    if chosen is None:
+        return None
+    return Count(n=chosen, approximate=chosen in hedged or _hedged_numeral(norm, chosen))
+
+
+def _hedged_numeral(norm: str, n: int) -> bool:
+    """Whether the numeral `n` ("600", "2,000") is hedged somewhere in `norm` though no count
+    pattern took it there: "... after about 600 were sent back" names no people after it."""
+    for numeral in {str(n), f"{n:,}"}:
+        at = norm.find(numeral)
+        while at != -1:
+            end = at + len(numeral)
+            alone = not _NUMERAL_BEFORE.search(norm, max(0, at - 2), at) and not (
+                _NUMERAL_AFTER.match(norm, end)
+            )
+            if alone and (
+                _HEDGE_BEFORE.search(norm, max(0, at - _HEDGE_REACH), at)
+                or _HEDGE_AFTER_NUMBER.match(norm, end)
+                or _HEDGE_AFTER_COUNT.match(norm, end)
+            ):
+                return True
+            at = norm.find(numeral, end)
+    return False
+
+
+def _chosen(norm: str, found: list[tuple[int, int, int, bool]], latin: bool) -> int | None:
+    """`count`'s choice among the counts found (in order): the number only."""
     title_end = norm.find(TITLE_END)
     if 0 <= found[0][0] < title_end:
-        return Count(n=found[0][2], approximate=found[0][3])  # the headline's is the report's
+        return found[0][2]  # the headline's is the report's
     # an earlier wave the text recalls is not the report's count (each phrase of `_EARLIER`
     # holds one of `_EARLIER_WORDS`: most texts have none, and skip the clause checks)
     if latin and any(word in norm for word in _EARLIER_WORDS):
         found = [f for f in found if not _EARLIER.search(_clause(norm, f[0], f[1]))]
         if not found:
             return None
-    for start, end, n, approximate in found:
+    for start, end, n, _approximate in found:
         if _TOTAL_BEFORE.search(norm, max(0, start - 10), start) or _TOTAL_AFTER.match(norm, end):
-            return Count(n=n, approximate=approximate)
-    return Count(n=found[0][2], approximate=found[0][3])
+            return n
+    return found[0][2]
 
 
 # --------------------------------------------------------------------------- dates
