@@ -191,6 +191,24 @@ def test_a_recovery_is_kept_only_once_it_holds(
     assert (got.health, got.clean_polls) == (settled, clean_after)
 
 
+STALE = health.Health(status="stale", reason="no new item since 2026-11-20 09:00 UTC")
+
+
+@pytest.mark.parametrize(
+    ("kept", "fresh", "settled", "clean_after"),
+    [
+        (STALE, True, health.OK, 0),  # a fresh item disproves staleness: at once
+        (STALE, False, STALE, 1),  # no new item (or an old one): as any recovery
+        (BLOCKED, True, BLOCKED, 1),  # new items say nothing of an intermittent block
+    ],
+)
+def test_a_fresh_item_ends_staleness_at_once(
+    kept: health.Health, fresh: bool, settled: health.Health, clean_after: int
+) -> None:
+    got = health.settled(kept, health.OK, failures=0, clean_polls=0, fresh=fresh)
+    assert (got.health, got.clean_polls) == (settled, clean_after)
+
+
 def test_notice_tells_each_change_once() -> None:
     ok, failing = health.OK, health.Health(status="failing", reason="3 failures; HTTP 500")
     worse = health.Health(status="failing", reason="4 failures; HTTP 500")
@@ -279,16 +297,40 @@ def undated(body: bytes) -> bytes:
     return re.sub(rb"<pubDate>[^<]*</pubDate>", b"", body)
 
 
+#: A report published within the staleness limit of the frozen feed's recovery (2 days).
+FRESH = "Thu, 26 Nov 2026 08:00:00 +0900"
+#: A new report dated long before it (a back-dated document).
+BACK_DATED = "Mon, 02 Nov 2026 08:00:00 +0900"
+
+
 @pytest.mark.parametrize(
-    ("dates", "reason"),
+    ("dates", "reason", "pub", "polls_to_recover"),
     [
-        (lambda b: b, "newest item published 2026-11-22, 3 days ago; expected within 2 days"),
-        (undated, "no new item since 2026-11-23 09:00 UTC (3 days); expected within 2 days"),
+        # a new item dated within the limit disproves staleness: recovered on that poll
+        (
+            lambda b: b,
+            "newest item published 2026-11-22, 3 days ago; expected within 2 days",
+            FRESH,
+            1,
+        ),
+        (
+            undated,
+            "no new item since 2026-11-23 09:00 UTC (3 days); expected within 2 days",
+            FRESH,
+            1,
+        ),
+        # a new item dated long ago is no fresh news: it recovers as any problem does
+        (
+            lambda b: b,
+            "newest item published 2026-11-22, 3 days ago; expected within 2 days",
+            BACK_DATED,
+            health.RECOVERY_POLLS,
+        ),
     ],
-    ids=["dated", "undated"],
+    ids=["dated", "undated", "back-dated"],
 )
 def test_a_frozen_feed_turns_stale_then_recovers(
-    store: Store, server: FeedServer, dates: Any, reason: str
+    store: Store, server: FeedServer, dates: Any, reason: str, pub: str, polls_to_recover: int
 ) -> None:
     route = server.route("/f", body=dates(rss([("A", "https://e.org/a")])))
     config = with_ops([feed_source(server, "s", "/f", stale_after="2d")])
@@ -300,8 +342,8 @@ def test_a_frozen_feed_turns_stale_then_recovers(
     clock.advance(days=2)
     poll_and_check(config, store, clock)  # the same body for three days
     assert kept(store) == ("stale", reason)
-    route.body = dates(rss([("B", "https://e.org/b")], pub="Thu, 26 Nov 2026 08:00:00 +0900"))
-    poll_and_check(config, store, clock, times=health.RECOVERY_POLLS - 1)
+    route.body = dates(rss([("B", "https://e.org/b")], pub=pub))
+    poll_and_check(config, store, clock, times=polls_to_recover - 1)
     assert kept(store) == ("stale", reason)  # not yet recovered: the episode may go on
     poll_and_check(config, store, clock)
     assert kept(store) == (None, None)

@@ -18,7 +18,9 @@ Pure: values in, values out; the clock is an argument. `store.sources` keeps the
 the assessed health (so successive `run --once` calls add up); `pipeline.check_health` applies
 `assess`, keeps what `settled` says and queues one ops notice per change, recovery included.
 A problem is kept, and told, at once; a recovery only after `RECOVERY_POLLS` clean polls in a
-row, so that a problem that comes and goes is one episode and one message.
+row, so that a problem that comes and goes is one episode and one message. Staleness alone
+ends at once, on the poll that stores a new item dated within the limit: fresh news is no
+intermittent symptom but proof the source works.
 """
 
 from __future__ import annotations
@@ -173,15 +175,22 @@ def settled(
     *,
     failures: int,
     clean_polls: int,
+    fresh: bool = False,
 ) -> Settled:
     """What to keep when the source was `kept` and is assessed `new` now (`failures`: its
     failed polls in a row): a problem at once, but a recovery only once it has held for
     `RECOVERY_POLLS` polls; until then the problem is kept, and a problem of the same kind
-    coming back is the same episode (nothing new to tell)."""
+    coming back is the same episode (nothing new to tell).
+
+    `fresh`: the last poll stored a new item dated within the staleness limit (or undated).
+    Staleness says the news is old, and a fresh item disproves it: a stale source recovers
+    on that poll (a failure, block or breakage still waits for `RECOVERY_POLLS`)."""
     if new.problem:
         return Settled(health=new)
     if not kept.problem or new.status != "ok":
         return Settled(health=new)  # healthy already, or disabled: at once
+    if kept.status == "stale" and fresh:
+        return Settled(health=new)
     if failures:  # a failed poll below failure_threshold is not a clean one
         return Settled(health=kept)
     clean = clean_polls + 1

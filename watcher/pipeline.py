@@ -570,11 +570,18 @@ def check_health(
             keeps_adding=keeps_adding,
         )
         was = health.stored(state)
+        # The last poll stored a new item, dated within the limit or undated: fresh news.
+        fresh = (
+            state.last_new_at is not None
+            and state.last_new_at == state.last_polled_at
+            and (newest is None or now - newest <= limit)
+        )
         keep = health.settled(
             was,
             assessed,
             failures=state.consecutive_failures,
             clean_polls=state.clean_polls,
+            fresh=fresh,
         )
         new = keep.health
         kept = (new.status, new.reason) if new.problem else (None, None)
