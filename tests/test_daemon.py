@@ -14,7 +14,7 @@ import signal
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -458,3 +458,30 @@ def test_a_blackholed_database_is_a_stall_told_once_each_way(
     assert code == 0, daemon.err
     assert daemon.err.count("database stalled") == 1, daemon.err[-3000:]
     assert daemon.err.count("database answers again after a stall") == 1
+
+
+def test_a_reload_re_plans_the_digest_lines_already_queued(
+    tmp_path: Path, server: FeedServer, db_url: str
+) -> None:
+    # a story waits for a digest twelve hours away; the route is changed to send at once and
+    # the daemon reloaded: the waiting line goes now, not at the old digest time
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
+    at = f"{datetime.now(UTC) + timedelta(hours=12):%H:%M}"
+    immediate = "routes:\n  - {channels: [hook], group_wait: 0s}"
+    digest = f"routes:\n  - {{channels: [hook], mode: digest, digest: {{at: '{at}'}}}}"
+    cfg.write_text(cfg.read_text().replace(immediate, digest))
+    daemon = Daemon(cfg, db_url)
+    try:
+        daemon.wait(lambda: len(server.hits("/f0")) >= 2, "the baseline polls", 60)
+        server.routes["/f0"].body = rss("North Korean defectors sent back from Dandong")
+        daemon.wait(lambda: deliveries(db_url) == {"pending": 1}, "the digest line", 60)
+        assert hooks(server) == []
+        cfg.write_text(cfg.read_text().replace(digest, immediate))
+        os.kill(daemon.pid, signal.SIGHUP)
+        daemon.wait(lambda: deliveries(db_url) == {"sent": 1}, "the line sent at once", 60)
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.err
+    (message,) = hooks(server)
+    assert "Dandong" in message["message"]
+    assert "route route-1: 1 digest line(s) re-planned" in daemon.err

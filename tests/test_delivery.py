@@ -30,6 +30,7 @@ from watcher.pipeline import run_cycle
 from watcher.routing import Alerting, ops_targets
 from watcher.rules import compile_rules
 from watcher.store import Store
+from watcher.store import tables as t
 from watcher.store.corrections import Corrections
 from watcher.store.outbox import Outbox
 
@@ -120,6 +121,7 @@ class Harness:
                 **settings,
             },
         }
+        self.doc = doc
         self.config = load_config_text(yaml.safe_dump(doc, allow_unicode=True), "t.yaml", {}).config
         self.matcher = compile_rules(self.config)
         store.sync_sources(self.config.sources, T0)
@@ -151,6 +153,15 @@ class Harness:
 
     def deliver(self) -> int:
         return asyncio.run(self.deliverer.run_due())
+
+    def reload(self, routes: list[dict]) -> None:
+        """The daemon's reload (or a restart) with these routes: a new Deliverer, which
+        re-plans the digest lines already queued."""
+        self.doc = {**self.doc, "routes": routes}
+        text = yaml.safe_dump(self.doc, allow_unicode=True)
+        self.config = load_config_text(text, "t.yaml", {}).config
+        self.deliverer = Deliverer(self.store, self.config, clock=self.clock)
+        asyncio.run(self.deliverer.replan_digests())
 
     def statuses(self) -> list[tuple[str, str, str]]:
         return sorted((d.channel, d.kind, d.status) for d in Outbox(self.store).listing())
@@ -742,6 +753,108 @@ def test_a_digest_lists_a_story_once_however_many_revisions_queued(
     assert digest["message"].count("story #1") == 1, digest["message"]
     assert "1 stor" in digest["title"], digest["title"]
     assert sorted(h.statuses()) == [("hook", "digest", "sent"), ("hook", "digest", "superseded")]
+
+
+def _due(store: Store) -> list[tuple[str, datetime]]:
+    return sorted((d.route, d.due_at) for d in Outbox(store).listing() if d.status == "pending")
+
+
+#: The digest route of `_daily_digest`, at another time or in another form.
+DAILY = {"id": "daily", "channels": ["hook"], "mode": "digest"}
+
+
+@pytest.mark.parametrize(
+    ("routes", "due"),
+    [
+        # an earlier time today: the line queued at 09:01 goes with the 09:30 digest
+        ([{**DAILY, "digest": {"at": "09:30"}}], T0.replace(minute=30)),
+        # a time already past when the line was queued: tomorrow's
+        ([{**DAILY, "digest": {"at": "08:00"}}], T0.replace(day=24, hour=8)),
+        # another time zone (10:00 in Seoul is 01:00 UTC)
+        (
+            [{**DAILY, "digest": {"at": "10:00"}, "timezone": "Asia/Seoul"}],
+            T0.replace(day=24, hour=1),
+        ),
+        # weekly: T0 is a Monday, so Wednesday's 10:00
+        ([{**DAILY, "digest": {"at": "10:00", "days": ["wed"]}}], T0.replace(day=25, hour=10)),
+        # unchanged: the time it had
+        ([{**DAILY, "digest": {"at": "10:00"}}], T0.replace(hour=10)),
+        # no longer a digest route: due at once, as the route's messages now are
+        ([{"id": "daily", "channels": ["hook"]}], T0.replace(minute=1)),
+        # the route removed: its lines keep their time (then go to their channel, if it
+        # is still configured, in the default time zone)
+        ([{"id": "other", "channels": ["hook"], "mode": "digest"}], T0.replace(hour=10)),
+    ],
+    ids=["earlier", "past", "zone", "weekly", "unchanged", "immediate", "removed"],
+)
+def test_a_digest_schedule_changed_re_plans_the_lines_already_queued(
+    store: Store, feeds: FeedServer, routes: list[dict], due: datetime
+) -> None:
+    h = _daily_digest(store, feeds)
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("North Korean defectors detained in Shenyang", "https://e.org/1", T0)
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    assert _due(store) == [("daily", T0.replace(hour=10))]
+    h.clock.advance(minutes=4)
+    h.reload(routes)
+    assert _due(store) == [("daily", due)]
+    h.reload(routes)  # again (another replica, a restart): nothing moves
+    assert _due(store) == [("daily", due)]
+
+
+def test_a_digest_moved_earlier_sends_the_old_and_new_stories_in_one_message(
+    store: Store, feeds: FeedServer
+) -> None:
+    # the reviewer's case: 10:00 → 09:30 while a story waits; a story after the reload joins
+    # it, and one digest goes at 09:30 (not a second at 10:00 with the older story)
+    h = _daily_digest(store, feeds)
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("North Korean defectors detained in Shenyang", "https://e.org/1", T0)
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.reload([{**DAILY, "digest": {"at": "09:30"}}])
+    feeds.routes["/yonhap"].body = rss(
+        ("North Korean defectors detained in Shenyang", "https://e.org/1", T0),
+        ("China repatriates 300 North Korean defectors from Jilin", "https://e.org/2", T0),
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    h.clock.advance(minutes=28)
+    assert h.deliver() == 2
+    (digest,) = hook_messages(feeds)
+    assert "Shenyang" in digest["message"] and "Jilin" in digest["message"]
+    h.clock.advance(minutes=30)
+    assert h.deliver() == 0 and len(hook_messages(feeds)) == 1
+
+
+def test_a_digest_line_being_sent_or_retried_keeps_its_time(
+    store: Store, feeds: FeedServer
+) -> None:
+    # a claimed line is another process's send under way; a tried one waits its backoff
+    h = _daily_digest(store, feeds)
+    h.poll()
+    feeds.routes["/yonhap"].body = rss(
+        ("North Korean defectors detained in Shenyang", "https://e.org/1", T0),
+        ("China repatriates 300 North Korean defectors from Jilin", "https://e.org/2", T0),
+    )
+    h.clock.advance(minutes=1)
+    h.poll()
+    first, second = sorted(Outbox(store).listing(), key=lambda d: d.id)
+    with store.engine.begin() as conn:
+        conn.execute(
+            t.deliveries.update()
+            .where(t.deliveries.c.id == first.id)
+            # (held by either clock: PostgreSQL reckons claims by its own)
+            .values(claimed_until=max(h.clock(), datetime.now(UTC)) + timedelta(hours=1))
+        )
+        conn.execute(t.deliveries.update().where(t.deliveries.c.id == second.id).values(attempts=1))
+    h.reload([{**DAILY, "digest": {"at": "09:30"}}])
+    assert _due(store) == [("daily", T0.replace(hour=10))] * 2
 
 
 @pytest.mark.e2e  # `watcher alerts list` runs as a process

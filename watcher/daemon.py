@@ -337,6 +337,7 @@ class Daemon:
             try:
                 await self.db(self.store.sync_sources, config.sources, self.clock())
                 states = await self.db(self.store.fetch_states)
+                await self.deliverer.replan_digests()  # a schedule changed while stopped
                 self._database_back()
                 self.sources_unsynced = False
                 break
@@ -834,6 +835,17 @@ class Daemon:
         deliverer = self._deliverer(loaded.config)
         deliverer.inherit(self.deliverer)  # sends not yet recorded are not forgotten
         self.deliverer = deliverer
+        try:
+            await deliverer.replan_digests()
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            log.warning(
+                "digest lines already queued keep their times (the database is unavailable: "
+                "%s); they are re-planned on the next reload or start",
+                logsetup.one_line(exc),
+                extra={"action": "reload"},
+            )
         log.info(
             "reloaded %s: %s",
             self.config_path,

@@ -41,7 +41,7 @@ from typing import Any
 from watcher import log as logsetup
 from watcher.clock import crash_point, utcnow
 from watcher.config import Config, Route, format_duration
-from watcher.routing import ops_targets, silenced_by
+from watcher.routing import next_digest, ops_targets, silenced_by
 from watcher.store import Store, is_database_error
 from watcher.store.outbox import Outbox, Recorded
 from watcher.types import ChannelStatus, Delivery, Message, Told
@@ -379,6 +379,41 @@ class Deliverer:
         return timedelta(seconds=2 * timeout + 15)
 
     # ------------------------------------------------------------------ loop
+
+    async def replan_digests(self) -> int:
+        """Re-plan the digest lines already queued from the routes as configured now (at start
+        and on each reload taken): a line queued when the digest was at 08:00 goes with the
+        digest at 05:55 once the route says so, not in a second digest at the old time.
+
+        A line is due at the route's first digest time after it was queued (one already past
+        is due at once); a route no longer in digest mode sends its lines at once (one
+        message, as a digest); the lines of a route no longer configured keep their time, and
+        go to their channel then (skipped if it is gone). One transaction per route, and
+        idempotent (replicas may do it together). How many lines moved."""
+        now = self.clock()
+        zone = self.config.settings.timezone
+        total = 0
+        for key, route in self.routes.items():
+            if route.ops:
+                continue
+            digest = route.mode == "digest"
+
+            def due(queued: datetime, route: Route = route, digest: bool = digest) -> datetime:
+                return next_digest(route, queued, zone) if digest else queued
+
+            moved = await asyncio.to_thread(self.outbox.replan_digests, key, due, now)
+            if moved:
+                total += len(moved)
+                news = sorted({new for _, new in moved})
+                log.info(
+                    "route %s: %d digest line(s) re-planned from its schedule: now due %s",
+                    key,
+                    len(moved),
+                    ", ".join(f"{when:%Y-%m-%d %H:%M} UTC" for when in news[:3])
+                    + (" …" if len(news) > 3 else ""),
+                    extra={"action": "deliver", "route": key},
+                )
+        return total
 
     async def run_due(self) -> int:
         """Send everything due now; returns how many deliveries were handled."""

@@ -147,6 +147,7 @@ async def _once(
         tally.attempted(outcome)
 
     deliverer = Deliverer(store, loaded.config, on_attempt=attempted)
+    await deliverer.replan_digests()  # the routes' digest times may have changed since
     await deliverer.run_due()
     unrecorded = await deliverer.record_sent()
     if unrecorded:

@@ -4,7 +4,7 @@ silences, and the operator's views (`watcher alerts`, `watcher silence`, exports
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -123,6 +123,41 @@ class Outbox:
             .order_by(d.c.id)
             .limit(limit)
         )
+
+    def replan_digests(
+        self, route: str, due: Callable[[datetime], datetime], now: datetime
+    ) -> list[tuple[datetime, datetime]]:
+        """Give the route's digest lines still waiting the time `due(queued at)` says, in one
+        transaction; the (old, new) due time of each line moved.
+
+        Waiting: pending, never tried (a tried one waits its backoff) and not claimed (a
+        claimed one is being sent; a lapsed claim is no one's). On PostgreSQL lines another
+        transaction holds are skipped. Idempotent: `due` depends on the line and the
+        configuration only, so replicas that re-plan together write the same times."""
+        d = t.deliveries
+        moved: list[tuple[datetime, datetime]] = []
+        with self.engine.begin() as conn:
+            free = d.c.claimed_until.is_(None) | (d.c.claimed_until <= self._clock(conn, now))
+            waiting = (
+                (d.c.status == "pending")
+                & (d.c.route == route)
+                & (d.c.kind == "digest")
+                & (d.c.attempts == 0)
+                & free
+            )
+            query = select(d.c.id, d.c.created_at, d.c.due_at).where(waiting)
+            if self.store.dialect == "postgresql":
+                query = query.with_for_update(of=d, skip_locked=True)
+            by_due: dict[datetime, list[int]] = {}
+            for row in conn.execute(query):
+                new = due(row.created_at)
+                if new != row.due_at:
+                    by_due.setdefault(new, []).append(row.id)
+                    moved.append((row.due_at, new))
+            for new, ids in by_due.items():
+                for chunk in _chunks(ids):
+                    conn.execute(update(d).where(d.c.id.in_(chunk) & waiting).values(due_at=new))
+        return moved
 
     def release(self, deliveries: Sequence[Delivery]) -> None:
         """Give claimed deliveries back untried (their channel just failed: they wait; the
