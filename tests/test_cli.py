@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -891,3 +892,17 @@ def test_who_is_unknown_for_an_account_the_system_has_no_record_of(
 
     monkeypatch.setattr(getpass, "getuser", no_account)
     assert who(None) == "unknown" and who("ana") == "ana"
+
+
+def test_sources_test_says_when_the_date_given_was_in_the_future() -> None:
+    from zoneinfo import ZoneInfo
+
+    from watcher.cli.sources import _published
+    from watcher.items import make_item
+
+    fetched = datetime(2026, 12, 3, 16, 0, tzinfo=UTC)
+    raw = "Fri, 04 Dec 2026 04:00:00 +0000"
+    item = make_item(source_id="s", title="T", link=None, date_raw=raw, fetched_at=fetched)
+    assert _published(item, ZoneInfo("Asia/Seoul")) == (
+        f"2026-12-04 01:00 KST (fetch time: the date given, {raw!r}, was in the future)"
+    )

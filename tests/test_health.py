@@ -5,6 +5,7 @@ once per change, recovery included. Pure rules first, then real polls on both da
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -828,3 +829,55 @@ def test_items_another_source_stored_first_are_new_to_the_source_that_carries_th
     poll_and_check(both, store, clock)
     status, reason = kept(store, "dup")
     assert status == "stale" and "no new item since" in (reason or "")
+
+
+def dated(*entries: tuple[str, str]) -> bytes:
+    """A feed of (title, pubDate) entries."""
+    bodies = [rss([(title, f"https://e.org/{title}")], pub=pub) for title, pub in entries]
+    items = b"".join(re.search(rb"<item>.*</item>", b, re.S).group(0) for b in bodies)  # type: ignore[union-attr]
+    return bodies[0].replace(re.search(rb"<item>.*</item>", bodies[0], re.S).group(0), items)  # type: ignore[union-attr]
+
+
+#: T0 (09:00 UTC) as a site that labels Seoul's time +0000 writes it: nine hours ahead.
+AHEAD = "Mon, 23 Nov 2026 18:00:00 +0000"
+
+
+def test_a_date_after_the_fetch_is_stored_as_the_fetch_time_and_told_once_per_poll(
+    store: Store, server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    route = server.route("/f", body=dated(("A", AHEAD), ("B", "Mon, 23 Nov 2026 08:00:00 +0000")))
+    config = with_ops([feed_source(server, "s", "/f")])
+    clock = Clock()
+    with caplog.at_level(logging.WARNING, logger="watcher"):
+        poll_and_check(config, store, clock)
+        poll_and_check(config, store, clock)  # the same body: nothing new, nothing told
+    with store.engine.connect() as conn:
+        rows = {
+            r.title: r
+            for r in conn.execute(
+                select(
+                    t.items.c.title,
+                    t.items.c.published_at,
+                    t.items.c.published_raw,
+                    t.items.c.fetched_at,
+                )
+            )
+        }
+    assert rows["A"].published_at == rows["A"].fetched_at == T0
+    assert rows["A"].published_raw == AHEAD  # the date given, as written
+    assert rows["B"].published_at == datetime(2026, 11, 23, 8, tzinfo=UTC)
+    # the fetch time says nothing of how old the news is: B is the newest published
+    state = store.source_state("s")
+    assert state is not None and state.newest_published_at == rows["B"].published_at
+    told = [r.getMessage() for r in caplog.records if "dated after they were fetched" in r.message]
+    assert told == [
+        f"s: 1 new item(s) dated after they were fetched (first: {AHEAD!r}, fetched "
+        "2026-11-23 09:00 UTC): stored with the fetch time as their publication time; if the "
+        "dates are all ahead by the same hours, the site writes its local time as another "
+        "zone's"
+    ]
+    route.body = dated(("C", "Tue, 24 Nov 2026 09:00:00 +0000"), ("D", AHEAD), ("A", AHEAD))
+    with caplog.at_level(logging.WARNING, logger="watcher"):
+        poll_and_check(config, store, clock)
+    told = [r.getMessage() for r in caplog.records if "dated after they were fetched" in r.message]
+    assert len(told) == 2 and told[1].startswith("s: 2 new item(s) dated after they were fetched")

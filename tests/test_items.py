@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from hypothesis import given
@@ -12,9 +12,11 @@ from watcher.items import (
     canonical_url,
     clean_text,
     detect_lang,
+    future_date,
     language_tag,
     make_item,
     parse_date,
+    published_day,
     stable_key,
     without_feed_footer,
     without_secrets,
@@ -440,3 +442,63 @@ def test_feed_items_lose_the_wordpress_footer() -> None:
         fetched_at=NOW,
     )
     assert item.text == "단둥에서 탈북민 60여 명이 새벽에 북송됐다."
+
+
+#: A poll at 16:00:00.5 UTC on 3 December: 01:00 on the 4th in Seoul.
+FETCHED = datetime(2026, 12, 3, 16, 0, 0, 500_000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "zone", "published", "day", "ahead"),
+    [
+        # a few minutes ahead is a clock's skew, kept as given
+        (
+            "Thu, 03 Dec 2026 16:10:00 +0000",
+            "UTC",
+            datetime(2026, 12, 3, 16, 10, tzinfo=UTC),
+            None,
+            False,
+        ),
+        (
+            "Thu, 03 Dec 2026 15:00:00 +0000",
+            "UTC",
+            datetime(2026, 12, 3, 15, tzinfo=UTC),
+            None,
+            False,
+        ),
+        # further ahead: the fetch time is used, the date given kept as written
+        ("Thu, 03 Dec 2026 16:20:00 +0000", "UTC", FETCHED, None, True),
+        ("Fri, 04 Dec 2026 04:00:00 +0000", "UTC", FETCHED, None, True),
+        # Seoul's 01:00 labelled +0000: nine hours ahead
+        ("Fri, 04 Dec 2026 01:00:00 +0000", "Asia/Seoul", FETCHED, None, True),
+        # a zone-less time read in the source's zone: 01:00 in Seoul is now
+        ("2026-12-04 01:00", "Asia/Seoul", datetime(2026, 12, 3, 16, tzinfo=UTC), None, False),
+        # a day alone: today where the source is is not ahead, tomorrow is
+        (
+            "2026-12-04",
+            "Asia/Seoul",
+            datetime(2026, 12, 3, 15, tzinfo=UTC),
+            date(2026, 12, 4),
+            False,
+        ),
+        ("2026-12-03", "UTC", datetime(2026, 12, 3, tzinfo=UTC), date(2026, 12, 3), False),
+        ("2026-12-05", "Asia/Seoul", FETCHED, None, True),
+        ("2026-12-04", "UTC", FETCHED, None, True),
+        (None, "UTC", None, None, False),
+    ],
+)
+def test_a_date_after_the_fetch_is_taken_as_the_fetch_time(
+    raw: str | None, zone: str, published: datetime | None, day: date | None, ahead: bool
+) -> None:
+    item = make_item(
+        source_id="s", title="T", link=None, date_raw=raw, zone=zone, fetched_at=FETCHED
+    )
+    assert (item.published_at, published_day(item), future_date(item)) == (published, day, ahead)
+    assert item.published_raw == raw  # as the outlet wrote it
+
+
+def test_a_parsed_date_after_the_fetch_is_taken_as_the_fetch_time() -> None:
+    # (the feed parser's own reading of a date `parse_date` does not read)
+    ahead = datetime(2026, 12, 4, 4, tzinfo=UTC)
+    item = make_item(source_id="s", title="T", link=None, published_at=ahead, fetched_at=FETCHED)
+    assert (item.published_at, future_date(item)) == (FETCHED, True)

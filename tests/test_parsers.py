@@ -30,7 +30,8 @@ from watcher.types import FetchResult
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
-FETCHED_AT = datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
+#: After every recorded item's date (a date after the fetch is taken as the fetch time).
+FETCHED_AT = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
 SHIPPED = {s.id: s for s in load_config(ROOT / "sources.yaml", env={}).config.sources}
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 
+from watcher.items import future_date
 from watcher.types import Item, SourceState
 
 #: The problems, most urgent first (the first that applies is the one reported).
@@ -214,9 +215,14 @@ def stale_limit(configured: timedelta | None, new_item_times: Sequence[datetime]
 
 def newest_published(items: Sequence[Item], now: datetime) -> datetime | None:
     """The newest publication date among `items` (those dated more than `FUTURE_SLACK` ahead
-    of `now` left out); None when none is dated."""
+    of `now` left out, and those whose date given was after their fetch: their fetch time
+    says nothing of the news' age); None when none is dated."""
     return max(
-        (i.published_at for i in items if i.published_at and i.published_at <= now + FUTURE_SLACK),
+        (
+            i.published_at
+            for i in items
+            if i.published_at and i.published_at <= now + FUTURE_SLACK and not future_date(i)
+        ),
         default=None,
     )
 

@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
@@ -30,6 +30,10 @@ MAX_TEXT = 100_000
 MAX_KEY = 200
 #: The title an item the source gave none is stored and shown with (`Item.untitled` says so).
 UNTITLED = "(untitled)"
+#: A publication date later than the fetch by more than this is not taken as given (a site
+#: that labels Seoul's time +0000 dates its reports nine hours ahead): the fetch time stands
+#: for it (`future_date`), and the date given stays in `published_raw`. Less is a clock's skew.
+FUTURE_TOLERANCE = timedelta(minutes=15)
 
 #: Query parameters that only track readers; removed from canonical URLs.
 TRACKING_PARAMS = frozenset(
@@ -353,9 +357,20 @@ def date_only(raw: str | None) -> bool:
 
 
 def published_day(item: Any) -> date | None:
-    """The day alone an item's outlet gave (an `Item`, or a row with its `published_at` and
-    `published_raw`): None when it gave a time or no date."""
-    return written_day(item.published_raw) if item.published_at is not None else None
+    """The day alone an item's outlet gave (an `Item`, or a row with its `published_at`,
+    `published_raw` and `fetched_at`): None when it gave a time or no date, or a day after
+    the one it was fetched on (`future_date`: the fetch time stands for it)."""
+    if item.published_at is None or future_date(item):
+        return None
+    return written_day(item.published_raw)
+
+
+def future_date(item: Any) -> bool:
+    """Whether the date the outlet gave was more than `FUTURE_TOLERANCE` after the item was
+    fetched (an `Item`, or a row with its `published_at` and `fetched_at`): `make_item` then
+    made the fetch time its publication time, and kept the date given in `published_raw`."""
+    fetched = getattr(item, "fetched_at", None)
+    return item.published_at is not None and item.published_at == fetched
 
 
 def published_fields(published_at: datetime | None, day: date | None) -> dict[str, Any]:
@@ -518,6 +533,8 @@ def make_item(
     when = parse_date(date_raw, zone) or published_at
     if when is not None and when.tzinfo is not None:
         when = when.astimezone(UTC)
+        if when > fetched_at + FUTURE_TOLERANCE:
+            when = fetched_at  # not yet published: a wrong zone or a mistyped date
     key = stable_key(source_id, None if shared_url else url, guid, clean_title, date_raw)
     return Item(
         key=key,

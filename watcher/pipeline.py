@@ -29,6 +29,7 @@ from watcher import log as logsetup
 from watcher.clock import crash_point, utcnow
 from watcher.evidence import Capture
 from watcher.fetch import Fetcher, FetchRequest
+from watcher.items import future_date
 from watcher.parsers import ParseResult, parse
 from watcher.routing import last_slot, ops_targets
 from watcher.rules import Matcher
@@ -474,6 +475,7 @@ async def _poll(
     if articles.tried:
         await _record_articles(source, articles, store, db, now, problem=False)
     crash_point("after_match")
+    _tell_future_dates(source, saved.new)
     if saved.new or saved.updated:
         log.info(
             "%s: %d new, %d updated of %d items, %d matched%s",
@@ -496,6 +498,25 @@ async def _poll(
         stories=saved.stories,
         events=tuple(event for _, event in sorted({(m.item_key, m.event) for m in saved.matches})),
         elapsed=result.elapsed,
+    )
+
+
+def _tell_future_dates(source: Source, new: Sequence[Item]) -> None:
+    """One warning per poll when new items were dated after their fetch (`items.future_date`):
+    the date given, and what was done with it."""
+    ahead = [i for i in new if future_date(i)]
+    if not ahead:
+        return
+    first = ahead[0]
+    log.warning(
+        "%s: %d new item(s) dated after they were fetched (first: %r, fetched %s UTC): "
+        "stored with the fetch time as their publication time; if the dates are all ahead by "
+        "the same hours, the site writes its local time as another zone's",
+        source.id,
+        len(ahead),
+        first.published_raw or "(the feed's parsed date)",
+        f"{first.fetched_at:%Y-%m-%d %H:%M}",
+        extra={"source": source.id, "action": "parse"},
     )
 
 

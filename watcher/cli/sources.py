@@ -194,12 +194,18 @@ def sources_test(ctx: Context, source_id: str) -> None:
 def _published(item: Item, zone: ZoneInfo) -> str:
     """An item's date as `sources test` prints it: "2026-11-20 14:05 KST", the day alone said
     so when the outlet gave no time ("2026-11-20 (no time given)", as alerts say it: never
-    its stored midnight), or "(no date)"."""
-    from watcher.items import published_day
+    its stored midnight), the fetch time when the date given was in the future ("2026-12-03
+    16:00 UTC (fetch time: the date given, 'Fri, 04 Dec 2026 04:00:00 +0000', was in the
+    future)"), or "(no date)"."""
+    from watcher.items import future_date, published_day
     from watcher.render import WORDS, day_alone
 
     if item.published_at is None:
         return "(no date)"
+    if future_date(item):
+        at = item.published_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+        given = item.published_raw or "the feed's"
+        return f"{at} (fetch time: the date given, {given!r}, was in the future)"
     day = published_day(item)
     if day is not None:
         return day_alone(day, WORDS["en"])
