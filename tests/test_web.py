@@ -925,3 +925,31 @@ def test_an_approximate_count_shows_the_outlets_hedge(store: Store) -> None:
         spec = c.get("/openapi.json").json()["paths"]["/api/stories"]["get"]["responses"]
         listed = spec["200"]["content"]["application/json"]["schema"]["properties"]["stories"]
         assert listed["items"]["properties"]["people_approximate"] == {"type": "boolean"}
+
+
+@pytest.mark.parametrize("raw", ["2026-12-05", "Fri, 04 Dec 2026 04:00:00 +0000"])
+def test_an_item_dated_in_the_future_shows_its_fetch_time_and_the_date_given(
+    store: Store, raw: str
+) -> None:
+    from watcher.items import make_item
+    from watcher.web import create_app
+
+    fetched = datetime(2026, 12, 3, 16, 0, tzinfo=UTC)  # 01:00 on the 4th in Seoul
+    ahead = make_item(
+        source_id="yonhap",
+        title="China repatriates 9 North Korean defectors",
+        link="https://e.org/ahead",
+        summary="China repatriated nine North Korean defectors.",
+        date_raw=raw,
+        zone="Asia/Seoul",
+        lang="en",
+        fetched_at=fetched,
+    )
+    config = saved(store, ahead)
+    with TestClient(create_app(store, config)) as c:
+        story = soup(c.get(soup(c.get("/")).select_one("article h3 a")["href"]))
+        meta = soup(c.get(story.select_one("a[href^='/items/']")["href"])).select_one(".meta")
+    assert meta is not None
+    shown = meta.get_text(" ", strip=True)
+    assert f"(when fetched: the date given, {raw}, was in the future)" in shown, shown
+    assert "2026-12-04 01:00" in shown and "no time given" not in shown, shown

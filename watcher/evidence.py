@@ -68,6 +68,9 @@ class Record:
     #: it wrote it.
     published_at: datetime | None = None
     published_raw: str | None = None
+    #: When the item was first fetched: `published_at` is this time when the date the outlet
+    #: gave was in the future (`items.future_date`).
+    fetched_at: datetime | None = None
 
 
 def _published(record: Record) -> dict[str, Any]:

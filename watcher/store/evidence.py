@@ -105,6 +105,7 @@ def records(
             t.items.c.source_id,
             t.items.c.published_at,
             t.items.c.published_raw,
+            t.items.c.fetched_at.label("item_fetched_at"),
             t.story_items.c.story_id,
         )
         .join(t.items, t.items.c.id == t.evidence.c.item_id)
@@ -144,6 +145,7 @@ def records(
             text_sha256=row.text_sha256,
             published_at=row.published_at,
             published_raw=row.published_raw,
+            fetched_at=row.item_fetched_at,
         )
 
 

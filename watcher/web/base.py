@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, Response
 from watcher import __version__
 from watcher.config import EVENT_NAMES, EVENT_TYPES, SEVERITIES, Config
 from watcher.config.loading import Names
-from watcher.items import published_day, written_day
+from watcher.items import future_date, published_day
 from watcher.log import redact
 from watcher.recheck import diff as word_diff
 from watcher.render import WORDS, cut, day_alone, safe_url
@@ -382,7 +382,8 @@ class WebBase:
             request=request,
             when=when,
             published=published,
-            written_day=written_day,
+            published_day=published_day,
+            future_date=future_date,
             href=self._links(request),
             tz=tz.key,
             #: The zone the reader chose (`?tz=`), which forms carry on.
