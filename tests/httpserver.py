@@ -169,3 +169,28 @@ class FeedServer:
         h.end_headers()
         if status != 304:
             h.wfile.write(body)
+
+
+def trickle(stop: threading.Event, every: float = 0.5) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A route handler that answers 200 and then trickles its body a byte at a time, never
+    finishing, until `stop` is set: a client that waits for the whole answer waits for ever.
+
+    Usage::
+
+        stop = threading.Event()
+        server.route("/slow", handler=trickle(stop))
+        ...
+        stop.set()   # the connection ends
+    """
+
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", "100000")
+        h.end_headers()
+        while not stop.wait(every):
+            h.wfile.write(b" ")
+            h.wfile.flush()
+        h.close_connection = True  # the answer is cut short: the client stops waiting
+
+    return handler

@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -20,7 +23,7 @@ import pytest
 import yaml
 
 from tests.helpers import watcher
-from tests.httpserver import FeedServer
+from tests.httpserver import FeedServer, trickle
 from tests.mailserver import MailServer
 from tests.tcpproxy import TcpProxy
 from watcher.config import load_config_text
@@ -680,6 +683,7 @@ def test_a_timeout_is_uncertain_retried_once_then_left_alone(
 ) -> None:
     channels = [hook_channel(feeds, "slow", "/slow")]
     feeds.routes["/slow"].delay = 2.0
+    feeds.routes["/slow"].status = 503  # late, and then not taken either
     h = Harness(
         store, feeds, channels, [{"channels": ["slow"], "group_wait": "0s"}], delivery_timeout="1s"
     )
@@ -691,12 +695,78 @@ def test_a_timeout_is_uncertain_retried_once_then_left_alone(
     (d,) = Outbox(store).listing()
     assert d.status == "pending" and d.last_error.startswith("uncertain")
     h.clock.advance(minutes=5)
+    _sends_ended()  # else the channel is still busy with the first
     h.deliver()
     (d,) = Outbox(store).listing()
     assert d.status == "uncertain" and d.attempts == 2
     h.clock.advance(hours=5)
     assert h.deliver() == 0
     assert len(feeds.hits("/slow")) == 2  # the receiver may hold it twice: the window we accept
+
+
+def test_a_server_that_trickles_its_answer_forever_holds_no_other_channel(
+    feeds: FeedServer,
+) -> None:
+    """A webhook that answers a byte at a time keeps its send running long after we stopped
+    waiting. The channel gets no second send while it runs (it is busy: unreachable, tried
+    again later), and a healthy channel is sent to at once. Before, each try left a thread in
+    apprise's one pool shared by all channels; once it was full, every channel's sends timed
+    out unsent and were recorded `uncertain`."""
+    from watcher import render
+
+    stop = threading.Event()
+    feeds.route("/slow", handler=trickle(stop))
+    slow = feeds.url("/slow").replace("http://", "json://")
+    good = hook_channel(feeds)["url"]
+    message = render.render_test(render.channel_format(slow))
+    pool = min(32, (os.cpu_count() or 1) + 4)  # apprise's shared pool
+    try:
+        first = apprise_send(slow, message, 1)
+        assert first.outcome == "uncertain", first
+        for _ in range(pool + 1):
+            again = apprise_send(slow, message, 1)
+            assert again.outcome == "unreachable", again
+            assert "previous send still running since" in (again.error or ""), again
+        assert len(feeds.hits("/slow")) == 1
+        sent = apprise_send(good, message, 30)
+        assert sent.outcome == "sent", sent
+        assert len(feeds.hits("/hook")) == 1
+    finally:
+        stop.set()
+    _sends_ended()
+    after = apprise_send(slow, message, 5)
+    assert "still running" not in (after.error or ""), "the channel is free once it ended"
+
+
+def _sends_ended(within: float = 60) -> None:
+    """Wait until no send runs on in its thread (one we stopped waiting for)."""
+    from watcher import outbox
+
+    end = time.monotonic() + within
+    while any(thread.is_alive() for thread, _ in list(outbox._sending.values())):
+        assert time.monotonic() < end, "a send still runs"
+        time.sleep(0.05)
+
+
+def test_a_send_that_arrives_after_its_timeout_is_not_sent_again(
+    store: Store, feeds: FeedServer
+) -> None:
+    """We stop waiting after `delivery_timeout`, but the send goes on in its thread; when it
+    gets through meanwhile, the retry sends nothing more and the delivery is sent."""
+    channels = [hook_channel(feeds, "slow", "/slow")]
+    feeds.routes["/slow"].delay = 2.0
+    h = Harness(
+        store, feeds, channels, [{"channels": ["slow"], "group_wait": "0s"}], delivery_timeout="1s"
+    )
+    _one_story(h)
+    h.deliver()
+    (d,) = Outbox(store).listing()
+    assert d.status == "pending" and d.last_error.startswith("uncertain")
+    _sends_ended()
+    h.clock.advance(minutes=5)
+    h.deliver()
+    (d,) = Outbox(store).listing()
+    assert d.status == "sent" and len(feeds.hits("/slow")) == 1
 
 
 def _daily_digest(store: Store, feeds: FeedServer) -> Harness:
@@ -1110,9 +1180,8 @@ def _mine(store: Store, channel: str = "mail") -> list[Any]:
         ({"data_reply": "451 4.3.0 try again later"}, "451"),
         ({"data_reply": "421 4.3.2 service shutting down"}, "421"),
         ({"rcpt_replies": {"alerts@example.org": "452 4.3.1 insufficient storage"}}, "452"),
-        ({"cut_after_data": True}, "closed"),
     ],
-    ids=["451-at-data", "421-at-data", "452-at-rcpt", "cut-after-data"],
+    ids=["451-at-data", "421-at-data", "452-at-rcpt"],
 )
 def test_a_mail_server_that_says_later_or_drops_the_line_holds_the_queue_not_fails_it(
     store: Store, feeds: FeedServer, mail: MailServer, fault: dict, code: str
@@ -1140,6 +1209,28 @@ def test_a_mail_server_that_says_later_or_drops_the_line_holds_the_queue_not_fai
     h.deliver()
     (d,) = _mine(store)
     assert d.status == "sent" and len(mail.messages) == before + 1
+
+
+def test_a_mail_server_that_drops_the_line_after_data_is_uncertain_tried_once_more(
+    store: Store, feeds: FeedServer, mail: MailServer
+) -> None:
+    """The server takes the whole message, then closes the connection without a reply: it
+    may hold the message, as after a timeout. It is tried once more, then left `uncertain`
+    and the ops routes are told. Before, it was unreachable: a copy on every retry."""
+    mail.cut_after_data = True
+    channels = [{"id": "mail", "url": mail.apprise_url()}, hook_channel(feeds, "ops", "/ops")]
+    routes = [{"channels": ["ops"], "ops": True}, {"channels": ["mail"], "group_wait": "0s"}]
+    h = Harness(store, feeds, channels, routes)
+    _one_story(h)
+    for _ in range(5):
+        h.deliver()
+        h.clock.advance(hours=1)
+    (d,) = _mine(store)
+    assert d.status == "uncertain" and d.attempts == 2, d
+    assert "may have arrived" in (d.last_error or "") and "closed" in (d.last_error or "")
+    assert len(mail.messages) == 2  # the window we accept: one retry
+    (told,) = [m for m in hook_messages(feeds, "/ops") if "may not have arrived" in m["title"]]
+    assert f"retry {d.id}" in told["message"]
 
 
 def test_a_mail_server_that_refuses_with_5xx_at_data_fails_the_message(

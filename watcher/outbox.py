@@ -75,7 +75,7 @@ accepted_targets: contextvars.ContextVar[set[Any] | None] = contextvars.ContextV
 
 def _with_read_timeout(url: str, timeout: float) -> str:
     """Let apprise's plugin wait longer than we do, unless the URL says otherwise: then a slow
-    service ends in apprise's TIMEOUT (uncertain), not in a socket timeout of its own that its
+    service ends in our timeout (uncertain), not in a socket timeout of its own that its
     plugins report as a generic failure. For HTTP that is the read timeout (`rto`); for mail
     the session's one socket timeout (`cto`, 15 s by default: a server that answers the end of
     DATA after 17 s got a copy on every attempt)."""
@@ -155,6 +155,10 @@ def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
     (`classify`): apprise reports every failure of a mail server with the same warning, and
     only its debug lines carry the server's reply.
 
+    The send runs in a thread of its own, and is waited for `timeout` seconds: one that runs
+    on (a server trickling its answer) keeps its channel busy, and the channel's next send
+    is not started until it ends (`_start_send`).
+
     The targets of a multi-target URL that took the message in an earlier attempt of the
     same delivery (`accepted_targets`, kept by the Deliverer) are skipped: a refusal by one
     recipient does not resend to the others."""
@@ -168,7 +172,10 @@ def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
         tracker = None
 
     started = time.monotonic()
-    app = apprise.Apprise()
+    # apprise's own deadline would send through its one pool of threads shared by every
+    # channel, which the sends it abandons fill: the send runs in a thread of its own here,
+    # inline (no deadline, not async), and we stop waiting for it after `timeout`.
+    app = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False, service_timeout=0))
     if not app.add(_with_read_timeout(url, timeout)):
         return SendResult(outcome="failed", error="not a valid apprise URL")
     # The causes are logged at debug level: apprise's logger must not drop them (log.setup
@@ -182,42 +189,87 @@ def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
         heard.append((entry.level, entry.message))
 
     took = accepted_targets.get()
-    # apprise keeps it only within one notify() (and only with its own retries on); across
-    # our attempts it is ours. Copied into apprise's worker thread with the context.
-    token = tracker.set(took) if took is not None and tracker is not None else None
-    try:
-        result = app.notify(
-            title=message.title,
-            body=message.body,
-            body_format=message.format,
-            notify_type=NOTIFY_TYPES.get(message.severity or "", "info"),
-            timeout=timeout,
-            log_level=logging.DEBUG,
-            log_callback=hear,
-        )
-    except Exception as exc:  # a plugin bug: a failed attempt, not a crash
+    outcome: list[Any] = []  # apprise's result, or the exception it raised
+
+    def run() -> None:  # in a copy of the caller's context
+        # apprise keeps it only within one notify() (and only with its own retries on);
+        # across our attempts it is ours.
+        if took is not None and tracker is not None:
+            tracker.set(took)
+        try:
+            outcome.append(
+                app.notify(
+                    title=message.title,
+                    body=message.body,
+                    body_format=message.format,
+                    notify_type=NOTIFY_TYPES.get(message.severity or "", "info"),
+                    log_level=logging.DEBUG,
+                    log_callback=hear,
+                )
+            )
+        except Exception as exc:  # a plugin bug: a failed attempt, not a crash
+            outcome.append(exc)
+
+    thread = _start_send(url, run)
+    if isinstance(thread, str):  # never started: nothing can have arrived
+        return SendResult(outcome="unreachable", error=thread)
+    thread.join(timeout)
+    if thread.is_alive():
+        result = None  # it goes on in its thread, and may yet arrive
+    elif isinstance(outcome[0], Exception):
+        exc = outcome[0]
         return SendResult(
             outcome="failed",
             error=f"{type(exc).__name__}: {exc}",
             elapsed=time.monotonic() - started,
         )
-    finally:
-        if token is not None and tracker is not None:
-            tracker.reset(token)
+    else:
+        result = outcome[0]
     elapsed = time.monotonic() - started
-    if result.status == AppriseResultStatus.SUCCESS:
+    if result is not None and result.status == AppriseResultStatus.SUCCESS:
         return SendResult(outcome="sent", elapsed=elapsed)
     scheme = url.partition("://")[0].lower()
-    outcome, error = classify(
+    verdict, error = classify(
         list(heard),
-        timed_out=result.status == AppriseResultStatus.TIMEOUT,
+        timed_out=result is None or result.status == AppriseResultStatus.TIMEOUT,
         mail=scheme in _MAIL_SCHEMES,
     )
     error = error or f"no answer within {timeout:g}s"
     reached = _target_names(took or ())
     if reached:
         error = f"{error}; it reached {', '.join(reached)} (not sent to them again)"
-    return SendResult(outcome=outcome, error=error, elapsed=elapsed)
+    return SendResult(outcome=verdict, error=error, elapsed=elapsed)
+
+
+#: The send under way to each channel (by URL): its thread and when it started. A send we
+#: stopped waiting for (a server trickling its answer, a mail tarpit) may run on for long;
+#: the channel gets no other send until it ends.
+_sending: dict[str, tuple[threading.Thread, datetime]] = {}
+_sending_lock = threading.Lock()
+
+
+def _start_send(url: str, run: Callable[[], None]) -> threading.Thread | str:
+    """Start `run` in a thread of its own as the send under way to `url`, its thread; or,
+    while the previous send there still runs, start nothing and say why (the channel is busy: it is
+    treated as unreachable, and tried again on its back-off)."""
+    context = contextvars.copy_context()
+
+    def thread_main() -> None:
+        try:
+            context.run(run)
+        finally:
+            with _sending_lock:
+                if _sending.get(url, (None,))[0] is threading.current_thread():
+                    del _sending[url]
+
+    with _sending_lock:
+        previous = _sending.get(url)
+        if previous is not None and previous[0].is_alive():
+            return f"previous send still running since {previous[1]:%Y-%m-%d %H:%M:%S} UTC"
+        thread = threading.Thread(target=thread_main, name="watcher-send", daemon=True)
+        _sending[url] = (thread, utcnow())
+        thread.start()
+    return thread
 
 
 def _target_names(took: Iterable[Any]) -> list[str]:
@@ -245,9 +297,11 @@ def classify(
     - An HTTP service: a 4xx answer other than 408/425/429 is a refusal (*failed*); other
       failures are *unreachable*.
     - A mail server: only a 5xx reply is a refusal. A 4xx reply (451 at the end of DATA, 452
-      at RCPT, 421 closing) or a connection that fails or drops is *unreachable*: the
-      channel is down and its queue waits. A reply that cannot be read is unreachable too,
-      never a refusal (a refusal is given up after `delivery_attempts`).
+      at RCPT, 421 closing) or a connection that fails is *unreachable*: the channel is down
+      and its queue waits. A reply that cannot be read is unreachable too, never a refusal
+      (a refusal is given up after `delivery_attempts`). A connection that drops or times
+      out with no reply while the message is being handed over is *uncertain*: the server
+      may have taken it (one that cuts the line after DATA would get a copy per retry).
     - A timeout is *uncertain* once the message was on its way (a mail server that took the
       message may answer after we stopped waiting); a mail server still being connected to
       when the time ran out is unreachable.
@@ -274,12 +328,13 @@ def classify(
     codes = [int(m.group(1) or m.group(2)) for c in causes for m in _SMTP_REPLY.finditer(c)]
     if any(400 <= c < 500 for c in codes):
         return "unreachable", error  # come back later: nothing is refused yet
-    if any(c.endswith("timed out") for c in causes) and any(
-        w.startswith("Sending email to") for w in warnings
-    ):
-        return "uncertain", error  # the server had the message, maybe all of it
     if any(500 <= c < 600 for c in codes):
         return "failed", error
+    if causes and not codes and any(w.startswith("Sending email to") for w in warnings):
+        # the session timed out or the line dropped with no reply while the message was
+        # being handed over: the server had it, maybe all of it (smtplib cannot say at
+        # which command the line dropped)
+        return "uncertain", error
     return "unreachable", error
 
 
@@ -806,7 +861,7 @@ class Deliverer:
             self.on_attempt(channel_id, result.outcome)
         error = cause = logsetup.redact(result.error) if result.error else None
         if result.outcome == "uncertain":
-            error = f"uncertain (timed out; the message may have arrived): {error}"
+            error = f"uncertain (the message may have arrived): {error}"
         elif result.outcome == "unreachable":
             error = f"unreachable: {error}"
         still_down = None
@@ -896,8 +951,8 @@ class Deliverer:
                     error,
                     extra=extra,
                 )
-                if status == "failed" and d.kind != "ops":
-                    await self._tell_ops(d, error or "failed", now)
+                if d.kind != "ops":
+                    await self._tell_ops(d, status, error or status, now)
         return "later" if later else result.outcome
 
     async def _back(self, was: ChannelStatus, now: datetime) -> None:
@@ -970,13 +1025,18 @@ class Deliverer:
             now=now,
         )
 
-    async def _tell_ops(self, d: Delivery, error: str, now: datetime) -> None:
-        subject = f"watcher: delivery to {d.channel} failed"
+    async def _tell_ops(self, d: Delivery, status: str, error: str, now: datetime) -> None:
+        """A delivery ended unsent (`failed`) or unsure (`uncertain`: it may have arrived,
+        or not; it is not tried again on its own)."""
+        what = "failed" if status == "failed" else "may not have arrived"
+        subject = f"watcher: delivery to {d.channel} {what}"
         body = (
             f"Delivery {d.id} ({d.kind} of story {d.story_id}, route {d.route}) to channel "
-            f"{d.channel} failed after {d.attempts + 1} attempts.\nLast error: {error}\n"
-            f"Retry with: watcher alerts retry {d.id}"
+            f"{d.channel} {status} after {d.attempts + 1} attempts.\nLast error: {error}\n"
         )
+        if status == "uncertain":
+            body += "It is not tried again: check with the recipients whether it arrived.\n"
+        body += f"Retry with: watcher alerts retry {d.id}"
         await self.notify_ops(subject, body, now)
 
     async def notify_ops(
