@@ -738,6 +738,63 @@ def test_a_server_that_trickles_its_answer_forever_holds_no_other_channel(
     assert "still running" not in (after.error or ""), "the channel is free once it ended"
 
 
+def test_a_slow_channel_holds_no_other_channels_next_claim(store: Store, feeds: FeedServer) -> None:
+    """The daemon claims every second without waiting for a channel's batch to end: a
+    message due for a fast channel goes while a slow one is still sending. The slow channel's
+    own next message is not claimed while it is busy (one send at a time, in order).
+    Before, no claim happened until the slowest channel's whole batch was sent."""
+    release = threading.Event()
+
+    def slow(h: Any) -> None:
+        release.wait(60)
+        h.send_response(200)
+        h.send_header("Content-Length", "2")
+        h.end_headers()
+        h.wfile.write(b"{}")
+
+    channels = [hook_channel(feeds, "slow", "/slow"), hook_channel(feeds, "fast", "/fast")]
+    feeds.route("/slow", handler=slow)
+    h = Harness(
+        store,
+        feeds,
+        channels,
+        [{"channels": ["slow", "fast"], "group_wait": "0s"}],
+        delivery_timeout="60s",
+    )
+    _one_story(h)
+
+    async def until(condition: Any, what: str) -> None:
+        end = time.monotonic() + 30
+        while not condition():
+            assert time.monotonic() < end, what
+            await asyncio.sleep(0.05)
+
+    async def go() -> None:
+        try:
+            assert await h.deliverer.run_due(wait=False) == 2
+            await until(lambda: feeds.hits("/fast") and feeds.hits("/slow"), "both began")
+            # a second story while the slow channel still sends the first
+            await asyncio.to_thread(
+                h.publish,
+                "/yonhap",
+                ("China repatriates 300 North Korean defectors from Jilin", "https://e.org/2", T0),
+                minutes=1,
+            )
+            assert await h.deliverer.run_due(wait=False) == 1  # the fast one's, not slow's
+            await until(lambda: len(feeds.hits("/fast")) == 2, "the fast channel's second")
+            assert len(feeds.hits("/slow")) == 1
+            waiting = [d for d in _mine(store, "slow") if d.status == "pending"]
+            assert len(waiting) == 2 and waiting[1].claimed_until is None, waiting
+        finally:
+            release.set()
+        await h.deliverer.sends_ended()
+        assert await h.deliverer.run_due() == 1
+
+    asyncio.run(go())
+    assert [x[2] for x in h.statuses()] == ["sent"] * 4
+    assert len(feeds.hits("/slow")) == 2
+
+
 def _sends_ended(within: float = 60) -> None:
     """Wait until no send runs on in its thread (one we stopped waiting for)."""
     from watcher import outbox

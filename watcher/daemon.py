@@ -677,7 +677,7 @@ class Daemon:
             return
         async with self._deliver_lock:
             try:
-                await self.deliverer.run_due()
+                await self.deliverer.run_due(wait=False)  # a slow channel holds no other
                 depth = await self.db(self.deliverer.outbox.depth)
                 self.metrics.outbox.set(depth)
                 self._database_back()

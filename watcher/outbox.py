@@ -399,6 +399,9 @@ class Deliverer:
         self._took: dict[tuple[int, str], set[Any]] = {}
         self._stopping = False
         self._previous: Deliverer | None = None
+        #: Each channel's batch being sent (`run_due`), by channel id: no new claim for it
+        #: until it ends.
+        self._running: dict[str, asyncio.Task[int]] = {}
 
     def stop(self) -> None:
         """Take no further message: each channel finishes the send under way (and records
@@ -415,12 +418,15 @@ class Deliverer:
         self._unrecorded = previous._unrecorded
         self._swept_at = previous._swept_at
         self._took = previous._took
+        self._running = previous._running  # its channels still sending are busy for this one
         # a stop reaches a run `previous` may still have under way (one step back only)
         self._previous, previous._previous = previous, None
 
     async def record_sent(self) -> int:
-        """At the end of a run (a stop, `run --once`): try once more to record the sends the
-        database refused; how many still could not be (they may be sent again)."""
+        """At the end of a run (a stop, `run --once`): once the sends under way have ended,
+        try once more to record the sends the database refused; how many still could not be
+        (they may be sent again)."""
+        await self.sends_ended()
         await self._record_unrecorded()
         return len(self._unrecorded)
 
@@ -470,23 +476,57 @@ class Deliverer:
                 )
         return total
 
-    async def run_due(self) -> int:
-        """Send everything due now; returns how many deliveries were handled."""
+    async def run_due(self, *, wait: bool = True) -> int:
+        """Send everything due now, each channel's batch in a task of its own; returns how
+        many deliveries were handled (with `wait`), or claimed (without: the daemon's
+        every-second run, which does not wait for a slow channel's backlog; the next run
+        claims for the channels not still busy)."""
         if self._stopping or not await self._record_unrecorded():
             return 0
         now = self.clock()
         await self._sweep(now)
-        due = await asyncio.to_thread(self.outbox.claim_due, now, self.lease)
+        busy = [ch for ch, task in self._running.items() if not task.done()]
+        due = await asyncio.to_thread(partial(self.outbox.claim_due, now, self.lease, busy=busy))
         if not due:
             return 0
         down = await asyncio.to_thread(self.outbox.channels_down)
         by_channel: dict[str, list[Delivery]] = defaultdict(list)
         for delivery in due:
             by_channel[delivery.channel].append(delivery)
-        counts = await asyncio.gather(
-            *(self._channel(ch, ds, down.get(ch)) for ch, ds in by_channel.items())
-        )
-        return sum(counts)
+        tasks = [self._start(ch, ds, down.get(ch)) for ch, ds in by_channel.items()]
+        if not wait:
+            return len(due)
+        return sum(await asyncio.gather(*tasks))
+
+    def _start(
+        self, channel_id: str, deliveries: Sequence[Delivery], down: ChannelStatus | None
+    ) -> asyncio.Task[int]:
+        """The channel's batch as a task of its own, the channel busy while it runs."""
+        task = asyncio.create_task(self._channel(channel_id, deliveries, down))
+        self._running[channel_id] = task
+
+        def ended(task: asyncio.Task[int]) -> None:
+            if self._running.get(channel_id) is task:
+                del self._running[channel_id]
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None:
+                log.error(
+                    "deliveries to %s stopped: %s (their claim lapses; they are due again)",
+                    channel_id,
+                    logsetup.one_line(exc),
+                    exc_info=exc,
+                    extra={"action": "deliver", "channel": channel_id},
+                )
+
+        task.add_done_callback(ended)
+        return task
+
+    async def sends_ended(self) -> None:
+        """Wait for the channels' batches under way (told to `stop`, each ends with the send
+        it has begun, recorded)."""
+        running = [task for task in self._running.values() if not task.done()]
+        if running:
+            await asyncio.wait(running)
 
     async def _record_unrecorded(self) -> bool:
         """Record the sends whose outcome could not be recorded; False while the database

@@ -4,7 +4,7 @@ silences, and the operator's views (`watcher alerts`, `watcher silence`, exports
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,8 +45,11 @@ class Outbox:
 
     # ------------------------------------------------------------------ the worker's side
 
-    def claim_due(self, now: datetime, lease: timedelta, limit: int = 200) -> list[Delivery]:
-        """Take the due deliveries for this process: `claimed_until` is set in the same
+    def claim_due(
+        self, now: datetime, lease: timedelta, limit: int = 200, *, busy: Collection[str] = ()
+    ) -> list[Delivery]:
+        """Take the due deliveries for this process, but those of the `busy` channels (this
+        process is still sending their last claim): `claimed_until` is set in the same
         transaction (PostgreSQL skips rows another replica holds), and each delivery returned
         carries it: it is this claim's token (`renew`, `record` and `release` act only while
         the row still holds it). Recording an attempt frees the claim; a process that dies
@@ -60,6 +63,8 @@ class Outbox:
         with self.engine.begin() as conn:
             clock = self._clock(conn, now)
             query = self._due_query(now, limit, clock)
+            if busy:
+                query = query.where(d.c.channel.not_in(list(busy)))
             if self.store.dialect == "postgresql":
                 query = query.with_for_update(of=d, skip_locked=True)
             due = [rows.delivery(r) for r in conn.execute(query)]
