@@ -459,3 +459,17 @@ def test_an_approximate_count_is_stored_with_its_report_and_its_story(store: Sto
     card = Views(store).story(change.story_id)
     assert card is not None and len(card.story.reports) == 4
     assert (card.story.people, card.story.people_approximate) == (600, False)
+
+
+def test_a_claim_skips_the_channels_still_sending(store: Store) -> None:
+    """The deliverer claims every second; a channel still sending its last claim (busy) is
+    left out, its messages unclaimed for when it is done."""
+    from watcher.store.outbox import Outbox
+
+    outbox = Outbox(store)
+    targets = [("ops", "slow"), ("ops", "fast"), ("ops", "other")]
+    outbox.add_ops(targets, "notice", "body", NOW - timedelta(minutes=1))
+    claimed = outbox.claim_due(NOW, timedelta(minutes=1), busy=["slow", "other"])
+    assert [d.channel for d in claimed] == ["fast"]
+    rest = outbox.claim_due(NOW, timedelta(minutes=1))
+    assert sorted(d.channel for d in rest) == ["other", "slow"]
