@@ -565,6 +565,36 @@ def test_failing_channel_retries_with_backoff_and_does_not_hold_the_others(
     assert Outbox(store).channels_down() == {}, "a send that gets through clears the outage"
 
 
+@pytest.mark.parametrize("retry_after", ["30", None], ids=["retry-after-30", "no-retry-after"])
+def test_a_service_that_says_too_many_requests_is_left_alone_a_minute_at_least(
+    store: Store, feeds: FeedServer, retry_after: str | None
+) -> None:
+    """A 429 is a service limiting our rate: the channel waits at least a minute (apprise
+    does not pass on the `Retry-After` header), not the usual back-off from a few seconds.
+    Before, it was tried again at +3 s, +7 s, +16 s."""
+    channels = [hook_channel(feeds)]
+    feeds.routes["/hook"].status = 429
+    if retry_after:
+        feeds.routes["/hook"].headers["Retry-After"] = retry_after
+    h = Harness(
+        store, feeds, channels, [{"channels": ["hook"], "group_wait": "0s"}], delivery_backoff="2s"
+    )
+    _one_story(h)
+    h.deliver()
+    down = Outbox(store).channels_down()["hook"]
+    assert down.next_try_at >= h.clock.now + timedelta(seconds=60), down
+    assert "429" in (down.last_error or "")
+
+
+def test_telegrams_retry_after_is_kept_other_answers_are_not_rate_limits() -> None:
+    from watcher.outbox import rate_limited
+
+    telegram = "Failed to send Telegram notification to 1: Too Many Requests: retry after 90, "
+    assert rate_limited([telegram + "error=429."]) == 90
+    assert rate_limited(["Failed to send JSON notification: Too Many Requests - error=429."]) == 60
+    assert rate_limited(["Failed to send JSON notification: Bad Gateway - error=502."]) is None
+
+
 def test_a_delivery_the_service_keeps_refusing_is_marked_failed_and_ops_is_told(
     store: Store, feeds: FeedServer
 ) -> None:

@@ -16,8 +16,13 @@ ends one of four ways:
   when a channel's messages are `delivery_late_after` late, when it is back, and what expired;
 - *failed* (the service answered and refused the message: a 4xx, an SMTP 5xx reply): retried
   on its own until `delivery_attempts`, then failed and reported to the ops routes;
-- *uncertain* (a timeout: the message may have arrived): the channel waits as when
-  unreachable, and the message is tried once more, then left alone.
+- *uncertain* (a timeout, a mail server that cut the line mid-message: the message may
+  have arrived): the channel waits as when unreachable, and the message is tried once more,
+  then left alone and the ops routes told.
+
+A 429 (the service limits our rate) waits at least what it asks, else RATE_LIMIT_WAIT. Each
+send runs in a thread of its own; a channel whose previous send still runs (we stopped
+waiting, it did not stop) gets no new one until it ends.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class SendResult:
     outcome: str
     error: str | None = None
     elapsed: float = 0.0
+    #: Seconds the service asked us to wait before the next try (it limits our rate)
+    retry_after: float | None = None
 
 
 Sender = Callable[[str, Message, float], SendResult]
@@ -235,10 +242,44 @@ def apprise_send(url: str, message: Message, timeout: float) -> SendResult:
         mail=scheme in _MAIL_SCHEMES,
     )
     error = error or f"no answer within {timeout:g}s"
+    # the service's own words only: the debug lines quote the message, which may say anything
+    warnings = [m for level, m in heard if level in ("WARNING", "ERROR")]
     reached = _target_names(took or ())
     if reached:
         error = f"{error}; it reached {', '.join(reached)} (not sent to them again)"
-    return SendResult(outcome=verdict, error=error, elapsed=elapsed)
+    return SendResult(
+        outcome=verdict,
+        error=error,
+        elapsed=elapsed,
+        retry_after=rate_limited(warnings) if verdict == "unreachable" else None,
+    )
+
+
+#: The least wait after a service said we send too fast, when it does not say how long
+#: (apprise does not pass on an HTTP `Retry-After` header).
+RATE_LIMIT_WAIT = 60.0
+
+_TOO_MANY = re.compile(r"error=429\b|too many requests|rate.?limit", re.IGNORECASE)
+_RETRY_AFTER = re.compile(r"retry.?after:? (\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+def rate_limited(messages: Sequence[str]) -> float | None:
+    """Seconds to wait at least before the next try when apprise's log lines say the service
+    limits our rate (a 429 answer): the wait it names (Telegram's "retry after 30"), else
+    RATE_LIMIT_WAIT; None when they do not.
+
+    Usage::
+
+        rate_limited(["Failed to send Telegram notification to 12: Too Many Requests: "
+                      "retry after 30, error=429."])                            # 30.0
+        rate_limited(["Failed to send JSON notification: Too Many Requests - error=429."])
+        # 60.0
+        rate_limited(["Failed to send JSON notification: Bad Gateway - error=502."])  # None
+    """
+    if not any(_TOO_MANY.search(m) for m in messages):
+        return None
+    named = [float(m.group(1)) for line in messages for m in _RETRY_AFTER.finditer(line)]
+    return max(named) if named else RATE_LIMIT_WAIT
 
 
 #: The send under way to each channel (by URL): its thread and when it started. A send we
@@ -910,7 +951,7 @@ class Deliverer:
             still_down = ChannelStatus(
                 channel=channel_id,
                 down_since=down.down_since if down else now,
-                next_try_at=self.clock() + self._backoff(failures),
+                next_try_at=self.clock() + self._backoff(failures, result.retry_after),
                 failures=failures,
                 last_error=cause if result.outcome == "unreachable" else error,
             )
@@ -919,7 +960,7 @@ class Deliverer:
         for d in group:
             status, due = self._next_state(d, result)
             if later:
-                due = self.clock() + self._backoff(d.attempts + 1)
+                due = self.clock() + self._backoff(d.attempts + 1, result.retry_after)
             record = partial(
                 self.outbox.record,
                 d,
@@ -1038,11 +1079,13 @@ class Deliverer:
             return "failed", None
         return "pending", self.clock() + self._backoff(d.attempts + 1)
 
-    def _backoff(self, attempt: int) -> timedelta:
+    def _backoff(self, attempt: int, retry_after: float | None = None) -> timedelta:
+        """The wait before try `attempt` + 1; at least what a service that limits our rate
+        asked for (`retry_after`)."""
         base = self.config.settings.delivery_backoff.total_seconds()
         cap = self.config.settings.delivery_max_backoff.total_seconds()
-        delay = min(cap, base * 2 ** (attempt - 1))
-        return timedelta(seconds=delay * random.uniform(0.8, 1.2))
+        delay = min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+        return timedelta(seconds=max(delay, retry_after or 0))
 
     async def _schedule_reminder(self, d: Delivery, now: datetime) -> None:
         route = self.routes.get(d.route)
