@@ -213,7 +213,8 @@ def test_alerts_list_retry_and_export(setup) -> None:
 
     retried = run(cfg, db, "alerts", "retry", delivery_id)
     assert retried.returncode == 0 and "queued again (was failed)" in retried.stdout
-    assert run(cfg, db, "alerts", "retry", delivery_id).returncode == 1  # already pending
+    again = run(cfg, db, "alerts", "retry", delivery_id)  # pending already: due now
+    assert again.returncode == 0 and f"delivery {delivery_id} due now" in again.stdout
     assert run(cfg, db, "alerts", "retry", "999").returncode == 1
 
     exported = run(cfg, db, "export", "alerts")
@@ -276,3 +277,50 @@ def test_notify_test_reports_each_channel(setup) -> None:
     assert "Notifying" not in one.stdout + one.stderr, "apprise's chatter stays out"
     unknown = run(cfg, db, "notify", "test", "nope")
     assert unknown.returncode == 2 and "unknown channel 'nope'" in unknown.stderr
+
+
+def test_a_channel_down_is_tried_at_once_on_retry_or_a_test_message_that_gets_through(
+    setup,
+) -> None:
+    """A channel that was unreachable backs off (here an hour); once the operator has fixed
+    it, `alerts retry --channel`, `alerts retry ID` of its waiting message, or a `notify test`
+    that reaches it sends what waits at the next run instead of after the backoff."""
+    server, cfg, db = setup
+    cfg.write_text(
+        cfg.read_text()
+        .replace("channels: [hook], group_wait: 0s", "channels: [dead], group_wait: 0s")
+        .replace("retries: 0,", "retries: 0, delivery_backoff: 1h,")
+    )
+    run(cfg, db, "run", "--once", "--all")
+    server.routes["/feed"].body = rss("China repatriates 60 North Korean defectors")
+
+    def down_again() -> str:
+        run(cfg, db, "run", "--once", "--all")
+        (row,) = run(cfg, db, "alerts", "list", "--status", "pending").stdout.splitlines()[1:]
+        assert "waiting: dead unreachable since" in row, row
+        return row.split()[0]
+
+    delivery_id = down_again()
+    assert "no deliveries" not in run(cfg, db, "alerts", "list", "--status", "pending").stdout
+    by_channel = run(cfg, db, "alerts", "retry", "--channel", "dead")
+    assert by_channel.returncode == 0, by_channel.stderr
+    assert by_channel.stdout.startswith("1 message for dead due now (dead was down since")
+    (row,) = run(cfg, db, "alerts", "list", "--status", "pending").stdout.splitlines()[1:]
+    assert "waiting:" not in row
+    assert run(cfg, db, "alerts", "retry", "--channel", "hook").returncode == 1  # none waits
+    assert run(cfg, db, "alerts", "retry").returncode == 2  # an ID or --channel
+
+    assert down_again() == delivery_id  # tried at once, and down again
+    by_id = run(cfg, db, "alerts", "retry", delivery_id)
+    assert by_id.returncode == 0, by_id.stderr
+    assert f"delivery {delivery_id} due now (dead is tried again at once)" in by_id.stdout
+
+    down_again()
+    fixed = server.url("/hook").replace("http://", "json://")
+    cfg.write_text(cfg.read_text().replace("json://127.0.0.1:9/nothing-listens-here", fixed))
+    tested = run(cfg, db, "notify", "test", "dead")
+    assert tested.returncode == 0, tested.stderr
+    assert "dead: was down since" in tested.stdout and "messages are due now" in tested.stdout
+    run(cfg, db, "run", "--once", "--all")
+    assert any("Forced repatriation" in h["title"] for h in hooks(server))
+    assert run(cfg, db, "alerts", "list", "--status", "pending").stdout.startswith("no ")

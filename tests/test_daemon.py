@@ -485,3 +485,30 @@ def test_a_reload_re_plans_the_digest_lines_already_queued(
     (message,) = hooks(server)
     assert "Dandong" in message["message"]
     assert "route route-1: 1 digest line(s) re-planned" in daemon.err
+
+
+def test_a_channel_whose_url_is_fixed_is_tried_at_once_after_the_reload(
+    tmp_path: Path, server: FeedServer, db_url: str
+) -> None:
+    """A channel that was unreachable waits out its backoff (here an hour); a reload that
+    changes its URL makes its waiting messages go now: the URL that failed is not its own
+    any more. The URL itself (it may hold a password) is never logged."""
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=1)
+    hook = server.url("/hook").replace("http://", "json://")
+    wrong = hook.replace(f":{server.url('/').split(':')[2].split('/')[0]}", f":{free_port()}")
+    good = cfg.read_text().replace("retries: 0,", "retries: 0, delivery_backoff: 1h,")
+    cfg.write_text(good.replace(hook, wrong.replace("json://", "json://user:s3cret@")))
+    daemon = Daemon(cfg, db_url)
+    try:
+        daemon.wait(lambda: len(server.hits("/f0")) >= 2, "the baseline polls", 60)
+        server.routes["/f0"].body = rss("China repatriates 60 North Korean defectors")
+        daemon.wait(lambda: daemon.having("unreachable"), "the channel to fail", 60)
+        cfg.write_text(good)
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait(lambda: len(hooks(server)) == 1, "the alert through the fixed URL", 60)
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.err
+    (told,) = daemon.having("has a new URL")
+    assert "channel hook has a new URL: its waiting messages are tried now" in told
+    assert "s3cret" not in daemon.err

@@ -338,6 +338,7 @@ class Daemon:
                 await self.db(self.store.sync_sources, config.sources, self.clock())
                 states = await self.db(self.store.fetch_states)
                 await self.deliverer.replan_digests()  # a schedule changed while stopped
+                await self._channels_changed(config)
                 self._database_back()
                 self.sources_unsynced = False
                 break
@@ -846,6 +847,8 @@ class Daemon:
                 logsetup.one_line(exc),
                 extra={"action": "reload"},
             )
+        with contextlib.suppress(Exception):  # else at the next reload or start
+            await self._channels_changed(loaded.config)  # sent through the new URLs
         log.info(
             "reloaded %s: %s",
             self.config_path,
@@ -855,6 +858,25 @@ class Daemon:
         for warning in config_warnings(loaded, matcher):
             log.warning("%s", warning, extra={"action": "reload"})
         return True
+
+    async def _channels_changed(self, config: Any) -> None:
+        """Channels whose URL changed since the last start or reload are no longer the ones
+        that were down: their waiting messages are tried now, not after the old URL's
+        backoff. (Compared by a hash: the URL, which may hold a password, is not stored.)"""
+        from watcher.store.outbox import Outbox
+
+        hashes = {c.id: url_hash(c.id, c.url) for c in config.channels}
+        for was in await self.db(Outbox(self.store).channels_changed, hashes):
+            log.info(
+                "channel %s has a new URL: its waiting messages are tried now (it was down "
+                "since %s, %d failed tries)",
+                was.channel,
+                f"{was.down_since:%Y-%m-%d %H:%M:%S} UTC",
+                was.failures,
+                extra={"action": "deliver", "channel": was.channel},
+            )
+        if self.scheduler is not None:
+            self.scheduler.modify_job("deliver", next_run_time=datetime.now().astimezone())
 
     def _refused(self, problems: Sequence[str]) -> None:
         """A refused file: its problems, then which configuration still runs."""
@@ -1010,6 +1032,13 @@ def config_warnings(loaded: LoadedConfig, matcher: Any) -> list[str]:
         for i, what in unreadable_channels(loaded.config)
     ]
     return [*loaded.warnings, *no_rules, *unreadable, *nobody_hears(loaded.config)]
+
+
+def url_hash(channel_id: str, url: str) -> str:
+    """What tells a channel's URL from its next one: a hash salted with the channel's id."""
+    import hashlib
+
+    return hashlib.sha256(f"{channel_id}\n{url}".encode()).hexdigest()[:32]
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:

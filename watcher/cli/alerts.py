@@ -77,22 +77,54 @@ def _why(ctx: Context, d: Delivery, down: ChannelStatus | None) -> str | None:
 
 
 @alerts.command("retry")
-@click.argument("delivery_id", type=int)
+@click.argument("delivery_id", type=int, required=False)
+@click.option(
+    "--channel",
+    "channel_id",
+    metavar="CHANNEL",
+    help="Send this channel's waiting messages now, without waiting out its backoff.",
+)
 @pass_ctx
-def alerts_retry(ctx: Context, delivery_id: int) -> None:
-    """Queue a failed (or any finished) delivery again; the running daemon sends it within
-    a second, or the next `watcher run --once`."""
+def alerts_retry(ctx: Context, delivery_id: int | None, channel_id: str | None) -> None:
+    """Queue a failed (or any finished) delivery again, or make a pending one due now; with
+    --channel, make every message waiting for CHANNEL due now. A channel that was down is
+    tried again at once (its backoff is cleared). The running daemon sends them within a
+    second, or the next `watcher run --once`."""
     from watcher.clock import utcnow
     from watcher.store.outbox import Outbox
 
+    if (delivery_id is None) == (channel_id is None):
+        fail("give a delivery ID or --channel CHANNEL (see `watcher alerts list`)", code=2)
     with ctx.open_store(existing=True, need_config=config_exists(ctx)) as store:
         outbox = Outbox(store)
+        if channel_id is not None:
+            waiting, was = outbox.due_now(utcnow(), channel=channel_id)
+            if not waiting and was is None:
+                fail(f"no message waits for channel {channel_id!r} (see `watcher alerts list`)")
+            click.echo(
+                f"{_count(waiting, 'message')} for {channel_id} due now"
+                + (f" ({channel_id} was down since {ctx.when(was.down_since)})" if was else "")
+            )
+            return
+        assert delivery_id is not None
         delivery = outbox.get(delivery_id)
         if delivery is None:
             fail(f"no delivery {delivery_id} (see `watcher alerts list`)")
+        if delivery.status == "pending":
+            waiting, was = outbox.due_now(utcnow(), delivery_id=delivery_id)
+            if waiting:
+                click.echo(
+                    f"delivery {delivery_id} due now"
+                    + (f" ({delivery.channel} is tried again at once)" if was else "")
+                )
+                return
         if not outbox.retry(delivery_id, utcnow()):
-            fail(f"delivery {delivery_id} is already pending")
+            fail(f"delivery {delivery_id} changed meanwhile; try again")
     click.echo(f"delivery {delivery_id} queued again (was {delivery.status})")
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @cli.group()
@@ -104,8 +136,9 @@ def notify() -> None:
 @click.argument("channel_ids", nargs=-1, metavar="[CHANNEL]...")
 @pass_ctx
 def notify_test(ctx: Context, channel_ids: tuple[str, ...]) -> None:
-    """Send a test message to every channel (or those named) and report each result.
-    Exit code 1 when any failed."""
+    """Send a test message to every channel (or those named) and report each result. A
+    channel that was down and took the test message is tried again at once (its waiting
+    messages no longer wait out its backoff). Exit code 1 when any failed."""
     from watcher.outbox import send_test
 
     config = ctx.config().config
@@ -119,12 +152,46 @@ def notify_test(ctx: Context, channel_ids: tuple[str, ...]) -> None:
     if not config.channels:
         fail("no channels configured (add some under `channels:` in sources.yaml)")
     failed = 0
+    reached = []
     for channel_id, result in send_test(config, channel_ids):
         if result.outcome == "sent":
+            reached.append(channel_id)
             click.echo(f"{channel_id}: sent ({result.elapsed:.1f}s)")
         else:
             failed += 1
             said = one_line_text(logsetup.redact(result.error or ""), None)
             click.echo(f"{channel_id}: {result.outcome}: {said}")
+    if reached:
+        _channels_up(ctx, reached)
     if failed:
         sys.exit(1)
+
+
+def _channels_up(ctx: Context, channel_ids: list[str]) -> None:
+    """Channels a test message reached are up: their waiting messages go at once instead of
+    after their backoff. Without a database (none yet, or unavailable) there is nothing to
+    clear; the test's result stands."""
+    from watcher.store import Store, is_database_error, missing_file
+    from watcher.store.outbox import Outbox
+
+    url = ctx.database_url(need_config=True)
+    if missing_file(url):
+        return
+    try:
+        store = Store.open(url)
+    except Exception:
+        return
+    try:
+        outbox = Outbox(store)
+        for channel_id in channel_ids:
+            was = outbox.channel_up(channel_id)
+            if was is not None:
+                click.echo(
+                    f"{channel_id}: was down since {ctx.when(was.down_since)}; its waiting "
+                    "messages are due now"
+                )
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
+    finally:
+        store.close()

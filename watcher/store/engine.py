@@ -24,7 +24,7 @@ log = logging.getLogger("watcher.store")
 
 #: The newest migration; `Store.schema_is_current` compares with one query, so that start-up
 #: imports Alembic only when the database is behind. A test checks it is Alembic's head.
-SCHEMA_HEAD = "0019"
+SCHEMA_HEAD = "0020"
 
 #: Seconds a database call may take (connect, statement, lock wait) before it fails: a stalled
 #: database then shows as an error the daemon retries, not as a hang.

@@ -606,6 +606,52 @@ class Outbox:
             )
         return bool(result.rowcount)
 
+    def due_now(
+        self, now: datetime, *, channel: str | None = None, delivery_id: int | None = None
+    ) -> tuple[int, ChannelStatus | None]:
+        """Make pending deliveries due now, with the channel's down state cleared (its
+        backoff no longer holds them): those of `channel`, or the one `delivery_id` (its
+        channel is tried now too: a channel's queue goes in order). How many are due now,
+        and the down state cleared, if the channel was down."""
+        d = t.deliveries
+        with self.engine.begin() as conn:
+            if delivery_id is not None:
+                channel = conn.execute(
+                    select(d.c.channel).where((d.c.id == delivery_id) & (d.c.status == "pending"))
+                ).scalar()
+                if channel is None:
+                    return 0, None
+                which = d.c.id == delivery_id
+            else:
+                which = d.c.channel == channel
+            pending = which & (d.c.status == "pending")
+            conn.execute(update(d).where(pending & (d.c.due_at > now)).values(due_at=now))
+            waiting = conn.execute(select(func.count()).where(pending)).scalar_one()
+            was = _clear_down(conn, [channel]) if channel is not None else []
+        return int(waiting), was[0] if was else None
+
+    def channel_up(self, channel: str) -> ChannelStatus | None:
+        """Clear a channel's down state (a test message got through): its queue is due at
+        once. The state cleared, if it was down."""
+        with self.engine.begin() as conn:
+            was = _clear_down(conn, [channel])
+        return was[0] if was else None
+
+    def channels_changed(self, url_hashes: Mapping[str, str]) -> list[ChannelStatus]:
+        """Record each channel's URL (as a hash) and clear the down state of those whose URL
+        changed since a daemon last recorded it: the URL that failed is no longer theirs, so
+        their messages are tried now. The down states cleared."""
+        u = t.channel_urls
+        with self.engine.begin() as conn:
+            known = {r.channel: r.url_hash for r in conn.execute(select(u))}
+            changed = [ch for ch, h in url_hashes.items() if known.get(ch, h) != h]
+            for ch, h in url_hashes.items():
+                if ch not in known:
+                    conn.execute(u.insert().values(channel=ch, url_hash=h))
+                elif known[ch] != h:
+                    conn.execute(update(u).where(u.c.channel == ch).values(url_hash=h))
+            return _clear_down(conn, changed)
+
     def attempts(self, delivery_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
         out: dict[int, list[dict[str, Any]]] = {i: [] for i in delivery_ids}
         if not delivery_ids:
@@ -809,3 +855,14 @@ def _json_or_none(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return None
+
+
+def _clear_down(conn: Connection, channels: Sequence[str]) -> list[ChannelStatus]:
+    """Delete the down state of `channels`; the states deleted."""
+    if not channels:
+        return []
+    c = t.channel_status
+    was = [rows.channel_status(r) for r in conn.execute(select(c).where(c.c.channel.in_(channels)))]
+    if was:
+        conn.execute(c.delete().where(c.c.channel.in_([w.channel for w in was])))
+    return was

@@ -323,6 +323,15 @@ channel_status = Table(
     Column("late_told_at", UTCDateTime),
 )
 
+#: The URL each channel had when a daemon last started or reloaded, as a hash (never the URL:
+#: it may hold a password): a channel whose URL changed is no longer the one that was down.
+channel_urls = Table(
+    "channel_urls",
+    metadata,
+    Column("channel", String(100), primary_key=True),
+    Column("url_hash", String(64), nullable=False),
+)
+
 #: Muted stories: recorded, not sent, while a silence matches.
 silences = Table(
     "silences",
