@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -512,3 +513,45 @@ def test_a_channel_whose_url_is_fixed_is_tried_at_once_after_the_reload(
     (told,) = daemon.having("has a new URL")
     assert "channel hook has a new URL: its waiting messages are tried now" in told
     assert "s3cret" not in daemon.err
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux)")
+def test_a_full_disk_is_one_outage_told_once_until_saves_succeed_again(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """A real write failure (the daemon's file size limit set under the database's size with
+    prlimit: SQLite's writes fail as on a full disk) while reads and small writes still go
+    through: one `database unavailable` line, with what to check, and one `available again`
+    once the saves succeed, not one pair a second; readiness stays failed meanwhile."""
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=2)
+    db_file = tmp_path / "w.db"
+    daemon = Daemon(cfg, f"sqlite:///{db_file}", metrics=free_port())
+    try:
+        daemon.wait(
+            lambda: all(len(server.hits(f"/f{n}")) >= 2 for n in range(2)), "the baselines", 60
+        )
+        files = [p for p in tmp_path.iterdir() if p.name.startswith("w.db")]
+        limit = max(p.stat().st_size for p in files) + 4096
+        limited = ["prlimit", f"--pid={daemon.pid}", f"--fsize={limit}:unlimited"]
+        subprocess.run(limited, check=True)
+        filler = " ".join(["lorem ipsum"] * 40)
+        server.routes["/f1"].body = rss(*[f"Unrelated item {i} {filler}" for i in range(300)])
+        server.routes["/f0"].body = rss("China repatriates 60 North Korean defectors")
+        daemon.wait(lambda: daemon.having("database unavailable"), "the outage told", 60)
+        # Ten seconds of writes failing (each second's tries; reads and small writes may
+        # succeed meanwhile): readiness stays failed throughout, not flipping each second.
+        seen = set()
+        for _ in range(20):
+            seen.add(daemon.get("/readyz"))
+            time.sleep(0.5)
+        assert seen == {(503, "database unavailable\n")}
+        unlimited = ["prlimit", f"--pid={daemon.pid}", "--fsize=unlimited:unlimited"]
+        subprocess.run(unlimited, check=True)
+        daemon.wait(lambda: len(hooks(server)) == 1, "the alert once the disk takes writes", 60)
+        daemon.wait(lambda: daemon.get("/readyz")[0] == 200, "/readyz to recover", 60)
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.err
+    (told,) = daemon.having("database unavailable")
+    assert " ERROR " in told and "(the disk may be full: check free space and quotas)" in told
+    assert len(daemon.having("database available again")) == 1

@@ -285,6 +285,10 @@ class Daemon:
         self.deliverer = self._deliverer(self.loaded.config)
         self.alerting = Alerting.from_config(self.loaded.config)
         self.database_ok = True
+        #: The kinds of database call that failed in the outage under way (`_database_down`),
+        #: and when the last one did (monotonic).
+        self._failing: set[str] = set()
+        self._last_database_error = 0.0
         #: What the last `database` error line said was wrong ("unavailable" or "no tables"):
         #: a change is told, a repeat is not.
         self.database_problem: str | None = None
@@ -339,13 +343,13 @@ class Daemon:
                 states = await self.db(self.store.fetch_states)
                 await self.deliverer.replan_digests()  # a schedule changed while stopped
                 await self._channels_changed(config)
-                self._database_back()
+                self._database_back("start")
                 self.sources_unsynced = False
                 break
             except Exception as exc:
                 if not is_database_error(exc):
                     raise
-                self._database_down(exc)
+                self._database_down(exc, "start")
                 if self.stop.is_set():
                     return
                 await asyncio.sleep(1)
@@ -378,7 +382,12 @@ class Daemon:
         self.scheduler.start()
         stalls = asyncio.create_task(self._watch_stalls())
         self._keeper = asyncio.create_task(
-            self.leases.keep(self.store, self.db, self.clock, self._database_down)
+            self.leases.keep(
+                self.store,
+                self.db,
+                self.clock,
+                functools.partial(self._database_down, what="lease renewal"),
+            )
         )
         self.started = True
         self.started_at = self.told_at = time.monotonic()
@@ -510,9 +519,9 @@ class Daemon:
                 await self.db(self.store.release_sources, orphaned, now)
             # Recorded before the claim, in its transaction: an unchanged source is due later.
             states = await self.db(self.store.settle_and_claim, unchanged, candidates, now, lease)
-            self._database_back()
+            self._database_back("claim")
         except Exception as exc:
-            self._database_down(exc)  # the unchanged polls stay listed for the next tick
+            self._database_down(exc, "claim")  # the unchanged polls stay listed for the next tick
             return
         del self.unchanged[: len(unchanged)]
         claimed = list(states)
@@ -525,7 +534,7 @@ class Daemon:
             except Exception as exc:
                 if not is_database_error(exc):
                     raise
-                self._database_down(exc)
+                self._database_down(exc, "analyze")
                 return
         if config.settings.heartbeat and time.monotonic() >= self.next_heartbeat_check:
             self.next_heartbeat_check = time.monotonic() + 60
@@ -535,7 +544,7 @@ class Daemon:
             except Exception as exc:
                 if not is_database_error(exc):
                     raise
-                self._database_down(exc)
+                self._database_down(exc, "heartbeat")
         if time.monotonic() >= self.next_recheck and (
             self.rechecking is None or self.rechecking.done()
         ):
@@ -562,7 +571,7 @@ class Daemon:
             )
         except Exception as exc:
             if is_database_error(exc):
-                self._database_down(exc)
+                self._database_down(exc, "recheck")
                 return
             log.exception("re-checks failed", extra={"action": "recheck"})
             return
@@ -601,10 +610,11 @@ class Daemon:
         except Exception as exc:
             if not is_database_error(exc):  # poll_source keeps a source's faults its own
                 raise
-            self._database_down(exc)
+            self._database_down(exc, "save")
             if source.id in self.leases.held:
                 self.orphaned[source.id] = self.leases.held[source.id]
             return
+        self._database_back("save")
         self._count(report)
         self.tally.add(report)
         self.metrics.last_cycle.set(time.time())
@@ -623,8 +633,9 @@ class Daemon:
         except Exception as exc:
             if not is_database_error(exc):
                 raise
-            self._database_down(exc)  # checked again after the next tick's polls
+            self._database_down(exc, "health")  # checked again after the next tick's polls
             return
+        self._database_back("health")
         del self.polled[: len(polled)]
         for change in changes:
             self._health_metric(change)
@@ -708,7 +719,7 @@ class Daemon:
         except Exception as exc:
             if not is_database_error(exc):
                 raise
-            self._database_down(exc)
+            self._database_down(exc, "cycle")
             return  # told when the database answers again, with what happened meanwhile
         self.tally, self.told_at = CycleTally(), now
         level = logging.DEBUG if tally.quiet and not (final or overdue) else logging.INFO
@@ -739,10 +750,19 @@ class Daemon:
         self.stop.set()
         return True
 
-    def _database_down(self, exc: Exception) -> None:
+    #: An outage ends when each kind of call that failed has succeeded again, or when this
+    #: many seconds passed without any database error (a kind that runs rarely).
+    DATABASE_QUIET = 15.0
+
+    def _database_down(self, exc: Exception, what: str = "deliver") -> None:
         """Tell an outage once, and again when what is wrong changes: a database dropped and
-        created again empty answers, but without watcher's tables."""
+        created again empty answers, but without watcher's tables. `what` is the kind of call
+        that failed: the outage lasts until that kind succeeds (`_database_back`): on a full
+        disk, reads and small writes go on while saves fail, and that is one outage, not one
+        a second."""
         problem = "no tables" if is_missing_table(exc) else "unavailable"
+        self._failing.add(what)
+        self._last_database_error = time.monotonic()
         if problem != self.database_problem:
             if problem == "no tables":
                 # Not created here, as `watcher run` does at start: the database may be
@@ -764,9 +784,16 @@ class Daemon:
         self.database_ok = False
         self.sources_unsynced = True
 
-    def _database_back(self) -> None:
+    def _database_back(self, what: str = "deliver") -> None:
+        """A call of kind `what` succeeded: the outage is over once every kind that failed
+        has, or after DATABASE_QUIET seconds without an error."""
+        self._failing.discard(what)
         if not self.database_ok:
+            quiet = time.monotonic() - self._last_database_error >= self.DATABASE_QUIET
+            if self._failing and not quiet:
+                return
             log.info("database available again", extra={"action": "database"})
+        self._failing.clear()
         self.database_ok = True
         self.database_problem = None
         if self.reload_pending and not self.stop.is_set():
@@ -812,7 +839,7 @@ class Daemon:
                 raise
             # The file is valid; the database must take its sources first. Read again (the
             # file may change meanwhile) once the database is back.
-            self._database_down(exc)
+            self._database_down(exc, "reload")
             self.reload_pending = True
             log.error(
                 "reload deferred: the database is unavailable (%s); %s is read again once it "
@@ -823,6 +850,7 @@ class Daemon:
             )
             return False
         self.reload_pending = False
+        self._database_back("reload")
         self._unwatched_health(loaded.config.sources)
         self.loaded, self.matcher = loaded, matcher
         self.loaded_at = self.clock()

@@ -329,9 +329,15 @@ def database_failure(url: str, exc: BaseException) -> str:
 
 def with_hint(problem: str) -> str:
     """A database's one-line error and, for a database that takes no writes (a file whose owner
-    or permissions changed, a disk remounted read-only), what to look at."""
+    or permissions changed, a disk remounted read-only, a full disk), what to look at."""
     if "readonly database" in problem:
         return f"{problem} (check the file's owner and permissions)"
+    lowered = problem.lower()
+    if any(
+        full in lowered
+        for full in ("database or disk is full", "disk i/o error", "no space left on device")
+    ):
+        return f"{problem} (the disk may be full: check free space and quotas)"
     return problem
 
 
