@@ -324,3 +324,35 @@ def test_a_channel_down_is_tried_at_once_on_retry_or_a_test_message_that_gets_th
     run(cfg, db, "run", "--once", "--all")
     assert any("Forced repatriation" in h["title"] for h in hooks(server))
     assert run(cfg, db, "alerts", "list", "--status", "pending").stdout.startswith("no ")
+
+
+def test_a_stop_past_the_grace_during_a_send_logs_no_library_noise(setup) -> None:
+    """SIGTERM while a send outlasts shutdown_grace: the scheduler's cancellation of the
+    delivery job and apprise's own "did not finish" error stay out of the log; watcher says
+    what happened itself."""
+    server, cfg, db = setup
+    cfg.write_text(
+        cfg.read_text()
+        .replace("interval: 5s", "interval: 1s")
+        .replace("delivery_timeout: 2s", "delivery_timeout: 2s, shutdown_grace: 1s")
+    )
+    arrived = threading.Event()
+
+    def slow_hook(handler: BaseHTTPRequestHandler) -> None:
+        arrived.set()
+        time.sleep(6.0)  # longer than the grace and the delivery timeout
+        FeedServer._send(handler, 200, b"{}", "application/json", {})
+
+    server.route("/hook", handler=slow_hook)
+    daemon = Started("--config", str(cfg), "--db", db, "run", "--metrics-address", "off")
+    try:
+        daemon.wait(lambda: _polled(db, "wire"), "the baseline poll to be recorded")
+        server.routes["/feed"].body = rss("North Korean defectors repatriated from Dandong")
+        daemon.wait(arrived.is_set, "the send to reach the channel")
+    finally:
+        daemon.stop()
+    assert "watcher stopped" in daemon.err
+    assert "CancelledError" not in daemon.err and "raised an exception" not in daemon.err
+    # apprise's line alone, without which message or channel; watcher's own says both
+    alone = [x for x in daemon.lines if "did not finish" in x and "action=deliver" not in x]
+    assert not alone, daemon.err

@@ -419,7 +419,8 @@ class Daemon:
 
     def _job(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """`job` as the scheduler runs it, its run known while it lasts (`_shutdown` lets a
-        run finish rather than have the scheduler cancel it midway)."""
+        run finish rather than have the scheduler cancel it midway; one cancelled past the
+        grace ends quietly)."""
 
         async def run() -> None:
             task = asyncio.current_task()
@@ -427,6 +428,12 @@ class Daemon:
                 self._jobs.add(task)
             try:
                 await job()
+            except asyncio.CancelledError:
+                if not self.stop.is_set():
+                    raise
+                # `_shutdown` cancelled a run that outlasted the grace, and says what it
+                # left; the scheduler would log the cancellation as an error.
+                log.debug("%s cut short by the stop", job.__name__, extra={"action": "stop"})
             finally:
                 if task is not None:
                     self._jobs.discard(task)

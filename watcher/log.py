@@ -163,15 +163,14 @@ class JsonFormatter(logging.Formatter):
 _filter = RedactingFilter()
 
 
-def _only_errors_from(library: str) -> logging.Filter:
-    """Drop a library's records below ERROR (they reach its own handlers still)."""
+def _nothing_from(library: str) -> logging.Filter:
+    """Drop a library's records (they reach its own handlers still)."""
 
-    class OnlyErrors(logging.Filter):
+    class Nothing(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
-            named = record.name == library or record.name.startswith(library + ".")
-            return not named or record.levelno >= logging.ERROR
+            return not (record.name == library or record.name.startswith(library + "."))
 
-    return OnlyErrors()
+    return Nothing()
 
 
 def setup(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -> RedactingFilter:
@@ -192,12 +191,13 @@ def setup(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -
     # the database stalls that is a flood, and the stall is told once by the daemon itself.
     logging.getLogger("apscheduler").setLevel(max(logging.ERROR, root.level))
     # apprise reports each send's failure in its result, which it collects from its own log
-    # records: its logger must keep them all. Our handler shows only its errors (a plugin
-    # fault), all of it at debug: its warnings repeat what the delivery worker logs with
-    # context, and its INFO lines ("Notifying 1 service(s).") are chatter.
+    # records: its logger must keep them all. Our handler shows none of them but at debug:
+    # the delivery worker logs each outcome with its context (a plugin fault is a failed
+    # attempt there), and apprise's own lines ("Service 'JSON' did not finish within 2.1s.",
+    # "Notifying 1 service(s).") would only repeat it without saying which message.
     logging.getLogger("apprise").setLevel(logging.DEBUG)
     if root.level > logging.DEBUG:
-        handler.addFilter(_only_errors_from("apprise"))
+        handler.addFilter(_nothing_from("apprise"))
     return _filter
 
 
