@@ -555,3 +555,37 @@ def test_a_full_disk_is_one_outage_told_once_until_saves_succeed_again(
     (told,) = daemon.having("database unavailable")
     assert " ERROR " in told and "(the disk may be full: check free space and quotas)" in told
     assert len(daemon.having("database available again")) == 1
+
+
+@pytest.mark.postgres
+def test_a_stop_while_the_database_hangs_ends_soon_after_the_grace_and_says_what_is_left(
+    tmp_path: Path, server: FeedServer, pg_schema_url: str
+) -> None:
+    """SIGTERM while PostgreSQL swallows every packet (calls hang, none fails): the daemon
+    waits what is left of shutdown_grace (5 s) for each thing it would record, then says in
+    one line what it left unrecorded and exits with code 1, without waiting on the threads
+    stuck in the database (it used to wait for ever)."""
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    db = pg_schema_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    cfg = write_config(tmp_path / "sources.yaml", server, feeds=2)
+    daemon = Daemon(cfg, db)
+    try:
+        daemon.wait(
+            lambda: all(len(server.hits(f"/f{n}")) >= 2 for n in range(2)), "the baselines", 60
+        )
+        server.routes["/f0"].body = rss("China repatriates 60 North Korean defectors")
+        polls = len(server.hits("/f0"))
+        daemon.wait(lambda: len(server.hits("/f0")) > polls, "the news to be fetched", 60)
+        proxy.freeze()
+        time.sleep(3)  # the daemon's next database calls go out and hang
+        code = daemon.stop(grace=90)  # killed (-9) after 90 s
+    finally:
+        proxy.thaw()
+        daemon.stop()
+        proxy.cut()
+    assert code == 1, daemon.err[-3000:]
+    (told,) = daemon.having("stopped after shutdown_grace")
+    assert " ERROR " in told and "with the database not answering; not recorded: " in told
+    assert "may be sent once more after the restart" in told
+    assert daemon.lines[-1].endswith("watcher stopped (exit code 1)  [action=stop]")
+    assert "Traceback" not in daemon.err

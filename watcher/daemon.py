@@ -442,18 +442,42 @@ class Daemon:
         return run
 
     async def _shutdown(self, server: Any) -> None:
+        """Stop within `shutdown_grace`: each wait gets what is left of it (a database call
+        at least a second). What a database that does not answer left unrecorded is told in
+        one line, and the process then exits at once with code 1 rather than wait on the
+        threads stuck in it: the outbox makes that safe."""
         grace = self.loaded.config.settings.shutdown_grace.total_seconds()
+        deadline = time.monotonic() + grace
+        #: What could not be recorded in time, for the last line.
+        left: list[str] = []
+
+        def remaining() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        async def within(what: str, call: Awaitable[Any]) -> bool:
+            """`call` in what is left of the grace, a database call at least a second; once
+            one timed out (the database does not answer), a moment only: what needs no
+            database still gets done. `what` is told when it was not."""
+            try:
+                await asyncio.wait_for(call, max(1.0, remaining()) if not left else 0.2)
+            except TimeoutError:
+                left.append(what)
+                return False
+            except Exception:
+                return False  # a database that refuses: what it did not take is told below
+            return True
+
         if self.scheduler is not None:
             # No new run; one under way (a tick claiming sources, a delivery) ends first:
-            # shutting the scheduler down cancels it, and its error would be logged.
+            # shutting the scheduler down cancels it (quietly: `_job`).
             self.scheduler.pause()
             self.deliverer.stop()  # the send under way ends and is recorded; no next one
             if self._jobs:
-                await asyncio.wait(list(self._jobs), timeout=grace)
+                await asyncio.wait(list(self._jobs), timeout=remaining())
             self.scheduler.shutdown(wait=False)
         pending = list(self.in_flight.values())
         if pending:
-            _, late = await asyncio.wait(pending, timeout=grace)
+            _, late = await asyncio.wait(pending, timeout=remaining())
             cut = {
                 sid: self.leases.held[sid]
                 for sid, task in self.in_flight.items()
@@ -468,38 +492,85 @@ class Daemon:
                     grace,
                     extra={"action": "stop"},
                 )
-                with contextlib.suppress(Exception):  # else they are due when the lease ends
-                    await self.db(self.store.release_sources, cut, self.clock())
+                if cut:  # else they are due when the lease ends
+                    await within(
+                        f"the claims of {_count(len(cut), 'source')} cancelled (due again "
+                        "when their leases end)",
+                        self.db(self.store.release_sources, cut, self.clock()),
+                    )
         if self.unchanged or self.polled:  # what the next tick would have settled
-            with contextlib.suppress(Exception):  # else those sources are due at lease end
-                await self.db(self.store.record_unchanged, self.unchanged[:])
+            unchanged = len(self.unchanged)
+            if not unchanged or await within(
+                f"{_count(unchanged, 'unchanged poll')} (their sources are polled again when "
+                "their leases end)",
+                self.db(self.store.record_unchanged, self.unchanged[:]),
+            ):
                 self.unchanged.clear()
-                await self._check_health(self.clock(), self.polled[:])
+                await within(
+                    "the health of the sources last polled (checked at the next poll)",
+                    self._check_health(self.clock(), self.polled[:]),
+                )
         if self._keeper is not None:  # the polls are over: nothing left to renew
             self._keeper.cancel()
         if self.rechecking is not None and not self.rechecking.done():
             # A check cut short is due again later (`store.checks.due_checks` pushed it on).
             self.rechecking.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.rechecking
-        async with self._deliver_lock:  # a send in progress finishes and is recorded
-            unrecorded = await self.deliverer.record_sent()
-        if unrecorded:
+                await asyncio.wait_for(self.rechecking, max(1.0, remaining()))
+        unrecorded: list[int] = []
+
+        async def record_sent() -> None:
+            unrecorded.append(await self.deliverer.record_sent())
+
+        try:  # a send in progress (cancelled past the grace: it ends at once) is recorded
+            await asyncio.wait_for(self._deliver_lock.acquire(), max(1.0, remaining()))
+        except TimeoutError:
+            left.append("a send in progress")
+        else:
+            try:  # it finished; record what the database refused earlier, if anything
+                await within("sends made while the database was away", record_sent())
+            finally:
+                self._deliver_lock.release()
+        if unrecorded and unrecorded[0]:
             log.warning(
                 "%d sent messages could not be recorded before stopping (the database is "
                 "unavailable): they will be sent again once it is back",
-                unrecorded,
+                unrecorded[0],
                 extra={"action": "stop"},
             )
-        if self.tally.polled or self.tally.sent or self.tally.unsent:
-            await self._tell_cycle(final=True)
+        if (self.tally.polled or self.tally.sent or self.tally.unsent) and not left:
+            await within("the last cycle line", self._tell_cycle(final=True))
         if self.fetcher is not None:
-            await self.fetcher.aclose()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.fetcher.aclose(), max(1.0, remaining()))
         if server is not None:
             server.close()
+        if left:
+            log.error(
+                "stopped after shutdown_grace (%gs) with the database not answering; not "
+                "recorded: %s. Nothing is lost: the outbox keeps every message, and one whose "
+                "send was not recorded may be sent once more after the restart",
+                grace,
+                "; ".join(left),
+                extra={"action": "stop"},
+            )
+            log.info("watcher stopped (exit code 1)", extra={"action": "stop"})
+            self._exit_now(1)  # the threads stuck in the database would hold the exit
         self.parsing.close()
         self.db.close()
         log.info("watcher stopped", extra={"action": "stop"})
+
+    def _exit_now(self, code: int) -> None:
+        """End the process without waiting for its threads: flush the log, remove the PID
+        file (the OS frees the SQLite lock)."""
+        with contextlib.suppress(Exception):
+            self.parsing.close()
+        if self.pid_path is not None:
+            with contextlib.suppress(OSError):
+                if self.pid_path.read_text().split("\n", 1)[0].strip() == str(os.getpid()):
+                    self.pid_path.unlink()
+        logging.shutdown()
+        os._exit(code)
 
     # ------------------------------------------------------------------ polling
 
