@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.helpers import Started, wait_for, watcher
-from tests.httpserver import FeedServer
+from tests.httpserver import FeedServer, trickle
 from watcher.store import Store
 from watcher.store.tables import deliveries
 
@@ -324,6 +324,33 @@ def test_a_channel_down_is_tried_at_once_on_retry_or_a_test_message_that_gets_th
     run(cfg, db, "run", "--once", "--all")
     assert any("Forced repatriation" in h["title"] for h in hooks(server))
     assert run(cfg, db, "alerts", "list", "--status", "pending").stdout.startswith("no ")
+
+
+def test_a_channel_that_never_answers_does_not_hold_a_stop(setup) -> None:
+    """SIGTERM while a channel trickles its answer for ever (delivery_timeout far longer
+    than the grace): the daemon stops within its grace, exits 0 (nothing of the database is
+    left), and says the send was not recorded and may go once more."""
+    server, cfg, db = setup
+    cfg.write_text(
+        cfg.read_text()
+        .replace("interval: 5s", "interval: 1s")
+        .replace("delivery_timeout: 2s", "delivery_timeout: 10m, shutdown_grace: 1s")
+    )
+    let_go = threading.Event()
+    server.route("/hook", handler=trickle(let_go))
+    daemon = Started("--config", str(cfg), "--db", db, "run", "--metrics-address", "off")
+    try:
+        daemon.wait(lambda: _polled(db, "wire"), "the baseline poll to be recorded")
+        server.routes["/feed"].body = rss("North Korean defectors repatriated from Dandong")
+        daemon.wait(lambda: server.hits("/hook"), "the send to reach the channel")
+        code = daemon.stop(grace=120)
+    finally:
+        let_go.set()
+        daemon.stop()
+    assert code == 0, daemon.err
+    (told,) = [x for x in daemon.lines if "still under way after shutdown_grace" in x]
+    assert "may be sent once more after the restart" in told
+    assert "database not answering" not in daemon.err
 
 
 def test_a_stop_past_the_grace_during_a_send_logs_no_library_noise(setup) -> None:

@@ -518,9 +518,22 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self.rechecking, max(1.0, remaining()))
         unrecorded: list[int] = []
+        # The channels' batches under way end with the send each has begun (`stop` above); a
+        # channel that does not answer within the grace is left to its thread.
+        ended = True
+        try:
+            await asyncio.wait_for(self.deliverer.sends_ended(), max(1.0, remaining()))
+        except TimeoutError:
+            ended = False
+            log.warning(
+                "a send was still under way after shutdown_grace (%gs): its channel did not "
+                "answer; it is not recorded and may be sent once more after the restart",
+                grace,
+                extra={"action": "stop"},
+            )
 
         async def record_sent() -> None:
-            unrecorded.append(await self.deliverer.record_sent())
+            unrecorded.append(await self.deliverer.record_sent(wait=ended))
 
         try:  # a send in progress (cancelled past the grace: it ends at once) is recorded
             await asyncio.wait_for(self._deliver_lock.acquire(), max(1.0, remaining()))
@@ -559,6 +572,8 @@ class Daemon:
         self.parsing.close()
         self.db.close()
         log.info("watcher stopped", extra={"action": "stop"})
+        if not ended:  # the send under way holds its task (send, then record) to its end
+            self._exit_now(0)
 
     def _exit_now(self, code: int) -> None:
         """End the process without waiting for its threads: flush the log, remove the PID

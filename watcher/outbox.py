@@ -463,11 +463,12 @@ class Deliverer:
         # a stop reaches a run `previous` may still have under way (one step back only)
         self._previous, previous._previous = previous, None
 
-    async def record_sent(self) -> int:
-        """At the end of a run (a stop, `run --once`): once the sends under way have ended,
-        try once more to record the sends the database refused; how many still could not be
-        (they may be sent again)."""
-        await self.sends_ended()
+    async def record_sent(self, *, wait: bool = True) -> int:
+        """At the end of a run (a stop, `run --once`): once the sends under way have ended
+        (with `wait`), try once more to record the sends the database refused; how many still
+        could not be (they may be sent again)."""
+        if wait:
+            await self.sends_ended()
         await self._record_unrecorded()
         return len(self._unrecorded)
 
