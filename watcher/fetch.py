@@ -6,6 +6,15 @@ timeouts, connection errors, 429 and 5xx (honouring Retry-After: a wait beyond t
 the fetch with `retry_after` set, which the pipeline carries to the source's next poll), an
 identifying User-Agent and robots.txt for pages scraped.
 
+Bounded state: article links, redirects and re-checks reach new hosts for as long as the daemon
+runs, so what is kept per host is bounded. The clients (each with its keep-alive connections)
+of at most `MAX_HOSTS` hosts are kept, the least recently used closed beyond that, and a host
+unused for `HOST_IDLE` seconds has its client closed (its connections with it, including any
+its server already closed, which httpcore would otherwise keep until the pool is used again);
+a host in use (a request running or waiting for its slot) is never closed, so its slots, and
+with them its politeness, hold. A robots.txt answer is dropped when it expires (`ROBOTS_TTL`),
+and at most `ROBOTS_MAX_ORIGINS` are kept. The sweep runs as requests end (`Fetcher.sweep`).
+
 Fairness: a source's time budget (`source_timeout`, retries included) runs while its own
 requests run and while it waits to retry, never while it waits its turn for a host's slot;
 and a response that stops making progress gives its slot back after `read_timeout` (a server
@@ -42,7 +51,8 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from itertools import pairwise
@@ -62,6 +72,15 @@ log = logging.getLogger(__name__)
 #: How long a robots.txt answer is trusted.
 ROBOTS_TTL = 3600.0
 ROBOTS_MAX_BYTES = 512 * 1024
+
+#: Hosts whose clients (and keep-alive connections) are kept; the least recently used beyond.
+MAX_HOSTS = 64
+#: Seconds a host's client is kept unused before it is closed.
+HOST_IDLE = 300.0
+#: Origins whose robots.txt answer is kept (the oldest unused ones dropped beyond it).
+ROBOTS_MAX_ORIGINS = 1024
+#: Seconds between sweeps for idle hosts and expired robots.txt answers (sooner when over a bound).
+SWEEP_EVERY = 30.0
 
 #: A body must bring at least this much (or its end) every `read_timeout`, or it has stalled.
 PROGRESS_BYTES = 64 * 1024
@@ -162,14 +181,46 @@ def _ssl_context() -> ssl.SSLContext:
     return _SSL_CONTEXT
 
 
+class _Host:
+    """One host's client and slots, and how many requests use them (running or waiting)."""
+
+    __slots__ = ("client", "last_used", "slots", "users")
+
+    def __init__(self, client: httpx.AsyncClient, per_host: int, now: float) -> None:
+        self.client = client
+        self.slots = asyncio.Semaphore(per_host)
+        self.users = 0
+        self.last_used = now
+
+
+class _Robots:
+    """One origin's robots.txt answer (None until loaded) and the lock its loaders share."""
+
+    __slots__ = ("loaded_at", "lock", "rules", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+        self.loaded_at: float | None = None
+        self.rules: RobotFileParser | str | None = None
+
+
 class Fetcher:
-    """Per-host async clients with small pools, shared limits and a robots.txt cache.
+    """Per-host async clients with small pools, shared limits and a robots.txt cache, each
+    bounded (`max_hosts` clients, closed after `idle_timeout` unused; see the module's doc).
 
     `transport` replaces the network (tests pass `httpx.MockTransport`); the address policy
-    lives in the default transport, which is the only one that opens connections."""
+    lives in the default transport, which is the only one that opens connections. `clock`
+    (monotonic seconds) times idleness and robots.txt answers."""
 
     def __init__(
-        self, limits: FetchLimits, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        limits: FetchLimits,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_hosts: int = MAX_HOSTS,
+        idle_timeout: float = HOST_IDLE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limits = limits
         self.user_agent = (
@@ -178,11 +229,16 @@ class Fetcher:
             else f"watcher/{__version__}"
         )
         self._transport = transport
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self.max_hosts = max_hosts
+        self.idle_timeout = idle_timeout
+        self._clock = clock
+        #: By host, the least recently used first.
+        self._hosts: OrderedDict[str, _Host] = OrderedDict()
         self._global = asyncio.Semaphore(limits.concurrency)
-        self._robots: dict[str, tuple[float, RobotFileParser | str | None]] = {}
-        self._robots_locks: dict[str, asyncio.Lock] = {}
+        self._robots: dict[str, _Robots] = {}
+        self._next_sweep = clock() + SWEEP_EVERY
+        #: Clients being closed after a sweep (awaited by `aclose`).
+        self._closing: set[asyncio.Task[None]] = set()
         #: Requests made, for tests and metrics.
         self.requests = 0
 
@@ -193,33 +249,85 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        hosts, self._hosts = list(self._hosts.values()), OrderedDict()
+        for entry in hosts:
+            await entry.client.aclose()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
-    def _client(self, host: str) -> httpx.AsyncClient:
-        client = self._clients.get(host)
-        if client is None:
-            lim = self.limits
-            pool = httpx.Limits(
-                max_connections=lim.per_host, max_keepalive_connections=lim.per_host
-            )
-            client = httpx.AsyncClient(
-                transport=self._transport
-                or _GuardedTransport(pool, allow_private=lim.allow_private),
-                timeout=httpx.Timeout(
-                    connect=lim.connect_timeout,
-                    read=lim.read_timeout,
-                    write=lim.read_timeout,
-                    pool=None,
-                ),
-                follow_redirects=False,  # _open follows them, one checked hop at a time
-                headers={"User-Agent": self.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
-                trust_env=False,
-            )
-            self._clients[host] = client
-            self._host_slots[host] = asyncio.Semaphore(lim.per_host)
-        return client
+    @property
+    def hosts(self) -> int:
+        """Hosts whose client is kept (for tests and the operator's questions)."""
+        return len(self._hosts)
+
+    async def sweep(self) -> None:
+        """Close the clients of idle hosts (and of the least recently used beyond
+        `max_hosts`), and drop expired robots.txt answers, now."""
+        await _close_all(self._evict(force=True))
+
+    def _evict(self, *, force: bool = False) -> list[httpx.AsyncClient]:
+        """Take the hosts not in use that are idle or over the bound out of the fetcher (their
+        clients are returned, to close), and the expired robots.txt answers not in use."""
+        now = self._clock()
+        over = len(self._hosts) > self.max_hosts or len(self._robots) > ROBOTS_MAX_ORIGINS
+        if not (force or over or now >= self._next_sweep):
+            return []
+        self._next_sweep = now + SWEEP_EVERY
+        gone = []
+        for host, entry in list(self._hosts.items()):  # the least recently used first
+            if entry.users:
+                continue
+            if len(self._hosts) > self.max_hosts or now - entry.last_used >= self.idle_timeout:
+                del self._hosts[host]
+                gone.append(entry.client)
+        for origin, robots in list(self._robots.items()):  # the oldest first
+            if robots.users:
+                continue
+            expired = robots.loaded_at is None or now - robots.loaded_at > ROBOTS_TTL
+            if expired or len(self._robots) > ROBOTS_MAX_ORIGINS:
+                del self._robots[origin]
+        return gone
+
+    def _close_later(self, clients: list[httpx.AsyncClient]) -> None:
+        """Close in a task of its own: a request cancelled as it ends cannot cut it short."""
+        if clients:
+            task = asyncio.ensure_future(_close_all(clients))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    def _new_client(self) -> httpx.AsyncClient:
+        lim = self.limits
+        pool = httpx.Limits(max_connections=lim.per_host, max_keepalive_connections=lim.per_host)
+        return httpx.AsyncClient(
+            transport=self._transport or _GuardedTransport(pool, allow_private=lim.allow_private),
+            timeout=httpx.Timeout(
+                connect=lim.connect_timeout,
+                read=lim.read_timeout,
+                write=lim.read_timeout,
+                pool=None,
+            ),
+            follow_redirects=False,  # _open follows them, one checked hop at a time
+            headers={"User-Agent": self.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+            trust_env=False,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _host(self, host: str) -> AsyncIterator[_Host]:
+        """The host's client and slots, kept while in use (counted from before its slot is
+        waited for), closed by a later sweep once unused."""
+        entry = self._hosts.get(host)
+        if entry is None:
+            entry = _Host(self._new_client(), self.limits.per_host, self._clock())
+            self._hosts[host] = entry
+        else:
+            self._hosts.move_to_end(host)
+        entry.users += 1
+        try:
+            yield entry
+        finally:
+            entry.users -= 1
+            entry.last_used = self._clock()
+            self._close_later(self._evict())
 
     async def fetch(self, request: FetchRequest) -> FetchResult:
         """Fetch with retries inside the source's time budget; faults come back as values."""
@@ -285,20 +393,19 @@ class Fetcher:
         """One request, once the host and the global limit grant a slot; its time is taken
         from the budget (TimeoutError when the budget runs out)."""
         host = urlsplit(request.url).netloc.lower()
-        client = self._client(host)
         headers = dict(request.headers)
         if request.etag:
             headers["If-None-Match"] = request.etag
         if request.last_modified:
             headers["If-Modified-Since"] = request.last_modified
-        async with self._host_slots[host], self._global:
+        async with self._host(host) as entry, entry.slots, self._global:
             self.requests += 1
             began = time.monotonic()
             if run.first is None:
                 run.first = began
             try:
                 async with asyncio.timeout(run.left):
-                    return await self._exchange(client, request, headers, run, attempts)
+                    return await self._exchange(entry.client, request, headers, run, attempts)
             finally:
                 run.left -= time.monotonic() - began
 
@@ -538,13 +645,18 @@ class Fetcher:
     async def _robots_refusal(self, request: FetchRequest, run: _Run) -> str | None:
         parts = urlsplit(request.url)
         origin = f"{parts.scheme}://{parts.netloc}"
-        lock = self._robots_locks.setdefault(origin, asyncio.Lock())
-        async with lock:
-            cached = self._robots.get(origin)
-            if cached is None or time.monotonic() - cached[0] > ROBOTS_TTL:
-                cached = (time.monotonic(), await self._load_robots(request, origin, run))
-                self._robots[origin] = cached
-        rules = cached[1]
+        entry = self._robots.get(origin)
+        if entry is None:
+            entry = self._robots[origin] = _Robots()
+        entry.users += 1  # kept by the sweep while in use
+        try:
+            async with entry.lock:
+                if entry.loaded_at is None or self._clock() - entry.loaded_at > ROBOTS_TTL:
+                    entry.rules = await self._load_robots(request, origin, run)
+                    entry.loaded_at = self._clock()
+                rules = entry.rules
+        finally:
+            entry.users -= 1
         if isinstance(rules, str):
             return rules
         if rules is not None and not rules.can_fetch("watcher", request.url):
@@ -569,6 +681,12 @@ class Fetcher:
         parser = RobotFileParser()
         parser.parse(result.body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace").splitlines())
         return parser
+
+
+async def _close_all(clients: list[httpx.AsyncClient]) -> None:
+    for client in clients:
+        with contextlib.suppress(Exception):  # a connection already gone
+            await client.aclose()
 
 
 # --------------------------------------------------------------------- the address policy
