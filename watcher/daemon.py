@@ -228,6 +228,23 @@ class Metrics:
             registry=r,
         )
 
+    def forget_sources_except(self, watched: set[str]) -> None:
+        """Remove the series of every source not in `watched` from each per-source metric."""
+        for metric, names in (
+            (self.polls, ("source", "outcome")),
+            (self.last_success, ("source",)),
+            (self.problem, ("source", "problem")),
+        ):
+            labelled = {
+                tuple(sample.labels[n] for n in names)
+                for family in metric.collect()
+                for sample in family.samples
+            }
+            for values in labelled:
+                if values[0] not in watched:
+                    with contextlib.suppress(KeyError):  # removed meanwhile
+                        metric.remove(*values)
+
     def render(self) -> bytes:
         from prometheus_client import generate_latest
 
@@ -756,6 +773,13 @@ class Daemon:
                     HealthChange(source_id=source_id, old=status, new=None, reason=None)
                 )
 
+    def _unwatched_series(self, sources: Sequence[Any]) -> None:
+        """Take every series labelled with a source the configuration no longer polls (removed,
+        renamed or disabled) out of the per-source metrics, whatever its outcome or problem: a
+        last-success time left behind would age into an alert for ever, and series of sources
+        renamed by each reload would pile up."""
+        self.metrics.forget_sources_except({s.id for s in sources if s.enabled})
+
     def _deliverer(self, config: Any) -> Deliverer:
         def attempted(channel: str, outcome: str) -> None:
             self.metrics.deliveries.labels(channel, outcome).inc()
@@ -765,10 +789,13 @@ class Daemon:
 
     def _count(self, report: Any) -> None:
         m = self.metrics
-        m.polls.labels(report.source_id, report.outcome).inc()
+        # a poll that ends after a reload removed its source adds no series back
+        watched = any(s.id == report.source_id and s.enabled for s in self.loaded.config.sources)
+        if watched:
+            m.polls.labels(report.source_id, report.outcome).inc()
         if report.elapsed:
             m.fetch_seconds.observe(report.elapsed)
-        if report.outcome != "failed":
+        if watched and report.outcome != "failed":
             m.last_success.labels(report.source_id).set(time.time())
         m.items.inc(report.new)
         for event in report.events:
@@ -945,6 +972,7 @@ class Daemon:
         self.reload_pending = False
         self._database_back("reload")
         self._unwatched_health(loaded.config.sources)
+        self._unwatched_series(loaded.config.sources)
         self.loaded, self.matcher = loaded, matcher
         self.loaded_at = self.clock()
         self.leases.length = lease_length(loaded.config.settings)
