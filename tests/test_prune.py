@@ -5,6 +5,7 @@ nothing; a pruned item seen again in a feed is not new and sends nothing."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from watcher.routing import Alerting
 from watcher.rules import compile_rules
 from watcher.store import Store
 from watcher.store import tables as t
-from watcher.store.prune import key_hash, prune, pruned_keys
+from watcher.store.prune import KEEP_REVISIONS, key_hash, prune, pruned_keys
 from watcher.types import Item, Message
 
 NOW = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
@@ -307,3 +308,60 @@ def test_the_command_refuses_an_age_it_cannot_take_in_one_line(
     refused = watcher("--db", db, "db", "prune", "--older-than", age)
     assert refused.returncode == 2
     assert refused.stderr.splitlines() == [said]
+
+
+# Earlier versions are bounded: an item whose lead carries a counter that changes on every poll
+# ("N comments") keeps its first earlier version and the latest KEEP_REVISIONS, not one per poll.
+
+
+def test_an_item_edited_on_every_poll_keeps_its_first_and_latest_revisions(store: Store) -> None:
+    config = config_of(SOURCES)
+    store.sync_sources(config.sources, OLD)
+    key = "https://e.org/counter"
+    polls = 20
+    for n in range(polls + 1):
+        edited = item(key, "Seoul weather", OLD + timedelta(minutes=n))
+        at = OLD + timedelta(minutes=n)
+        save(store, config, [replace(edited, text=f"Rain all week. {n} comments")], at)
+    kept = [text for _, text in store.item_revisions(key)]
+    assert len(kept) == KEEP_REVISIONS + 1
+    assert kept[0] == "Rain all week. 0 comments"  # as first found
+    assert kept[1:] == [f"Rain all week. {n} comments" for n in range(polls - 5, polls)]
+
+
+def test_an_edited_count_of_people_is_still_a_revision(store: Store) -> None:
+    config = config_of(SOURCES)
+    store.sync_sources(config.sources, OLD)
+    key = "https://e.org/ko"
+    save(
+        store, config, [replace(item(key, "탈북민 강제북송", OLD), text="탈북민 20여명 북송")], OLD
+    )
+    save(
+        store, config, [replace(item(key, "탈북민 강제북송", OLD), text="탈북민 30여명 북송")], NOW
+    )
+    assert store.item_revisions(key) == [("탈북민 강제북송", "탈북민 20여명 북송")]
+
+
+def test_prune_trims_the_revisions_of_kept_items_beyond_the_bound(store: Store) -> None:
+    """A database written before the bound: an item of a story with 20 earlier versions. It
+    stays (it matched), and keeps the first and the latest KEEP_REVISIONS."""
+    seed(store)
+    with store.engine.begin() as conn:
+        story_item = conn.execute(select(t.items.c.id).where(t.items.c.key == OLD_STORY)).scalar()
+        conn.execute(
+            t.item_revisions.insert(),
+            [
+                {"item_id": story_item, "changed_at": OLD, "old_title": "t", "old_text": f"v{n}"}
+                for n in range(20)
+            ],
+        )
+    dry = prune(store, older_than=timedelta(days=180), now=NOW, dry_run=True)
+    assert dry.trimmed_revisions == 20 - KEEP_REVISIONS - 1
+    assert len(store.item_revisions(OLD_STORY)) == 20
+    report = prune(store, older_than=timedelta(days=180), now=NOW)
+    assert report.trimmed_revisions == 20 - KEEP_REVISIONS - 1
+    assert OLD_STORY in keys(store)
+    kept = [text for _, text in store.item_revisions(OLD_STORY)]
+    assert kept == ["v0", *(f"v{n}" for n in range(20 - KEEP_REVISIONS, 20))]
+    again = prune(store, older_than=timedelta(days=180), now=NOW)
+    assert again.trimmed_revisions == 0

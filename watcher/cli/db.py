@@ -117,6 +117,14 @@ def _prune_lines(report: PruneReport, ctx: Context) -> list[str]:
             f"remembered {report.items:,} dropped keys: an outlet that still carries one does "
             "not make it new"
         )
+    if report.trimmed_revisions:
+        from watcher.store.prune import KEEP_REVISIONS
+
+        lines.append(
+            f"earlier versions of kept items beyond the first and the latest {KEEP_REVISIONS} "
+            f"of each: {'would trim' if report.dry_run else 'trimmed'} "
+            f"{report.trimmed_revisions:,}"
+        )
     if report.size_before is not None and report.size_after is not None:
         size = f"database: {_mb(report.size_before)}"
         if not report.dry_run:

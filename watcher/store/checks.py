@@ -13,6 +13,7 @@ from watcher import recheck
 from watcher.evidence import sha256
 from watcher.store import rows
 from watcher.store import tables as t
+from watcher.store.prune import trim_revisions
 from watcher.types import FetchResult
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ def record_check(
             conn.execute(
                 update(t.items).where(t.items.c.id == check.item_id).values(text=found.text)
             )
+            trim_revisions(conn, [check.item_id])  # the first and the latest few
         conn.execute(
             update(t.item_checks).where(t.item_checks.c.item_id == check.item_id).values(values)
         )

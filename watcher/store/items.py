@@ -23,7 +23,7 @@ from watcher.items import without_feed_footer
 from watcher.store import evidence, rows, search
 from watcher.store import tables as t
 from watcher.store.engine import StoreBase
-from watcher.store.prune import pruned_keys
+from watcher.store.prune import pruned_keys, trim_revisions
 from watcher.store.sources import record_success
 from watcher.store.stories import revise_edited, write_stories
 from watcher.types import Item, MatchRecord, PollSuccess, SaveResult, StoryChange
@@ -52,7 +52,8 @@ class ItemQueries(StoreBase):
         first-seen evidence (`store.evidence.keep`).
 
         A re-seen key is not stored again; when its title or text changed materially the
-        row is updated and the old version kept in `item_revisions`. A re-seen item the
+        row is updated and the old version kept in `item_revisions` (the first and the latest
+        KEEP_REVISIONS of them: `store.prune.trim_revisions`). A re-seen item the
         source now gives no title (`Item.untitled`) keeps its stored title and matches. An
         updated item that matches a rule while in no story (it matched nothing when stored)
         is grouped into a story like a new one, judged by when it was first seen and published
@@ -148,6 +149,8 @@ class ItemQueries(StoreBase):
                         .values(text=item.text, content_hash=content_hash(old.title, item.text))
                     )
                     search.reindex_item(conn, old.id, (old.title, old.text), (old.title, item.text))
+            if updated:  # a text that changes on every poll keeps a bounded history
+                trim_revisions(conn, [existing[i.key].id for i in updated])
             ids = {k: row.id for k, row in existing.items()} | inserted
             # Keys another writer inserted between our lookup and our insert.
             ids |= self._ids(conn, [k for k in keys if k not in ids])

@@ -12,6 +12,12 @@ an outlet that still carries the item does not make it new: it is not stored, ma
 grouped or alerted on. (Without the tombstone it would be: a rule added since could match it,
 and an undated item would look fresh.)
 
+Earlier versions are bounded for every item, dropped or kept: an item whose text changes on every
+poll (a "N comments" counter in its lead) would otherwise add a revision per poll for as long as
+its outlet carries it. Each save keeps the first earlier version (the item as first found) and
+the latest `KEEP_REVISIONS` (`trim_revisions`), and a prune trims the items stored before that
+bound, whatever their age.
+
 Each batch of items is dropped in its own short transaction, so a running daemon's writes wait
 for one batch at most.
 
@@ -36,7 +42,18 @@ from sqlalchemy.engine import Connection
 from watcher.store import tables as t
 from watcher.store.engine import StoreBase
 
-__all__ = ["PruneReport", "database_size", "key_hash", "prune", "pruned_keys"]
+__all__ = [
+    "KEEP_REVISIONS",
+    "PruneReport",
+    "database_size",
+    "key_hash",
+    "prune",
+    "pruned_keys",
+    "trim_revisions",
+]
+
+#: Earlier versions kept per item besides its first: the latest this many.
+KEEP_REVISIONS = 5
 
 
 def key_hash(key: str) -> str:
@@ -83,6 +100,53 @@ class PruneReport:
     size_after: int | None = None
     free_after: int | None = None
     vacuumed: bool = False
+    #: Earlier versions of the items that stay, beyond the first and the latest
+    #: KEEP_REVISIONS of each: trimmed (or to trim).
+    trimmed_revisions: int = 0
+
+
+def trim_revisions(conn: Connection, item_ids: Sequence[int]) -> int:
+    """Delete the earlier versions of `item_ids` beyond the first of each and its latest
+    KEEP_REVISIONS (in the caller's transaction); return how many went."""
+    r = t.item_revisions.c
+    by_item: dict[int, list[int]] = {}
+    for start in range(0, len(item_ids), 500):
+        query = (
+            select(r.item_id, r.id)
+            .where(r.item_id.in_(item_ids[start : start + 500]))
+            .order_by(r.item_id, r.id)
+        )
+        for row in conn.execute(query):
+            by_item.setdefault(row.item_id, []).append(row.id)
+    excess = [i for ids in by_item.values() for i in ids[1:-KEEP_REVISIONS]]
+    for start in range(0, len(excess), 500):
+        conn.execute(t.item_revisions.delete().where(r.id.in_(excess[start : start + 500])))
+    return len(excess)
+
+
+def _over_kept_revisions() -> Any:
+    """The items with more earlier versions than the first and the latest KEEP_REVISIONS, with
+    how many they have."""
+    r = t.item_revisions.c
+    return (
+        select(r.item_id, func.count().label("n"))
+        .group_by(r.item_id)
+        .having(func.count() > KEEP_REVISIONS + 1)
+    )
+
+
+def _trim_kept(store: StoreBase, *, dry_run: bool, batch: int) -> int:
+    """Trim (or count, with `dry_run`) the earlier versions beyond the bound of every item."""
+    with store.engine.connect() as conn:
+        over = conn.execute(_over_kept_revisions()).all()
+    if dry_run:
+        return sum(row.n - KEEP_REVISIONS - 1 for row in over)
+    trimmed = 0
+    ids = [row.item_id for row in over]
+    for start in range(0, len(ids), batch):
+        with store.engine.begin() as conn:
+            trimmed += trim_revisions(conn, ids[start : start + batch])
+    return trimmed
 
 
 def _old_unmatched(cutoff: datetime) -> Any:
@@ -139,8 +203,9 @@ def prune(
             items += batch_items
             revisions += batch_revisions
             links += batch_links
-        if vacuum:
-            _vacuum(store)
+    trimmed = _trim_kept(store, dry_run=dry_run, batch=batch)
+    if vacuum and not dry_run:
+        _vacuum(store)
     with store.engine.connect() as conn:
         # What stays of the old items: after a prune, those that matched; before a dry run,
         # the old ones less those that would go.
@@ -159,6 +224,7 @@ def prune(
         size_after=after[0] if after else None,
         free_after=after[1] if after else None,
         vacuumed=vacuum and not dry_run,
+        trimmed_revisions=trimmed,
     )
 
 
