@@ -428,3 +428,32 @@ def test_a_database_that_stops_taking_writes_while_running_says_what_to_look_at(
         "database unavailable: attempt to write a readonly database (check the file's owner "
         "and permissions) (retrying every second; nothing is lost)"
     )
+
+
+def test_a_poll_ending_after_the_scheduler_stopped_asks_for_no_delivery(
+    tmp_path: Path, store: Store
+) -> None:
+    """A poll that opens a story asks the delivery job to run now; one that ends after a stop
+    shut the scheduler down used to raise JobLookupError ("Task exception was never
+    retrieved" at every such stop): its messages simply wait in the outbox."""
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from watcher.config import load_config
+    from watcher.daemon import Daemon
+
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text("sources:\n  - {id: a, kind: feed, url: 'https://e.org/f'}\n")
+    daemon = Daemon(str(cfg), load_config(cfg, env={}), store, matcher=None, clock=Clock())
+
+    async def stop_then_ask() -> list[datetime]:
+        daemon.scheduler = scheduler = AsyncIOScheduler()
+        scheduler.add_job(lambda: None, "interval", seconds=3600, id="deliver")
+        scheduler.start()
+        daemon._deliver_soon()  # running: the job is moved to now
+        moved = scheduler.get_job("deliver").next_run_time
+        scheduler.shutdown(wait=False)
+        daemon._deliver_soon()  # stopped: nothing asked, nothing raised
+        return [moved]
+
+    (moved,) = asyncio.run(stop_then_ask())
+    assert moved < datetime.now(UTC) + timedelta(minutes=30)  # now, not in the hour

@@ -730,8 +730,8 @@ class Daemon:
         self.metrics.last_cycle.set(time.time())
         if report.outcome != "failed":
             self.last_ok_poll = time.monotonic()
-        if report.stories and self.scheduler is not None:
-            self.scheduler.modify_job("deliver", next_run_time=datetime.now().astimezone())
+        if report.stories:
+            self._deliver_soon()
         self.polled.append(source.id)
         self.stored_new = self.stored_new or bool(report.new)
 
@@ -749,8 +749,8 @@ class Daemon:
         del self.polled[: len(polled)]
         for change in changes:
             self._health_metric(change)
-        if any(c.subject for c in changes) and self.scheduler is not None:
-            self.scheduler.modify_job("deliver", next_run_time=datetime.now().astimezone())
+        if any(c.subject for c in changes):
+            self._deliver_soon()
 
     def _health_metric(self, change: HealthChange) -> None:
         m = self.metrics
@@ -1024,7 +1024,16 @@ class Daemon:
                 was.failures,
                 extra={"action": "deliver", "channel": was.channel},
             )
-        if self.scheduler is not None:
+        self._deliver_soon()
+
+    def _deliver_soon(self) -> None:
+        """Run the delivery job now, not at its next second; nothing once the scheduler has
+        stopped (a poll that ends after a stop began: its messages wait in the outbox)."""
+        from apscheduler.jobstores.base import JobLookupError
+
+        if self.scheduler is None or not self.scheduler.running:
+            return
+        with contextlib.suppress(JobLookupError):  # the scheduler shut down meanwhile
             self.scheduler.modify_job("deliver", next_run_time=datetime.now().astimezone())
 
     def _refused(self, problems: Sequence[str]) -> None:
